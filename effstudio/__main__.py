@@ -1,0 +1,3 @@
+from effstudio.cli import main
+
+raise SystemExit(main())

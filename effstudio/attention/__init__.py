@@ -1,0 +1,1 @@
+"""Attention kinds: one module per mechanism, all with the same call shape."""

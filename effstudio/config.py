@@ -1,0 +1,226 @@
+"""Typed configs: dataclasses whose field metadata drives GUI forms, `--set` and TOML.
+
+A config class is a plain dataclass whose fields are declared with :func:`param`.
+The metadata (label, help, range, choices) is all a form or a command line needs,
+so every registered entry gets a GUI form and CLI overrides without extra code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SCALAR_TYPES = (bool, int, float, str)
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; ``field`` names it so a form can highlight it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+def param(
+    default: Any,
+    *,
+    label: str | None = None,
+    help: str = "",
+    min: float | None = None,
+    max: float | None = None,
+    choices: Sequence[Any] | None = None,
+    choices_from: str | None = None,
+    advanced: bool = False,
+) -> Any:
+    """Declare a config field with the metadata a form needs.
+
+    ``choices_from`` names a registry kind ("attention", ...) whose entry names are
+    the allowed values; it is resolved lazily so plugins can add choices.
+    """
+    meta = {
+        "label": label,
+        "help": help,
+        "min": min,
+        "max": max,
+        "choices": tuple(choices) if choices is not None else None,
+        "choices_from": choices_from,
+        "advanced": advanced,
+    }
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a form or the CLI knows about one config field."""
+
+    name: str
+    type: type
+    default: Any
+    label: str
+    help: str
+    min: float | None
+    max: float | None
+    choices: tuple[Any, ...] | None
+    choices_from: str | None
+    advanced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": self.default,
+            "label": self.label,
+            "help": self.help,
+            "min": self.min,
+            "max": self.max,
+            "choices": list(self.choices) if self.choices is not None else None,
+        }
+
+
+def _scalar_type(annotation: Any, field_name: str) -> type:
+    """Reduce an annotation to one of bool/int/float/str (Optional is not supported)."""
+    if annotation in SCALAR_TYPES:
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        values = typing.get_args(annotation)
+        return type(values[0])
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"config field {field_name!r}: optional/union types are not supported")
+    raise TypeError(f"config field {field_name!r}: unsupported type {annotation!r}")
+
+
+def fields_of(config_cls: type) -> list[FieldSpec]:
+    """The form-ready description of every field of a config dataclass."""
+    hints = typing.get_type_hints(config_cls)
+    specs = []
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata
+        kind = _scalar_type(hints[f.name], f.name)
+        choices = meta.get("choices")
+        if choices is None and typing.get_origin(hints[f.name]) is typing.Literal:
+            choices = typing.get_args(hints[f.name])
+        specs.append(
+            FieldSpec(
+                name=f.name,
+                type=kind,
+                default=f.default,
+                label=meta.get("label") or f.name.replace("_", " ").capitalize(),
+                help=meta.get("help", ""),
+                min=meta.get("min"),
+                max=meta.get("max"),
+                choices=choices,
+                choices_from=meta.get("choices_from"),
+                advanced=meta.get("advanced", False),
+            )
+        )
+    return specs
+
+
+def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
+    if spec.choices is not None:
+        return spec.choices
+    if spec.choices_from is not None:
+        from effstudio.registry import get_registry
+
+        return tuple(get_registry().names(spec.choices_from))
+    return None
+
+
+def parse_value(spec: FieldSpec, raw: Any) -> Any:
+    """Turn a raw value (text from a command line, or a TOML/JSON value) into the field's type."""
+    kind = spec.type
+    if isinstance(raw, str) and kind is not str:
+        text = raw.strip()
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+        try:
+            return int(text) if kind is int else float(text)
+        except ValueError:
+            raise ConfigError(spec.name, f"expected {kind.__name__}, got {raw!r}") from None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            raise ConfigError(spec.name, f"expected int, got {raw!r}")
+        return raw
+    if kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ConfigError(spec.name, f"expected float, got {raw!r}")
+        return float(raw)
+    if not isinstance(raw, str):
+        raise ConfigError(spec.name, f"expected text, got {raw!r}")
+    return raw
+
+
+def check_value(spec: FieldSpec, value: Any) -> None:
+    """Raise ConfigError when ``value`` is outside the field's range or choices."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(spec.name, f"must be a finite number, got {value!r}")
+    if spec.min is not None and value < spec.min:
+        raise ConfigError(spec.name, f"must be >= {spec.min}, got {value!r}")
+    if spec.max is not None and value > spec.max:
+        raise ConfigError(spec.name, f"must be <= {spec.max}, got {value!r}")
+    allowed = _allowed_choices(spec)
+    if allowed is not None and value not in allowed:
+        options = ", ".join(str(c) for c in allowed)
+        raise ConfigError(spec.name, f"must be one of {options}; got {value!r}")
+
+
+def validate(config: Any) -> None:
+    """Check every field of a config instance, then its own cross-field ``check()``."""
+    for spec in fields_of(type(config)):
+        value = getattr(config, spec.name)
+        check_value(spec, parse_value(spec, value))
+    check = getattr(config, "check", None)
+    if callable(check):
+        check()
+
+
+def with_values(config: Any, values: Mapping[str, Any], *, section: str = "") -> Any:
+    """A copy of ``config`` with ``values`` (raw or typed) parsed, checked and applied.
+
+    Unknown keys are refused with the list of known ones; ``section`` prefixes field
+    names in messages ("model.d_model").
+    """
+    specs = {s.name: s for s in fields_of(type(config))}
+    prefix = f"{section}." if section else ""
+    changes = {}
+    for key, raw in values.items():
+        spec = specs.get(key)
+        if spec is None:
+            known = ", ".join(sorted(specs))
+            raise ConfigError(f"{prefix}{key}", f"unknown setting; known settings: {known}")
+        try:
+            value = parse_value(spec, raw)
+            check_value(spec, value)
+        except ConfigError as err:
+            raise ConfigError(f"{prefix}{err.field}", err.message) from None
+        changes[key] = value
+    updated = dataclasses.replace(config, **changes)
+    check = getattr(updated, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as err:
+            raise ConfigError(f"{prefix}{err.field}", err.message) from None
+    return updated
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,233 @@
+"""A whole run in one object: model, attention, task and training settings.
+
+It round-trips through TOML (``effstudio train --config run.toml``)::
+
+    [model]
+    type = "transformer"
+    d_model = 128
+    attention = "full"
+
+    [attention]       # settings of the attention kind named in [model]
+    [task]
+    name = "listops"
+    [train]
+    steps = 300
+
+and takes ``--set key=value`` overrides, where a key is ``section.field`` or a
+bare field name found in exactly one section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effstudio.config import ConfigError, param, to_dict, validate, with_values
+from effstudio.registry import Registry, get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTIONS = ("model", "attention", "task", "train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = param(300, min=1, help="Optimizer steps to run")
+    batch_size: int = param(32, min=1, max=65536, label="Batch size", help="Sequences per optimizer step (global, across all processes)")
+    lr: float = param(1e-3, min=0.0, max=10.0, label="Learning rate", help="Peak learning rate of AdamW")
+    weight_decay: float = param(0.01, min=0.0, max=1.0, label="Weight decay")
+    warmup_steps: int = param(30, min=0, label="Warmup steps", help="Linear warmup before the cosine decay")
+    min_lr_ratio: float = param(0.1, min=0.0, max=1.0, label="Final LR ratio", help="Cosine decay ends at lr * this")
+    grad_clip: float = param(1.0, min=0.0, label="Gradient clip", help="Max gradient norm; 0 turns clipping off")
+    grad_accum: int = param(1, min=1, max=1024, label="Accumulation", help="Micro-batches per optimizer step")
+    eval_every: int = param(50, min=1, label="Eval every", help="Steps between evaluations on the validation split")
+    seed: int = param(0, min=0, help="Seed for weights, data order and dropout")
+    device: str = param("auto", choices=("auto", "cpu", "cuda", "mps"), help="auto picks cuda, then mps, then cpu")
+    precision: str = param("fp32", choices=("fp32", "bf16", "fp16"), help="bf16 autocast (CPU/CUDA) or fp16 with a grad scaler (CUDA)")
+    compile: bool = param(False, label="torch.compile", help="Compile the model (slow first steps, faster later)")
+    num_workers: int = param(0, min=0, max=64, label="Data workers", help="DataLoader worker processes (0 = load in the training thread)")
+    checkpoint_every: int = param(0, min=0, label="Checkpoint every", help="Steps between checkpoints; 0 saves only at the end")
+    attention_every: int = param(50, min=0, label="Attention map every", help="Steps between attention-map probes; 0 turns them off")
+    log_every: int = param(1, min=1, label="Log every", help="Steps between step events")
+
+    def check(self) -> None:
+        if self.batch_size % self.grad_accum:
+            raise ConfigError("grad_accum", f"batch size {self.batch_size} is not divisible by {self.grad_accum} accumulation steps")
+
+
+class _NoAttention:
+    """Config of a model type that does not use an attention kind."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model_type: str
+    model: Any
+    attention: Any
+    task_name: str
+    task: Any
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def attention_kind(self) -> str | None:
+        return getattr(self.model, "attention", None)
+
+    # ----------------------------------------------------------- construction
+    @classmethod
+    def create(
+        cls,
+        model_type: str,
+        task_name: str,
+        overrides: Mapping[str, Any] | Iterable[str] = (),
+        registry: Registry | None = None,
+    ) -> RunConfig:
+        """Defaults for a model type and task, then ``overrides`` (``{"key": value}`` or ``["key=value"]``)."""
+        registry = registry or get_registry()
+        model_entry = registry.get("models", model_type)
+        task_entry = registry.get("tasks", task_name)
+        model_cfg = model_entry.default_config()
+        config = cls(
+            model_type=model_type,
+            model=model_cfg,
+            attention=_default_attention(registry, model_cfg),
+            task_name=task_name,
+            task=task_entry.default_config(),
+        )
+        return config.with_overrides(overrides, registry)
+
+    def with_overrides(
+        self, overrides: Mapping[str, Any] | Iterable[str], registry: Registry | None = None
+    ) -> RunConfig:
+        registry = registry or get_registry()
+        by_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for key, raw in _pairs(overrides):
+            section, name = self._resolve_key(key, registry)
+            by_section[section][name] = raw
+        config = self
+        if by_section["model"]:
+            model = with_values(self.model, by_section["model"], section="model")
+            attention = self.attention
+            if getattr(model, "attention", None) != self.attention_kind:
+                attention = _default_attention(registry, model)
+            config = dataclasses.replace(config, model=model, attention=attention)
+        if by_section["attention"]:
+            if config.attention_kind is None:
+                raise ConfigError("attention", f"model type {self.model_type!r} has no attention settings")
+            config = dataclasses.replace(
+                config, attention=with_values(config.attention, by_section["attention"], section="attention")
+            )
+        if by_section["task"]:
+            config = dataclasses.replace(config, task=with_values(config.task, by_section["task"], section="task"))
+        if by_section["train"]:
+            config = dataclasses.replace(config, train=with_values(config.train, by_section["train"], section="train"))
+        return config
+
+    def _resolve_key(self, key: str, registry: Registry) -> tuple[str, str]:
+        key = key.strip()
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise ConfigError(key, f"unknown section {section!r}; use one of {', '.join(SECTIONS)}")
+            return section, name
+        found = [s for s in SECTIONS if _has_field(self._section_obj(s), key)]
+        if not found:
+            raise ConfigError(key, "unknown setting; prefix it with a section (model., attention., task., train.) "
+                                   "and see `effstudio models` / `effstudio tasks` for the names")
+        if len(found) > 1:
+            options = ", ".join(f"{s}.{key}" for s in found)
+            raise ConfigError(key, f"ambiguous setting; say which one: {options}")
+        return found[0], key
+
+    def _section_obj(self, section: str) -> Any:
+        return {"model": self.model, "attention": self.attention, "task": self.task, "train": self.train}[section]
+
+    def validate(self) -> None:
+        for section in SECTIONS:
+            obj = self._section_obj(section)
+            if isinstance(obj, _NoAttention):
+                continue
+            try:
+                validate(obj)
+            except ConfigError as err:
+                raise ConfigError(f"{section}.{err.field}", err.message) from None
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "model": {"type": self.model_type, **to_dict(self.model)},
+            "task": {"name": self.task_name, **to_dict(self.task)},
+            "train": to_dict(self.train),
+        }
+        if not isinstance(self.attention, _NoAttention):
+            data["attention"] = to_dict(self.attention)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
+        registry = registry or get_registry()
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown section; expected {', '.join(SECTIONS)}")
+        model = dict(data.get("model", {}))
+        task = dict(data.get("task", {}))
+        if "type" not in model:
+            raise ConfigError("model.type", "missing: name the model type")
+        if "name" not in task:
+            raise ConfigError("task.name", "missing: name the task")
+        overrides = [(f"model.{k}", v) for k, v in model.items() if k != "type"]
+        overrides += [(f"attention.{k}", v) for k, v in data.get("attention", {}).items()]
+        overrides += [(f"task.{k}", v) for k, v in task.items() if k != "name"]
+        overrides += [(f"train.{k}", v) for k, v in data.get("train", {}).items()]
+        # model first so that the attention kind is known before its settings apply
+        config = cls.create(model.pop("type"), task.pop("name"), registry=registry)
+        config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
+        return config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunConfig:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
+        return cls.from_dict(data, registry)
+
+
+def _default_attention(registry: Registry, model_cfg: Any) -> Any:
+    kind = getattr(model_cfg, "attention", None)
+    if kind is None:
+        return _NoAttention()
+    return registry.get("attention", kind).default_config()
+
+
+def _has_field(obj: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(obj) and any(f.name == name for f in dataclasses.fields(obj))
+
+
+def _pairs(overrides: Mapping[str, Any] | Iterable[str]) -> list[tuple[str, Any]]:
+    if isinstance(overrides, Mapping):
+        return list(overrides.items())
+    pairs = []
+    for item in overrides:
+        if isinstance(item, tuple):
+            pairs.append(item)
+            continue
+        if "=" not in item:
+            raise ConfigError(item, "expected key=value")
+        key, value = item.split("=", 1)
+        pairs.append((key, value))
+    return pairs

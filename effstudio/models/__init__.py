@@ -1,0 +1,1 @@
+"""Architectures built from attention kinds and blocks."""
