@@ -1,0 +1,1 @@
+"""Benchmarks: engine overhead, attention scaling, latency, throughput."""

@@ -1,0 +1,289 @@
+"""`effstudio` and its sub-commands: the headless contract of every capability.
+
+`effstudio` alone opens the window; `effstudio FILE` opens it on a file. The
+sub-commands run headless and, with --json, print machine-readable records
+whose field names are kept stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import effstudio
+
+COMMANDS = ("models", "attention", "tasks", "train", "gui", "bench")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one clear line, exit code 2."""
+
+
+def _print_json(record: Any) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _report_plugin_errors(registry: Any) -> None:
+    for error in registry.errors:
+        print(f"effstudio: plugin {error.name!r} ({error.group}) was skipped: {error.message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- listings
+def cmd_list(args: argparse.Namespace) -> int:
+    from effstudio.registry import get_registry
+
+    registry = get_registry()
+    _report_plugin_errors(registry)
+    kind = {"models": "models", "attention": "attention", "tasks": "tasks"}[args.command]
+    entries = registry.all(kind)
+    if args.json:
+        _print_json({"entries": [e.to_json() for e in entries],
+                     "plugin_errors": [err.to_json() for err in registry.errors]})
+        return EXIT_OK
+    for entry in entries:
+        print(f"{entry.name:14} {entry.description}")
+        for f in entry.fields():
+            extra = f" choices: {', '.join(map(str, f.choices))}" if f.choices else ""
+            print(f"    {f.name} = {f.default!r:<10} {f.help}{extra}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------- train
+def _train_config(args: argparse.Namespace):
+    from effstudio.engine.checkpoint import read_info
+    from effstudio.engine.run_config import RunConfig
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    if args.resume:
+        config = read_info(args.resume).config
+        return config.with_overrides([o for o in overrides if not o.startswith(("model.", "task."))])
+    if args.config:
+        config = RunConfig.from_toml(args.config)
+        if args.model or args.task:
+            raise UsageError("--config already names the model and task; use --set to change them")
+        return config.with_overrides(overrides)
+    if not args.model or not args.task:
+        raise UsageError("name a model and a task (--model M --task T), a --config file, or --resume a checkpoint")
+    return RunConfig.create(args.model, args.task, overrides)
+
+
+@contextmanager
+def _graceful_interrupt(control: Any) -> Iterator[None]:
+    """The first Ctrl+C asks the run to stop (and save); a second one interrupts at once."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (Ctrl+C again to abort)...", file=sys.stderr)
+        control.stop()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from effstudio.engine.distributed import context_from_env
+    from effstudio.engine.events import DoneEvent, JobControl, StartEvent
+    from effstudio.engine.trainer import train
+
+    config = _train_config(args)
+    control = JobControl()
+    is_main = context_from_env().is_main
+    log_file = None
+    done: DoneEvent | None = None
+    progress = None
+    with _graceful_interrupt(control):
+        try:
+            for event in train(config, control=control, out_dir=args.out, resume=args.resume):
+                if not is_main:
+                    continue
+                record = event.to_json()
+                if isinstance(event, StartEvent):
+                    log_file = _open_event_log(Path(event.run_dir))
+                if log_file is not None:
+                    log_file.write(json.dumps(record) + "\n")
+                if args.json:
+                    if event.kind != "memory":
+                        _print_json(record)
+                else:
+                    progress = _show_progress(event, progress)
+                if isinstance(event, DoneEvent):
+                    done = event
+        finally:
+            if progress is not None:
+                progress.close()
+            if log_file is not None:
+                log_file.close()
+    if done is None:
+        return EXIT_OK
+    if not args.json and is_main:
+        _print_summary(done)
+    return EXIT_FAILED if done.status == "failed" else EXIT_OK
+
+
+def _open_event_log(run_dir: Path):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return open(run_dir / "events.jsonl", "a", encoding="utf-8", buffering=1)
+
+
+def _show_progress(event: Any, progress: Any) -> Any:
+    from tqdm import tqdm
+
+    kind = event.kind
+    if kind == "start":
+        print(f"run folder: {event.run_dir}\ndevice: {event.device}, parameters: {event.params:,}")
+        return tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
+    if progress is None:
+        return progress
+    if kind == "step":
+        progress.update(event.step - progress.n)
+        progress.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", tok_s=f"{event.tokens_per_s:,.0f}")
+    elif kind == "eval":
+        progress.write(f"step {event.step}: val_loss {event.val_loss:.4f}  val_accuracy {event.val_accuracy:.3f}")
+    elif kind == "log":
+        progress.write(f"{event.level}: {event.message}")
+    return progress
+
+
+def _print_summary(done: Any) -> None:
+    parts = [f"{done.status} after {done.steps} steps in {done.seconds:.1f} s"]
+    if done.final_loss is not None:
+        parts.append(f"final loss {done.final_loss:.4f}")
+    if done.val_accuracy is not None:
+        parts.append(f"val accuracy {done.val_accuracy:.3f}")
+    print(", ".join(parts))
+    if done.checkpoint:
+        print(f"checkpoint: {done.checkpoint}")
+    if done.error:
+        print(f"error: {done.error}", file=sys.stderr)
+
+
+# --------------------------------------------------------------- gui, bench
+def cmd_gui(args: argparse.Namespace) -> int:
+    if args.screenshot:
+        from effstudio.gui.screenshot import save_screenshot
+
+        save_screenshot(Path(args.screenshot), steps=args.steps)
+        print(f"screenshot saved to {args.screenshot}")
+        return EXIT_OK
+    if _no_display():
+        return _headless_demo(args)
+    from effstudio.gui.app import run_app
+
+    return run_app(sys.argv[:1], open_path=args.path)
+
+
+def _no_display() -> bool:
+    """True on a Linux/BSD machine without X11 or Wayland (a server, a container, CI)."""
+    if sys.platform in ("win32", "darwin") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _headless_demo(args: argparse.Namespace) -> int:
+    """Without a display, run the window offscreen on a short demo and save what it shows."""
+    from effstudio.paths import data_dir
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    target = data_dir() / "demo.png"
+    print("No display found: running the headless demo (a short training run in the offscreen window).")
+    from effstudio.gui.screenshot import save_screenshot
+
+    save_screenshot(target, steps=args.steps)
+    print(f"The window after the demo run is saved to {target}")
+    print("Everything the window does is also a command: see `effstudio --help`.")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench == "overhead":
+        from effstudio.bench.overhead import measure_overhead
+
+        result = measure_overhead(steps=args.steps)
+    else:
+        from effstudio.gui.responsiveness import measure_responsiveness
+
+        result = measure_responsiveness(steps=args.steps)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="effstudio",
+        description="A desktop lab for efficient Transformers. Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"effstudio {effstudio.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name, what in (("models", "model types"), ("attention", "attention kinds"), ("tasks", "tasks")):
+        listing = commands.add_parser(name, help=f"list registered {what} and their settings")
+        listing.add_argument("--json", action="store_true", help="print one JSON object")
+        listing.set_defaults(func=cmd_list)
+
+    train = commands.add_parser("train", help="train a model headless (also under torchrun)")
+    train.add_argument("--model", help="model type (see `effstudio models`)")
+    train.add_argument("--task", help="task (see `effstudio tasks`)")
+    train.add_argument("--config", type=Path, help="a run config TOML file")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a setting: model.d_model=256, attention.dropout=0.1, train.lr=3e-4, "
+                            "or a bare name found in one section (repeatable)")
+    train.add_argument("--steps", type=int, help="total optimizer steps (same as --set train.steps=N)")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:1 or mps")
+    train.add_argument("--out", type=Path, help="run folder (default: a new folder under the data directory)")
+    train.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    train.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    train.set_defaults(func=cmd_train)
+
+    gui = commands.add_parser("gui", help="open the window (or save a screenshot of it)")
+    gui.add_argument("path", nargs="?", help="a file to open")
+    gui.add_argument("--screenshot", metavar="FILE.png", help="run a short demo offscreen, save a PNG, exit")
+    gui.add_argument("--steps", type=int, default=120, help="demo steps for --screenshot")
+    gui.set_defaults(func=cmd_gui)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench.add_argument("bench", choices=("overhead", "responsiveness"))
+    bench.add_argument("--steps", type=int, default=200, help="training steps to measure over")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
+        argv = ["gui", *argv]  # `effstudio` and `effstudio FILE` open the window
+    args = build_parser().parse_args(argv)
+    from effstudio.config import ConfigError
+    from effstudio.engine.checkpoint import CheckpointError
+    from effstudio.registry import UnknownEntryError
+
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError, UnknownEntryError, UsageError) as err:
+        print(f"effstudio: error: {err}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,1 @@
+"""Training and evaluation as generators of events, checkpoints, devices, memory."""

@@ -1,0 +1,114 @@
+"""Deterministic, resumable batching of a task split.
+
+The order of examples is a function of (seed, epoch) only, and the batch for
+micro-step ``i`` is a function of ``i`` only, so a resumed run sees exactly the
+batches the uninterrupted run would have seen. Under torchrun each rank takes
+its share of every global batch (``indices[rank::world_size]``), which keeps the
+global batch size what the config says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from effstudio.tasks.base import Split
+
+
+@dataclass(frozen=True)
+class Batch:
+    inputs: torch.Tensor  # (B, N) int64
+    mask: torch.Tensor  # (B, N) bool, True = real token
+    targets: torch.Tensor  # (B,) or (B, N) int64
+
+    @property
+    def tokens(self) -> int:
+        return int(self.mask.sum())
+
+    def to(self, device: torch.device) -> Batch:
+        non_blocking = device.type == "cuda"
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.inputs, self.mask, self.targets)))
+
+
+def make_batch(split: Split, index: torch.Tensor, pad_id: int) -> Batch:
+    """Rows ``index`` of a split, trimmed to their longest real sequence."""
+    inputs = split.inputs[index]  # (B, N_max)
+    mask = inputs != pad_id
+    length = max(int(mask.sum(dim=1).max()), 1)
+    targets = split.targets[index]
+    if targets.dim() == 2:
+        targets = targets[:, :length]
+    return Batch(inputs[:, :length], mask[:, :length], targets)
+
+
+class MicroBatchIndices:
+    """Index tensors of successive micro-batches, starting at micro-step ``start``."""
+
+    def __init__(self, size: int, global_batch: int, micro_batches: int, seed: int,
+                 start: int = 0, rank: int = 0, world_size: int = 1):
+        if global_batch > size:
+            global_batch = size  # tiny data sets: a step uses every example once
+        self.size, self.global_batch = size, global_batch
+        self.micro_batches, self.seed = micro_batches, seed
+        self.start, self.rank, self.world_size = start, rank, world_size
+        self.steps_per_epoch = size // global_batch  # drop the last partial batch
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        micro = self.start
+        epoch, order = -1, None
+        while True:
+            step, part = divmod(micro, self.micro_batches)
+            step_epoch, step_in_epoch = divmod(step, self.steps_per_epoch)
+            if step_epoch != epoch:
+                epoch, order = step_epoch, self.permutation(step_epoch)
+            begin = step_in_epoch * self.global_batch
+            global_indices = order[begin:begin + self.global_batch]
+            rank_indices = global_indices[self.rank::self.world_size]
+            yield rank_indices.tensor_split(self.micro_batches)[part]
+            micro += 1
+
+
+class _SplitBatches(Dataset):
+    """A map-style data set whose items are whole batches, so DataLoader workers can build them."""
+
+    def __init__(self, split: Split, pad_id: int):
+        self.split, self.pad_id = split, pad_id
+
+    def __getitem__(self, index: torch.Tensor) -> Batch:
+        return make_batch(self.split, index, self.pad_id)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+
+def _already_a_batch(batch: Batch) -> Batch:
+    return batch
+
+
+def train_batches(split: Split, pad_id: int, indices: MicroBatchIndices, num_workers: int,
+                  pin_memory: bool) -> Iterator[Batch]:
+    if num_workers == 0:
+        return (make_batch(split, index, pad_id) for index in indices)
+    loader = DataLoader(
+        _SplitBatches(split, pad_id),
+        sampler=indices,
+        batch_size=None,  # items are already batches
+        collate_fn=_already_a_batch,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        persistent_workers=False,
+    )
+    return iter(loader)
+
+
+def eval_batches(split: Split, pad_id: int, batch_size: int) -> Iterator[Batch]:
+    for begin in range(0, len(split), batch_size):
+        yield make_batch(split, torch.arange(begin, min(begin + batch_size, len(split))), pad_id)

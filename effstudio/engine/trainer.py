@@ -1,0 +1,311 @@
+"""Training as a generator of events.
+
+``train(config)`` yields a StartEvent, then step, eval, attention, memory,
+checkpoint and log events, and a DoneEvent last. Between optimizer steps it
+honours the JobControl: pause blocks, stop saves a checkpoint and ends with
+status "stopped". The GUI worker, the CLI and the tests all drive this same
+generator. A bad config raises ConfigError on the first ``next()``; failures
+during training (a NaN loss, out of memory) end with status "failed" and the
+last good checkpoint kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from effstudio.config import ConfigError
+from effstudio.engine import checkpoint as ckpt
+from effstudio.engine.build import build_model, build_task
+from effstudio.engine.data import MicroBatchIndices, make_batch, train_batches
+from effstudio.engine.device import describe_device, pick_device
+from effstudio.engine.distributed import DistContext, context_from_env, init_process_group, local_device
+from effstudio.engine.events import (
+    AttentionEvent,
+    CheckpointEvent,
+    DoneEvent,
+    EvalEvent,
+    Event,
+    JobControl,
+    LogEvent,
+    MemoryEvent,
+    StartEvent,
+    StepEvent,
+)
+from effstudio.engine.memory import cuda_memory_mb, rss_mb
+from effstudio.engine.objective import evaluate, task_loss
+from effstudio.engine.run_config import RunConfig, TrainConfig
+from effstudio.paths import runs_dir
+from effstudio.tasks.base import Split, Task
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+MEMORY_EVERY = 10
+PROBE_MAX_TOKENS = 64
+
+
+def lr_at(step: int, train: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if train.warmup_steps and step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    span = max(train.steps - train.warmup_steps, 1)
+    progress = min((step - train.warmup_steps) / span, 1.0)
+    floor = train.lr * train.min_lr_ratio
+    return floor + (train.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return runs_dir() / f"{stamp}-{config.model_type}-{config.task_name}"
+
+
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on biases, norms or 1-d parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision", f"fp16 needs a CUDA device (this run uses {device.type}); use bf16")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def choose_probe(split: Split, pad_id: int) -> int:
+    """The fixed probe example for attention maps: the first short one, else the shortest."""
+    lengths = (split.inputs != pad_id).sum(dim=1)
+    short = torch.nonzero(lengths <= PROBE_MAX_TOKENS).flatten()
+    return int(short[0]) if len(short) else int(lengths.argmin())
+
+
+@dataclass
+class _RunState:
+    """What changes as a run goes on; summarised in the DoneEvent."""
+
+    step: int
+    last_loss: float | None = None
+    val_accuracy: float | None = None
+    checkpoint: str | None = None
+    saved_step: int | None = None
+    tokens: int = 0
+
+
+class _Run:
+    """One training run: set-up in ``__init__``, the loop in ``events()``."""
+
+    def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None):
+        config.validate()
+        self.config, self.train_cfg, self.control = config, config.train, control
+        self.dist: DistContext = context_from_env()
+        self.device = local_device(self.dist, pick_device(self.train_cfg.device))
+        self.autocast = autocast_for(self.train_cfg.precision, self.device)
+        init_process_group(self.dist, self.device)
+
+        torch.manual_seed(self.train_cfg.seed)
+        self.task: Task = build_task(config)
+        self.spec = self.task.spec
+        self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
+        self.model = build_model(config, self.spec).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.train_cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
+        self.state = _RunState(step=0)
+        if resume is not None:
+            self._restore(Path(resume))
+        self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+
+        self.step_model: nn.Module = self.model
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.train_cfg.compile:
+            self.step_model = torch.compile(self.step_model)
+        self.probe_index = choose_probe(self.val_split, self.spec.pad_id)
+
+    # ------------------------------------------------------------- resuming
+    def _restore(self, path: Path) -> None:
+        info = ckpt.read_info(path)
+        saved, current = info.config, self.config
+        if (saved.model_type, saved.model, saved.attention, saved.task_name, saved.task) != (
+            current.model_type, current.model, current.attention, current.task_name, current.task
+        ):
+            raise ConfigError("resume", f"{path} was trained with a different model or task config; "
+                                        "resume with the checkpoint's own config (only train.* may change)")
+        state = ckpt.load_train_state(path)
+        ckpt.load_weights(self.model, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.state.step = int(state["step"])
+        if self.state.step >= self.train_cfg.steps:
+            raise ConfigError("train.steps", f"the checkpoint is at step {self.state.step}; ask for more steps "
+                                             f"than that to continue (got {self.train_cfg.steps})")
+
+    def _train_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.state.step,
+            "optimizer": self.optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _save(self) -> Iterator[Event]:
+        if not self.dist.is_main:
+            return
+        try:
+            ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step, self._train_state())
+            (self.run_dir / "config.toml").write_text(self.config.to_toml(), encoding="utf-8")
+        except (ckpt.CheckpointError, OSError) as err:
+            yield LogEvent("error", str(err))
+            return
+        self.state.checkpoint = str(self.checkpoint_path)
+        self.state.saved_step = self.state.step
+        yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
+
+    # ----------------------------------------------------------------- loop
+    def events(self) -> Iterator[Event]:
+        cfg, state = self.train_cfg, self.state
+        started = time.perf_counter()
+        params = sum(p.numel() for p in self.model.parameters())
+        yield StartEvent(str(self.run_dir), describe_device(self.device), params, cfg.steps, state.step)
+        micro_batches = cfg.grad_accum
+        indices = MicroBatchIndices(len(self.train_split), cfg.batch_size, micro_batches, cfg.seed,
+                                    start=state.step * micro_batches, rank=self.dist.rank,
+                                    world_size=self.dist.world_size)
+        batches = train_batches(self.train_split, self.spec.pad_id, indices, cfg.num_workers,
+                                pin_memory=self.device.type == "cuda")
+        self.model.train()
+        while state.step < cfg.steps:
+            if self.control.paused:
+                yield LogEvent("info", f"paused at step {state.step}")
+                self.control.wait_while_paused()
+            if self.control.stop_requested:
+                break
+            try:
+                loss, grad_norm, tokens, seconds = self._step(batches)
+            except torch.OutOfMemoryError as err:
+                yield from self._fail(f"out of memory at step {state.step + 1}: lower the batch size or "
+                                      f"the sequence length ({err})", started)
+                return
+            if not math.isfinite(loss):
+                yield from self._fail(f"the loss became {loss} at step {state.step + 1}; lower the learning "
+                                      "rate or enable gradient clipping", started)
+                return
+            state.step += 1
+            state.last_loss = loss
+            state.tokens += tokens
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                yield StepEvent(state.step, cfg.steps, loss, lr_at(state.step - 1, cfg), tokens / seconds,
+                                rss_mb(), grad_norm, time.perf_counter() - started)
+            yield from self._periodic()
+        stopped = state.step < cfg.steps
+        if state.saved_step != state.step:
+            yield from self._save()
+        status = "stopped" if stopped else "finished"
+        yield DoneEvent(state.step, state.last_loss, state.val_accuracy, state.checkpoint,
+                        time.perf_counter() - started, status)
+
+    def _step(self, batches: Iterator) -> tuple[float, float, int, float]:
+        """One optimizer step over ``grad_accum`` micro-batches: (loss, grad norm, tokens, seconds)."""
+        cfg = self.train_cfg
+        begin = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.state.step, cfg)
+        loss_sum = torch.zeros((), device=self.device)
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            batch = next(batches).to(self.device)
+            last = micro == cfg.grad_accum - 1
+            # under DDP, gradients are all-reduced only on the last micro-batch
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
+            with sync:
+                with self.autocast:
+                    output = self.step_model(batch.inputs, batch.mask)
+                    loss = task_loss(output, batch.targets, self.spec.objective)
+                    if output.aux_loss is not None:
+                        loss = loss + output.aux_loss
+                scaled = loss / cfg.grad_accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach()
+            tokens += batch.tokens
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        loss_value = self.dist.average(float(loss_sum) / cfg.grad_accum, self.device)
+        if math.isfinite(loss_value):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value, grad_norm, tokens * self.dist.world_size, time.perf_counter() - begin
+
+    def _periodic(self) -> Iterator[Event]:
+        cfg, step = self.train_cfg, self.state.step
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            val_loss, val_accuracy = evaluate(self.model, self.val_split, self.spec.pad_id, self.spec.objective,
+                                              cfg.batch_size, self.device, self.autocast)
+            self.state.val_accuracy = val_accuracy
+            yield EvalEvent(step, val_loss, val_accuracy)
+        if cfg.attention_every and (step % cfg.attention_every == 0 or step == 1):
+            yield from self._attention_probe()
+        if step % MEMORY_EVERY == 0 or step == 1:
+            cuda = cuda_memory_mb(self.device)
+            yield MemoryEvent(step, rss_mb(), self.device.type, *(cuda or (None, None, None)))
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+            yield from self._save()
+
+    @torch.no_grad()
+    def _attention_probe(self) -> Iterator[Event]:
+        batch = make_batch(self.val_split, torch.tensor([self.probe_index]), self.spec.pad_id).to(self.device)
+        self.model.eval()
+        try:
+            output = self.model(batch.inputs, batch.mask, need_weights=True)
+        finally:
+            self.model.train()
+        if not output.attentions:
+            return
+        maps = torch.stack([a[0].float() for a in output.attentions]).cpu().numpy()  # (L, H, N, N)
+        tokens = tuple(self.task.decode(batch.inputs[0].tolist()))
+        yield AttentionEvent(self.state.step, maps.astype(np.float32), tokens)
+
+    def _fail(self, message: str, started: float) -> Iterator[Event]:
+        yield LogEvent("error", message)
+        yield DoneEvent(self.state.step, self.state.last_loss, self.state.val_accuracy, self.state.checkpoint,
+                        time.perf_counter() - started, "failed", message)
+
+
+def train(
+    config: RunConfig,
+    *,
+    control: JobControl | None = None,
+    out_dir: Path | None = None,
+    resume: Path | None = None,
+) -> Iterator[Event]:
+    """Train ``config`` and yield events; see the module docstring."""
+    run = _Run(config, control or JobControl(), out_dir, resume)
+    yield from run.events()

@@ -1,0 +1,42 @@
+"""The `effstudio train` command line that reproduces a run config headless."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from typing import Any
+
+from effstudio.engine.run_config import RunConfig
+from effstudio.registry import Registry, get_registry
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _changed(current: Any, default: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(current):
+        return {}
+    base = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
+    return {k: v for k, v in dataclasses.asdict(current).items() if base.get(k, object()) != v}
+
+
+def command_line(config: RunConfig, registry: Registry | None = None) -> str:
+    """``effstudio train --model M --task T --set section.key=value ...`` for every non-default value."""
+    registry = registry or get_registry()
+    defaults = RunConfig.create(config.model_type, config.task_name, registry=registry)
+    overrides = {f"model.{k}": v for k, v in _changed(config.model, defaults.model).items()}
+    kind = config.attention_kind
+    if kind is not None and dataclasses.is_dataclass(config.attention):
+        base = registry.get("attention", kind).default_config()
+        overrides.update({f"attention.{k}": v for k, v in _changed(config.attention, base).items()})
+    overrides.update({f"task.{k}": v for k, v in _changed(config.task, defaults.task).items()})
+    overrides.update({f"train.{k}": v for k, v in _changed(config.train, defaults.train).items()})
+    words = ["effstudio", "train", "--model", config.model_type, "--task", config.task_name]
+    for key, value in overrides.items():
+        words += ["--set", f"{key}={_text(value)}"]
+    return " ".join(shlex.quote(w) for w in words)

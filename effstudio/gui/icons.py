@@ -1,0 +1,179 @@
+"""Icons drawn with QPainter: one line style for every section and action.
+
+Each glyph is drawn on a 24x24 grid; :func:`icon` renders it at several sizes,
+in grey for the normal state and white for a selected sidebar item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QIcon, QLinearGradient, QPainter, QPainterPath, QPen, QPixmap
+
+from effstudio.gui import theme
+
+SIZES = (16, 20, 24, 32, 48, 64)
+Glyph = Callable[[QPainter], None]
+
+
+def _model(p: QPainter) -> None:
+    for y in (4.0, 10.0, 16.0):
+        p.drawRoundedRect(QRectF(4, y, 16, 4.5), 1.5, 1.5)
+    p.drawLine(QPointF(12, 8.5), QPointF(12, 10))
+    p.drawLine(QPointF(12, 14.5), QPointF(12, 16))
+
+
+def _data(p: QPainter) -> None:
+    p.drawRoundedRect(QRectF(3.5, 4.5, 17, 15), 2, 2)
+    p.drawLine(QPointF(3.5, 9.5), QPointF(20.5, 9.5))
+    p.drawLine(QPointF(3.5, 14.5), QPointF(20.5, 14.5))
+    p.drawLine(QPointF(9.5, 4.5), QPointF(9.5, 19.5))
+
+
+def _train(p: QPainter) -> None:
+    p.drawEllipse(QRectF(3, 3, 18, 18))
+    path = QPainterPath(QPointF(10, 8))
+    path.lineTo(16.5, 12)
+    path.lineTo(10, 16)
+    path.closeSubpath()
+    p.drawPath(path)
+
+
+def _monitor(p: QPainter) -> None:
+    p.drawLine(QPointF(4, 4), QPointF(4, 20))
+    p.drawLine(QPointF(4, 20), QPointF(20.5, 20))
+    path = QPainterPath(QPointF(6.5, 16.5))
+    for x, y in ((10, 10), (13, 13.5), (19.5, 6)):
+        path.lineTo(x, y)
+    p.drawPath(path)
+
+
+def _start(p: QPainter) -> None:
+    path = QPainterPath(QPointF(7, 4.5))
+    path.lineTo(19, 12)
+    path.lineTo(7, 19.5)
+    path.closeSubpath()
+    p.drawPath(path)
+
+
+def _pause(p: QPainter) -> None:
+    p.drawRoundedRect(QRectF(6.5, 5, 3.5, 14), 1, 1)
+    p.drawRoundedRect(QRectF(14, 5, 3.5, 14), 1, 1)
+
+
+def _stop(p: QPainter) -> None:
+    p.drawRoundedRect(QRectF(6, 6, 12, 12), 1.5, 1.5)
+
+
+def _save(p: QPainter) -> None:
+    p.drawLine(QPointF(12, 4), QPointF(12, 15))
+    p.drawLine(QPointF(7.5, 10.5), QPointF(12, 15))
+    p.drawLine(QPointF(16.5, 10.5), QPointF(12, 15))
+    p.drawLine(QPointF(4.5, 15.5), QPointF(4.5, 19.5))
+    p.drawLine(QPointF(4.5, 19.5), QPointF(19.5, 19.5))
+    p.drawLine(QPointF(19.5, 19.5), QPointF(19.5, 15.5))
+
+
+def _open(p: QPainter) -> None:
+    path = QPainterPath(QPointF(3.5, 18.5))
+    for x, y in ((3.5, 5.5), (9, 5.5), (11, 8), (19, 8), (19, 10.5)):
+        path.lineTo(x, y)
+    p.drawPath(path)
+    body = QPainterPath(QPointF(3.5, 18.5))
+    for x, y in ((6.5, 10.5), (21, 10.5), (18, 18.5)):
+        body.lineTo(x, y)
+    body.closeSubpath()
+    p.drawPath(body)
+
+
+def _copy(p: QPainter) -> None:
+    p.drawRoundedRect(QRectF(8.5, 8.5, 11, 12), 1.5, 1.5)
+    path = QPainterPath(QPointF(15.5, 6))
+    for x, y in ((15.5, 3.5), (4.5, 3.5), (4.5, 16), (7, 16)):
+        path.lineTo(x, y)
+    p.drawPath(path)
+
+
+def _warning(p: QPainter) -> None:
+    path = QPainterPath(QPointF(12, 3.5))
+    path.lineTo(21, 19.5)
+    path.lineTo(3, 19.5)
+    path.closeSubpath()
+    p.drawPath(path)
+    p.drawLine(QPointF(12, 9), QPointF(12, 14))
+    p.drawPoint(QPointF(12, 16.8))
+
+
+GLYPHS: dict[str, Glyph] = {
+    "model": _model, "data": _data, "train": _train, "monitor": _monitor,
+    "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
+    "copy": _copy, "warning": _warning,
+}
+FILLED = {"start", "pause", "stop"}
+
+
+def _render(glyph: Glyph, size: int, colour: str, filled: bool) -> QPixmap:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.scale(size / 24, size / 24)
+    pen = QPen(QColor(colour), 1.8)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    painter.setPen(pen)
+    painter.setBrush(QBrush(QColor(colour)) if filled else Qt.BrushStyle.NoBrush)
+    glyph(painter)
+    painter.end()
+    return pixmap
+
+
+@cache
+def icon(name: str, colour: str = "#4b5563") -> QIcon:
+    """A named glyph as an icon; selected (sidebar) and disabled states get their own colour."""
+    glyph, filled = GLYPHS[name], name in FILLED
+    result = QIcon()
+    for size in SIZES:
+        result.addPixmap(_render(glyph, size, colour, filled), QIcon.Mode.Normal)
+        result.addPixmap(_render(glyph, size, "#ffffff", filled), QIcon.Mode.Selected)
+        result.addPixmap(_render(glyph, size, "#c4c8cf", filled), QIcon.Mode.Disabled)
+    return result
+
+
+def action_icon(name: str) -> QIcon:
+    colours = {"start": theme.OK, "stop": theme.ERROR, "warning": theme.WARNING}
+    return icon(name, colours.get(name, "#4b5563"))
+
+
+def _app_pixmap(size: int) -> QPixmap:
+    """A rounded tile with a small attention matrix: a bright diagonal band on blue."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pixmap)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.scale(size / 64, size / 64)
+    gradient = QLinearGradient(0, 0, 64, 64)
+    gradient.setColorAt(0, QColor("#3b82f6"))
+    gradient.setColorAt(1, QColor("#6d28d9"))
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(gradient)
+    p.drawRoundedRect(QRectF(2, 2, 60, 60), 13, 13)
+    cells, origin, step = 5, 11.0, 8.6
+    for row in range(cells):
+        for col in range(cells):
+            distance = abs(row - col)
+            alpha = (235, 140, 60, 30, 18)[distance]
+            p.setBrush(QColor(255, 255, 255, alpha))
+            p.drawRoundedRect(QRectF(origin + col * step, origin + row * step, step - 1.6, step - 1.6), 1.6, 1.6)
+    p.end()
+    return pixmap
+
+
+@cache
+def app_icon() -> QIcon:
+    result = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        result.addPixmap(_app_pixmap(size))
+    return result

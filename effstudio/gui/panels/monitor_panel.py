@@ -1,0 +1,159 @@
+"""Monitor section: live curves, the attention map and the log of the current run.
+
+Data go into the views as they arrive; the plots are redrawn by a timer at most
+REFRESH_HZ times a second, and only while the section is on screen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from effstudio.engine.events import AttentionEvent, EvalEvent, MemoryEvent, StartEvent, StepEvent
+from effstudio.gui.log_view import LogView
+from effstudio.gui.metrics import MetricStrip, RunProgress, format_count
+from effstudio.gui.panels.base import Panel, empty_state
+from effstudio.gui.plots.attention_view import AttentionView
+from effstudio.gui.plots.curves import CurvesView
+from effstudio.gui.theme import monospace_font
+
+REFRESH_HZ = 20
+
+
+class MonitorPanel(Panel):
+    def __init__(self, start_action: QAction, parent: QWidget | None = None):
+        super().__init__("Monitor", "No run yet.", scroll=False, parent=parent)
+        self.metrics = MetricStrip(parent=self)
+
+        self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
+        self.smoothing.setObjectName("smoothing")
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(90)
+        self.smoothing.setFixedWidth(140)
+        self.smoothing.setToolTip("Exponential moving average of the training loss and throughput "
+                                  "(0 = raw values)")
+        self.smoothing_value = QLabel("0.90", self)
+        self.smoothing_value.setFont(monospace_font())
+        self.smoothing_value.setMinimumWidth(34)
+        toolbar = QHBoxLayout()
+        toolbar.setSpacing(8)
+        toolbar.addWidget(self.metrics, 1)
+        toolbar.addSpacing(12)
+        toolbar.addWidget(QLabel("Smoothing", self))
+        toolbar.addWidget(self.smoothing)
+        toolbar.addWidget(self.smoothing_value)
+        self.body.addLayout(toolbar)
+
+        self.curves = CurvesView(self)
+        self.attention = AttentionView(self)
+        plots = QSplitter(Qt.Orientation.Horizontal, self)
+        plots.setChildrenCollapsible(False)
+        plots.addWidget(self.curves)
+        plots.addWidget(self.attention)
+        plots.setStretchFactor(0, 3)
+        plots.setStretchFactor(1, 2)
+        plots.setSizes([660, 420])
+        self.plots_splitter = plots
+
+        waiting = QWidget(self)
+        waiting_layout = QVBoxLayout(waiting)
+        waiting_layout.addStretch(1)
+        waiting_layout.addWidget(empty_state(
+            "Nothing to show yet.\nPick a model and a task, then start a run: loss, accuracy, learning "
+            "rate, throughput, memory and attention maps appear here live.", waiting))
+        start = QToolButton(waiting)
+        start.setDefaultAction(start_action)
+        start.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        start.setMinimumHeight(32)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(start)
+        row.addStretch(1)
+        waiting_layout.addLayout(row)
+        waiting_layout.addStretch(2)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(waiting)
+        self.stack.addWidget(plots)
+
+        self.log = LogView(self)
+        log_box = QWidget(self)
+        log_layout = QVBoxLayout(log_box)
+        log_layout.setContentsMargins(0, 4, 0, 0)
+        log_layout.setSpacing(4)
+        log_layout.addWidget(QLabel("<b>Log</b>", log_box))
+        log_layout.addWidget(self.log)
+        vertical = QSplitter(Qt.Orientation.Vertical, self)
+        vertical.setChildrenCollapsible(False)
+        vertical.addWidget(self.stack)
+        vertical.addWidget(log_box)
+        vertical.setStretchFactor(0, 5)
+        vertical.setStretchFactor(1, 1)
+        vertical.setSizes([560, 130])
+        self.vertical_splitter = vertical
+        self.body.addWidget(vertical, 1)
+
+        self.smoothing.valueChanged.connect(self._smoothing_changed)
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000 // REFRESH_HZ)
+        self.timer.timeout.connect(self.refresh)
+
+    # ------------------------------------------------------------------ events
+    def run_started(self, event: StartEvent, title: str, progress: RunProgress) -> None:
+        self.curves.clear()
+        self.attention.clear()
+        self.stack.setCurrentIndex(1)
+        self.subtitle.setText(f"{title} \u00b7 {format_count(event.params)} parameters \u00b7 {event.device}"
+                              f" \u00b7 {event.run_dir}")
+        self.metrics.show_progress(progress)
+        self.timer.start()
+
+    def add_steps(self, events: list[StepEvent], progress: RunProgress) -> None:
+        self.curves.add_steps(events)
+        self.metrics.show_progress(progress)
+
+    def add_eval(self, event: EvalEvent, progress: RunProgress) -> None:
+        self.curves.add_eval(event)
+        self.metrics.show_progress(progress)
+
+    def add_memory(self, event: MemoryEvent) -> None:
+        self.curves.add_memory(event)
+
+    def add_attention(self, event: AttentionEvent) -> None:
+        self.attention.set_event(event)
+
+    def run_ended(self) -> None:
+        self.timer.stop()
+        self.curves.refresh()
+
+    def refresh(self) -> None:
+        if self.isVisible() or not self.timer.isActive():
+            self.curves.refresh()
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self.curves.refresh()
+
+    # --------------------------------------------------------------- smoothing
+    def smoothing_weight(self) -> float:
+        return self.smoothing.value() / 100
+
+    def set_smoothing_weight(self, weight: float) -> None:
+        self.smoothing.setValue(int(round(100 * min(max(weight, 0.0), 0.99))))
+        self._smoothing_changed()
+
+    def _smoothing_changed(self, _value: int | None = None) -> None:
+        weight = self.smoothing_weight()
+        self.smoothing_value.setText(f"{weight:.2f}")
+        self.curves.set_smoothing(weight)

@@ -1,0 +1,1 @@
+"""pyqtgraph views: training curves and attention maps."""

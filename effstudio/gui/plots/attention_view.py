@@ -1,0 +1,164 @@
+"""Attention-map heatmap: one layer and head (or the mean of heads) of the probe sample.
+
+Rows are queries, columns keys, as in the papers' figures; short sequences
+(N <= TOKEN_LABEL_LIMIT) get their tokens as axis labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+
+from effstudio.engine.events import AttentionEvent
+from effstudio.gui import theme
+
+TOKEN_LABEL_LIMIT = 48
+MEAN_OF_HEADS = -1
+
+
+def _token_ticks(tokens: tuple[str, ...]) -> list[list[tuple[float, str]]]:
+    """Tick levels for token labels: every 4th first, then the rest, so crowded axes thin out."""
+    levels: list[list[tuple[float, str]]] = [[], [], []]
+    for i, token in enumerate(tokens):
+        level = 0 if i % 4 == 0 else (1 if i % 2 == 0 else 2)
+        levels[level].append((i + 0.5, token.strip() or "\u2423"))
+    return levels
+
+
+class AttentionView(QWidget):
+    """Layer/head selectors above a heatmap with a colour bar."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.event: AttentionEvent | None = None
+
+        self.layer_box = QComboBox(self)
+        self.layer_box.setObjectName("attentionLayer")
+        self.head_box = QComboBox(self)
+        self.head_box.setObjectName("attentionHead")
+        self.step_label = QLabel(self)
+        self.step_label.setObjectName("description")
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        title = QLabel("<b>Attention</b>", self)
+        controls.addWidget(title)
+        controls.addSpacing(8)
+        controls.addWidget(QLabel("Layer", self))
+        controls.addWidget(self.layer_box)
+        controls.addWidget(QLabel("Head", self))
+        controls.addWidget(self.head_box)
+        controls.addStretch(1)
+        controls.addWidget(self.step_label)
+
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground("w")
+        self.plot = self.graphics.addPlot()
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "key position")
+        self.plot.setLabel("left", "query position")
+        font = QFont()
+        font.setPointSize(7)
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setTickFont(font)
+            axis.setTextPen(theme.MUTED)
+            axis.setPen(theme.BORDER)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=14,
+                                        label="weight")
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+
+        empty = QLabel("No attention maps yet.\nThey arrive during training, every "
+                       "\u201cAttention map every\u201d steps.", self)
+        empty.setObjectName("emptyState")
+        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        empty.setWordWrap(True)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(empty)
+        self.stack.addWidget(self.graphics)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(controls)
+        layout.addWidget(self.stack, 1)
+        self._set_selectors_enabled(False)
+
+        self.layer_box.currentIndexChanged.connect(self._redraw)
+        self.head_box.currentIndexChanged.connect(self._redraw)
+
+    def _set_selectors_enabled(self, enabled: bool) -> None:
+        self.layer_box.setEnabled(enabled)
+        self.head_box.setEnabled(enabled)
+
+    def _fill(self, box: QComboBox, items: list[tuple[str, int]]) -> None:
+        current = box.currentData()
+        box.blockSignals(True)
+        box.clear()
+        for text, data in items:
+            box.addItem(text, data)
+        index = box.findData(current)
+        box.setCurrentIndex(index if index >= 0 else 0)
+        box.blockSignals(False)
+
+    def set_event(self, event: AttentionEvent) -> None:
+        """Show a new probe; the chosen layer and head are kept when they still exist."""
+        layers, heads = event.maps.shape[:2]
+        if self.event is None or self.event.maps.shape[:2] != (layers, heads):
+            self._fill(self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)])
+            self._fill(self.head_box, [("mean of heads", MEAN_OF_HEADS)]
+                       + [(f"{h + 1} of {heads}", h) for h in range(heads)])
+        self.event = event
+        self._set_selectors_enabled(True)
+        self.stack.setCurrentIndex(1)
+        self._redraw()
+
+    def current_map(self) -> np.ndarray | None:
+        """The (N, N) matrix on screen."""
+        if self.event is None:
+            return None
+        layer = max(self.layer_box.currentData() or 0, 0)
+        head = self.head_box.currentData()
+        maps = self.event.maps[layer]  # (H, N, N)
+        return maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else maps[head]
+
+    def _redraw(self) -> None:
+        matrix = self.current_map()
+        if matrix is None or self.event is None:
+            return
+        matrix = np.nan_to_num(matrix.astype(np.float32, copy=False))
+        top = float(matrix.max()) if matrix.size else 1.0
+        top = top if top > 0 else 1.0
+        self.image.setImage(matrix, autoLevels=False, levels=(0.0, top))
+        self.colorbar.setLevels((0.0, top))
+        n_queries, n_keys = matrix.shape
+        self.plot.setRange(xRange=(0, n_keys), yRange=(0, n_queries), padding=0.01)
+        tokens = self.event.tokens
+        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
+        if 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys):
+            bottom.setTicks(_token_ticks(tokens[:n_keys]))
+            left.setTicks(_token_ticks(tokens[:n_queries]))
+            bottom.setLabel("key")
+            left.setLabel("query")
+        else:
+            bottom.setTicks(None)
+            left.setTicks(None)
+            bottom.setLabel("key position")
+            left.setLabel("query position")
+        self.step_label.setText(f"step {self.event.step} \u00b7 {n_queries}\u00d7{n_keys}")
+
+    def clear(self) -> None:
+        self.event = None
+        self.image.clear()
+        self.layer_box.clear()
+        self.head_box.clear()
+        self.step_label.setText("")
+        self._set_selectors_enabled(False)
+        self.stack.setCurrentIndex(0)

@@ -1,0 +1,244 @@
+"""Training curves: loss (raw and smoothed), validation, learning rate, throughput, memory.
+
+Data arrive in batches from the worker and go into growable numpy buffers;
+the plots are redrawn by :meth:`CurvesView.refresh`, which the monitor panel
+calls from a timer (at most ~20 times a second), so a fast run costs the GUI
+thread one ``setData`` per curve per frame, not per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QWidget
+
+from effstudio.engine.events import EvalEvent, MemoryEvent, StepEvent
+from effstudio.gui import theme
+
+
+class Series:
+    """An (x, y) series in numpy buffers that double when full."""
+
+    def __init__(self, capacity: int = 1024):
+        self._x = np.empty(capacity, dtype=np.float64)
+        self._y = np.empty(capacity, dtype=np.float64)
+        self.size = 0
+
+    def extend(self, xs: Iterable[float], ys: Iterable[float]) -> None:
+        x = np.fromiter(xs, dtype=np.float64)
+        y = np.fromiter(ys, dtype=np.float64)
+        needed = self.size + len(x)
+        if needed > len(self._x):
+            capacity = max(needed, 2 * len(self._x))
+            self._x = np.resize(self._x, capacity)
+            self._y = np.resize(self._y, capacity)
+        self._x[self.size:needed] = x
+        self._y[self.size:needed] = y
+        self.size = needed
+
+    def append(self, x: float, y: float) -> None:
+        self.extend((x,), (y,))
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.size]
+
+    def clear(self) -> None:
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class SmoothedSeries(Series):
+    """A series that keeps its EMA up to date as points arrive."""
+
+    def __init__(self, weight: float = 0.9):
+        super().__init__()
+        self.weight = weight
+        self.smooth = Series()
+        self._last, self._scale = 0.0, 1.0
+
+    def extend(self, xs: Iterable[float], ys: Iterable[float]) -> None:
+        start = self.size
+        super().extend(xs, ys)
+        new = self.y[start:]
+        out = np.empty_like(new)
+        w, last, scale = self.weight, self._last, self._scale
+        for i, value in enumerate(new.tolist()):
+            if not np.isfinite(value):
+                out[i] = np.nan
+                continue
+            last = w * last + (1 - w) * value
+            scale *= w
+            out[i] = last / (1 - scale) if w > 0 else value
+        self._last, self._scale = last, scale
+        self.smooth.extend(self.x[start:], out)
+
+    def set_weight(self, weight: float) -> None:
+        xs, ys = self.x.copy(), self.y.copy()
+        self.weight = weight
+        self.clear()
+        self.extend(xs, ys)
+
+    def clear(self) -> None:
+        super().clear()
+        self.smooth.clear()
+        self._last, self._scale = 0.0, 1.0
+
+
+def _pen(colour: str, width: float = 2.0, alpha: int = 255, dashed: bool = False) -> pg.QtGui.QPen:
+    c = QColor(colour)
+    c.setAlpha(alpha)
+    pen = pg.mkPen(c, width=width)
+    if dashed:
+        pen.setStyle(pg.QtCore.Qt.PenStyle.DashLine)
+    return pen
+
+
+class CurvesView(pg.GraphicsLayoutWidget):
+    """Six-pane grid of training curves sharing the step axis."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setBackground("w")
+        self.ci.layout.setSpacing(10)
+        self.ci.setContentsMargins(4, 4, 4, 4)
+        self._dirty = False
+        self.smoothing = 0.9
+
+        self.loss = SmoothedSeries(self.smoothing)
+        self.val_loss = Series()
+        self.val_acc = Series()
+        self.lr = Series()
+        self.throughput = SmoothedSeries(self.smoothing)
+        self.rss = Series()
+        self.cuda = Series()
+
+        self.loss_plot = self._plot(0, 0, "Loss", "loss", colspan=2)
+        self.loss_raw_curve = self.loss_plot.plot(pen=_pen(theme.BLUE, 1, alpha=70), name="train (raw)")
+        self.loss_curve = self.loss_plot.plot(pen=_pen(theme.BLUE, 2.2), name="train (smoothed)")
+        self.val_loss_curve = self.loss_plot.plot(
+            pen=_pen(theme.ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=theme.ORANGE,
+            symbolPen=None, name="validation",
+        )
+        self.acc_plot = self._plot(0, 2, "Validation accuracy", "accuracy (%)")
+        self.acc_plot.setYRange(0, 100, padding=0.02)
+        self.acc_curve = self.acc_plot.plot(
+            pen=_pen(theme.GREEN, 2), symbol="o", symbolSize=6, symbolBrush=theme.GREEN, symbolPen=None
+        )
+        self.lr_plot = self._plot(1, 0, "Learning rate", "learning rate")
+        self.lr_curve = self.lr_plot.plot(pen=_pen(theme.PURPLE, 2))
+        self.speed_plot = self._plot(1, 1, "Throughput", "tokens/s")
+        self.speed_raw_curve = self.speed_plot.plot(pen=_pen(theme.SKY, 1, alpha=80))
+        self.speed_curve = self.speed_plot.plot(pen=_pen(theme.SKY, 2.2))
+        self.memory_plot = self._plot(1, 2, "Memory", "MB")
+        self.rss_curve = self.memory_plot.plot(pen=_pen(theme.RED, 2), name="process RSS")
+        self.cuda_curve = self.memory_plot.plot(pen=_pen(theme.GREEN, 2, dashed=True), name="CUDA allocated")
+
+        for plot in (self.acc_plot, self.lr_plot, self.speed_plot, self.memory_plot):
+            plot.setXLink(self.loss_plot)
+        for curve in (self.loss_raw_curve, self.speed_raw_curve, self.lr_curve, self.rss_curve):
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+        for curve in (self.loss_curve, self.speed_curve):
+            curve.setDownsampling(auto=True, method="mean")
+            curve.setClipToView(True)
+        self._legend(self.loss_plot)
+        self._legend(self.memory_plot)
+
+    def _plot(self, row: int, col: int, title: str, y_label: str, colspan: int = 1) -> pg.PlotItem:
+        plot = self.addPlot(row=row, col=col, colspan=colspan)
+        plot.setTitle(f"<span style='color:{theme.TEXT};font-size:10pt;font-weight:600'>{title}</span>")
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        plot.setLabel("bottom", "step")
+        plot.setLabel("left", y_label)
+        plot.setMenuEnabled(True)
+        plot.hideButtons()
+        font = QFont()
+        font.setPointSize(8)
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setTickFont(font)
+            axis.setTextPen(theme.MUTED)
+            axis.setPen(theme.BORDER)
+            axis.enableAutoSIPrefix(False)
+        plot.getAxis("left").setWidth(52)
+        plot.setMouseEnabled(x=True, y=False)
+        plot.enableAutoRange(y=True)
+        return plot
+
+    def _legend(self, plot: pg.PlotItem) -> None:
+        legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
+        legend.setBrush(pg.mkBrush(255, 255, 255, 210))
+        legend.setPen(pg.mkPen(theme.BORDER))
+        for item in plot.listDataItems():
+            if item.name() and item not in [i for i, _ in legend.items]:
+                legend.addItem(item, item.name())
+
+    # ------------------------------------------------------------------- data
+    def add_steps(self, events: list[StepEvent]) -> None:
+        if not events:
+            return
+        steps = [e.step for e in events]
+        self.loss.extend(steps, (e.loss for e in events))
+        self.lr.extend(steps, (e.lr for e in events))
+        self.throughput.extend(steps, (e.tokens_per_s for e in events))
+        self.rss.extend(steps, (e.rss_mb for e in events))
+        self._dirty = True
+
+    def add_eval(self, event: EvalEvent) -> None:
+        self.val_loss.append(event.step, event.val_loss)
+        self.val_acc.append(event.step, 100.0 * event.val_accuracy)
+        self._dirty = True
+
+    def add_memory(self, event: MemoryEvent) -> None:
+        if event.cuda_allocated_mb is not None:
+            self.cuda.append(event.step, event.cuda_allocated_mb)
+            self._dirty = True
+
+    def set_smoothing(self, weight: float) -> None:
+        weight = float(min(max(weight, 0.0), 0.999))
+        self.smoothing = weight
+        self.loss.set_weight(weight)
+        self.throughput.set_weight(weight)
+        self._dirty = True
+        self.refresh()
+
+    def clear(self) -> None:
+        for series in (self.loss, self.val_loss, self.val_acc, self.lr, self.throughput, self.rss, self.cuda):
+            series.clear()
+        self._dirty = True
+        self.refresh()
+        for plot in (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot):
+            plot.enableAutoRange()
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def refresh(self) -> None:
+        """Push the buffers into the curves (cheap: views, no copies)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        pairs = (
+            (self.loss_raw_curve, self.loss),
+            (self.loss_curve, self.loss.smooth),
+            (self.val_loss_curve, self.val_loss),
+            (self.acc_curve, self.val_acc),
+            (self.lr_curve, self.lr),
+            (self.speed_raw_curve, self.throughput),
+            (self.speed_curve, self.throughput.smooth),
+            (self.rss_curve, self.rss),
+            (self.cuda_curve, self.cuda),
+        )
+        for curve, series in pairs:
+            curve.setData(series.x, series.y)

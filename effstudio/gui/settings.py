@@ -1,0 +1,79 @@
+"""Window geometry and last-used settings, kept in QSettings("effstudio", "effstudio").
+
+The window takes a QSettings object so tests (and the screenshot tool) can point
+it at a temporary INI file instead of the user's real settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from effstudio.config import ConfigError
+from effstudio.engine.run_config import RunConfig
+from effstudio.registry import UnknownEntryError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ORGANISATION = APPLICATION = "effstudio"
+
+GEOMETRY = "window/geometry"
+STATE = "window/state"
+SECTION = "window/section"
+SPLITTERS = "window/splitters"
+RUN_CONFIG = "run/config_toml"
+SMOOTHING = "monitor/smoothing"
+LAST_DIR = "files/last_dir"
+
+
+def user_settings() -> QSettings:
+    return QSettings(ORGANISATION, APPLICATION)
+
+
+def file_settings(path: str) -> QSettings:
+    """Settings in one INI file (tests, screenshots): never the user's own."""
+    return QSettings(path, QSettings.Format.IniFormat)
+
+
+def read_bytes(settings: QSettings, key: str) -> QByteArray | None:
+    value = settings.value(key)
+    return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+
+def read_int(settings: QSettings, key: str, default: int) -> int:
+    try:
+        return int(settings.value(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def read_float(settings: QSettings, key: str, default: float) -> float:
+    try:
+        return float(settings.value(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def read_str(settings: QSettings, key: str, default: str = "") -> str:
+    value: Any = settings.value(key, default)
+    return value if isinstance(value, str) else default
+
+
+def save_run_config(settings: QSettings, config: RunConfig) -> None:
+    settings.setValue(RUN_CONFIG, config.to_toml())
+
+
+def load_run_config(settings: QSettings) -> RunConfig | None:
+    """The last run config, or None when absent or no longer valid (a plugin went away)."""
+    text = read_str(settings, RUN_CONFIG)
+    if not text:
+        return None
+    try:
+        return RunConfig.from_dict(tomllib.loads(text))
+    except (ConfigError, UnknownEntryError, tomllib.TOMLDecodeError, TypeError, ValueError):
+        return None

@@ -1,0 +1,257 @@
+"""A pre-LN Transformer over any registered attention kind.
+
+One model for both objectives: an encoder with a pooled classification head for
+"classify" tasks, a causal decoder with a (tied) LM head for "lm" tasks. Blocks
+own the q/k/v/out projections; the attention kind only mixes values, so swapping
+kinds changes nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from effstudio.attention.base import Attention
+from effstudio.config import ConfigError, param, validate
+from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.registry import Entry, get_registry
+from effstudio.tasks.base import TaskSpec
+
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
+    layers: int = param(2, min=1, max=48, help="Number of Transformer blocks")
+    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
+    ff_mult: int = param(
+        4, min=1, max=16, label="Feed-forward multiplier",
+        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
+    )
+    dropout: float = param(
+        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
+    )
+    positions: str = param(
+        "learned", choices=("learned", "sinusoidal"),
+        help="learned: a trained table of positions; sinusoidal: fixed sine/cosine waves",
+    )
+    mode: str = param(
+        "auto", choices=("auto", "encoder", "decoder"),
+        help="auto: encoder for classification tasks, causal decoder for language-modelling tasks",
+    )
+    pooling: str = param(
+        "cls", choices=("cls", "mean"),
+        help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
+    )
+    attention: str = param(
+        "full", choices_from="attention",
+        help="How tokens mix; the chosen kind's own settings are in the attention section",
+    )
+    tie_embeddings: bool = param(
+        True, label="Tie embeddings",
+        help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
+    )
+
+    def check(self) -> None:
+        if self.d_model % self.heads:
+            raise ConfigError(
+                "heads", f"model width {self.d_model} is not divisible by {self.heads} heads"
+            )
+
+
+def resolve_causal(config: TransformerConfig, task: TaskSpec) -> bool:
+    """Whether the model runs as a causal decoder for this task."""
+    if config.mode == "encoder" and task.objective == "lm":
+        raise ConfigError(
+            "mode",
+            "an encoder sees future tokens, so it cannot learn to predict them; "
+            "use mode 'decoder' or 'auto' for language-modelling tasks",
+        )
+    return config.mode == "decoder" or (config.mode == "auto" and task.objective == "lm")
+
+
+def sinusoidal_positions(n: int, dim: int, device: torch.device) -> torch.Tensor:
+    """The fixed sine/cosine position table of "Attention Is All You Need": (N, dim)."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]  # (N, 1)
+    freq = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )  # (ceil(dim/2),)
+    angles = pos * freq  # (N, ceil(dim/2))
+    table = torch.zeros(n, dim, device=device)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles)[:, : dim // 2]  # odd widths have one cosine fewer
+    return table
+
+
+class Block(nn.Module):
+    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: TransformerConfig, attention: Attention):
+        super().__init__()
+        d = config.d_model
+        self.heads = config.heads
+        self.norm1 = nn.LayerNorm(d)
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.attention = attention
+        self.out = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.ff_mult * d), nn.GELU(), nn.Linear(config.ff_mult * d, d)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, -1).transpose(1, 2)  # (B, H, N, D)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.norm1(x)  # (B, N, d)
+        q, k, v = (self._split_heads(proj(h)) for proj in (self.q, self.k, self.v))
+        mixed, weights = self.attention(q, k, v, key_mask=mask, need_weights=need_weights)
+        b, _, n, _ = mixed.shape
+        mixed = mixed.transpose(1, 2).reshape(b, n, -1)  # (B, N, d)
+        x = x + self.dropout(self.out(mixed))
+        x = x + self.dropout(self.mlp(self.norm2(x)))
+        return x, weights
+
+
+class Transformer(nn.Module):
+    """Token embedding + positions -> pre-LN blocks -> final LayerNorm -> task head.
+
+    With cls pooling a learned summary token joins the sequence: first for an
+    encoder, last for a causal decoder (the only position that sees every token).
+    It has no position of its own, and it is cut from returned attention maps so
+    they align with the input tokens; in encoder mode a map's rows then sum to
+    less than 1 by the weight the tokens gave the summary token.
+    """
+
+    def __init__(self, config: TransformerConfig, spec: ModelSpec):
+        super().__init__()
+        validate(config)
+        task = spec.task
+        self.config = config
+        self.objective = task.objective
+        self.causal = resolve_causal(config, task)
+        self.max_length = task.max_length
+        d = config.d_model
+
+        self.embed = nn.Embedding(task.vocab_size, d)
+        self.positions = nn.Embedding(task.max_length, d) if config.positions == "learned" else None
+        wants_cls = task.objective == "classify" and config.pooling == "cls"
+        self.cls = nn.Parameter(INIT_STD * torch.randn(d)) if wants_cls else None
+        self.dropout = nn.Dropout(config.dropout)
+
+        entry = get_registry().get("attention", config.attention)
+        attention_config = spec.attention_config
+        if attention_config is None:
+            attention_config = entry.default_config()
+        self.blocks = nn.ModuleList(
+            Block(config, entry.factory(attention_config, d, config.heads, self.causal))
+            for _ in range(config.layers)
+        )
+        self.norm = nn.LayerNorm(d)
+
+        if task.objective == "classify":
+            self.head = nn.Linear(d, task.num_classes)
+        else:
+            self.head = nn.Linear(d, task.vocab_size, bias=False)
+        _init_weights(self)
+        if task.objective == "lm" and config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> ModelOutput:
+        """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
+        n = inputs.shape[1]
+        if self.positions is not None and n > self.max_length:
+            raise ValueError(
+                f"sequence of {n} tokens is longer than the {self.max_length} positions this model learned"
+            )
+        x = self.embed(inputs) + self._position_vectors(n, inputs.device)  # (B, N, d)
+        x, mask = self._add_cls(x, mask)  # (B, N', d), (B, N')
+        x = self.dropout(x)
+
+        maps: list[torch.Tensor] | None = [] if need_weights else None
+        for block in self.blocks:
+            x, weights = block(x, mask, need_weights)
+            if maps is not None:
+                maps.append(self._token_part(weights))  # (B, H, N, N)
+        x = self.norm(x)
+        return ModelOutput(logits=self._head(x, mask), attentions=maps)
+
+    def _position_vectors(self, n: int, device: torch.device) -> torch.Tensor:
+        if self.positions is not None:
+            return self.positions(torch.arange(n, device=device))  # (N, d)
+        # token vectors start at std 0.02 while sinusoids have amplitude 1, so
+        # shrink the waves to the embedding scale or they would drown the tokens
+        return INIT_STD * sinusoidal_positions(n, self.config.d_model, device)  # (N, d)
+
+    def _add_cls(
+        self, x: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.cls is None:
+            return x, mask
+        b = x.shape[0]
+        cls = self.cls.expand(b, 1, -1).to(x.dtype)  # (B, 1, d)
+        real = None if mask is None else mask.new_ones(b, 1)  # (B, 1)
+        if self.causal:
+            x = torch.cat([x, cls], dim=1)
+            mask = None if mask is None else torch.cat([mask, real], dim=1)
+        else:
+            x = torch.cat([cls, x], dim=1)
+            mask = None if mask is None else torch.cat([real, mask], dim=1)
+        return x, mask
+
+    def _token_part(self, weights: torch.Tensor) -> torch.Tensor:
+        """Cut the summary token's row and column so maps align with the inputs."""
+        if self.cls is None:
+            return weights
+        if self.causal:
+            return weights[:, :, :-1, :-1]
+        return weights[:, :, 1:, 1:]
+
+    def _head(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.objective == "lm":
+            return self.head(x)  # (B, N, V)
+        if self.cls is not None:
+            pooled = x[:, -1] if self.causal else x[:, 0]  # (B, d)
+        elif mask is None:
+            pooled = x.mean(dim=1)  # (B, d)
+        else:
+            real = mask.unsqueeze(-1).to(x.dtype)  # (B, N, 1)
+            pooled = (x * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)  # (B, d)
+        return self.head(pooled)  # (B, C)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Normal(0, 0.02) weights and zero biases; attention kinds keep their own init."""
+    if isinstance(module, Attention):
+        return
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=INIT_STD)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    for child in module.children():
+        _init_weights(child)
+
+
+def build_transformer(config: TransformerConfig, spec: ModelSpec) -> Transformer:
+    return Transformer(config, spec)
+
+
+ENTRY = Entry(
+    name="transformer",
+    description="Pre-LN Transformer: encoder for classification, causal decoder for language modelling",
+    config_cls=TransformerConfig,
+    factory=build_transformer,
+)

@@ -1,0 +1,115 @@
+"""Disk cache for generated task splits: one safetensors file per (config, generator version).
+
+Generating a data set can take seconds; every run, the GUI preview and the tests
+would pay for it again. The file lives at ``task_cache_dir(task) / <key>.safetensors``
+where the key hashes the task's config and its generator version, so a change to
+either gives a new file instead of silently reusing stale data. safetensors is
+used instead of ``torch.save`` so that loading a cache file never unpickles code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+
+from effstudio.paths import task_cache_dir
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".safetensors"
+KEY_LENGTH = 16  # hex characters: 64 bits, plenty for a handful of configs per task
+
+
+def _identity(config: Mapping[str, Any], version: int) -> str:
+    """Canonical text for a config and generator version (sorted keys: dict order must not matter)."""
+    return json.dumps({"config": dict(config), "version": version}, sort_keys=True, default=str)
+
+
+def cache_key(config: Mapping[str, Any], version: int) -> str:
+    """A short, stable hash of the config dict and the generator version."""
+    return hashlib.sha256(_identity(config, version).encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
+def cache_path(task_name: str, config: Mapping[str, Any], version: int) -> Path:
+    return task_cache_dir(task_name) / f"{cache_key(config, version)}{SUFFIX}"
+
+
+def _read(
+    path: Path, identity: str, expected_keys: Collection[str] | None
+) -> dict[str, torch.Tensor]:
+    """Load a cache file; raise ValueError when it is not the file we expect."""
+    with safe_open(str(path), framework="pt") as f:
+        # The identity in the metadata guards against a hash collision or a hand-copied file.
+        if (f.metadata() or {}).get("identity") != identity:
+            raise ValueError("cache file was written for a different config")
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    if expected_keys is not None and set(tensors) != set(expected_keys):
+        raise ValueError(f"cache file holds {sorted(tensors)}, expected {sorted(expected_keys)}")
+    return tensors
+
+
+def _write_atomic(path: Path, tensors: Mapping[str, torch.Tensor], identity: str) -> None:
+    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses non-contiguous or memory-sharing tensors, so hand it fresh copies.
+    data = save(
+        {k: v.detach().contiguous().clone() for k, v in tensors.items()}, {"identity": identity}
+    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def load_or_create(
+    task_name: str,
+    config: Mapping[str, Any],
+    version: int,
+    generate: Callable[[], Mapping[str, torch.Tensor]],
+    *,
+    expected_keys: Collection[str] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The cached tensors for this config, generating and storing them when missing.
+
+    An unreadable or corrupt cache file is logged and regenerated, never fatal; a cache
+    folder that cannot be written only costs the regeneration next time.
+    ``expected_keys`` (tensor names) lets a task refuse a file missing some split.
+    """
+    identity = _identity(config, version)
+    path = cache_path(task_name, config, version)
+    if path.exists():
+        try:
+            return _read(path, identity, expected_keys)
+        except Exception as err:  # any failure to read means "not cached"; regenerate below
+            log.warning(
+                "regenerating %s data: cache file %s is unusable (%s)", task_name, path, err
+            )
+    tensors = dict(generate())
+    try:
+        _write_atomic(path, tensors, identity)
+    except OSError as err:
+        log.warning(
+            "could not write %s cache file %s (%s); data will be regenerated next time",
+            task_name,
+            path,
+            err,
+        )
+    return tensors

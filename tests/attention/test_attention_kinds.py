@@ -1,0 +1,169 @@
+"""The shared contract of every registered attention kind (plugins included).
+
+Each test runs once per name in the registry, so a new kind is covered by
+registering it; only the full/sdpa agreement test names kinds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from effstudio.registry import get_registry
+
+KINDS = get_registry().names("attention")
+B, H, N, D = 2, 2, 6, 4
+DIM = H * D
+
+
+def assert_near(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-5) -> None:
+    # not torch.testing.assert_close: its first call imports torch.distributed (seconds)
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    diff = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert diff <= tol, f"max difference {diff:.3g} > {tol}"
+
+
+def build(kind: str, causal: bool) -> torch.nn.Module:
+    entry = get_registry().get("attention", kind)
+    module = entry.factory(entry.default_config(), DIM, H, causal)
+    return module.eval()  # no dropout: outputs must be comparable between calls
+
+
+def supports(kind: str, causal: bool) -> bool:
+    return not causal or build(kind, False).supports_causal
+
+
+def qkv(nq: int = N, nk: int = N, grad: bool = False) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    shapes = ((B, H, nq, D), (B, H, nk, D), (B, H, nk, D))
+    return tuple(torch.randn(s, generator=gen).requires_grad_(grad) for s in shapes)
+
+
+def noise_like(x: torch.Tensor) -> torch.Tensor:
+    """Large values, unlike the inputs, so a leak would show."""
+    return 5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+
+
+def padding_mask() -> torch.Tensor:
+    mask = torch.ones(B, N, dtype=torch.bool)  # (B, N), True = real token
+    mask[0, 4:] = False
+    mask[1, 2:] = False
+    return mask
+
+
+def causal_params() -> list:
+    return [
+        pytest.param(kind, causal, id=f"{kind}-{'causal' if causal else 'bidir'}")
+        for kind in KINDS
+        for causal in (False, True)
+    ]
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_output_shape(kind: str, causal: bool) -> None:
+    if not supports(kind, causal):
+        pytest.skip(f"{kind} cannot be causal")
+    q, k, v = qkv()
+    out, _ = build(kind, causal)(q, k, v, key_mask=padding_mask())
+    assert out.shape == (B, H, N, D)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_masked_keys_are_ignored(kind: str, causal: bool) -> None:
+    if not supports(kind, causal):
+        pytest.skip(f"{kind} cannot be causal")
+    attn, mask = build(kind, causal), padding_mask()
+    q, k, v = qkv()
+    out, _ = attn(q, k, v, key_mask=mask)
+    pad = ~mask[:, None, :, None]  # (B, 1, N, 1)
+    k2 = torch.where(pad, noise_like(k), k)
+    v2 = torch.where(pad, noise_like(v), v)
+    out2, _ = attn(q, k2, v2, key_mask=mask)
+    real = mask[:, None, :, None].expand_as(out)  # (B, H, N, D)
+    assert_near(out2[real], out[real])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_causal_never_sees_the_future(kind: str) -> None:
+    if not supports(kind, True):
+        pytest.skip(f"{kind} cannot be causal")
+    attn, t = build(kind, True), 3
+    q, k, v = qkv()
+    out, _ = attn(q, k, v)
+    later = [x.clone() for x in (q, k, v)]
+    for x in later:
+        x[:, :, t:] = noise_like(x[:, :, t:])
+    out2, _ = attn(*later)
+    assert_near(out2[:, :, :t], out[:, :, :t])
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_weights_are_normalised_over_real_keys(kind: str, causal: bool) -> None:
+    if not supports(kind, causal):
+        pytest.skip(f"{kind} cannot be causal")
+    mask = padding_mask()
+    q, k, v = qkv()
+    _, weights = build(kind, causal)(q, k, v, key_mask=mask, need_weights=True)
+    assert weights is not None and weights.shape == (B, H, N, N)
+    assert (weights >= 0).all()
+    real_rows = mask[:, None, :].expand(B, H, N)  # (B, H, Nq)
+    sums = weights.sum(dim=-1)  # (B, H, Nq)
+    assert_near(sums[real_rows], torch.ones_like(sums[real_rows]))
+    masked_keys = ~mask[:, None, None, :].expand_as(weights)  # (B, H, Nq, Nk)
+    assert (weights[masked_keys] == 0).all()
+    if causal:
+        assert (weights.triu(diagonal=1) == 0).all()
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_gradients_flow(kind: str, causal: bool) -> None:
+    if not supports(kind, causal):
+        pytest.skip(f"{kind} cannot be causal")
+    attn = build(kind, causal)
+    q, k, v = qkv(grad=True)
+    out, _ = attn(q, k, v, key_mask=padding_mask())
+    out.square().sum().backward()
+    for x in (q, k, v, *attn.parameters()):
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_row_without_keys_is_finite(kind: str, causal: bool) -> None:
+    if not supports(kind, causal):
+        pytest.skip(f"{kind} cannot be causal")
+    mask = padding_mask()
+    mask[1] = False  # a sequence with no real token at all
+    q, k, v = qkv(grad=True)
+    for need_weights in (False, True):
+        out, weights = build(kind, causal)(q, k, v, key_mask=mask, need_weights=need_weights)
+        assert torch.isfinite(out).all()
+        assert weights is None or torch.isfinite(weights).all()
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
+
+
+@pytest.mark.parametrize("kind", [k for k in ("full", "sdpa") if k in KINDS])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
+def test_exact_kinds_zero_a_row_without_keys(kind: str, causal: bool) -> None:
+    mask = padding_mask()
+    mask[1] = False
+    q, k, v = qkv()
+    for need_weights in (False, True):
+        out, _ = build(kind, causal)(q, k, v, key_mask=mask, need_weights=need_weights)
+        assert (out[1] == 0).all()
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fast", "probe"])
+@pytest.mark.parametrize("nq,nk", [(N, N), (4, N)], ids=["self", "shorter-q"])
+def test_full_and_sdpa_agree(causal: bool, padded: bool, need_weights: bool, nq: int, nk: int) -> None:
+    q, k, v = qkv(nq, nk)
+    mask = padding_mask() if padded else None
+    out_full, w_full = build("full", causal)(q, k, v, key_mask=mask, need_weights=need_weights)
+    out_sdpa, w_sdpa = build("sdpa", causal)(q, k, v, key_mask=mask, need_weights=need_weights)
+    assert_near(out_sdpa, out_full)
+    if need_weights:
+        assert_near(w_sdpa, w_full)

@@ -1,0 +1,67 @@
+import pytest
+
+from effstudio.config import ConfigError
+from effstudio.engine.run_config import RunConfig
+
+
+def test_defaults_and_overrides_by_section_and_bare_name():
+    config = RunConfig.create("transformer", "listops", ["model.d_model=64", "lr=3e-4", "train.steps=7"])
+    assert config.model.d_model == 64
+    assert config.train.lr == pytest.approx(3e-4)
+    assert config.train.steps == 7
+    assert config.attention_kind == "full"
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "words"),
+    [
+        ("model.d_model=abc", "model.d_model", "expected int"),
+        ("train.lr=-1", "train.lr", ">= 0"),
+        ("train.device=tpu", "train.device", "must be one of"),
+        ("model.nonsense=1", "model.nonsense", "unknown setting"),
+        ("nonsense=1", "nonsense", "unknown setting"),
+        ("seed=1", "seed", "ambiguous"),
+        ("model.attention=nope", "model.attention", "must be one of"),
+        ("train.compile=maybe", "train.compile", "true or false"),
+        ("weird", "weird", "key=value"),
+    ],
+)
+def test_invalid_values_name_the_field(override, field, words):
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.create("transformer", "listops", [override])
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_cross_field_check_names_the_field():
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.create("transformer", "listops", ["train.batch_size=10", "train.grad_accum=3"])
+    assert caught.value.field == "train.grad_accum"
+
+
+def test_changing_attention_kind_resets_its_settings():
+    config = RunConfig.create("transformer", "listops", ["model.attention=sdpa"])
+    assert config.attention_kind == "sdpa"
+    assert type(config.attention).__name__ != "FullAttentionConfig"
+
+
+def test_toml_round_trip(tmp_path):
+    config = RunConfig.create("transformer", "copy", ["model.layers=3", "task.mode=reverse", "train.lr=0.002"])
+    path = tmp_path / "run.toml"
+    path.write_text(config.to_toml())
+    assert RunConfig.from_toml(path) == config
+
+
+def test_toml_with_unknown_key_is_refused(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\ntype = "transformer"\nwidth = 3\n[task]\nname = "copy"\n')
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_toml(path)
+    assert caught.value.field == "model.width"
+
+
+def test_broken_toml_gives_a_clear_message(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        RunConfig.from_toml(path)

@@ -1,0 +1,61 @@
+"""Every registered task, built-in or plugin, honours the Task contract with a small config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from effstudio.config import with_values
+from effstudio.registry import get_registry
+from effstudio.tasks.base import IGNORE_INDEX
+
+# Shrunk where a task has these fields, so plugins are exercised too without long generation.
+SMALL_SIZES = {"train_size": 24, "val_size": 12, "test_size": 12}
+
+ENTRIES = get_registry().all("tasks")
+
+
+@pytest.fixture(autouse=True)
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
+
+
+def small_config(entry):
+    fields = {f.name: f for f in entry.fields()}
+    values = {}
+    for name, size in SMALL_SIZES.items():
+        if name in fields:
+            low = fields[name].min
+            values[name] = max(size, int(low)) if low is not None else size
+    return with_values(entry.default_config(), values)
+
+
+def test_builtin_tasks_are_registered():
+    registry = get_registry()
+    assert {"listops", "copy"} <= set(registry.names("tasks"))
+    assert not [e for e in registry.errors if e.group == "effstudio.tasks"]
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_task_honours_its_spec(entry):
+    task = entry.factory(small_config(entry))
+    spec = task.spec
+    assert spec.name == entry.name
+    assert spec.objective in ("classify", "lm")
+    assert 0 <= spec.pad_id < spec.vocab_size and spec.num_classes >= 2
+    for name in ("train", "val"):
+        split = task.split(name)
+        inputs, targets = split.inputs, split.targets
+        assert inputs.dtype == torch.int64 and targets.dtype == torch.int64
+        assert inputs.ndim == 2 and inputs.shape[1] == spec.max_length and len(split) > 0
+        assert inputs.min() >= 0 and inputs.max() < spec.vocab_size
+        if spec.objective == "classify":
+            assert targets.shape == (len(split),)
+            assert targets.min() >= 0 and targets.max() < spec.num_classes
+        else:
+            assert targets.shape == inputs.shape
+            scored = targets != IGNORE_INDEX
+            assert scored.any(dim=1).all(), "every sequence needs at least one scored position"
+            assert targets[scored].min() >= 0 and targets[scored].max() < spec.num_classes
+        tokens = task.decode(inputs[0].tolist())
+        assert len(tokens) == spec.max_length and all(t in spec.vocab for t in tokens)
