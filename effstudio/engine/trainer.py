@@ -30,7 +30,12 @@ from effstudio.engine import checkpoint as ckpt
 from effstudio.engine.build import build_model, build_task
 from effstudio.engine.data import MicroBatchIndices, make_batch, train_batches
 from effstudio.engine.device import describe_device, pick_device
-from effstudio.engine.distributed import DistContext, context_from_env, init_process_group, local_device
+from effstudio.engine.distributed import (
+    DistContext,
+    context_from_env,
+    init_process_group,
+    local_device,
+)
 from effstudio.engine.events import (
     AttentionEvent,
     CheckpointEvent,

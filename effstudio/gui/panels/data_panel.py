@@ -6,10 +6,11 @@ take a moment) and shows the first validation examples as token strings.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -24,7 +25,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
@@ -72,6 +72,33 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     return Preview(" \u00b7 ".join(parts), rows)
 
 
+class PreviewJob(QObject):
+    """Builds a preview in a daemon thread and reports back through queued signals."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, registry: Registry, task_name: str, config: Any):
+        super().__init__()
+        self.args = (registry, task_name, config)
+        self._thread = threading.Thread(target=self._run, name="effstudio-preview", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            preview = build_preview(*self.args)
+        except Exception as err:  # a task plugin may raise anything
+            self.failed.emit(f"{type(err).__name__}: {err}")
+        else:
+            self.done.emit(preview)
+
+    def wait(self, timeout_s: float) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
 class DataPanel(Panel):
     changed = Signal()
     preview_ready = Signal()
@@ -81,7 +108,7 @@ class DataPanel(Panel):
                          "first use.", parent=parent)
         self.registry = registry
         self.form: ConfigForm | None = None
-        self._preview_worker: Any = None
+        self._preview_job: PreviewJob | None = None
         self._preview_stale = True
 
         self.task_box = QComboBox(self)
@@ -182,7 +209,7 @@ class DataPanel(Panel):
             self.refresh_preview()
 
     def refresh_preview(self) -> None:
-        if self.form is None or self._preview_worker is not None:
+        if self.form is None or self._preview_job is not None:
             return
         try:
             config = self.form.config()
@@ -192,14 +219,14 @@ class DataPanel(Panel):
         self._preview_stale = False
         self.refresh_button.setEnabled(False)
         self.preview_status.setText("Building the task\u2026")
-        worker = create_worker(build_preview, self.registry, self.task_name(), config, _start_thread=False)
-        worker.returned.connect(self._show_preview)
-        worker.errored.connect(self._preview_failed)
-        worker.finished.connect(self._preview_done)
-        self._preview_worker = worker
-        worker.start()
+        job = PreviewJob(self.registry, self.task_name(), config)
+        job.done.connect(self._show_preview)
+        job.failed.connect(self._preview_failed)
+        self._preview_job = job
+        job.start()
 
     def _show_preview(self, preview: Preview) -> None:
+        self._preview_done()
         self.summary.setText(preview.summary)
         self.table.setRowCount(len(preview.rows))
         for row, (source, target) in enumerate(preview.rows):
@@ -209,18 +236,29 @@ class DataPanel(Panel):
                 self.table.setItem(row, col, item)
         self.preview_status.setText(f"First {len(preview.rows)} validation examples, padding removed.")
 
-    def _preview_failed(self, error: Exception) -> None:
-        self.preview_status.setText(f"Cannot build the task: {type(error).__name__}: {error}")
+        self.preview_ready.emit()
+        self._refresh_if_stale()
+
+    def _preview_failed(self, message: str) -> None:
+        self._preview_done()
+        self.preview_status.setText(f"Cannot build the task: {message}")
+        self.preview_ready.emit()
+        self._refresh_if_stale()
 
     def _preview_done(self) -> None:
-        self._preview_worker = None
+        self._preview_job = None
         self.refresh_button.setEnabled(True)
-        self.preview_ready.emit()
+
+    def _refresh_if_stale(self) -> None:
         if self._preview_stale and self.isVisible():
             self.refresh_preview()
 
     def preview_running(self) -> bool:
-        return self._preview_worker is not None
+        return self._preview_job is not None
+
+    def wait_for_preview(self, timeout_s: float = 10.0) -> bool:
+        job = self._preview_job
+        return job is None or job.wait(timeout_s)
 
     # ------------------------------------------------------------------ values
     def forms(self) -> list[ConfigForm]:

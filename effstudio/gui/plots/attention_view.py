@@ -33,7 +33,7 @@ class AttentionView(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.event: AttentionEvent | None = None
+        self.current_event: AttentionEvent | None = None
 
         self.layer_box = QComboBox(self)
         self.layer_box.setObjectName("attentionLayer")
@@ -111,27 +111,27 @@ class AttentionView(QWidget):
     def set_event(self, event: AttentionEvent) -> None:
         """Show a new probe; the chosen layer and head are kept when they still exist."""
         layers, heads = event.maps.shape[:2]
-        if self.event is None or self.event.maps.shape[:2] != (layers, heads):
+        if self.current_event is None or self.current_event.maps.shape[:2] != (layers, heads):
             self._fill(self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)])
             self._fill(self.head_box, [("mean of heads", MEAN_OF_HEADS)]
                        + [(f"{h + 1} of {heads}", h) for h in range(heads)])
-        self.event = event
+        self.current_event = event
         self._set_selectors_enabled(True)
         self.stack.setCurrentIndex(1)
         self._redraw()
 
     def current_map(self) -> np.ndarray | None:
         """The (N, N) matrix on screen."""
-        if self.event is None:
+        if self.current_event is None:
             return None
         layer = max(self.layer_box.currentData() or 0, 0)
         head = self.head_box.currentData()
-        maps = self.event.maps[layer]  # (H, N, N)
+        maps = self.current_event.maps[layer]  # (H, N, N)
         return maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else maps[head]
 
     def _redraw(self) -> None:
         matrix = self.current_map()
-        if matrix is None or self.event is None:
+        if matrix is None or self.current_event is None:
             return
         matrix = np.nan_to_num(matrix.astype(np.float32, copy=False))
         top = float(matrix.max()) if matrix.size else 1.0
@@ -140,7 +140,7 @@ class AttentionView(QWidget):
         self.colorbar.setLevels((0.0, top))
         n_queries, n_keys = matrix.shape
         self.plot.setRange(xRange=(0, n_keys), yRange=(0, n_queries), padding=0.01)
-        tokens = self.event.tokens
+        tokens = self.current_event.tokens
         bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
         if 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys):
             bottom.setTicks(_token_ticks(tokens[:n_keys]))
@@ -152,10 +152,10 @@ class AttentionView(QWidget):
             left.setTicks(None)
             bottom.setLabel("key position")
             left.setLabel("query position")
-        self.step_label.setText(f"step {self.event.step} \u00b7 {n_queries}\u00d7{n_keys}")
+        self.step_label.setText(f"step {self.current_event.step} \u00b7 {n_queries}\u00d7{n_keys}")
 
     def clear(self) -> None:
-        self.event = None
+        self.current_event = None
         self.image.clear()
         self.layer_box.clear()
         self.head_box.clear()

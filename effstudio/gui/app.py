@@ -1,0 +1,45 @@
+"""Start the desktop application."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtWidgets import QApplication
+
+import effstudio
+from effstudio.gui import settings as keys
+from effstudio.gui.icons import app_icon
+from effstudio.gui.theme import apply_theme
+
+
+def application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication, created once with effstudio's names, icon and look."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0] if sys.argv else "effstudio"])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(keys.APPLICATION)
+    app.setOrganizationName(keys.ORGANISATION)
+    app.setApplicationDisplayName("effstudio")
+    app.setApplicationVersion(effstudio.__version__)
+    app.setDesktopFileName("effstudio")
+    app.setWindowIcon(app_icon())
+    apply_theme(app)
+    return app
+
+
+def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
+    """Show the main window (optionally opening a run config or checkpoint) and run the event loop."""
+    app = application(argv)
+    from effstudio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    if open_path:
+        window.open_path(open_path)
+    return app.exec()
+
+
+def launch() -> None:
+    """Entry point of the `effstudio-gui` script."""
+    raise SystemExit(run_app(sys.argv))

@@ -1,0 +1,540 @@
+"""The main window: a sidebar of sections, the run controls, and the training job.
+
+The window assembles a RunConfig from the section forms, validates it the way
+the CLI does (errors show next to the field they name), runs it in a
+:class:`~effstudio.gui.worker.TrainingJob` and routes the worker's signals to
+the panels. Closing the window stops a run and waits for its thread.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QSizePolicy,
+    QStackedWidget,
+    QToolBar,
+    QWidget,
+)
+
+import effstudio
+from effstudio.config import ConfigError
+from effstudio.engine.device import available_devices
+from effstudio.engine.events import AttentionEvent, CheckpointEvent, DoneEvent, EvalEvent, MemoryEvent, StartEvent
+from effstudio.engine.run_config import RunConfig
+from effstudio.gui import settings as keys
+from effstudio.gui.command import command_line
+from effstudio.gui.forms.config_form import ConfigForm
+from effstudio.gui.icons import action_icon, app_icon, icon
+from effstudio.gui.metrics import RunProgress, format_duration, format_number
+from effstudio.gui.panels.data_panel import DataPanel
+from effstudio.gui.panels.model_panel import ModelPanel
+from effstudio.gui.panels.monitor_panel import MonitorPanel
+from effstudio.gui.panels.train_panel import TrainPanel
+from effstudio.gui.status_bar import StatusBar
+from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
+from effstudio.registry import Registry, UnknownEntryError, get_registry
+
+MODEL, DATA, TRAIN, MONITOR = range(4)
+SHUTDOWN_TIMEOUT_MS = 60_000
+_orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        registry: Registry | None = None,
+        *,
+        train_fn: TrainFn | None = None,
+        out_dir: Path | None = None,
+        restore: bool = True,
+    ):
+        super().__init__()
+        self.settings = settings if settings is not None else keys.user_settings()
+        self.registry = registry or get_registry()
+        self.train_fn = train_fn
+        self.out_dir = out_dir
+        self.job: TrainingJob | None = None
+        self.progress = RunProgress()
+        self.last_done: DoneEvent | None = None
+        self.config_problems: list[ConfigError] = []
+        self._run_title = ""
+
+        self.setWindowTitle("effstudio")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.setMinimumSize(960, 620)
+        self._make_actions()
+
+        self.model_panel = ModelPanel(self.registry, self)
+        self.data_panel = DataPanel(self.registry, self)
+        self.train_panel = TrainPanel(self.action_map, self)
+        self.monitor_panel = MonitorPanel(self.action_map["start"], self)
+        self.sidebar = QListWidget(self)
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(168)
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.stack = QStackedWidget(self)
+        for name, glyph, panel in (("Model", "model", self.model_panel), ("Data", "data", self.data_panel),
+                                   ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel)):
+            self.add_section(name, glyph, panel)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+
+        central = QWidget(self)
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self._make_menus()
+        self._make_toolbar()
+        self.status = StatusBar(available_devices(), self.registry.errors, self)
+        self.setStatusBar(self.status)
+
+        for panel in (self.model_panel, self.data_panel, self.train_panel):
+            panel.changed.connect(self._config_changed)
+        self.log = self.monitor_panel.log
+        self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
+        for error in self.registry.errors:
+            self.log.add("warning", f"plugin {error.name!r} ({error.group}) was skipped: {error.message}")
+
+        self.sidebar.setCurrentRow(MODEL)
+        if restore:
+            self.restore_settings()
+        else:
+            self.resize(1280, 800)
+        self._config_changed()
+
+    # ------------------------------------------------------------------ layout
+    def add_section(self, name: str, glyph: str, panel: QWidget) -> int:
+        item = QListWidgetItem(icon(glyph), name)
+        item.setSizeHint(QSize(0, 40))
+        self.sidebar.addItem(item)
+        return self.stack.addWidget(panel)
+
+    def show_section(self, index: int) -> None:
+        self.sidebar.setCurrentRow(index)
+
+    def current_section(self) -> int:
+        return self.stack.currentIndex()
+
+    def _action(self, key: str, text: str, slot: Any, shortcut: Any = None, glyph: str | None = None,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if glyph:
+            action.setIcon(action_icon(glyph))
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.action_map[key] = action
+        return action
+
+    def _make_actions(self) -> None:
+        self.action_map: dict[str, QAction] = {}
+        self._action("start", "Start", self.start_training, "F5", "start", "Train the model (F5)")
+        self._action("pause", "Pause", self.toggle_pause, "F6", "pause", "Pause or resume the run (F6)")
+        self._action("stop", "Stop", self.stop_training, "Shift+F5", "stop",
+                     "Stop after the current step and save a checkpoint (Shift+F5)")
+        self._action("save_config", "Save run config\u2026", self.save_config_dialog,
+                     QKeySequence.StandardKey.Save, "save", "Save the settings as a TOML run config")
+        self._action("load_config", "Load run config\u2026", self.load_config_dialog,
+                     QKeySequence.StandardKey.Open, "open", "Load a TOML run config or a checkpoint's settings")
+        self._action("copy_command", "Copy as command", self.copy_command, "Ctrl+Shift+C", "copy",
+                     "Copy the `effstudio train` command line for these settings")
+        self._action("quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._action("about", "About effstudio", self.show_about)
+        self.action_map["quit"].setMenuRole(QAction.MenuRole.QuitRole)
+        self.action_map["about"].setMenuRole(QAction.MenuRole.AboutRole)
+        self.action_map["pause"].setEnabled(False)
+        self.action_map["stop"].setEnabled(False)
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for key in ("load_config", "save_config", "copy_command"):
+            file_menu.addAction(self.action_map[key])
+        file_menu.addSeparator()
+        file_menu.addAction(self.action_map["quit"])
+        run_menu = bar.addMenu("&Run")
+        for key in ("start", "pause", "stop"):
+            run_menu.addAction(self.action_map[key])
+        view_menu = bar.addMenu("&View")
+        for index in range(self.sidebar.count()):
+            action = view_menu.addAction(self.sidebar.item(index).text())
+            action.setShortcut(QKeySequence(f"Ctrl+{index + 1}"))
+            action.triggered.connect(lambda _=False, i=index: self.show_section(i))
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.action_map["about"])
+
+    def _make_toolbar(self) -> None:
+        toolbar = QToolBar("Run", self)
+        toolbar.setObjectName("runToolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for key in ("start", "pause", "stop"):
+            toolbar.addAction(self.action_map[key])
+        spacer = QWidget(toolbar)
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        toolbar.addWidget(spacer)
+        for key in ("load_config", "save_config", "copy_command"):
+            toolbar.addAction(self.action_map[key])
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+
+    # ------------------------------------------------------------------ config
+    def _sections(self) -> list[tuple[int, Any]]:
+        return [(MODEL, self.model_panel), (DATA, self.data_panel), (TRAIN, self.train_panel)]
+
+    def _forms(self) -> list[tuple[int, ConfigForm]]:
+        return [(index, form) for index, panel in self._sections() for form in panel.forms()]
+
+    def show_config_error(self, field: str, message: str, *, reveal: bool = True) -> bool:
+        """Mark the field an error names in whichever form owns it; False when no form does."""
+        for index, form in self._forms():
+            if form.set_error(field, message):
+                if reveal:
+                    self.show_section(index)
+                return True
+        return False
+
+    def validate(self) -> list[ConfigError]:
+        """Every form's errors, then whole-config errors; each is shown next to its field."""
+        if not self.registry.names("models") or not self.registry.names("tasks"):
+            missing = "model types" if not self.registry.names("models") else "tasks"
+            return [ConfigError("registry", f"no {missing} are registered")]
+        errors: list[ConfigError] = []
+        for _index, panel in self._sections():
+            errors += panel.validate()
+        if not errors:
+            try:
+                self.build_config()
+            except ConfigError as err:
+                self.show_config_error(err.field, err.message, reveal=False)
+                errors.append(err)
+        return errors
+
+    def build_config(self) -> RunConfig:
+        """The RunConfig the forms describe; raises ConfigError naming a bad field."""
+        model_type, task_name = self.model_panel.model_type(), self.data_panel.task_name()
+        if model_type is None or task_name is None:
+            raise ConfigError("registry", "pick a model type and a task first")
+        overrides = {**self.model_panel.overrides(), **self.data_panel.overrides(), **self.train_panel.overrides()}
+        return RunConfig.create(model_type, task_name, overrides, registry=self.registry)
+
+    def current_config(self) -> RunConfig | None:
+        """The config to run, or None after showing why there is none."""
+        errors = self.validate()
+        self.config_problems = errors
+        self.train_panel.show_problems(errors)
+        if errors:
+            first = errors[0]
+            self.show_config_error(first.field, first.message)
+            self.status.showMessage(f"Cannot start: {first.field}: {first.message}", 10_000)
+            return None
+        return self.build_config()
+
+    def _config_changed(self) -> None:
+        self.config_problems = self.validate()
+        self.train_panel.show_problems(self.config_problems)
+        self._update_actions()
+        model_type, task_name = self.model_panel.model_type(), self.data_panel.task_name()
+        if model_type and task_name:
+            self.setWindowTitle(f"effstudio \u2014 {model_type} on {task_name}")
+
+    def apply_config(self, config: RunConfig) -> None:
+        """Show a run config in the forms."""
+        self.model_panel.set_config(config)
+        self.data_panel.set_config(config)
+        self.train_panel.set_config(config)
+        self._config_changed()
+
+    # ------------------------------------------------------------------- files
+    def open_path(self, path: str | Path) -> bool:
+        """Load settings from a TOML run config or a checkpoint; False (and a log line) if it cannot."""
+        path = Path(path)
+        try:
+            if path.suffix == ".safetensors":
+                from effstudio.engine.checkpoint import read_info
+
+                info = read_info(path)
+                self.apply_config(info.config)
+                self.log.add("info", f"Loaded the settings of checkpoint {path} (step {info.step})")
+            else:
+                self.apply_config(RunConfig.from_toml(path))
+                self.log.add("info", f"Loaded run config {path}")
+        except (ConfigError, UnknownEntryError, OSError, RuntimeError, ValueError) as err:
+            self.log.add("error", f"Cannot open {path}: {err}")
+            self.status.showMessage(f"Cannot open {path.name}: {err}", 10_000)
+            return False
+        self.status.showMessage(f"Loaded {path.name}", 5_000)
+        return True
+
+    def save_config_to(self, path: str | Path) -> bool:
+        config = self.current_config()
+        if config is None:
+            return False
+        path = Path(path)
+        try:
+            path.write_text(config.to_toml(), encoding="utf-8")
+        except OSError as err:
+            self.log.add("error", f"Cannot save {path}: {err}")
+            self.status.showMessage(f"Cannot save {path.name}: {err.strerror or err}", 10_000)
+            return False
+        self.log.add("info", f"Saved run config {path}")
+        self.status.showMessage(f"Saved {path.name}", 5_000)
+        return True
+
+    def _last_dir(self) -> str:
+        return keys.read_str(self.settings, keys.LAST_DIR, str(Path.home()))
+
+    def save_config_dialog(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save run config", str(Path(self._last_dir()) / "run.toml"),
+                                              "Run configs (*.toml)")
+        if name:
+            self.settings.setValue(keys.LAST_DIR, str(Path(name).parent))
+            self.save_config_to(name)
+
+    def load_config_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Load run config", self._last_dir(),
+                                              "Run configs and checkpoints (*.toml *.safetensors)")
+        if name:
+            self.settings.setValue(keys.LAST_DIR, str(Path(name).parent))
+            self.open_path(name)
+
+    def copy_command(self) -> str | None:
+        config = self.current_config()
+        if config is None:
+            return None
+        text = command_line(config, self.registry)
+        QApplication.clipboard().setText(text)
+        self.log.add("info", f"Copied: {text}")
+        self.status.showMessage("Copied the command line to the clipboard", 5_000)
+        return text
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and urls[0].isLocalFile() and Path(urls[0].toLocalFile()).suffix in (".toml", ".safetensors"):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About effstudio", (
+            f"<h3>effstudio {effstudio.__version__}</h3>"
+            "<p>A desktop lab for efficient Transformers: pick an architecture and an attention "
+            "mechanism, train it on your CPU or GPU, and watch loss, memory, throughput and attention "
+            "maps live.</p><p>Everything the window does is also available headless: "
+            "<code>effstudio --help</code>.</p>"))
+
+    # -------------------------------------------------------------------- runs
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def start_training(self) -> TrainWorker | None:
+        """Start a run with the forms' settings; None (and the errors shown) when they are invalid."""
+        if self.job is not None:
+            return None
+        config = self.current_config()
+        if config is None:
+            return None
+        keys.save_run_config(self.settings, config)
+        worker = TrainWorker(config, out_dir=self.out_dir, train_fn=self.train_fn)
+        job = TrainingJob(worker, self)
+        worker.started.connect(self._on_started)
+        worker.steps.connect(self._on_steps)
+        worker.evaluated.connect(self._on_eval)
+        worker.attention.connect(self._on_attention)
+        worker.memory.connect(self._on_memory)
+        worker.checkpoint.connect(self._on_checkpoint)
+        worker.log.connect(self.log.add)
+        worker.paused_changed.connect(self._on_paused)
+        worker.failed.connect(self._on_failed)
+        worker.config_error.connect(self._on_config_error)
+        worker.finished.connect(self._on_finished)
+        job.qthread.finished.connect(self._on_thread_finished)
+        self.job = job
+        self.last_done = None
+        self.progress = RunProgress()
+        self._run_title = f"{config.model_type} on {config.task_name}"
+        self._set_state("starting")
+        self.log.add("info", f"Starting {self._run_title}: {config.train.steps} steps")
+        self.show_section(MONITOR)
+        job.start()
+        return worker
+
+    def toggle_pause(self) -> None:
+        if self.job is None:
+            return
+        worker = self.job.worker
+        if worker.is_paused:
+            worker.resume()
+        else:
+            worker.pause()
+
+    def stop_training(self) -> None:
+        if self.job is None:
+            return
+        self.job.stop()
+        self._set_state("stopping")
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        detail = ""
+        if state in ("running", "paused") and self.progress.total_steps:
+            detail = f"step {self.progress.step}/{self.progress.total_steps}"
+        self.status.set_state(state, detail)
+        self.train_panel.show_progress(self.progress, state)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        state = getattr(self, "state", "idle")
+        active = self.job is not None
+        can_start = not active and not self.config_problems
+        self.action_map["start"].setEnabled(can_start)
+        if active:
+            self.action_map["start"].setToolTip("A run is in progress")
+        elif self.config_problems:
+            first = self.config_problems[0]
+            self.action_map["start"].setToolTip(f"Fix {first.field}: {first.message}")
+        else:
+            self.action_map["start"].setToolTip("Train the model (F5)")
+        self.action_map["pause"].setEnabled(active and state in ("running", "paused"))
+        paused = state == "paused"
+        self.action_map["pause"].setText("Resume" if paused else "Pause")
+        self.action_map["pause"].setIcon(action_icon("start" if paused else "pause"))
+        self.action_map["stop"].setEnabled(active and state in ("starting", "running", "paused"))
+
+    # ------------------------------------------------------------ worker slots
+    def _on_started(self, event: StartEvent) -> None:
+        self.progress.start(event)
+        self.status.set_device(event.device)
+        self.monitor_panel.run_started(event, self._run_title, self.progress)
+        self.log.add("info", f"Run folder {event.run_dir} \u00b7 {event.params:,} parameters on {event.device}")
+        if self.state == "starting":
+            self._set_state("running")
+
+    def _on_steps(self, events: list) -> None:
+        self.progress.add_steps(events)
+        self.monitor_panel.add_steps(events, self.progress)
+        if self.state in ("running", "paused", "stopping"):
+            self._set_state(self.state)
+
+    def _on_eval(self, event: EvalEvent) -> None:
+        self.progress.add_eval(event)
+        self.monitor_panel.add_eval(event, self.progress)
+        self.train_panel.metrics.show_progress(self.progress)
+
+    def _on_attention(self, event: AttentionEvent) -> None:
+        self.monitor_panel.add_attention(event)
+
+    def _on_memory(self, event: MemoryEvent) -> None:
+        self.monitor_panel.add_memory(event)
+        if event.cuda_allocated_mb is not None:
+            self.status.set_cuda_memory(event.cuda_allocated_mb)
+
+    def _on_checkpoint(self, event: CheckpointEvent) -> None:
+        self.log.add("info", f"Checkpoint at step {event.step}: {event.path}")
+
+    def _on_paused(self, paused: bool) -> None:
+        if self.state in ("running", "paused"):
+            self._set_state("paused" if paused else "running")
+            self.log.add("info", "Paused" if paused else "Resumed")
+
+    def _on_failed(self, message: str) -> None:
+        self.status.showMessage(message, 15_000)
+
+    def _on_config_error(self, field: str, message: str) -> None:
+        self.show_config_error(field, message)
+
+    def _on_finished(self, done: DoneEvent) -> None:
+        self.last_done = done
+        self.monitor_panel.run_ended()
+        self.status.set_cuda_memory(None)
+        summary = (f"{done.status.capitalize()} after {done.steps} steps in {format_duration(done.seconds)}"
+                   f" \u00b7 final loss {format_number(done.final_loss)}")
+        if done.val_accuracy is not None:
+            summary += f" \u00b7 val accuracy {100 * done.val_accuracy:.1f}%"
+        if done.checkpoint:
+            summary += f" \u00b7 checkpoint {done.checkpoint}"
+        if done.status == "failed":
+            summary = f"Failed: {done.error or 'unknown error'}"
+        self.log.add("error" if done.status == "failed" else "info", summary)
+        self.status.showMessage(html.unescape(summary), 15_000)
+        self._set_state(done.status)
+
+    def _on_thread_finished(self) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            job.deleteLater()
+        self.status.set_device(None)
+        self._update_actions()
+
+    # ---------------------------------------------------------------- settings
+    def restore_settings(self) -> None:
+        geometry = keys.read_bytes(self.settings, keys.GEOMETRY)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 800)
+        state = keys.read_bytes(self.settings, keys.STATE)
+        if state is not None:
+            self.restoreState(state)
+        config = keys.load_run_config(self.settings)
+        if config is not None:
+            try:
+                self.apply_config(config)
+            except (ConfigError, UnknownEntryError) as err:
+                self.log.add("warning", f"The last settings could not be restored: {err}")
+        self.monitor_panel.set_smoothing_weight(keys.read_float(self.settings, keys.SMOOTHING, 0.9))
+        section = keys.read_int(self.settings, keys.SECTION, MODEL)
+        self.show_section(section if 0 <= section < self.stack.count() else MODEL)
+
+    def save_settings(self) -> None:
+        self.settings.setValue(keys.GEOMETRY, self.saveGeometry())
+        self.settings.setValue(keys.STATE, self.saveState())
+        self.settings.setValue(keys.SECTION, self.current_section())
+        self.settings.setValue(keys.SMOOTHING, self.monitor_panel.smoothing_weight())
+        try:
+            if not self.validate():
+                keys.save_run_config(self.settings, self.build_config())
+        except ConfigError:
+            pass
+        self.settings.sync()
+
+    def shutdown(self) -> bool:
+        """Stop a run and wait for its thread and for background previews; True when all ended."""
+        ended = True
+        if self.job is not None:
+            self.status.showMessage("Stopping the run\u2026")
+            job = self.job
+            ended = job.shutdown(SHUTDOWN_TIMEOUT_MS)
+            if not ended:
+                _orphans.append(job)
+        self.data_panel.wait_for_preview(10.0)
+        return ended
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        self.shutdown()
+        self.monitor_panel.timer.stop()
+        self.status.timer.stop()
+        event.accept()
+
