@@ -116,14 +116,16 @@ class MetricStrip(QWidget):
 
     NAMES = ("step", "loss", "val loss", "val accuracy", "tokens/s", "elapsed", "ETA")
 
-    def __init__(self, columns: int | None = None, parent: QWidget | None = None):
+    def __init__(self, columns: int | None = None, names: tuple[str, ...] | None = None,
+                 parent: QWidget | None = None):
         super().__init__(parent)
+        names = names or self.NAMES
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(8)
-        columns = columns or len(self.NAMES)
+        columns = columns or len(names)
         self.tiles = {}
-        for i, name in enumerate(self.NAMES):
+        for i, name in enumerate(names):
             tile = MetricTile(name, self)
             self.tiles[name] = tile
             layout.addWidget(tile, i // columns, i % columns)
@@ -138,5 +140,5 @@ class MetricStrip(QWidget):
             "elapsed": format_duration(p.elapsed_s) if p.total_steps else DASH,
             "ETA": format_duration(p.eta_s),
         }
-        for name, text in values.items():
-            self.tiles[name].set_text(text)
+        for name, tile in self.tiles.items():
+            tile.set_text(values[name])

@@ -48,7 +48,7 @@ class TransformerConfig:
         help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
     )
     attention: str = param(
-        "full", choices_from="attention",
+        "sdpa", choices_from="attention",
         help="How tokens mix; the chosen kind's own settings are in the attention section",
     )
     tie_embeddings: bool = param(

@@ -9,7 +9,7 @@ def test_defaults_and_overrides_by_section_and_bare_name():
     assert config.model.d_model == 64
     assert config.train.lr == pytest.approx(3e-4)
     assert config.train.steps == 7
-    assert config.attention_kind == "full"
+    assert config.attention_kind == "sdpa"
 
 
 @pytest.mark.parametrize(
@@ -40,9 +40,9 @@ def test_cross_field_check_names_the_field():
 
 
 def test_changing_attention_kind_resets_its_settings():
-    config = RunConfig.create("transformer", "listops", ["model.attention=sdpa"])
-    assert config.attention_kind == "sdpa"
-    assert type(config.attention).__name__ != "FullAttentionConfig"
+    config = RunConfig.create("transformer", "listops", ["model.attention=full"])
+    assert config.attention_kind == "full"
+    assert type(config.attention).__name__ == "FullAttentionConfig"
 
 
 def test_toml_round_trip(tmp_path):

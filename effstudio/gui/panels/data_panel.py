@@ -113,7 +113,7 @@ class DataPanel(Panel):
 
         self.task_box = QComboBox(self)
         self.task_box.setObjectName("taskName")
-        self.task_box.setMinimumWidth(220)
+        self.task_box.setMinimumWidth(260)
         for entry in registry.all("tasks"):
             self.task_box.addItem(entry.name, entry.name)
             self.task_box.setItemData(self.task_box.count() - 1, entry.description, Qt.ItemDataRole.ToolTipRole)
@@ -124,6 +124,7 @@ class DataPanel(Panel):
         picker = QGroupBox("Task", self)
         picker_form = QFormLayout(picker)
         picker_form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        picker_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         picker_form.addRow("Task", self.task_box)
         picker_form.addRow("", self.description)
         left.addWidget(picker)

@@ -31,7 +31,7 @@ class ModelPanel(Panel):
 
         self.type_box = QComboBox(self)
         self.type_box.setObjectName("modelType")
-        self.type_box.setMinimumWidth(220)
+        self.type_box.setMinimumWidth(260)
         for entry in registry.all("models"):
             self.type_box.addItem(entry.name, entry.name)
             self.type_box.setItemData(self.type_box.count() - 1, entry.description, Qt.ItemDataRole.ToolTipRole)
@@ -39,6 +39,7 @@ class ModelPanel(Panel):
         picker = QGroupBox("Architecture", self)
         form = QFormLayout(picker)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         form.addRow("Model type", self.type_box)
         form.addRow("", self.description)
         self.body.addWidget(picker)

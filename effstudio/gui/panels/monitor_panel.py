@@ -111,7 +111,7 @@ class MonitorPanel(Panel):
 
     # ------------------------------------------------------------------ events
     def run_started(self, event: StartEvent, title: str, progress: RunProgress) -> None:
-        self.curves.clear()
+        self.curves.reset()
         self.attention.clear()
         self.stack.setCurrentIndex(1)
         self.subtitle.setText(f"{title} \u00b7 {format_count(event.params)} parameters \u00b7 {event.device}"

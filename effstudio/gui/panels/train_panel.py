@@ -83,7 +83,8 @@ class TrainPanel(Panel):
         self.problems.hide()
         run_layout.addWidget(self.problems)
 
-        self.metrics = MetricStrip(columns=2, parent=run)
+        self.metrics = MetricStrip(columns=2, names=("step", "loss", "val loss", "val accuracy", "tokens/s",
+                                                            "elapsed"), parent=run)
         run_layout.addWidget(self.metrics)
         self.run_dir = QLabel("", run)
         self.run_dir.setObjectName("description")

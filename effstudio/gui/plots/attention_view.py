@@ -39,6 +39,9 @@ class AttentionView(QWidget):
         self.layer_box.setObjectName("attentionLayer")
         self.head_box = QComboBox(self)
         self.head_box.setObjectName("attentionHead")
+        for box in (self.layer_box, self.head_box):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            box.setMinimumContentsLength(8)
         self.step_label = QLabel(self)
         self.step_label.setObjectName("description")
         controls = QHBoxLayout()
@@ -60,12 +63,13 @@ class AttentionView(QWidget):
         self.plot.invertY(True)
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)
-        self.plot.setLabel("bottom", "key position")
-        self.plot.setLabel("left", "query position")
+        self.plot.setLabel("bottom", "key position", color=theme.MUTED)
+        self.plot.setLabel("left", "query position", color=theme.MUTED)
         font = QFont()
         font.setPointSize(7)
         for name in ("left", "bottom"):
             axis = self.plot.getAxis(name)
+            axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
             axis.setTickFont(font)
             axis.setTextPen(theme.MUTED)
             axis.setPen(theme.BORDER)
@@ -145,13 +149,13 @@ class AttentionView(QWidget):
         if 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys):
             bottom.setTicks(_token_ticks(tokens[:n_keys]))
             left.setTicks(_token_ticks(tokens[:n_queries]))
-            bottom.setLabel("key")
-            left.setLabel("query")
+            bottom.setLabel("key", color=theme.MUTED)
+            left.setLabel("query", color=theme.MUTED)
         else:
             bottom.setTicks(None)
             left.setTicks(None)
-            bottom.setLabel("key position")
-            left.setLabel("query position")
+            bottom.setLabel("key position", color=theme.MUTED)
+            left.setLabel("query position", color=theme.MUTED)
         self.step_label.setText(f"step {self.current_event.step} \u00b7 {n_queries}\u00d7{n_keys}")
 
     def clear(self) -> None:

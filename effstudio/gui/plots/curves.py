@@ -143,8 +143,6 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.rss_curve = self.memory_plot.plot(pen=_pen(theme.RED, 2), name="process RSS")
         self.cuda_curve = self.memory_plot.plot(pen=_pen(theme.GREEN, 2, dashed=True), name="CUDA allocated")
 
-        for plot in (self.acc_plot, self.lr_plot, self.speed_plot, self.memory_plot):
-            plot.setXLink(self.loss_plot)
         for curve in (self.loss_raw_curve, self.speed_raw_curve, self.lr_curve, self.rss_curve):
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
@@ -158,8 +156,8 @@ class CurvesView(pg.GraphicsLayoutWidget):
         plot = self.addPlot(row=row, col=col, colspan=colspan)
         plot.setTitle(f"<span style='color:{theme.TEXT};font-size:10pt;font-weight:600'>{title}</span>")
         plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setLabel("bottom", "step")
-        plot.setLabel("left", y_label)
+        plot.setLabel("bottom", "step", color=theme.MUTED)
+        plot.setLabel("left", y_label, color=theme.MUTED)
         plot.setMenuEnabled(True)
         plot.hideButtons()
         font = QFont()
@@ -212,7 +210,8 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self._dirty = True
         self.refresh()
 
-    def clear(self) -> None:
+    def reset(self) -> None:
+        """Forget all data (a new run). Not ``clear``: GraphicsLayoutWidget uses that name."""
         for series in (self.loss, self.val_loss, self.val_acc, self.lr, self.throughput, self.rss, self.cuda):
             series.clear()
         self._dirty = True
