@@ -113,7 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = None
     with _graceful_interrupt(control):
         try:
-            for event in train(config, control=control, out_dir=args.out, resume=args.resume):
+            # a resumed run continues in its own folder unless told otherwise
+            out_dir = args.out or (args.resume.parent if args.resume else None)
+            for event in train(config, control=control, out_dir=out_dir, resume=args.resume):
                 if not is_main:
                     continue
                 record = event.to_json()

@@ -97,7 +97,10 @@ class StartEvent(Event):
 
 @dataclass(frozen=True)
 class DoneEvent(Event):
-    """The last event of a run; ``status`` is "finished", "stopped" or "failed"."""
+    """The last event of a run; ``status`` is "finished", "stopped" or "failed".
+
+    ``final_loss`` is the mean training loss over the last 20 steps.
+    """
 
     kind: ClassVar[str] = "done"
     steps: int

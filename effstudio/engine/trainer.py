@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from effstudio.tasks.base import Split, Task
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MEMORY_EVERY = 10
 PROBE_MAX_TOKENS = 64
+FINAL_LOSS_WINDOW = 20
 
 
 def lr_at(step: int, train: TrainConfig) -> float:
@@ -103,11 +105,16 @@ class _RunState:
     """What changes as a run goes on; summarised in the DoneEvent."""
 
     step: int
-    last_loss: float | None = None
+    recent_losses: deque[float] = field(default_factory=lambda: deque(maxlen=FINAL_LOSS_WINDOW))
     val_accuracy: float | None = None
     checkpoint: str | None = None
     saved_step: int | None = None
     tokens: int = 0
+
+    @property
+    def final_loss(self) -> float | None:
+        """The mean training loss of the last steps: one batch's loss is too noisy to report."""
+        return sum(self.recent_losses) / len(self.recent_losses) if self.recent_losses else None
 
 
 class _Run:
@@ -219,7 +226,7 @@ class _Run:
                                       "rate or enable gradient clipping", started)
                 return
             state.step += 1
-            state.last_loss = loss
+            state.recent_losses.append(loss)
             state.tokens += tokens
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 yield StepEvent(state.step, cfg.steps, loss, lr_at(state.step - 1, cfg), tokens / seconds,
@@ -229,7 +236,7 @@ class _Run:
         if state.saved_step != state.step:
             yield from self._save()
         status = "stopped" if stopped else "finished"
-        yield DoneEvent(state.step, state.last_loss, state.val_accuracy, state.checkpoint,
+        yield DoneEvent(state.step, state.final_loss, state.val_accuracy, state.checkpoint,
                         time.perf_counter() - started, status)
 
     def _step(self, batches: Iterator) -> tuple[float, float, int, float]:
@@ -300,7 +307,7 @@ class _Run:
 
     def _fail(self, message: str, started: float) -> Iterator[Event]:
         yield LogEvent("error", message)
-        yield DoneEvent(self.state.step, self.state.last_loss, self.state.val_accuracy, self.state.checkpoint,
+        yield DoneEvent(self.state.step, self.state.final_loss, self.state.val_accuracy, self.state.checkpoint,
                         time.perf_counter() - started, "failed", message)
 
 

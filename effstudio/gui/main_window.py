@@ -367,7 +367,7 @@ class MainWindow(QMainWindow):
         worker.memory.connect(self._on_memory)
         worker.checkpoint.connect(self._on_checkpoint)
         worker.log.connect(self.log.add)
-        worker.paused_changed.connect(self._on_paused)
+        job.paused_changed.connect(self._on_paused)
         worker.failed.connect(self._on_failed)
         worker.config_error.connect(self._on_config_error)
         worker.finished.connect(self._on_finished)
@@ -385,11 +385,10 @@ class MainWindow(QMainWindow):
     def toggle_pause(self) -> None:
         if self.job is None:
             return
-        worker = self.job.worker
-        if worker.is_paused:
-            worker.resume()
+        if self.job.paused:
+            self.job.resume()
         else:
-            worker.pause()
+            self.job.pause()
 
     def stop_training(self) -> None:
         if self.job is None:

@@ -57,7 +57,6 @@ class TrainWorker(QObject):
     memory = Signal(object)  # MemoryEvent
     checkpoint = Signal(object)  # CheckpointEvent
     log = Signal(str, str)  # level, message
-    paused_changed = Signal(bool)
     failed = Signal(str)  # a clear, one-paragraph message
     config_error = Signal(str, str)  # field, message: the form highlights the field
     finished = Signal(object)  # DoneEvent, always the last signal
@@ -86,18 +85,17 @@ class TrainWorker(QObject):
         self.done: DoneEvent | None = None
 
     # ----------------------------------------------------- control (any thread)
+    # No signals here: this object lives in the worker thread, and a signal emitted
+    # from the GUI thread could be queued to it while it is busy training.
     def stop(self) -> None:
         self.control.stop()
 
     def pause(self) -> None:
-        if not self.control.stop_requested and not self.control.paused:
+        if not self.control.stop_requested:
             self.control.pause()
-            self.paused_changed.emit(True)
 
     def resume(self) -> None:
-        if self.control.paused:
-            self.control.resume()
-            self.paused_changed.emit(False)
+        self.control.resume()
 
     @property
     def is_paused(self) -> bool:
@@ -182,7 +180,12 @@ class TrainWorker(QObject):
 
 
 class TrainingJob(QObject):
-    """One run: its worker, its thread, and a clean way to end both."""
+    """One run: its worker, its thread, and a clean way to end both.
+
+    It lives in the GUI thread, so ``paused_changed`` reaches GUI slots directly.
+    """
+
+    paused_changed = Signal(bool)
 
     def __init__(self, worker: TrainWorker, parent: QObject | None = None):
         super().__init__(parent)
@@ -201,6 +204,20 @@ class TrainingJob(QObject):
 
     def stop(self) -> None:
         self.worker.stop()
+
+    def pause(self) -> None:
+        if self.running and not self.worker.is_paused and not self.worker.control.stop_requested:
+            self.worker.pause()
+            self.paused_changed.emit(True)
+
+    def resume(self) -> None:
+        if self.worker.is_paused:
+            self.worker.resume()
+            self.paused_changed.emit(False)
+
+    @property
+    def paused(self) -> bool:
+        return self.worker.is_paused
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         return self.qthread.wait(timeout_ms)

@@ -65,3 +65,25 @@ def test_broken_toml_gives_a_clear_message(tmp_path):
     path.write_text("[model\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         RunConfig.from_toml(path)
+
+
+def test_data_order_is_a_function_of_the_step():
+    from effstudio.engine.data import MicroBatchIndices
+
+    whole = iter(MicroBatchIndices(100, 32, 2, seed=3))
+    batches = [next(whole) for _ in range(10)]
+    resumed = iter(MicroBatchIndices(100, 32, 2, seed=3, start=6))
+    for expected in batches[6:]:
+        assert next(resumed).tolist() == expected.tolist()
+    # each epoch of 3 full steps uses distinct examples
+    first_epoch = set(sum((b.tolist() for b in batches[:6]), []))
+    assert len(first_epoch) == 96
+
+
+def test_ranks_split_each_global_batch():
+    from effstudio.engine.data import MicroBatchIndices
+
+    single = next(iter(MicroBatchIndices(64, 16, 1, seed=0)))
+    ranks = [next(iter(MicroBatchIndices(64, 16, 1, seed=0, rank=r, world_size=2))) for r in (0, 1)]
+    assert sorted(ranks[0].tolist() + ranks[1].tolist()) == sorted(single.tolist())
+    assert len(ranks[0]) == len(ranks[1]) == 8

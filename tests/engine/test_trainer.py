@@ -166,3 +166,11 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     events = run(tiny_listops(**{"train.precision": "bf16", "train.steps": 3}), out_dir=tmp_path)
     assert events[-1].status == "finished"
     assert all(math.isfinite(v) for v in losses(events))
+
+
+def test_dataloader_workers_give_the_same_batches(tmp_path):
+    config = tiny_listops(**{"train.steps": 4, "train.attention_every": 0})
+    in_thread = losses(run(config, out_dir=tmp_path / "a"))
+    with_workers = losses(run(tiny_listops(**{"train.steps": 4, "train.attention_every": 0, "train.num_workers": 2}),
+                              out_dir=tmp_path / "b"))
+    assert with_workers == pytest.approx(in_thread, rel=1e-6)

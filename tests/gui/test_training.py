@@ -1,0 +1,132 @@
+"""Real training runs driven from the window: plots fill, Stop, Pause, closing mid-run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from effstudio.gui.main_window import MODEL, MONITOR
+
+from .conftest import tiny_config
+
+LONG = {"train.steps": 100_000, "train.eval_every": 1_000, "train.attention_every": 1_000}
+
+
+def steps_seen(window) -> int:
+    return len(window.monitor_panel.curves.loss)
+
+
+def test_run_fills_the_plots(window, qtbot):
+    worker = window.start_training()
+    assert worker is not None and window.running
+    assert window.current_section() == MONITOR
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        pass
+    done = finished.args[0]
+    assert done.status == "finished" and done.steps == 20
+    qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    curves = window.monitor_panel.curves
+    x, y = curves.loss_raw_curve.getData()
+    assert list(x) == list(range(1, 21)) and np.all(np.isfinite(y))
+    assert len(curves.loss_curve.getData()[0]) == 20
+    assert len(curves.val_loss_curve.getData()[0]) == 4  # eval every 5 steps
+    assert len(curves.lr_curve.getData()[0]) == 20
+    assert len(curves.rss_curve.getData()[0]) == 20
+    attention = window.monitor_panel.attention
+    assert attention.current_event is not None
+    layers, heads, n, _ = attention.current_event.maps.shape
+    assert attention.layer_box.count() == layers and attention.head_box.count() == heads + 1
+    assert attention.current_map().shape == (n, n)
+    assert window.state == "finished"
+    assert window.train_panel.progress.value() == 1000
+    assert "Finished after 20 steps" in window.log.text()
+    assert window.action_map["start"].isEnabled()
+
+
+def test_plot_data_grows_while_training(window, qtbot):
+    window.apply_config(tiny_config(**LONG))
+    worker = window.start_training()
+    qtbot.waitUntil(lambda: steps_seen(window) >= 3, timeout=30_000)
+    first = steps_seen(window)
+    qtbot.waitUntil(lambda: steps_seen(window) > first + 3, timeout=10_000)
+    curve = window.monitor_panel.curves.loss_raw_curve
+    qtbot.waitUntil(lambda: curve.getData()[0] is not None and len(curve.getData()[0]) > first, timeout=5_000)
+    assert window.state == "running"
+    assert "step" in window.train_panel.progress.format()
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        window.stop_training()
+
+
+def test_stop_acts_within_a_step(window, qtbot):
+    window.apply_config(tiny_config(**LONG))
+    worker = window.start_training()
+    qtbot.waitUntil(lambda: steps_seen(window) >= 5, timeout=30_000)
+    begin = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=10_000) as finished:
+        window.stop_training()
+        assert window.state == "stopping"
+        assert not window.action_map["stop"].isEnabled()
+    elapsed = time.perf_counter() - begin
+    done = finished.args[0]
+    assert done.status == "stopped"
+    assert done.steps < 100_000
+    assert done.checkpoint  # stop saves a checkpoint
+    assert elapsed < 5.0
+    qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    assert window.state == "stopped"
+    assert window.action_map["start"].isEnabled()
+
+
+def test_pause_and_resume(window, qtbot):
+    window.apply_config(tiny_config(**LONG))
+    worker = window.start_training()
+    qtbot.waitUntil(lambda: steps_seen(window) >= 3, timeout=30_000)
+    window.toggle_pause()
+    assert window.state == "paused"
+    assert window.action_map["pause"].text() == "Resume"
+    qtbot.wait(300)  # the step in flight (and the throttled batch) may still land
+    frozen = steps_seen(window)
+    qtbot.wait(400)
+    assert steps_seen(window) == frozen
+    window.toggle_pause()
+    assert window.state == "running"
+    qtbot.waitUntil(lambda: steps_seen(window) > frozen, timeout=10_000)
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        window.stop_training()
+
+
+def test_stop_while_paused(window, qtbot):
+    window.apply_config(tiny_config(**LONG))
+    worker = window.start_training()
+    qtbot.waitUntil(lambda: steps_seen(window) >= 2, timeout=30_000)
+    window.toggle_pause()
+    with qtbot.waitSignal(worker.finished, timeout=10_000) as finished:
+        window.stop_training()
+    assert finished.args[0].status == "stopped"
+
+
+def test_closing_the_window_mid_run_stops_cleanly(window, qtbot):
+    window.apply_config(tiny_config(**LONG))
+    window.start_training()
+    qtbot.waitUntil(lambda: steps_seen(window) >= 2, timeout=30_000)
+    job = window.job
+    assert job is not None and job.running
+    window.close()
+    assert job.qthread.isFinished()
+    assert job.worker.done is not None and job.worker.done.status == "stopped"
+
+
+def test_runtime_config_error_marks_the_field(window, qtbot):
+    # an encoder cannot learn a language-modelling task: the model refuses at build time
+    window.model_panel.model_form.set_value("mode", "encoder")
+    worker = window.start_training()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
+        pass
+    assert finished.args[0].status == "failed"
+    qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    assert "encoder" in window.model_panel.model_form.error_text("mode")
+    assert window.current_section() == MODEL
+    assert window.state == "failed"
+    assert "mode" in window.log.text()
