@@ -105,6 +105,9 @@ def train_batches(split: Split, pad_id: int, indices: MicroBatchIndices, num_wor
         pin_memory=pin_memory,
         prefetch_factor=4,
         persistent_workers=False,
+        # the loader draws worker seeds from this generator, not from the global
+        # one, so dropout masks are the same with and without workers
+        generator=torch.Generator().manual_seed(indices.seed),
     )
     return iter(loader)
 
