@@ -52,7 +52,7 @@ def bare_steps_per_s(config: RunConfig) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        float(loss)  # the engine reads every loss; so does a bare loop that logs
+        float(loss.detach())  # the engine reads every loss; so does a bare loop that logs
     return (config.train.steps - WARMUP_STEPS) / (time.perf_counter() - start)
 
 
