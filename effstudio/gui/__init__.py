@@ -5,7 +5,3 @@ Entry points: :func:`effstudio.gui.app.run_app` (the window),
 :func:`effstudio.gui.responsiveness.measure_responsiveness` (event-loop lateness
 while a model trains).
 """
-
-from effstudio.gui.refcount_guard import install as _install_refcount_guard
-
-_install_refcount_guard()

@@ -9,11 +9,13 @@ from PySide6.QtWidgets import QApplication
 import effstudio
 from effstudio.gui import settings as keys
 from effstudio.gui.icons import app_icon
+from effstudio.gui.refcount_guard import install as install_refcount_guard
 from effstudio.gui.theme import apply_theme
 
 
 def application(argv: list[str] | None = None) -> QApplication:
     """The QApplication, created once with effstudio's names, icon and look."""
+    install_refcount_guard()
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(argv) if argv is not None else [sys.argv[0] if sys.argv else "effstudio"])
@@ -23,8 +25,10 @@ def application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationDisplayName("effstudio")
     app.setApplicationVersion(effstudio.__version__)
     app.setDesktopFileName("effstudio")
-    app.setWindowIcon(app_icon())
-    apply_theme(app)
+    if not app.property("effstudio_themed"):  # re-styling re-polishes every widget: once only
+        app.setWindowIcon(app_icon())
+        apply_theme(app)
+        app.setProperty("effstudio_themed", True)
     return app
 
 

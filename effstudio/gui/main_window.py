@@ -31,9 +31,17 @@ from PySide6.QtWidgets import (
 import effstudio
 from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
-from effstudio.engine.events import AttentionEvent, CheckpointEvent, DoneEvent, EvalEvent, MemoryEvent, StartEvent
+from effstudio.engine.events import (
+    AttentionEvent,
+    CheckpointEvent,
+    DoneEvent,
+    EvalEvent,
+    MemoryEvent,
+    StartEvent,
+)
 from effstudio.engine.run_config import RunConfig
 from effstudio.gui import settings as keys
+from effstudio.gui import training_process
 from effstudio.gui.command import command_line
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
@@ -42,6 +50,7 @@ from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.train_panel import TrainPanel
+from effstudio.gui.refcount_guard import install as install_refcount_guard
 from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
@@ -60,10 +69,16 @@ class MainWindow(QMainWindow):
         train_fn: TrainFn | None = None,
         out_dir: Path | None = None,
         restore: bool = True,
+        isolate: bool = True,
     ):
+        """``isolate`` trains in a child process (see training_process); ``train_fn`` overrides both."""
+        install_refcount_guard()
         super().__init__()
         self.settings = settings if settings is not None else keys.user_settings()
         self.registry = registry or get_registry()
+        if train_fn is None and isolate:
+            train_fn = training_process.train_in_process
+            training_process.prestart()
         self.train_fn = train_fn
         self.out_dir = out_dir
         self.job: TrainingJob | None = None

@@ -32,7 +32,7 @@ def wait_until_done(window: object, timeout_s: float) -> None:
     deadline.stop()
 
 
-def save_screenshot(path: str | Path, steps: int = 60, *, timeout_s: float = 600.0) -> None:
+def save_screenshot(path: str | Path, steps: int = 60, *, timeout_s: float = 600.0, isolate: bool = True) -> None:
     """Train a small model in the window for ``steps`` steps, then save the Monitor section to ``path``."""
     _offscreen_if_headless()
     from effstudio.gui.app import application
@@ -43,7 +43,7 @@ def save_screenshot(path: str | Path, steps: int = 60, *, timeout_s: float = 600
     app = application()
     with tempfile.TemporaryDirectory(prefix="effstudio-screenshot-") as tmp:
         window = MainWindow(file_settings(str(Path(tmp) / "settings.ini")), out_dir=Path(tmp) / "run",
-                            restore=False)
+                            restore=False, isolate=isolate)
         window.resize(1280, 800)
         window.apply_config(demo_config(steps))
         window.show()

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from effstudio.config import ConfigError
@@ -119,10 +120,12 @@ class TrainWorker(QObject):
             self._flush()
             self.config_error.emit(err.field, err.message)
             done = self._failure(f"Invalid setting {err.field}: {err.message}", started)
-        except Exception as err:  # anything from a model, a task or a plugin
+        except Exception as err:  # anything from a model, a task, a plugin or the child process
             self._flush()
-            self.log.emit("error", traceback.format_exc().rstrip())
-            done = self._failure(f"Training failed: {type(err).__name__}: {err}", started)
+            details = getattr(err, "details", "") or traceback.format_exc()
+            self.log.emit("error", details.rstrip())
+            what = str(err) if hasattr(err, "details") else f"{type(err).__name__}: {err}"
+            done = self._failure(f"Training failed: {what}", started)
         finally:
             self._flush()
             if done is None:

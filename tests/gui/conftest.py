@@ -40,11 +40,30 @@ def isolated_user_settings(tmp_path_factory):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(folder))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_training_process(tmp_path_factory):
+    """Start the spare training process early: it warms up while the first tests run."""
+    root = tmp_path_factory.getbasetemp()
+    saved = {name: os.environ.get(name) for name in ("EFFSTUDIO_DATA_DIR", "EFFSTUDIO_CACHE_DIR")}
+    os.environ["EFFSTUDIO_DATA_DIR"] = str(root / "data")  # inherited by the child
+    os.environ["EFFSTUDIO_CACHE_DIR"] = str(root / "cache")
+    from effstudio.gui import training_process
+
+    training_process.prestart()
+    yield
+    training_process.shutdown_spare()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def app(qapp):
     from effstudio.gui.app import application
 
-    return application()
+    return application()  # names, icon, theme and the PySide refcount guard on pytest-qt's app
 
 
 @pytest.fixture
@@ -59,7 +78,7 @@ def window(app, qtbot, settings, tmp_path):
     """A main window showing the tiny config, closed (and its run stopped) afterwards."""
     from effstudio.gui.main_window import MainWindow
 
-    win = MainWindow(settings, out_dir=tmp_path / "run", restore=False)
+    win = MainWindow(settings, out_dir=tmp_path / "run", restore=False, isolate=False)
     qtbot.addWidget(win)
     win.apply_config(tiny_config())
     win.show()

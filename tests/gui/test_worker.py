@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from effstudio.config import ConfigError
-from effstudio.engine.events import AttentionEvent, DoneEvent, EvalEvent, LogEvent, StartEvent, StepEvent
+from effstudio.engine.events import (
+    AttentionEvent,
+    DoneEvent,
+    EvalEvent,
+    LogEvent,
+    StartEvent,
+    StepEvent,
+)
 from effstudio.gui.worker import TrainingJob, TrainWorker
 
 from .conftest import tiny_config

@@ -30,7 +30,14 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from effstudio.config import ConfigError, FieldSpec, check_value, fields_of, parse_value, with_values
+from effstudio.config import (
+    ConfigError,
+    FieldSpec,
+    check_value,
+    fields_of,
+    parse_value,
+    with_values,
+)
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import get_registry
 
@@ -125,7 +132,7 @@ class ConfigForm(QWidget):
             layout.addLayout(row)
         self.advanced_group: QCollapsible | None = None
         if advanced:
-            self.advanced_group = QCollapsible("Advanced", self)
+            self.advanced_group = QCollapsible("Advanced", self, expandedIcon="\u25be", collapsedIcon="\u25b8")
             self.advanced_group.setDuration(0)
             self.advanced_group.addWidget(self._rows(advanced))
             layout.addWidget(self.advanced_group)

@@ -14,7 +14,6 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -122,11 +121,13 @@ class DataPanel(Panel):
         left = QVBoxLayout()
         left.setSpacing(12)
         picker = QGroupBox("Task", self)
-        picker_form = QFormLayout(picker)
-        picker_form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        picker_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
-        picker_form.addRow("Task", self.task_box)
-        picker_form.addRow("", self.description)
+        picker_layout = QVBoxLayout(picker)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Task", picker))
+        row.addWidget(self.task_box)
+        row.addStretch(1)
+        picker_layout.addLayout(row)
+        picker_layout.addWidget(self.description)
         left.addWidget(picker)
         self.settings_group = QGroupBox("Task settings", self)
         self.settings_layout = QVBoxLayout(self.settings_group)

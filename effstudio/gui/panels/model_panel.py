@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
@@ -37,11 +37,13 @@ class ModelPanel(Panel):
             self.type_box.setItemData(self.type_box.count() - 1, entry.description, Qt.ItemDataRole.ToolTipRole)
         self.description = description_label(self)
         picker = QGroupBox("Architecture", self)
-        form = QFormLayout(picker)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
-        form.addRow("Model type", self.type_box)
-        form.addRow("", self.description)
+        picker_layout = QVBoxLayout(picker)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Model type", picker))
+        row.addWidget(self.type_box)
+        row.addStretch(1)
+        picker_layout.addLayout(row)
+        picker_layout.addWidget(self.description)
         self.body.addWidget(picker)
 
         self.model_group = QGroupBox("Model settings", self)

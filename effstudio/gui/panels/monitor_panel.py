@@ -6,6 +6,7 @@ REFRESH_HZ times a second, and only while the section is on screen.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -29,7 +30,8 @@ from effstudio.gui.plots.attention_view import AttentionView
 from effstudio.gui.plots.curves import CurvesView
 from effstudio.gui.theme import monospace_font
 
-REFRESH_HZ = 20
+REFRESH_HZ = 10
+PAINT_SHARE = 0.2  # at most this share of the GUI thread goes to repainting curves during a run
 
 
 class MonitorPanel(Panel):
@@ -64,7 +66,7 @@ class MonitorPanel(Panel):
         plots.addWidget(self.attention)
         plots.setStretchFactor(0, 3)
         plots.setStretchFactor(1, 2)
-        plots.setSizes([660, 420])
+        plots.setSizes([720, 360])
         self.plots_splitter = plots
 
         waiting = QWidget(self)
@@ -105,13 +107,14 @@ class MonitorPanel(Panel):
         self.body.addWidget(vertical, 1)
 
         self.smoothing.valueChanged.connect(self._smoothing_changed)
+        self._last_refresh = 0.0
         self.timer = QTimer(self)
         self.timer.setInterval(1000 // REFRESH_HZ)
         self.timer.timeout.connect(self.refresh)
 
     # ------------------------------------------------------------------ events
     def run_started(self, event: StartEvent, title: str, progress: RunProgress) -> None:
-        self.curves.reset()
+        self.curves.reset(event.total_steps)
         self.attention.clear()
         self.stack.setCurrentIndex(1)
         self.subtitle.setText(f"{title} \u00b7 {format_count(event.params)} parameters \u00b7 {event.device}"
@@ -138,8 +141,14 @@ class MonitorPanel(Panel):
         self.curves.refresh()
 
     def refresh(self) -> None:
-        if self.isVisible() or not self.timer.isActive():
-            self.curves.refresh()
+        """Redraw changed curves, spacing redraws out on a machine where painting is slow."""
+        if not (self.isVisible() or not self.timer.isActive()):
+            return
+        now = time.perf_counter()
+        if self.timer.isActive() and now - self._last_refresh < self.curves.paint_s / PAINT_SHARE:
+            return
+        self._last_refresh = now
+        self.curves.refresh()
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

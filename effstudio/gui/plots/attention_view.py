@@ -42,6 +42,7 @@ class AttentionView(QWidget):
         for box in (self.layer_box, self.head_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             box.setMinimumContentsLength(8)
+        self.head_box.setMinimumContentsLength(12)
         self.step_label = QLabel(self)
         self.step_label.setObjectName("description")
         controls = QHBoxLayout()

@@ -8,7 +8,9 @@ thread one ``setData`` per curve per frame, not per step.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -17,6 +19,8 @@ from PySide6.QtWidgets import QWidget
 
 from effstudio.engine.events import EvalEvent, MemoryEvent, StepEvent
 from effstudio.gui import theme
+
+CURVE_GROUPS = ("loss", "val", "lr", "speed", "rss", "cuda")
 
 
 class Series:
@@ -111,8 +115,10 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.setBackground("w")
         self.ci.layout.setSpacing(10)
         self.ci.setContentsMargins(4, 4, 4, 4)
-        self._dirty = False
+        self._dirty: set[str] = set()
         self.smoothing = 0.9
+        self.total_steps = 0
+        self.paint_s = 0.0  # smoothed time of one repaint, for the monitor's refresh budget
 
         self.loss = SmoothedSeries(self.smoothing)
         self.val_loss = Series()
@@ -141,7 +147,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.speed_curve = self.speed_plot.plot(pen=_pen(theme.SKY, 2.2))
         self.memory_plot = self._plot(1, 2, "Memory", "MB")
         self.rss_curve = self.memory_plot.plot(pen=_pen(theme.RED, 2), name="process RSS")
-        self.cuda_curve = self.memory_plot.plot(pen=_pen(theme.GREEN, 2, dashed=True), name="CUDA allocated")
+        self.cuda_curve = self.memory_plot.plot(pen=_pen(theme.GREEN, 2, dashed=True))  # named once CUDA is seen
 
         for curve in (self.loss_raw_curve, self.speed_raw_curve, self.lr_curve, self.rss_curve):
             curve.setDownsampling(auto=True, method="peak")
@@ -150,7 +156,8 @@ class CurvesView(pg.GraphicsLayoutWidget):
             curve.setDownsampling(auto=True, method="mean")
             curve.setClipToView(True)
         self._legend(self.loss_plot)
-        self._legend(self.memory_plot)
+        self.memory_legend = self._legend(self.memory_plot)
+        self.memory_legend.hide()  # one curve explains itself; the legend appears with the CUDA curve
 
     def _plot(self, row: int, col: int, title: str, y_label: str, colspan: int = 1) -> pg.PlotItem:
         plot = self.addPlot(row=row, col=col, colspan=colspan)
@@ -168,18 +175,19 @@ class CurvesView(pg.GraphicsLayoutWidget):
             axis.setTextPen(theme.MUTED)
             axis.setPen(theme.BORDER)
             axis.enableAutoSIPrefix(False)
-        plot.getAxis("left").setWidth(52)
+        plot.getAxis("left").setWidth(62)
         plot.setMouseEnabled(x=True, y=False)
         plot.enableAutoRange(y=True)
         return plot
 
-    def _legend(self, plot: pg.PlotItem) -> None:
+    def _legend(self, plot: pg.PlotItem) -> pg.LegendItem:
         legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
         legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         legend.setPen(pg.mkPen(theme.BORDER))
         for item in plot.listDataItems():
             if item.name() and item not in [i for i, _ in legend.items]:
                 legend.addItem(item, item.name())
+        return legend
 
     # ------------------------------------------------------------------- data
     def add_steps(self, events: list[StepEvent]) -> None:
@@ -190,54 +198,75 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.lr.extend(steps, (e.lr for e in events))
         self.throughput.extend(steps, (e.tokens_per_s for e in events))
         self.rss.extend(steps, (e.rss_mb for e in events))
-        self._dirty = True
+        self._dirty |= {"loss", "lr", "speed", "rss"}
 
     def add_eval(self, event: EvalEvent) -> None:
         self.val_loss.append(event.step, event.val_loss)
         self.val_acc.append(event.step, 100.0 * event.val_accuracy)
-        self._dirty = True
+        self._dirty |= {"val"}
 
     def add_memory(self, event: MemoryEvent) -> None:
         if event.cuda_allocated_mb is not None:
+            if not self.cuda:
+                self.memory_legend.addItem(self.cuda_curve, "CUDA allocated")
+                self.memory_legend.show()
             self.cuda.append(event.step, event.cuda_allocated_mb)
-            self._dirty = True
+            self._dirty |= {"cuda"}
 
     def set_smoothing(self, weight: float) -> None:
         weight = float(min(max(weight, 0.0), 0.999))
         self.smoothing = weight
         self.loss.set_weight(weight)
         self.throughput.set_weight(weight)
-        self._dirty = True
+        self._dirty |= {"loss", "speed"}
         self.refresh()
 
-    def reset(self) -> None:
-        """Forget all data (a new run). Not ``clear``: GraphicsLayoutWidget uses that name."""
+    def reset(self, total_steps: int = 0) -> None:
+        """Forget all data (a new run). Not ``clear``: GraphicsLayoutWidget uses that name.
+
+        With ``total_steps`` known, the step axes are fixed to the whole run, so they
+        are not re-laid out on every refresh while the run grows.
+        """
         for series in (self.loss, self.val_loss, self.val_acc, self.lr, self.throughput, self.rss, self.cuda):
             series.clear()
-        self._dirty = True
+        self.total_steps = total_steps
+        self.memory_legend.removeItem(self.cuda_curve)
+        self.memory_legend.hide()
+        self._dirty = set(CURVE_GROUPS)
         self.refresh()
-        for plot in (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot):
-            plot.enableAutoRange()
+        for plot in self.plots():
+            plot.enableAutoRange(y=True)
+            if total_steps > 0:
+                plot.setXRange(0, total_steps, padding=0.02)
+            else:
+                plot.enableAutoRange(x=True)
+
+    def plots(self) -> tuple[pg.PlotItem, ...]:
+        return (self.loss_plot, self.acc_plot, self.lr_plot, self.speed_plot, self.memory_plot)
+
+    def paintEvent(self, event: Any) -> None:
+        begin = time.perf_counter()
+        super().paintEvent(event)
+        spent = time.perf_counter() - begin
+        self.paint_s = spent if self.paint_s == 0 else 0.8 * self.paint_s + 0.2 * spent
 
     @property
     def dirty(self) -> bool:
-        return self._dirty
+        return bool(self._dirty)
 
     def refresh(self) -> None:
-        """Push the buffers into the curves (cheap: views, no copies)."""
+        """Push the buffers of changed series into their curves (views, no copies)."""
         if not self._dirty:
             return
-        self._dirty = False
-        pairs = (
-            (self.loss_raw_curve, self.loss),
-            (self.loss_curve, self.loss.smooth),
-            (self.val_loss_curve, self.val_loss),
-            (self.acc_curve, self.val_acc),
-            (self.lr_curve, self.lr),
-            (self.speed_raw_curve, self.throughput),
-            (self.speed_curve, self.throughput.smooth),
-            (self.rss_curve, self.rss),
-            (self.cuda_curve, self.cuda),
-        )
-        for curve, series in pairs:
-            curve.setData(series.x, series.y)
+        groups, self._dirty = self._dirty, set()
+        pairs = {
+            "loss": ((self.loss_raw_curve, self.loss), (self.loss_curve, self.loss.smooth)),
+            "val": ((self.val_loss_curve, self.val_loss), (self.acc_curve, self.val_acc)),
+            "lr": ((self.lr_curve, self.lr),),
+            "speed": ((self.speed_raw_curve, self.throughput), (self.speed_curve, self.throughput.smooth)),
+            "rss": ((self.rss_curve, self.rss),),
+            "cuda": ((self.cuda_curve, self.cuda),),
+        }
+        for group in groups:
+            for curve, series in pairs[group]:
+                curve.setData(series.x, series.y)
