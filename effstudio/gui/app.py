@@ -9,13 +9,11 @@ from PySide6.QtWidgets import QApplication
 import effstudio
 from effstudio.gui import settings as keys
 from effstudio.gui.icons import app_icon
-from effstudio.gui.refcount_guard import install as install_refcount_guard
 from effstudio.gui.theme import apply_theme
 
 
 def application(argv: list[str] | None = None) -> QApplication:
     """The QApplication, created once with effstudio's names, icon and look."""
-    install_refcount_guard()
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(argv) if argv is not None else [sys.argv[0] if sys.argv else "effstudio"])

@@ -50,7 +50,6 @@ from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.train_panel import TrainPanel
-from effstudio.gui.refcount_guard import install as install_refcount_guard
 from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
@@ -72,7 +71,6 @@ class MainWindow(QMainWindow):
         isolate: bool = True,
     ):
         """``isolate`` trains in a child process (see training_process); ``train_fn`` overrides both."""
-        install_refcount_guard()
         super().__init__()
         self.settings = settings if settings is not None else keys.user_settings()
         self.registry = registry or get_registry()

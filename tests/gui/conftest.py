@@ -63,7 +63,7 @@ def warm_training_process(tmp_path_factory):
 def app(qapp):
     from effstudio.gui.app import application
 
-    return application()  # names, icon, theme and the PySide refcount guard on pytest-qt's app
+    return application()  # names, icon and theme on pytest-qt's app
 
 
 @pytest.fixture
