@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -57,3 +59,45 @@ class Task(Protocol):
     def decode(self, ids: list[int]) -> list[str]:
         """Token strings for ids, for axis labels of attention maps."""
         ...
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class GeneratedTask:
+    """A task whose splits are generated from its config, cached, and decoded by its vocab.
+
+    Subclasses set ``name`` and ``generator_version`` (bump it whenever the
+    generator's output changes, so stale caches are not reused), build
+    ``self.spec`` and implement ``generate()`` -> {"<split>/inputs", "<split>/targets"}.
+    """
+
+    name: str
+    generator_version: int
+    spec: TaskSpec
+
+    def __init__(self, config: object):
+        self.config = config
+        self._tensors: dict[str, torch.Tensor] | None = None
+
+    def generate(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def split(self, name: str) -> Split:
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split {name!r}; {self.name} has {', '.join(SPLIT_NAMES)}")
+        if self._tensors is None:
+            from effstudio.tasks import cache
+
+            self._tensors = cache.load_or_create(
+                self.name,
+                dataclasses.asdict(self.config),
+                self.generator_version,
+                self.generate,
+                expected_keys=[f"{s}/{part}" for s in SPLIT_NAMES for part in ("inputs", "targets")],
+            )
+        return Split(self._tensors[f"{name}/inputs"], self._tensors[f"{name}/targets"])
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        vocab = self.spec.vocab
+        return [vocab[i] if 0 <= i < len(vocab) else f"<unk:{i}>" for i in map(int, ids)]

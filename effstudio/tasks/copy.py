@@ -10,8 +10,6 @@ routes information at all.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +17,7 @@ import torch
 
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
-from effstudio.tasks import cache
-from effstudio.tasks.base import IGNORE_INDEX, Split, TaskSpec
+from effstudio.tasks.base import IGNORE_INDEX, SPLIT_NAMES, GeneratedTask, TaskSpec
 
 TASK_NAME = "copy"
 # Bump when the sampling or layout changes, so stale cache files are not reused.
@@ -29,7 +26,6 @@ GENERATOR_VERSION = 1
 PAD, BOS, SEP, EOS = "<pad>", "<bos>", "<sep>", "<eos>"
 SPECIALS = (PAD, BOS, SEP, EOS)  # ids 0..3; symbol s has id len(SPECIALS) + s
 PAD_ID, BOS_ID, SEP_ID, EOS_ID = range(len(SPECIALS))
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -94,18 +90,21 @@ def generate_splits(config: CopyConfig) -> dict[str, torch.Tensor]:
     """All splits as named tensors ("train/inputs", "train/targets", ...), for the cache."""
     sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
     tensors: dict[str, torch.Tensor] = {}
-    for stream, name in enumerate(SPLITS):
+    for stream, name in enumerate(SPLIT_NAMES):
         tensors[f"{name}/inputs"], tensors[f"{name}/targets"] = generate_split(
             config, sizes[name], stream
         )
     return tensors
 
 
-class CopyTask:
+class CopyTask(GeneratedTask):
     """The copy / reverse task: spec, cached splits and token decoding."""
 
+    name = TASK_NAME
+    generator_version = GENERATOR_VERSION
+
     def __init__(self, config: CopyConfig | None = None):
-        self.config = config if config is not None else CopyConfig()
+        super().__init__(config if config is not None else CopyConfig())
         validate(self.config)
         vocab = vocab_for(self.config.vocab_size)
         self.spec = TaskSpec(
@@ -116,25 +115,9 @@ class CopyTask:
             max_length=sequence_length(self.config.max_length),
             pad_id=PAD_ID,
         )
-        self._tensors: dict[str, torch.Tensor] | None = None
 
-    def split(self, name: str) -> Split:
-        if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; the copy task has {', '.join(SPLITS)}")
-        if self._tensors is None:
-            # The lambda looks generate_splits up at call time, so tests can patch the module.
-            self._tensors = cache.load_or_create(
-                TASK_NAME,
-                dataclasses.asdict(self.config),
-                GENERATOR_VERSION,
-                lambda: generate_splits(self.config),
-                expected_keys=[f"{s}/{part}" for s in SPLITS for part in ("inputs", "targets")],
-            )
-        return Split(self._tensors[f"{name}/inputs"], self._tensors[f"{name}/targets"])
-
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        vocab = self.spec.vocab
-        return [vocab[i] if 0 <= i < len(vocab) else f"<unk:{i}>" for i in map(int, ids)]
+    def generate(self) -> dict[str, torch.Tensor]:
+        return generate_splits(self.config)  # looked up at call time, so tests can patch it
 
 
 ENTRY = Entry(

@@ -16,7 +16,6 @@ follow the LRA generator:
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ import torch
 
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
-from effstudio.tasks import cache
-from effstudio.tasks.base import Split, TaskSpec
+from effstudio.tasks.base import SPLIT_NAMES, GeneratedTask, TaskSpec
 
 TASK_NAME = "listops"
 # Bump when the sampling or encoding changes, so stale cache files are not reused.
@@ -43,7 +41,6 @@ NUM_CLASSES = 10
 
 OPERATOR_PROB = 0.25  # LRA's VALUE_P: below max depth, a node is an operator this often
 MIN_ARGS, MAX_ARGS = 2, 10
-SPLITS = ("train", "val", "test")
 # Draws in a row without a new example before we call the config infeasible
 # (too few distinct expressions of the requested lengths).
 MAX_FRUITLESS_DRAWS = 100_000
@@ -224,18 +221,21 @@ def generate_splits(config: ListOpsConfig) -> dict[str, torch.Tensor]:
     sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
     tensors: dict[str, torch.Tensor] = {}
     start = 0
-    for name in SPLITS:
+    for name in SPLIT_NAMES:
         inputs, targets = encode(expressions[start : start + sizes[name]], config.max_length)
         tensors[f"{name}/inputs"], tensors[f"{name}/targets"] = inputs, targets
         start += sizes[name]
     return tensors
 
 
-class ListOpsTask:
+class ListOpsTask(GeneratedTask):
     """The ListOps task: spec, cached splits and token decoding."""
 
+    name = TASK_NAME
+    generator_version = GENERATOR_VERSION
+
     def __init__(self, config: ListOpsConfig | None = None):
-        self.config = config if config is not None else ListOpsConfig()
+        super().__init__(config if config is not None else ListOpsConfig())
         validate(self.config)
         self.spec = TaskSpec(
             name=TASK_NAME,
@@ -245,24 +245,9 @@ class ListOpsTask:
             max_length=self.config.max_length,
             pad_id=TOKEN_ID[PAD],
         )
-        self._tensors: dict[str, torch.Tensor] | None = None
 
-    def split(self, name: str) -> Split:
-        if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; ListOps has {', '.join(SPLITS)}")
-        if self._tensors is None:
-            # The lambda looks generate_splits up at call time, so tests can patch the module.
-            self._tensors = cache.load_or_create(
-                TASK_NAME,
-                dataclasses.asdict(self.config),
-                GENERATOR_VERSION,
-                lambda: generate_splits(self.config),
-                expected_keys=[f"{s}/{part}" for s in SPLITS for part in ("inputs", "targets")],
-            )
-        return Split(self._tensors[f"{name}/inputs"], self._tensors[f"{name}/targets"])
-
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        return [VOCAB[i] if 0 <= i < len(VOCAB) else f"<unk:{i}>" for i in map(int, ids)]
+    def generate(self) -> dict[str, torch.Tensor]:
+        return generate_splits(self.config)  # looked up at call time, so tests can patch it
 
 
 ENTRY = Entry(
