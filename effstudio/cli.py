@@ -68,8 +68,9 @@ def _train_config(args: argparse.Namespace):
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
     if args.resume:
-        config = read_info(args.resume).config
-        return config.with_overrides([o for o in overrides if not o.startswith(("model.", "task."))])
+        if args.model or args.task or args.config:
+            raise UsageError("--resume continues the checkpoint's own model and task; drop --model/--task/--config")
+        return read_info(args.resume).config.with_overrides(overrides)
     if args.config:
         config = RunConfig.from_toml(args.config)
         if args.model or args.task:

@@ -104,3 +104,15 @@ def test_console_script_version():
     result = subprocess.run([sys.executable, "-m", "effstudio", "--version"], capture_output=True, text=True,
                             check=True)
     assert result.stdout.startswith("effstudio ")
+
+
+def test_resume_refuses_a_new_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "transformer", "--task", "copy", "--steps", "2", "--out", str(out),
+                 "--json", *TINY]) == 0
+    capsys.readouterr()
+    checkpoint = str(out / "checkpoint.safetensors")
+    assert main(["train", "--resume", checkpoint, "--model", "transformer", "--steps", "4"]) == 2
+    assert "--resume continues the checkpoint's own model" in capsys.readouterr().err
+    assert main(["train", "--resume", checkpoint, "--set", "model.d_model=64", "--steps", "4"]) == 2
+    assert "different model or task config" in capsys.readouterr().err
