@@ -33,7 +33,7 @@ class Entry:
     """A registered model type, attention kind or task.
 
     ``factory`` builds the object; its arguments depend on the kind:
-      - attention: ``factory(config, dim, heads, causal)`` -> nn.Module with the shared call shape
+      - attention: ``factory(config, spec: AttentionSpec)`` -> nn.Module with the shared call shape
       - models:    ``factory(config, spec: ModelSpec)`` -> nn.Module
       - tasks:     ``factory(config)`` -> a Task
     """

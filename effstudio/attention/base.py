@@ -1,7 +1,7 @@
 """The call shape every attention kind shares.
 
 An attention kind is an nn.Module built by its registry entry's factory as
-``factory(config, dim, heads, causal)`` and called as::
+``factory(config, spec: AttentionSpec)`` and called as::
 
     out, weights = attn(q, k, v, key_mask=None, need_weights=False)
 
@@ -10,10 +10,14 @@ An attention kind is an nn.Module built by its registry entry's factory as
 
 Projections and head splitting live in the model block, so kinds only differ
 in how they mix values. A kind that cannot be causal sets ``supports_causal``
-to False and the factory refuses causal=True with a clear message.
+to False and refuses causal=True with a clear message. A kind that reads its
+keys from the queries (Reformer's shared query/key space) sets ``shares_qk``
+so the block skips the key projection and passes the queries as keys.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,17 +25,42 @@ from torch import nn
 from effstudio.config import ConfigError
 
 
+@dataclass(frozen=True)
+class AttentionSpec:
+    """What a model tells an attention kind besides the kind's own config.
+
+    max_length: the longest sequence the model will pass (summary token
+    included); kinds with per-position parameters size them by it, and window
+    settings are checked against it.
+    """
+
+    dim: int
+    heads: int
+    causal: bool = False
+    max_length: int = 4096
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+
 class Attention(nn.Module):
     supports_causal: bool = True
+    shares_qk: bool = False
 
-    def __init__(self, dim: int, heads: int, causal: bool):
+    def __init__(self, spec: AttentionSpec):
         super().__init__()
-        if dim % heads:
-            raise ConfigError("heads", f"model width {dim} is not divisible by {heads} heads")
-        if causal and not self.supports_causal:
-            raise ConfigError("attention", f"{type(self).__name__} does not support causal (decoder) use")
-        self.dim, self.heads, self.causal = dim, heads, causal
-        self.head_dim = dim // heads
+        if spec.dim % spec.heads:
+            raise ConfigError("heads", f"model width {spec.dim} is not divisible by {spec.heads} heads")
+        if spec.causal and not self.supports_causal:
+            raise ConfigError(
+                "attention",
+                f"{type(self).__name__} does not support causal (decoder) use; "
+                "pick a kind that does (effstudio attention lists them)",
+            )
+        self.spec = spec
+        self.dim, self.heads, self.causal = spec.dim, spec.heads, spec.causal
+        self.head_dim = spec.head_dim
 
     def forward(
         self,

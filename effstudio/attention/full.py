@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention
+from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import param
 from effstudio.registry import Entry
 
@@ -64,8 +64,8 @@ def explicit_attention(
 
 
 class FullAttention(Attention):
-    def __init__(self, config: FullAttentionConfig, dim: int, heads: int, causal: bool):
-        super().__init__(dim, heads, causal)
+    def __init__(self, config: FullAttentionConfig, spec: AttentionSpec):
+        super().__init__(spec)
         self.dropout = config.dropout
 
     def forward(
@@ -82,8 +82,8 @@ class FullAttention(Attention):
         return out, (weights if need_weights else None)
 
 
-def build_full(config: FullAttentionConfig, dim: int, heads: int, causal: bool) -> FullAttention:
-    return FullAttention(config, dim, heads, causal)
+def build_full(config: FullAttentionConfig, spec: AttentionSpec) -> FullAttention:
+    return FullAttention(config, spec)
 
 
 ENTRY = Entry(

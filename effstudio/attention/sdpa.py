@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention
+from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.attention.full import allowed_keys, explicit_attention
 from effstudio.config import param
 from effstudio.registry import Entry
@@ -26,8 +26,8 @@ class SdpaAttentionConfig:
 
 
 class SdpaAttention(Attention):
-    def __init__(self, config: SdpaAttentionConfig, dim: int, heads: int, causal: bool):
-        super().__init__(dim, heads, causal)
+    def __init__(self, config: SdpaAttentionConfig, spec: AttentionSpec):
+        super().__init__(spec)
         self.dropout = config.dropout
 
     def forward(
@@ -56,8 +56,8 @@ class SdpaAttention(Attention):
         return out.masked_fill(~has_key, 0.0), None  # (B, H, Nq, D)
 
 
-def build_sdpa(config: SdpaAttentionConfig, dim: int, heads: int, causal: bool) -> SdpaAttention:
-    return SdpaAttention(config, dim, heads, causal)
+def build_sdpa(config: SdpaAttentionConfig, spec: AttentionSpec) -> SdpaAttention:
+    return SdpaAttention(config, spec)
 
 
 ENTRY = Entry(

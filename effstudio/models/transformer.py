@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from effstudio.attention.base import Attention
+from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec
 from effstudio.registry import Entry, get_registry
@@ -95,7 +95,9 @@ class Block(nn.Module):
         d = config.d_model
         self.heads = config.heads
         self.norm1 = nn.LayerNorm(d)
-        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.q, self.v = nn.Linear(d, d), nn.Linear(d, d)
+        # a kind with a shared query/key space (Reformer) reads its keys from the queries
+        self.k = None if attention.shares_qk else nn.Linear(d, d)
         self.attention = attention
         self.out = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
@@ -112,7 +114,8 @@ class Block(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.norm1(x)  # (B, N, d)
-        q, k, v = (self._split_heads(proj(h)) for proj in (self.q, self.k, self.v))
+        q, v = self._split_heads(self.q(h)), self._split_heads(self.v(h))  # (B, H, N, D)
+        k = q if self.k is None else self._split_heads(self.k(h))  # (B, H, N, D)
         mixed, weights = self.attention(q, k, v, key_mask=mask, need_weights=need_weights)
         b, _, n, _ = mixed.shape
         mixed = mixed.transpose(1, 2).reshape(b, n, -1)  # (B, N, d)
@@ -151,8 +154,12 @@ class Transformer(nn.Module):
         attention_config = spec.attention_config
         if attention_config is None:
             attention_config = entry.default_config()
+        attention_spec = AttentionSpec(
+            dim=d, heads=config.heads, causal=self.causal,
+            max_length=task.max_length + (1 if wants_cls else 0),
+        )
         self.blocks = nn.ModuleList(
-            Block(config, entry.factory(attention_config, d, config.heads, self.causal))
+            Block(config, entry.factory(attention_config, attention_spec))
             for _ in range(config.layers)
         )
         self.norm = nn.LayerNorm(d)
