@@ -12,7 +12,9 @@ Projections and head splitting live in the model block, so kinds only differ
 in how they mix values. A kind that cannot be causal sets ``supports_causal``
 to False and refuses causal=True with a clear message. A kind that reads its
 keys from the queries (Reformer's shared query/key space) sets ``shares_qk``
-so the block skips the key projection and passes the queries as keys.
+so the block skips the key projection and passes the queries as keys. A kind
+whose time and memory grow slower than N^2 sets ``subquadratic``; the tests
+then check that no N x N tensor appears unless weights are asked for.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class AttentionSpec:
 class Attention(nn.Module):
     supports_causal: bool = True
     shares_qk: bool = False
+    subquadratic: bool = False
 
     def __init__(self, spec: AttentionSpec):
         super().__init__()

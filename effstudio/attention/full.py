@@ -40,6 +40,19 @@ def allowed_keys(
     return allowed
 
 
+def masked_softmax(scores: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last axis among allowed entries only; a row with none is all zeros.
+
+    scores (..., K) and allowed (bool, broadcastable to scores) give weights (..., K).
+    """
+    if allowed is None:
+        return scores.softmax(dim=-1)
+    # a finite fill (not -inf) keeps a row with no allowed key from becoming NaN
+    weights = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(dim=-1)
+    # such a row came out uniform over masked keys; it must attend to nothing
+    return weights.masked_fill(~allowed, 0.0)
+
+
 def explicit_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -52,13 +65,7 @@ def explicit_attention(
     A query with no allowed key gets all-zero weights and a zero output, not NaN.
     """
     scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, H, Nq, Nk)
-    if allowed is not None:
-        # a finite fill (not -inf) keeps a row with no allowed key from becoming NaN
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    weights = scores.softmax(dim=-1)  # (B, H, Nq, Nk)
-    if allowed is not None:
-        # such a row came out uniform over masked keys; it must attend to nothing
-        weights = weights.masked_fill(~allowed, 0.0)
+    weights = masked_softmax(scores, allowed)  # (B, H, Nq, Nk)
     mixing = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return mixing @ v, weights  # (B, H, Nq, D), (B, H, Nq, Nk)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
-from effstudio.config import ConfigError, param, validate
+from effstudio.config import ConfigError, fields_of, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec
 from effstudio.registry import Entry, get_registry
 from effstudio.tasks.base import TaskSpec
@@ -85,6 +85,18 @@ def sinusoidal_positions(n: int, dim: int, device: torch.device) -> torch.Tensor
     table[:, 0::2] = torch.sin(angles)
     table[:, 1::2] = torch.cos(angles)[:, : dim // 2]  # odd widths have one cosine fewer
     return table
+
+
+def build_attention(entry: Entry, config: object, spec: AttentionSpec) -> Attention:
+    """The kind's module; its ConfigErrors name the section of the field they are about."""
+    try:
+        return entry.factory(config, spec)
+    except ConfigError as err:
+        if "." in err.field:
+            raise
+        own_fields = {f.name for f in fields_of(type(config))}
+        section = "attention" if err.field in own_fields else "model"
+        raise ConfigError(f"{section}.{err.field}", err.message) from None
 
 
 class Block(nn.Module):
@@ -159,7 +171,7 @@ class Transformer(nn.Module):
             max_length=task.max_length + (1 if wants_cls else 0),
         )
         self.blocks = nn.ModuleList(
-            Block(config, entry.factory(attention_config, attention_spec))
+            Block(config, build_attention(entry, attention_config, attention_spec))
             for _ in range(config.layers)
         )
         self.norm = nn.LayerNorm(d)

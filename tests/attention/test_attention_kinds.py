@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from effstudio.attention.base import AttentionSpec
 from effstudio.registry import get_registry
@@ -170,3 +171,44 @@ def test_full_and_sdpa_agree(causal: bool, padded: bool, need_weights: bool, nq:
     assert_near(out_sdpa, out_full)
     if need_weights:
         assert_near(w_sdpa, w_full)
+
+
+class LargestStorage(TorchDispatchMode):
+    """Records the largest tensor storage any op produces, backward included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        for t in outputs:
+            if isinstance(t, torch.Tensor):
+                # storage bytes, not numel: an expanded view costs nothing
+                self.largest = max(self.largest, t.untyped_storage().nbytes())
+        return out
+
+
+def largest_storage(attn: torch.nn.Module, n: int) -> int:
+    q, k, v = (torch.randn(1, 1, n, D, requires_grad=True) for _ in range(3))
+    mask = torch.ones(1, n, dtype=torch.bool)
+    mask[0, -n // 40:] = False
+    with LargestStorage() as probe:
+        out, _ = attn(q, k, v, key_mask=mask)
+        out.sum().backward()
+    return probe.largest
+
+
+@pytest.mark.parametrize("kind,causal", causal_params())
+def test_subquadratic_kinds_never_form_n_by_n(kind: str, causal: bool) -> None:
+    entry = get_registry().get("attention", kind)
+    n = 4096
+    attn = entry.factory(entry.default_config(), AttentionSpec(D, 1, causal, max_length=n))
+    if not attn.subquadratic:
+        pytest.skip(f"{kind} is quadratic by design")
+    quadratic = n * n * 4  # bytes of one float32 N x N matrix
+    largest = largest_storage(attn, n)
+    assert largest < quadratic / 4, f"a tensor of {largest / quadratic:.2f} x N^2 appeared"
+    # the largest tensor grows with N, not N^2
+    assert largest / largest_storage(attn, n // 2) < 3

@@ -1,0 +1,96 @@
+"""Longformer attention: a sliding window plus a few global tokens.
+
+Every token sees the tokens within ``window`` positions (computed in blocks,
+as in ``local``) and the global tokens; a global token (e.g. the
+classification token at position 0) sees every token. Global rows are
+computed by explicit attention over all keys, G x N; the window and the global
+columns share one softmax, and a global key inside a query's window is taken
+from the window only, so no key counts twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from effstudio.attention import block_sparse as bs
+from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.local import MIN_BLOCK, check_window
+from effstudio.config import ConfigError, param, validate
+from effstudio.registry import Entry
+
+
+@dataclass(frozen=True)
+class LongformerAttentionConfig:
+    window: int = param(64, min=1, help="Tokens each token sees on each side (causal: before it)")
+    global_tokens: str = param(
+        "0", label="Global tokens",
+        help="Comma-separated positions that see and are seen by every token "
+        "(0 is the classification token of an encoder); empty for none",
+    )
+
+    def check(self) -> None:
+        parse_positions(self.global_tokens)
+
+
+def parse_positions(text: str) -> tuple[int, ...]:
+    try:
+        positions = tuple(sorted({int(part) for part in text.replace(" ", "").split(",") if part}))
+    except ValueError:
+        raise ConfigError("global_tokens", f"expected positions like '0' or '0,1,2', got {text!r}") from None
+    if any(p < 0 for p in positions):
+        raise ConfigError("global_tokens", f"positions count from 0, got {text!r}")
+    return positions
+
+
+class LongformerAttention(Attention):
+    subquadratic = True
+
+    def __init__(self, config: LongformerAttentionConfig, spec: AttentionSpec):
+        super().__init__(spec)
+        validate(config)
+        check_window(config.window, config.window, spec.max_length)
+        self.window = config.window
+        self.global_positions = parse_positions(config.global_tokens)
+
+    def allowed_pattern(self, n: int) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes, for tests and documentation."""
+        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        is_global = torch.zeros(n, dtype=torch.bool)
+        is_global[[p for p in self.global_positions if p < n]] = True
+        ok = ((i - j).abs() <= self.window) | is_global[:, None] | is_global[None, :]
+        return ok & (j <= i) if self.causal else ok
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        window = self.window
+        block = max(window, MIN_BLOCK)
+        x = bs.pad_inputs(q, k, v, key_mask, block)
+        parts = [bs.band_part(x, block, 1, self.causal, keep=lambda i, j: (i - j).abs() <= window)]
+        positions = [p for p in self.global_positions if p < x.length]
+        if positions:
+            glob = torch.tensor(positions, device=q.device)  # (G,)
+            parts.append(bs.column_part(x, glob, keep=lambda i, j: (i - j).abs() > window))
+        out, weights = bs.attend(x, parts, self.causal, need_weights)
+        if positions:
+            out, weights = bs.global_rows(x, out, weights, glob, self.causal)
+        return bs.crop(x, out, weights)
+
+
+def build_longformer(config: LongformerAttentionConfig, spec: AttentionSpec) -> LongformerAttention:
+    return LongformerAttention(config, spec)
+
+
+ENTRY = Entry(
+    name="longformer",
+    description="Sliding window plus global tokens that see everything (linear in length; causal or not)",
+    config_cls=LongformerAttentionConfig,
+    factory=build_longformer,
+)

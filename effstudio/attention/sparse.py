@@ -1,0 +1,109 @@
+"""The Sparse Transformer's fixed and strided patterns (Child et al., 2019).
+
+strided: a token sees the ``local_span`` tokens around it (causal: before it)
+and every ``stride``-th token: keys j with (i - j) divisible by the stride.
+The local part is a band of blocks; the strided part is dense attention inside
+each residue class modulo the stride, N^2 / stride in all.
+
+fixed: the sequence is cut into blocks of ``stride`` tokens; a token sees its
+own block and the last ``summary`` tokens of every block, which carry
+information between blocks.
+
+Both parts share one softmax; a key both parts would offer is taken once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from effstudio.attention import block_sparse as bs
+from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.local import check_window
+from effstudio.config import ConfigError, param, validate
+from effstudio.registry import Entry
+
+
+@dataclass(frozen=True)
+class SparseAttentionConfig:
+    pattern: str = param(
+        "strided", choices=("strided", "fixed"),
+        help="strided: a local band plus every stride-th token; fixed: own block plus summary tokens",
+    )
+    stride: int = param(128, min=2, help="Step of the strided pattern; block length of the fixed pattern")
+    local_span: int = param(
+        128, min=1, label="Local span", help="strided: tokens each token sees on each side (causal: before it)"
+    )
+    summary: int = param(
+        8, min=1, help="fixed: the last tokens of every block that every token sees"
+    )
+
+    def check(self) -> None:
+        if self.pattern == "fixed" and self.summary > self.stride:
+            raise ConfigError("summary", f"{self.summary} summary tokens do not fit a block of {self.stride}")
+
+
+class SparseAttention(Attention):
+    subquadratic = True
+
+    def __init__(self, config: SparseAttentionConfig, spec: AttentionSpec):
+        super().__init__(spec)
+        validate(config)
+        if config.stride >= spec.max_length:
+            raise ConfigError(
+                "stride",
+                f"a stride of {config.stride} leaves no pattern in sequences of up to "
+                f"{spec.max_length} tokens; use a stride well below that (about its square root)",
+            )
+        if config.pattern == "strided":
+            check_window(config.local_span, config.local_span, spec.max_length, field="local_span")
+        self.pattern, self.stride = config.pattern, config.stride
+        self.local_span, self.summary = config.local_span, config.summary
+
+    def allowed_pattern(self, n: int) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes, for tests and documentation."""
+        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        s = self.stride
+        if self.pattern == "strided":
+            ok = ((i - j).abs() <= self.local_span) | ((i - j) % s == 0)
+        else:
+            ok = (i // s == j // s) | (j % s >= s - self.summary)
+        return ok & (j <= i) if self.causal else ok
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s, span = self.stride, self.local_span
+        x = bs.pad_inputs(q, k, v, key_mask, s)
+        if self.pattern == "strided":
+            radius = -(-span // s)  # blocks of one stride that cover the span
+            parts = [
+                bs.band_part(x, s, radius, self.causal, keep=lambda i, j: (i - j).abs() <= span),
+                bs.residue_part(x, s, keep=lambda i, j: (i - j).abs() > span),
+            ]
+        else:
+            n = x.padded_length
+            summary = torch.arange(n, device=q.device).view(-1, s)[:, s - self.summary:].reshape(-1)  # (G,)
+            parts = [
+                bs.band_part(x, s, 0, self.causal),
+                bs.column_part(x, summary, keep=lambda i, j: i // s != j // s),
+            ]
+        return bs.crop(x, *bs.attend(x, parts, self.causal, need_weights))
+
+
+def build_sparse(config: SparseAttentionConfig, spec: AttentionSpec) -> SparseAttention:
+    return SparseAttention(config, spec)
+
+
+ENTRY = Entry(
+    name="sparse",
+    description="Sparse Transformer: strided or fixed patterns (N*sqrt(N) with stride ~ sqrt(N); causal or not)",
+    config_cls=SparseAttentionConfig,
+    factory=build_sparse,
+)
