@@ -235,6 +235,81 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _comma_list(kind: type) -> Any:
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(item) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}") from None
+
+    return parse
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_bench_row(row: Any) -> None:
+    status = "ok" if row.ok else row.error
+    print(f"{row.attention:<12} {row.length:>7} {_cell(row.ms, 2):>11} {_cell(row.peak_mb, 1):>10}  {status}",
+          flush=True)
+
+
+def _print_bench_summary(summary: list[dict[str, Any]]) -> None:
+    if not summary:
+        return
+    first = summary[0]
+    growth = f"time x{first['length']}->{first['longest']}" if first["longest"] > first["length"] else ""
+    print(f"\nat length {first['length']}:")
+    print(f"{'kind':<12} {'vs full':>9} {'vs sdpa':>9} {'memory/full':>12} {growth:>18}")
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
+    for entry in summary:
+        print(f"{entry['kind']:<12} {times(entry['speedup_vs_full']):>9} {times(entry['speedup_vs_sdpa']):>9} "
+              f"{_cell(entry['memory_vs_full'], 3):>12} {times(entry['growth']) if growth else '':>18}")
+
+
+def cmd_bench_attention(args: argparse.Namespace) -> int:
+    from effstudio.bench.attention import (
+        AttentionBenchSettings,
+        BenchDoneEvent,
+        BenchRowEvent,
+        bench_report,
+        run_attention_bench,
+    )
+    from effstudio.engine.events import JobControl, LogEvent
+
+    kinds = () if args.kinds.strip() == "all" else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    given = {"lengths": tuple(args.lengths) if args.lengths is not None else None, "batch": args.batch,
+             "heads": args.heads, "head_dim": args.head_dim, "backward": args.backward, "device": args.device,
+             "repeats": args.repeats, "timeout_s": args.timeout, "max_mb": args.max_mb}
+    settings = AttentionBenchSettings(kinds=kinds, **{k: v for k, v in given.items() if v is not None})
+    settings = settings.resolved()  # a bad kind or value is a usage error before anything runs
+    control = JobControl()
+    rows: list[BenchRowEvent] = []
+    done: BenchDoneEvent | None = None
+    print(f"{'kind':<12} {'length':>7} {'ms':>11} {'peak MB':>10}  status", flush=True)
+    with _graceful_interrupt(control):
+        for event in run_attention_bench(settings, control):
+            if isinstance(event, BenchRowEvent):
+                rows.append(event)
+                _print_bench_row(event)
+            elif isinstance(event, LogEvent):
+                print(f"{event.message}" if event.level == "info" else f"{event.level}: {event.message}",
+                      file=sys.stderr, flush=True)
+            elif isinstance(event, BenchDoneEvent):
+                done = event
+    _print_bench_summary(list(done.summary) if done is not None else [])
+    if args.json:
+        report = bench_report(settings, rows, done)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {args.json}", file=sys.stderr)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -270,16 +345,51 @@ def build_parser() -> argparse.ArgumentParser:
     gui.set_defaults(func=cmd_gui)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("bench", choices=("overhead", "responsiveness"))
-    bench.add_argument("--steps", type=int, default=200, help="training steps to measure over")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.set_defaults(func=cmd_bench)
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    for name, what in (("overhead", "engine steps/s against a bare PyTorch loop"),
+                       ("responsiveness", "GUI event-loop latency while training")):
+        loop = benches.add_parser(name, help=what)
+        loop.add_argument("--steps", type=int, default=200, help="training steps to measure over")
+        loop.add_argument("--json", action="store_true", help="print one JSON object")
+        loop.set_defaults(func=cmd_bench)
+    _add_attention_bench(benches)
     return parser
+
+
+def _add_attention_bench(benches: Any) -> None:
+    # options left out keep AttentionBenchSettings' defaults (named in the help), so building
+    # the parser does not import the benchmark for every other command
+    attention = benches.add_parser(
+        "attention", help="time and peak memory of attention kinds against sequence length",
+        description="Each case (kind, length) runs in a fresh process: the median time of forward+backward "
+                    "after a warm-up, and the peak memory above the process's baseline. A case that runs "
+                    "out of memory or time is reported as failed (ok: false), and longer lengths of that "
+                    "kind are skipped.")
+    attention.add_argument("--kinds", default="all", help="'all' or a comma-separated list (default: all)")
+    attention.add_argument("--lengths", type=_comma_list(int),
+                           help="comma-separated sequence lengths (default: 1024,2048,4096,8192,16384)")
+    attention.add_argument("--batch", type=int, help="batch size (default: 1)")
+    attention.add_argument("--heads", type=int, help="attention heads (default: 4)")
+    attention.add_argument("--head-dim", type=int, help="width of one head (default: 64)")
+    attention.add_argument("--backward", action=argparse.BooleanOptionalAction,
+                           help="time forward+backward, or the forward pass only (default: --backward)")
+    attention.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, cuda when there is one)")
+    attention.add_argument("--repeats", type=int, help="timed runs per case after one warm-up; the median is "
+                                                        "reported (default: 3)")
+    attention.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit per case (default: 300)")
+    attention.add_argument("--max-mb", type=float, help="memory limit per case (default: 80%% of the memory "
+                                                       "available at the start)")
+    attention.add_argument("--json", type=Path, metavar="FILE", help="write settings, rows and summary as JSON")
+    attention.set_defaults(func=cmd_bench_attention)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # the GUI trains in a child process, also in a frozen bundle
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "attention-case"]:  # hidden: one benchmark case, started by `bench attention`
+        from effstudio.bench.attention_case import main as case_main
+
+        return case_main(argv[2:])
     if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
         argv = ["gui", *argv]  # `effstudio` and `effstudio FILE` open the window
     args = build_parser().parse_args(argv)

@@ -90,8 +90,14 @@ def block_part(
     nb, r = block_index.shape
     index = block_index.clamp(0, nb - 1)
     qb = x.q.view(b, h, nb, block, d)  # (B, H, nb, b, D)
-    kb = x.k.view(b, h, nb, block, d)[:, :, index].reshape(b, h, nb, r * block, d)  # (B, H, nb, R*b, D)
-    vb = x.v.view(b, h, nb, block, d)[:, :, index].reshape(b, h, nb, r * block, d)  # (B, H, nb, R*b, D)
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        # index_select, not t[:, :, index]: its backward is an index_add of whole
+        # blocks, several times faster than advanced indexing's index_put on CPU
+        blocks = t.view(b, h, nb, block, d).index_select(2, index.flatten())  # (B, H, nb*R, b, D)
+        return blocks.view(b, h, nb, r * block, d)  # (B, H, nb, R*b, D)
+
+    kb, vb = gather(x.k), gather(x.v)
     scores = (qb @ kb.transpose(-2, -1)).view(b, h, n, r * block)  # (B, H, N, R*b)
 
     offsets = torch.arange(block, device=index.device)

@@ -20,9 +20,12 @@ from effstudio.tasks.base import IGNORE_INDEX, TaskSpec
 
 VOCAB = ("<pad>",) + tuple(f"t{i}" for i in range(19))  # 20 tokens, pad id 0
 B, N = 3, 8
+# the tasks allow longer sequences than the batches use, so every attention kind's
+# default window or block fits (a window as long as the task is refused as full attention)
+MAX_LENGTH = 512
 TASKS = {
-    "classify": TaskSpec("toy-classify", "classify", VOCAB, num_classes=4, max_length=N),
-    "lm": TaskSpec("toy-lm", "lm", VOCAB, num_classes=0, max_length=N),
+    "classify": TaskSpec("toy-classify", "classify", VOCAB, num_classes=4, max_length=MAX_LENGTH),
+    "lm": TaskSpec("toy-lm", "lm", VOCAB, num_classes=0, max_length=MAX_LENGTH),
 }
 # tiny sizes for the fields a model type happens to have: tests stay fast
 SMALL = {"d_model": 16, "layers": 2, "heads": 2, "ff_mult": 2}
@@ -192,7 +195,7 @@ def test_lm_head_is_tied_to_the_embedding() -> None:
 def test_learned_positions_refuse_longer_inputs() -> None:
     model = build(TRANSFORMER, small_config(TRANSFORMER), "classify")
     with pytest.raises(ValueError, match="longer"):
-        model(torch.ones(1, N + 1, dtype=torch.long))
+        model(torch.ones(1, MAX_LENGTH + 1, dtype=torch.long))
 
 
 def test_mask_may_be_omitted() -> None:

@@ -1,0 +1,180 @@
+"""One case of the attention benchmark, measured in a fresh process.
+
+The parent (:mod:`effstudio.bench.attention`) starts this as
+``effstudio bench attention-case ARGS`` and reads the one JSON line it prints::
+
+    {"ok": true, "ms": 12.5, "peak_mb": 270.1}
+    {"ok": false, "error": "...", "out_of_memory": false}
+
+A fresh process per case is what makes the memory figure honest on the CPU: the
+process's peak resident memory then belongs to this one computation, with no
+allocator caches or freed-but-kept pages left over from other kinds or lengths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psutil
+
+MB = 1024 * 1024
+
+
+# ------------------------------------------------------------- peak memory, CPU
+def _linux_status_kb(name: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{name} is missing from /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Lower the kernel's high-water mark to the current RSS, where the OS allows it.
+
+    Linux (>= 4.0) does this through /proc/self/clear_refs. Elsewhere the mark
+    keeps any earlier peak (the imports'), see :func:`_peak_rss`.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+                clear.write("5")
+        except OSError:
+            pass  # a locked-down /proc: the mark is then an upper bound, as on other systems
+
+
+def _peak_rss() -> int:
+    """The process's peak resident memory in bytes, as the kernel counts it (no sampling)."""
+    if sys.platform.startswith("linux"):
+        return _linux_status_kb("VmHWM") * 1024
+    if sys.platform == "win32":
+        return psutil.Process().memory_info().peak_wset
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on the BSDs
+
+
+class PeakMemory:
+    """Peak memory of what runs after construction, above what was in use at construction.
+
+    CPU: the baseline is the RSS right before the first computation (the inputs
+    and the module already exist), the peak is the kernel's high-water mark after
+    the last one. A sampling thread would miss short spikes and compete with the
+    computation for the CPU; the high-water mark misses nothing. Where it cannot
+    be reset (macOS, Windows, a locked /proc) it may still hold an earlier,
+    higher peak from start-up, so the figure can only be too high, never too low,
+    and only by start-up's transient slack (a few MB), not by the computation.
+
+    CUDA: the caching allocator's own peak counter, reset here; cached but unused
+    blocks do not count, so this is the memory the computation really needed.
+    """
+
+    def __init__(self, device: Any):
+        import torch
+
+        self.device = device
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            self.baseline = torch.cuda.memory_allocated(device)
+        else:
+            self.baseline = psutil.Process().memory_info().rss
+            _reset_peak_rss()
+
+    def peak_mb(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = _peak_rss()
+        return max(0, peak - self.baseline) / MB
+
+
+# ----------------------------------------------------------------- the case
+def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, backward: bool,
+            causal: bool, device: str, repeats: int) -> dict[str, Any]:
+    """Median milliseconds of ``repeats`` runs after one warm-up, and the peak memory above baseline."""
+    import torch
+
+    from effstudio.attention.base import AttentionSpec
+    from effstudio.registry import get_registry
+
+    dev = torch.device(device)
+    entry = get_registry().get("attention", kind)
+    spec = AttentionSpec(dim=heads * head_dim, heads=heads, causal=causal, max_length=length)
+    attention = entry.factory(entry.default_config(), spec).to(dev)
+    attention.train(backward)  # forward only is inference: no dropout, no autograd graph
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, heads, length, head_dim, generator=generator).to(dev).requires_grad_(backward)
+               for _ in range(3))  # (B, H, N, D)
+    keys = q if attention.shares_qk else k  # such kinds read their keys from the queries, as in a model block
+    sync: Callable[[], None] = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    def run() -> None:
+        for tensor in (q, k, v):
+            tensor.grad = None
+        out, _ = attention(q, keys, v)  # (B, H, N, D)
+        if backward:
+            out.sum().backward()
+        sync()
+
+    times = []
+    with torch.set_grad_enabled(backward):
+        memory = PeakMemory(dev)
+        run()  # warm-up: kernels chosen, thread pools started; its memory counts, it is the same computation
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return {"ok": True, "ms": 1000 * statistics.median(times), "peak_mb": memory.peak_mb()}
+
+
+def _failure(err: BaseException) -> dict[str, Any]:
+    import torch
+
+    from effstudio.config import ConfigError
+
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return {"ok": False, "error": "out of memory (CUDA)", "out_of_memory": True}
+    if isinstance(err, MemoryError) or "can't allocate memory" in message:  # the CPU allocator's RuntimeError
+        return {"ok": False, "error": f"out of memory: {message}", "out_of_memory": True}
+    if isinstance(err, ConfigError):
+        return {"ok": False, "error": message, "out_of_memory": False}
+    return {"ok": False, "error": f"{type(err).__name__}: {message}", "out_of_memory": False}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effstudio bench attention-case",
+                                     description="Measure one attention case; prints one JSON line.")
+    parser.add_argument("--kind", required=True)
+    parser.add_argument("--length", type=int, required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--heads", type=int, required=True)
+    parser.add_argument("--head-dim", type=int, required=True)
+    parser.add_argument("--backward", action=argparse.BooleanOptionalAction, required=True)
+    parser.add_argument("--causal", action=argparse.BooleanOptionalAction, required=True)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--repeats", type=int, required=True)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = measure(args.kind, args.length, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
+                         backward=args.backward, causal=args.causal, device=args.device, repeats=args.repeats)
+    except Exception as err:  # a failed case is a result to report, never a crash
+        result = _failure(err)
+    print(json.dumps(result), flush=True)
+    return 0
