@@ -20,7 +20,7 @@ from typing import Any
 
 import effstudio
 
-COMMANDS = ("models", "attention", "tasks", "train", "gui", "bench")
+COMMANDS = ("models", "attention", "tasks", "train", "inspect", "gui", "bench")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -181,6 +181,72 @@ def _print_summary(done: Any) -> None:
         print(f"error: {done.error}", file=sys.stderr)
 
 
+# ----------------------------------------------------------------- inspect
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from effstudio.engine.events import JobControl
+    from effstudio.inspect import InspectError, open_model, report
+    from effstudio.inspect.diff import TensorChangeEvent, compare_names, iter_diff
+    from effstudio.inspect.stats import TensorStatsEvent, iter_stats
+
+    try:
+        first = open_model(args.path)
+        second = open_model(args.diff) if args.diff is not None else None
+    except InspectError as err:  # a bad file is the file's fault, not a usage error: exit 1 with the reason
+        if args.json:
+            _print_json({"error": str(err)})
+        print(f"effstudio: error: cannot inspect: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    control = JobControl()
+    errors: list[str] = []
+    if not args.json and second is None:
+        print("\n".join(report.summary_lines(first)), flush=True)
+    with _graceful_interrupt(control):
+        if second is not None:
+            diff = compare_names(first, second)
+            events = iter_diff(diff, control)
+            total = len(diff.common)
+        else:
+            stats: dict[str, Any] = {}
+            events = iter([]) if args.no_stats else iter_stats(first, control)
+            total = len(first.tensors)
+        with tqdm(events, total=total, unit="tensor", file=sys.stderr, disable=None, leave=False) as progress:
+            for event in progress:
+                if isinstance(event, TensorStatsEvent):
+                    stats[event.name] = event.error if event.error is not None else event.stats
+                    if event.error is not None:
+                        errors.append(f"{event.name}: {event.error}")
+                elif isinstance(event, TensorChangeEvent) and event.change.error:
+                    errors.append(f"{event.change.name}: {event.change.error}")
+    if second is not None:
+        if args.json:
+            print(report.dumps(diff.to_json()), flush=True)
+        else:
+            print("\n".join(report.diff_lines(diff)))
+    elif args.json:
+        print(report.dumps(report.inspect_record(first, stats)), flush=True)
+    else:
+        print("\n".join(report.table_lines(first, stats)))
+    for error in errors:
+        print(f"effstudio: error: {error}", file=sys.stderr)
+    if control.stop_requested:
+        print("effstudio: stopped before every tensor was read", file=sys.stderr)
+    return EXIT_FAILED if errors or control.stop_requested else EXIT_OK
+
+
+def cmd_bench_inspect(args: argparse.Namespace) -> int:
+    from effstudio.bench.inspect import measure_inspect
+
+    result = measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------- gui, bench
 def cmd_gui(args: argparse.Namespace) -> int:
     if args.screenshot:
@@ -338,6 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     train.set_defaults(func=cmd_train)
 
+    inspect = commands.add_parser(
+        "inspect", help="look inside a model file or folder: tensors, statistics, architecture; or diff two",
+        description="Reads .safetensors (also sharded folders), PyTorch .pt/.pth/.bin/.ckpt (as plain tensors "
+                    "only: a file that would run code is refused), .onnx, .npy/.npz and Hugging Face style "
+                    "folders. Statistics are computed in chunks from memory-mapped data. Exit status 1 when "
+                    "the file cannot be read, with the reason on stderr.")
+    inspect.add_argument("path", type=Path, help="a model file or folder")
+    inspect.add_argument("--diff", type=Path, metavar="B", help="compare with this file: added, removed, "
+                                                                "reshaped tensors and the relative change of each")
+    inspect.add_argument("--no-stats", action="store_true", help="summary and tensor list only (no data read)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(func=cmd_inspect)
+
     gui = commands.add_parser("gui", help="open the window (or save a screenshot of it)")
     gui.add_argument("path", nargs="?", help="a file to open")
     gui.add_argument("--screenshot", metavar="FILE.png", help="run a short demo offscreen, save a PNG, exit")
@@ -353,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
         loop.add_argument("--json", action="store_true", help="print one JSON object")
         loop.set_defaults(func=cmd_bench)
     _add_attention_bench(benches)
+    inspect_bench = benches.add_parser("inspect", help="inspector speed and memory on a synthetic safetensors file")
+    inspect_bench.add_argument("--size-mb", type=float, default=100, help="file size in MiB (default: 100)")
+    inspect_bench.add_argument("--tensors", type=int, default=100, help="number of tensors (default: 100)")
+    inspect_bench.add_argument("--dir", type=Path, help="folder for the temporary file (default: the system's)")
+    inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect_bench.set_defaults(func=cmd_bench_inspect)
     return parser
 
 
