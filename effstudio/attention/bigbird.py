@@ -110,15 +110,20 @@ class BigBirdAttention(Attention):
         offsets = torch.arange(-radius, 1 if self.causal else radius + 1, device=device)
         window = torch.arange(n_blocks, device=device)[:, None] + offsets  # (nb, W)
         random, random_valid = (t.to(device) for t in self.random_block_index(n_blocks))  # (nb, R)
-        index = torch.cat([window, random], dim=1)  # (nb, W + R)
+        index = torch.cat([window.clamp(0, n_blocks - 1), random], dim=1)  # (nb, W + R)
         valid = torch.cat([(window >= 0) & (window < n_blocks), random_valid], dim=1)
-        parts = [bs.block_part(x, block, index, valid)]
-
         n_global = min(self.global_blocks, n_blocks) * block
-        if n_global:
-            glob = torch.arange(n_global, device=device)  # (G,)
-            parts.append(bs.column_part(x, glob, keep=lambda i, j: (i // block - j // block).abs() > radius))
-        out, weights = bs.attend(x, parts, self.causal, need_weights)
+        glob = torch.arange(n_global, device=device)  # (G,)
+
+        def parts(start: int, stop: int) -> list[bs.Part]:
+            rows = slice(start // block, stop // block)
+            blocks = bs.block_part(start, stop, block, index[rows], valid[rows])
+            if not n_global:
+                return [blocks]
+            keep = lambda i, j: (i // block - j // block).abs() > radius  # noqa: E731
+            return [blocks, bs.column_part(start, stop, glob, keep=keep)]
+
+        out, weights = bs.attend(x, parts, block, self.causal, need_weights)
         if n_global:
             out, weights = bs.global_rows(x, out, weights, glob, self.causal)
         return bs.crop(x, out, weights)

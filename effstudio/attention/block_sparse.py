@@ -1,23 +1,28 @@
-"""Exact softmax attention over structured sets of candidate keys.
+"""Exact softmax attention over structured sets of candidate keys, chunk by chunk.
 
 The sparse kinds (local, longformer, bigbird, sparse) never build an N x N
-matrix. Each describes its pattern as a few *parts*, structured sets of
-candidate keys that are gathered cheaply for every query:
+matrix. Each describes its pattern as a few *parts*: groups of queries that
+share one list of candidate keys, gathered once per group.
 
 - ``block_part``: queries in blocks of b tokens see whole key blocks chosen
   per query block (a sliding window of blocks, random blocks);
 - ``column_part``: every query sees the same few key positions (global
   tokens, summary positions);
-- ``residue_part``: query i sees the keys j with j = i (mod s), computed as
-  dense attention inside each of the s residue classes (strided patterns).
+- ``residue_part``: query i sees the keys j with j = i (mod s) (strided
+  patterns); its groups are the residue classes.
 
-A part gives scores (B, H, N, K) for its K candidates per query, their
-positions (N, K) and which of them belong to the pattern. ``attend`` adds
-padding and causality, takes ONE softmax over the candidates of all parts
-together and mixes values part by part. As long as no key is a candidate of
-the same query in two parts (each kind's ``keep`` rules see to that), this is
-exactly the dense masked softmax over the union pattern, which is what the
-tests compare against.
+``attend`` takes ONE softmax over the candidates of all parts together and
+mixes values part by part. As long as no key is a candidate of the same query
+in two parts (each kind's ``keep`` rules see to that), this is exactly the
+dense masked softmax over the union pattern, which is what the tests compare
+against.
+
+It works like FlashAttention, over structured key sets instead of tiles: the
+queries are processed in chunks of rows; the forward pass keeps only the
+output and each row's log-sum-exp, and the backward pass recomputes one
+chunk's scores at a time. Memory is then a few chunk-sized buffers plus
+O(N * D), whatever the length, and no elementwise pass runs over a
+score-sized tensor more often than it must.
 
 Tokens that see every key (Longformer's and BigBird's global tokens) are few;
 ``global_rows`` computes their rows by explicit attention, G x N.
@@ -32,16 +37,9 @@ import torch
 
 from effstudio.attention.full import masked_softmax
 
-# keep(query_positions (N, 1), key_positions (N, K)) -> bool (N, K): which candidates to use
+# keep(query_positions, key_positions) -> bool, broadcast: which candidates belong to the pattern
 KeepRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class KeyPart:
-    scores: torch.Tensor  # (B, H, N, K) scaled dot products with the K candidate keys
-    key_pos: torch.Tensor  # (N, K) long: where each candidate key sits, always within [0, N)
-    valid: torch.Tensor  # (N, K) bool: the candidate belongs to the pattern and is not a repeat
-    mix: Callable[[torch.Tensor], torch.Tensor]  # weights (B, H, N, K) -> values mixed (B, H, N, D)
+CHUNK_SCORES = 1 << 20  # score entries per chunk (4 MB in float32): bounds the working memory
 
 
 @dataclass
@@ -78,112 +76,221 @@ def pad_inputs(
     return Padded(q, k, v, key_mask, n)
 
 
-def query_positions(n: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(n, device=device)[:, None]  # (N, 1)
+# -------------------------------------------------------------------- parts
+@dataclass
+class Part:
+    """G groups of g queries each; every query of a group has the same K candidate keys.
+
+    Groups are contiguous runs of the chunk's queries, or (``interleaved``) its
+    residue classes: group r holds queries start + r, start + r + G, ...
+    """
+
+    query_pos: torch.Tensor  # (G, g) long: each query's position
+    key_index: torch.Tensor  # (G, K) long: each group's candidate keys, within [0, Np)
+    valid: torch.Tensor  # bool, broadcastable to (G, g, K): the candidate belongs to the pattern
+    interleaved: bool = False
+
+    @property
+    def candidates(self) -> int:
+        return self.key_index.shape[-1]
+
+    def group(self, t: torch.Tensor) -> torch.Tensor:
+        """A chunk's rows (B, H, c, X) as groups (B, H, G, g, X); a view."""
+        b, h, _, x = t.shape
+        groups, size = self.query_pos.shape
+        if self.interleaved:
+            return t.view(b, h, size, groups, x).transpose(2, 3)
+        return t.view(b, h, groups, size, x)
+
+    def ungroup(self, t: torch.Tensor) -> torch.Tensor:
+        """Groups (B, H, G, g, X) back to the chunk's rows (B, H, c, X)."""
+        if self.interleaved:
+            t = t.transpose(2, 3)
+        return t.reshape(t.shape[0], t.shape[1], -1, t.shape[-1])
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Each group's candidate keys (or values): t (B, H, Np, D) -> (B, H, G, K, D)."""
+        b, h, _, d = t.shape
+        return t.index_select(2, self.key_index.flatten()).view(b, h, *self.key_index.shape, d)
+
+    def allowed(self, key_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        """The pattern with causality and padding: bool (B or 1, 1, G, g, K)."""
+        ok = self.valid
+        if causal:
+            ok = ok & (self.key_index[:, None, :] <= self.query_pos[:, :, None])  # (G, g, K)
+        ok = ok[None, None]
+        if key_mask is not None:
+            ok = ok & key_mask[:, self.key_index][:, None, :, None, :]  # (B, 1, G, g, K)
+        return ok
+
+
+def _kept(valid: torch.Tensor, keep: KeepRule | None, query_pos: torch.Tensor, key_pos: torch.Tensor):
+    return valid if keep is None else valid & keep(query_pos, key_pos)
 
 
 def block_part(
-    x: Padded, block: int, block_index: torch.Tensor, block_valid: torch.Tensor, keep: KeepRule | None = None
-) -> KeyPart:
-    """Query block i sees the key blocks ``block_index[i]`` (nb, R), where ``block_valid`` (nb, R)."""
-    b, h, n, d = x.q.shape
-    nb, r = block_index.shape
-    index = block_index.clamp(0, nb - 1)
-    qb = x.q.view(b, h, nb, block, d)  # (B, H, nb, b, D)
-
-    def gather(t: torch.Tensor) -> torch.Tensor:
-        # index_select, not t[:, :, index]: its backward is an index_add of whole
-        # blocks, several times faster than advanced indexing's index_put on CPU
-        blocks = t.view(b, h, nb, block, d).index_select(2, index.flatten())  # (B, H, nb*R, b, D)
-        return blocks.view(b, h, nb, r * block, d)  # (B, H, nb, R*b, D)
-
-    kb, vb = gather(x.k), gather(x.v)
-    scores = (qb @ kb.transpose(-2, -1)).view(b, h, n, r * block)  # (B, H, N, R*b)
-
-    offsets = torch.arange(block, device=index.device)
-    key_pos = (index[:, :, None] * block + offsets).reshape(nb, 1, r * block)  # (nb, 1, R*b)
-    key_pos = key_pos.expand(nb, block, r * block).reshape(n, r * block)  # (N, R*b)
-    valid = block_valid[:, None, :, None].expand(nb, block, r, block).reshape(n, r * block)  # (N, R*b)
-    if keep is not None:
-        valid = valid & keep(query_positions(n, index.device), key_pos)
-
-    def mix(weights: torch.Tensor) -> torch.Tensor:
-        return (weights.view(b, h, nb, block, r * block) @ vb).view(b, h, n, d)  # (B, H, N, D)
-
-    return KeyPart(scores, key_pos, valid, mix)
+    start: int, stop: int, block: int, block_index: torch.Tensor, block_valid: torch.Tensor,
+    keep: KeepRule | None = None,
+) -> Part:
+    """Query block i of rows [start, stop) sees the key blocks ``block_index[i]`` (nbc, R), all
+    existing blocks, where ``block_valid`` (nbc, R)."""
+    device = block_index.device
+    n_blocks, r = block_index.shape
+    offsets = torch.arange(block, device=device)
+    key_index = (block_index[:, :, None] * block + offsets).reshape(n_blocks, r * block)  # (G, K)
+    query_pos = torch.arange(start, stop, device=device).view(n_blocks, block)  # (G, g)
+    valid = block_valid[:, None, :, None].expand(n_blocks, 1, r, block).reshape(n_blocks, 1, r * block)
+    return Part(query_pos, key_index, _kept(valid, keep, query_pos[:, :, None], key_index[:, None, :]))
 
 
-def band_part(x: Padded, block: int, radius: int, causal: bool, keep: KeepRule | None = None) -> KeyPart:
+def band_part(
+    x: Padded, start: int, stop: int, block: int, radius: int, causal: bool, keep: KeepRule | None = None
+) -> Part:
     """Query block i sees key blocks i - radius .. i + radius (only up to i when causal)."""
-    nb = x.padded_length // block
+    n_blocks = x.padded_length // block
     offsets = torch.arange(-radius, 1 if causal else radius + 1, device=x.q.device)
-    index = torch.arange(nb, device=x.q.device)[:, None] + offsets  # (nb, R)
-    return block_part(x, block, index, (index >= 0) & (index < nb), keep)
+    index = torch.arange(start // block, stop // block, device=x.q.device)[:, None] + offsets  # (nbc, R)
+    valid = (index >= 0) & (index < n_blocks)
+    return block_part(start, stop, block, index.clamp(0, n_blocks - 1), valid, keep)
 
 
-def column_part(x: Padded, positions: torch.Tensor, keep: KeepRule | None = None) -> KeyPart:
-    """Every query sees the keys at ``positions`` (G,)."""
-    n = x.padded_length
-    kg, vg = x.k[:, :, positions], x.v[:, :, positions]  # (B, H, G, D)
-    scores = x.q @ kg.transpose(-2, -1)  # (B, H, N, G)
-    key_pos = positions.expand(n, -1)  # (N, G)
-    valid = torch.ones_like(key_pos, dtype=torch.bool)
-    if keep is not None:
-        valid = keep(query_positions(n, positions.device), key_pos)
-    return KeyPart(scores, key_pos, valid, lambda weights: weights @ vg)  # mix: (B, H, N, D)
+def column_part(start: int, stop: int, positions: torch.Tensor, keep: KeepRule | None = None) -> Part:
+    """Every query of rows [start, stop) sees the keys at ``positions`` (K,)."""
+    query_pos = torch.arange(start, stop, device=positions.device)[None]  # (1, c)
+    valid = torch.ones(1, 1, positions.numel(), dtype=torch.bool, device=positions.device)
+    return Part(query_pos, positions[None], _kept(valid, keep, query_pos[:, :, None], positions[None, None]))
 
 
-def residue_part(x: Padded, stride: int, keep: KeepRule | None = None) -> KeyPart:
-    """Query i sees the keys j with j = i (mod stride): dense attention within each residue class."""
-    b, h, n, d = x.q.shape
-    m = n // stride
+def residue_part(x: Padded, start: int, stop: int, stride: int, keep: KeepRule | None = None) -> Part:
+    """Query i of rows [start, stop) sees the keys j with j = i (mod stride); start is a multiple of it."""
+    device = x.q.device
+    classes = torch.arange(stride, device=device)[:, None]  # (s, 1)
+    key_index = classes + stride * torch.arange(x.padded_length // stride, device=device)  # (s, M)
+    query_pos = start + classes + stride * torch.arange((stop - start) // stride, device=device)  # (s, c/s)
+    valid = torch.ones(1, 1, 1, dtype=torch.bool, device=device)
+    valid = _kept(valid, keep, query_pos[:, :, None], key_index[:, None, :])
+    return Part(query_pos, key_index, valid, interleaved=True)
 
-    def by_residue(t: torch.Tensor) -> torch.Tensor:
-        return t.view(b, h, m, stride, d).transpose(2, 3)  # (B, H, s, M, D): position = m * s + r
 
-    vr = by_residue(x.v)
-    scores = by_residue(x.q) @ by_residue(x.k).transpose(-2, -1)  # (B, H, s, M, M)
-    scores = scores.transpose(2, 3).reshape(b, h, n, m)  # (B, H, N, M) in query order
-    positions = torch.arange(n, device=x.q.device)
-    key_pos = torch.arange(m, device=x.q.device) * stride + (positions % stride)[:, None]  # (N, M)
-    valid = torch.ones_like(key_pos, dtype=torch.bool)
-    if keep is not None:
-        valid = keep(positions[:, None], key_pos)
+# The parts of the queries in rows [start, stop): a kind's whole pattern, one chunk at a time
+PartsOf = Callable[[int, int], list[Part]]
 
-    def mix(weights: torch.Tensor) -> torch.Tensor:
-        per_class = weights.view(b, h, m, stride, m).transpose(2, 3) @ vr  # (B, H, s, M, D)
-        return per_class.transpose(2, 3).reshape(b, h, n, d)  # (B, H, N, D)
 
-    return KeyPart(scores, key_pos, valid, mix)
+@dataclass
+class Plan:
+    parts: PartsOf
+    chunks: list[tuple[int, int]]
+    key_mask: torch.Tensor | None  # (B, Np)
+    causal: bool
+
+
+def make_plan(x: Padded, parts: PartsOf, unit: int, causal: bool) -> Plan:
+    """Chunks of whole units (blocks, strides) holding about CHUNK_SCORES score entries each."""
+    b, h, n, _ = x.q.shape
+    per_row = b * h * max(1, sum(p.candidates for p in parts(0, unit)))
+    rows = max(unit, CHUNK_SCORES // per_row // unit * unit)
+    chunks = [(start, min(start + rows, n)) for start in range(0, n, rows)]
+    return Plan(parts, chunks, x.key_mask, causal)
+
+
+# ------------------------------------------------------------ the computation
+def _scores(part: Part, q: torch.Tensor, k: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """A part's scores for a chunk's queries q (B, H, c, D): (B, H, G, g, K), -inf outside the pattern."""
+    scores = part.group(q) @ part.gather(k).transpose(-1, -2)  # (B, H, G, g, K)
+    return scores.masked_fill_(~part.allowed(plan.key_mask, plan.causal), float("-inf"))
+
+
+def _forward_chunk(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, start: int, stop: int, dense: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output rows (B, H, c, D) and their log-sum-exp (B, H, c); fills ``dense`` rows if given."""
+    parts = plan.parts(start, stop)
+    qc = q[:, :, start:stop]  # (B, H, c, D)
+    scores = [_scores(part, qc, k, plan) for part in parts]  # each (B, H, G, g, K)
+    top = torch.stack([p.ungroup(s.amax(-1, keepdim=True)) for p, s in zip(parts, scores, strict=True)]).amax(0)
+    top = top.masked_fill_(top == float("-inf"), 0.0)  # (B, H, c, 1); a row with no key stays empty
+    total = torch.zeros_like(top)  # (B, H, c, 1)
+    out = torch.zeros_like(qc)  # (B, H, c, D)
+    for part, s in zip(parts, scores, strict=True):
+        s.sub_(part.group(top)).exp_()  # unnormalised weights, 0 outside the pattern
+        total += part.ungroup(s.sum(-1, keepdim=True))
+        out += part.ungroup(s @ part.gather(v))  # (B, H, c, D)
+    safe = total.clamp_min(torch.finfo(total.dtype).tiny)
+    out /= safe
+    if dense is not None:
+        rows = dense[:, :, start:stop]  # (B, H, c, Np)
+        for part, s in zip(parts, scores, strict=True):
+            index = part.key_index[:, None, :].expand(s.shape)  # (B, H, G, g, K)
+            part.group(rows).scatter_add_(-1, index, s / part.group(safe))
+    lse = torch.where(total > 0, top + safe.log(), float("inf"))  # (B, H, c, 1); inf: no key
+    return out, lse.squeeze(-1)
+
+
+def run_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, with_weights: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """out (B, H, Np, D), lse (B, H, Np) and, if asked, the dense weights (B, H, Np, Np)."""
+    b, h, n, _ = q.shape
+    out, lse = torch.empty_like(q), q.new_empty(b, h, n)
+    dense = q.new_zeros(b, h, n, n) if with_weights else None
+    for start, stop in plan.chunks:
+        out[:, :, start:stop], lse[:, :, start:stop] = _forward_chunk(q, k, v, plan, start, stop, dense)
+    return out, lse, dense
+
+
+class PatternAttention(torch.autograd.Function):
+    """softmax over a plan's pattern, saving only the output and the log-sum-exp per row.
+
+    The backward pass recomputes each chunk's weights P from the scores and
+    the saved log-sum-exp, then: dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)),
+    dQ = dS K, dK = dS^T Q, the key-side gradients added back to where each
+    candidate was gathered from.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, plan):  # noqa: ANN001, ANN205
+        out, lse, _ = run_forward(q, k, v, plan)
+        ctx.plan = plan
+        ctx.save_for_backward(q, k, v, out, lse)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        q, k, v, out, lse = ctx.saved_tensors
+        plan: Plan = ctx.plan
+        b, h, _, d = q.shape
+        grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        for start, stop in plan.chunks:
+            qc, dout = q[:, :, start:stop], grad_out[:, :, start:stop]  # (B, H, c, D)
+            delta = (dout * out[:, :, start:stop]).sum(-1, keepdim=True)  # (B, H, c, 1)
+            row_lse = lse[:, :, start:stop, None]  # (B, H, c, 1)
+            for part in plan.parts(start, stop):
+                qg, dog = part.group(qc), part.group(dout)  # (B, H, G, g, D)
+                keys, values = part.gather(k), part.gather(v)  # (B, H, G, K, D)
+                probs = _scores(part, qc, k, plan).sub_(part.group(row_lse)).exp_()  # (B, H, G, g, K)
+                flat = part.key_index.flatten()
+                grad_v.index_add_(2, flat, (probs.transpose(-1, -2) @ dog).view(b, h, -1, d))
+                grad_scores = (dog @ values.transpose(-1, -2)).sub_(part.group(delta)).mul_(probs)
+                grad_q[:, :, start:stop] += part.ungroup(grad_scores @ keys)
+                grad_k.index_add_(2, flat, (grad_scores.transpose(-1, -2) @ qg).view(b, h, -1, d))
+        return grad_q, grad_k, grad_v, None
 
 
 def attend(
-    x: Padded, parts: list[KeyPart], causal: bool, need_weights: bool
+    x: Padded, parts: PartsOf, unit: int, causal: bool, need_weights: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One softmax over every part's candidates: (out (B, H, Np, D), weights (B, H, Np, Np) or None)."""
-    n = x.padded_length
-    positions = query_positions(n, x.q.device)
-    allowed = []
-    for part in parts:
-        ok = part.valid  # (N, K)
-        if causal:
-            ok = ok & (part.key_pos <= positions)
-        ok = ok[None, None]  # (1, 1, N, K)
-        if x.key_mask is not None:
-            ok = ok & x.key_mask[:, part.key_pos][:, None]  # (B, 1, N, K)
-        allowed.append(ok)
-    batch = x.q.shape[0] if x.key_mask is not None else 1
-    allowed_all = torch.cat([a.expand(batch, 1, n, -1) for a in allowed], dim=-1)  # (B|1, 1, N, K_all)
-    weights = masked_softmax(torch.cat([p.scores for p in parts], dim=-1), allowed_all)  # (B, H, N, K_all)
+    """One softmax over every part's candidates: (out (B, H, Np, D), weights (B, H, Np, Np) or None).
 
-    pieces = weights.split([p.scores.shape[-1] for p in parts], dim=-1)
-    out = sum(part.mix(w) for part, w in zip(parts, pieces))  # (B, H, N, D)
+    ``unit`` is the granularity every part needs its rows in (a block, a stride); Np is a multiple of it.
+    """
+    plan = make_plan(x, parts, unit, causal)
+    out = PatternAttention.apply(x.q, x.k, x.v, plan)  # (B, H, Np, D)
     if not need_weights:
         return out, None
-    dense = torch.zeros(*x.q.shape[:2], n, n, dtype=weights.dtype, device=weights.device)
-    for part, w in zip(parts, pieces):
-        dense.scatter_add_(-1, part.key_pos.expand_as(w), w)  # (B, H, N, N)
-    return out, dense
+    with torch.no_grad():
+        _, _, weights = run_forward(x.q, x.k, x.v, plan, with_weights=True)
+    return out, weights
 
 
 def global_rows(

@@ -57,8 +57,11 @@ def sliding_window(
     """Exact attention with |i - j| <= window (and j <= i when causal); shapes as the call shape."""
     block = max(window, MIN_BLOCK)
     x = bs.pad_inputs(q, k, v, key_mask, block)
-    part = bs.band_part(x, block, 1, causal, keep=lambda i, j: (i - j).abs() <= window)
-    return bs.crop(x, *bs.attend(x, [part], causal, need_weights))
+
+    def parts(start: int, stop: int) -> list[bs.Part]:
+        return [bs.band_part(x, start, stop, block, 1, causal, keep=lambda i, j: (i - j).abs() <= window)]
+
+    return bs.crop(x, *bs.attend(x, parts, block, causal, need_weights))
 
 
 class LocalAttention(Attention):

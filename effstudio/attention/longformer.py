@@ -73,12 +73,16 @@ class LongformerAttention(Attention):
         window = self.window
         block = max(window, MIN_BLOCK)
         x = bs.pad_inputs(q, k, v, key_mask, block)
-        parts = [bs.band_part(x, block, 1, self.causal, keep=lambda i, j: (i - j).abs() <= window)]
         positions = [p for p in self.global_positions if p < x.length]
-        if positions:
-            glob = torch.tensor(positions, device=q.device)  # (G,)
-            parts.append(bs.column_part(x, glob, keep=lambda i, j: (i - j).abs() > window))
-        out, weights = bs.attend(x, parts, self.causal, need_weights)
+        glob = torch.tensor(positions, dtype=torch.long, device=q.device)  # (G,)
+
+        def parts(start: int, stop: int) -> list[bs.Part]:
+            band = bs.band_part(x, start, stop, block, 1, self.causal, keep=lambda i, j: (i - j).abs() <= window)
+            if not positions:
+                return [band]
+            return [band, bs.column_part(start, stop, glob, keep=lambda i, j: (i - j).abs() > window)]
+
+        out, weights = bs.attend(x, parts, block, self.causal, need_weights)
         if positions:
             out, weights = bs.global_rows(x, out, weights, glob, self.causal)
         return bs.crop(x, out, weights)

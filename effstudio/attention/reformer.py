@@ -60,7 +60,7 @@ class Layout:
     token: torch.Tensor  # (B, H, R, L) long: the token in each slot (0 in an empty slot)
     filled: torch.Tensor  # (B, H, R, L) bool: the slot holds a real token
     slot: torch.Tensor  # (B, H, R, N) long: each token's slot; L for a padded token (none)
-    group: torch.Tensor  # (B, H, R, N) long: bucket * (N + 2) + (rank in its bucket) // chunk
+    group: torch.Tensor  # (B, H, R, N) int: bucket * (N + 2) + (rank in its bucket) // chunk
     chunk: int
 
     @property
@@ -116,6 +116,8 @@ def chunk_layout(buckets: torch.Tensor, n_buckets: int, chunk: int) -> Layout:
     filled = torch.zeros(b, h, r, length + 1, dtype=torch.bool, device=buckets.device)
     filled.scatter_(-1, slot, sorted_buckets < n_buckets)  # (B, H, R, L + 1)
     group = sorted_buckets * (n + 2) + rank // chunk  # (B, H, R, N) in sorted order
+    if (n_buckets + 1) * (n + 2) < 2**31:
+        group = group.int()  # half the memory traffic where groups are compared pair by pair
     return Layout(
         token=token[..., :length].contiguous(),
         filled=filled[..., :length].contiguous(),
@@ -182,57 +184,146 @@ def chunk_pattern(chunk: int, causal: bool, device: torch.device) -> tuple[torch
     return forbidden, j == i
 
 
-def round_overlap_bias(layout: Layout, keys: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """-log(number of rounds attending each pair), (B, H, R, M, c, 2c), for pairs a round attends.
+CHUNK_SCORES = 1 << 20  # score entries computed at once (4 MB in float32): bounds the working memory
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Consecutive chunks [first, stop) of one round's slots: the unit computed at once."""
+
+    round: int
+    first: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about the pattern that does not depend on q, k, v's values (no gradient)."""
+
+    layout: Layout
+    keys_at: torch.Tensor  # (B, H, R, M, 2c) long: each chunk's candidate key tokens
+    forbidden: torch.Tensor  # (B, H, R, M, c, 2c) bool: pairs outside the pattern
+    is_self: torch.Tensor  # (c, 2c) bool: a query's own slot
+    pieces: tuple[Piece, ...]
+
+    @staticmethod
+    def of(layout: Layout, causal: bool) -> Plan:
+        b, h, r, length = layout.token.shape
+        c, m = layout.chunk, length // layout.chunk
+        keys_at = key_tokens(layout)  # (B, H, R, M, 2c)
+        forbidden, is_self = chunk_pattern(c, causal, layout.token.device)  # (c, 2c)
+        forbidden = forbidden | ~key_allowed(layout).unsqueeze(-2)  # (B, H, R, M, c, 2c)
+        step = max(1, CHUNK_SCORES // (b * h * 2 * c * c))  # chunks per piece
+        pieces = tuple(Piece(k, first, min(first + step, m)) for k in range(r) for first in range(0, m, step))
+        return Plan(layout, keys_at, forbidden, is_self, pieces)
+
+    def tokens(self, piece: Piece) -> tuple[torch.Tensor, torch.Tensor]:
+        """The piece's query tokens (B, H, P*c) and candidate key tokens (B, H, P*2c)."""
+        c = self.layout.chunk
+        queries = self.layout.token[:, :, piece.round, piece.first * c: piece.stop * c]
+        keys = self.keys_at[:, :, piece.round, piece.first: piece.stop]
+        return queries, keys.flatten(-2)
+
+
+def round_overlap_bias(layout: Layout, piece: Piece, query_tokens: torch.Tensor, key_tokens_: torch.Tensor,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """-log(number of rounds attending each pair), (B, H, P, c, 2c), for the pairs of a piece.
 
     A pair attended in k rounds is then counted once in the merged softmax.
-    keys (B, H, R, M, 2c): the candidate key tokens of each chunk.
+    query_tokens (B, H, P*c) and key_tokens_ (B, H, P*2c): the piece's tokens.
     """
-    b, h, r, length = layout.token.shape
+    b, h = query_tokens.shape[:2]
     c = layout.chunk
-    group = layout.group.to(torch.int32)  # (B, H, R, N)
-    rounds = torch.ones(b, h, r, length // c, c, 2 * c, dtype=torch.uint8, device=keys.device)
-    for this in range(r):
-        for other in range(r):
-            if other == this:
-                continue  # a pair this round attends is near in it: the 1 above
-            query_group = group[:, :, other].gather(-1, layout.token[:, :, this])  # (B, H, L)
-            key_group = group[:, :, other].gather(-1, keys[:, :, this].flatten(-2))  # (B, H, 2L)
-            rounds[:, :, this] += near(
-                chunks_of(query_group.unsqueeze(2), c).squeeze(2).unsqueeze(-1),  # (B, H, M, c, 1)
-                key_group.view(b, h, -1, 1, 2 * c),  # (B, H, M, 1, 2c)
-            )
-    return rounds.to(dtype).log_().neg_()
+    others = torch.zeros(b, h, piece.stop - piece.first, c, 2 * c, dtype=torch.uint8, device=query_tokens.device)
+    for other in range(layout.rounds):
+        if other == piece.round:
+            continue  # a pair this round attends is near in it: counted by the 1 of log1p
+        group = layout.group[:, :, other]  # (B, H, N)
+        others += near(
+            group.gather(-1, query_tokens).view(b, h, -1, c, 1),  # (B, H, P, c, 1)
+            group.gather(-1, key_tokens_).view(b, h, -1, 1, 2 * c),  # (B, H, P, 1, 2c)
+        )
+    return others.to(dtype).log1p_().neg_()
 
 
-class ChunkSoftmax(torch.autograd.Function):
-    """softmax(scores) and its logsumexp over the last axis, after replacing some scores.
+def piece_scores(plan: Plan, piece: Piece, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Scores of a piece (B, H, P, c, 2c): the query's own key SELF_SCORE, forbidden pairs -inf.
 
-    Forbidden pairs score finfo.min and a query's own key SELF_SCORE (``is_self``
-    broadcasts); ``bias`` (or None) is then added. Only the weights and masks are
-    kept for the backward pass, which is the softmax's (plus the logsumexp's).
+    queries (B, H, N, D) scaled by 1/sqrt(D); keys (B, H, N, D) of unit length. Every row
+    keeps one finite score, its own slot's (an empty slot's too), so no softmax sees only -inf.
+    """
+    b, h, _, d = queries.shape
+    c = plan.layout.chunk
+    query_tokens, key_tokens_ = plan.tokens(piece)
+    piece_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
+    scores = piece_queries @ take(keys, key_tokens_).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+    if plan.layout.rounds > 1:
+        scores += round_overlap_bias(plan.layout, piece, query_tokens, key_tokens_, scores.dtype)
+    # -inf rather than a large finite value: exp() of a huge negative number takes a slow path
+    scores.masked_fill_(plan.forbidden[:, :, piece.round, piece.first: piece.stop], float("-inf"))
+    return scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
+
+
+def slots_of(t: torch.Tensor, plan: Plan, piece: Piece) -> torch.Tensor:
+    """A piece's part of a per-slot tensor (B, H, R, L, *rest) as (B, H, P, c, *rest); a view."""
+    c = plan.layout.chunk
+    part = t[:, :, piece.round, piece.first * c: piece.stop * c]
+    return part.view(*part.shape[:2], -1, c, *part.shape[3:])
+
+
+class LSHAttention(torch.autograd.Function):
+    """Every round's chunked softmax attention, per slot: out (B, H, R, L, D) and lse (B, H, R, L).
+
+    Only the inputs, the outputs and the log-sum-exps are kept; the backward pass
+    recomputes one piece's weights P at a time and adds the gradients back to
+    the tokens they were gathered from: dV = P^T dO, dP = dO V^T,
+    dS = P (dP - rowsum(dO O) + dlse), dQ = dS K, dK = dS^T Q.
     """
 
     @staticmethod
-    def forward(ctx, scores, forbidden, is_self, bias):  # noqa: ANN001, ANN205
-        self_score = max(SELF_SCORE, torch.finfo(scores.dtype).min / 2)  # finite even in float16
-        x = scores.masked_fill(is_self, self_score)  # (..., K)
-        if bias is not None:
-            x += bias
-        x.masked_fill_(forbidden, torch.finfo(x.dtype).min)
-        top = x.amax(dim=-1, keepdim=True)  # (..., 1)
-        x.sub_(top).exp_()
-        total = x.sum(dim=-1, keepdim=True)  # (..., 1)
-        probs = x.div_(total)  # (..., K)
-        ctx.save_for_backward(probs, forbidden, is_self)
-        return probs, (top + total.log()).squeeze(-1)
+    def forward(ctx, queries, keys, v, plan):  # noqa: ANN001, ANN205
+        b, h, _, d = queries.shape
+        r, length = plan.layout.rounds, plan.layout.length
+        out, lse = queries.new_zeros(b, h, r, length, d), queries.new_zeros(b, h, r, length)
+        for piece in plan.pieces:
+            scores = piece_scores(plan, piece, queries, keys)  # (B, H, P, c, 2c)
+            top = scores.amax(-1, keepdim=True)  # (B, H, P, c, 1); finite: every row has a finite score
+            total = scores.sub_(top).exp_().sum(-1, keepdim=True)  # (B, H, P, c, 1)
+            values = take(v, plan.tokens(piece)[1]).view(*scores.shape[:3], -1, d)  # (B, H, P, 2c, D)
+            slots_of(out, plan, piece).copy_((scores @ values).div_(total))
+            slots_of(lse, plan, piece).copy_((top + total.log()).squeeze(-1))
+        ctx.plan = plan
+        ctx.save_for_backward(queries, keys, v, out, lse)
+        return out, lse
 
     @staticmethod
-    def backward(ctx, grad_probs, grad_lse):  # noqa: ANN001, ANN205
-        probs, forbidden, is_self = ctx.saved_tensors
-        inner = (grad_probs * probs).sum(dim=-1, keepdim=True) - grad_lse.unsqueeze(-1)  # (..., 1)
-        grad = (grad_probs - inner).mul_(probs)  # (..., K)
-        return grad.masked_fill_(is_self, 0).masked_fill_(forbidden, 0), None, None, None
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_lse):  # noqa: ANN001, ANN205
+        queries, keys, v, out, lse = ctx.saved_tensors
+        plan: Plan = ctx.plan
+        b, h, n, d = queries.shape
+        c = plan.layout.chunk
+        grads = [torch.zeros(b * h * n, d, dtype=queries.dtype, device=queries.device) for _ in range(3)]
+        offsets = torch.arange(b * h, device=queries.device).view(b, h, 1) * n  # (B, H, 1)
+        for piece in plan.pieces:
+            query_tokens, key_tokens_ = plan.tokens(piece)
+            at_queries, at_keys = (query_tokens + offsets).flatten(), (key_tokens_ + offsets).flatten()
+            probs = piece_scores(plan, piece, queries, keys)  # (B, H, P, c, 2c)
+            probs.sub_(slots_of(lse, plan, piece).unsqueeze(-1)).exp_()
+            dout = slots_of(grad_out, plan, piece)  # (B, H, P, c, D)
+            delta = (dout * slots_of(out, plan, piece)).sum(-1, keepdim=True)  # (B, H, P, c, 1)
+            values = take(v, key_tokens_).view(b, h, -1, 2 * c, d)  # (B, H, P, 2c, D)
+            grads[2].index_add_(0, at_keys, (probs.transpose(-1, -2) @ dout).view(-1, d))
+            grad_scores = (dout @ values.transpose(-1, -2)).sub_(delta)  # (B, H, P, c, 2c)
+            grad_scores.add_(slots_of(grad_lse, plan, piece).unsqueeze(-1)).mul_(probs)
+            # the own key's score and forbidden pairs are constants
+            grad_scores.masked_fill_(plan.is_self, 0.0)
+            grad_scores.masked_fill_(plan.forbidden[:, :, piece.round, piece.first: piece.stop], 0.0)
+            piece_keys = take(keys, key_tokens_).view(b, h, -1, 2 * c, d)  # (B, H, P, 2c, D)
+            grads[0].index_add_(0, at_queries, (grad_scores @ piece_keys).view(-1, d))
+            piece_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
+            grads[1].index_add_(0, at_keys, (grad_scores.transpose(-1, -2) @ piece_queries).view(-1, d))
+        return *(g.view(b, h, n, d) for g in grads), None
 
 
 def lsh_attention(
@@ -245,51 +336,47 @@ def lsh_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool."""
     b, h, n, d = q.shape
-    r, length, c = layout.rounds, layout.length, layout.chunk
-    m = length // c
+    r, length = layout.rounds, layout.length
     with torch.no_grad():
-        keys_at = key_tokens(layout)  # (B, H, R, M, 2c)
-        forbidden, is_self = chunk_pattern(c, causal, q.device)  # (c, 2c)
-        forbidden = forbidden | ~key_allowed(layout).unsqueeze(-2)  # (B, H, R, M, c, 2c)
-        bias = round_overlap_bias(layout, keys_at, q.dtype) if r > 1 else None  # (B, H, R, M, c, 2c)
-
-    queries = take(q * d**-0.5, layout.token.view(b, h, -1)).view(b, h, r, m, c, d)
-    keys = take(F.normalize(q, dim=-1), keys_at.view(b, h, -1)).view(b, h, r, m, 2 * c, d)
-    values = take(v, keys_at.view(b, h, -1)).view(b, h, r, m, 2 * c, d)
-    scores = queries @ keys.transpose(-1, -2)  # (B, H, R, M, c, 2c)
-    probs, lse = ChunkSoftmax.apply(scores, forbidden, is_self, bias)  # (B, H, R, M, c, 2c), (.., c)
-    mixed = probs @ values  # (B, H, R, M, c, D)
+        plan = Plan.of(layout, causal)
+    queries, keys = q * d**-0.5, F.normalize(q, dim=-1)  # (B, H, N, D)
+    mixed, lse = LSHAttention.apply(queries, keys, v, plan)  # (B, H, R, L, D), (B, H, R, L)
 
     # back to token order: token t of round k is at flat slot k*L + slot
     per_round = torch.arange(r, device=q.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
     unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
-    out = take(mixed.reshape(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
+    out = take(mixed.view(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
     if r == 1:
         merge = None
         out = out[:, :, 0]  # (B, H, N, D)
     else:
-        lse = take(lse.reshape(b, h, r * length), unsort).view(b, h, r, n)  # (B, H, R, N)
+        lse = take(lse.view(b, h, r * length, 1), unsort).view(b, h, r, n)  # (B, H, R, N)
         merge = lse.softmax(dim=2)  # (B, H, R, N) each round's share of the total
         out = (merge.unsqueeze(-1) * out).sum(dim=2)  # (B, H, N, D)
     out = out * real[:, None, :, None]  # a padded token attends to nothing
-    weights = dense_weights(probs, merge, layout, keys_at, n) if need_weights else None
+    weights = None
+    if need_weights:
+        with torch.no_grad():
+            weights = dense_weights(plan, queries, keys, merge, n)
     return out, weights
 
 
 def dense_weights(
-    probs: torch.Tensor, merge: torch.Tensor | None, layout: Layout, keys_at: torch.Tensor, n: int
+    plan: Plan, queries: torch.Tensor, keys: torch.Tensor, merge: torch.Tensor | None, n: int
 ) -> torch.Tensor:
     """The exact (B, H, N, N) weights: every round's chunk weights scattered, scaled by its share."""
-    b, h, r, length = layout.token.shape
-    c = layout.chunk
-    share = layout.filled.to(probs.dtype)  # (B, H, R, L) empty slots are no query
+    layout, c = plan.layout, plan.layout.chunk
+    b, h = layout.token.shape[:2]
+    share = layout.filled.to(queries.dtype)  # (B, H, R, L) empty slots are no query
     if merge is not None:
         share = share * merge.gather(-1, layout.token)  # (B, H, R, L)
-    values = probs * chunks_of(share, c).unsqueeze(-1)  # (B, H, R, M, c, 2c)
-    query_pos = chunks_of(layout.token, c).unsqueeze(-1)  # (B, H, R, M, c, 1)
-    index = (query_pos * n + keys_at.unsqueeze(-2)).expand(values.shape)  # (B, H, R, M, c, 2c)
-    dense = probs.new_zeros(b, h, n * n)
-    dense = dense.scatter_add(-1, index.reshape(b, h, -1), values.reshape(b, h, -1))  # (B, H, N*N)
+    dense = queries.new_zeros(b, h, n * n)
+    for piece in plan.pieces:
+        probs = piece_scores(plan, piece, queries, keys).softmax(-1)  # (B, H, P, c, 2c)
+        probs *= slots_of(share, plan, piece).unsqueeze(-1)
+        query_tokens, key_tokens_ = plan.tokens(piece)
+        index = query_tokens.view(b, h, -1, c, 1) * n + key_tokens_.view(b, h, -1, 1, 2 * c)  # (B, H, P, c, 2c)
+        dense.scatter_add_(-1, index.flatten(2), probs.flatten(2))
     return dense.view(b, h, n, n)
 
 

@@ -81,20 +81,26 @@ class SparseAttention(Attention):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         s, span = self.stride, self.local_span
         x = bs.pad_inputs(q, k, v, key_mask, s)
+        causal = self.causal
         if self.pattern == "strided":
             radius = -(-span // s)  # blocks of one stride that cover the span
-            parts = [
-                bs.band_part(x, s, radius, self.causal, keep=lambda i, j: (i - j).abs() <= span),
-                bs.residue_part(x, s, keep=lambda i, j: (i - j).abs() > span),
-            ]
+
+            def parts(start: int, stop: int) -> list[bs.Part]:
+                return [
+                    bs.band_part(x, start, stop, s, radius, causal, keep=lambda i, j: (i - j).abs() <= span),
+                    bs.residue_part(x, start, stop, s, keep=lambda i, j: (i - j).abs() > span),
+                ]
         else:
             n = x.padded_length
             summary = torch.arange(n, device=q.device).view(-1, s)[:, s - self.summary:].reshape(-1)  # (G,)
-            parts = [
-                bs.band_part(x, s, 0, self.causal),
-                bs.column_part(x, summary, keep=lambda i, j: i // s != j // s),
-            ]
-        return bs.crop(x, *bs.attend(x, parts, self.causal, need_weights))
+
+            def parts(start: int, stop: int) -> list[bs.Part]:
+                return [
+                    bs.band_part(x, start, stop, s, 0, causal),
+                    bs.column_part(start, stop, summary, keep=lambda i, j: i // s != j // s),
+                ]
+
+        return bs.crop(x, *bs.attend(x, parts, s, causal, need_weights))
 
 
 def build_sparse(config: SparseAttentionConfig, spec: AttentionSpec) -> SparseAttention:
