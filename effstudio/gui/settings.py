@@ -29,6 +29,8 @@ SPLITTERS = "window/splitters"
 RUN_CONFIG = "run/config_toml"
 SMOOTHING = "monitor/smoothing"
 LAST_DIR = "files/last_dir"
+RECENT_FILES = "files/recent"
+RECENT_LIMIT = 10
 
 
 def user_settings() -> QSettings:
@@ -62,6 +64,19 @@ def read_float(settings: QSettings, key: str, default: float) -> float:
 def read_str(settings: QSettings, key: str, default: str = "") -> str:
     value: Any = settings.value(key, default)
     return value if isinstance(value, str) else default
+
+
+def recent_files(settings: QSettings) -> list[str]:
+    """Files and folders opened in the Inspect section, newest first."""
+    value: Any = settings.value(RECENT_FILES, [])
+    if isinstance(value, str):  # QSettings gives a one-item list back as a string
+        value = [value]
+    return [str(v) for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def add_recent_file(settings: QSettings, path: str) -> None:
+    paths = [path] + [p for p in recent_files(settings) if p != path]
+    settings.setValue(RECENT_FILES, paths[:RECENT_LIMIT])
 
 
 def save_run_config(settings: QSettings, config: RunConfig) -> None:

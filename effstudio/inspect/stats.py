@@ -278,3 +278,35 @@ def matrix_view(tensor: TensorRef, max_side: int = 512) -> MatrixView:
     if len(row_index) < rows or len(col_index) < cols:
         description += f"; sampled {len(row_index)} of {rows} rows, {len(col_index)} of {cols} columns"
     return MatrixView(picture, rows, cols, rows / len(row_index), cols / len(col_index), description)
+
+
+@dataclass(frozen=True)
+class TensorPictureEvent(Event):
+    """What the Inspect section draws for one tensor: its histogram and its matrix view."""
+
+    kind: ClassVar[str] = "tensor_picture"
+    name: str
+    counts: np.ndarray | None = None
+    edges: np.ndarray | None = None
+    view: MatrixView | None = None
+    stats: TensorStats | None = None
+    error: str | None = None
+
+
+def iter_picture(tensor: TensorRef, stats: TensorStats | None = None, control: JobControl | None = None,
+                 bins: int = 80, max_side: int = 512) -> Iterator[Event]:
+    """One TensorPictureEvent (or nothing when stopped): statistics if not known, histogram, matrix view."""
+    try:
+        if not has_statistics(tensor.dtype):
+            raise InspectError(f"{tensor.dtype} tensors have no histogram or picture")
+        if stats is None:
+            stats = tensor_stats(tensor, control=control)
+        value_range = (stats.min, stats.max) if stats.min is not None and stats.max is not None else None
+        counts, edges = histogram(tensor, bins, value_range, control=control)  # type: ignore[arg-type]
+        view = matrix_view(tensor, max_side)
+    except Stopped:
+        return
+    except (InspectError, OSError, ValueError, MemoryError) as err:
+        yield TensorPictureEvent(tensor.name, error=str(err) or type(err).__name__)
+        return
+    yield TensorPictureEvent(tensor.name, counts, edges, view, stats)

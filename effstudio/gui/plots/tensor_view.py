@@ -1,0 +1,186 @@
+"""One tensor drawn two ways: a histogram of its values and a heatmap of its matrix view.
+
+The heatmap's axes count rows and columns of the whole matrix even when only a
+sample of them is drawn. Signed tensors get a diverging colour map centred on
+zero, non-negative ones a sequential map; the levels clip the extreme 0.5 % so
+one outlier does not wash the picture out. NaN cells (the short last row of a
+reshaped vector) stay blank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+
+from effstudio.gui import theme
+from effstudio.inspect.report import format_count
+from effstudio.inspect.stats import TensorPictureEvent
+
+
+def _style_axes(plot: pg.PlotItem) -> None:
+    font = QFont()
+    font.setPointSize(8)
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setTickFont(font)
+        axis.setTextPen(theme.MUTED)
+        axis.setPen(theme.BORDER)
+
+
+def colour_levels(values: np.ndarray) -> tuple[str, float, float]:
+    """(colour map, low, high) for a picture: diverging around zero for signed values."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "viridis", 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if low < 0 < high:
+        bound = float(np.percentile(np.abs(finite), 99.5)) or max(-low, high)
+        return "CET-D1", -bound, bound
+    top = float(np.percentile(finite, 99.5)) if high > low else high
+    bottom = float(np.percentile(finite, 0.5)) if high > low else low
+    if top <= bottom:
+        bottom, top = bottom - 0.5, top + 0.5
+    return "viridis", bottom, top
+
+
+class TensorView(QWidget):
+    """Histogram above heatmap, for the tensor selected in the Inspect section."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.picture: TensorPictureEvent | None = None
+        self.title = QLabel(self)
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.caption = QLabel(self)
+        self.caption.setObjectName("description")
+        self.caption.setWordWrap(True)
+        self.log_counts = QCheckBox("Log counts", self)
+        self.log_counts.setToolTip("Show log\u2081\u2080(1 + count): small bins stay visible next to a spike "
+                                   "(the zeros of a pruned matrix)")
+        self.log_counts.toggled.connect(self._draw_histogram)
+        self.log_counts.clicked.connect(self._log_chosen)
+        self._log_chosen_by_user = False
+
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground("w")
+        self.graphics.ci.layout.setSpacing(14)
+        self.histogram = self.graphics.addPlot(row=0, col=0)
+        self.histogram.setTitle(f"<span style='color:{theme.TEXT};font-size:9pt;font-weight:600'>Values</span>")
+        self.histogram.hideButtons()
+        self.histogram.setMenuEnabled(False)
+        self.histogram.setMouseEnabled(x=False, y=False)
+        self.histogram.showGrid(x=False, y=True, alpha=0.15)
+        self.histogram.setLabel("left", "count", color=theme.MUTED)
+        _style_axes(self.histogram)
+        self.histogram.getAxis("left").setWidth(64)
+        self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(theme.BLUE + "b0"),
+                                    pen=pg.mkPen(theme.BLUE, width=1))
+        self.histogram.addItem(self.bars)
+        self.zero_line = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(theme.MUTED, width=1, style=Qt.PenStyle.DashLine))
+        self.histogram.addItem(self.zero_line)
+
+        self.heatmap = self.graphics.addPlot(row=1, col=0)
+        self.heatmap.setTitle(f"<span style='color:{theme.TEXT};font-size:9pt;font-weight:600'>Matrix</span>")
+        self.heatmap.invertY(True)
+        self.heatmap.hideButtons()
+        self.heatmap.setMenuEnabled(False)
+        self.heatmap.setLabel("bottom", "column", color=theme.MUTED)
+        self.heatmap.setLabel("left", "row", color=theme.MUTED)
+        _style_axes(self.heatmap)
+        self.heatmap.getAxis("left").setWidth(64)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.heatmap.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-D1", interactive=False, width=14)
+        self.colorbar.setImageItem(self.image, insert_in=self.heatmap)
+        self.graphics.ci.layout.setRowStretchFactor(0, 2)
+        self.graphics.ci.layout.setRowStretchFactor(1, 3)
+
+        self.placeholder = QLabel("Select a tensor in the tree to see its histogram and heatmap.", self)
+        self.placeholder.setObjectName("emptyState")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(self.graphics)
+
+        header = QHBoxLayout()
+        header.setContentsMargins(0, 0, 0, 0)
+        header.addWidget(self.title, 1)
+        header.addWidget(self.log_counts, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addLayout(header)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.stack, 1)
+
+    def show_message(self, text: str) -> None:
+        self.picture = None
+        self.title.setText("")
+        self.caption.setText("")
+        self.placeholder.setText(text)
+        self.stack.setCurrentIndex(0)
+
+    def show_loading(self, name: str, shape: tuple[int, ...], dtype: str) -> None:
+        self.title.setText(self._title(name, shape, dtype))
+        self.caption.setText("Reading\u2026")
+
+    @staticmethod
+    def _title(name: str, shape: tuple[int, ...], dtype: str) -> str:
+        dims = " \u00d7 ".join(map(str, shape)) or "scalar"
+        return f"<b>{name}</b> <span style='color:{theme.MUTED}'>\u00b7 {dims} \u00b7 {dtype}</span>"
+
+    def set_picture(self, event: TensorPictureEvent, shape: tuple[int, ...], dtype: str) -> None:
+        self.picture = event
+        self.title.setText(self._title(event.name, shape, dtype))
+        if event.error or event.view is None:
+            self.show_message(f"{event.name}: {event.error or 'nothing to draw'}")
+            return
+        stats = event.stats
+        parts = [event.view.description]
+        if stats is not None and stats.nonfinite:
+            parts.append(f"{format_count(stats.nonfinite)} NaN/inf values left out")
+        self.caption.setText(" \u00b7 ".join(parts))
+        if not self._log_chosen_by_user and event.counts is not None:
+            # one bin with most of the values (the zeros of a pruned matrix) flattens the rest: use a log scale
+            self.log_counts.blockSignals(True)
+            self.log_counts.setChecked(bool(event.counts.max() > 0.25 * max(event.counts.sum(), 1)))
+            self.log_counts.blockSignals(False)
+        self._draw_histogram()
+        self._draw_heatmap()
+        self.stack.setCurrentIndex(1)
+
+    def _log_chosen(self) -> None:
+        self._log_chosen_by_user = True
+
+    def _draw_histogram(self) -> None:
+        event = self.picture
+        if event is None or event.counts is None or event.edges is None:
+            return
+        counts = event.counts.astype(np.float64)
+        log = self.log_counts.isChecked()
+        if log:
+            counts = np.log10(1.0 + counts)
+        self.histogram.setLabel("left", "log\u2081\u2080(1 + count)" if log else "count", color=theme.MUTED)
+        self.bars.setData(event.edges, counts)
+        low, high = float(event.edges[0]), float(event.edges[-1])
+        self.zero_line.setVisible(low < 0 < high)
+        self.histogram.setXRange(low, high, padding=0.02)
+        self.histogram.setYRange(0, max(float(counts.max()), 1.0), padding=0.05)
+
+    def _draw_heatmap(self) -> None:
+        view = self.picture.view if self.picture is not None else None
+        if view is None:
+            return
+        values = view.values
+        name, low, high = colour_levels(values)
+        self.colorbar.setColorMap(pg.colormap.get(name))
+        self.image.setImage(values, autoLevels=False, levels=(low, high))
+        self.colorbar.setLevels((low, high))
+        self.image.setRect(QRectF(0, 0, view.cols, view.rows))
+        self.heatmap.setRange(xRange=(0, view.cols), yRange=(0, view.rows), padding=0)
