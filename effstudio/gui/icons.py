@@ -115,10 +115,19 @@ def _warning(p: QPainter) -> None:
     p.drawPoint(QPointF(12, 16.8))
 
 
+def _benchmark(p: QPainter) -> None:
+    p.drawEllipse(QRectF(4, 6, 16, 16))  # a stopwatch
+    p.drawLine(QPointF(12, 14), QPointF(12, 9.5))
+    p.drawLine(QPointF(12, 14), QPointF(15, 16))
+    p.drawLine(QPointF(10, 2.5), QPointF(14, 2.5))
+    p.drawLine(QPointF(12, 2.5), QPointF(12, 6))
+    p.drawLine(QPointF(18, 6.5), QPointF(19.5, 5))
+
+
 GLYPHS: dict[str, Glyph] = {
     "model": _model, "data": _data, "train": _train, "monitor": _monitor,
     "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
-    "copy": _copy, "warning": _warning,
+    "copy": _copy, "warning": _warning, "benchmark": _benchmark,
 }
 FILLED = {"start", "pause", "stop"}
 

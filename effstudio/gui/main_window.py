@@ -46,6 +46,7 @@ from effstudio.gui.command import command_line
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_duration, format_number
+from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
 from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
@@ -54,7 +55,7 @@ from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
-MODEL, DATA, TRAIN, MONITOR = range(4)
+MODEL, DATA, TRAIN, MONITOR, BENCHMARK = range(5)
 SHUTDOWN_TIMEOUT_MS = 60_000
 _orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
 
@@ -66,11 +67,15 @@ class MainWindow(QMainWindow):
         registry: Registry | None = None,
         *,
         train_fn: TrainFn | None = None,
+        bench_fn: BenchFn | None = None,
         out_dir: Path | None = None,
         restore: bool = True,
         isolate: bool = True,
     ):
-        """``isolate`` trains in a child process (see training_process); ``train_fn`` overrides both."""
+        """``isolate`` trains in a child process (see training_process); ``train_fn`` overrides both.
+
+        ``bench_fn`` replaces the attention benchmark's generator (tests inject a fake one).
+        """
         super().__init__()
         self.settings = settings if settings is not None else keys.user_settings()
         self.registry = registry or get_registry()
@@ -95,13 +100,15 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.registry, self)
         self.train_panel = TrainPanel(self.action_map, self)
         self.monitor_panel = MonitorPanel(self.action_map["start"], self)
+        self.benchmark_panel = BenchmarkPanel(self.registry, bench_fn=bench_fn, settings=self.settings, parent=self)
         self.sidebar = QListWidget(self)
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setFixedWidth(168)
         self.sidebar.setIconSize(QSize(20, 20))
         self.stack = QStackedWidget(self)
         for name, glyph, panel in (("Model", "model", self.model_panel), ("Data", "data", self.data_panel),
-                                   ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel)):
+                                   ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel),
+                                   ("Benchmark", "benchmark", self.benchmark_panel)):
             self.add_section(name, glyph, panel)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
 
@@ -120,6 +127,7 @@ class MainWindow(QMainWindow):
         for panel in (self.model_panel, self.data_panel, self.train_panel):
             panel.changed.connect(self._config_changed)
         self.log = self.monitor_panel.log
+        self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
         for error in self.registry.errors:
             self.log.add("warning", f"plugin {error.name!r} ({error.group}) was skipped: {error.message}")
@@ -501,6 +509,10 @@ class MainWindow(QMainWindow):
         self.status.set_device(None)
         self._update_actions()
 
+    def _on_benchmark_message(self, message: str) -> None:
+        self.status.showMessage(message, 15_000)
+        self.log.add("error" if " failed:" in message else "info", message)
+
     # ---------------------------------------------------------------- settings
     def restore_settings(self) -> None:
         geometry = keys.read_bytes(self.settings, keys.GEOMETRY)
@@ -532,13 +544,16 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def shutdown(self) -> bool:
-        """Stop a run and wait for its thread and for background previews; True when all ended."""
+        """Stop a run and a benchmark, wait for their threads and for background previews; True when all ended."""
         ended = True
+        if self.benchmark_panel.running:
+            self.status.showMessage("Stopping the benchmark\u2026")
+        ended = self.benchmark_panel.shutdown(SHUTDOWN_TIMEOUT_MS)
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
             job = self.job
-            ended = job.shutdown(SHUTDOWN_TIMEOUT_MS)
-            if not ended:
+            if not job.shutdown(SHUTDOWN_TIMEOUT_MS):
+                ended = False
                 _orphans.append(job)
         self.data_panel.wait_for_preview(10.0)
         return ended

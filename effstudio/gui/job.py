@@ -1,0 +1,164 @@
+"""Any long job off the GUI thread: a generator of events driven in a QThread.
+
+A job function takes a :class:`~effstudio.engine.events.JobControl` and returns
+an iterator of events (``lambda control: run_attention_bench(settings, control)``).
+:class:`JobWorker` drives it in a worker thread and turns what happens into
+signals; :class:`Job` owns the worker and its thread, relays the worker's signals
+so that every one of them is emitted in the GUI thread (a plain function or a
+lambda connected to a Job runs there too), and cleans up.
+
+The order of signals is fixed: ``event(object)`` for every event, then
+``failed(str)`` when the job raised, then ``finished(str)`` with the status
+("finished", "stopped" or "failed"), then ``ended()`` once the thread is gone.
+No exception ever reaches the GUI thread.
+
+Stop goes through the JobControl (thread-safe), which the generator checks
+between and, where it can, within its steps; the worker keeps reading until the
+generator returns, so a job can still report what it did before it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from effstudio.config import ConfigError
+from effstudio.engine.events import JobControl
+
+JobFn = Callable[[JobControl], Iterator[Any]]
+
+_orphans: list[Job] = []  # jobs whose thread outlived shutdown(): kept alive, never destroyed running
+
+
+class JobWorker(QObject):
+    """Runs one job function; lives in the job's thread while it runs."""
+
+    event = Signal(object)
+    failed = Signal(str)  # a one-line message; the traceback is in ``details``
+    finished = Signal(str)  # "finished" | "stopped" | "failed", always the last signal
+
+    def __init__(self, fn: JobFn, control: JobControl):
+        super().__init__()
+        self.fn = fn
+        self.control = control
+        self.status: str | None = None
+        self.error: str | None = None
+        self.details = ""
+        self.seconds = 0.0
+
+    @Slot()
+    def run(self) -> None:
+        started = time.perf_counter()
+        status = "finished"
+        events: Iterator[Any] | None = None
+        try:
+            events = iter(self.fn(self.control))
+            for event in events:
+                self.event.emit(event)
+            if self.control.stop_requested:
+                status = "stopped"
+        except Exception as err:  # a plugin, a child process or a bad setting may raise anything
+            status = "failed"
+            self.error = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+            self.details = traceback.format_exc()
+            self.failed.emit(self.error)
+        finally:
+            if events is not None and hasattr(events, "close"):
+                try:
+                    events.close()  # a generator left early runs its cleanup now, in this thread
+                except Exception:  # noqa: S110 - the job's outcome is already decided
+                    pass
+            self.seconds = time.perf_counter() - started
+            self.status = status
+            self.finished.emit(status)
+            thread = self.thread()
+            app = QCoreApplication.instance()
+            if thread is not None and (app is None or thread is not app.thread()):
+                thread.quit()  # a direct call: the GUI thread may be blocked in wait()
+
+
+class Job(QObject):
+    """One run of a job function: its control, worker and thread, and a clean way to end them.
+
+    It lives in the GUI thread; its signals are the worker's, relayed there.
+    Keep a reference until ``ended``: Qt must not destroy a running thread.
+    """
+
+    event = Signal(object)
+    failed = Signal(str)
+    finished = Signal(str)
+    ended = Signal()  # the thread has stopped: the job may be dropped
+
+    def __init__(self, fn: JobFn, name: str = "effstudio-job", parent: QObject | None = None):
+        super().__init__(parent)
+        self.control = JobControl()
+        self.worker = JobWorker(fn, self.control)
+        self.qthread = QThread()
+        self.qthread.setObjectName(name)
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.run)
+        # receivers are this object's slots, so the connections are queued into the GUI thread
+        self.worker.event.connect(self._relay_event)
+        self.worker.failed.connect(self._relay_failed)
+        self.worker.finished.connect(self._relay_finished)
+        self.qthread.finished.connect(self._thread_finished)
+        self._started = False
+
+    # ------------------------------------------------------------ the GUI side
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.qthread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.qthread.isRunning()
+
+    @property
+    def status(self) -> str | None:
+        """The final status once the worker is done, else None."""
+        return self.worker.status
+
+    @property
+    def error(self) -> str | None:
+        return self.worker.error
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        return self.qthread.wait(timeout_ms)
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop the job and wait for its thread; True when the thread has ended.
+
+        A thread still running after ``timeout_ms`` is kept alive (never destroyed
+        while it runs) and the job is reported as not ended.
+        """
+        if not self.qthread.isRunning():
+            return True
+        self.control.stop()
+        ended = self.qthread.wait(timeout_ms)
+        if not ended and self not in _orphans:
+            _orphans.append(self)
+        return ended
+
+    @Slot(object)
+    def _relay_event(self, event: Any) -> None:
+        self.event.emit(event)
+
+    @Slot(str)
+    def _relay_failed(self, message: str) -> None:
+        self.failed.emit(message)
+
+    @Slot(str)
+    def _relay_finished(self, status: str) -> None:
+        self.finished.emit(status)
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        self.ended.emit()
