@@ -17,6 +17,7 @@ read. Legacy files are read into memory. Checkpoints that wrap the weights
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -168,10 +169,20 @@ def _raw_array(tensor: Any) -> tuple[str, Any] | None:
     return name, t.numpy
 
 
+def _native_byte_order(path: Path) -> bool:
+    """True when the zip's tensors are stored in this machine's byte order (torch swaps others in memory)."""
+    with zipfile.ZipFile(path) as archive:
+        records = [n for n in archive.namelist() if n.endswith("/byteorder")]
+        stored = archive.read(records[0]).decode("ascii", "replace").strip() if records else "little"
+    return stored == sys.byteorder
+
+
 def read_pytorch(path: Path, is_zip: bool) -> Inspected:
     check_pickle(path, is_zip)
     try:
         obj, mapped = _load(path, is_zip)
+        # pages of a mapped file may be released after reading; not when torch rewrote them in memory
+        mapped = mapped and _native_byte_order(path)
     except InspectError:
         raise
     except Exception as err:  # torch raises many types for damaged files
