@@ -31,7 +31,7 @@ Tokens that see every key (Longformer's and BigBird's global tokens) are few;
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,6 +51,8 @@ class Padded:
     v: torch.Tensor  # (B, H, Np, D)
     key_mask: torch.Tensor | None  # (B, Np) True = real key; None = all real
     length: int  # N before padding
+    # what parts share across chunks within one call: keys and values laid out by residue class
+    shared: dict = field(default_factory=dict)
 
     @property
     def padded_length(self) -> int:
@@ -113,6 +115,11 @@ class Part:
         b, h, _, d = t.shape
         return t.index_select(2, self.key_index.flatten()).view(b, h, *self.key_index.shape, d)
 
+    def add_back(self, target: torch.Tensor, grads: torch.Tensor) -> None:
+        """Add gradients of the gathered candidates (B, H, G, K, D) into target (B, H, Np, D)."""
+        b, h, _, d = target.shape
+        target.index_add_(2, self.key_index.flatten(), grads.reshape(b, h, -1, d))
+
     def allowed(self, key_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
         """The pattern with causality and padding: bool (B or 1, 1, G, g, K)."""
         ok = self.valid
@@ -122,6 +129,42 @@ class Part:
         if key_mask is not None:
             ok = ok & key_mask[:, self.key_index][:, None, :, None, :]  # (B, 1, G, g, K)
         return ok
+
+
+@dataclass
+class ResiduePart(Part):
+    """The residue classes of the whole sequence as candidates: (B, H, s, M, D), key m*s + r.
+
+    Every chunk sees all keys, so they are laid out by residue once per call (in
+    ``shared``), and their gradients are summed in that layout and added back once.
+    """
+
+    shared: dict = field(default_factory=dict)
+
+    @staticmethod
+    def by_residue(t: torch.Tensor, stride: int) -> torch.Tensor:
+        b, h, n, d = t.shape
+        return t.view(b, h, n // stride, stride, d).transpose(2, 3)  # (B, H, s, M, D), a view
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        key = ("keys", t.data_ptr(), t.shape)
+        if key not in self.shared:
+            self.shared[key] = self.by_residue(t, self.key_index.shape[0]).contiguous()
+        return self.shared[key]
+
+    def add_back(self, target: torch.Tensor, grads: torch.Tensor) -> None:
+        key = ("grads", target.data_ptr())
+        if key in self.shared:
+            self.shared[key][1].add_(grads)
+        else:
+            self.shared[key] = (target, grads.clone())
+
+
+def add_back_residue_grads(shared: dict) -> None:
+    """Add the gradients ResidueParts summed in their own layout to the tensors they belong to."""
+    for key in [key for key in shared if key[0] == "grads"]:
+        target, grads = shared.pop(key)
+        ResiduePart.by_residue(target, grads.shape[2]).add_(grads)
 
 
 def _kept(valid: torch.Tensor, keep: KeepRule | None, query_pos: torch.Tensor, key_pos: torch.Tensor):
@@ -169,7 +212,7 @@ def residue_part(x: Padded, start: int, stop: int, stride: int, keep: KeepRule |
     query_pos = start + classes + stride * torch.arange((stop - start) // stride, device=device)  # (s, c/s)
     valid = torch.ones(1, 1, 1, dtype=torch.bool, device=device)
     valid = _kept(valid, keep, query_pos[:, :, None], key_index[:, None, :])
-    return Part(query_pos, key_index, valid, interleaved=True)
+    return ResiduePart(query_pos, key_index, valid, interleaved=True, shared=x.shared)
 
 
 # The parts of the queries in rows [start, stop): a kind's whole pattern, one chunk at a time
@@ -182,6 +225,7 @@ class Plan:
     chunks: list[tuple[int, int]]
     key_mask: torch.Tensor | None  # (B, Np)
     causal: bool
+    shared: dict  # Padded.shared
 
 
 def make_plan(x: Padded, parts: PartsOf, unit: int, causal: bool) -> Plan:
@@ -190,7 +234,7 @@ def make_plan(x: Padded, parts: PartsOf, unit: int, causal: bool) -> Plan:
     per_row = b * h * max(1, sum(p.candidates for p in parts(0, unit)))
     rows = max(unit, CHUNK_SCORES // per_row // unit * unit)
     chunks = [(start, min(start + rows, n)) for start in range(0, n, rows)]
-    return Plan(parts, chunks, x.key_mask, causal)
+    return Plan(parts, chunks, x.key_mask, causal, x.shared)
 
 
 # ------------------------------------------------------------ the computation
@@ -269,11 +313,11 @@ class PatternAttention(torch.autograd.Function):
                 qg, dog = part.group(qc), part.group(dout)  # (B, H, G, g, D)
                 keys, values = part.gather(k), part.gather(v)  # (B, H, G, K, D)
                 probs = _scores(part, qc, k, plan).sub_(part.group(row_lse)).exp_()  # (B, H, G, g, K)
-                flat = part.key_index.flatten()
-                grad_v.index_add_(2, flat, (probs.transpose(-1, -2) @ dog).view(b, h, -1, d))
+                part.add_back(grad_v, probs.transpose(-1, -2) @ dog)
                 grad_scores = (dog @ values.transpose(-1, -2)).sub_(part.group(delta)).mul_(probs)
                 grad_q[:, :, start:stop] += part.ungroup(grad_scores @ keys)
-                grad_k.index_add_(2, flat, (grad_scores.transpose(-1, -2) @ qg).view(b, h, -1, d))
+                part.add_back(grad_k, grad_scores.transpose(-1, -2) @ qg)
+        add_back_residue_grads(plan.shared)
         return grad_q, grad_k, grad_v, None
 
 

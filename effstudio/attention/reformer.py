@@ -462,7 +462,7 @@ def build_reformer(config: ReformerAttentionConfig, spec: AttentionSpec) -> Refo
 
 ENTRY = Entry(
     name="reformer",
-    description="Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N)",
+    description="Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N; causal or not)",
     config_cls=ReformerAttentionConfig,
     factory=build_reformer,
 )
