@@ -124,10 +124,18 @@ def _benchmark(p: QPainter) -> None:
     p.drawLine(QPointF(18, 6.5), QPointF(19.5, 5))
 
 
+def _inspect(p: QPainter) -> None:
+    p.drawEllipse(QRectF(4, 4, 12, 12))  # a magnifying glass
+    p.drawLine(QPointF(14.6, 14.6), QPointF(20, 20))
+    p.drawLine(QPointF(7, 10), QPointF(13, 10))
+    p.drawLine(QPointF(10, 7), QPointF(10, 13))
+
+
 GLYPHS: dict[str, Glyph] = {
     "model": _model, "data": _data, "train": _train, "monitor": _monitor,
     "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
     "copy": _copy, "warning": _warning, "benchmark": _benchmark,
+    "inspect": _inspect,
 }
 FILLED = {"start", "pause", "stop"}
 

@@ -48,6 +48,7 @@ from effstudio.gui.icons import action_icon, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_duration, format_number
 from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
 from effstudio.gui.panels.data_panel import DataPanel
+from effstudio.gui.panels.inspect_panel import InspectPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.train_panel import TrainPanel
@@ -55,7 +56,7 @@ from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
-MODEL, DATA, TRAIN, MONITOR, BENCHMARK = range(5)
+MODEL, DATA, TRAIN, MONITOR, INSPECT, BENCHMARK = range(6)
 SHUTDOWN_TIMEOUT_MS = 60_000
 _orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
 
@@ -100,6 +101,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.registry, self)
         self.train_panel = TrainPanel(self.action_map, self)
         self.monitor_panel = MonitorPanel(self.action_map["start"], self)
+        self.inspect_panel = InspectPanel(self)
         self.benchmark_panel = BenchmarkPanel(self.registry, bench_fn=bench_fn, settings=self.settings, parent=self)
         self.sidebar = QListWidget(self)
         self.sidebar.setObjectName("sidebar")
@@ -108,6 +110,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         for name, glyph, panel in (("Model", "model", self.model_panel), ("Data", "data", self.data_panel),
                                    ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel),
+                                   ("Inspect", "inspect", self.inspect_panel),
                                    ("Benchmark", "benchmark", self.benchmark_panel)):
             self.add_section(name, glyph, panel)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
@@ -127,6 +130,9 @@ class MainWindow(QMainWindow):
         for panel in (self.model_panel, self.data_panel, self.train_panel):
             panel.changed.connect(self._config_changed)
         self.log = self.monitor_panel.log
+        self.inspect_panel.opened.connect(self._remember_recent)
+        self.inspect_panel.open_in_lab.connect(self.open_in_lab)
+        self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
         for error in self.registry.errors:
@@ -176,6 +182,8 @@ class MainWindow(QMainWindow):
                      QKeySequence.StandardKey.Save, "save", "Save the settings as a TOML run config")
         self._action("load_config", "Load run config\u2026", self.load_config_dialog,
                      QKeySequence.StandardKey.Open, "open", "Load a TOML run config or a checkpoint's settings")
+        self._action("inspect", "Inspect model\u2026", self.inspect_panel_dialog, "Ctrl+I", "inspect",
+                     "Open a model file (safetensors, PyTorch, ONNX, NumPy) in the Inspect section")
         self._action("copy_command", "Copy as command", self.copy_command, "Ctrl+Shift+C", "copy",
                      "Copy the `effstudio train` command line for these settings")
         self._action("quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -190,6 +198,10 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         for key in ("load_config", "save_config", "copy_command"):
             file_menu.addAction(self.action_map[key])
+        file_menu.addSeparator()
+        file_menu.addAction(self.action_map["inspect"])
+        self.recent_menu = file_menu.addMenu("Recent files")
+        self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
         file_menu.addSeparator()
         file_menu.addAction(self.action_map["quit"])
         run_menu = bar.addMenu("&Run")
@@ -286,6 +298,46 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------- files
     def open_path(self, path: str | Path) -> bool:
+        """A TOML run config goes into the forms; any other file or folder opens in the Inspect section."""
+        if Path(path).suffix.lower() == ".toml":
+            return self.load_settings(path)
+        self.inspect_path(path)
+        return True
+
+    def inspect_path(self, path: str | Path) -> None:
+        """Show the Inspect section reading a model file or folder (it says there why one cannot be read)."""
+        self.show_section(INSPECT)
+        self.inspect_panel.open(path)
+
+    def inspect_panel_dialog(self) -> None:
+        self.show_section(INSPECT)
+        self.inspect_panel.open_file_dialog()
+
+    def _remember_recent(self, path: str) -> None:
+        keys.add_recent_file(self.settings, path)
+
+    def fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = keys.recent_files(self.settings)
+        for path in paths:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.inspect_path(p))
+        if not paths:
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+            return
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear the list", lambda: self.settings.remove(keys.RECENT_FILES))
+
+    def open_in_lab(self, path: str) -> bool:
+        """Load an effstudio checkpoint's run settings into the forms, to train further from them."""
+        if not self.load_settings(path):
+            return False
+        self.show_section(MODEL)
+        self.status.showMessage(f"Loaded the settings of {Path(path).name}: start a run to train them again, or "
+                                "`effstudio train --resume` to continue that run", 15_000)
+        return True
+
+    def load_settings(self, path: str | Path) -> bool:
         """Load settings from a TOML run config or a checkpoint; False (and a log line) if it cannot."""
         path = Path(path)
         try:
@@ -335,7 +387,7 @@ class MainWindow(QMainWindow):
                                               "Run configs and checkpoints (*.toml *.safetensors)")
         if name:
             self.settings.setValue(keys.LAST_DIR, str(Path(name).parent))
-            self.open_path(name)
+            self.load_settings(name)
 
     def copy_command(self) -> str | None:
         config = self.current_config()
@@ -349,7 +401,7 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile() and Path(urls[0].toLocalFile()).suffix in (".toml", ".safetensors"):
+        if urls and urls[0].isLocalFile():  # run configs, and any model file or folder (read by content)
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
@@ -549,6 +601,7 @@ class MainWindow(QMainWindow):
         if self.benchmark_panel.running:
             self.status.showMessage("Stopping the benchmark\u2026")
         ended = self.benchmark_panel.shutdown(SHUTDOWN_TIMEOUT_MS)
+        ended = self.inspect_panel.shutdown(SHUTDOWN_TIMEOUT_MS) and ended
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
             job = self.job
