@@ -15,17 +15,18 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from effstudio.tasks.base import Split
+from effstudio.tasks.base import IGNORE_INDEX, Split
 
 
 @dataclass(frozen=True)
 class Batch:
-    inputs: torch.Tensor  # (B, N) int64
-    mask: torch.Tensor  # (B, N) bool, True = real token
-    targets: torch.Tensor  # (B,) or (B, N) int64
+    inputs: torch.Tensor  # (B, N) int64, or (B, C, H, W) float32 for image tasks
+    mask: torch.Tensor  # (B, N) bool, True = real token; (B,) all True for images
+    targets: torch.Tensor  # (B,), (B, N) or (B, T) for seq2seq, int64
 
     @property
     def tokens(self) -> int:
+        """Real tokens in the batch (images for an image task): the unit of throughput."""
         return int(self.mask.sum())
 
     def to(self, device: torch.device) -> Batch:
@@ -34,13 +35,22 @@ class Batch:
 
 
 def make_batch(split: Split, index: torch.Tensor, pad_id: int) -> Batch:
-    """Rows ``index`` of a split, trimmed to their longest real sequence."""
-    inputs = split.inputs[index]  # (B, N_max)
+    """Rows ``index`` of a split, trimmed to their longest real sequence.
+
+    Images are taken whole. A seq2seq target (not aligned with the inputs) is
+    trimmed to its own longest scored length.
+    """
+    inputs = split.inputs[index]  # (B, N_max) or (B, C, H, W)
+    targets = split.targets[index]
+    if inputs.is_floating_point():
+        return Batch(inputs, torch.ones(inputs.shape[0], dtype=torch.bool), targets)
     mask = inputs != pad_id
     length = max(int(mask.sum(dim=1).max()), 1)
-    targets = split.targets[index]
-    if targets.dim() == 2:
+    if targets.dim() == 2 and split.aligned:
         targets = targets[:, :length]
+    elif targets.dim() == 2:
+        scored = (targets != IGNORE_INDEX).sum(dim=1)  # (B,) targets are left-aligned
+        targets = targets[:, :max(int(scored.max()), 1)]
     return Batch(inputs[:, :length], mask[:, :length], targets)
 
 

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 import torch
 
-Objective = Literal["classify", "lm"]
+Objective = Literal["classify", "lm", "seq2seq"]
 IGNORE_INDEX = -100  # target value that the loss and the accuracy skip
 
 
@@ -20,6 +20,14 @@ class TaskSpec:
     objective "classify": one label per sequence, targets (S,), num_classes labels.
     objective "lm": next-token targets per position, targets (S, N) with
     IGNORE_INDEX where no prediction is scored; the model must be causal.
+    objective "seq2seq": a source sequence (S, source_length) of token ids and a
+    target sequence of its own (S, max_length), IGNORE_INDEX after its end; the
+    model reads the source and writes the target (teacher forcing in training,
+    greedy decoding in evaluation). The decoder's start token is ``pad_id``.
+
+    Image tasks (``channels`` > 0) have inputs (S, C, H, W) float32 in [0, 1]
+    instead of token ids, an empty vocab and objective "classify"; ``max_length``
+    is the image side (``image_size``).
     """
 
     name: str
@@ -28,22 +36,38 @@ class TaskSpec:
     num_classes: int
     max_length: int
     pad_id: int = 0
+    channels: int = 0  # image tasks: colour channels (1 grey, 3 RGB); 0 for token tasks
+    image_size: int = 0  # image tasks: height = width in pixels
+    source_length: int = 0  # seq2seq tasks: padded source length
+    class_names: tuple[str, ...] = ()  # classify tasks: names of the labels, when they have any
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
+
+    @property
+    def is_image(self) -> bool:
+        return self.channels > 0
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return (self.channels, self.image_size, self.image_size)
 
 
 @dataclass(frozen=True)
 class Split:
     """One split of a task as padded tensors.
 
-    inputs:  (S, N) int64, padded with spec.pad_id to the task's max_length
-    targets: (S,) int64 for "classify", (S, N) int64 for "lm"
+    inputs:  (S, N) int64, padded with spec.pad_id to the task's max_length,
+             or (S, C, H, W) float32 for image tasks
+    targets: (S,) int64 for "classify", (S, N) int64 for "lm",
+             (S, T) int64 for "seq2seq" (a sequence of its own: ``aligned`` is False)
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor
+    aligned: bool = True  # 2-d targets follow the inputs position by position (lm)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -83,6 +107,11 @@ class GeneratedTask:
     def generate(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def cache_identity(self) -> dict[str, object]:
+        """What the cached data depend on besides the generator version: the config
+        (a task that reads files adds a fingerprint of them)."""
+        return dataclasses.asdict(self.config)
+
     def split(self, name: str) -> Split:
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown split {name!r}; {self.name} has {', '.join(SPLIT_NAMES)}")
@@ -91,7 +120,7 @@ class GeneratedTask:
 
             self._tensors = cache.load_or_create(
                 self.name,
-                dataclasses.asdict(self.config),
+                self.cache_identity(),
                 self.generator_version,
                 self.generate,
                 expected_keys=[f"{s}/{part}" for s in SPLIT_NAMES for part in ("inputs", "targets")],

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from effstudio.config import with_values
 from effstudio.registry import get_registry
@@ -20,13 +24,25 @@ def tmp_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
 
 
-def small_config(entry):
+def image_folder(root: Path) -> Path:
+    """Two classes of small PNGs, for tasks that read a folder of the user's images."""
+    for label, name in enumerate(("dark", "light")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(6):
+            value = 40 + 150 * label + i
+            Image.fromarray(np.full((10, 10), value, dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def small_config(entry, tmp_path):
     fields = {f.name: f for f in entry.fields()}
     values = {}
     for name, size in SMALL_SIZES.items():
         if name in fields:
             low = fields[name].min
             values[name] = max(size, int(low)) if low is not None else size
+    if "folder" in fields:
+        values["folder"] = str(image_folder(tmp_path / "images"))
     return with_values(entry.default_config(), values)
 
 
@@ -37,11 +53,14 @@ def test_builtin_tasks_are_registered():
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
-def test_task_honours_its_spec(entry):
-    task = entry.factory(small_config(entry))
+def test_task_honours_its_spec(entry, tmp_path):
+    task = entry.factory(small_config(entry, tmp_path))
     spec = task.spec
     assert spec.name == entry.name
     assert spec.objective in ("classify", "lm")
+    if spec.is_image:
+        check_image_task(task)
+        return
     assert 0 <= spec.pad_id < spec.vocab_size and spec.num_classes >= 2
     for name in ("train", "val"):
         split = task.split(name)
@@ -59,3 +78,19 @@ def test_task_honours_its_spec(entry):
             assert targets[scored].min() >= 0 and targets[scored].max() < spec.num_classes
         tokens = task.decode(inputs[0].tolist())
         assert len(tokens) == spec.max_length and all(t in spec.vocab for t in tokens)
+
+
+def check_image_task(task):
+    spec = task.spec
+    assert spec.objective == "classify" and spec.num_classes >= 2
+    assert spec.channels in (1, 3) and spec.image_size > 0
+    assert len(spec.class_names) in (0, spec.num_classes)
+    for name in ("train", "val"):
+        split = task.split(name)
+        inputs, targets = split.inputs, split.targets
+        assert inputs.dtype == torch.float32 and targets.dtype == torch.int64
+        assert inputs.shape[1:] == spec.image_shape and len(split) > 0
+        assert 0.0 <= float(inputs.min()) and float(inputs.max()) <= 1.0
+        assert targets.shape == (len(split),)
+        assert targets.min() >= 0 and targets.max() < spec.num_classes
+        assert task.decode(inputs[0].tolist())  # a label for previews, whatever the pixels
