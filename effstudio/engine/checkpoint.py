@@ -83,16 +83,13 @@ def save_checkpoint(
     config: RunConfig,
     step: int,
     train_state: dict[str, Any] | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write weights (and the training state, if given) atomically; return the weights path."""
-    metadata = {
-        "effstudio.format": FORMAT_VERSION,
-        "effstudio.version": effstudio.__version__,
-        "model_type": config.model_type,
-        "task": config.task_name,
-        "step": str(step),
-        "config": json.dumps(config.to_dict()),
-    }
+    """Write weights (and the training state, if given) atomically; return the weights path.
+
+    ``extra_metadata`` adds header entries (a pruned structure, a storage dtype).
+    """
+    metadata = checkpoint_metadata(config, step, extra_metadata)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original module
     try:
         # save_model drops duplicates of shared tensors (tied embeddings) and restores them on load
@@ -103,6 +100,19 @@ def save_checkpoint(
         raise CheckpointError(f"could not write checkpoint {path}: {err.strerror or err}; "
                               "the previous checkpoint is kept") from err
     return path
+
+
+def checkpoint_metadata(config: RunConfig, step: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The header entries that make a safetensors file an effstudio checkpoint."""
+    return {
+        "effstudio.format": FORMAT_VERSION,
+        "effstudio.version": effstudio.__version__,
+        "model_type": config.model_type,
+        "task": config.task_name,
+        "step": str(step),
+        "config": json.dumps(config.to_dict()),
+        **(extra or {}),
+    }
 
 
 def read_info(path: str | Path) -> CheckpointInfo:

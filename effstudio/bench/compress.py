@@ -1,0 +1,223 @@
+"""Compression benchmark: the compression lab's targets measured on one model.
+
+A d_model=256 Transformer (2 blocks, 8 heads, sdpa) is trained briefly on
+ListOps (fixed seed, sequences of 64 to 128 tokens), then:
+
+- dynamic int8 (torch.ao) against float32 eager: batch-1 latency (p50) on the
+  longest validation example, Linear weight bytes, accuracy;
+- onnxruntime (float32) against eager PyTorch: batch-1 latency, the largest
+  absolute logit difference on two batches of other shapes than the traced one;
+- structured pruning of half the heads and half the feed-forward neurons of
+  every block (no fine-tuning): measured wall-clock latency at batch 1 and 32;
+- distillation into a d_model=128 student (4 heads) for as many steps as the
+  teacher trained: parameter ratio and accuracy ratio on the validation split.
+
+Latencies are medians of repeated passes after a warm-up, each pair of
+variants timed in alternation, with ``threads`` CPU threads for both PyTorch and
+onnxruntime (default 1, so that other processes on a shared machine disturb
+the figures least).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from effstudio.compress.compare import timing_batches
+from effstudio.compress.distill import DistillSettings, distill_job
+from effstudio.compress.export import (
+    LogitsOnly,
+    example_batch,
+    export_onnx,
+    parity,
+    parity_batches,
+    run_session,
+    session,
+)
+from effstudio.compress.formats import count_params, load_checkpoint, quantize_dynamic_int8
+from effstudio.compress.prune import structured_prune
+from effstudio.compress.quantize import linear_weight_bytes
+from effstudio.engine.data import Batch, make_batch
+from effstudio.engine.events import DoneEvent
+from effstudio.engine.objective import evaluate
+from effstudio.engine.run_config import RunConfig
+from effstudio.engine.trainer import train
+from effstudio.models.structure import blocks_of
+
+TARGETS = {"int8_speedup_b1": 1.7, "int8_linear_ratio": 3.5, "int8_accuracy_drop_points": 0.5,
+           "onnx_speedup_b1": 1.5, "onnx_max_abs_diff": 1e-4, "pruned_speedup": 1.5,
+           "student_param_ratio": 0.6, "student_accuracy_ratio": 0.95}
+CPU = torch.device("cpu")
+
+
+def bench_config(steps: int) -> RunConfig:
+    return RunConfig.create("transformer", "listops", {
+        "model.d_model": 256, "model.layers": 2, "model.heads": 8, "model.attention": "sdpa",
+        "model.dropout": 0.0,
+        "task.train_size": 4000, "task.val_size": 500, "task.min_length": 64, "task.max_length": 128,
+        "train.steps": steps, "train.batch_size": 32, "train.lr": 1e-3, "train.warmup_steps": min(30, steps // 5),
+        "train.eval_every": steps, "train.attention_every": 0, "train.device": "cpu", "train.seed": 0,
+    })
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def alternating(a: Any, b: Any, repeats: int = 30, warmup: int = 3) -> tuple[float, float]:
+    """Median ms of ``a()`` and ``b()``, timed in alternating rounds so that load changes hit both."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    rounds = 5
+    for _ in range(rounds):
+        ta.append(_median_ms(a, max(1, repeats // rounds)))
+        tb.append(_median_ms(b, max(1, repeats // rounds)))
+    ta.sort()
+    tb.sort()
+    return ta[rounds // 2], tb[rounds // 2]
+
+
+def _longest(split: Any, pad_id: int) -> Batch:
+    lengths = (split.inputs != pad_id).sum(dim=1)
+    return make_batch(split, lengths.argmax().reshape(1), pad_id)
+
+
+def _forward(model: torch.nn.Module, batch: Batch) -> Any:
+    def run() -> Any:
+        with torch.inference_mode():
+            return model(batch.inputs, batch.mask)
+    return run
+
+
+def measure_compress(train_steps: int = 300, threads: int = 1, folder: Path | None = None) -> dict[str, Any]:
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        with tempfile.TemporaryDirectory(prefix="effstudio-bench-compress-") as tmp:
+            return _measure(train_steps, Path(folder) if folder else Path(tmp))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(train_steps: int, folder: Path) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = bench_config(train_steps)
+    started = time.perf_counter()
+    done = None
+    for event in train(config, out_dir=folder / "teacher"):
+        if isinstance(event, DoneEvent):
+            done = event
+    if done is None or done.checkpoint is None:
+        raise RuntimeError("the benchmark model did not train")
+    train_s = time.perf_counter() - started
+    loaded = load_checkpoint(done.checkpoint)
+    model, spec = loaded.model, loaded.task.spec
+    val = loaded.task.split("val")
+    one = _longest(val, spec.pad_id)
+    _, many = timing_batches(val, spec.pad_id)
+
+    def accuracy(m: torch.nn.Module) -> float:
+        return evaluate(m, val, spec.pad_id, spec.objective, 64, CPU)[1]
+
+    base_acc = accuracy(model)
+    report: dict[str, Any] = {
+        "model": {"d_model": 256, "layers": 2, "heads": 8, "attention": "sdpa", "task": "listops",
+                  "train_steps": train_steps, "train_s": round(train_s, 1), "params": count_params(model),
+                  "accuracy": base_acc, "timing_length_b1": int(one.inputs.shape[1]),
+                  "timing_length_b32": int(many.inputs.shape[1]), "threads": torch.get_num_threads()},
+    }
+
+    # dynamic int8
+    q = quantize_dynamic_int8(model)
+    fp_ms, q_ms = alternating(_forward(model, one), _forward(q, one))
+    q_acc = accuracy(q)
+    report["dynamic_int8"] = {
+        "fp32_ms_b1": fp_ms, "int8_ms_b1": q_ms, "speedup_b1": fp_ms / q_ms,
+        "linear_ratio": linear_weight_bytes(model) / linear_weight_bytes(q),
+        "accuracy_fp32": base_acc, "accuracy_int8": q_acc, "accuracy_drop_points": 100 * (base_acc - q_acc)}
+
+    # onnxruntime
+    path = export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), folder / "model.onnx")
+    sess = session(path)
+    wrapper = LogitsOnly(model).eval()
+    eager_ms, ort_ms = alternating(_forward(wrapper, one), lambda: run_session(sess, one.inputs, one.mask))
+    report["onnx"] = {"eager_ms_b1": eager_ms, "onnx_ms_b1": ort_ms, "speedup_b1": eager_ms / ort_ms,
+                      "max_abs_diff": parity(model, sess, parity_batches(val, spec))}
+
+    # structured pruning: half the heads and half the neurons of every block
+    pruned = load_checkpoint(done.checkpoint)
+    original = [(int(b.heads), int(b.mlp[0].out_features)) for b in blocks_of(pruned.model)]
+    structured_prune(pruned.model, pruned, 0.5, True, True, "magnitude", original)
+    pm = pruned.model.eval()
+    full_b1, pruned_b1 = alternating(_forward(model, one), _forward(pm, one))
+    full_b32, pruned_b32 = alternating(_forward(model, many), _forward(pm, many), repeats=10, warmup=1)
+    report["pruned"] = {"heads": [int(b.heads) for b in blocks_of(pm)], "ff": [int(b.mlp[0].out_features)
+                                                                              for b in blocks_of(pm)],
+                        "params": count_params(pm), "ms_b1": pruned_b1, "full_ms_b1": full_b1,
+                        "speedup_b1": full_b1 / pruned_b1, "ms_b32": pruned_b32, "full_ms_b32": full_b32,
+                        "speedup_b32": full_b32 / pruned_b32, "accuracy_no_finetune": accuracy(pm)}
+
+    # distillation
+    settings = DistillSettings("transformer", ("model.d_model=128", "model.heads=4", "model.dropout=0.0"),
+                               steps=train_steps, temperature=2.0, alpha=0.5)
+    result = None
+    for event in distill_job(done.checkpoint, settings, folder / "student.safetensors"):
+        if event.kind == "result":
+            result = event
+    report["distill"] = {"student_params": result.params, "teacher_params": result.baseline_params,
+                         "param_ratio": result.details["param_ratio"], "student_accuracy": result.accuracy,
+                         "teacher_accuracy": result.baseline_accuracy,
+                         "accuracy_ratio": result.details["accuracy_ratio"], "steps": train_steps}
+    report["targets"] = _verdicts(report)
+    return report
+
+
+def _verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    got = {
+        "int8_speedup_b1": (r["dynamic_int8"]["speedup_b1"], ">="),
+        "int8_linear_ratio": (r["dynamic_int8"]["linear_ratio"], ">="),
+        "int8_accuracy_drop_points": (r["dynamic_int8"]["accuracy_drop_points"], "<="),
+        "onnx_speedup_b1": (r["onnx"]["speedup_b1"], ">="),
+        "onnx_max_abs_diff": (r["onnx"]["max_abs_diff"], "<="),
+        "pruned_speedup": (max(r["pruned"]["speedup_b1"], r["pruned"]["speedup_b32"]), ">="),
+        "student_param_ratio": (r["distill"]["param_ratio"], "<="),
+        "student_accuracy_ratio": (r["distill"]["accuracy_ratio"] or 0.0, ">="),
+    }
+    return {name: {"value": value, "target": f"{op} {TARGETS[name]}",
+                   "met": value >= TARGETS[name] if op == ">=" else value <= TARGETS[name]}
+            for name, (value, op) in got.items()}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    m = report["model"]
+    lines = [f"model: d_model 256, 2 blocks, 8 heads, sdpa, ListOps; {m['params']:,} parameters, trained "
+             f"{m['train_steps']} steps in {m['train_s']} s, accuracy {m['accuracy']:.3f}; "
+             f"{m['threads']} thread(s); batch 1 at {m['timing_length_b1']} tokens, batch 32 at "
+             f"{m['timing_length_b32']}", "",
+             f"{'target':<28} {'measured':>12} {'goal':>10}  met"]
+    for name, verdict in report["targets"].items():
+        value = verdict["value"]
+        shown = f"{value:.2e}" if abs(value) < 1e-2 and value != 0 else f"{value:.3f}"
+        lines.append(f"{name:<28} {shown:>12} {verdict['target']:>10}  {'yes' if verdict['met'] else 'NO'}")
+    d, o, p = report["dynamic_int8"], report["onnx"], report["pruned"]
+    lines += ["", f"int8: {d['fp32_ms_b1']:.2f} ms -> {d['int8_ms_b1']:.2f} ms at batch 1; accuracy "
+                  f"{d['accuracy_fp32']:.3f} -> {d['accuracy_int8']:.3f}",
+              f"onnx: {o['eager_ms_b1']:.2f} ms -> {o['onnx_ms_b1']:.2f} ms at batch 1",
+              f"pruned (heads {p['heads']}, ff {p['ff']}): batch 1 {p['full_ms_b1']:.2f} -> {p['ms_b1']:.2f} ms, "
+              f"batch 32 {p['full_ms_b32']:.1f} -> {p['ms_b32']:.1f} ms",
+              f"distill: student {report['distill']['student_params']:,} parameters, accuracy "
+              f"{report['distill']['student_accuracy']:.3f} (teacher {report['distill']['teacher_accuracy']:.3f})"]
+    return "\n".join(lines)
+

@@ -1,0 +1,269 @@
+"""`effstudio prune | quantize | distill | export onnx | compare` and `effstudio bench compress`.
+
+Each command drives one of the compression generators. With ``--json`` stdout
+carries one JSON object per line, each with an ``event`` (``log``,
+``prune_step``, ``distill_step``, ``distill_eval``) and a ``result`` record last;
+``compare --json`` prints one object ``{"rows": [...]}``. Bad input (a file of
+the wrong kind, an amount outside (0, 1), a student that cannot take the
+teacher's task) exits with code 2, one line on stderr, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COMMANDS = ("prune", "quantize", "distill", "export", "compare")
+
+
+def _print_json(record: Any) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _describe(event: Any) -> str | None:
+    kind = event.kind
+    if kind == "log":
+        return event.message if event.level == "info" else f"{event.level}: {event.message}"
+    if kind == "prune_step":
+        return f"step {event.step}/{event.total_steps}: sparsity {event.sparsity:.3f}, accuracy " \
+               f"{event.accuracy:.3f}, {event.params:,} parameters"
+    if kind == "distill_step" and (event.step % 50 == 0 or event.step == event.total_steps):
+        return f"step {event.step}/{event.total_steps}: loss {event.loss:.4f} (KL {event.kl:.4f}, " \
+               f"task {event.task_loss:.4f})"
+    if kind == "distill_eval":
+        return f"step {event.step}: student accuracy {event.student_accuracy:.3f} " \
+               f"(teacher {event.teacher_accuracy:.3f})"
+    return None
+
+
+def _result_lines(event: Any) -> list[str]:
+    def acc(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"wrote {event.path} ({event.method}): {event.file_bytes:,} bytes, {event.params:,} parameters "
+             f"(was {event.baseline_params:,})",
+             f"accuracy {acc(event.accuracy)} (original {acc(event.baseline_accuracy)})"]
+    for key, value in event.details.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines.extend(f"    {name:<24} {share:.3f}" if isinstance(share, float) else f"    {name:<24} {share}"
+                         for name, share in value.items())
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.6g}")
+        else:
+            lines.append(f"{key}: {value}")
+    return lines
+
+
+def _drive(events: Iterator[Any], as_json: bool) -> int:
+    from effstudio.compress.formats import CompressError
+
+    result = None
+    try:
+        for event in events:
+            if as_json:
+                _print_json(event.to_json())
+            else:
+                text = _describe(event)
+                if text:
+                    print(text, file=sys.stderr if event.kind == "log" else sys.stdout, flush=True)
+            if event.kind == "result":
+                result = event
+    except CompressError as err:
+        print(f"effstudio: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if result is not None and not as_json:
+        print("\n".join(_result_lines(result)))
+    return EXIT_OK if result is not None else EXIT_FAILED
+
+
+def _refuse_same(source: Path, out: Path) -> None:
+    from effstudio.compress.formats import CompressError
+
+    if Path(out).resolve() == Path(source).resolve():
+        raise CompressError(f"--out {out} is the input file; name a new file")
+
+
+def _guarded(fn: Any) -> Any:
+    """Run a command; a CompressError raised while setting up is a usage error (exit 2)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from effstudio.compress.formats import CompressError
+
+        try:
+            return fn(args)
+        except CompressError as err:
+            print(f"effstudio: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+@_guarded
+def cmd_prune(args: argparse.Namespace) -> int:
+    from effstudio.compress.prune import PruneSettings, prune_job
+
+    settings = PruneSettings(method=args.method, amount=args.amount, importance=args.importance,
+                             finetune_steps=args.finetune_steps, schedule_steps=args.schedule_steps)
+    settings.check()
+    _refuse_same(args.checkpoint, args.out)
+    return _drive(prune_job(args.checkpoint, settings, args.out), args.json)
+
+
+@_guarded
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from effstudio.compress.quantize import quantize_job
+
+    _refuse_same(args.checkpoint, args.out)
+    return _drive(quantize_job(args.checkpoint, args.method, args.out,
+                               calibration_batches=args.calibration_batches), args.json)
+
+
+@_guarded
+def cmd_distill(args: argparse.Namespace) -> int:
+    from effstudio.compress.distill import DistillSettings, distill_job
+
+    settings = DistillSettings(student_model=args.student_model, overrides=tuple(args.set or ()), steps=args.steps,
+                               temperature=args.temperature, alpha=args.alpha, hidden_weight=args.hidden_weight)
+    settings.check()
+    _refuse_same(args.teacher, args.out)
+    return _drive(distill_job(args.teacher, settings, args.out), args.json)
+
+
+@_guarded
+def cmd_export(args: argparse.Namespace) -> int:
+    from effstudio.compress.export import export_job
+
+    return _drive(export_job(args.checkpoint, args.out, check=args.check), args.json)
+
+
+@_guarded
+def cmd_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for event in compare_job(args.files, task_name=args.task, repeats=args.repeats):
+        if event.kind == "compare_row":
+            rows.append(event)
+            if event.error:
+                print(f"effstudio: error: {event.name}: {event.error}", file=sys.stderr)
+        elif not args.json:
+            print(event.message, file=sys.stderr, flush=True)
+    if args.csv:
+        args.csv.write_text(rows_to_csv(rows), encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(rows_to_markdown(rows), encoding="utf-8")
+    if args.json:
+        _print_json({"rows": [row.to_json() for row in rows]})
+    else:
+        print(rows_to_markdown(rows), end="")
+    return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
+
+
+def cmd_bench_compress(args: argparse.Namespace) -> int:
+    from effstudio.bench.compress import format_report, measure_compress
+
+    report = measure_compress(train_steps=args.train_steps, threads=args.threads, folder=args.dir)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_report(report))
+    return EXIT_OK
+
+
+def _amount(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+
+
+def add_compress_parsers(commands: Any) -> None:
+    from effstudio.compress.prune import IMPORTANCE
+    from effstudio.compress.prune import METHODS as PRUNE_METHODS
+    from effstudio.compress.quantize import METHODS as QUANT_METHODS
+
+    prune = commands.add_parser(
+        "prune", help="prune a checkpoint: magnitude (layer-wise or global) or whole heads/neurons",
+        description="magnitude and global-magnitude zero the smallest weights of the blocks' Linear layers "
+                    "(per layer, or over all of them); heads, neurons and structured cut whole attention heads "
+                    "and feed-forward neurons out, giving a smaller, faster model.")
+    prune.add_argument("checkpoint", type=Path, metavar="CKPT")
+    prune.add_argument("--method", choices=PRUNE_METHODS, required=True)
+    prune.add_argument("--amount", type=_amount, required=True, help="fraction to remove, in (0, 1)")
+    prune.add_argument("--importance", choices=IMPORTANCE, default="magnitude",
+                       help="how heads/neurons are ranked (default: magnitude)")
+    prune.add_argument("--finetune-steps", type=int, default=0,
+                       help="fine-tuning steps in all, spread over the schedule's steps (default: 0)")
+    prune.add_argument("--schedule-steps", type=int, default=0,
+                       help="pruning steps on the cubic schedule (default: 4 with fine-tuning, else 1)")
+    prune.add_argument("--out", type=Path, required=True, metavar="FILE")
+    prune.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    prune.set_defaults(func=cmd_prune)
+
+    quantize = commands.add_parser("quantize", help="quantize a checkpoint (torch dynamic int8, fp16, bf16, "
+                                                    "onnxruntime int8 dynamic or static)")
+    quantize.add_argument("checkpoint", type=Path, metavar="CKPT")
+    quantize.add_argument("--method", choices=QUANT_METHODS, required=True)
+    quantize.add_argument("--calibration-batches", type=int, default=8,
+                          help="onnx-int8-static: training batches of 16 to calibrate on (default: 8)")
+    quantize.add_argument("--out", type=Path, required=True, metavar="FILE",
+                          help="a .safetensors file, or .onnx for the onnx-* methods")
+    quantize.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    quantize.set_defaults(func=cmd_quantize)
+
+    distill = commands.add_parser("distill", help="train a student model to imitate a teacher checkpoint")
+    distill.add_argument("--teacher", type=Path, required=True, metavar="CKPT")
+    distill.add_argument("--student-model", required=True, metavar="M", help="model type of the student")
+    distill.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="student setting: model.d_model=64, model.attention=performer, train.lr=1e-3")
+    distill.add_argument("--steps", type=int, required=True)
+    distill.add_argument("--temperature", type=float, default=2.0, help="softening temperature T (default: 2)")
+    distill.add_argument("--alpha", type=float, default=0.5, help="weight of the KL term (default: 0.5)")
+    distill.add_argument("--hidden-weight", type=float, default=0.0,
+                         help="weight of hidden-state matching when widths are equal (default: 0)")
+    distill.add_argument("--out", type=Path, required=True, metavar="FILE")
+    distill.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    distill.set_defaults(func=cmd_distill)
+
+    export = commands.add_parser("export", help="export a checkpoint (ONNX)")
+    formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser("onnx", help="ONNX with dynamic batch and sequence axes")
+    onnx.add_argument("checkpoint", type=Path, metavar="CKPT")
+    onnx.add_argument("--out", type=Path, required=True, metavar="FILE.onnx")
+    onnx.add_argument("--check", action="store_true",
+                      help="compare with PyTorch (max absolute difference), evaluate and time in onnxruntime")
+    onnx.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    onnx.set_defaults(func=cmd_export)
+
+    compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
+    compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    compare.add_argument("--task", help="the task to evaluate on (default: the first file's)")
+    compare.add_argument("--repeats", type=int, default=20, help="timed batch-1 passes per file (default: 20)")
+    compare.add_argument("--threads", type=int, default=1,
+                         help="CPU threads for PyTorch and onnxruntime (default: 1; 0 keeps torch's default)")
+    compare.add_argument("--csv", type=Path, help="also write the table as CSV")
+    compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
+    compare.add_argument("--json", action="store_true", help='print {"rows": [...]}')
+    compare.set_defaults(func=cmd_compare)
+
+
+def add_bench_parser(benches: Any) -> None:
+    bench = benches.add_parser(
+        "compress", help="compression targets on a d_model=256 ListOps model: int8, ONNX, pruning, distillation",
+        description="Trains a d_model=256 ListOps model briefly (fixed seed), then measures dynamic int8, "
+                    "onnxruntime, structured pruning (half the heads and neurons) and distillation against it.")
+    bench.add_argument("--train-steps", type=int, default=300, help="teacher training steps (default: 300)")
+    bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
+    bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(func=cmd_bench_compress)

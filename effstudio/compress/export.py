@@ -1,0 +1,227 @@
+"""ONNX export, a parity check against PyTorch, and onnxruntime sessions.
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): it needs no
+package beyond ``onnx`` and traces every attention kind whose forward is plain
+tensor code. The graph takes ``inputs`` (B, N) int64 token ids and ``mask`` (B,
+N) bool (True = real token) and returns ``logits``; batch and sequence length
+are dynamic axes (a model with learned positions still accepts at most its
+``max_length`` tokens). The run config is stored in the file's metadata
+properties, so an ONNX file can be evaluated on its task like a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import effstudio
+from effstudio.compress.events import ResultEvent
+from effstudio.compress.formats import CompressError, LoadedModel, count_params, load_checkpoint
+from effstudio.engine.checkpoint import atomic_write
+from effstudio.engine.data import Batch, eval_batches, make_batch
+from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
+from effstudio.engine.run_config import RunConfig
+from effstudio.models.base import ModelOutput
+from effstudio.tasks.base import Split, TaskSpec
+
+OPSET = 17
+INPUT_NAMES = ("inputs", "mask")
+PARITY_LIMIT = 1e-4
+
+
+class LogitsOnly(nn.Module):
+    """The model as ONNX sees it: (inputs, mask) -> logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs, mask).logits
+
+
+def check_exportable(loaded: LoadedModel) -> None:
+    if loaded.kind == "dynamic-int8":
+        raise CompressError(f"{loaded.info.path} holds torch dynamic-int8 layers, which ONNX cannot take; export "
+                            "the float checkpoint and use `effstudio quantize --method onnx-int8` instead")
+    if loaded.task.spec.channels:
+        raise CompressError("ONNX export takes token models; image models are not supported yet")
+
+
+def example_batch(split: Split, spec: TaskSpec, size: int) -> Batch:
+    return make_batch(split, torch.arange(min(size, len(split))), spec.pad_id)
+
+
+def export_onnx(model: nn.Module, config: RunConfig, spec: TaskSpec, example: Batch, path: Path,
+                opset: int = OPSET) -> Path:
+    """Write ``model`` as ONNX with dynamic batch and sequence axes (atomically)."""
+    model = model.float().eval()
+    wrapper = LogitsOnly(model).eval()
+    logits_axes = {0: "batch"} if spec.objective == "classify" else {0: "batch", 1: "sequence"}
+    dynamic_axes = {"inputs": {0: "batch", 1: "sequence"}, "mask": {0: "batch", 1: "sequence"},
+                    "logits": logits_axes}
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-level shape checks
+            torch.onnx.export(wrapper, (example.inputs, example.mask), str(tmp), dynamo=False,
+                              input_names=list(INPUT_NAMES), output_names=["logits"],
+                              dynamic_axes=dynamic_axes, opset_version=opset)
+        _add_metadata(tmp, config, spec)
+
+    atomic_write(Path(path), write)
+    model.eval()
+    return Path(path)
+
+
+def _add_metadata(path: Path, config: RunConfig, spec: TaskSpec, extra: dict[str, str] | None = None) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    entries = {"effstudio.format": "1", "effstudio.version": effstudio.__version__, "model_type": config.model_type,
+               "task": config.task_name, "config": json.dumps(config.to_dict()), **(extra or {})}
+    for prop in list(proto.metadata_props):
+        if prop.key in entries:
+            proto.metadata_props.remove(prop)
+    for key, value in entries.items():
+        item = proto.metadata_props.add()
+        item.key, item.value = key, value
+    onnx.save(proto, str(path))
+
+
+def copy_metadata(source: Path, target: Path, extra: dict[str, str] | None = None) -> None:
+    """Carry an exported file's effstudio metadata over to a derived one (a quantized copy)."""
+    import onnx
+
+    metadata = read_onnx_metadata(source)
+    metadata.update(extra or {})
+    proto = onnx.load(str(target))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        item = proto.metadata_props.add()
+        item.key, item.value = key, value
+    onnx.save(proto, str(target))
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise CompressError(f"{path} is not a readable ONNX file ({err})") from None
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    if "config" not in metadata:
+        raise CompressError(f"{path} is an ONNX file without an effstudio run config; export it with "
+                            "`effstudio export onnx` to compare it")
+    return metadata
+
+
+def onnx_params(path: Path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    return int(sum(numpy_helper.to_array(t).size for t in proto.graph.initializer))
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # idle pool threads would spin for the next call and starve PyTorch timed next to them
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess: Any, inputs: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    return sess.run(["logits"], {"inputs": inputs.numpy().astype(np.int64), "mask": mask.numpy()})[0]
+
+
+def evaluate_onnx(sess: Any, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
+    """(mean loss, accuracy) of an onnxruntime session over a split, as ``evaluate`` does for a module."""
+    total_loss, correct, count = 0.0, 0, 0
+    for batch in eval_batches(split, spec.pad_id, batch_size):
+        output = ModelOutput(logits=torch.from_numpy(run_session(sess, batch.inputs, batch.mask)))
+        n = scored_count(batch.targets)
+        total_loss += float(task_loss(output, batch.targets, spec.objective)) * n
+        right, scored = correct_and_count(output, batch.targets)
+        correct += right
+        count += scored
+    return (total_loss / count, correct / count) if count else (float("nan"), float("nan"))
+
+
+def parity(model: nn.Module, sess: Any, batches: list[Batch]) -> float:
+    """Largest absolute difference of logits between PyTorch and onnxruntime over ``batches``."""
+    worst = 0.0
+    with torch.no_grad():
+        for batch in batches:
+            expected = model(batch.inputs, batch.mask).logits.float().numpy()
+            got = run_session(sess, batch.inputs, batch.mask)
+            worst = max(worst, float(np.abs(expected - got).max()))
+    return worst
+
+
+def parity_batches(split: Split, spec: TaskSpec) -> list[Batch]:
+    """Batches of different sizes and lengths, so the dynamic axes are exercised."""
+    first = example_batch(split, spec, 8)
+    shorter = max(1, first.inputs.shape[1] // 2)
+    single = Batch(first.inputs[:1, :shorter], first.mask[:1, :shorter], first.targets[:1])
+    return [first, single]
+
+
+def latency_ms(run: Any, repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
+    """(p50, p95) milliseconds of ``run()``."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def export_job(checkpoint: Path, out: Path, check: bool = True, control: JobControl | None = None,
+               eval_batch_size: int = 64) -> Iterator[Event]:
+    """Export a checkpoint to ONNX; with ``check``, parity, accuracy and latency against PyTorch."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise CompressError(f"the ONNX file name must end in .onnx (got {out.name})")
+    loaded = load_checkpoint(checkpoint)
+    check_exportable(loaded)
+    model = loaded.model.float().eval()
+    spec = loaded.task.spec
+    val = loaded.task.split("val")
+    yield LogEvent("info", f"exporting {checkpoint} ({loaded.config.model_type}, attention "
+                           f"{loaded.config.attention_kind}) to {out}")
+    export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), out)
+    details: dict[str, Any] = {"opset": OPSET, "dynamic_axes": ["batch", "sequence"]}
+    accuracy = baseline = None
+    if check and not (control and control.stop_requested):
+        sess = session(out)
+        details["max_abs_diff"] = parity(model, sess, parity_batches(val, spec))
+        details["parity_ok"] = details["max_abs_diff"] <= PARITY_LIMIT
+        baseline = evaluate(model, val, spec.pad_id, spec.objective, eval_batch_size, torch.device("cpu"))[1]
+        accuracy = evaluate_onnx(sess, val, spec, eval_batch_size)[1]
+        one = example_batch(val, spec, 1)
+        with torch.inference_mode():
+            details["latency_ms_torch_b1"] = latency_ms(lambda: model(one.inputs, one.mask), repeats=10)[0]
+        details["latency_ms_onnx_b1"] = latency_ms(lambda: run_session(sess, one.inputs, one.mask), repeats=10)[0]
+        yield LogEvent("info", f"max |PyTorch - onnxruntime| = {details['max_abs_diff']:.2e}")
+    params = count_params(model)
+    yield ResultEvent("onnx", str(out), params, params, out.stat().st_size, accuracy, baseline, details)

@@ -1,0 +1,181 @@
+"""Quantization jobs: torch dynamic int8, half-precision weights, onnxruntime int8.
+
+- ``dynamic-int8``: ``torch.ao`` dynamic quantization of the Linear layers
+  (int8 weights with one scale per tensor; activations quantized on the fly),
+  stored as described in :mod:`effstudio.compress.formats`.
+- ``fp16`` / ``bf16``: every weight stored (and evaluated) in half precision.
+- ``onnx-int8``: ONNX export, then onnxruntime's dynamic int8 quantization.
+- ``onnx-int8-static``: ONNX export, then onnxruntime's static int8
+  quantization (QDQ, MatMul/Gemm) calibrated on batches of the task's training
+  split.
+
+The quantized model is evaluated on the same validation split as the original.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from effstudio.compress.events import ResultEvent
+from effstudio.compress.export import (
+    LogitsOnly,
+    check_exportable,
+    copy_metadata,
+    evaluate_onnx,
+    example_batch,
+    export_onnx,
+    latency_ms,
+    onnx_params,
+    run_session,
+    session,
+)
+from effstudio.compress.formats import (
+    DTYPES,
+    CompressError,
+    LoadedModel,
+    count_params,
+    is_dynamic_quantized,
+    load_checkpoint,
+    quantize_dynamic_int8,
+    save_dynamic_int8,
+    save_float,
+)
+from effstudio.engine.checkpoint import atomic_write
+from effstudio.engine.data import eval_batches
+from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.objective import evaluate
+
+METHODS = ("dynamic-int8", "fp16", "bf16", "onnx-int8", "onnx-int8-static")
+CALIBRATION_BATCHES = 8
+CALIBRATION_BATCH_SIZE = 16
+CPU = torch.device("cpu")
+
+
+def _accuracy(model: nn.Module, loaded: LoadedModel, batch_size: int) -> float:
+    spec = loaded.task.spec
+    return evaluate(model, loaded.task.split("val"), spec.pad_id, spec.objective, batch_size, CPU)[1]
+
+
+def linear_weight_bytes(model: nn.Module) -> int:
+    """Bytes of the Linear layers' weights as stored: float tensors, or int8 plus a scale and zero point."""
+    total = 0
+    for module in model.modules():
+        if is_dynamic_quantized(module):
+            weight, _ = module._packed_params._weight_bias()
+            total += weight.numel() + 4 + 8
+        elif isinstance(module, nn.Linear):
+            total += module.weight.numel() * module.weight.element_size()
+    return total
+
+
+def check_source(loaded: LoadedModel) -> None:
+    if loaded.kind != "float32":
+        raise CompressError(f"{loaded.info.path} is already a {loaded.kind} checkpoint; quantize the float32 one")
+
+
+def quantize_job(checkpoint: Path, method: str, out: Path, control: JobControl | None = None,
+                 eval_batch_size: int = 64, calibration_batches: int = CALIBRATION_BATCHES) -> Iterator[Event]:
+    """Quantize a float32 checkpoint with ``method``, evaluate both, write ``out``; yields a ResultEvent last."""
+    if method not in METHODS:
+        raise CompressError(f"unknown quantization method {method!r}; use one of {', '.join(METHODS)}")
+    out = Path(out)
+    wants_onnx = method.startswith("onnx")
+    if wants_onnx != (out.suffix.lower() == ".onnx"):
+        what = "an .onnx file" if wants_onnx else "a .safetensors checkpoint"
+        raise CompressError(f"{method} writes {what}; name the output accordingly (got {out.name})")
+    loaded = load_checkpoint(checkpoint)
+    check_source(loaded)
+    model = loaded.model.eval()
+    yield LogEvent("info", f"evaluating the original on {loaded.config.task_name} (validation split)")
+    baseline = _accuracy(model, loaded, eval_batch_size)
+    params = count_params(model)
+    if wants_onnx:
+        yield from _onnx_int8(loaded, method, out, baseline, params, eval_batch_size, calibration_batches)
+        return
+    if method == "dynamic-int8":
+        quantized = quantize_dynamic_int8(model)
+        accuracy = _accuracy(quantized, loaded, eval_batch_size)
+        save_dynamic_int8(out, quantized, loaded.config, loaded.info.step)
+    else:
+        quantized = copy.deepcopy(model).to(DTYPES["float16" if method == "fp16" else "bfloat16"])
+        accuracy = _accuracy(quantized, loaded, eval_batch_size)
+        save_float(out, quantized, loaded.config, loaded.info.step)
+    details: dict[str, Any] = {
+        "linear_weight_bytes_before": linear_weight_bytes(model),
+        "linear_weight_bytes_after": linear_weight_bytes(quantized),
+    }
+    details["linear_weight_ratio"] = details["linear_weight_bytes_before"] / max(details["linear_weight_bytes_after"], 1)
+    details["accuracy_drop_points"] = 100 * (baseline - accuracy)
+    yield ResultEvent(method, str(out), count_params(quantized), params, out.stat().st_size, accuracy, baseline,
+                      details)
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over the task's training batches."""
+
+    def __init__(self, loaded: LoadedModel, batches: int, batch_size: int):
+        spec = loaded.task.spec
+        split = loaded.task.split("train")
+        self.feeds = []
+        for index, batch in enumerate(eval_batches(split, spec.pad_id, batch_size)):
+            if index >= batches:
+                break
+            self.feeds.append({"inputs": batch.inputs.numpy(), "mask": batch.mask.numpy()})
+        self.used = 0
+        self._iter = iter(self.feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        feed = next(self._iter, None)
+        if feed is not None:
+            self.used += 1
+        return feed
+
+    def rewind(self) -> None:
+        self._iter = iter(self.feeds)
+
+
+def _onnx_int8(loaded: LoadedModel, method: str, out: Path, baseline: float, params: int,
+               eval_batch_size: int, calibration_batches: int) -> Iterator[Event]:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    check_exportable(loaded)
+    spec = loaded.task.spec
+    val = loaded.task.split("val")
+    details: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="effstudio-onnx-") as folder:
+        fp32 = Path(folder) / "model.onnx"
+        yield LogEvent("info", "exporting to ONNX (float32)")
+        export_onnx(loaded.model, loaded.config, spec, example_batch(val, spec, 2), fp32)
+
+        def write(tmp: Path) -> None:
+            if method == "onnx-int8":
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+            else:
+                reader = _Calibration(loaded, calibration_batches, CALIBRATION_BATCH_SIZE)
+                quantize_static(str(fp32), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=["MatMul", "Gemm"],
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                details["calibration_batches"] = reader.used
+                details["calibration_batch_size"] = CALIBRATION_BATCH_SIZE
+            copy_metadata(fp32, tmp, {"effstudio.quantization": method})
+
+        yield LogEvent("info", f"quantizing with onnxruntime ({method})")
+        atomic_write(out, write)
+        float_bytes = fp32.stat().st_size
+    sess = session(out)
+    accuracy = evaluate_onnx(sess, val, spec, eval_batch_size)[1]
+    one = example_batch(val, spec, 1)
+    details["latency_ms_onnx_int8_b1"] = latency_ms(lambda: run_session(sess, one.inputs, one.mask))[0]
+    wrapper = LogitsOnly(loaded.model).eval()
+    with torch.inference_mode():
+        details["latency_ms_torch_b1"] = latency_ms(lambda: wrapper(one.inputs, one.mask))[0]
+    details["onnx_float_bytes"] = float_bytes
+    details["accuracy_drop_points"] = 100 * (baseline - accuracy)
+    yield ResultEvent(method, str(out), onnx_params(out), params, out.stat().st_size, accuracy, baseline, details)

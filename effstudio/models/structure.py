@@ -1,0 +1,94 @@
+"""Per-layer widths of a structurally pruned Transformer.
+
+A Transformer config gives every block the same number of heads and the same
+feed-forward width. Structured pruning removes whole heads and feed-forward
+neurons, block by block, so a pruned model's blocks differ. That is recorded
+beside the config, in the checkpoint header under ``effstudio.structure``::
+
+    {"heads": [4, 2], "head_dim": 32, "ff": [512, 256]}
+
+``heads[i]`` and ``ff[i]`` are block i's heads and feed-forward width;
+``head_dim`` is the (unchanged) width of one head. Building from the config and
+then calling :func:`apply_structure` gives a model of exactly the pruned
+shapes, with plain ``nn.Linear`` layers: it loads without masks and computes
+only what is left.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+METADATA_KEY = "effstudio.structure"
+
+
+class StructureError(ValueError):
+    """A structure record does not fit the model it is applied to."""
+
+
+@dataclass(frozen=True)
+class Structure:
+    heads: tuple[int, ...]
+    head_dim: int
+    ff: tuple[int, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"heads": list(self.heads), "head_dim": self.head_dim, "ff": list(self.ff)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Structure:
+        try:
+            data: dict[str, Any] = json.loads(text)
+            return cls(tuple(int(h) for h in data["heads"]), int(data["head_dim"]), tuple(int(f) for f in data["ff"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise StructureError(f"unreadable structure record {text[:80]!r}: {err}") from None
+
+
+def blocks_of(model: nn.Module) -> list[nn.Module]:
+    """The model's Transformer blocks (modules with q/v/out projections and an mlp)."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(hasattr(b, "q") and hasattr(b, "mlp") and hasattr(b, "out") for b in blocks):
+        raise StructureError(f"{type(model).__name__} has no Transformer blocks with q/k/v/out and mlp layers")
+    return list(blocks)
+
+
+def structure_of(model: nn.Module) -> Structure:
+    """The current per-block widths of a model."""
+    blocks = blocks_of(model)
+    head_dim = blocks[0].q.out_features // blocks[0].heads
+    return Structure(tuple(int(b.heads) for b in blocks), head_dim,
+                     tuple(int(b.mlp[0].out_features) for b in blocks))
+
+
+def is_uniform(structure: Structure, heads: int, d_model: int, ff_mult: int) -> bool:
+    return (all(h == heads for h in structure.heads) and structure.head_dim * heads == d_model
+            and all(f == ff_mult * d_model for f in structure.ff))
+
+
+def _linear(source: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features, bias=source.bias is not None)
+    return layer.to(dtype=source.weight.dtype, device=source.weight.device)
+
+
+def apply_structure(model: nn.Module, structure: Structure) -> nn.Module:
+    """Resize every block's projections and feed-forward layers to ``structure`` (weights uninitialised)."""
+    blocks = blocks_of(model)
+    if len(structure.heads) != len(blocks) or len(structure.ff) != len(blocks):
+        raise StructureError(f"structure is for {len(structure.heads)} blocks, the model has {len(blocks)}")
+    for block, heads, ff in zip(blocks, structure.heads, structure.ff, strict=True):
+        if heads < 1 or ff < 1:
+            raise StructureError("every block keeps at least one head and one feed-forward neuron")
+        d = block.q.in_features
+        inner = heads * structure.head_dim
+        block.q = _linear(block.q, d, inner)
+        block.v = _linear(block.v, d, inner)
+        if block.k is not None:
+            block.k = _linear(block.k, d, inner)
+        block.out = _linear(block.out, inner, d)
+        block.heads = heads
+        block.mlp[0] = _linear(block.mlp[0], d, ff)
+        block.mlp[2] = _linear(block.mlp[2], ff, d)
+    return model
