@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +23,7 @@ class Event:
         record: dict[str, Any] = {"event": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
+            if isinstance(value, np.ndarray) or not f.metadata.get("json", True):
                 continue  # arrays are for views, not for logs
             record[f.name] = value
         return record
@@ -40,6 +40,8 @@ class StepEvent(Event):
     rss_mb: float
     grad_norm: float
     elapsed_s: float
+    # the model's scalar extras (ModelOutput.extras), averaged over the step's micro-batches
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,19 @@ class EvalEvent(Event):
 
 @dataclass(frozen=True)
 class AttentionEvent(Event):
-    """Attention of the fixed probe sample: maps (L, H, N, N), tokens N labels."""
+    """Attention of the fixed probe sample: maps (L, H, N, N), tokens N labels.
+
+    ``views`` holds the model's array extras for the same forward pass (e.g.
+    "ponder_steps" (1, N)), for the GUI's model views; they are not logged.
+    A model that returns no attention maps but has views sends maps of shape
+    (0, 0, N, N).
+    """
 
     kind: ClassVar[str] = "attention"
     step: int
     maps: np.ndarray
     tokens: tuple[str, ...]
+    views: dict[str, np.ndarray] = field(default_factory=dict, metadata={"json": False})
 
 
 @dataclass(frozen=True)

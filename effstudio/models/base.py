@@ -1,4 +1,38 @@
-"""What every model type returns, and how the engine builds one by name."""
+"""What every model type returns, and how the engine builds one by name.
+
+Diagnostics and views: the ``extras`` contract
+----------------------------------------------
+A model may report what happened inside one forward pass in
+``ModelOutput.extras``, a ``dict[str, torch.Tensor]`` keyed by stable names:
+
+- a 0-dim tensor is a per-step scalar (``"ponder_mean"``, ``"moe_dropped"``).
+  The trainer averages it over the micro-batches of each optimizer step and
+  reports it in ``StepEvent.metrics`` (a ``dict[str, float]``, also in the
+  ``effstudio train --json`` step records); the Monitor plots one curve per key.
+- any other tensor is an array about the batch (``"ponder_steps"`` (B, N),
+  ``"expert_load"`` (L, E)). The trainer reads the arrays of the attention-probe
+  forward (one validation example, B = 1) into ``AttentionEvent.views``
+  (``dict[str, numpy.ndarray]``, floats as float32); the GUI shows the keys it
+  has a view for (``effstudio.gui.views``) and ignores the others.
+
+Put detached tensors there and do not call ``.item()``: the engine converts
+scalars together with the loss, once per step, and arrays only for the probe.
+A model without extras leaves the dict empty and costs nothing. Keys in use:
+
+==================  ==========  =============================================================
+key                 shape       meaning
+==================  ==========  =============================================================
+ponder_steps        (B, N)      ACT: steps a token used (0 for padding)
+ponder_mean         ()          ACT: mean ponder time N + R over real tokens (steps + remainder)
+expert_load         (L, E)      MoE: share of routed tokens each expert was chosen for,
+                                per layer (or per step of a shared block); rows sum to 1
+moe_dropped         ()          MoE: share of token-to-expert assignments over capacity
+moe_balance_loss    ()          MoE: balancing loss before its weight (1.0 = even load)
+==================  ==========  =============================================================
+
+``aux_loss`` holds extra loss terms, already weighted, that the trainer adds
+to the task loss (the ponder cost, the load-balancing loss).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +50,14 @@ class ModelOutput:
 
     attentions: one (B, H, N, N) tensor per layer when asked for, else None.
     aux_loss: extra loss terms (e.g. load balancing) already weighted, or None.
+    extras: diagnostics of this pass, see the module docstring (0-dim = step
+    metric, other shapes = arrays for the model's view).
     """
 
     logits: torch.Tensor
     attentions: list[torch.Tensor] | None = None
     aux_loss: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
