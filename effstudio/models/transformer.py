@@ -3,12 +3,18 @@
 One model for both objectives: an encoder with a pooled classification head for
 "classify" tasks, a causal decoder with a (tied) LM head for "lm" tasks. Blocks
 own the q/k/v/out projections; the attention kind only mixes values, so swapping
-kinds changes nothing else.
+kinds changes nothing else. The feed-forward part of a block is a dense MLP or a
+mixture of experts (``ffn = "moe"``, see moe.py).
+
+Other model types reuse the embedding, summary-token and head code by
+subclassing :class:`Transformer` and overriding ``_make_blocks`` and
+``forward`` (the Universal Transformer applies one shared block repeatedly).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +23,17 @@ from torch import nn
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import ConfigError, fields_of, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.moe import (
+    MoEStats,
+    balance_weight_param,
+    capacity_factor_param,
+    check_moe_fields,
+    experts_param,
+    ffn_param,
+    make_feed_forward,
+    moe_outputs,
+    top_k_param,
+)
 from effstudio.registry import Entry, get_registry
 from effstudio.tasks.base import TaskSpec
 
@@ -55,12 +72,28 @@ class TransformerConfig:
         True, label="Tie embeddings",
         help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
     )
+    ffn: str = ffn_param()
+    experts: int = experts_param()
+    top_k: int = top_k_param()
+    capacity_factor: float = capacity_factor_param()
+    balance_weight: float = balance_weight_param()
 
     def check(self) -> None:
         if self.d_model % self.heads:
             raise ConfigError(
                 "heads", f"model width {self.d_model} is not divisible by {self.heads} heads"
             )
+        check_moe_fields(self)
+
+
+def require_token_task(task: TaskSpec) -> None:
+    """Refuse the tasks a token classifier / language model cannot read."""
+    if task.is_image:
+        raise ConfigError("model", f"this model reads token sequences; task {task.name!r} has images "
+                                   "(use the vit model type)")
+    if task.objective == "seq2seq":
+        raise ConfigError("model", f"this model has no separate target sequence; task {task.name!r} is posed "
+                                   "as source -> target (use the seq2seq model type)")
 
 
 def resolve_causal(config: TransformerConfig, task: TaskSpec) -> bool:
@@ -100,7 +133,12 @@ def build_attention(entry: Entry, config: object, spec: AttentionSpec) -> Attent
 
 
 class Block(nn.Module):
-    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x))."""
+    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x)).
+
+    With ``ffn = "moe"`` the MLP is a mixture of experts; the block then also
+    returns the routing statistics (else None) and routes only the tokens of
+    ``route_mask`` (default: the real tokens), the others skip the MLP.
+    """
 
     def __init__(self, config: TransformerConfig, attention: Attention):
         super().__init__()
@@ -113,9 +151,7 @@ class Block(nn.Module):
         self.attention = attention
         self.out = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(
-            nn.Linear(d, config.ff_mult * d), nn.GELU(), nn.Linear(config.ff_mult * d, d)
-        )
+        self.mlp = make_feed_forward(config)
         self.dropout = nn.Dropout(config.dropout)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,8 +159,9 @@ class Block(nn.Module):
         return x.view(b, n, self.heads, -1).transpose(1, 2)  # (B, H, N, D)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool,
+        route_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, MoEStats | None]:
         h = self.norm1(x)  # (B, N, d)
         q, v = self._split_heads(self.q(h)), self._split_heads(self.v(h))  # (B, H, N, D)
         k = q if self.k is None else self._split_heads(self.k(h))  # (B, H, N, D)
@@ -132,8 +169,10 @@ class Block(nn.Module):
         b, _, n, _ = mixed.shape
         mixed = mixed.transpose(1, 2).reshape(b, n, -1)  # (B, N, d)
         x = x + self.dropout(self.out(mixed))
-        x = x + self.dropout(self.mlp(self.norm2(x)))
-        return x, weights
+        if isinstance(self.mlp, nn.Sequential):
+            return x + self.dropout(self.mlp(self.norm2(x))), weights, None
+        fed, stats = self.mlp(self.norm2(x), mask if route_mask is None else route_mask)
+        return x + self.dropout(fed), weights, stats
 
 
 class Transformer(nn.Module):
@@ -150,6 +189,7 @@ class Transformer(nn.Module):
         super().__init__()
         validate(config)
         task = spec.task
+        require_token_task(task)
         self.config = config
         self.objective = task.objective
         self.causal = resolve_causal(config, task)
@@ -170,10 +210,7 @@ class Transformer(nn.Module):
             dim=d, heads=config.heads, causal=self.causal,
             max_length=task.max_length + (1 if wants_cls else 0),
         )
-        self.blocks = nn.ModuleList(
-            Block(config, build_attention(entry, attention_config, attention_spec))
-            for _ in range(config.layers)
-        )
+        self.blocks = self._make_blocks(config, lambda: build_attention(entry, attention_config, attention_spec))
         self.norm = nn.LayerNorm(d)
 
         if task.objective == "classify":
@@ -192,21 +229,32 @@ class Transformer(nn.Module):
     ) -> ModelOutput:
         """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
         n = inputs.shape[1]
-        if self.positions is not None and n > self.max_length:
-            raise ValueError(
-                f"sequence of {n} tokens is longer than the {self.max_length} positions this model learned"
-            )
+        self._check_length(n)
         x = self.embed(inputs) + self._position_vectors(n, inputs.device)  # (B, N, d)
         x, mask = self._add_cls(x, mask)  # (B, N', d), (B, N')
         x = self.dropout(x)
 
         maps: list[torch.Tensor] | None = [] if need_weights else None
+        moe: list[MoEStats] = []
         for block in self.blocks:
-            x, weights = block(x, mask, need_weights)
+            x, weights, stats = block(x, mask, need_weights)
             if maps is not None:
                 maps.append(self._token_part(weights))  # (B, H, N, N)
+            if stats is not None:
+                moe.append(stats)
         x = self.norm(x)
-        return ModelOutput(logits=self._head(x, mask), attentions=maps)
+        aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
+        return ModelOutput(logits=self._head(x, mask), attentions=maps, aux_loss=aux_loss, extras=extras)
+
+    def _make_blocks(self, config: TransformerConfig, attention: Callable[[], Attention]) -> nn.ModuleList:
+        """The blocks; ``attention()`` builds one attention module of the configured kind."""
+        return nn.ModuleList(Block(config, attention()) for _ in range(config.layers))
+
+    def _check_length(self, n: int) -> None:
+        if self.positions is not None and n > self.max_length:
+            raise ValueError(
+                f"sequence of {n} tokens is longer than the {self.max_length} positions this model learned"
+            )
 
     def _position_vectors(self, n: int, device: torch.device) -> torch.Tensor:
         if self.positions is not None:
