@@ -131,11 +131,20 @@ def _inspect(p: QPainter) -> None:
     p.drawLine(QPointF(10, 7), QPointF(10, 13))
 
 
+def _compress(p: QPainter) -> None:
+    p.drawRoundedRect(QRectF(8, 8, 8, 8), 1.5, 1.5)  # a block squeezed from both sides
+    for x0, x1 in ((2.5, 6), (21.5, 18)):
+        p.drawLine(QPointF(x0, 12), QPointF(x1, 12))
+        tip = 1.8 if x1 > x0 else -1.8
+        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 10))
+        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 14))
+
+
 GLYPHS: dict[str, Glyph] = {
     "model": _model, "data": _data, "train": _train, "monitor": _monitor,
     "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
     "copy": _copy, "warning": _warning, "benchmark": _benchmark,
-    "inspect": _inspect,
+    "inspect": _inspect, "compress": _compress,
 }
 FILLED = {"start", "pause", "stop"}
 

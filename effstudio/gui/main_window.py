@@ -47,6 +47,7 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_duration, format_number
 from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
+from effstudio.gui.panels.compress_panel import CompressPanel
 from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.inspect_panel import InspectPanel
 from effstudio.gui.panels.model_panel import ModelPanel
@@ -56,7 +57,7 @@ from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
-MODEL, DATA, TRAIN, MONITOR, INSPECT, BENCHMARK = range(6)
+MODEL, DATA, TRAIN, MONITOR, COMPRESS, INSPECT, BENCHMARK = range(7)
 SHUTDOWN_TIMEOUT_MS = 60_000
 _orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
 
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.registry, self)
         self.train_panel = TrainPanel(self.action_map, self)
         self.monitor_panel = MonitorPanel(self.action_map["start"], self)
+        self.compress_panel = CompressPanel(self.registry, self)
         self.inspect_panel = InspectPanel(self)
         self.benchmark_panel = BenchmarkPanel(self.registry, bench_fn=bench_fn, settings=self.settings, parent=self)
         self.sidebar = QListWidget(self)
@@ -110,6 +112,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         for name, glyph, panel in (("Model", "model", self.model_panel), ("Data", "data", self.data_panel),
                                    ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel),
+                                   ("Compress", "compress", self.compress_panel),
                                    ("Inspect", "inspect", self.inspect_panel),
                                    ("Benchmark", "benchmark", self.benchmark_panel)):
             self.add_section(name, glyph, panel)
@@ -134,6 +137,7 @@ class MainWindow(QMainWindow):
         self.inspect_panel.open_in_lab.connect(self.open_in_lab)
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
+        self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
         for error in self.registry.errors:
             self.log.add("warning", f"plugin {error.name!r} ({error.group}) was skipped: {error.message}")
@@ -540,6 +544,8 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, done: DoneEvent) -> None:
         self.last_done = done
+        if done.checkpoint and not self.compress_panel.running:
+            self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
         self.monitor_panel.run_ended()
         self.status.set_cuda_memory(None)
         summary = (f"{done.status.capitalize()} after {done.steps} steps in {format_duration(done.seconds)}"
@@ -602,6 +608,7 @@ class MainWindow(QMainWindow):
             self.status.showMessage("Stopping the benchmark\u2026")
         ended = self.benchmark_panel.shutdown(SHUTDOWN_TIMEOUT_MS)
         ended = self.inspect_panel.shutdown(SHUTDOWN_TIMEOUT_MS) and ended
+        ended = self.compress_panel.shutdown(SHUTDOWN_TIMEOUT_MS) and ended
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
             job = self.job
