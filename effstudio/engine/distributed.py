@@ -2,6 +2,11 @@
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them a run is a single
 process and nothing here does anything. gloo is used on CPU, nccl on CUDA.
+
+``train.batch_size`` is the global batch: each of the N processes takes
+batch_size / N examples of every step (``data.MicroBatchIndices``), and
+DistributedDataParallel averages the gradients, so N processes train exactly
+like one process with the same settings (up to float rounding).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from effstudio.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,23 @@ class DistContext:
         tensor = torch.tensor([value], dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
         return float(tensor) / self.world_size
+
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every process when ``flag`` is true on any (a stop must end all ranks at the same step)."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item() > 0)
+
+    def check_batch(self, batch_size: int, grad_accum: int) -> None:
+        """The global batch must split evenly over processes and micro-batches (equal shares keep the
+        averaged gradient the gradient of the whole batch)."""
+        if self.enabled and batch_size % (self.world_size * grad_accum):
+            raise ConfigError("train.batch_size", f"the global batch of {batch_size} does not split evenly over "
+                                                  f"{self.world_size} processes x {grad_accum} micro-batches; use a "
+                                                  f"multiple of {self.world_size * grad_accum}")
 
 
 def context_from_env() -> DistContext:
