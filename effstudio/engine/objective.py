@@ -1,4 +1,10 @@
-"""Loss and accuracy for the two task objectives, and evaluation over a split."""
+"""Loss and accuracy for the task objectives, and evaluation over a split.
+
+"seq2seq" models read the targets in training (teacher forcing: the decoder
+sees the previous target tokens) but never in evaluation: their accuracy is the
+share of examples whose greedily decoded target is exactly right, <eos>
+included; their loss is the teacher-forced per-token loss.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,23 @@ from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import IGNORE_INDEX, Objective, Split
 
 
+def forward_batch(model: nn.Module, batch: Batch, objective: Objective, need_weights: bool = False) -> ModelOutput:
+    """The model's output for a batch; a seq2seq model also gets the targets (teacher forcing)."""
+    if objective == "seq2seq":
+        return model(batch.inputs, batch.mask, need_weights=need_weights, targets=batch.targets)
+    return model(batch.inputs, batch.mask, need_weights=need_weights)
+
+
+def exact_matches(predicted: torch.Tensor, targets: torch.Tensor) -> int:
+    """Rows of ``predicted`` (B, >= T) equal to ``targets`` (B, T) at every scored position."""
+    predicted = predicted[:, : targets.shape[1]]
+    right = (predicted == targets) | (targets == IGNORE_INDEX)
+    return int(right.all(dim=1).sum())
+
+
 def task_loss(output: ModelOutput, targets: torch.Tensor, objective: Objective) -> torch.Tensor:
-    """Mean cross-entropy: logits (B, C) vs (B,) or (B, N, V) vs (B, N) with IGNORE_INDEX."""
+    """Mean cross-entropy: logits (B, C) vs (B,) or (B, N, V) vs (B, N) with IGNORE_INDEX
+    (seq2seq: (B, T, V) vs (B, T))."""
     logits = output.logits.float()  # the loss in float32 even under autocast
     if objective == "classify":
         return F.cross_entropy(logits, targets)
@@ -38,19 +59,25 @@ def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, 
     """(mean loss per scored prediction, accuracy) over a whole split."""
     was_training = model.training
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    total_loss, correct, count, tokens = 0.0, 0, 0, 0
     try:
         for batch in eval_batches(split, pad_id, batch_size):
             batch: Batch = batch.to(device)
             with autocast or nullcontext():
-                output = model(batch.inputs, batch.mask)
+                output = forward_batch(model, batch, objective)
             n = scored_count(batch.targets)
             total_loss += float(task_loss(output, batch.targets, objective)) * n
-            right, scored = correct_and_count(output, batch.targets)
+            tokens += n
+            if objective == "seq2seq":
+                with autocast or nullcontext():
+                    decoded = model(batch.inputs, batch.mask)  # greedy: the targets are not passed
+                right, scored = exact_matches(decoded.logits.argmax(dim=-1), batch.targets), len(batch.targets)
+            else:
+                right, scored = correct_and_count(output, batch.targets)
             correct += right
             count += scored
     finally:
         model.train(was_training)
     if count == 0:
         return float("nan"), float("nan")
-    return total_loss / count, correct / count
+    return total_loss / max(tokens, 1), correct / count

@@ -1,15 +1,20 @@
-"""Copy / reverse: a tiny causal language-modelling task for quick checks.
+"""Copy / reverse / sort: a tiny causal language-modelling task for quick checks.
 
 Each sequence is ``<bos> x1..xn <sep> y1..yn <eos>`` padded with ``<pad>`` (id 0),
-where x is a random string of symbols and y is x itself ("copy") or x reversed
-("reverse"). Only the answer is scored: the positions that predict y1..yn and
+where x is a random string of symbols and y is x itself ("copy"), x reversed
+("reverse") or x sorted by symbol ("sort"). Only the answer is scored: the positions that predict y1..yn and
 <eos> carry the next token as target, every other position IGNORE_INDEX. A model
 that solves it must look back n+1 positions, so it is a fast test that attention
 routes information at all.
+
+The same examples have a source/target form for encoder-decoder models
+(objective "seq2seq", :meth:`CopyTask.as_seq2seq`): the source is x (padded to
+``max_length``), the target y1..yn <eos> (IGNORE_INDEX after it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +22,7 @@ import torch
 
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
-from effstudio.tasks.base import IGNORE_INDEX, SPLIT_NAMES, GeneratedTask, TaskSpec
+from effstudio.tasks.base import IGNORE_INDEX, SPLIT_NAMES, GeneratedTask, Split, TaskSpec
 
 TASK_NAME = "copy"
 # Bump when the sampling or layout changes, so stale cache files are not reused.
@@ -33,8 +38,8 @@ class CopyConfig:
     mode: str = param(
         "copy",
         label="Mode",
-        choices=("copy", "reverse"),
-        help="Answer is the source, or the source reversed",
+        choices=("copy", "reverse", "sort"),
+        help="Answer is the source, the source reversed, or the source sorted",
     )
     vocab_size: int = param(10, label="Symbols", min=2, max=1000, help="Distinct source symbols")
     min_length: int = param(
@@ -79,7 +84,7 @@ def generate_split(config: CopyConfig, size: int, stream: int) -> tuple[torch.Te
     targets = np.full((size, width), IGNORE_INDEX, dtype=np.int64)  # (S, N)
     for row, n in enumerate(lengths):
         source = symbols[row, :n]
-        answer = source if config.mode == "copy" else source[::-1]
+        answer = {"copy": source, "reverse": source[::-1], "sort": np.sort(source)}[config.mode]
         inputs[row, : 2 * n + 3] = np.concatenate(([BOS_ID], source, [SEP_ID], answer, [EOS_ID]))
         # Position t predicts token t+1: <sep> (at n+1) predicts y1, ..., yn (at 2n+1) predicts <eos>.
         targets[row, n + 1 : 2 * n + 2] = inputs[row, n + 2 : 2 * n + 3]
@@ -119,10 +124,55 @@ class CopyTask(GeneratedTask):
     def generate(self) -> dict[str, torch.Tensor]:
         return generate_splits(self.config)  # looked up at call time, so tests can patch it
 
+    def as_seq2seq(self) -> CopySeq2SeqTask:
+        """The same examples as source -> target pairs, for encoder-decoder models."""
+        return CopySeq2SeqTask(self)
+
+
+def to_source_target(inputs: torch.Tensor, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LM rows ``<bos> x <sep> y <eos>`` (S, N) -> sources x (S, max_length), padded with <pad>,
+    and targets ``y <eos>`` (S, max_length + 1), IGNORE_INDEX after <eos>."""
+    n = (inputs == SEP_ID).int().argmax(dim=1, keepdim=True) - 1  # (S, 1) source lengths
+    width = inputs.shape[1]
+    j = torch.arange(max_length + 1)[None, :]  # (1, max_length + 1)
+    first = (j[:, :max_length] + 1).clamp(max=width - 1).expand(inputs.shape[0], -1)
+    source = inputs.gather(1, first)  # x_j at position 1 + j
+    source = source.masked_fill(j[:, :max_length] >= n, PAD_ID)
+    target = inputs.gather(1, (j + n + 2).clamp(max=width - 1))  # y_j at position n + 2 + j
+    target = target.masked_fill(j > n, IGNORE_INDEX)
+    return source, target
+
+
+class CopySeq2SeqTask:
+    """The copy task posed as source -> target, for encoder-decoder models (objective "seq2seq")."""
+
+    def __init__(self, task: CopyTask):
+        self.lm_task = task
+        self.name = task.name
+        self.config = task.config
+        lm = task.spec
+        self.spec = TaskSpec(
+            name=lm.name,
+            objective="seq2seq",
+            vocab=lm.vocab,
+            num_classes=lm.num_classes,
+            max_length=task.config.max_length + 1,  # the answer and <eos>
+            pad_id=PAD_ID,
+            source_length=task.config.max_length,
+        )
+
+    def split(self, name: str) -> Split:
+        lm = self.lm_task.split(name)
+        source, target = to_source_target(lm.inputs, self.config.max_length)
+        return Split(source, target, aligned=False)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return self.lm_task.decode(ids)
+
 
 ENTRY = Entry(
     TASK_NAME,
-    "Copy or reverse a random symbol string (causal LM; only the answer is scored)",
+    "Copy, reverse or sort a random symbol string (causal LM, or source -> target for seq2seq)",
     CopyConfig,
     CopyTask,
 )

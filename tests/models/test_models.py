@@ -1,4 +1,4 @@
-"""Every registered model type against a toy classification and a toy LM task.
+"""Every registered model type against toy classification, LM, image and seq2seq tasks.
 
 The generic tests run once per registry entry, so a new model type is covered
 by registering it; the transformer's own rules are tested at the end.
@@ -23,10 +23,15 @@ B, N = 3, 8
 # the tasks allow longer sequences than the batches use, so every attention kind's
 # default window or block fits (a window as long as the task is refused as full attention)
 MAX_LENGTH = 512
+T = 5  # target length of the seq2seq task
 TASKS = {
     "classify": TaskSpec("toy-classify", "classify", VOCAB, num_classes=4, max_length=MAX_LENGTH),
     "lm": TaskSpec("toy-lm", "lm", VOCAB, num_classes=0, max_length=MAX_LENGTH),
+    "image": TaskSpec("toy-image", "classify", (), num_classes=4, max_length=8, channels=1, image_size=8),
+    "seq2seq": TaskSpec("toy-seq2seq", "seq2seq", VOCAB, num_classes=len(VOCAB), max_length=T,
+                        source_length=MAX_LENGTH),
 }
+# a model type that reads none of a task's form refuses it with a ConfigError (and is skipped there)
 # tiny sizes for the fields a model type happens to have: tests stay fast
 SMALL = {"d_model": 16, "layers": 2, "heads": 2, "ff_mult": 2}
 MODELS = get_registry().all("models")
@@ -61,9 +66,34 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return inputs, mask, lengths
 
 
+def images() -> torch.Tensor:
+    """(B, 1, 8, 8) images in [0, 1]."""
+    return torch.rand(B, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def seq2seq_targets() -> torch.Tensor:
+    """(B, T) target ids, IGNORE_INDEX after each target's end."""
+    targets = torch.randint(1, len(VOCAB), (B, T), generator=torch.Generator().manual_seed(1))
+    targets[1, 3:] = IGNORE_INDEX
+    return targets
+
+
+def run_model(model, objective: str, need_weights: bool = False):
+    """(output, inputs, mask) of the toy batch of this objective; seq2seq with teacher forcing."""
+    inputs, mask, _ = batch()
+    if objective == "image":
+        inputs, mask = images(), torch.ones(B, dtype=torch.bool)
+    if objective == "seq2seq":
+        return model(inputs, mask, need_weights=need_weights, targets=seq2seq_targets()), inputs, mask
+    return model(inputs, mask, need_weights=need_weights), inputs, mask
+
+
 def loss_of(output, objective: str, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if objective == "classify":
+    if objective in ("classify", "image"):
         loss = F.cross_entropy(output.logits, torch.tensor([0, 1, 3]))
+    elif objective == "seq2seq":
+        loss = F.cross_entropy(output.logits.flatten(0, 1), seq2seq_targets().flatten(),
+                               ignore_index=IGNORE_INDEX)
     else:
         # next-token targets; the last position and padding are not scored
         targets = torch.full_like(inputs, IGNORE_INDEX)
@@ -89,10 +119,9 @@ def test_default_model_trains_one_step(entry: Entry, objective: str) -> None:
         model = build(entry, config, objective)
     except ConfigError as err:
         pytest.skip(f"{entry.name} refuses {objective} tasks: {err}")
-    inputs, mask, _ = batch()
-    output = model(inputs, mask)
-    expected = (B, 4) if objective == "classify" else (B, N, len(VOCAB))
-    assert output.logits.shape == expected
+    output, inputs, mask = run_model(model, objective)
+    expected = {"classify": (B, 4), "image": (B, 4), "lm": (B, N, len(VOCAB)), "seq2seq": (B, T, len(VOCAB))}
+    assert output.logits.shape == expected[objective]
     loss = loss_of(output, objective, inputs, mask)
     assert torch.isfinite(loss)
     loss.backward()
@@ -108,17 +137,32 @@ def test_attention_maps_per_layer(entry: Entry, objective: str) -> None:
         model = build(entry, config, objective).eval()
     except ConfigError as err:
         pytest.skip(f"{entry.name} refuses {objective} tasks: {err}")
-    inputs, mask, _ = batch()
-    maps = model(inputs, mask, need_weights=True).attentions
+    maps = run_model(model, objective, need_weights=True)[0].attentions
     assert maps is not None
     if hasattr(config, "layers"):
         assert len(maps) == config.layers
     heads = getattr(config, "heads", None)
     for layer_map in maps:
-        assert layer_map.shape[0] == B and layer_map.shape[-2:] == (N, N)
+        assert layer_map.shape[0] == B and torch.isfinite(layer_map).all()
         assert heads is None or layer_map.shape[1] == heads
-        assert torch.isfinite(layer_map).all()
-    assert model(inputs, mask).attentions is None
+        if objective == "image":  # one row and column per patch (and summary token)
+            assert layer_map.shape[-1] == layer_map.shape[-2] > 1
+        else:  # aligned with the input tokens (the source, for seq2seq)
+            assert layer_map.shape[-2:] == (N, N)
+    assert run_model(model, objective)[0].attentions is None
+
+
+@pytest.mark.parametrize("entry", MODELS, ids=[e.name for e in MODELS])
+def test_every_model_type_reads_some_toy_task(entry: Entry) -> None:
+    """A model type refused by every toy task would be skipped by every generic test above."""
+    accepted = []
+    for objective in TASKS:
+        try:
+            build(entry, small_config(entry), objective)
+        except ConfigError:
+            continue
+        accepted.append(objective)
+    assert accepted, f"{entry.name} refuses every toy task form ({', '.join(TASKS)})"
 
 
 # ---------------------------------------------------------------- transformer

@@ -30,7 +30,7 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("mode", ["copy", "reverse"])
+@pytest.mark.parametrize("mode", ["copy", "reverse", "sort"])
 def test_layout_and_answer_only_targets(mode):
     config = with_values(SMALL, {"mode": mode})
     task = CopyTask(config)
@@ -47,7 +47,7 @@ def test_layout_and_answer_only_targets(mode):
         assert row[0] == BOS_ID and row[2 * n + 2] == EOS_ID
         assert all(t == PAD_ID for t in row[2 * n + 3 :])
         assert all(4 <= s < 4 + config.vocab_size for s in source)
-        assert answer == (source if mode == "copy" else source[::-1])
+        assert answer == {"copy": source, "reverse": source[::-1], "sort": sorted(source)}[mode]
         # scored: exactly the positions predicting y1..yn and <eos>, each with the next token
         scored = [t for t, v in enumerate(target) if v != IGNORE_INDEX]
         assert scored == list(range(n + 1, 2 * n + 2))
@@ -104,3 +104,16 @@ def test_min_length_above_max_length_is_refused():
     with pytest.raises(ConfigError) as err:
         with_values(CopyConfig(), {"mode": "shuffle"})
     assert err.value.field == "mode"
+
+
+def test_source_target_form_matches_the_sequences():
+    task = CopyTask(with_values(SMALL, {"mode": "reverse"}))
+    lm, pairs = task.split("val"), task.as_seq2seq().split("val")
+    spec = task.as_seq2seq().spec
+    assert spec.objective == "seq2seq" and spec.source_length == 9 and spec.max_length == 10
+    assert pairs.inputs.shape == (40, 9) and pairs.targets.shape == (40, 10) and not pairs.aligned
+    for row, source, target in zip(lm.inputs.tolist(), pairs.inputs.tolist(), pairs.targets.tolist(), strict=True):
+        n = row.index(SEP_ID) - 1
+        assert source == row[1 : n + 1] + [PAD_ID] * (9 - n)
+        assert target == row[n + 2 : 2 * n + 3] + [IGNORE_INDEX] * (9 - n)
+        assert target[n] == EOS_ID

@@ -1,0 +1,148 @@
+"""Vision Transformer (Dosovitskiy et al., 2021) over any registered attention kind.
+
+An image (C, H, W) is cut into P = (H / p) * (W / p) non-overlapping p x p
+patches; a strided convolution projects each patch to a d-wide token (the same
+as flattening the patch and applying one linear layer). A learned class token
+goes first, learned positions are added, and the sequence of 1 + P tokens runs
+through the Transformer's pre-LN blocks (``transformer.Block``: any attention
+kind, a dense MLP or a mixture of experts). The class token's final vector,
+after a LayerNorm, feeds the classification head.
+
+When attention weights are asked for (the probe), ``extras`` carries what the
+ViT view draws: ``cls_patch_attention`` (B, H/p, W/p), the class token's
+attention to each patch in the last layer averaged over heads, and ``image``
+(B, C, H, W), the input itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from effstudio.attention.base import AttentionSpec
+from effstudio.config import ConfigError, param, validate
+from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.moe import (
+    MoEStats,
+    balance_weight_param,
+    capacity_factor_param,
+    check_moe_fields,
+    experts_param,
+    ffn_param,
+    moe_outputs,
+    top_k_param,
+)
+from effstudio.models.transformer import INIT_STD, Block, _init_weights, build_attention
+from effstudio.registry import Entry, get_registry
+
+POSITION_STD = 0.3
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    patch_size: int = param(4, min=1, max=64, label="Patch size",
+                            help="Side of the square patches, in pixels; must divide the image size")
+    d_model: int = param(64, min=8, label="Model width", help="Width of every patch token")
+    layers: int = param(4, min=1, max=48, help="Number of Transformer blocks")
+    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
+    ff_mult: int = param(2, min=1, max=16, label="Feed-forward multiplier",
+                         help="Feed-forward hidden width as a multiple of the model width", advanced=True)
+    dropout: float = param(0.1, min=0.0, max=0.9,
+                           help="Dropout on embeddings and residual branches while training")
+    attention: str = param("sdpa", choices_from="attention",
+                           help="How patches mix; the chosen kind's own settings are in the attention section")
+    ffn: str = ffn_param()
+    experts: int = experts_param()
+    top_k: int = top_k_param()
+    capacity_factor: float = capacity_factor_param()
+    balance_weight: float = balance_weight_param()
+
+    def check(self) -> None:
+        if self.d_model % self.heads:
+            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_moe_fields(self)
+
+
+class PatchEmbedding(nn.Module):
+    """(B, C, H, W) images -> (B, P, d) patch tokens, row by row."""
+
+    def __init__(self, channels: int, patch: int, dim: int):
+        super().__init__()
+        self.project = nn.Conv2d(channels, dim, kernel_size=patch, stride=patch)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.project(images)  # (B, d, H/p, W/p)
+        return x.flatten(2).transpose(1, 2)  # (B, P, d)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, config: ViTConfig, spec: ModelSpec):
+        super().__init__()
+        validate(config)
+        task = spec.task
+        if not task.is_image or task.objective != "classify":
+            raise ConfigError("model", f"vit classifies images; task {task.name!r} has token inputs "
+                                       "(pick an image task such as digits or imagefolder)")
+        if task.image_size % config.patch_size:
+            raise ConfigError("patch_size", f"patch size {config.patch_size} does not divide the image "
+                                            f"size {task.image_size}")
+        self.config = config
+        self.image_shape = task.image_shape
+        self.grid = task.image_size // config.patch_size  # patches per side
+        d, patches = config.d_model, self.grid**2
+
+        self.patches = PatchEmbedding(task.channels, config.patch_size, d)
+        self.cls = nn.Parameter(INIT_STD * torch.randn(d))
+        # positions start at the patch tokens' scale (not at 0.02 like token embeddings): with
+        # tiny positions every patch looks placeless and small ViTs sit on a plateau for hundreds of steps
+        self.positions = nn.Parameter(POSITION_STD * torch.randn(1 + patches, d))  # class token first
+        self.dropout = nn.Dropout(config.dropout)
+        entry = get_registry().get("attention", config.attention)
+        attention_config = spec.attention_config if spec.attention_config is not None else entry.default_config()
+        attention_spec = AttentionSpec(dim=d, heads=config.heads, causal=False, max_length=1 + patches)
+        self.blocks = nn.ModuleList(
+            Block(config, build_attention(entry, attention_config, attention_spec)) for _ in range(config.layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, task.num_classes)
+        _init_weights(self)
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """inputs (B, C, H, W) float images; ``mask`` is ignored (every patch is real)."""
+        if tuple(inputs.shape[1:]) != self.image_shape:
+            raise ValueError(f"expected images of shape {self.image_shape}, got {tuple(inputs.shape[1:])}")
+        b = inputs.shape[0]
+        x = self.patches(inputs)  # (B, P, d)
+        x = torch.cat([self.cls.expand(b, 1, -1).to(x.dtype), x], dim=1)  # (B, 1 + P, d)
+        x = self.dropout(x + self.positions)
+
+        maps: list[torch.Tensor] | None = [] if need_weights else None
+        moe: list[MoEStats] = []
+        for block in self.blocks:
+            x, weights, stats = block(x, None, need_weights)
+            if maps is not None:
+                maps.append(weights)  # (B, H, 1 + P, 1 + P)
+            if stats is not None:
+                moe.append(stats)
+        logits = self.head(self.norm(x[:, 0]))  # (B, C)
+        aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
+        if maps:
+            last = maps[-1].detach().float().mean(dim=1)  # (B, 1 + P, 1 + P)
+            extras["cls_patch_attention"] = last[:, 0, 1:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
+            extras["image"] = inputs.detach()  # (B, C, H, W)
+        return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
+
+
+def build_vit(config: ViTConfig, spec: ModelSpec) -> VisionTransformer:
+    return VisionTransformer(config, spec)
+
+
+ENTRY = Entry(
+    name="vit",
+    description="Vision Transformer: image patches as tokens, a class token, any attention kind",
+    config_cls=ViTConfig,
+    factory=build_vit,
+)
