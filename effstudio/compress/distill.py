@@ -143,7 +143,7 @@ def student_config(teacher: RunConfig, settings: DistillSettings) -> RunConfig:
     overrides = [*settings.overrides, f"train.steps={settings.steps}"]
     config = config.with_overrides(overrides)
     train_cfg = dataclasses.replace(config.train, attention_every=0, checkpoint_every=0,
-                                    eval_every=min(config.train.eval_every, settings.steps))
+                                    eval_every=max(1, min(config.train.eval_every, settings.steps // 10)))
     config = dataclasses.replace(config, train=train_cfg)
     config.validate()
     return config

@@ -69,8 +69,12 @@ from effstudio.gui.plots.scaling import LogAxis
 from effstudio.registry import Registry
 
 JobFn = Callable[[JobControl], Iterator[Any]]
-COLUMNS = ("Variant", "Parameters", "File size", "Accuracy", "p50 b1 (ms)", "p95 b1 (ms)", "p50 b32 (ms)",
-           "p95 b32 (ms)", "Peak MB")
+COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
+COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
+               "File size on disk", "Accuracy on the validation split",
+               "Median latency of one sequence (ms)", "95th percentile latency of one sequence (ms)",
+               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms)",
+               "Peak resident memory above the baseline while running the batch of 32 (MB)")
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
 FRONT_COLOUR = theme.ORANGE
 POINT_COLOUR = theme.BLUE
@@ -362,6 +366,8 @@ class CompressPanel(Panel):
         self.table = QTableWidget(0, len(COLUMNS), compare)
         self.table.setObjectName("compareTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        for column, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
