@@ -1,4 +1,4 @@
-"""Monitor section: live curves, the attention map and the log of the current run.
+"""Monitor section: live curves, the attention map, the model's own views and the log of the run.
 
 Data go into the views as they arrive; the plots are redrawn by a timer at most
 REFRESH_HZ times a second, and only while the section is on screen.
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QSlider,
     QSplitter,
     QStackedWidget,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -29,6 +30,7 @@ from effstudio.gui.panels.base import Panel, empty_state
 from effstudio.gui.plots.attention_view import AttentionView
 from effstudio.gui.plots.curves import CurvesView
 from effstudio.gui.theme import monospace_font
+from effstudio.gui.views import ModelViewArea
 
 REFRESH_HZ = 10
 PAINT_SHARE = 0.2  # at most this share of the GUI thread goes to repainting curves during a run
@@ -60,10 +62,17 @@ class MonitorPanel(Panel):
 
         self.curves = CurvesView(self)
         self.attention = AttentionView(self)
+        # the model's own views (ponder time, expert load) get a tab once a run sends some
+        self.model_view = ModelViewArea(self)
+        self.side_tabs = QTabWidget(self)
+        self.side_tabs.setObjectName("monitorTabs")
+        self.side_tabs.setDocumentMode(True)
+        self.side_tabs.addTab(self.attention, "Attention")
+        self.model_view.hide()
         plots = QSplitter(Qt.Orientation.Horizontal, self)
         plots.setChildrenCollapsible(False)
         plots.addWidget(self.curves)
-        plots.addWidget(self.attention)
+        plots.addWidget(self.side_tabs)
         plots.setStretchFactor(0, 3)
         plots.setStretchFactor(1, 2)
         plots.setSizes([720, 360])
@@ -116,6 +125,8 @@ class MonitorPanel(Panel):
     def run_started(self, event: StartEvent, title: str, progress: RunProgress) -> None:
         self.curves.reset(event.total_steps)
         self.attention.clear()
+        self._remove_model_tab()
+        self.model_view.reset(event.total_steps)
         self.stack.setCurrentIndex(1)
         self.subtitle.setText(f"{title} \u00b7 {format_count(event.params)} parameters \u00b7 {event.device}"
                               f" \u00b7 {event.run_dir}")
@@ -124,6 +135,8 @@ class MonitorPanel(Panel):
 
     def add_steps(self, events: list[StepEvent], progress: RunProgress) -> None:
         self.curves.add_steps(events)
+        if self.model_view.add_steps(events):
+            self._show_model_tab()
         self.metrics.show_progress(progress)
 
     def add_eval(self, event: EvalEvent, progress: RunProgress) -> None:
@@ -134,11 +147,31 @@ class MonitorPanel(Panel):
         self.curves.add_memory(event)
 
     def add_attention(self, event: AttentionEvent) -> None:
-        self.attention.set_event(event)
+        if event.maps.size:
+            self.attention.set_event(event)
+        if self.model_view.set_event(event):
+            self._show_model_tab()
+
+    def _show_model_tab(self) -> None:
+        """The model tab joins the attention map and, the first time in a run, comes to the front."""
+        if self.side_tabs.indexOf(self.model_view) < 0:
+            self.side_tabs.addTab(self.model_view, "Model")
+            curves, side = self.plots_splitter.sizes()
+            if side < 0.45 * (curves + side):  # the model views need more room than one heatmap
+                self.plots_splitter.setSizes([int(0.55 * (curves + side)), int(0.45 * (curves + side))])
+        if self.model_view.views:
+            self.side_tabs.setCurrentWidget(self.model_view)
+
+    def _remove_model_tab(self) -> None:
+        index = self.side_tabs.indexOf(self.model_view)
+        if index >= 0:
+            self.side_tabs.removeTab(index)
+        self.model_view.hide()
 
     def run_ended(self) -> None:
         self.timer.stop()
         self.curves.refresh()
+        self.model_view.refresh()
 
     def refresh(self) -> None:
         """Redraw changed curves, spacing redraws out on a machine where painting is slow."""
@@ -149,10 +182,12 @@ class MonitorPanel(Panel):
             return
         self._last_refresh = now
         self.curves.refresh()
+        self.model_view.refresh()
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         self.curves.refresh()
+        self.model_view.refresh()
 
     # --------------------------------------------------------------- smoothing
     def smoothing_weight(self) -> float:
@@ -166,3 +201,4 @@ class MonitorPanel(Panel):
         weight = self.smoothing_weight()
         self.smoothing_value.setText(f"{weight:.2f}")
         self.curves.set_smoothing(weight)
+        self.model_view.set_smoothing(weight)

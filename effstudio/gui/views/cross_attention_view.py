@@ -1,0 +1,151 @@
+"""Encoder-decoder view: which source tokens each output token read (cross-attention).
+
+A heatmap with the decoded output tokens as rows and the source tokens as
+columns, for one layer and one head or the mean of heads, with a colour bar.
+Rows stop at the first <eos>: what the decoder writes after it is never used.
+A model that reverses its input draws an anti-diagonal; one that copies, a
+diagonal; one that sorts, a permutation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from effstudio.gui import theme
+from effstudio.gui.plots.attention_view import MEAN_OF_HEADS, TOKEN_LABEL_LIMIT, _token_ticks
+from effstudio.gui.views.base import ModelView, register_view
+
+END = "<eos>"
+
+
+def split_tokens(tokens: tuple[str, ...], sources: int, outputs: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(source labels, output labels): the probe's tokens are the source's, then the decoded ones."""
+    if len(tokens) >= sources + outputs:
+        return tokens[:sources], tokens[sources:sources + outputs]
+    return tuple(str(i) for i in range(sources)), tuple(str(i + 1) for i in range(outputs))
+
+
+@register_view("cross_attention")
+class CrossAttentionView(ModelView):
+    title = "Cross-attention"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.maps: np.ndarray | None = None  # (L, H, T, S)
+        self.sources: tuple[str, ...] = ()
+        self.outputs: tuple[str, ...] = ()
+        heading = QLabel("<b>Cross-attention</b>", self)
+        heading.setToolTip("Rows: the tokens the decoder wrote (greedy decoding of the probe). Columns: the "
+                           "source tokens. Each row is how that output token's query spread over the source.")
+        self.layer_box, self.head_box = QComboBox(self), QComboBox(self)
+        self.layer_box.setObjectName("crossLayer")
+        self.head_box.setObjectName("crossHead")
+        for box in (self.layer_box, self.head_box):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.summary = QLabel(self)
+        self.summary.setObjectName("description")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(heading)
+        top.addSpacing(8)
+        top.addWidget(QLabel("Layer", self))
+        top.addWidget(self.layer_box)
+        top.addWidget(QLabel("Head", self))
+        top.addWidget(self.head_box)
+        top.addStretch(1)
+        top.addWidget(self.summary)
+
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground("w")
+        self.plot = self.graphics.addPlot()
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "source token (encoder)", color=theme.MUTED)
+        self.plot.setLabel("left", "output token (decoder)", color=theme.MUTED)
+        font = QFont()
+        font.setPointSize(8)
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
+            axis.setTickFont(font)
+            axis.setTextPen(theme.MUTED)
+            axis.setPen(theme.BORDER)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=12,
+                                        label="weight")
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(self.graphics, 1)
+        self.setMinimumHeight(200)
+        self.layer_box.currentIndexChanged.connect(self._redraw)
+        self.head_box.currentIndexChanged.connect(self._redraw)
+
+    def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
+        maps = np.asarray(arrays["cross_attention"], dtype=np.float32)
+        if maps.ndim == 5:
+            maps = maps[0]  # the probe batch holds one example: (L, H, T, S)
+        layers, heads, outputs, sources = maps.shape
+        source_labels, output_labels = split_tokens(tokens, sources, outputs)
+        if END in output_labels:  # what the decoder writes after <eos> is never read
+            outputs = output_labels.index(END) + 1
+            output_labels, maps = output_labels[:outputs], maps[:, :, :outputs]
+        if self.maps is None or self.maps.shape[:2] != (layers, heads):
+            self._fill(self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)], layers - 1)
+            self._fill(self.head_box, [("mean of heads", MEAN_OF_HEADS)]
+                       + [(f"{h + 1} of {heads}", h) for h in range(heads)], MEAN_OF_HEADS)
+        self.maps, self.sources, self.outputs = maps, source_labels, output_labels
+        self._redraw()
+
+    @staticmethod
+    def _fill(box: QComboBox, items: list[tuple[str, int]], default: int) -> None:
+        box.blockSignals(True)
+        box.clear()
+        for text, data in items:
+            box.addItem(text, data)
+        box.setCurrentIndex(max(box.findData(default), 0))
+        box.blockSignals(False)
+
+    def current_map(self) -> np.ndarray | None:
+        """The (T, S) matrix on screen."""
+        if self.maps is None:
+            return None
+        layer = self.layer_box.currentData()
+        layer = len(self.maps) - 1 if layer is None else layer
+        head = self.head_box.currentData()
+        chosen = self.maps[layer]  # (H, T, S)
+        return chosen.mean(axis=0) if head is None or head == MEAN_OF_HEADS else chosen[head]
+
+    def _redraw(self) -> None:
+        matrix = self.current_map()
+        if matrix is None:
+            return
+        matrix = np.nan_to_num(matrix)
+        top = float(matrix.max()) if matrix.size else 1.0
+        top = top if top > 0 else 1.0
+        self.image.setImage(matrix, autoLevels=False, levels=(0.0, top))
+        self.colorbar.setLevels((0.0, top))
+        rows, cols = matrix.shape
+        self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0.02)
+        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
+        labelled = max(rows, cols) <= TOKEN_LABEL_LIMIT
+        bottom.setTicks(_token_ticks(self.sources) if labelled else None)
+        left.setTicks(_token_ticks(self.outputs) if labelled else None)
+        written = " ".join(t for t in self.outputs if t != END)
+        self.summary.setText(f"{rows} outputs \u00d7 {cols} source tokens \u00b7 wrote: {written[:60]}")
+
+    def clear(self) -> None:
+        self.maps = None
+        self.image.clear()
+        self.layer_box.clear()
+        self.head_box.clear()
+        self.summary.setText("")

@@ -1,0 +1,139 @@
+"""ViT view: where the class token looks, drawn over the probe image.
+
+Left: the probe image as the model saw it. Right: the same image with the class
+token's attention to each patch (last layer, mean of heads) laid over it, a
+patch grid, and a colour bar. Weights are shown on a 0..max scale, and the
+overlay's opacity follows the weight, so the digit stays visible where the
+model does not look. The header says how much of the class token's attention
+goes to patches at all (the rest stays on itself) and where the peak is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from effstudio.gui import theme
+from effstudio.gui.views.base import ModelView, register_view
+
+COLORMAP = "inferno"
+MAX_ALPHA = 0.75  # opacity of the overlay at the most-attended patch
+
+
+def as_image(array: np.ndarray) -> np.ndarray:
+    """The probe image as (H, W) grey or (H, W, 3) RGB in [0, 1], from (B, C, H, W), (C, H, W) or (H, W)."""
+    image = np.asarray(array, dtype=np.float32)
+    while image.ndim > 3:
+        image = image[0]
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+    return np.clip(np.nan_to_num(image), 0.0, 1.0)
+
+
+def overlay_rgba(weights: np.ndarray, height: int, width: int) -> tuple[np.ndarray, float]:
+    """(H, W, 4) uint8 colours of the patch weights blown up to the image, and the top weight."""
+    top = float(weights.max()) if weights.size else 0.0
+    scaled = weights / top if top > 0 else np.zeros_like(weights)
+    rows, cols = weights.shape
+    cells = np.kron(scaled, np.ones((height // rows, width // cols), dtype=np.float32))  # (H, W)
+    lut = pg.colormap.get(COLORMAP).getLookupTable(0.0, 1.0, 256, alpha=False)  # (256, 3)
+    rgba = np.empty((*cells.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = lut[np.clip((cells * 255).astype(int), 0, 255)]
+    rgba[..., 3] = (MAX_ALPHA * 255 * cells).astype(np.uint8)
+    return rgba, top
+
+
+def _image_plot(graphics: pg.GraphicsLayoutWidget, title: str) -> pg.PlotItem:
+    plot = graphics.addPlot(title=f'<span style="color:{theme.MUTED}">{title}</span>')
+    plot.setAspectLocked(True)
+    plot.invertY(True)
+    plot.hideButtons()
+    plot.setMenuEnabled(False)
+    plot.setMouseEnabled(x=False, y=False)
+    plot.hideAxis("left")
+    plot.hideAxis("bottom")
+    return plot
+
+
+@register_view("cls_patch_attention")
+class PatchAttentionView(ModelView):
+    title = "Class token attention"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.weights: np.ndarray | None = None  # (Hp, Wp)
+        heading = QLabel("<b>Where the class token looks</b>", self)
+        heading.setToolTip("Attention of the class token to each image patch in the last layer, averaged "
+                           "over heads: the patches whose content the classification reads most.")
+        self.summary = QLabel(self)
+        self.summary.setObjectName("description")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(heading)
+        top.addStretch(1)
+        top.addWidget(self.summary)
+
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground("w")
+        self.image_plot = _image_plot(self.graphics, "probe image")
+        self.overlay_plot = _image_plot(self.graphics, "class token \u2192 patches (last layer)")
+        self.plain = pg.ImageItem(axisOrder="row-major")
+        self.under = pg.ImageItem(axisOrder="row-major")
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.image_plot.addItem(self.plain)
+        self.overlay_plot.addItem(self.under)
+        self.overlay_plot.addItem(self.heat)
+        self.grid_lines: list[pg.InfiniteLine] = []
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=COLORMAP, interactive=False, width=12,
+                                        label="weight")
+        self.graphics.addItem(self.colorbar)
+        self.graphics.ci.layout.setColumnStretchFactor(0, 1)
+        self.graphics.ci.layout.setColumnStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(self.graphics, 1)
+        self.setMinimumHeight(200)
+
+    def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
+        weights = np.asarray(arrays["cls_patch_attention"], dtype=np.float32)
+        while weights.ndim > 2:
+            weights = weights[0]  # the probe batch holds one example
+        weights = np.nan_to_num(weights)
+        rows, cols = weights.shape
+        image = arrays.get("image")
+        picture = as_image(image) if image is not None else np.full((rows * 8, cols * 8), 0.5, np.float32)
+        height, width = picture.shape[:2]
+        self.weights = weights
+
+        self.plain.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
+        self.under.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
+        rgba, top = overlay_rgba(weights, height - height % rows, width - width % cols)
+        self.heat.setImage(rgba, autoLevels=False)
+        self.colorbar.setLevels((0.0, top if top > 0 else 1.0))
+        self._draw_grid(rows, cols, height, width)
+        for plot in (self.image_plot, self.overlay_plot):
+            plot.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
+
+        peak = np.unravel_index(int(weights.argmax()), weights.shape)
+        share = float(weights.sum())
+        self.summary.setText(f"{rows}\u00d7{cols} patches \u00b7 {100 * share:.0f}% of its attention on patches"
+                             f" \u00b7 peak row {peak[0] + 1}, column {peak[1] + 1} ({100 * top:.0f}%)")
+
+    def _draw_grid(self, rows: int, cols: int, height: int, width: int) -> None:
+        for line in self.grid_lines:
+            self.overlay_plot.removeItem(line)
+        pen = pg.mkPen((255, 255, 255, 70), width=1)
+        self.grid_lines = [pg.InfiniteLine(pos=c * width / cols, angle=90, pen=pen) for c in range(1, cols)]
+        self.grid_lines += [pg.InfiniteLine(pos=r * height / rows, angle=0, pen=pen) for r in range(1, rows)]
+        for line in self.grid_lines:
+            self.overlay_plot.addItem(line)
+
+    def clear(self) -> None:
+        self.weights = None
+        for item in (self.plain, self.under, self.heat):
+            item.clear()
+        self.summary.setText("")

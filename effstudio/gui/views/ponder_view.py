@@ -1,0 +1,110 @@
+"""Ponder view: how many steps the Universal Transformer spent on each token of the probe.
+
+The probe's tokens are laid out as text, each on a chip coloured by the steps
+it used (light: few, dark: many) with the count as a subscript, one paragraph
+per example, above a legend of the step counts seen.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
+
+from effstudio.gui import theme
+from effstudio.gui.views.base import ModelView, register_view
+
+COLORMAP = "CET-L12"  # white to deep blue
+LIGHTEST = 0.12  # colour-map position of the fewest steps: still tinted
+
+
+def step_colours(low: int, high: int) -> dict[int, QColor]:
+    """A colour per step count from ``low`` to ``high``."""
+    cmap = pg.colormap.get(COLORMAP)
+    span = max(high - low, 1)
+    return {s: cmap.map(LIGHTEST + (1 - LIGHTEST) * (s - low) / span, mode="qcolor") for s in range(low, high + 1)}
+
+
+def _text_colour(background: QColor) -> str:
+    return "#ffffff" if background.lightnessF() < 0.55 else theme.TEXT
+
+
+@register_view("ponder_steps")
+class PonderView(ModelView):
+    title = "Ponder time"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.steps: np.ndarray | None = None
+        heading = QLabel("<b>Steps per token</b>", self)
+        heading.setToolTip("The shared block runs on a token until its halting probabilities add up to "
+                           "1 \u2212 \u03b5 (or the maximum steps); a higher ponder cost \u03c4 makes "
+                           "tokens stop sooner. Probe example, as of the step named on the right.")
+        self.summary = QLabel(self)
+        self.summary.setObjectName("description")
+        self.legend = QLabel(self)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(heading)
+        top.addSpacing(10)
+        top.addWidget(self.legend)
+        top.addStretch(1)
+        top.addWidget(self.summary)
+
+        self.text = QTextBrowser(self)
+        self.text.setObjectName("ponderTokens")
+        self.text.setFrameShape(QFrame.Shape.NoFrame)
+        self.text.setOpenLinks(False)
+        self.text.setStyleSheet("QTextBrowser { background: white; }")
+        self.setMinimumHeight(100)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(self.text, 1)
+
+    def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
+        steps = np.asarray(arrays["ponder_steps"], dtype=np.float64)
+        if steps.ndim == 1:
+            steps = steps[None, :]
+        self.steps = steps
+        used = steps[steps > 0]
+        if not used.size:
+            self.text.setHtml("")
+            self.summary.setText("no real tokens")
+            self.legend.setText("")
+            return
+        low, high = int(used.min()), int(used.max())
+        colours = step_colours(low, high)
+        paragraphs = []
+        for row_index, row in enumerate(steps):
+            labels = tokens if row_index == 0 else ()
+            chips = []
+            for i, value in enumerate(row):
+                count = int(value)
+                if count <= 0:
+                    continue  # padding
+                label = labels[i] if i < len(labels) else str(i)
+                background = colours[count]
+                chips.append(
+                    f'<span style="background-color:{background.name()};color:{_text_colour(background)}">'
+                    f"&nbsp;{html.escape(label.strip() or chr(0x2423))}<sub>{count}</sub>&nbsp;</span>")
+            paragraphs.append(f'<p style="line-height:150%">{" ".join(chips)}</p>')
+        self.text.setHtml(f'<div style="font-size:10pt">{"".join(paragraphs)}</div>')
+        swatches = " ".join(
+            f'<span style="background-color:{c.name()};color:{_text_colour(c)}">&nbsp;{s}&nbsp;</span>'
+            for s, c in colours.items())
+        self.legend.setText(swatches)
+        self.summary.setText(f"mean {used.mean():.2f} \u00b7 {used.size} tokens")
+
+    def clear(self) -> None:
+        self.steps = None
+        self.text.setHtml("")
+        self.summary.setText("")
+        self.legend.setText("")
