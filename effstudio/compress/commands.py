@@ -79,7 +79,9 @@ def _drive(events: Iterator[Any], as_json: bool) -> int:
         return EXIT_USAGE
     if result is not None and not as_json:
         print("\n".join(_result_lines(result)))
-    return EXIT_OK if result is not None else EXIT_FAILED
+    if result is None or result.details.get("parity_ok") is False:
+        return EXIT_FAILED  # a failed parity check leaves the file for inspection, but says it failed
+    return EXIT_OK
 
 
 def _refuse_same(source: Path, out: Path) -> None:

@@ -25,3 +25,21 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_length(tmp_path, task, atte
             expected = loaded.model(inputs, mask).logits.numpy()
         assert np.abs(run_session(sess, inputs, mask) - expected).max() <= 1e-4
     assert read_onnx_metadata(out)["task"] == task
+
+
+def test_a_kind_the_tracer_cannot_take_is_refused_with_its_name(tmp_path):
+    from effstudio.compress.formats import CompressError
+    from effstudio.registry import get_registry
+
+    if "performer" not in get_registry().names("attention"):
+        pytest.skip("performer attention is not registered")
+    config = tiny_config("listops", **{"model.attention": "performer"})
+    ckpt = make_checkpoint(tmp_path / "p.safetensors", config)
+    out = tmp_path / "p.onnx"
+    try:
+        events = list(export_job(ckpt, out, check=True))
+    except CompressError as err:
+        assert "'performer' cannot be exported" in str(err)
+        assert not out.exists()
+    else:  # a future exporter may take it: then it must match PyTorch
+        assert events[-1].details["parity_ok"]
