@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from effstudio.gui import theme
@@ -44,18 +45,6 @@ def overlay_rgba(weights: np.ndarray, height: int, width: int) -> tuple[np.ndarr
     return rgba, top
 
 
-def _image_plot(graphics: pg.GraphicsLayoutWidget, title: str) -> pg.PlotItem:
-    plot = graphics.addPlot(title=f'<span style="color:{theme.MUTED}">{title}</span>')
-    plot.setAspectLocked(True)
-    plot.invertY(True)
-    plot.hideButtons()
-    plot.setMenuEnabled(False)
-    plot.setMouseEnabled(x=False, y=False)
-    plot.hideAxis("left")
-    plot.hideAxis("bottom")
-    return plot
-
-
 @register_view("cls_patch_attention")
 class PatchAttentionView(ModelView):
     title = "Class token attention"
@@ -74,22 +63,32 @@ class PatchAttentionView(ModelView):
         top.addStretch(1)
         top.addWidget(self.summary)
 
+        # one plot holds both pictures side by side, so they are always drawn at the same scale
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
-        self.image_plot = _image_plot(self.graphics, "probe image")
-        self.overlay_plot = _image_plot(self.graphics, "class token \u2192 patches (last layer)")
+        self.plot = self.graphics.addPlot()
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
         self.plain = pg.ImageItem(axisOrder="row-major")
         self.under = pg.ImageItem(axisOrder="row-major")
         self.heat = pg.ImageItem(axisOrder="row-major")
-        self.image_plot.addItem(self.plain)
-        self.overlay_plot.addItem(self.under)
-        self.overlay_plot.addItem(self.heat)
-        self.grid_lines: list[pg.InfiniteLine] = []
+        for item in (self.plain, self.under, self.heat):
+            self.plot.addItem(item)
+        self.captions = [pg.TextItem(text, color=theme.MUTED, anchor=(0.5, 1.0))
+                         for text in ("probe image", "class token \u2192 patches")]
+        for caption in self.captions:
+            self.plot.addItem(caption)
+        self.grid = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 255, 255, 80), width=1))
+        self.plot.addItem(self.grid)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=COLORMAP, interactive=False, width=12,
                                         label="weight")
-        self.graphics.addItem(self.colorbar)
-        self.graphics.ci.layout.setColumnStretchFactor(0, 1)
-        self.graphics.ci.layout.setColumnStretchFactor(1, 1)
+        self.colorbar_image = pg.ImageItem(axisOrder="row-major")  # carries the scale; the overlay is RGBA
+        self.colorbar.setImageItem(self.colorbar_image, insert_in=self.plot)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -109,31 +108,34 @@ class PatchAttentionView(ModelView):
         height, width = picture.shape[:2]
         self.weights = weights
 
+        gap = max(width // 8, 1)
+        right = width + gap  # the overlay's left edge
         self.plain.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
+        self.plain.setRect(QRectF(0, 0, width, height))
         self.under.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
+        self.under.setRect(QRectF(right, 0, width, height))
         rgba, top = overlay_rgba(weights, height - height % rows, width - width % cols)
         self.heat.setImage(rgba, autoLevels=False)
+        self.heat.setRect(QRectF(right, 0, width, height))
         self.colorbar.setLevels((0.0, top if top > 0 else 1.0))
-        self._draw_grid(rows, cols, height, width)
-        for plot in (self.image_plot, self.overlay_plot):
-            plot.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
+        xs = [right + c * width / cols for c in range(1, cols) for _ in (0, 1)]
+        ys = [v for _ in range(1, cols) for v in (0, height)]
+        for r in range(1, rows):
+            xs += [right, right + width]
+            ys += [r * height / rows] * 2
+        self.grid.setData(xs, ys)
+        self.captions[0].setPos(width / 2, -0.5)
+        self.captions[1].setPos(right + width / 2, -0.5)
+        self.plot.setRange(xRange=(0, right + width), yRange=(-0.12 * height, height), padding=0.02)
 
         peak = np.unravel_index(int(weights.argmax()), weights.shape)
         share = float(weights.sum())
         self.summary.setText(f"{rows}\u00d7{cols} patches \u00b7 {100 * share:.0f}% of its attention on patches"
                              f" \u00b7 peak row {peak[0] + 1}, column {peak[1] + 1} ({100 * top:.0f}%)")
 
-    def _draw_grid(self, rows: int, cols: int, height: int, width: int) -> None:
-        for line in self.grid_lines:
-            self.overlay_plot.removeItem(line)
-        pen = pg.mkPen((255, 255, 255, 70), width=1)
-        self.grid_lines = [pg.InfiniteLine(pos=c * width / cols, angle=90, pen=pen) for c in range(1, cols)]
-        self.grid_lines += [pg.InfiniteLine(pos=r * height / rows, angle=0, pen=pen) for r in range(1, rows)]
-        for line in self.grid_lines:
-            self.overlay_plot.addItem(line)
-
     def clear(self) -> None:
         self.weights = None
         for item in (self.plain, self.under, self.heat):
             item.clear()
+        self.grid.setData([], [])
         self.summary.setText("")
