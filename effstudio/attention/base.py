@@ -15,6 +15,15 @@ keys from the queries (Reformer's shared query/key space) sets ``shares_qk``
 so the block skips the key projection and passes the queries as keys. A kind
 whose time and memory grow slower than N^2 sets ``subquadratic``; the tests
 then check that no N x N tensor appears unless weights are asked for.
+
+The weights are the matrix W that mixes the values: out = W @ v for every
+query with a real key, masked keys' columns 0, causal kinds' upper triangle 0.
+For nearly every kind W is also a distribution over the real keys (entries
+>= 0, rows summing to 1). A kind whose mixing is not one, such as Linformer's
+W = P F (softmax weights over projected keys, times the signed projection),
+sets ``weights_are_probabilities`` to False: its W is still exact, but the
+attention-map view must not read it as probabilities, and the tests check it
+by reproducing the output instead of by its row sums.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ class Attention(nn.Module):
     supports_causal: bool = True
     shares_qk: bool = False
     subquadratic: bool = False
+    weights_are_probabilities: bool = True
 
     def __init__(self, spec: AttentionSpec):
         super().__init__()

@@ -82,7 +82,7 @@ def test_equals_dense_masked_softmax(case: str, causal: bool, padded: bool, n: i
 
     assert max_diff(out, ref) <= TOL
     assert max_diff(weights, ref_weights) <= TOL
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         assert max_diff(g, r) <= TOL
     fast, _ = attn(q, k, v, key_mask=mask)  # the path without weights is the same computation
     assert max_diff(fast, ref) <= TOL

@@ -1,0 +1,61 @@
+"""Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs").
+
+The softmax kernel exp(q.k / sqrt(d)) is replaced by phi(q).phi(k) with
+phi(x) = elu(x) + 1: positive, so the weights stay a distribution over the
+keys, smooth, and as wide as the head (F = D). The sums over keys then
+factor through one (D x D) state (see :mod:`effstudio.attention.kernelized`):
+linear in length, causal by chunked prefix sums. It approximates nothing; it
+is a different, cheaper similarity that a model learns to use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from effstudio.attention.base import AttentionSpec
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, KeyFeatureMap
+from effstudio.config import param, validate
+from effstudio.registry import Entry
+
+
+@dataclass(frozen=True)
+class LinearAttentionConfig:
+    chunk: int = param(
+        64, min=1, max=4096, label="Causal chunk",
+        help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
+        "quadratic work per block but keep fewer running states",
+        advanced=True,
+    )
+
+
+def elu_features(x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """elu(x) + 1 (> 0): x (B, H, N, D) -> (B, H, N, D); padded keys (if a mask is given) 0."""
+    phi = F.elu(x).add_(1.0)  # (B, H, N, D)
+    if key_mask is not None:
+        # masked_fill, not a product: whatever a padded key holds, its features are 0
+        phi = phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
+    return phi
+
+
+class LinearAttention(KernelizedAttention):
+    def __init__(self, config: LinearAttentionConfig, spec: AttentionSpec):
+        validate(config)
+        super().__init__(spec, config.chunk, spec.head_dim)
+
+    def feature_maps(self) -> tuple[FeatureMap, KeyFeatureMap]:
+        return elu_features, elu_features
+
+
+def build_linear(config: LinearAttentionConfig, spec: AttentionSpec) -> LinearAttention:
+    return LinearAttention(config, spec)
+
+
+ENTRY = Entry(
+    name="linear",
+    description="Linear attention with elu(x)+1 features (linear in length; causal by chunked prefix sums)",
+    config_cls=LinearAttentionConfig,
+    factory=build_linear,
+)

@@ -1,0 +1,217 @@
+"""Performer attention: FAVOR+ (Choromanski et al. 2021, "Rethinking Attention with Performers").
+
+Softmax attention's kernel exp(q.k) (with q, k already scaled by d^-1/4) is the
+expectation over w ~ N(0, I) of phi_w(q) phi_w(k), with the positive random
+feature phi_w(x) = exp(w.x - |x|^2 / 2). Averaging over F features w_1..w_F
+gives an unbiased estimate whose weights are never negative (unlike sin/cos
+features), so normalising by their sum is safe. The features are drawn in
+blocks of D mutually orthogonal directions, each scaled to the length of a
+Gaussian vector: the same marginals, lower variance. The rest is the shared
+linear-attention core (:mod:`effstudio.attention.kernelized`): linear in
+length, causal by chunked prefix sums.
+
+The ``relu`` kernel uses phi_w(x) = relu(w.x) + 1e-3 instead: not an estimate
+of softmax, a cheaper similarity the model learns to use (the paper's
+"generalised" attention).
+
+Numerics. exp(w.x - |x|^2 / 2) overflows float32 for keys of moderate size,
+so every feature is divided by a stabiliser that cancels in the ratio:
+
+- queries: each query's own largest logit. A per-query constant multiplies
+  the numerator and the denominator alike, so the query's |x|^2 / 2 is not
+  even computed.
+- keys, bidirectional: the largest logit over all real keys, one constant per
+  sequence and head.
+- keys, causal: a constant that only earlier keys may decide, else a later
+  token would change (through rounding and underflow) what an earlier query
+  sees. It is the largest logit of the first real key, which every query that
+  has any key has already seen. Logits more than ``KEY_CEILING`` above it are
+  clipped there, so a later outlier cannot overflow the running sums.
+
+Redrawing. Fixed features are one draw of the estimator; redrawing every
+``redraw_interval`` training steps (training-mode forward calls) averages the
+draws out over training, as the paper recommends. Eval mode never redraws.
+Each draw follows from a seed and the draw's number, and the current features
+are a buffer, so a checkpoint reproduces the outputs exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from effstudio.attention.base import AttentionSpec
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, KeyFeatureMap
+from effstudio.config import param, validate
+from effstudio.registry import Entry
+
+RELU_EPS = 1e-3  # keeps every relu feature positive, so a real key always has weight
+KEY_CEILING = 40.0  # causal: key logits at most this far above the stabiliser (e^40 ~ 2e17)
+
+
+@dataclass(frozen=True)
+class PerformerAttentionConfig:
+    features: int = param(
+        256, min=1, max=65536, label="Random features",
+        help="Random features per head; more give a closer estimate of softmax attention "
+        "and cost proportionally more",
+    )
+    kernel: str = param(
+        "softmax", choices=("softmax", "relu"),
+        help="softmax: positive random features that estimate softmax attention; "
+        "relu: relu(w.x) features, cheaper, not an estimate of softmax",
+    )
+    redraw_interval: int = param(
+        1000, min=0, label="Redraw every",
+        help="Draw new random features every this many training steps; 0 keeps the first draw",
+    )
+    chunk: int = param(
+        64, min=1, max=4096, label="Causal chunk",
+        help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
+        "quadratic work per block but keep fewer running states",
+        advanced=True,
+    )
+
+
+def orthogonal_features(count: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random directions (count, dim), orthogonal within each block of ``dim``.
+
+    Each block is the Q of a Gaussian matrix's QR decomposition (signs fixed so
+    it is uniformly distributed); each row is then scaled to the norm of an
+    independent Gaussian vector, so every row is marginally N(0, I).
+    """
+    blocks = []
+    for start in range(0, count, dim):
+        gaussian = torch.randn(dim, dim, generator=generator)
+        q, r = torch.linalg.qr(gaussian)
+        q = q * torch.sign(torch.diagonal(r)).masked_fill(torch.diagonal(r) == 0, 1.0)
+        blocks.append(q.T[: min(dim, count - start)])  # rows are orthonormal
+    directions = torch.cat(blocks)  # (count, dim)
+    norms = torch.randn(count, dim, generator=generator).norm(dim=1, keepdim=True)  # (count, 1)
+    return directions * norms
+
+
+def draw_generator(seed: int, draw: int) -> torch.Generator:
+    """The generator of draw number ``draw``: the same (seed, draw) always gives the same features."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + draw) % (2**63 - 1))
+
+
+class PerformerAttention(KernelizedAttention):
+    def __init__(self, config: PerformerAttentionConfig, spec: AttentionSpec):
+        validate(config)
+        super().__init__(spec, config.chunk, config.features)
+        self.num_features, self.kernel = config.features, config.kernel
+        self.redraw_interval = config.redraw_interval
+        # from torch's global RNG, so torch.manual_seed makes a model reproducible
+        self.register_buffer("seed", torch.randint(0, 2**31 - 1, ()))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps taken
+        self.register_buffer("projection", self.draw(0))  # (F, D)
+
+    def draw(self, number: int) -> torch.Tensor:
+        """The features of draw ``number`` (0 = at construction), (F, D) float32 on the CPU."""
+        return orthogonal_features(
+            self.num_features, self.head_dim, draw_generator(int(self.seed), number)
+        )
+
+    def _count_step(self) -> None:
+        """Count one training step; redraw the features once every ``redraw_interval`` steps."""
+        if not self.training or self.redraw_interval == 0:
+            return
+        steps = int(self.steps)
+        if steps and steps % self.redraw_interval == 0:
+            fresh = self.draw(steps // self.redraw_interval)
+            # a new tensor, not copy_(): a graph from an earlier step may still hold the old one
+            self.projection = fresh.to(self.projection)
+        self.steps += 1
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._count_step()
+        return super().forward(q, k, v, key_mask, need_weights)
+
+    def feature_maps(self) -> tuple[FeatureMap, KeyFeatureMap]:
+        # bound to this call's draw: a redraw replaces the buffer, never changes this tensor;
+        # scaled so that q.k / sqrt(d) = (q d^-1/4).(k d^-1/4)
+        w = self.projection.float().T * self.head_dim**-0.25  # (D, F)
+        if self.kernel == "relu":
+            return partial(relu_features, w=w), partial(relu_features, w=w)
+        return partial(favor_query_features, w=w), partial(favor_key_features, w=w, causal=self.causal)
+
+
+# The feature maps build their logits and turn them into features in place: each
+# (N x F) pass costs about as much as the matmul, so none makes a copy it can avoid.
+def favor_query_features(q: torch.Tensor, *, w: torch.Tensor) -> torch.Tensor:
+    """exp(w.x) / (its largest value): q (B, H, N, D), w (D, F) -> (B, H, N, F).
+
+    The |x|^2 / 2 term and the stabiliser are per-query constants, which cancel
+    in the query's normalisation, so neither is computed.
+    """
+    logits = q @ w  # (B, H, N, F)
+    return logits.sub_(logits.detach().amax(dim=-1, keepdim=True)).exp_()
+
+
+def favor_key_features(
+    k: torch.Tensor, key_mask: torch.Tensor | None, *, w: torch.Tensor, causal: bool
+) -> torch.Tensor:
+    """exp(w.x - |x|^2 / 2 - c) with x = k d^-1/4: k (B, H, N, D), w (D, F) -> (B, H, N, F).
+
+    c is one constant per sequence and head (see the module's notes); padded
+    keys get 0.
+    """
+    neg_half_norm = k.square().sum(dim=-1, keepdim=True).mul_(-0.5 * k.shape[-1] ** -0.5)  # (B, H, N, 1)
+    logits = (k @ w).add_(neg_half_norm)  # (B, H, N, F)
+    if key_mask is not None:
+        # exp(-inf) = 0: padded keys get zero features, whatever their values
+        logits = logits.masked_fill_(~key_mask[:, None, :, None], -math.inf)
+    logits = logits.sub_(key_stabiliser(logits.detach(), key_mask, causal))  # (B, H, N, F)
+    if causal:
+        logits = logits.clamp(max=KEY_CEILING)
+    return logits.exp_()
+
+
+def key_stabiliser(logits: torch.Tensor, key_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """The constant that key logits (B, H, N, F), padded at -inf, are shifted by: (B, H, 1, 1).
+
+    Bidirectional: their maximum. Causal: the maximum of the first real key's
+    logits. A sequence without real keys gets 0 (its features are all 0 anyway).
+    """
+    if not causal:
+        top = logits.amax(dim=(-2, -1), keepdim=True)  # (B, H, 1, 1)
+    else:
+        b, h, _, f = logits.shape
+        if key_mask is None:
+            first = torch.zeros(b, dtype=torch.long, device=logits.device)  # (B,)
+        else:
+            first = key_mask.long().argmax(dim=-1)  # (B,) the first True; 0 when none
+        index = first.view(b, 1, 1, 1).expand(b, h, 1, f)  # (B, H, 1, F)
+        top = logits.gather(2, index).amax(dim=-1, keepdim=True)  # (B, H, 1, 1)
+    return torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+
+
+def relu_features(x: torch.Tensor, key_mask: torch.Tensor | None = None, *, w: torch.Tensor) -> torch.Tensor:
+    """relu(w.x) + eps: x (B, H, N, D), w (D, F) -> (B, H, N, F); padded keys (if a mask is given) 0."""
+    phi = (x @ w).relu_() + RELU_EPS  # (B, H, N, F)
+    if key_mask is not None:
+        phi = phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
+    return phi
+
+
+def build_performer(config: PerformerAttentionConfig, spec: AttentionSpec) -> PerformerAttention:
+    return PerformerAttention(config, spec)
+
+
+ENTRY = Entry(
+    name="performer",
+    description="Performer FAVOR+: positive orthogonal random features (linear in length; causal or not)",
+    config_cls=PerformerAttentionConfig,
+    factory=build_performer,
+)
