@@ -243,7 +243,7 @@ class Transformer(nn.Module):
             if stats is not None:
                 moe.append(stats)
         x = self.norm(x)
-        aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
+        aux_loss, extras = moe_outputs(moe, getattr(self.config, "balance_weight", 0.0))
         return ModelOutput(logits=self._head(x, mask), attentions=maps, aux_loss=aux_loss, extras=extras)
 
     def _make_blocks(self, config: TransformerConfig, attention: Callable[[], Attention]) -> nn.ModuleList:

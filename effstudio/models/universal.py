@@ -14,7 +14,7 @@ each position decides for itself when to stop:
   ``R = 1 - (p_1 + ... + p_{n-1})`` for the last one, so the weights sum to 1;
 - a halted position's state is copied forward unchanged: the others still
   attend to it, but it is no longer updated. The loop ends when every real
-  position has halted;
+  position has halted (checking costs one device sync per step);
 - the ponder cost, the mean over real tokens of N + R (N: steps used), is
   added to the loss weighted by ``ponder_weight`` (tau); only R carries a
   gradient, and it pushes the halting probabilities up, towards fewer steps.
