@@ -140,11 +140,17 @@ def _compress(p: QPainter) -> None:
         p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 14))
 
 
+def _runs(p: QPainter) -> None:
+    for y in (6.0, 12.0, 18.0):  # a list of runs, each with its status dot
+        p.drawEllipse(QPointF(5.5, y), 1.4, 1.4)
+        p.drawLine(QPointF(10, y), QPointF(20, y))
+
+
 GLYPHS: dict[str, Glyph] = {
     "model": _model, "data": _data, "train": _train, "monitor": _monitor,
     "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
     "copy": _copy, "warning": _warning, "benchmark": _benchmark,
-    "inspect": _inspect, "compress": _compress,
+    "inspect": _inspect, "compress": _compress, "runs": _runs,
 }
 FILLED = {"start", "pause", "stop"}
 

@@ -42,7 +42,7 @@ from effstudio.engine.events import (
 from effstudio.engine.run_config import RunConfig
 from effstudio.gui import settings as keys
 from effstudio.gui import training_process
-from effstudio.gui.command import command_line
+from effstudio.gui.command import command_line, torchrun_command_line
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_duration, format_number
@@ -52,12 +52,13 @@ from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.inspect_panel import InspectPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
+from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
-MODEL, DATA, TRAIN, MONITOR, COMPRESS, INSPECT, BENCHMARK = range(7)
+MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)
 SHUTDOWN_TIMEOUT_MS = 60_000
 _orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
 
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.registry, self)
         self.train_panel = TrainPanel(self.action_map, self)
         self.monitor_panel = MonitorPanel(self.action_map["start"], self)
+        self.runs_panel = RunsPanel(parent=self)
         self.compress_panel = CompressPanel(self.registry, self)
         self.inspect_panel = InspectPanel(self)
         self.benchmark_panel = BenchmarkPanel(self.registry, bench_fn=bench_fn, settings=self.settings, parent=self)
@@ -112,6 +114,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         for name, glyph, panel in (("Model", "model", self.model_panel), ("Data", "data", self.data_panel),
                                    ("Train", "train", self.train_panel), ("Monitor", "monitor", self.monitor_panel),
+                                   ("Runs", "runs", self.runs_panel),
                                    ("Compress", "compress", self.compress_panel),
                                    ("Inspect", "inspect", self.inspect_panel),
                                    ("Benchmark", "benchmark", self.benchmark_panel)):
@@ -138,6 +141,9 @@ class MainWindow(QMainWindow):
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
+        self.runs_panel.open_config.connect(self.open_run_config)
+        self.runs_panel.continue_run.connect(self.continue_run)
+        self.runs_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
         for error in self.registry.errors:
             self.log.add("warning", f"plugin {error.name!r} ({error.group}) was skipped: {error.message}")
@@ -190,6 +196,8 @@ class MainWindow(QMainWindow):
                      "Open a model file (safetensors, PyTorch, ONNX, NumPy) in the Inspect section")
         self._action("copy_command", "Copy as command", self.copy_command, "Ctrl+Shift+C", "copy",
                      "Copy the `effstudio train` command line for these settings")
+        self._action("copy_torchrun", "Copy as torchrun command", self.copy_torchrun_command, None, "copy",
+                     "Copy a torchrun command that trains these settings on every GPU of a machine")
         self._action("quit", "Quit", self.close, QKeySequence.StandardKey.Quit)
         self._action("about", "About effstudio", self.show_about)
         self.action_map["quit"].setMenuRole(QAction.MenuRole.QuitRole)
@@ -200,7 +208,7 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        for key in ("load_config", "save_config", "copy_command"):
+        for key in ("load_config", "save_config", "copy_command", "copy_torchrun"):
             file_menu.addAction(self.action_map[key])
         file_menu.addSeparator()
         file_menu.addAction(self.action_map["inspect"])
@@ -393,15 +401,32 @@ class MainWindow(QMainWindow):
             self.settings.setValue(keys.LAST_DIR, str(Path(name).parent))
             self.load_settings(name)
 
-    def copy_command(self) -> str | None:
+    def copy_command(self, torchrun: bool = False) -> str | None:
         config = self.current_config()
         if config is None:
             return None
-        text = command_line(config, self.registry)
+        text = torchrun_command_line(config, self.registry) if torchrun else command_line(config, self.registry)
         QApplication.clipboard().setText(text)
         self.log.add("info", f"Copied: {text}")
         self.status.showMessage("Copied the command line to the clipboard", 5_000)
         return text
+
+    def copy_torchrun_command(self) -> str | None:
+        return self.copy_command(torchrun=True)
+
+    def open_run_config(self, config: RunConfig) -> None:
+        """A recorded run's settings in the forms (Runs section), ready to run again."""
+        self.apply_config(config)
+        self.show_section(TRAIN)
+        self.status.showMessage("Loaded the run's settings: Start runs them again", 10_000)
+
+    def continue_run(self, config: RunConfig, checkpoint: str, run_dir: str) -> TrainWorker | None:
+        """Resume a recorded run from its checkpoint, in its folder (its record goes on)."""
+        if self.job is not None:
+            self.status.showMessage("A run is in progress: stop it before continuing another", 10_000)
+            return None
+        self.apply_config(config)
+        return self.start_training(resume=Path(checkpoint), out_dir=Path(run_dir))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
@@ -427,15 +452,18 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         return self.job is not None
 
-    def start_training(self) -> TrainWorker | None:
-        """Start a run with the forms' settings; None (and the errors shown) when they are invalid."""
+    def start_training(self, *, resume: Path | None = None, out_dir: Path | None = None) -> TrainWorker | None:
+        """Start a run with the forms' settings; None (and the errors shown) when they are invalid.
+
+        ``resume`` continues from a checkpoint, in ``out_dir`` (by default the window's run folder).
+        """
         if self.job is not None:
             return None
         config = self.current_config()
         if config is None:
             return None
         keys.save_run_config(self.settings, config)
-        worker = TrainWorker(config, out_dir=self.out_dir, train_fn=self.train_fn)
+        worker = TrainWorker(config, out_dir=out_dir or self.out_dir, resume=resume, train_fn=self.train_fn)
         job = TrainingJob(worker, self)
         worker.started.connect(self._on_started)
         worker.steps.connect(self._on_steps)
@@ -444,6 +472,7 @@ class MainWindow(QMainWindow):
         worker.memory.connect(self._on_memory)
         worker.checkpoint.connect(self._on_checkpoint)
         worker.log.connect(self.log.add)
+        worker.recorded.connect(self._on_recorded)
         job.paused_changed.connect(self._on_paused)
         worker.failed.connect(self._on_failed)
         worker.config_error.connect(self._on_config_error)
@@ -559,6 +588,11 @@ class MainWindow(QMainWindow):
         self.log.add("error" if done.status == "failed" else "info", summary)
         self.status.showMessage(html.unescape(summary), 15_000)
         self._set_state(done.status)
+        self.runs_panel.refresh()
+
+    def _on_recorded(self, run_id: int) -> None:
+        self.log.add("info", f"Recorded as run #{run_id} (Runs section)")
+        self.runs_panel.refresh()
 
     def _on_thread_finished(self) -> None:
         job, self.job = self.job, None
@@ -622,6 +656,8 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.shutdown()
         self.monitor_panel.timer.stop()
+        self.runs_panel.timer.stop()
+        self.runs_panel.close_store()
         self.status.timer.stop()
         event.accept()
 

@@ -11,6 +11,11 @@ between optimizer steps), so Stop acts within one step. Any exception, a
 ConfigError on the first ``next()`` included, ends as ``failed(message)``
 followed by ``finished(DoneEvent(status="failed"))``: the GUI never sees a raise.
 
+With ``record`` on (the default), the events are tapped by the run store's
+recorder on their way (``effstudio.runs.recorder``): a run from the window is
+recorded like one from the CLI, here in the window's process, never in the
+child process that trains, so it is recorded once.
+
 :class:`TrainingJob` owns the thread and the worker and cleans both up;
 ``shutdown()`` stops a run and waits for its thread (used when the window closes).
 """
@@ -58,6 +63,7 @@ class TrainWorker(QObject):
     memory = Signal(object)  # MemoryEvent
     checkpoint = Signal(object)  # CheckpointEvent
     log = Signal(str, str)  # level, message
+    recorded = Signal(int)  # the run's id in the run store
     failed = Signal(str)  # a clear, one-paragraph message
     config_error = Signal(str, str)  # field, message: the form highlights the field
     finished = Signal(object)  # DoneEvent, always the last signal
@@ -70,9 +76,12 @@ class TrainWorker(QObject):
         resume: Path | None = None,
         train_fn: TrainFn | None = None,
         throttle_s: float = 0.05,
+        record: bool = True,
     ):
+        """``record`` writes the run to the run store (here, in the window's process, not in a child)."""
         super().__init__()
         self.config = config
+        self.record = record
         self.out_dir = out_dir
         self.resume_from = resume
         self.train_fn = train_fn
@@ -111,6 +120,11 @@ class TrainWorker(QObject):
         try:
             train = self.train_fn or default_train_fn()
             events = train(self.config, control=self.control, out_dir=self.out_dir, resume=self.resume_from)
+            if self.record:
+                from effstudio.runs.recorder import record_run, recording_enabled
+
+                if recording_enabled():
+                    events = record_run(events, self.config, source="gui")
             for event in events:
                 if isinstance(event, DoneEvent):
                     done = event
@@ -166,6 +180,8 @@ class TrainWorker(QObject):
             self.checkpoint.emit(event)
         elif isinstance(event, LogEvent):
             self.log.emit(event.level, event.message)
+        elif event.kind == "run":  # RunRecordedEvent
+            self.recorded.emit(event.id)
         else:
             self.log.emit("info", f"{event.kind}: {event.to_json()}")
 

@@ -6,7 +6,17 @@ import shlex
 
 from PySide6.QtWidgets import QMessageBox
 
-from effstudio.gui.main_window import BENCHMARK, COMPRESS, DATA, INSPECT, MODEL, MONITOR, TRAIN, MainWindow
+from effstudio.gui.main_window import (
+    BENCHMARK,
+    COMPRESS,
+    DATA,
+    INSPECT,
+    MODEL,
+    MONITOR,
+    RUNS,
+    TRAIN,
+    MainWindow,
+)
 from effstudio.registry import PluginError, get_registry
 
 from .conftest import tiny_config
@@ -14,9 +24,9 @@ from .conftest import tiny_config
 
 def test_window_has_every_section_and_the_run_controls(window):
     names = [window.sidebar.item(i).text() for i in range(window.sidebar.count())]
-    assert names == ["Model", "Data", "Train", "Monitor", "Compress", "Inspect", "Benchmark"]
-    assert window.stack.count() == 7
-    for index in (MODEL, DATA, TRAIN, MONITOR, COMPRESS, INSPECT, BENCHMARK):
+    assert names == ["Model", "Data", "Train", "Monitor", "Runs", "Compress", "Inspect", "Benchmark"]
+    assert window.stack.count() == 8
+    for index in (MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK):
         window.show_section(index)
         assert window.stack.currentIndex() == index
     assert [a.text().replace("&", "") for a in window.menuBar().actions()] == ["File", "Run", "View", "Help"]
