@@ -27,6 +27,15 @@ REVERSE = {
 }
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread, and a busy machine does not stall them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.getbasetemp()
@@ -47,7 +56,7 @@ def model_for(task, cross_attention: str = "full", attention: str = "sdpa") -> S
     return Seq2SeqTransformer(config, ModelSpec(task.as_seq2seq().spec, attention_config)).eval()
 
 
-def test_seq2seq_learns_to_reverse(tmp_path):
+def test_seq2seq_learns_to_reverse(tmp_path, one_thread):
     config = RunConfig.create("seq2seq", "copy", {**REVERSE, "train.steps": 200, "train.eval_every": 200,
                                                   "train.attention_every": 200})
     events = list(train(config, out_dir=tmp_path))

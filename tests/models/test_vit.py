@@ -23,6 +23,15 @@ TINY = {"model.d_model": 32, "model.layers": 2, "model.heads": 2, "model.dropout
         "train.device": "cpu", "train.batch_size": 64, "train.warmup_steps": 10}
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread, and a busy machine does not stall them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.getbasetemp()
@@ -38,7 +47,7 @@ def vit(spec: TaskSpec = SPEC, attention: str = "full", attention_config=None, *
     return VisionTransformer(config, ModelSpec(spec, attention_config))
 
 
-def test_vit_learns_digits(tmp_path):
+def test_vit_learns_digits(tmp_path, one_thread):
     config = RunConfig.create("vit", "digits", {
         **TINY, "task.rotation": 5.0, "task.noise": 0.05, "task.shift": 0.06, "task.train_size": 2000,
         "task.val_size": 200, "train.steps": 200, "train.lr": 3e-3, "train.eval_every": 200,
