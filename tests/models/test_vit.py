@@ -50,13 +50,13 @@ def vit(spec: TaskSpec = SPEC, attention: str = "full", attention_config=None, *
 def test_vit_learns_digits(tmp_path, one_thread):
     config = RunConfig.create("vit", "digits", {
         **TINY, "task.rotation": 5.0, "task.noise": 0.05, "task.shift": 0.06, "task.train_size": 2000,
-        "task.val_size": 200, "train.steps": 200, "train.lr": 3e-3, "train.eval_every": 200,
-        "train.attention_every": 200,
+        "task.val_size": 200, "train.steps": 300, "train.lr": 3e-3, "train.eval_every": 300,
+        "train.attention_every": 300,
     })
     events = list(train(config, out_dir=tmp_path))
     assert events[-1].status == "finished"
     accuracy = [e for e in events if isinstance(e, EvalEvent)][-1].val_accuracy
-    assert accuracy >= 0.8, f"validation accuracy {accuracy:.2f} after 200 steps (chance 0.1)"
+    assert accuracy >= 0.85, f"validation accuracy {accuracy:.2f} after 300 steps (chance 0.1)"
 
     probe = [e for e in events if isinstance(e, AttentionEvent)][-1]
     assert probe.maps.shape == (2, 2, 17, 17)  # class token + 4 x 4 patches
@@ -74,7 +74,7 @@ def test_vit_learns_digits(tmp_path, one_thread):
     batch = make_batch(task.split("val"), torch.arange(32), task.spec.pad_id)
     with torch.no_grad():
         again = model(batch.inputs, batch.mask).logits.argmax(-1)
-    assert loaded.model_type == "vit" and (again == batch.targets).float().mean() >= 0.75
+    assert loaded.model_type == "vit" and (again == batch.targets).float().mean() >= 0.8
 
 
 @pytest.mark.parametrize("attention,settings", [("performer", {}), ("local", {"window": 4}), ("linear", {})])
