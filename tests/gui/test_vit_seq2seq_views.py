@@ -101,3 +101,14 @@ def test_views_accept_unbatched_rgb_and_missing_tokens(app, qtbot):
     assert cross.outputs == ("1", "2", "3") and cross.sources == ("0", "1", "2", "3")
     cross.clear()
     assert cross.current_map() is None
+
+
+def test_data_preview_describes_image_tasks(tmp_path, monkeypatch):
+    from effstudio.gui.panels.data_panel import build_preview
+    from effstudio.registry import get_registry
+    from effstudio.tasks.digits import DigitsConfig
+
+    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
+    preview = build_preview(get_registry(), "digits", DigitsConfig(train_size=20, val_size=10, test_size=10))
+    assert preview.summary.startswith("image classification \u00b7 16\u00d716 grey images \u00b7 10 classes")
+    assert preview.rows[0][0] == "image 16\u00d716" and preview.rows[0][1].isdigit()

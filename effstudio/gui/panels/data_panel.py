@@ -65,6 +65,9 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
         rows.append((_clip(source), _clip(shown)))
     objective = "classification" if spec.objective == "classify" else "language modelling"
     parts = [objective, f"vocabulary {spec.vocab_size}", f"max length {spec.max_length}"]
+    if spec.is_image:
+        colour = "grey" if spec.channels == 1 else f"{spec.channels}-channel"
+        parts = ["image classification", f"{spec.image_size}\u00d7{spec.image_size} {colour} images"]
     if spec.objective == "classify":
         parts.append(f"{spec.num_classes} classes")
     parts.append(f"{len(split)} validation examples")
