@@ -59,9 +59,13 @@ ID_ROLE = Qt.ItemDataRole.UserRole + 2
 LIVE_REFRESH_MS = 3000
 COLUMNS = ("ID", "Name", "Status", "Model", "Attention", "Task", "Steps", "Final loss", "Val acc", "Started",
            "Duration", "Tags")
-METRICS = (("loss", "Training loss"), ("val_loss", "Validation loss"), ("val_accuracy", "Validation accuracy"),
-           ("lr", "Learning rate"), ("tokens_per_s", "Throughput (tokens/s)"), ("grad_norm", "Gradient norm"),
-           ("rss_mb", "Memory, process RSS (MB)"), ("cuda_allocated_mb", "Memory, CUDA allocated (MB)"))
+# (metric, label in the chooser, y-axis label)
+METRICS = (("loss", "Training loss", "loss"), ("val_loss", "Validation loss", "loss"),
+           ("val_accuracy", "Validation accuracy", "accuracy (%)"), ("lr", "Learning rate", "learning rate"),
+           ("tokens_per_s", "Throughput (tokens/s)", "tokens/s"), ("grad_norm", "Gradient norm", "norm"),
+           ("rss_mb", "Memory, process RSS", "MB"), ("cuda_allocated_mb", "Memory, CUDA allocated", "MB"))
+SMOOTHED = ("loss", "tokens_per_s", "grad_norm")
+RISING = ("val_accuracy",)  # curves that climb: the legend goes to the bottom right, out of their way
 PALETTE = (theme.BLUE, theme.ORANGE, theme.GREEN, theme.PURPLE, theme.RED, theme.SKY, "#000000", "#8c6d31")
 STATUS_COLOURS = {"running": theme.ACCENT, "finished": theme.OK, "stopped": theme.WARNING, "failed": theme.ERROR,
                   "interrupted": theme.ERROR}
@@ -247,9 +251,10 @@ class RunsPanel(Panel):
         header = self.table.horizontalHeader()
         header.setHighlightSections(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        for column, width in zip(COLUMNS, (44, 190, 84, 96, 84, 72, 100, 76, 64, 118, 66, 80), strict=True):
+        header.setStretchLastSection(False)
+        for column, width in zip(COLUMNS, (52, 160, 84, 92, 80, 64, 96, 74, 62, 126, 66, 96), strict=True):
             self.table.setColumnWidth(COLUMNS.index(column), width)
+        header.setSectionResizeMode(COLUMNS.index("Name"), QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _index: self.open_selected_config())
 
         self.rename_button = QPushButton("Rename\u2026", self)
@@ -284,11 +289,12 @@ class RunsPanel(Panel):
         table_layout.addLayout(actions)
 
         self.metric_box = QComboBox(self)
-        for key, label in METRICS:
+        for key, label, _axis in METRICS:
             self.metric_box.addItem(label, key)
         self.smooth_box = QCheckBox("Smooth", self)
         self.smooth_box.setChecked(True)
-        self.smooth_box.setToolTip("Exponential moving average (0.9) of the training loss and throughput")
+        self.smooth_box.setToolTip("Exponential moving average (0.9) of the training loss, throughput and "
+                                   "gradient norm")
         self.plot = pg.PlotWidget(self)
         self.plot.setBackground("w")
         plot_item = self.plot.getPlotItem()
@@ -466,8 +472,11 @@ class RunsPanel(Panel):
             return
         self.plot_stack.setCurrentIndex(1)
         metric, label = self.selected_metric(), self.metric_box.currentText()
-        plot_item.setLabel("left", label, color=theme.MUTED)
-        smooth = self.smooth_box.isChecked() and metric in ("loss", "tokens_per_s", "grad_norm")
+        plot_item.setLabel("left", dict((m, axis) for m, _, axis in METRICS)[metric], color=theme.MUTED)
+        self.smooth_box.setEnabled(metric in SMOOTHED)
+        smooth = self.smooth_box.isChecked() and metric in SMOOTHED
+        self.legend.anchor(itemPos=(1, 1 if metric in RISING else 0), parentPos=(1, 1 if metric in RISING else 0),
+                           offset=(-8, -8 if metric in RISING else 8))
         points = metric in ("val_loss", "val_accuracy")
         missing = []
         for number, run in enumerate(runs):
@@ -486,8 +495,6 @@ class RunsPanel(Panel):
             curve.setDownsampling(auto=True, method="mean" if smooth else "peak")
             curve.setClipToView(True)
             self.curves[run.id] = curve
-        if metric == "val_accuracy":
-            plot_item.setLabel("left", "Validation accuracy (%)", color=theme.MUTED)
         plot_item.enableAutoRange()
         if missing and not self.curves:
             self.plot_hint.setText(f"No {label.lower()} recorded for the selected runs.")
