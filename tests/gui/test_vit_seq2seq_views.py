@@ -112,3 +112,25 @@ def test_data_preview_describes_image_tasks(tmp_path, monkeypatch):
     preview = build_preview(get_registry(), "digits", DigitsConfig(train_size=20, val_size=10, test_size=10))
     assert preview.summary.startswith("image classification \u00b7 16\u00d716 grey images \u00b7 10 classes")
     assert preview.rows[0][0] == "image 16\u00d716" and preview.rows[0][1].isdigit()
+
+
+@pytest.mark.parametrize("model,task,overrides,key", [
+    ("vit", "digits", {"task.train_size": 64, "task.val_size": 16, "task.test_size": 16}, "cls_patch_attention"),
+    ("seq2seq", "copy", {"task.mode": "reverse", "task.max_length": 5, "task.train_size": 64,
+                         "task.val_size": 16, "task.test_size": 16}, "cross_attention"),
+])
+def test_window_trains_the_model_and_shows_its_view(window, qtbot, model, task, overrides, key):
+    from effstudio.engine.run_config import RunConfig
+
+    window.apply_config(RunConfig.create(model, task, {
+        "model.d_model": 16, "model.layers": 1, "model.heads": 2, "train.steps": 6, "train.batch_size": 16,
+        "train.eval_every": 3, "train.attention_every": 3, "train.warmup_steps": 1, "train.device": "cpu",
+        **overrides}))
+    worker = window.start_training()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        pass
+    assert finished.args[0].status == "finished"
+    monitor = window.monitor_panel
+    qtbot.waitUntil(lambda: key in monitor.model_view.views, timeout=5_000)
+    assert monitor.side_tabs.currentWidget() is monitor.model_view
