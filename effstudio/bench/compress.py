@@ -132,10 +132,12 @@ def _measure(train_steps: int, folder: Path) -> dict[str, Any]:
         return evaluate(m, val, spec.pad_id, spec.objective, 64, CPU)[1]
 
     base_acc = accuracy(model)
+    counts = torch.bincount(val.targets.flatten()[val.targets.flatten() >= 0])
+    majority = float(counts.max()) / float(counts.sum())
     report: dict[str, Any] = {
         "model": {"d_model": 256, "layers": 2, "heads": 8, "attention": "sdpa", "task": "listops",
                   "train_steps": train_steps, "train_s": round(train_s, 1), "params": count_params(model),
-                  "accuracy": base_acc, "timing_length_b1": int(one.inputs.shape[1]),
+                  "accuracy": base_acc, "majority_class_accuracy": majority, "timing_length_b1": int(one.inputs.shape[1]),
                   "timing_length_b32": int(many.inputs.shape[1]), "threads": torch.get_num_threads()},
     }
 
@@ -176,12 +178,26 @@ def _measure(train_steps: int, folder: Path) -> dict[str, Any]:
     for event in distill_job(done.checkpoint, settings, folder / "student.safetensors"):
         if event.kind == "result":
             result = event
-    report["distill"] = {"student_params": result.params, "teacher_params": result.baseline_params,
+    student = load_checkpoint(folder / "student.safetensors").model
+    report["distill"] = {"agreement": _agreement(model, student, val, spec.pad_id), "student_params": result.params, "teacher_params": result.baseline_params,
                          "param_ratio": result.details["param_ratio"], "student_accuracy": result.accuracy,
                          "teacher_accuracy": result.baseline_accuracy,
                          "accuracy_ratio": result.details["accuracy_ratio"], "steps": train_steps}
     report["targets"] = _verdicts(report)
     return report
+
+
+def _agreement(a: torch.nn.Module, b: torch.nn.Module, split: Any, pad_id: int) -> float:
+    """Share of validation predictions on which two models agree."""
+    from effstudio.engine.data import eval_batches
+
+    same = total = 0
+    with torch.inference_mode():
+        for batch in eval_batches(split, pad_id, 64):
+            pa, pb = a(batch.inputs, batch.mask).logits.argmax(-1), b(batch.inputs, batch.mask).logits.argmax(-1)
+            same += int((pa == pb).sum())
+            total += pa.numel()
+    return same / max(total, 1)
 
 
 def _verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -203,7 +219,8 @@ def _verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def format_report(report: dict[str, Any]) -> str:
     m = report["model"]
     lines = [f"model: d_model 256, 2 blocks, 8 heads, sdpa, ListOps; {m['params']:,} parameters, trained "
-             f"{m['train_steps']} steps in {m['train_s']} s, accuracy {m['accuracy']:.3f}; "
+             f"{m['train_steps']} steps in {m['train_s']} s, accuracy {m['accuracy']:.3f} (majority class "
+             f"{m['majority_class_accuracy']:.3f}); "
              f"{m['threads']} thread(s); batch 1 at {m['timing_length_b1']} tokens, batch 32 at "
              f"{m['timing_length_b32']}", "",
              f"{'target':<28} {'measured':>12} {'goal':>10}  met"]
@@ -218,6 +235,7 @@ def format_report(report: dict[str, Any]) -> str:
               f"pruned (heads {p['heads']}, ff {p['ff']}): batch 1 {p['full_ms_b1']:.2f} -> {p['ms_b1']:.2f} ms, "
               f"batch 32 {p['full_ms_b32']:.1f} -> {p['ms_b32']:.1f} ms",
               f"distill: student {report['distill']['student_params']:,} parameters, accuracy "
-              f"{report['distill']['student_accuracy']:.3f} (teacher {report['distill']['teacher_accuracy']:.3f})"]
+              f"{report['distill']['student_accuracy']:.3f} (teacher {report['distill']['teacher_accuracy']:.3f}), "
+              f"agrees with the teacher on {100 * report['distill']['agreement']:.1f}% of validation examples"]
     return "\n".join(lines)
 
