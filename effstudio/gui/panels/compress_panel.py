@@ -397,7 +397,7 @@ class CompressPanel(Panel):
         self.sparsity_curve = self.sparsity_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
                                                       symbolBrush=theme.BLUE, symbolPen=None, symbolSize=7)
         self.distill_plot = _plot("Distillation: validation accuracy", "step", "accuracy", live)
-        legend = self.distill_plot.getPlotItem().addLegend(offset=(-10, 10))
+        legend = self.distill_plot.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
         legend.setLabelTextColor(theme.TEXT)
         self.student_curve = self.distill_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
                                                     symbolSize=6, symbolBrush=theme.BLUE, symbolPen=None,
