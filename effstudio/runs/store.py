@@ -271,6 +271,9 @@ class RunStore:
         except sqlite3.DatabaseError as err:
             self.conn.close()
             raise RunStoreError(f"the run store {self.path} is not usable: {err}") from None
+        except BaseException:
+            self.conn.close()
+            raise
 
     # ---------------------------------------------------------------- schema
     @property

@@ -145,3 +145,10 @@ def test_runs_of_dead_processes_are_marked_interrupted():
         status = {r.id: r.status for r in store.list_runs()}
         assert status == {alive: "running", crashed: "interrupted", far_away: "interrupted", nearby: "running"}
         assert "killed or crashed" in store.get_run(crashed).error
+
+
+def test_a_file_that_is_not_a_database_is_reported(tmp_path):
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not an SQLite database, not even close" * 100)
+    with pytest.raises(RunStoreError, match="not usable"):
+        RunStore(path)
