@@ -167,6 +167,18 @@ def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
     ids = [window.runs_panel.proxy.index(r, 0).data() for r in range(window.runs_panel.proxy.rowCount())]
     assert str(runs[0].id) in ids
 
+    # Continue from checkpoint: the same record goes on, in the same folder
+    config = RunConfig.from_dict(runs[0].config).with_overrides({"train.steps": 24})
+    worker = window.continue_run(config, str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "run"))
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        pass
+    assert finished.args[0].status == "finished" and finished.args[0].steps == 24
+    qtbot.waitUntil(lambda: window.job is None, timeout=10_000)
+    with RunStore() as store:
+        run = store.get_run(runs[0].id)
+        assert (run.status, run.steps) == ("finished", 24)
+        assert store.metrics(run.id)["loss"].steps.tolist() == list(range(1, 25))
+
 
 def test_copy_as_torchrun_command(window, app):
     import shlex
