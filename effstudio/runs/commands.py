@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_runs_parser(commands: Any) -> None:
-    runs = commands.add_parser("runs", help="recorded runs: list, show, export, rename, tag, delete",
+    runs = commands.add_parser("runs", help="recorded runs: list, show, export, rename, tag, delete, import",
                                description="Every run, from the window or the command line, is recorded in a "
                                            "SQLite database in the data folder (runs.sqlite).")
     actions = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
@@ -52,7 +52,12 @@ def add_runs_parser(commands: Any) -> None:
     tag.add_argument("tags", nargs="+", metavar="TAG")
     tag.add_argument("--remove", action="store_true", help="remove these tags instead")
 
-    for parser in (listing, show, export, delete, rename, tag):
+    imported = actions.add_parser("import", help="record a run from its folder (e.g. one trained elsewhere "
+                                                 "with --no-record and copied here)")
+    imported.add_argument("run_dir", type=Path, help="a run folder with config.toml and events.jsonl")
+    imported.add_argument("--name", help="the run's name (default: TASK-ATTENTION-ID)")
+
+    for parser in (listing, show, export, delete, rename, tag, imported):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.set_defaults(func=cmd_runs)
 
@@ -218,4 +223,17 @@ def _tag(store: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_ACTIONS = {"list": _list, "show": _show, "export": _export, "delete": _delete, "rename": _rename, "tag": _tag}
+def _import(store: Any, args: argparse.Namespace) -> int:
+    from effstudio.runs.recorder import import_run_dir
+
+    run_id = import_run_dir(args.run_dir, path=store.path, name=args.name)
+    run = store.get_run(run_id)
+    if args.json:
+        _print_json(run.summary_json())
+    else:
+        print(f"recorded {args.run_dir} as run {run_id} ({run.name}, {run.status}, {run.steps} steps)")
+    return EXIT_OK
+
+
+_ACTIONS = {"list": _list, "show": _show, "export": _export, "delete": _delete, "rename": _rename, "tag": _tag,
+            "import": _import}

@@ -5,7 +5,8 @@
 - JSON: the run (as ``runs show --json``), its artifacts and every metric series
   ``{"steps": [...], "values": [...], "wall_times": [...]}``.
 - TensorBoard: an event file in a folder, scalars tagged ``train/loss``,
-  ``val/accuracy``, ``memory/rss_mb``... (:data:`TENSORBOARD_TAGS`), at their
+  ``val/accuracy``, ``memory/rss_mb``... (:data:`TENSORBOARD_TAGS`; a model's own step
+  metrics, such as a mixture of experts' balance loss, as ``model/NAME``), at their
   step and original wall-clock time. Point ``tensorboard --logdir`` at the
   parent folder to compare several exported runs.
 """
@@ -93,7 +94,7 @@ def write_tensorboard(store: RunStore, run_id: int, folder: str | Path | None = 
     wall: dict[int, float] = {}
     for name in ordered_names(list(metrics)):
         series = metrics[name]
-        tag = TENSORBOARD_TAGS.get(name, f"other/{name}")
+        tag = TENSORBOARD_TAGS.get(name, f"model/{name}")  # a model's own step metrics
         for step, value, time_s in zip(series.steps.tolist(), series.values.tolist(),
                                        series.wall_times.tolist(), strict=True):
             if _number(value) is None:

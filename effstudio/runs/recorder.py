@@ -167,6 +167,8 @@ class RunRecorder:
                     self._rows += [(run_id, "loss", step, event.loss, wall), (run_id, "lr", step, event.lr, wall),
                                    (run_id, "tokens_per_s", step, event.tokens_per_s, wall),
                                    (run_id, "grad_norm", step, event.grad_norm, wall)]
+                    for name, value in (getattr(event, "metrics", None) or {}).items():  # a model's extras
+                        self._rows.append((run_id, name, step, value, wall))
                     self._progress["steps"] = step
                     if time.monotonic() - self._last_flush >= self.flush_s:
                         self.flush()
@@ -285,3 +287,70 @@ def record_run(events: Iterable[Event], config: Any, *, source: str = "cli", nam
     """``events`` passed through, recorded in the run store (see the module docstring)."""
     recorder = RunRecorder(config, source=source, name=name, path=path, flush_s=flush_s, world_size=world_size)
     return recorder.wrap(events)
+
+
+# ----------------------------------------------------------------- importing
+_EVENT_TYPES = {cls.kind: cls for cls in (StartEvent, StepEvent, EvalEvent, MemoryEvent, CheckpointEvent,
+                                          LogEvent, DoneEvent)}
+
+
+def _event_from_json(record: dict[str, Any]) -> Event | None:
+    cls = _EVENT_TYPES.get(record.get("event", ""))
+    if cls is None:
+        return None
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name: str | None = None) -> int:
+    """Record a run from its folder (``config.toml`` and ``events.jsonl``), e.g. one trained on a cluster
+    with ``--no-record`` and copied home; return its id. Paths are taken as the folder's current place;
+    start and end times come from the event log's modification time and the run's duration."""
+    import json
+
+    from effstudio.engine.run_config import RunConfig
+
+    folder = Path(run_dir).resolve()
+    log = folder / "events.jsonl"
+    if not log.is_file() or not (folder / "config.toml").is_file():
+        raise RunStoreError(f"{folder} is not a run folder (it needs config.toml and events.jsonl)")
+    config = RunConfig.from_toml(folder / "config.toml")
+    with RunStore(path) as store:
+        if store.resumable_run(str(folder)) is not None:
+            raise RunStoreError(f"{folder} is already recorded as run {store.resumable_run(str(folder))}")
+    segments: list[list[Event]] = []
+    with open(log, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                event = _event_from_json(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue  # a line cut short by a crash
+            if isinstance(event, StartEvent):
+                event = StartEvent(str(folder), event.device, event.params, event.total_steps, event.start_step)
+                segments.append([])
+            elif isinstance(event, CheckpointEvent):
+                event = CheckpointEvent(event.step, str(folder / Path(event.path).name))
+            elif isinstance(event, DoneEvent) and event.checkpoint:
+                event = DoneEvent(event.steps, event.final_loss, event.val_accuracy,
+                                  str(folder / Path(event.checkpoint).name), event.seconds, event.status, event.error)
+            if event is not None and segments:
+                segments[-1].append(event)
+    if not segments:
+        raise RunStoreError(f"{log} holds no start event")
+    run_id = None
+    seconds = 0.0
+    for events in segments:
+        recorder = RunRecorder(config, source="import", name=name, path=path)
+        for _ in recorder.wrap(iter(events)):
+            pass
+        if recorder.error:
+            raise RunStoreError(recorder.error)
+        run_id = recorder.run_id if run_id is None else run_id
+        seconds += next((e.seconds for e in events if isinstance(e, DoneEvent)), 0.0)
+    ended = log.stat().st_mtime
+    with RunStore(path) as store:
+        run = store.get_run(run_id)
+        store.update_run(run_id, started_at=ended - seconds, ended_at=ended if run.status != "running" else None)
+    return int(run_id)

@@ -116,3 +116,14 @@ def test_a_resumed_run_continues_its_record(tmp_path):
         assert (run.status, run.steps, run.total_steps) == ("finished", 10, 10)
         assert store.metrics(run_id)["loss"].steps.tolist() == list(range(1, 11))
         assert run.config["train"]["steps"] == 10
+
+
+def test_a_models_own_step_metrics_are_recorded(tmp_path):
+    def stream():
+        yield StartEvent(str(tmp_path), "cpu", 1, 2, 0)
+        for step in (1, 2):
+            yield StepEvent(step, 2, 1.0, 1e-3, 1.0, 1.0, 1.0, 0.0, metrics={"ponder_mean": 1.5 + step})
+
+    list(record_run(stream(), tiny_config()))
+    with RunStore() as store:
+        assert store.metrics(1)["ponder_mean"].values.tolist() == [2.5, 3.5]

@@ -107,3 +107,25 @@ def test_no_record_and_the_environment_switch(tmp_path, capsys, monkeypatch):
     assert code == 0 and not any(r["event"] == "run" for r in records)
     code, (listing,) = run_json(capsys, "runs", "list", "--json")
     assert listing["runs"] == []
+
+
+def test_import_a_run_folder_trained_without_the_store(tmp_path, capsys):
+    trained = tmp_path / "cluster" / "run"
+    code, _ = run_json(capsys, "train", *TINY, "--out", str(trained), "--no-record",
+                       "--set", "train.checkpoint_every=2", "--json")
+    assert code == 0
+    code, _ = run_json(capsys, "train", "--resume", str(trained / "checkpoint.safetensors"), "--steps", "6",
+                       "--no-record", "--json")
+    assert code == 0
+    home = tmp_path / "home" / "run"
+    home.parent.mkdir()
+    trained.rename(home)  # copied home from the cluster
+    code, (imported,) = run_json(capsys, "runs", "import", str(home), "--json")
+    assert code == 0
+    assert (imported["status"], imported["steps"], imported["source"]) == ("finished", 6, "import")
+    assert imported["run_dir"] == str(home) and imported["duration_s"] > 0
+    code, (shown,) = run_json(capsys, "runs", "show", str(imported["id"]), "--json")
+    assert shown["metrics"]["loss"]["count"] == 6
+    assert shown["artifacts"][0]["path"] == str(home / "checkpoint.safetensors") and shown["artifacts"][0]["exists"]
+    code, (again,) = run_json(capsys, "runs", "import", str(home), "--json")
+    assert code == 1 and "already recorded" in again["error"]
