@@ -190,3 +190,23 @@ def test_copy_as_torchrun_command(window, app):
     assert "train.lr=0.0003" in words and "model.d_model=32" in words
     assert "train.device=cpu" not in words  # each process takes its GPU
     assert app.clipboard().text() == text
+
+
+def test_a_models_own_metrics_can_be_compared(app, qtbot, tmp_path):
+    path = tmp_path / "extras.sqlite"
+
+    def stream():
+        yield StartEvent(str(tmp_path / "u"), "cpu", 1, 3, 0)
+        for step in (1, 2, 3):
+            yield StepEvent(step, 3, 1.0, 1e-3, 1.0, 1.0, 1.0, 0.0, metrics={"ponder_mean": float(step)})
+
+    list(record_run(stream(), tiny_config(), path=path))
+    widget = RunsPanel(store_path=path)
+    qtbot.addWidget(widget)
+    widget.refresh()
+    widget.select_ids([1])
+    index = widget.metric_box.findData("ponder_mean")
+    assert index >= 0 and widget.metric_box.itemText(index) == "Ponder mean"
+    widget.metric_box.setCurrentIndex(index)
+    assert list(widget.curves[1].getData()[1]) == [1.0, 2.0, 3.0]
+    widget.close_store()

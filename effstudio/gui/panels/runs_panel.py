@@ -435,7 +435,20 @@ class RunsPanel(Panel):
 
     def _selection_changed(self, *_args: Any) -> None:
         self._update_buttons()
+        self._offer_model_metrics()
         self.plot_selected()
+
+    def _offer_model_metrics(self) -> None:
+        """Add the selected runs' own step metrics (a model's extras, e.g. ponder steps) to the chooser."""
+        store = self.store
+        if store is None:
+            return
+        known = {self.metric_box.itemData(i) for i in range(self.metric_box.count())}
+        extra = sorted({name for run in self.selected_runs() for name in store.metric_names(run.id)} - known)
+        self.metric_box.blockSignals(True)
+        for name in extra:
+            self.metric_box.addItem(name.replace("_", " ").capitalize(), name)
+        self.metric_box.blockSignals(False)
 
     def _update_buttons(self) -> None:
         runs = self.selected_runs()
@@ -472,7 +485,7 @@ class RunsPanel(Panel):
             return
         self.plot_stack.setCurrentIndex(1)
         metric, label = self.selected_metric(), self.metric_box.currentText()
-        plot_item.setLabel("left", dict((m, axis) for m, _, axis in METRICS)[metric], color=theme.MUTED)
+        plot_item.setLabel("left", {m: axis for m, _, axis in METRICS}.get(metric, metric), color=theme.MUTED)
         self.smooth_box.setEnabled(metric in SMOOTHED)
         smooth = self.smooth_box.isChecked() and metric in SMOOTHED
         self.legend.anchor(itemPos=(1, 1 if metric in RISING else 0), parentPos=(1, 1 if metric in RISING else 0),
