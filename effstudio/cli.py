@@ -20,7 +20,8 @@ from typing import Any
 
 import effstudio
 
-COMMANDS = ("models", "attention", "tasks", "train", "inspect", "gui", "bench")
+COMMANDS = ("models", "attention", "tasks", "train", "runs", "inspect", "gui", "bench",
+            "prune", "quantize", "distill", "export", "compare")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -109,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _train_config(args)
     control = JobControl()
-    is_main = context_from_env().is_main
+    dist = context_from_env()
+    is_main = dist.is_main
     log_file = None
     done: DoneEvent | None = None
     progress = None
@@ -117,7 +119,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             # a resumed run continues in its own folder unless told otherwise
             out_dir = args.out or (args.resume.parent if args.resume else None)
-            for event in train(config, control=control, out_dir=out_dir, resume=args.resume):
+            events = train(config, control=control, out_dir=out_dir, resume=args.resume)
+            if is_main and not args.no_record:
+                from effstudio.runs.recorder import record_run, recording_enabled
+
+                if recording_enabled():  # only rank 0 records a torchrun job
+                    events = record_run(events, config, source="cli", name=args.name, world_size=dist.world_size)
+            for event in events:
                 if not is_main:
                     continue
                 record = event.to_json()
@@ -156,6 +164,13 @@ def _show_progress(event: Any, progress: Any) -> Any:
     if kind == "start":
         print(f"run folder: {event.run_dir}\ndevice: {event.device}, parameters: {event.params:,}")
         return tqdm(total=event.total_steps, initial=event.start_step, unit="step", dynamic_ncols=True)
+    if kind == "run":
+        message = f"recorded as run {event.id} (effstudio runs show {event.id})"
+        if progress is None:
+            print(message)
+        else:
+            progress.write(message)
+        return progress
     if progress is None:
         return progress
     if kind == "step":
@@ -289,6 +304,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from effstudio.bench.overhead import measure_overhead
 
         result = measure_overhead(steps=args.steps)
+    elif args.bench == "runstore":
+        from effstudio.bench.runstore import measure_runstore
+
+        result = measure_runstore(steps=args.steps)
     else:
         from effstudio.gui.responsiveness import measure_responsiveness
 
@@ -401,8 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--out", type=Path, help="run folder (default: a new folder under the data directory)")
     train.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    train.add_argument("--name", help="the run's name in the run store (default: TASK-ATTENTION-ID)")
+    train.add_argument("--no-record", action="store_true",
+                       help="do not record the run in the run store (EFFSTUDIO_RECORD_RUNS=0 does the same)")
     train.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     train.set_defaults(func=cmd_train)
+
+    from effstudio.runs.commands import add_runs_parser
+
+    add_runs_parser(commands)
+
+    from effstudio.compress.commands import add_bench_parser, add_compress_parsers
+
+    add_compress_parsers(commands)
 
     inspect = commands.add_parser(
         "inspect", help="look inside a model file or folder: tensors, statistics, architecture; or diff two",
@@ -426,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks")
     benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     for name, what in (("overhead", "engine steps/s against a bare PyTorch loop"),
-                       ("responsiveness", "GUI event-loop latency while training")):
+                       ("responsiveness", "GUI event-loop latency while training"),
+                       ("runstore", "engine steps/s with the run store recording against without")):
         loop = benches.add_parser(name, help=what)
         loop.add_argument("--steps", type=int, default=200, help="training steps to measure over")
         loop.add_argument("--json", action="store_true", help="print one JSON object")
@@ -438,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_bench.add_argument("--dir", type=Path, help="folder for the temporary file (default: the system's)")
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
     inspect_bench.set_defaults(func=cmd_bench_inspect)
+    add_bench_parser(benches)
     return parser
 
 

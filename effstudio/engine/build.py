@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import load_weights, read_info
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
@@ -14,8 +15,17 @@ from effstudio.tasks.base import Task, TaskSpec
 
 
 def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
+    """The task, in the form the model type reads: an encoder-decoder model (whose config
+    class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
     registry = registry or get_registry()
-    return registry.get("tasks", config.task_name).factory(config.task)
+    task = registry.get("tasks", config.task_name).factory(config.task)
+    if getattr(type(config.model), "task_form", None) == "seq2seq" and task.spec.objective != "seq2seq":
+        as_seq2seq = getattr(task, "as_seq2seq", None)
+        if as_seq2seq is None:
+            raise ConfigError("task", f"model type {config.model_type!r} maps a source sequence to a target "
+                                      f"sequence; task {config.task_name!r} has no such form (use copy)")
+        task = as_seq2seq()
+    return task
 
 
 def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | None = None) -> nn.Module:
@@ -25,8 +35,17 @@ def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | Non
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Task]:
-    """An effstudio checkpoint's model (weights loaded, eval mode), run config and task."""
+    """An effstudio checkpoint's model (weights loaded, eval mode), run config and task.
+
+    A pruned, half-precision or quantized checkpoint (see effstudio.compress.formats)
+    is rebuilt from the records in its header.
+    """
     info = read_info(path)
+    if any(key in info.metadata for key in ("effstudio.structure", "effstudio.quantization", "effstudio.dtype")):
+        from effstudio.compress.formats import load_checkpoint
+
+        loaded = load_checkpoint(info.path)
+        return loaded.model, loaded.config, loaded.task
     task = build_task(info.config)
     model = build_model(info.config, task.spec)
     load_weights(model, info.path)

@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from effstudio.config import ConfigError
 from effstudio.engine import checkpoint as ckpt
 from effstudio.engine.build import build_model, build_task
-from effstudio.engine.data import MicroBatchIndices, make_batch, train_batches
+from effstudio.engine.data import Batch, MicroBatchIndices, make_batch, train_batches
 from effstudio.engine.device import describe_device, pick_device
 from effstudio.engine.distributed import (
     DistContext,
@@ -50,12 +50,14 @@ from effstudio.engine.events import (
     StepEvent,
 )
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
-from effstudio.engine.objective import evaluate, task_loss
+from effstudio.engine.objective import evaluate, forward_batch, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig
+from effstudio.models.base import ModelOutput
 from effstudio.paths import runs_dir
 from effstudio.tasks.base import Split, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+LossHook = Callable[[ModelOutput, Batch, torch.Tensor], torch.Tensor]
 MEMORY_EVERY = 10
 PROBE_MAX_TOKENS = 64
 FINAL_LOSS_WINDOW = 20
@@ -93,8 +95,28 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _add_scalar_extras(sums: dict[str, torch.Tensor], extras: dict[str, torch.Tensor]) -> None:
+    """Accumulate a forward pass's 0-dim extras (step metrics) as tensors: no device sync here."""
+    for key, value in extras.items():
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            value = value.detach().float()
+            sums[key] = sums[key] + value if key in sums else value
+
+
+def array_extras(extras: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A forward pass's array extras as numpy (floats as float32), for the model views."""
+    views: dict[str, np.ndarray] = {}
+    for key, value in extras.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            value = value.detach()
+            views[key] = (value.float() if value.is_floating_point() else value).cpu().numpy()
+    return views
+
+
 def choose_probe(split: Split, pad_id: int) -> int:
     """The fixed probe example for attention maps: the first short one, else the shortest."""
+    if split.inputs.is_floating_point():
+        return 0  # images are all the same size
     lengths = (split.inputs != pad_id).sum(dim=1)
     short = torch.nonzero(lengths <= PROBE_MAX_TOKENS).flatten()
     return int(short[0]) if len(short) else int(lengths.argmin())
@@ -120,19 +142,22 @@ class _RunState:
 class _Run:
     """One training run: set-up in ``__init__``, the loop in ``events()``."""
 
-    def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None):
+    def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None,
+                 model: nn.Module | None = None, loss_hook: LossHook | None = None):
         config.validate()
+        self.loss_hook = loss_hook
         self.config, self.train_cfg, self.control = config, config.train, control
         self.dist: DistContext = context_from_env()
         self.device = local_device(self.dist, pick_device(self.train_cfg.device))
         self.autocast = autocast_for(self.train_cfg.precision, self.device)
+        self.dist.check_batch(self.train_cfg.batch_size, self.train_cfg.grad_accum)
         init_process_group(self.dist, self.device)
 
         torch.manual_seed(self.train_cfg.seed)
         self.task: Task = build_task(config)
         self.spec = self.task.spec
         self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
-        self.model = build_model(config, self.spec).to(self.device)
+        self.model = (model if model is not None else build_model(config, self.spec)).to(self.device)
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
         self.state = _RunState(step=0)
@@ -213,10 +238,10 @@ class _Run:
             if self.control.paused:
                 yield LogEvent("info", f"paused at step {state.step}")
                 self.control.wait_while_paused()
-            if self.control.stop_requested:
+            if self.dist.any(self.control.stop_requested, self.device):  # all ranks stop at the same step
                 break
             try:
-                loss, grad_norm, tokens, seconds = self._step(batches)
+                loss, grad_norm, tokens, seconds, metrics = self._step(batches)
             except torch.OutOfMemoryError as err:
                 yield from self._fail(f"out of memory at step {state.step + 1}: lower the batch size or "
                                       f"the sequence length ({err})", started)
@@ -230,7 +255,7 @@ class _Run:
             state.tokens += tokens
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 yield StepEvent(state.step, cfg.steps, loss, lr_at(state.step - 1, cfg), tokens / seconds,
-                                rss_mb(), grad_norm, time.perf_counter() - started)
+                                rss_mb(), grad_norm, time.perf_counter() - started, metrics)
             yield from self._periodic()
         stopped = state.step < cfg.steps
         if state.saved_step != state.step:
@@ -239,13 +264,18 @@ class _Run:
         yield DoneEvent(state.step, state.final_loss, state.val_accuracy, state.checkpoint,
                         time.perf_counter() - started, status)
 
-    def _step(self, batches: Iterator) -> tuple[float, float, int, float]:
-        """One optimizer step over ``grad_accum`` micro-batches: (loss, grad norm, tokens, seconds)."""
+    def _step(self, batches: Iterator) -> tuple[float, float, int, float, dict[str, float]]:
+        """One optimizer step over ``grad_accum`` micro-batches.
+
+        Returns (loss, grad norm, tokens, seconds, metrics): metrics are the model's
+        scalar extras averaged over the micro-batches, read with the loss in one transfer.
+        """
         cfg = self.train_cfg
         begin = time.perf_counter()
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.state.step, cfg)
         loss_sum = torch.zeros((), device=self.device)
+        metric_sums: dict[str, torch.Tensor] = {}
         tokens = 0
         for micro in range(cfg.grad_accum):
             batch = next(batches).to(self.device)
@@ -254,19 +284,25 @@ class _Run:
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
             with sync:
                 with self.autocast:
-                    output = self.step_model(batch.inputs, batch.mask)
+                    output = forward_batch(self.step_model, batch, self.spec.objective)
                     loss = task_loss(output, batch.targets, self.spec.objective)
                     if output.aux_loss is not None:
                         loss = loss + output.aux_loss
+                    if self.loss_hook is not None:
+                        loss = self.loss_hook(output, batch, loss)
                 scaled = loss / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach()
+            _add_scalar_extras(metric_sums, output.extras)
             tokens += batch.tokens
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        loss_value = self.dist.average(float(loss_sum) / cfg.grad_accum, self.device)
+        totals = torch.stack([loss_sum, *metric_sums.values()]).tolist() if metric_sums else [float(loss_sum)]
+        loss_value = self.dist.average(totals[0] / cfg.grad_accum, self.device)
+        metrics = {key: self.dist.average(total / cfg.grad_accum, self.device)
+                   for key, total in zip(metric_sums, totals[1:], strict=True)}
         if math.isfinite(loss_value):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -274,7 +310,7 @@ class _Run:
             else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, grad_norm, tokens * self.dist.world_size, time.perf_counter() - begin
+        return loss_value, grad_norm, tokens * self.dist.world_size, time.perf_counter() - begin, metrics
 
     def _periodic(self) -> Iterator[Event]:
         cfg, step = self.train_cfg, self.state.step
@@ -299,11 +335,18 @@ class _Run:
             output = self.model(batch.inputs, batch.mask, need_weights=True)
         finally:
             self.model.train()
-        if not output.attentions:
+        views = array_extras(output.extras)
+        if not output.attentions and not views:
             return
-        maps = torch.stack([a[0].float() for a in output.attentions]).cpu().numpy()  # (L, H, N, N)
+        n = batch.inputs.shape[1]
+        if output.attentions:
+            maps = torch.stack([a[0].float() for a in output.attentions]).cpu().numpy()  # (L, H, N, N)
+        else:
+            maps = np.zeros((0, 0, n, n), dtype=np.float32)
         tokens = tuple(self.task.decode(batch.inputs[0].tolist()))
-        yield AttentionEvent(self.state.step, maps.astype(np.float32), tokens)
+        if "decoded" in views:  # seq2seq: the decoder's output tokens follow the source tokens
+            tokens += tuple(self.task.decode(views["decoded"][0].tolist()))
+        yield AttentionEvent(self.state.step, maps.astype(np.float32), tokens, views)
 
     def _fail(self, message: str, started: float) -> Iterator[Event]:
         yield LogEvent("error", message)
@@ -317,7 +360,14 @@ def train(
     control: JobControl | None = None,
     out_dir: Path | None = None,
     resume: Path | None = None,
+    model: nn.Module | None = None,
+    loss_hook: LossHook | None = None,
 ) -> Iterator[Event]:
-    """Train ``config`` and yield events; see the module docstring."""
-    run = _Run(config, control or JobControl(), out_dir, resume)
+    """Train ``config`` and yield events; see the module docstring.
+
+    ``model`` trains a given module (a pruned or distilled one) instead of one
+    built from the config; ``loss_hook(output, batch, loss)`` returns the loss
+    to minimise in place of the task loss (distillation mixes in its own terms).
+    """
+    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook)
     yield from run.events()
