@@ -395,6 +395,46 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------- self-test
+def cmd_self_test(argv: Sequence[str]) -> int:
+    """`effstudio --self-test [--json] [--no-window]`: the checks of effstudio.selftest, then the window."""
+    options = argparse.ArgumentParser(prog="effstudio --self-test")
+    options.add_argument("--json", action="store_true", help="one JSON object per check, then a summary")
+    options.add_argument("--no-window", action="store_true", help="skip the window check")
+    args = options.parse_args(argv)
+    from effstudio.selftest import environment, format_check, run_self_test
+
+    info = environment()
+    extra = []
+    if not args.no_window:
+        try:
+            from effstudio.gui.selftest import check_window
+        except ImportError as err:  # a core-only installation: no window to check
+            info["window"] = f"not checked ({err})"
+        else:
+            extra.append(("main window", check_window))
+    if args.json:
+        _print_json({"kind": "environment", **info})
+    else:
+        print("effstudio self-test: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    checks = []
+    for check in run_self_test(extra=extra):
+        checks.append(check)
+        if args.json:
+            _print_json({"kind": "check", **check.to_json()})
+        else:
+            print(format_check(check), flush=True)
+    failed = [c.name for c in checks if not c.ok]
+    seconds = round(sum(c.seconds for c in checks), 2)
+    if args.json:
+        _print_json({"kind": "summary", "ok": not failed, "checks": len(checks), "failed": failed,
+                     "seconds": seconds})
+    else:
+        verdict = f"FAILED: {', '.join(failed)}" if failed else "all passed"
+        print(f"{len(checks) - len(failed)}/{len(checks)} checks passed in {seconds:.1f}s: {verdict}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -402,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A desktop lab for efficient Transformers. Without a command, opens the window.",
     )
     parser.add_argument("--version", action="version", version=f"effstudio {effstudio.__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation headless (models, checkpoints, ONNX, the window) and "
+                             "print a pass/fail report; exit status 1 on failure (add --json for JSON lines)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for name, what in (("models", "model types"), ("attention", "attention kinds"), ("tasks", "tasks")):
@@ -507,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from effstudio.bench.attention_case import main as case_main
 
         return case_main(argv[2:])
+    if argv[:1] == ["--self-test"]:
+        return cmd_self_test(argv[1:])
     if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
         argv = ["gui", *argv]  # `effstudio` and `effstudio FILE` open the window
     args = build_parser().parse_args(argv)

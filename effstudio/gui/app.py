@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from PySide6.QtWidgets import QApplication
@@ -39,6 +40,10 @@ def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
     window.show()
     if open_path:
         window.open_path(open_path)
+    from effstudio.gui.first_window import ENV, report_first_window
+
+    if os.environ.get(ENV):  # a start-up measurement (packaging/build.py): save the first window, quit
+        report_first_window(app, window, os.environ[ENV], wait_for_inspector=bool(open_path))
     return app.exec()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -189,7 +189,7 @@ def action_icon(name: str) -> QIcon:
 
 
 def _app_pixmap(size: int) -> QPixmap:
-    """A rounded tile with a small attention matrix: a bright diagonal band on blue."""
+    """A rounded tile with a small attention matrix: a bright diagonal band on blue (as the SVG icon)."""
     pixmap = QPixmap(size, size)
     pixmap.fill(Qt.GlobalColor.transparent)
     p = QPainter(pixmap)
@@ -201,20 +201,23 @@ def _app_pixmap(size: int) -> QPixmap:
     p.setPen(Qt.PenStyle.NoPen)
     p.setBrush(gradient)
     p.drawRoundedRect(QRectF(2, 2, 60, 60), 13, 13)
-    cells, origin, step = 5, 11.0, 8.6
-    for row in range(cells):
-        for col in range(cells):
-            distance = abs(row - col)
-            alpha = (235, 140, 60, 30, 18)[distance]
-            p.setBrush(QColor(255, 255, 255, alpha))
-            p.drawRoundedRect(QRectF(origin + col * step, origin + row * step, step - 1.6, step - 1.6), 1.6, 1.6)
+    for row in range(3):
+        for col in range(3):
+            p.setBrush(QColor(255, 255, 255, (255, 128, 41)[abs(row - col)]))
+            p.drawRoundedRect(QRectF(12 + col * 14, 12 + row * 14, 12, 12), 2.5, 2.5)
     p.end()
     return pixmap
 
 
 @cache
 def app_icon() -> QIcon:
+    """The app icon from resources/icons (rendered from its SVG); drawn here when those are not installed."""
+    from effstudio.resources import app_icon_pngs
+
     result = QIcon()
-    for size in (16, 24, 32, 48, 64, 128, 256):
-        result.addPixmap(_app_pixmap(size))
+    for size, path in app_icon_pngs().items():
+        result.addFile(str(path), QSize(size, size))
+    if result.isNull():
+        for size in (16, 24, 32, 48, 64, 128, 256):
+            result.addPixmap(_app_pixmap(size))
     return result
