@@ -123,6 +123,17 @@ def first_window(bundle: Path, screenshot: Path, checkpoint: Path | None) -> dic
             "inspect_state": record.get("inspect_state"), "screenshot": str(screenshot)}
 
 
+def drop_caches() -> bool:
+    """Empty Linux's page cache, so that the next start reads the bundle from disk (needs root)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as err:
+        print(f"cannot drop the page cache ({err}): the first start is not a cold one", file=sys.stderr)
+        return False
+    return True
+
+
 def sample_checkpoint(folder: Path) -> Path | None:
     """A small effstudio checkpoint for the file-argument check (made with this environment's effstudio)."""
     code = ("import sys; from pathlib import Path; from effstudio.selftest import _tiny_run_config;"
@@ -158,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, help="output folder (default: dist/, or dist/untrimmed/ with --no-trim)")
     parser.add_argument("--check-only", action="store_true", help="check the existing bundle, do not build")
     parser.add_argument("--no-archive", action="store_true", help="skip the .tar.gz (Linux)")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="Linux, as root: empty the page cache before the first start (a true cold start)")
     args = parser.parse_args(argv)
     dist = (args.dist or (ROOT / "dist" / "untrimmed" if args.no_trim else ROOT / "dist")).resolve()
     bundle = dist / "effstudio"
@@ -183,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="effstudio-sample-") as tmp:
         checkpoint = sample_checkpoint(Path(tmp))
         screenshot = dist / "first-window.png"
+        if args.drop_caches:
+            report["caches_dropped"] = drop_caches()
         runs = [first_window(bundle, screenshot, checkpoint) for _ in range(2)]
     report["first_window"] = runs
     for label, run in zip(("cold start", "warm start"), runs, strict=True):

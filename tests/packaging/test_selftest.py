@@ -12,8 +12,13 @@ from effstudio.selftest import FAIL_ENV, Check, format_check, run_check, run_sel
 
 
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory) -> list[Check]:
-    return list(run_self_test(tmp_path_factory.mktemp("selftest")))
+def workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("selftest")
+
+
+@pytest.fixture(scope="module")
+def checks(workspace) -> list[Check]:
+    return list(run_self_test(workspace))  # a given folder keeps the files the checks wrote
 
 
 def test_every_core_check_passes(checks):
@@ -60,11 +65,11 @@ def test_json_report_has_environment_checks_and_summary(monkeypatch, capsys):
     assert summary["checks"] == sum(r["kind"] == "check" for r in records)
 
 
-def test_window_check_opens_the_checkpoint_in_the_inspector(qapp, checks, tmp_path):
+def test_window_check_opens_the_checkpoint_in_the_inspector(qapp, checks, workspace, tmp_path):
     from effstudio.gui.selftest import check_window
 
-    checkpoint = next(iter(tmp_path.parent.glob("selftest*/selftest.safetensors")), None)
-    assert checkpoint is not None, "the core self-test keeps its checkpoint in the folder it was given"
+    checkpoint = workspace / "selftest.safetensors"
+    assert checkpoint.is_file()
     screenshot = tmp_path / "window.png"
     detail = check_window(checkpoint, screenshot)
     assert "selftest.safetensors inspected" in detail
