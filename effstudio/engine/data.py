@@ -85,6 +85,53 @@ class MicroBatchIndices:
             micro += 1
 
 
+class StreamIndices:
+    """Index tensors for a contiguous split (rows continue each other): parallel streams in order.
+
+    The rows are cut into ``lanes = global_batch // micro_batches`` contiguous lanes
+    of ``lane_length`` rows; micro-step ``m`` takes row ``m mod lane_length`` of every
+    lane, so consecutive micro-batches (and the micro-batches of one optimizer step)
+    are consecutive segments of the same streams and a recurrent model can carry its
+    memory from one to the next. Under torchrun each rank takes ``lanes[rank::world_size]``.
+    A lane starts again from its first row after ``lane_length`` micro-steps
+    (:meth:`restarts`), where a recurrent model's memory is dropped.
+    """
+
+    def __init__(self, size: int, global_batch: int, micro_batches: int, seed: int,
+                 start: int = 0, rank: int = 0, world_size: int = 1):
+        lanes = min(max(global_batch // micro_batches, world_size), size)
+        self.size, self.seed, self.start = size, seed, start
+        self.lane_length = size // lanes
+        self.lane_starts = (torch.arange(lanes) * self.lane_length)[rank::world_size]  # (lanes per rank,)
+
+    def restarts(self, micro: int) -> bool:
+        """Whether micro-step ``micro`` begins the streams again (no memory to carry into it)."""
+        return micro % self.lane_length == 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        micro = self.start
+        while True:
+            yield self.lane_starts + micro % self.lane_length
+            micro += 1
+
+
+def stream_eval_batches(split: Split, pad_id: int, batch_size: int,
+                        segments_per_lane: int = 16) -> Iterator[Batch]:
+    """Every row of a contiguous split, as parallel streams in order (for a recurrent model).
+
+    The rows are cut into at most ``batch_size`` contiguous lanes of about
+    ``segments_per_lane`` rows or more; batch ``t`` holds row ``t`` of each lane. Lanes
+    differ in length by at most one row and the longer ones come first, so a late
+    batch holds the first lanes only (a model keeps the first rows of its memory).
+    """
+    size = len(split)
+    if size == 0:
+        return
+    lanes = torch.arange(size).tensor_split(min(max(size // segments_per_lane, 1), batch_size))
+    for t in range(len(lanes[0])):
+        yield make_batch(split, torch.stack([lane[t] for lane in lanes if len(lane) > t]), pad_id)
+
+
 class _SplitBatches(Dataset):
     """A map-style data set whose items are whole batches, so DataLoader workers can build them."""
 

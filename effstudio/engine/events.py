@@ -50,6 +50,8 @@ class EvalEvent(Event):
     step: int
     val_loss: float
     val_accuracy: float
+    # metrics the task derives from the validation loss, e.g. "val_bits_per_char"
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effstudio.engine.data import Batch, eval_batches
+from effstudio.engine.data import Batch, eval_batches, stream_eval_batches
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import IGNORE_INDEX, Objective, Split
 
 
-def forward_batch(model: nn.Module, batch: Batch, objective: Objective, need_weights: bool = False) -> ModelOutput:
-    """The model's output for a batch; a seq2seq model also gets the targets (teacher forcing)."""
+def forward_batch(model: nn.Module, batch: Batch, objective: Objective, need_weights: bool = False,
+                  memory: object = None) -> ModelOutput:
+    """The model's output for a batch; a seq2seq model also gets the targets (teacher forcing),
+    a recurrent model (``recurrent = True``, Transformer-XL) the memory of the previous segment."""
+    if getattr(getattr(model, "module", model), "recurrent", False):  # DDP keeps the model in .module
+        return model(batch.inputs, batch.mask, need_weights=need_weights, memory=memory)
     if objective == "seq2seq":
         return model(batch.inputs, batch.mask, need_weights=need_weights, targets=batch.targets)
     return model(batch.inputs, batch.mask, need_weights=need_weights)
@@ -56,15 +60,22 @@ def scored_count(targets: torch.Tensor) -> int:
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, batch_size: int,
              device: torch.device, autocast: AbstractContextManager | None = None) -> tuple[float, float]:
-    """(mean loss per scored prediction, accuracy) over a whole split."""
+    """(mean loss per scored prediction, accuracy) over a whole split.
+
+    A recurrent model reads a contiguous split as parallel streams in order and
+    carries its memory from one segment to the next."""
     was_training = model.training
     model.eval()
     total_loss, correct, count, tokens = 0.0, 0, 0, 0
+    streams = split.contiguous and getattr(model, "recurrent", False)
+    batches = stream_eval_batches(split, pad_id, batch_size) if streams else eval_batches(split, pad_id, batch_size)
+    memory = None
     try:
-        for batch in eval_batches(split, pad_id, batch_size):
+        for batch in batches:
             batch: Batch = batch.to(device)
             with autocast or nullcontext():
-                output = forward_batch(model, batch, objective)
+                output = forward_batch(model, batch, objective, memory=memory)
+            memory = output.memory if streams else None
             n = scored_count(batch.targets)
             total_loss += float(task_loss(output, batch.targets, objective)) * n
             tokens += n

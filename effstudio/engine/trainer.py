@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from effstudio.config import ConfigError
 from effstudio.engine import checkpoint as ckpt
 from effstudio.engine.build import build_model, build_task
-from effstudio.engine.data import Batch, MicroBatchIndices, make_batch, train_batches
+from effstudio.engine.data import Batch, MicroBatchIndices, StreamIndices, make_batch, train_batches
 from effstudio.engine.device import describe_device, pick_device
 from effstudio.engine.distributed import (
     DistContext,
@@ -161,6 +161,7 @@ class _Run:
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
         self.state = _RunState(step=0)
+        self.memory: Any = None  # a recurrent model's memory of the last training segment
         if resume is not None:
             self._restore(Path(resume))
         self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
@@ -173,6 +174,10 @@ class _Run:
         if self.train_cfg.compile:
             self.step_model = torch.compile(self.step_model)
         self.probe_index = choose_probe(self.val_split, self.spec.pad_id)
+        # a recurrent model (Transformer-XL) on a contiguous split carries its memory across segments
+        self.streams = self.train_split.contiguous and getattr(self.model, "recurrent", False)
+        if self.val_split.contiguous and len(self.val_split) > 1:
+            self.probe_index = max(self.probe_index, 1)  # the row before it gives the probe its memory
 
     # ------------------------------------------------------------- resuming
     def _restore(self, path: Path) -> None:
@@ -189,6 +194,8 @@ class _Run:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
+        if "memory" in state:
+            self.memory = [m.to(self.device) for m in state["memory"]]
         if self.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.state.step = int(state["step"])
@@ -204,6 +211,8 @@ class _Run:
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.memory is not None:
+            state["memory"] = self.memory
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -228,9 +237,10 @@ class _Run:
         params = sum(p.numel() for p in self.model.parameters())
         yield StartEvent(str(self.run_dir), describe_device(self.device), params, cfg.steps, state.step)
         micro_batches = cfg.grad_accum
-        indices = MicroBatchIndices(len(self.train_split), cfg.batch_size, micro_batches, cfg.seed,
-                                    start=state.step * micro_batches, rank=self.dist.rank,
-                                    world_size=self.dist.world_size)
+        order = StreamIndices if self.train_split.contiguous else MicroBatchIndices
+        indices = order(len(self.train_split), cfg.batch_size, micro_batches, cfg.seed,
+                        start=state.step * micro_batches, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.restarts = indices.restarts if isinstance(indices, StreamIndices) else None
         batches = train_batches(self.train_split, self.spec.pad_id, indices, cfg.num_workers,
                                 pin_memory=self.device.type == "cuda")
         self.model.train()
@@ -250,6 +260,9 @@ class _Run:
                 yield from self._fail(f"the loss became {loss} at step {state.step + 1}; lower the learning "
                                       "rate or enable gradient clipping", started)
                 return
+            task_metrics = getattr(self.task, "loss_metrics", None)
+            if task_metrics is not None:
+                metrics = {**metrics, **task_metrics(loss)}
             state.step += 1
             state.recent_losses.append(loss)
             state.tokens += tokens
@@ -284,7 +297,8 @@ class _Run:
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
             with sync:
                 with self.autocast:
-                    output = forward_batch(self.step_model, batch, self.spec.objective)
+                    output = forward_batch(self.step_model, batch, self.spec.objective,
+                                           memory=self._memory_for(self.state.step * cfg.grad_accum + micro))
                     loss = task_loss(output, batch.targets, self.spec.objective)
                     if output.aux_loss is not None:
                         loss = loss + output.aux_loss
@@ -292,6 +306,7 @@ class _Run:
                         loss = self.loss_hook(output, batch, loss)
                 scaled = loss / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            self._keep_memory(output)
             loss_sum += loss.detach()
             _add_scalar_extras(metric_sums, output.extras)
             tokens += batch.tokens
@@ -312,13 +327,25 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_value, grad_norm, tokens * self.dist.world_size, time.perf_counter() - begin, metrics
 
+    def _memory_for(self, micro: int) -> Any:
+        """The memory a recurrent model gets for micro-step ``micro``: none where the streams (re)start."""
+        if not self.streams or self.restarts is None or self.restarts(micro):
+            self.memory = None
+        return self.memory
+
+    def _keep_memory(self, output: ModelOutput) -> None:
+        if self.streams:
+            self.memory = output.memory
+
     def _periodic(self) -> Iterator[Event]:
         cfg, step = self.train_cfg, self.state.step
         if step % cfg.eval_every == 0 or step == cfg.steps:
             val_loss, val_accuracy = evaluate(self.model, self.val_split, self.spec.pad_id, self.spec.objective,
                                               cfg.batch_size, self.device, self.autocast)
             self.state.val_accuracy = val_accuracy
-            yield EvalEvent(step, val_loss, val_accuracy)
+            task_metrics = getattr(self.task, "loss_metrics", None)
+            metrics = {f"val_{k}": v for k, v in task_metrics(val_loss).items()} if task_metrics else {}
+            yield EvalEvent(step, val_loss, val_accuracy, metrics)
         if cfg.attention_every and (step % cfg.attention_every == 0 or step == 1):
             yield from self._attention_probe()
         if step % MEMORY_EVERY == 0 or step == 1:
@@ -332,7 +359,14 @@ class _Run:
         batch = make_batch(self.val_split, torch.tensor([self.probe_index]), self.spec.pad_id).to(self.device)
         self.model.eval()
         try:
-            output = self.model(batch.inputs, batch.mask, need_weights=True)
+            memory = None
+            if self.streams and self.probe_index > 0:  # the row before the probe gives it its memory
+                context = make_batch(self.val_split, torch.tensor([self.probe_index - 1]), self.spec.pad_id)
+                memory = self.model(*(t.to(self.device) for t in (context.inputs, context.mask))).memory
+            if getattr(self.model, "recurrent", False):
+                output = self.model(batch.inputs, batch.mask, need_weights=True, memory=memory)
+            else:
+                output = self.model(batch.inputs, batch.mask, need_weights=True)
         finally:
             self.model.train()
         views = array_extras(output.extras)

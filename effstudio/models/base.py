@@ -52,12 +52,15 @@ class ModelOutput:
     aux_loss: extra loss terms (e.g. load balancing) already weighted, or None.
     extras: diagnostics of this pass, see the module docstring (0-dim = step
     metric, other shapes = arrays for the model's view).
+    memory: a recurrent model's state for the next segment (Transformer-XL: one
+    detached (B, M, d) tensor per layer), passed back as ``memory=``; else None.
     """
 
     logits: torch.Tensor
     attentions: list[torch.Tensor] | None = None
     aux_loss: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    memory: Any = None
 
 
 @dataclass(frozen=True)

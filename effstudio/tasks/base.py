@@ -68,6 +68,9 @@ class Split:
     inputs: torch.Tensor
     targets: torch.Tensor
     aligned: bool = True  # 2-d targets follow the inputs position by position (lm)
+    # rows are consecutive segments of one stream (row r + 1 continues row r, e.g. charlm):
+    # the engine reads them in order as parallel streams, so a recurrent model keeps its memory
+    contiguous: bool = False
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

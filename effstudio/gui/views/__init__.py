@@ -1,11 +1,18 @@
 """Model views for the Monitor: what a model reports about itself, drawn (see base.py).
 
 Importing the package registers the built-in views: ponder time per token
-("ponder_steps", Universal Transformer) and expert load per layer
-("expert_load", mixture of experts).
+("ponder_steps", Universal Transformer), expert load per layer
+("expert_load", mixture of experts) and loss with and without memory
+("memory_loss", Transformer-XL).
 """
 
-from effstudio.gui.views import cross_attention_view, expert_view, patch_attention_view, ponder_view
+from effstudio.gui.views import (
+    cross_attention_view,
+    expert_view,
+    memory_view,
+    patch_attention_view,
+    ponder_view,
+)
 from effstudio.gui.views.base import (
     METRICS,
     VIEWS,
@@ -19,5 +26,5 @@ from effstudio.gui.views.model_area import ModelViewArea
 
 __all__ = [
     "METRICS", "VIEWS", "MetricStyle", "ModelView", "ModelViewArea", "cross_attention_view", "expert_view",
-    "metric_style", "patch_attention_view", "ponder_view", "register_view", "views_for",
+    "memory_view", "metric_style", "patch_attention_view", "ponder_view", "register_view", "views_for",
 ]

@@ -72,6 +72,9 @@ METRICS: dict[str, MetricStyle] = {
     "ponder_mean": MetricStyle("Ponder time N + R", "steps"),
     "moe_dropped": MetricStyle("Dropped tokens", "%", 100.0),
     "moe_balance_loss": MetricStyle("Balance loss", ""),
+    "loss_memory": MetricStyle("Loss with memory", "nats"),
+    "loss_no_memory": MetricStyle("Loss without memory", "nats"),
+    "bits_per_char": MetricStyle("Bits per character", "bits"),
 }
 
 
