@@ -35,3 +35,24 @@ def test_memory_view_draws_both_losses_and_their_history(app, qtbot):
 def test_moving_average_keeps_the_ends() -> None:
     assert np.allclose(moving_average(np.array([1.0, 1.0, 4.0]), 3), [1.0, 2.0, 2.5])
     assert np.allclose(moving_average(np.array([2.0])), [2.0])
+
+
+def test_segment_view_lists_segments_with_their_weights(app, qtbot):
+    from effstudio.gui.views.segment_view import SegmentAttentionView, segment_tokens
+
+    assert VIEWS["segment_attention"] is SegmentAttentionView
+    view = SegmentAttentionView()
+    qtbot.addWidget(view)
+    tokens = ("[MAX", "2", "9", "]", "[MIN", "4", "]", "<pad>")
+    segments = np.array([[0, 0, 0, 0, 1, 1, 1, -1]])
+    weights = np.array([[0.75, 0.25, 0.0]], dtype=np.float32)  # the third segment is all padding
+    view.set_arrays({"segment_attention": weights, "token_segments": segments}, tokens)
+    text = view.text.toPlainText()
+    assert "75.0%" in text and "25.0%" in text and "[MAX 2 9 ]" in text and "[MIN 4 ]" in text
+    assert "<pad>" not in text and "0.0%" not in text  # the padding segment is left out
+    assert "2 segments" in view.summary.text() and "segment 1 (75%)" in view.summary.text()
+    assert segment_tokens(segments[0], tokens, 3) == [["[MAX", "2", "9", "]"], ["[MIN", "4", "]"], []]
+    view.resize(600, 200)
+    assert not view.grab().isNull()
+    view.clear()
+    assert view.weights is None and view.text.toPlainText() == ""

@@ -2,8 +2,9 @@
 
 Importing the package registers the built-in views: ponder time per token
 ("ponder_steps", Universal Transformer), expert load per layer
-("expert_load", mixture of experts) and loss with and without memory
-("memory_loss", Transformer-XL).
+("expert_load", mixture of experts), loss with and without memory
+("memory_loss", Transformer-XL) and segment weights ("segment_attention",
+hierarchical encoder).
 """
 
 from effstudio.gui.views import (
@@ -12,6 +13,7 @@ from effstudio.gui.views import (
     memory_view,
     patch_attention_view,
     ponder_view,
+    segment_view,
 )
 from effstudio.gui.views.base import (
     METRICS,
@@ -26,5 +28,6 @@ from effstudio.gui.views.model_area import ModelViewArea
 
 __all__ = [
     "METRICS", "VIEWS", "MetricStyle", "ModelView", "ModelViewArea", "cross_attention_view", "expert_view",
-    "memory_view", "metric_style", "patch_attention_view", "ponder_view", "register_view", "views_for",
+    "memory_view", "metric_style", "patch_attention_view", "ponder_view", "register_view", "segment_view",
+    "views_for",
 ]
