@@ -17,24 +17,31 @@ phi(q).phi(k) is computed and masked, like small quadratic attention; across
 chunks one (F x D) state per chunk carries everything before it (an exclusive
 cumulative sum of the chunks' states). Time is O(N * C * F + N * F * D).
 
-Memory. The (N x F) feature tensors are the largest things here, and autograd
-would keep both for the backward pass, plus the chunks' states, plus one
-gradient per elementwise step. :class:`KernelAttentionFunction` instead keeps
-only q, k, v and the output, and the backward pass recomputes the features
-one side at a time (an extra feature matmul, the cheapest part) and applies
-the core's gradients written out by hand. Everything is computed in float32,
-whatever the input dtype: sums over thousands of keys lose too much in 16 bits.
+Memory and speed. The (N x F) feature tensors are the largest things here,
+and autograd would keep both for the backward pass, plus the chunks' states,
+plus a gradient per elementwise step. :class:`KernelAttentionFunction` keeps
+only q, k, v and the output: the backward pass recomputes the features one
+side at a time (an extra feature matmul, the cheapest part) and applies the
+core's and the feature maps' gradients, written out by hand and in place.
+The heads are worked through a group at a time, and a long sequence a tile
+of rows at a time (states carried from tile to tile), so at most about
+``WORK_ELEMENTS`` feature entries exist at once: small enough to stay in the
+cache, large enough that each operation is big (an operation split across
+threads waits for its slowest thread, so many small ones suffer when other
+processes share the cores). Everything is computed in float32, whatever the
+input dtype: sums over thousands of keys lose too much in 16 bits.
 
 Everything here is agnostic of the feature map: a kind subclasses
-:class:`KernelizedAttention` and supplies ``feature_maps``. Padded keys get
-all-zero features, so they add nothing to any state; a query with no real key
-then has a zero numerator and denominator, and its output is zero.
+:class:`KernelizedAttention` and supplies its two :class:`FeatureMap` objects.
+Padded keys get all-zero features, so they add nothing to any state; a query
+with no real key then has a zero numerator and denominator, and its output
+is zero.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +50,38 @@ from torch.autograd.function import once_differentiable
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.attention.full import allowed_keys
 
-FeatureMap = Callable[[torch.Tensor], torch.Tensor]  # (B, H, N, D) -> (B, H, N, F), >= 0
-KeyFeatureMap = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]  # also takes key_mask (B, N)
+
+class FeatureMap:
+    """phi: x (B, H, N, D) -> (B, H, N, F), entries >= 0, and its gradient.
+
+    Key maps are given key_mask (B, N) (True = real) and return all-zero
+    features for padded keys, whatever those hold; query maps get None. The
+    core calls a map again in the backward pass, so it must be deterministic
+    and hold no trainable parameters; whatever it reads (random features) is
+    bound when it is made.
+    """
+
+    def bind(self, x: torch.Tensor, key_mask: torch.Tensor | None, rows: int) -> FeatureMap:
+        """This map with whatever it takes from a whole sequence (a stabiliser) taken from x.
+
+        The core then applies the bound map to x a tile of rows at a time; it
+        reads x (B, H, N, D) itself at most ``rows`` rows at a time. By default
+        there is nothing to take: the map itself.
+        """
+        return self
+
+    def __call__(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(
+        self, x: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The gradient for x (B, H, N, D) given phi = self(x, key_mask) and g_phi, which it may overwrite.
+
+        Parts of phi that only scale a whole row (stabilisers) may be treated as
+        constants: attention is normalised per query, so they cancel.
+        """
+        raise NotImplementedError
 
 
 def with_ones(v: torch.Tensor) -> torch.Tensor:
@@ -65,104 +102,48 @@ def seen(total: torch.Tensor) -> torch.Tensor:
     return total > torch.finfo(total.dtype).tiny ** 0.5
 
 
-# ---------------------------------------------------------------- chunk layout
-def _chunk_layout(n_queries: int, n_keys: int, chunk: int) -> tuple[int, int, int, int]:
-    """(query_front, key_front, back, c): rows of zero padding, and the chunk length.
-
-    Causal attention takes the queries to be the last Nq positions of the keys'
-    sequence (as ``allowed_keys`` does), so the shorter side is padded in front
-    to N = max(Nq, Nk), making query i and key i the same position; the end is
-    padded to a whole number of chunks. Padded rows have zero features, so they
-    add nothing, and padded query rows are cut from the output.
-    """
-    n = max(n_queries, n_keys)
-    c = min(chunk, n)
-    return n - n_queries, n - n_keys, -n % c, c
+# ------------------------------------------------------------ chunked causal
+def _chunks(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(G, 1, N, E) -> (G, 1, N / C, C, E); N is a whole number of chunks."""
+    g, h, n, e = x.shape
+    return x.view(g, h, n // c, c, e)
 
 
-def _to_chunks(x: torch.Tensor, front: int, back: int, c: int) -> torch.Tensor:
-    """(B, H, N, E) -> (B, H, M, C, E), with zero rows added in front and behind."""
-    if front or back:
-        x = F.pad(x, (0, 0, front, back))
-    b, h, n, e = x.shape
-    return x.view(b, h, n // c, c, e)
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(G, 1, M, C, E) -> (G, 1, M * C, E)."""
+    g, h, m, c, e = x.shape
+    return x.view(g, h, m * c, e)
 
 
-def _from_chunks(x: torch.Tensor, front: int, length: int) -> torch.Tensor:
-    """(B, H, M, C, E) -> (B, H, length, E): the rows that :func:`_to_chunks` did not add."""
-    b, h, m, c, e = x.shape
-    return x.view(b, h, m * c, e)[:, :, front : front + length]
-
-
-def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
-    """Along the chunk axis (dim 2) of (B, H, M, F, E): chunk t gets the sum of chunks 0..t-1.
+def _exclusive_cumsum(x: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+    """Along the chunk axis of (G, 1, M, F, E): chunk t gets start + the sum of chunks 0..t-1.
 
     A loop of M slab additions: torch.cumsum over this strided axis is several
-    times slower, and M = N / C is small.
+    times slower, and M (chunks per tile) is small.
     """
     out = torch.empty_like(x)
-    out[:, :, 0] = 0.0
+    out[:, :, 0] = 0.0 if start is None else start
     for t in range(1, x.shape[2]):
         torch.add(out[:, :, t - 1], x[:, :, t - 1], out=out[:, :, t])
     return out
 
 
-def _exclusive_suffix_sum(x: torch.Tensor) -> torch.Tensor:
-    """Along the chunk axis (dim 2) of (B, H, M, F, E): chunk t gets the sum of chunks t+1..M-1."""
+def _exclusive_suffix_sum(x: torch.Tensor, end: torch.Tensor | None) -> torch.Tensor:
+    """Along the chunk axis of (G, 1, M, F, E): chunk t gets end + the sum of chunks t+1..M-1."""
     out = torch.empty_like(x)
-    out[:, :, -1] = 0.0
+    out[:, :, -1] = 0.0 if end is None else end
     for t in range(x.shape[2] - 2, -1, -1):
         torch.add(out[:, :, t + 1], x[:, :, t + 1], out=out[:, :, t])
     return out
 
 
-# ------------------------------------------------------------ chunked causal
 def _kernel_blocks(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tensor:
-    """phi(q).phi(k) within each chunk, keys after the query zeroed: (B, H, M, C, C)."""
+    """phi(q).phi(k) within each chunk, keys after the query zeroed: (G, 1, M, C, C)."""
     return (q_chunks @ k_chunks.transpose(-1, -2)).tril_()
 
 
-def _causal_mix(q_chunks: torch.Tensor, k_chunks: torch.Tensor, v_chunks: torch.Tensor) -> torch.Tensor:
-    """Sum over allowed keys of phi(q).phi(k) [v, 1]: chunks (B, H, M, C, F|F|E) -> (B, H, M, C, E).
-
-    Within a chunk, the masked C x C block; across chunks, chunk t reads the
-    exclusive prefix S_t of the chunks' states K_c^T V_c.
-    """
-    mixed = _kernel_blocks(q_chunks, k_chunks) @ v_chunks  # (B, H, M, C, E)
-    states = k_chunks.transpose(-1, -2) @ v_chunks  # (B, H, M, F, E)
-    mixed += q_chunks @ _exclusive_cumsum(states)  # (B, H, M, C, E)
-    return mixed
-
-
-def _causal_query_grad(
-    k_chunks: torch.Tensor, v_chunks: torch.Tensor, g_mixed: torch.Tensor
-) -> torch.Tensor:
-    """d mixed / d phi(q) applied to g_mixed (B, H, M, C, E): tril(G V^T) K + G S^T, (B, H, M, C, F)."""
-    g_q = (g_mixed @ v_chunks.transpose(-1, -2)).tril_() @ k_chunks  # (B, H, M, C, F)
-    states = k_chunks.transpose(-1, -2) @ v_chunks  # (B, H, M, F, E)
-    g_q += g_mixed @ _exclusive_cumsum(states).transpose(-1, -2)
-    return g_q
-
-
-def _causal_key_value_grads(
-    q_chunks: torch.Tensor, k_chunks: torch.Tensor, v_chunks: torch.Tensor, g_mixed: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """d mixed / d (phi(k), [v, 1]) applied to g_mixed: (B, H, M, C, F) and (B, H, M, C, E).
-
-    A chunk's state is read by every later chunk, so its gradient is the
-    suffix sum R_t of the later chunks' Q^T G: dK = tril(G V^T)^T Q + V R^T,
-    dV = tril(Q K^T)^T G + K R.
-    """
-    later = _exclusive_suffix_sum(q_chunks.transpose(-1, -2) @ g_mixed)  # (B, H, M, F, E)
-    g_k = (g_mixed @ v_chunks.transpose(-1, -2)).tril_().transpose(-1, -2) @ q_chunks  # (B, H, M, C, F)
-    g_k += v_chunks @ later.transpose(-1, -2)
-    g_v = _kernel_blocks(q_chunks, k_chunks).transpose(-1, -2) @ g_mixed  # (B, H, M, C, E)
-    g_v += k_chunks @ later
-    return g_k, g_v
-
-
 # --------------------------------------------------------------- the function
-GROUP_ELEMENTS = 1 << 20  # feature entries (N x F summed over a group of heads) worked on at once
+WORK_ELEMENTS = 1 << 20  # feature entries (N x F) worked on at once: a group of heads, or rows of one
 
 
 def _float32_only(device: torch.device) -> contextlib.AbstractContextManager:
@@ -172,141 +153,173 @@ def _float32_only(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _with_graph(feature_map: Callable[..., torch.Tensor], x: torch.Tensor, *args: object) -> torch.Tensor:
-    """feature_map(x, *args) recomputed with a graph back to x (which requires grad)."""
-    with torch.enable_grad(), _float32_only(x.device):
-        return feature_map(x, *args)
+def _tiles(n: int, rows: int) -> list[slice]:
+    return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
 
 
-def _mix(
-    query_map: FeatureMap,
-    key_map: KeyFeatureMap,
-    chunk: int | None,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sum over allowed keys of phi(q).phi(k) [v, 1], (G, 1, Nq, E), and the bidirectional state."""
-    values = with_ones(v)  # (G, 1, Nk, E), E = D + 1
-    if chunk is None:
-        state = key_map(k, key_mask).transpose(-1, -2) @ values  # (G, 1, F, E)
-        return query_map(q) @ state, state  # (G, 1, Nq, E)
-    q_front, k_front, back, c = _chunk_layout(q.shape[-2], k.shape[-2], chunk)
-    mixed = _causal_mix(
-        _to_chunks(query_map(q), q_front, back, c),  # (G, 1, M, C, F)
-        _to_chunks(key_map(k, key_mask), k_front, back, c),  # (G, 1, M, C, F)
-        _to_chunks(values, k_front, back, c),  # (G, 1, M, C, E)
-    )
-    return _from_chunks(mixed, q_front, q.shape[-2]), None  # (G, 1, Nq, E)
+def _normalise(mixed: torch.Tensor, out: torch.Tensor, total: torch.Tensor) -> None:
+    """Write num / total into out (G, 1, R, D) and total into total (G, 1, R, 1), from mixed (G, 1, R, E)."""
+    total.copy_(mixed[..., -1:])
+    torch.div(mixed[..., :-1], torch.where(seen(total), total, 1.0), out=out)
+
+
+def _mixed_grad(g_out: torch.Tensor, out: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """The gradient for mixed = [num, total] (G, 1, R, E) given that for out = num / total (G, 1, R, D).
+
+    Where the row saw nothing the total was replaced by the constant 1.
+    """
+    ok = seen(total)  # (G, 1, R, 1)
+    g_num = g_out / torch.where(ok, total, 1.0)  # (G, 1, R, D)
+    g_total = (g_num * out).sum(dim=-1, keepdim=True).neg_().masked_fill_(~ok, 0.0)  # (G, 1, R, 1)
+    return torch.cat([g_num, g_total], dim=-1)
 
 
 class KernelAttentionFunction(torch.autograd.Function):
     """Normalised kernel attention; only the inputs and the output are kept for backward.
 
-    Inputs are (B*H, 1, N, D) with key_mask (B*H, Nk) or None; they are worked
-    through in groups of ``group`` heads, so only one group's (N x F) features
-    exist at a time. ``chunk`` is None for bidirectional attention, else the
-    causal chunk length. The feature maps are called again in the backward
-    pass, so they must be deterministic and hold no trainable parameters
-    (their gradients would be lost); what they read is fixed when they are made.
+    Inputs are (B*H, 1, N, D) with key_mask (B*H, Nk) or None, every head its
+    own sequence. They are worked through ``group`` heads at a time, and each
+    group in tiles of ``rows`` rows, so at most one tile's (rows x F) features
+    exist at once. ``chunk`` is None for bidirectional attention, else the
+    causal chunk length; causal inputs are aligned (query i is key i) and a
+    whole number of chunks long, with ``rows`` a multiple of the chunk.
     """
 
     @staticmethod
-    def forward(ctx, query_map, key_map, chunk, group, q, k, v, key_mask):  # noqa: ANN001, ANN205
+    def forward(ctx, query_map, key_map, chunk, group, rows, q, k, v, key_mask):  # noqa: ANN001, ANN205
         out = q.new_empty(*q.shape[:-1], v.shape[-1])  # (BH, 1, Nq, D)
         total = q.new_empty(*q.shape[:-1], 1)  # (BH, 1, Nq, 1)
-        states = []
-        for start in range(0, q.shape[0], group):
-            part = slice(start, start + group)
-            mask = None if key_mask is None else key_mask[part]
-            mixed, state = _mix(query_map, key_map, chunk, q[part], k[part], v[part], mask)  # (G, 1, Nq, E)
-            total[part] = mixed[..., -1:]
-            out[part] = mixed[..., :-1] / torch.where(seen(total[part]), total[part], 1.0)
-            states.append(state)
-        state = torch.cat(states) if chunk is None and states else None  # (BH, 1, F, E)
-        ctx.query_map, ctx.key_map, ctx.chunk, ctx.group = query_map, key_map, chunk, group
-        ctx.save_for_backward(q, k, v, key_mask, out, total, state)
+        bound, carried = [], []
+        for heads in _tiles(q.shape[0], group):
+            mask = None if key_mask is None else key_mask[heads]
+            bound.append(key_map.bind(k[heads], mask, rows))
+            sweep = _bidirectional_forward if chunk is None else partial(_causal_forward, chunk=chunk)
+            carried.append(
+                sweep(query_map, bound[-1], rows, q[heads], k[heads], v[heads], mask, out[heads], total[heads])
+            )
+        ctx.query_map, ctx.chunk, ctx.group, ctx.rows = query_map, chunk, group, rows
+        ctx.bound, ctx.carried = bound, carried  # per group: the bound key map; states (few, F x E)
+        ctx.save_for_backward(q, k, v, key_mask, out, total)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out):  # noqa: ANN001, ANN205
-        q, k, v, key_mask, out, total, state = ctx.saved_tensors
+        q, k, v, key_mask, out, total = ctx.saved_tensors
         g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for start in range(0, q.shape[0], ctx.group):
-            part = slice(start, start + ctx.group)
-            # out = num / total where the row saw something, num / 1 (a constant) elsewhere
-            ok = seen(total[part])  # (G, 1, Nq, 1)
-            g_num = g_out[part] / torch.where(ok, total[part], 1.0)  # (G, 1, Nq, D)
-            g_total = -(g_num * out[part]).sum(dim=-1, keepdim=True).masked_fill_(~ok, 0.0)
-            g_mixed = torch.cat([g_num, g_total], dim=-1)  # (G, 1, Nq, E)
-            del g_num, g_total
-            inputs = (
-                q[part].detach().requires_grad_(),
-                k[part].detach().requires_grad_(),
-                v[part],
-                None if key_mask is None else key_mask[part],
-            )
-            if ctx.chunk is None:
-                grads = _bidirectional_backward(ctx.query_map, ctx.key_map, *inputs, state[part], g_mixed)
-            else:
-                grads = _causal_backward(ctx.query_map, ctx.key_map, ctx.chunk, *inputs, g_mixed)
-            g_q[part], g_k[part], g_v[part] = grads
-        return None, None, None, None, g_q, g_k, g_v, None
+        with _float32_only(q.device):
+            for number, heads in enumerate(_tiles(q.shape[0], ctx.group)):
+                mask = None if key_mask is None else key_mask[heads]
+                sweep = _bidirectional_backward if ctx.chunk is None else partial(_causal_backward, chunk=ctx.chunk)
+                sweep(
+                    ctx.query_map, ctx.bound[number], ctx.rows, ctx.carried[number],
+                    q[heads], k[heads], v[heads], mask, out[heads], total[heads], g_out[heads],
+                    g_q[heads], g_k[heads], g_v[heads],
+                )
+        return None, None, None, None, None, g_q, g_k, g_v, None
+
+
+# The sweeps below work on one group of heads, (G, 1, N, D), and write their
+# results into the slices they are given.
+def _bidirectional_forward(
+    query_map: FeatureMap, key_map: FeatureMap, rows: int,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor,
+) -> torch.Tensor:
+    """Sum the keys into state = phi(K)^T [V, 1] tile by tile, then let each query tile read it."""
+    state = None
+    for t in _tiles(k.shape[-2], rows):
+        mask = None if key_mask is None else key_mask[:, t]
+        part = key_map(k[:, :, t], mask).transpose(-1, -2) @ with_ones(v[:, :, t])  # (G, 1, F, E)
+        state = part if state is None else state.add_(part)
+    for t in _tiles(q.shape[-2], rows):
+        _normalise(query_map(q[:, :, t]) @ state, out[:, :, t], total[:, :, t])  # via (G, 1, R, E)
+    return state  # (G, 1, F, E)
 
 
 def _bidirectional_backward(
-    query_map: FeatureMap,
-    key_map: KeyFeatureMap,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: torch.Tensor | None,
-    state: torch.Tensor,
-    g_mixed: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients for q, k, v of mixed = phi(q) (phi(k)^T [v, 1]); one side's features at a time."""
-    phi_q = _with_graph(query_map, q)  # (G, 1, Nq, F)
-    g_state = phi_q.detach().transpose(-1, -2) @ g_mixed  # (G, 1, F, E)
-    (g_q,) = torch.autograd.grad(phi_q, q, g_mixed @ state.transpose(-1, -2))  # via (G, 1, Nq, F)
-    del phi_q
-    phi_k = _with_graph(key_map, k, key_mask)  # (G, 1, Nk, F)
-    g_v = phi_k.detach() @ g_state[..., :-1]  # (G, 1, Nk, D)
-    (g_k,) = torch.autograd.grad(phi_k, k, with_ones(v) @ g_state.transpose(-1, -2))  # via (G, 1, Nk, F)
-    return g_q, g_k, g_v
+    query_map: FeatureMap, key_map: FeatureMap, rows: int, state: torch.Tensor,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor, g_out: torch.Tensor,
+    g_q: torch.Tensor, g_k: torch.Tensor, g_v: torch.Tensor,
+) -> None:
+    """Query tiles first (their gradients, and the state's), then key tiles."""
+    g_state = torch.zeros_like(state)  # (G, 1, F, E)
+    for t in _tiles(q.shape[-2], rows):
+        phi_q = query_map(q[:, :, t])  # (G, 1, R, F)
+        g_mixed = _mixed_grad(g_out[:, :, t], out[:, :, t], total[:, :, t])  # (G, 1, R, E)
+        g_state += phi_q.transpose(-1, -2) @ g_mixed
+        g_q[:, :, t] = query_map.backward(q[:, :, t], phi_q, g_mixed @ state.transpose(-1, -2))
+    g_values, g_ones = g_state[..., :-1], g_state[..., -1:]  # (G, 1, F, D), (G, 1, F, 1)
+    for t in _tiles(k.shape[-2], rows):
+        mask = None if key_mask is None else key_mask[:, t]
+        phi_k = key_map(k[:, :, t], mask)  # (G, 1, R, F)
+        g_v[:, :, t] = phi_k @ g_values
+        g_phi_k = (v[:, :, t] @ g_values.transpose(-1, -2)).add_(g_ones.transpose(-1, -2))  # (G, 1, R, F)
+        g_k[:, :, t] = key_map.backward(k[:, :, t], phi_k, g_phi_k, mask)
+
+
+def _causal_forward(
+    query_map: FeatureMap, key_map: FeatureMap, rows: int,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor, *, chunk: int,
+) -> list[torch.Tensor | None]:
+    """Tile by tile: within a chunk the masked C x C block; across chunks, chunk t reads the
+    states K_c^T [V_c, 1] of all earlier chunks, carried from tile to tile.
+
+    Returns the carried state at the start of each tile, for the backward pass.
+    """
+    carried, starts = None, []
+    for t in _tiles(q.shape[-2], rows):
+        mask = None if key_mask is None else key_mask[:, t]
+        q_chunks = _chunks(query_map(q[:, :, t]), chunk)  # (G, 1, M, C, F)
+        k_chunks = _chunks(key_map(k[:, :, t], mask), chunk)  # (G, 1, M, C, F)
+        v_chunks = _chunks(with_ones(v[:, :, t]), chunk)  # (G, 1, M, C, E)
+        states = k_chunks.transpose(-1, -2) @ v_chunks  # (G, 1, M, F, E)
+        before = _exclusive_cumsum(states, carried)  # (G, 1, M, F, E)
+        mixed = _kernel_blocks(q_chunks, k_chunks) @ v_chunks  # (G, 1, M, C, E)
+        mixed += q_chunks @ before
+        _normalise(_rows(mixed), out[:, :, t], total[:, :, t])
+        starts.append(carried)
+        carried = before[:, :, -1] + states[:, :, -1]  # (G, 1, F, E)
+    return starts
 
 
 def _causal_backward(
-    query_map: FeatureMap,
-    key_map: KeyFeatureMap,
-    chunk: int,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_mask: torch.Tensor | None,
-    g_mixed: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients for q, k, v of the chunked causal mix: the query side first, then keys and values."""
-    nq, nk = q.shape[-2], k.shape[-2]
-    q_front, k_front, back, c = _chunk_layout(nq, nk, chunk)
-    g_chunks = _to_chunks(g_mixed, q_front, back, c)  # (G, 1, M, C, E)
-    v_chunks = _to_chunks(with_ones(v), k_front, back, c)  # (G, 1, M, C, E)
-    phi_k = _with_graph(key_map, k, key_mask)  # (G, 1, Nk, F)
-    k_chunks = _to_chunks(phi_k.detach(), k_front, back, c)  # (G, 1, M, C, F)
+    query_map: FeatureMap, key_map: FeatureMap, rows: int, starts: list[torch.Tensor | None],
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor, g_out: torch.Tensor,
+    g_q: torch.Tensor, g_k: torch.Tensor, g_v: torch.Tensor, *, chunk: int,
+) -> None:
+    """Tiles from last to first. With A = tril(Q K^T) per chunk, S_t the state before chunk t
+    and R_t the sum of the later chunks' Q^T G (what each chunk's state is read with):
+    dQ = tril(G V^T) K + G S^T, dK = tril(G V^T)^T Q + V R^T, dV = A^T G + K R.
+    """
+    later = None  # R carried from the tiles after this one: (G, 1, F, E)
+    for t, start in reversed(list(zip(_tiles(q.shape[-2], rows), starts, strict=True))):
+        mask = None if key_mask is None else key_mask[:, t]
+        phi_q, phi_k = query_map(q[:, :, t]), key_map(k[:, :, t], mask)  # (G, 1, R, F)
+        q_chunks, k_chunks = _chunks(phi_q, chunk), _chunks(phi_k, chunk)  # (G, 1, M, C, F)
+        v_chunks = _chunks(with_ones(v[:, :, t]), chunk)  # (G, 1, M, C, E)
+        g_chunks = _chunks(_mixed_grad(g_out[:, :, t], out[:, :, t], total[:, :, t]), chunk)  # (G, 1, M, C, E)
 
-    phi_q = _with_graph(query_map, q)  # (G, 1, Nq, F)
-    g_phi_q = _from_chunks(_causal_query_grad(k_chunks, v_chunks, g_chunks), q_front, nq)
-    (g_q,) = torch.autograd.grad(phi_q, q, g_phi_q)  # via (G, 1, Nq, F)
-    del g_phi_q
+        g_scores = (g_chunks @ v_chunks.transpose(-1, -2)).tril_()  # (G, 1, M, C, C)
+        before = _exclusive_cumsum(k_chunks.transpose(-1, -2) @ v_chunks, start)  # (G, 1, M, F, E)
+        g_phi_q = g_scores @ k_chunks  # (G, 1, M, C, F)
+        g_phi_q += g_chunks @ before.transpose(-1, -2)
+        del before
 
-    q_chunks = _to_chunks(phi_q.detach(), q_front, back, c)  # (G, 1, M, C, F)
-    del phi_q
-    g_k_chunks, g_v_chunks = _causal_key_value_grads(q_chunks, k_chunks, v_chunks, g_chunks)
-    del q_chunks
-    g_v = _from_chunks(g_v_chunks, k_front, nk)[..., :-1]  # (G, 1, Nk, D)
-    (g_k,) = torch.autograd.grad(phi_k, k, _from_chunks(g_k_chunks, k_front, nk))  # via (G, 1, Nk, F)
-    return g_q, g_k, g_v
+        read = q_chunks.transpose(-1, -2) @ g_chunks  # (G, 1, M, F, E)
+        after = _exclusive_suffix_sum(read, later)  # (G, 1, M, F, E)
+        later = after[:, :, 0] + read[:, :, 0]
+        del read
+        g_phi_k = g_scores.transpose(-1, -2) @ q_chunks  # (G, 1, M, C, F)
+        g_phi_k += v_chunks @ after.transpose(-1, -2)
+        g_values = _kernel_blocks(q_chunks, k_chunks).transpose(-1, -2) @ g_chunks  # (G, 1, M, C, E)
+        g_values += k_chunks @ after
+        g_v[:, :, t] = _rows(g_values)[..., :-1]
+        g_q[:, :, t] = query_map.backward(q[:, :, t], phi_q, _rows(g_phi_q))
+        g_k[:, :, t] = key_map.backward(k[:, :, t], phi_k, _rows(g_phi_k), mask)
 
 
 def implied_weights(phi_q: torch.Tensor, phi_k: torch.Tensor, is_causal: bool) -> torch.Tensor:
@@ -331,7 +344,7 @@ class KernelizedAttention(Attention):
     """Attention through a feature map: subclasses define ``feature_maps``; the rest is shared.
 
     ``chunk`` is the causal path's chunk length (tokens per C x C block) and
-    ``feature_width`` the F of the feature maps (it sizes the groups of heads).
+    ``feature_width`` the F of the feature maps (it sizes the work per step).
     """
 
     subquadratic = True
@@ -340,15 +353,8 @@ class KernelizedAttention(Attention):
         super().__init__(spec)
         self.chunk, self.feature_width = chunk, feature_width
 
-    def feature_maps(self) -> tuple[FeatureMap, KeyFeatureMap]:
-        """The query and key feature maps for one call: (G, H', N, D) -> (G, H', N, F), >= 0.
-
-        The key map also takes key_mask (G, N) or None and gives padded keys
-        all-zero features that do not depend on what they hold. Both are called
-        again in the backward pass (see :class:`KernelAttentionFunction`):
-        deterministic, no trainable parameters, and bound now to whatever they
-        read (random features).
-        """
+    def feature_maps(self) -> tuple[FeatureMap, FeatureMap]:
+        """The query and the key feature map for one call, bound to what they read now."""
         raise NotImplementedError
 
     def forward(
@@ -362,17 +368,49 @@ class KernelizedAttention(Attention):
         b, h, nq, _ = q.shape
         nk, dtype = k.shape[-2], v.dtype
         query_map, key_map = self.feature_maps()
-        chunk = self.chunk if self.causal else None
-        group = max(1, GROUP_ELEMENTS // (max(nq, nk) * self.feature_width))
         with _float32_only(q.device):
             q, k, v = q.float(), k.float(), v.float()  # (B, H, N, D)
             # every head is its own sequence from here: (B*H, 1, N, D), key_mask (B*H, Nk)
-            flat = [x.reshape(b * h, 1, *x.shape[-2:]) for x in (q, k, v)]
+            flat_q, flat_k, flat_v = (x.reshape(b * h, 1, *x.shape[-2:]) for x in (q, k, v))
             mask = None if key_mask is None else key_mask.repeat_interleave(h, dim=0)
-            out = KernelAttentionFunction.apply(query_map, key_map, chunk, group, *flat, mask)
+            n, chunk, q_front = max(nq, nk), None, 0
+            if self.causal:
+                flat_q, flat_k, flat_v, mask, q_front, chunk = _align(flat_q, flat_k, flat_v, mask, self.chunk)
+                n = flat_q.shape[-2]
+            group = max(1, WORK_ELEMENTS // (n * self.feature_width))
+            rows = max(1, WORK_ELEMENTS // (group * self.feature_width))
+            if chunk is not None:
+                rows = max(chunk, rows // chunk * chunk)
+            out = KernelAttentionFunction.apply(query_map, key_map, chunk, group, rows, flat_q, flat_k, flat_v, mask)
+            out = out[:, :, q_front : q_front + nq].reshape(b, h, nq, -1)  # (B, H, Nq, D)
             weights = None
             if need_weights:
                 with torch.no_grad():
                     phi_q, phi_k = query_map(q), key_map(k, key_mask)  # (B, H, N, F)
                     weights = implied_weights(phi_q, phi_k, self.causal)  # (B, H, Nq, Nk)
-        return out.view(b, h, nq, -1).to(dtype), weights  # (B, H, Nq, D)
+        return out.to(dtype), weights
+
+
+def _align(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
+    """Pad (BH, 1, N, D) inputs for the causal sweep: (q, k, v, key_mask, query_front, chunk).
+
+    Causal attention takes the queries to be the last Nq positions of the keys'
+    sequence (as ``allowed_keys`` does), so the shorter side is padded in front
+    to N = max(Nq, Nk), making query i and key i the same position; the end is
+    padded to a whole number of chunks. Padded keys are masked out; padded
+    query rows are cut from the output.
+    """
+    nq, nk = q.shape[-2], k.shape[-2]
+    n = max(nq, nk)
+    chunk = min(chunk, n)
+    q_front, k_front, back = n - nq, n - nk, -n % chunk
+    if k_front or back:
+        if key_mask is None:
+            key_mask = torch.ones(k.shape[0], nk, dtype=torch.bool, device=k.device)
+        key_mask = F.pad(key_mask, (k_front, back), value=False)  # (BH, N')
+        k, v = (F.pad(x, (0, 0, k_front, back)) for x in (k, v))
+    if q_front or back:
+        q = F.pad(q, (0, 0, q_front, back))
+    return q, k, v, key_mask, q_front, chunk

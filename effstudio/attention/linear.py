@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from effstudio.attention.base import AttentionSpec
-from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, KeyFeatureMap
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention
 from effstudio.config import param, validate
 from effstudio.registry import Entry
 
@@ -31,13 +31,24 @@ class LinearAttentionConfig:
     )
 
 
-def elu_features(x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """elu(x) + 1 (> 0): x (B, H, N, D) -> (B, H, N, D); padded keys (if a mask is given) 0."""
-    phi = F.elu(x).add_(1.0)  # (B, H, N, D)
-    if key_mask is not None:
-        # masked_fill, not a product: whatever a padded key holds, its features are 0
-        phi = phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
-    return phi
+class EluFeatures(FeatureMap):
+    """elu(x) + 1 (> 0): (B, H, N, D) -> (B, H, N, D); padded keys (given a mask) 0."""
+
+    def __call__(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        phi = F.elu(x).add_(1.0)  # (B, H, N, D)
+        if key_mask is not None:
+            # masked_fill, not a product: whatever a padded key holds, its features are 0
+            phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
+        return phi
+
+    def backward(
+        self, x: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # elu(x) + 1 is x + 1 above 0 and exp(x) below, whose slope is exp(x) = phi itself
+        g_x = g_phi.mul_(torch.where(x > 0, 1.0, phi))  # (B, H, N, D)
+        if key_mask is not None:
+            g_x.masked_fill_(~key_mask[:, None, :, None], 0.0)
+        return g_x
 
 
 class LinearAttention(KernelizedAttention):
@@ -45,8 +56,8 @@ class LinearAttention(KernelizedAttention):
         validate(config)
         super().__init__(spec, config.chunk, spec.head_dim)
 
-    def feature_maps(self) -> tuple[FeatureMap, KeyFeatureMap]:
-        return elu_features, elu_features
+    def feature_maps(self) -> tuple[FeatureMap, FeatureMap]:
+        return EluFeatures(), EluFeatures()
 
 
 def build_linear(config: LinearAttentionConfig, spec: AttentionSpec) -> LinearAttention:

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 
 from effstudio.attention.base import AttentionSpec
-from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, KeyFeatureMap
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention
 from effstudio.config import param, validate
 from effstudio.registry import Entry
 
@@ -122,9 +121,8 @@ class PerformerAttention(KernelizedAttention):
             return
         steps = int(self.steps)
         if steps and steps % self.redraw_interval == 0:
-            fresh = self.draw(steps // self.redraw_interval)
-            # a new tensor, not copy_(): a graph from an earlier step may still hold the old one
-            self.projection = fresh.to(self.projection)
+            # feature maps made for earlier calls keep the scaled copy they were made with
+            self.projection.copy_(self.draw(steps // self.redraw_interval))
         self.steps += 1
 
     def forward(
@@ -138,71 +136,117 @@ class PerformerAttention(KernelizedAttention):
         self._count_step()
         return super().forward(q, k, v, key_mask, need_weights)
 
-    def feature_maps(self) -> tuple[FeatureMap, KeyFeatureMap]:
+    def feature_maps(self) -> tuple[FeatureMap, FeatureMap]:
         # bound to this call's draw: a redraw replaces the buffer, never changes this tensor;
         # scaled so that q.k / sqrt(d) = (q d^-1/4).(k d^-1/4)
         w = self.projection.float().T * self.head_dim**-0.25  # (D, F)
         if self.kernel == "relu":
-            return partial(relu_features, w=w), partial(relu_features, w=w)
-        return partial(favor_query_features, w=w), partial(favor_key_features, w=w, causal=self.causal)
+            return ReluFeatures(w), ReluFeatures(w)
+        return FavorQueryFeatures(w), FavorKeyFeatures(w, self.causal)
 
 
-# The feature maps build their logits and turn them into features in place: each
-# (N x F) pass costs about as much as the matmul, so none makes a copy it can avoid.
-def favor_query_features(q: torch.Tensor, *, w: torch.Tensor) -> torch.Tensor:
-    """exp(w.x) / (its largest value): q (B, H, N, D), w (D, F) -> (B, H, N, F).
+# The maps build their logits and turn them into features in place, and their
+# backward passes reuse the incoming gradient's memory: each (N x F) pass costs
+# about as much as the matmul, so none makes a copy it can avoid.
+class FavorQueryFeatures(FeatureMap):
+    """exp(w.x) / (its largest value), x = q d^-1/4: (B, H, N, D) -> (B, H, N, F).
 
     The |x|^2 / 2 term and the stabiliser are per-query constants, which cancel
     in the query's normalisation, so neither is computed.
     """
-    logits = q @ w  # (B, H, N, F)
-    return logits.sub_(logits.detach().amax(dim=-1, keepdim=True)).exp_()
+
+    def __init__(self, w: torch.Tensor):
+        self.w = w  # (D, F), d^-1/4 included
+
+    def __call__(self, q: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits = q @ self.w  # (B, H, N, F)
+        return logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+
+    def backward(
+        self, q: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return g_phi.mul_(phi) @ self.w.T  # d exp(logits) = exp(logits) d logits: (B, H, N, D)
 
 
-def favor_key_features(
-    k: torch.Tensor, key_mask: torch.Tensor | None, *, w: torch.Tensor, causal: bool
-) -> torch.Tensor:
-    """exp(w.x - |x|^2 / 2 - c) with x = k d^-1/4: k (B, H, N, D), w (D, F) -> (B, H, N, F).
+class FavorKeyFeatures(FeatureMap):
+    """exp(w.x - |x|^2 / 2 - c), x = k d^-1/4: (B, H, N, D) -> (B, H, N, F); padded keys 0.
 
-    c is one constant per sequence and head (see the module's notes); padded
-    keys get 0.
+    c is one constant per sequence and head (see the module's notes): fixed by
+    :meth:`bind` for a whole sequence, or taken from the keys it is given.
     """
-    neg_half_norm = k.square().sum(dim=-1, keepdim=True).mul_(-0.5 * k.shape[-1] ** -0.5)  # (B, H, N, 1)
-    logits = (k @ w).add_(neg_half_norm)  # (B, H, N, F)
-    if key_mask is not None:
-        # exp(-inf) = 0: padded keys get zero features, whatever their values
-        logits = logits.masked_fill_(~key_mask[:, None, :, None], -math.inf)
-    logits = logits.sub_(key_stabiliser(logits.detach(), key_mask, causal))  # (B, H, N, F)
-    if causal:
-        logits = logits.clamp(max=KEY_CEILING)
-    return logits.exp_()
+
+    def __init__(self, w: torch.Tensor, causal: bool, shift: torch.Tensor | None = None):
+        self.w, self.causal, self.shift = w, causal, shift  # (D, F) with d^-1/4; (B, H, 1, 1)
+
+    def logits(self, k: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """w.x - |x|^2 / 2, -inf for padded keys: (B, H, N, F)."""
+        square_norm = k.square().sum(dim=-1, keepdim=True)  # (B, H, N, 1)
+        logits = (k @ self.w).add_(square_norm, alpha=-0.5 * k.shape[-1] ** -0.5)  # |x|^2 = |k|^2 / sqrt(d)
+        if key_mask is not None:
+            # exp(-inf) = 0: padded keys get zero features, whatever their values
+            logits.masked_fill_(~key_mask[:, None, :, None], -math.inf)
+        return logits
+
+    def stabiliser(self, k: torch.Tensor, key_mask: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """c for each sequence and head, (B, H, 1, 1); 0 for a sequence without real keys.
+
+        Bidirectional: the largest logit of any real key (taken ``rows`` keys at
+        a time). Causal: the largest logit of the first real key.
+        """
+        if self.causal:
+            b, h, n, d = k.shape
+            first = torch.zeros(b, dtype=torch.long, device=k.device) if key_mask is None else key_mask.long().argmax(-1)
+            row = k.gather(2, first.view(b, 1, 1, 1).expand(b, h, 1, d))  # (B, H, 1, D)
+            top = self.logits(row, None).amax(dim=-1, keepdim=True)  # (B, H, 1, 1)
+            if key_mask is not None:
+                top = top.masked_fill(~key_mask.any(dim=-1).view(b, 1, 1, 1), 0.0)
+            return top
+        top = None
+        for start in range(0, k.shape[-2], rows):
+            part = slice(start, start + rows)
+            mask = None if key_mask is None else key_mask[:, part]
+            tile_top = self.logits(k[:, :, part], mask).amax(dim=(-2, -1), keepdim=True)  # (B, H, 1, 1)
+            top = tile_top if top is None else torch.maximum(top, tile_top)
+        return torch.where(torch.isfinite(top), top, 0.0)
+
+    def bind(self, k: torch.Tensor, key_mask: torch.Tensor | None, rows: int) -> FavorKeyFeatures:
+        return FavorKeyFeatures(self.w, self.causal, self.stabiliser(k, key_mask, rows))
+
+    def __call__(self, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        shift = self.shift if self.shift is not None else self.stabiliser(k, key_mask, k.shape[-2])
+        logits = self.logits(k, key_mask).sub_(shift)  # (B, H, N, F)
+        if self.causal:
+            logits.clamp_(max=KEY_CEILING)
+        return logits.exp_()
+
+    def backward(
+        self, k: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        g_logits = g_phi.mul_(phi)  # (B, H, N, F); 0 for padded keys, whose phi is 0
+        if self.causal:
+            g_logits.masked_fill_(phi >= math.exp(KEY_CEILING), 0.0)  # clipped logits pass nothing
+        # logits = k.w - |k|^2 / (2 sqrt(d)): the second term's gradient is -k / sqrt(d) per unit
+        g_k = g_logits @ self.w.T  # (B, H, N, D)
+        return g_k.sub_(k * g_logits.sum(dim=-1, keepdim=True), alpha=k.shape[-1] ** -0.5)
 
 
-def key_stabiliser(logits: torch.Tensor, key_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """The constant that key logits (B, H, N, F), padded at -inf, are shifted by: (B, H, 1, 1).
+class ReluFeatures(FeatureMap):
+    """relu(w.x) + eps, x = x d^-1/4: (B, H, N, D) -> (B, H, N, F); padded keys (given a mask) 0."""
 
-    Bidirectional: their maximum. Causal: the maximum of the first real key's
-    logits. A sequence without real keys gets 0 (its features are all 0 anyway).
-    """
-    if not causal:
-        top = logits.amax(dim=(-2, -1), keepdim=True)  # (B, H, 1, 1)
-    else:
-        b, h, _, f = logits.shape
-        if key_mask is None:
-            first = torch.zeros(b, dtype=torch.long, device=logits.device)  # (B,)
-        else:
-            first = key_mask.long().argmax(dim=-1)  # (B,) the first True; 0 when none
-        index = first.view(b, 1, 1, 1).expand(b, h, 1, f)  # (B, H, 1, F)
-        top = logits.gather(2, index).amax(dim=-1, keepdim=True)  # (B, H, 1, 1)
-    return torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    def __init__(self, w: torch.Tensor):
+        self.w = w  # (D, F), d^-1/4 included
 
+    def __call__(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        phi = (x @ self.w).relu_().add_(RELU_EPS)  # (B, H, N, F)
+        if key_mask is not None:
+            phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
+        return phi
 
-def relu_features(x: torch.Tensor, key_mask: torch.Tensor | None = None, *, w: torch.Tensor) -> torch.Tensor:
-    """relu(w.x) + eps: x (B, H, N, D), w (D, F) -> (B, H, N, F); padded keys (if a mask is given) 0."""
-    phi = (x @ w).relu_() + RELU_EPS  # (B, H, N, F)
-    if key_mask is not None:
-        phi = phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
-    return phi
+    def backward(
+        self, x: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # relu passes the gradient where w.x > 0, i.e. where phi rose above eps (padded keys: phi = 0)
+        return g_phi.masked_fill_(phi <= RELU_EPS, 0.0) @ self.w.T  # (B, H, N, D)
 
 
 def build_performer(config: PerformerAttentionConfig, spec: AttentionSpec) -> PerformerAttention:

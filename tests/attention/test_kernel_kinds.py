@@ -123,9 +123,14 @@ def test_performer_equals_dense_favor_kernel(causal: bool, masked: bool) -> None
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
-def test_heads_worked_through_one_at_a_time_give_the_same(causal: bool, monkeypatch) -> None:  # noqa: ANN001
-    """Long sequences are processed a group of heads at a time; every head on its own here."""
-    monkeypatch.setattr(kernelized, "GROUP_ELEMENTS", 1)
+def test_work_split_into_tiles_gives_the_same(causal: bool, monkeypatch) -> None:  # noqa: ANN001
+    """Long inputs are worked through a few heads, or a tile of rows, at a time.
+
+    With this budget Performer (64 features) takes one head at a time in tiles
+    of 31 rows (causal: one chunk of 16), linear attention (8 features) three
+    heads at a time, then the last one.
+    """
+    monkeypatch.setattr(kernelized, "WORK_ELEMENTS", 2000)
     attn = performer(causal)
     assert_matches_oracle(attn, lambda *a: favor_oracle(attn, *a), causal, masked=True)
     assert_matches_oracle(linear(causal), elu_oracle, causal, masked=True)
