@@ -65,6 +65,12 @@ class TrainConfig:
 class _NoAttention:
     """Config of a model type that does not use an attention kind."""
 
+    def __eq__(self, other: object) -> bool:  # one such config equals another (a resume compares them)
+        return isinstance(other, _NoAttention)
+
+    def __hash__(self) -> int:
+        return hash(_NoAttention)
+
 
 @dataclass(frozen=True)
 class RunConfig:

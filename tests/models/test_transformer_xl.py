@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from effstudio.config import ConfigError
-from effstudio.engine.events import EvalEvent, StepEvent
+from effstudio.engine.events import AttentionEvent, EvalEvent, JobControl, StepEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.base import ModelSpec
@@ -139,3 +139,32 @@ def test_memory_lowers_the_loss_across_segment_boundaries(tmp_path, monkeypatch)
     late = [e for e in steps if "loss_memory" in e.metrics][-10:]
     assert sum(e.metrics["loss_memory"] for e in late) < sum(e.metrics["loss_no_memory"] for e in late) - 3.0
     assert "bits_per_char" in late[-1].metrics
+
+
+def test_stop_then_resume_keeps_the_memory_and_equals_one_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(tmp_path / "data"))
+    text = tmp_path / "copies.txt"
+    copy_text(text, blocks=40, length=8, seed=1)
+    cfg = RunConfig.create("transformer_xl", "charlm", {
+        "model.d_model": 16, "model.heads": 2, "model.layers": 1, "model.dropout": 0.0, "model.mem_len": 8,
+        "task.path": str(text), "task.segment_length": 8, "task.val_fraction": 0.2, "task.test_fraction": 0.0,
+        "train.steps": 6, "train.batch_size": 4, "train.warmup_steps": 1, "train.eval_every": 3,
+        "train.attention_every": 3, "train.device": "cpu",
+    })
+
+    def history(events):
+        return [(e.loss, e.metrics) for e in events if isinstance(e, StepEvent)]
+
+    straight = list(train(cfg, out_dir=tmp_path / "straight"))
+    control = JobControl()
+    first = []
+    for event in train(cfg, control=control, out_dir=tmp_path / "split"):
+        first.append(event)
+        if isinstance(event, StepEvent) and event.step == 3:
+            control.stop()
+    second = list(train(cfg, out_dir=tmp_path / "split", resume=tmp_path / "split" / "checkpoint.safetensors"))
+    combined = history(first) + history(second)
+    assert [loss for loss, _ in combined] == pytest.approx([loss for loss, _ in history(straight)], rel=1e-5)
+    assert "loss_no_memory" in combined[4][1]  # step 5 reads the memory that step 4 left, after the resume
+    probes = [e for e in straight if isinstance(e, AttentionEvent)]
+    assert probes and probes[-1].views["memory_loss"].shape == (2, 7)  # the probe read the segment before it
