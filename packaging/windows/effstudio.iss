@@ -17,6 +17,7 @@
 #endif
 #define AppName "effstudio"
 #define AppExe "effstudio.exe"
+#define CliExe "effstudio-cli.exe"
 
 [Setup]
 ; a fixed AppId lets a new version upgrade the old one in place (keep it unchanged across releases)
@@ -54,7 +55,8 @@ Source: "{#BundleDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs 
 
 [Icons]
 Name: "{group}\{#AppName}"; Filename: "{app}\{#AppExe}"; Comment: "Desktop lab for efficient Transformers"
-Name: "{group}\{#AppName} self-test"; Filename: "{cmd}"; Parameters: "/k """"{app}\{#AppExe}"" --self-test"""; Comment: "Check the installation"
+; the self-test prints its report: run the console program in a command window that stays open
+Name: "{group}\{#AppName} self-test"; Filename: "{cmd}"; Parameters: "/k ""{app}\{#CliExe}"" --self-test"; Comment: "Check the installation"
 Name: "{group}\{cm:UninstallProgram,{#AppName}}"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopicon
 
