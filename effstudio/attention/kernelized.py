@@ -143,7 +143,7 @@ def _kernel_blocks(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tens
 
 
 # --------------------------------------------------------------- the function
-WORK_ELEMENTS = 1 << 20  # feature entries (N x F) worked on at once: a group of heads, or rows of one
+WORK_ELEMENTS = 1 << 21  # feature entries (N x F) worked on at once: a group of heads, or rows of one
 
 
 def _float32_only(device: torch.device) -> contextlib.AbstractContextManager:

@@ -194,13 +194,11 @@ class FavorKeyFeatures(FeatureMap):
         a time). Causal: the largest logit of the first real key.
         """
         if self.causal:
-            b, h, n, d = k.shape
-            first = torch.zeros(b, dtype=torch.long, device=k.device) if key_mask is None else key_mask.long().argmax(-1)
-            row = k.gather(2, first.view(b, 1, 1, 1).expand(b, h, 1, d))  # (B, H, 1, D)
+            b, h, _, d = k.shape
+            first = key_mask.long().argmax(dim=-1) if key_mask is not None else k.new_zeros(b, dtype=torch.long)
+            row = k.gather(2, first.view(b, 1, 1, 1).expand(b, h, 1, d))  # (B, H, 1, D) the first real key
             top = self.logits(row, None).amax(dim=-1, keepdim=True)  # (B, H, 1, 1)
-            if key_mask is not None:
-                top = top.masked_fill(~key_mask.any(dim=-1).view(b, 1, 1, 1), 0.0)
-            return top
+            return top if key_mask is None else top.masked_fill(~key_mask.any(dim=-1).view(b, 1, 1, 1), 0.0)
         top = None
         for start in range(0, k.shape[-2], rows):
             part = slice(start, start + rows)
@@ -210,11 +208,19 @@ class FavorKeyFeatures(FeatureMap):
         return torch.where(torch.isfinite(top), top, 0.0)
 
     def bind(self, k: torch.Tensor, key_mask: torch.Tensor | None, rows: int) -> FavorKeyFeatures:
+        if not self.causal and rows >= k.shape[-2]:
+            return self  # one tile holds every key: each call takes c from the logits it computes
         return FavorKeyFeatures(self.w, self.causal, self.stabiliser(k, key_mask, rows))
 
     def __call__(self, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        shift = self.shift if self.shift is not None else self.stabiliser(k, key_mask, k.shape[-2])
-        logits = self.logits(k, key_mask).sub_(shift)  # (B, H, N, F)
+        logits = self.logits(k, key_mask)  # (B, H, N, F)
+        if self.shift is not None:
+            logits.sub_(self.shift)
+        elif self.causal:
+            logits.sub_(self.stabiliser(k, key_mask, k.shape[-2]))
+        else:
+            top = logits.amax(dim=(-2, -1), keepdim=True)  # (B, H, 1, 1)
+            logits.sub_(torch.where(torch.isfinite(top), top, 0.0))
         if self.causal:
             logits.clamp_(max=KEY_CEILING)
         return logits.exp_()
