@@ -188,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     size = folder_size(bundle)
     report["size_bytes"], report["size_mib"] = size, mib(size)
     print(f"bundle size: {mib(size)} MiB unpacked ({size:,} bytes)")
+    trim_report = ROOT / "build" / "trim-report.json"
+    if not args.no_trim and not args.check_only and trim_report.is_file():
+        trimmed = json.loads(trim_report.read_text(encoding="utf-8"))
+        report.update(trimmed)
+        print(f"trimming dropped {mib(trimmed['dropped_bytes'])} MiB of collected files and stripping saved "
+              f"{mib(trimmed['strip_saved_bytes'])} MiB (modules excluded from the analysis not counted)")
 
     print("self-test (empty folder, minimal environment):")
     report["self_test"] = self_test(bundle)

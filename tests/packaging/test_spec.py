@@ -65,6 +65,20 @@ def test_spec_trims_but_keeps_what_the_app_imports():
     assert keep(("torch/lib/libtorch_cpu.so", "", "BINARY"))
     assert keep(("resources/icons/hicolor/16x16/apps/effstudio.png", "", "DATA"))
     assert keep(("PySide6/Qt/plugins/platforms/libqoffscreen.so", "", "BINARY"))
+    assert keep(("torch/bin/torch_shm_manager", "", "BINARY"))  # torch looks for it on import
+
+
+def test_spec_strips_only_libraries_that_survive_it():
+    from fnmatch import fnmatch
+
+    text = SPEC.read_text(encoding="utf-8")
+    patterns = ast.literal_eval(re.search(r"^STRIP = (\[.*?\])$", text, flags=re.M | re.S).group(1))
+    assert any(fnmatch("torch/lib/libtorch_cpu.so", p) for p in patterns)
+    # auditwheel-patched libraries stop loading once stripped
+    for patched in ("numpy.libs/libscipy_openblas64_-32a4b2a6.so", "onnxruntime/capi/libonnxruntime.so.1",
+                    "pillow.libs/libjpeg-1a2b.so.62"):
+        assert not any(fnmatch(patched, p) for p in patterns)
+    assert "strip=True," not in text  # PyInstaller's own strip would take every binary
 
 
 def test_macos_bundle_declares_the_document_types(spec_tree):
