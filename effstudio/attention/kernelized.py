@@ -118,23 +118,21 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 def _exclusive_cumsum(x: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
     """Along the chunk axis of (G, 1, M, F, E): chunk t gets start + the sum of chunks 0..t-1.
 
-    A loop of M slab additions: torch.cumsum over this strided axis is several
-    times slower, and M (chunks per tile) is small.
+    One cumsum: a Python loop of M slab additions is a little faster on an
+    idle machine, but it is hundreds of small threaded operations, and each
+    waits for its slowest thread when other processes share the cores.
     """
     out = torch.empty_like(x)
     out[:, :, 0] = 0.0 if start is None else start
-    for t in range(1, x.shape[2]):
-        torch.add(out[:, :, t - 1], x[:, :, t - 1], out=out[:, :, t])
+    torch.cumsum(x[:, :, :-1], dim=2, out=out[:, :, 1:])
+    if start is not None:
+        out[:, :, 1:] += start.unsqueeze(2)
     return out
 
 
 def _exclusive_suffix_sum(x: torch.Tensor, end: torch.Tensor | None) -> torch.Tensor:
     """Along the chunk axis of (G, 1, M, F, E): chunk t gets end + the sum of chunks t+1..M-1."""
-    out = torch.empty_like(x)
-    out[:, :, -1] = 0.0 if end is None else end
-    for t in range(x.shape[2] - 2, -1, -1):
-        torch.add(out[:, :, t + 1], x[:, :, t + 1], out=out[:, :, t])
-    return out
+    return _exclusive_cumsum(x.flip(2), end).flip(2)
 
 
 def _kernel_blocks(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tensor:
