@@ -341,12 +341,16 @@ class MainWindow(QMainWindow):
         self.recent_menu.addAction("Clear the list", lambda: self.settings.remove(keys.RECENT_FILES))
 
     def open_in_lab(self, path: str) -> bool:
-        """Load an effstudio checkpoint's run settings into the forms, to train further from them."""
+        """Load an effstudio checkpoint's run settings into the forms, to train further from them,
+        and make it the Compress section's source, to prune, quantize, distill or export it."""
         if not self.load_settings(path):
             return False
+        if not self.compress_panel.running:
+            self.compress_panel.set_checkpoint(path)
         self.show_section(MODEL)
-        self.status.showMessage(f"Loaded the settings of {Path(path).name}: start a run to train them again, or "
-                                "`effstudio train --resume` to continue that run", 15_000)
+        self.status.showMessage(f"Loaded the settings of {Path(path).name}: start a run to train them again, "
+                                "`effstudio train --resume` to continue that run, or compress it in Compress",
+                                15_000)
         return True
 
     def load_settings(self, path: str | Path) -> bool:

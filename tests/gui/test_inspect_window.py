@@ -69,5 +69,6 @@ def test_open_in_lab_loads_the_checkpoint_settings(window, qtbot, tmp_path):
     panel.lab_button.click()
     assert window.current_section() == MODEL
     assert window.build_config().model.d_model == 48 and window.build_config().train.steps == 9
+    assert window.compress_panel.source == path  # ready to prune, quantize, distill or export
     assert panel.copy_resume_command().startswith("effstudio train --resume ")
     wait_idle(qtbot, panel)
