@@ -163,8 +163,6 @@ class CurvesView(pg.GraphicsLayoutWidget):
         plot = self.addPlot(row=row, col=col, colspan=colspan)
         plot.setTitle(f"<span style='color:{theme.TEXT};font-size:10pt;font-weight:600'>{title}</span>")
         plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setLabel("bottom", "step", color=theme.MUTED)
-        plot.setLabel("left", y_label, color=theme.MUTED)
         plot.setMenuEnabled(True)
         plot.hideButtons()
         font = QFont()
@@ -175,6 +173,9 @@ class CurvesView(pg.GraphicsLayoutWidget):
             axis.setTextPen(theme.MUTED)
             axis.setPen(theme.BORDER)
             axis.enableAutoSIPrefix(False)
+        # after setPen: an axis's pen also recolours its label
+        plot.setLabel("bottom", "step", color=theme.MUTED)
+        plot.setLabel("left", y_label, color=theme.MUTED)
         plot.getAxis("left").setWidth(62)
         plot.setMouseEnabled(x=True, y=False)
         plot.enableAutoRange(y=True)
