@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from effstudio.engine.events import AttentionEvent
 from effstudio.gui import theme
+from effstudio.gui.plots.heatmap import weights_heatmap
 
 TOKEN_LABEL_LIMIT = 48
 MEAN_OF_HEADS = -1
@@ -59,26 +59,7 @@ class AttentionView(QWidget):
 
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
-        self.plot = self.graphics.addPlot()
-        self.plot.setAspectLocked(True)
-        self.plot.invertY(True)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
-        self.plot.setLabel("bottom", "key position", color=theme.MUTED)
-        self.plot.setLabel("left", "query position", color=theme.MUTED)
-        font = QFont()
-        font.setPointSize(7)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=14,
-                                        label="weight")
-        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
         empty = QLabel("No attention maps yet.\nThey arrive during training, every "
                        "\u201cAttention map every\u201d steps.", self)

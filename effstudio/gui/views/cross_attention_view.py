@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from effstudio.gui import theme
 from effstudio.gui.plots.attention_view import MEAN_OF_HEADS, TOKEN_LABEL_LIMIT, _token_ticks
+from effstudio.gui.plots.heatmap import weights_heatmap
 from effstudio.gui.views.base import ModelView, register_view
 
 END = "<eos>"
@@ -60,26 +59,8 @@ class CrossAttentionView(ModelView):
 
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
-        self.plot = self.graphics.addPlot()
-        self.plot.setAspectLocked(True)
-        self.plot.invertY(True)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
-        self.plot.setLabel("bottom", "source token (encoder)", color=theme.MUTED)
-        self.plot.setLabel("left", "output token (decoder)", color=theme.MUTED)
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=12,
-                                        label="weight")
-        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.plot, self.image, self.colorbar = weights_heatmap(
+            self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
