@@ -46,7 +46,7 @@ from effstudio.engine.events import DoneEvent
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
-from effstudio.models.structure import blocks_of
+from effstudio.models.structure import blocks_of, ff_width
 
 TARGETS = {"int8_speedup_b1": 1.7, "int8_linear_ratio": 3.5, "int8_accuracy_drop_points": 0.5,
            "onnx_speedup_b1": 1.5, "onnx_max_abs_diff": 1e-4, "pruned_speedup": 1.5,
@@ -160,12 +160,12 @@ def _measure(train_steps: int, folder: Path) -> dict[str, Any]:
 
     # structured pruning: half the heads and half the neurons of every block
     pruned = load_checkpoint(done.checkpoint)
-    original = [(int(b.heads), int(b.mlp[0].out_features)) for b in blocks_of(pruned.model)]
+    original = [(int(b.heads), ff_width(b.mlp)) for b in blocks_of(pruned.model)]
     structured_prune(pruned.model, pruned, 0.5, True, True, "magnitude", original)
     pm = pruned.model.eval()
     full_b1, pruned_b1 = alternating(_forward(model, one), _forward(pm, one))
     full_b32, pruned_b32 = alternating(_forward(model, many), _forward(pm, many), repeats=10, warmup=1)
-    report["pruned"] = {"heads": [int(b.heads) for b in blocks_of(pm)], "ff": [int(b.mlp[0].out_features)
+    report["pruned"] = {"heads": [int(b.heads) for b in blocks_of(pm)], "ff": [ff_width(b.mlp)
                                                                               for b in blocks_of(pm)],
                         "params": count_params(pm), "ms_b1": pruned_b1, "full_ms_b1": full_b1,
                         "speedup_b1": full_b1 / pruned_b1, "ms_b32": pruned_b32, "full_ms_b32": full_b32,

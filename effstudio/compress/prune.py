@@ -1,8 +1,9 @@
 """Pruning jobs: unstructured magnitude pruning and structured head/neuron removal.
 
-Prunable weights are the Linear weights inside the Transformer blocks (query,
-key, value and output projections, both feed-forward layers); embeddings,
-norms and the task head are kept.
+Prunable weights are the weight matrices inside the Transformer blocks (query,
+key, value and output projections, both feed-forward layers, or every expert's
+two matrices in a mixture of experts); embeddings, norms, a mixture's router
+(a small layer that decides where every token goes) and the task head are kept.
 
 - ``magnitude``: in every prunable layer the ``amount`` fraction of weights
   with the smallest absolute value is set to zero (layer-wise).
@@ -13,7 +14,8 @@ norms and the task head are kept.
 - ``heads``: in every block the ``amount`` fraction of attention heads with the
   lowest importance is cut out of the q/k/v/out projections.
 - ``neurons``: the same for feed-forward neurons (rows of the first layer,
-  columns of the second).
+  columns of the second); in a mixture of experts every expert loses the
+  same number of its own weakest units.
 - ``structured``: heads and neurons together.
   A structured result is a smaller dense model: its per-block widths are
   recorded in the checkpoint (``effstudio.structure``) and it loads without masks.
@@ -53,7 +55,8 @@ from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, Log
 from effstudio.engine.objective import evaluate, task_loss
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
-from effstudio.models.structure import StructureError, blocks_of
+from effstudio.models.moe import MoEFeedForward
+from effstudio.models.structure import StructureError, blocks_of, ff_width
 
 METHODS = ("magnitude", "global-magnitude", "heads", "neurons", "structured")
 IMPORTANCE = ("magnitude", "gradient")
@@ -92,43 +95,62 @@ def cubic_schedule(amount: float, steps: int) -> list[float]:
     return [amount * (1.0 - (1.0 - k / steps) ** 3) for k in range(1, steps + 1)]
 
 
-def prunable_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    blocks = blocks_of(model)
+@dataclasses.dataclass(frozen=True)
+class PrunableWeight:
+    """One prunable matrix: ``getattr(module, attr)``, named as in the state dict."""
+
+    name: str
+    module: nn.Module
+    attr: str
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        return getattr(self.module, self.attr)
+
+
+def prunable_weights(model: nn.Module) -> list[PrunableWeight]:
     found = []
-    for index, block in enumerate(blocks):
+    for index, block in enumerate(blocks_of(model)):
         for name, module in block.named_modules():
-            if isinstance(module, nn.Linear):
-                found.append((f"blocks.{index}.{name}", module))
+            prefix = f"blocks.{index}.{name}"
+            if isinstance(module, MoEFeedForward):
+                found += [PrunableWeight(f"{prefix}.w1", module, "w1"), PrunableWeight(f"{prefix}.w2", module, "w2")]
+            elif isinstance(module, nn.Linear) and not name.endswith("router"):
+                found.append(PrunableWeight(f"{prefix}.weight", module, "weight"))
     return found
 
 
 def sparsity_report(model: nn.Module) -> dict[str, float]:
-    """Fraction of exact zeros in each prunable layer's weight."""
-    return {name: float((module.weight == 0).float().mean()) for name, module in prunable_linears(model)}
+    """Fraction of exact zeros in each prunable weight."""
+    return {w.name: float((w.tensor == 0).float().mean()) for w in prunable_weights(model)}
 
 
 def overall_sparsity(model: nn.Module) -> float:
-    layers = prunable_linears(model)
-    zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
-    return zeros / max(sum(m.weight.numel() for _, m in layers), 1)
+    weights = prunable_weights(model)
+    zeros = sum(int((w.tensor == 0).sum()) for w in weights)
+    return zeros / max(prunable_size(model), 1)
+
+
+def prunable_size(model: nn.Module) -> int:
+    return sum(w.tensor.numel() for w in prunable_weights(model))
 
 
 # --------------------------------------------------------------- unstructured
 def _remove_masks(model: nn.Module) -> None:
-    for _, module in prunable_linears(model):
-        if torch_prune.is_pruned(module):
-            torch_prune.remove(module, "weight")
+    for weight in prunable_weights(model):
+        if hasattr(weight.module, f"{weight.attr}_mask"):
+            torch_prune.remove(weight.module, weight.attr)
 
 
 def magnitude_prune(model: nn.Module, amount: float, global_: bool) -> None:
     """Zero the smallest weights (masks stay on until :func:`_remove_masks`), ``amount`` of all prunable ones."""
     _remove_masks(model)  # earlier zeros are the smallest weights, so they stay pruned
-    layers = [module for _, module in prunable_linears(model)]
+    weights = [(w.module, w.attr) for w in prunable_weights(model)]
     if global_:
-        torch_prune.global_unstructured([(m, "weight") for m in layers], torch_prune.L1Unstructured, amount=amount)
+        torch_prune.global_unstructured(weights, torch_prune.L1Unstructured, amount=amount)
     else:
-        for module in layers:
-            torch_prune.l1_unstructured(module, "weight", amount=amount)
+        for module, attr in weights:
+            torch_prune.l1_unstructured(module, attr, amount=amount)
 
 
 # ----------------------------------------------------------------- structured
@@ -152,13 +174,26 @@ def head_importance(block: nn.Module, use_grad: bool) -> torch.Tensor:
 
 
 def neuron_importance(block: nn.Module, use_grad: bool) -> torch.Tensor:
-    """(ff,) importance of each feed-forward neuron of a block."""
+    """(ff,) importance of each feed-forward neuron of a block; (E, ff) with a mixture of experts."""
+    if isinstance(block.mlp, MoEFeedForward):
+        return _expert_neuron_importance(block.mlp, use_grad)
     first, second = block.mlp[0], block.mlp[2]
     if use_grad:
         score = (first.weight * first.weight.grad).abs().sum(dim=1) + (first.bias * first.bias.grad).abs()
         return (score + (second.weight * second.weight.grad).abs().sum(dim=0)).detach()
     feed = first.weight.norm(dim=1) + first.bias.abs()
     return (second.weight.norm(dim=0) * feed).detach()
+
+
+def _expert_neuron_importance(moe: MoEFeedForward, use_grad: bool) -> torch.Tensor:
+    """(E, h): the dense scores, for each expert's units (w1 (E, d, h), b1 (E, 1, h), w2 (E, h, d))."""
+    if use_grad:
+        if moe.w1.grad is None:
+            return torch.zeros(moe.experts, moe.hidden)
+        score = (moe.w1 * moe.w1.grad).abs().sum(dim=1) + (moe.b1 * moe.b1.grad).abs()[:, 0]
+        return (score + (moe.w2 * moe.w2.grad).abs().sum(dim=2)).detach()
+    feed = moe.w1.norm(dim=1) + moe.b1.abs()[:, 0]
+    return (moe.w2.norm(dim=2) * feed).detach()
 
 
 def _taylor(layer: nn.Linear, rows: slice, out_dim: bool) -> torch.Tensor:
@@ -190,8 +225,8 @@ def accumulate_gradients(model: nn.Module, loaded: LoadedModel, batches: int = G
 
 
 def _keep(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the ``count`` highest scores, in their original order."""
-    return torch.sort(torch.topk(scores, count).indices).values
+    """Indices of the ``count`` highest scores (along the last dimension), in their original order."""
+    return torch.sort(torch.topk(scores, count, dim=-1).indices, dim=-1).values
 
 
 def _cut(layer: nn.Linear, index: torch.Tensor, out_dim: bool) -> nn.Linear:
@@ -221,6 +256,10 @@ def remove_heads(block: nn.Module, keep: torch.Tensor) -> None:
 
 
 def remove_neurons(block: nn.Module, keep: torch.Tensor) -> None:
+    """Keep the units ``keep``: (ff',) indices, or (E, ff') for a mixture of experts."""
+    if isinstance(block.mlp, MoEFeedForward):
+        block.mlp.keep_hidden(keep)
+        return
     block.mlp[0] = _cut(block.mlp[0], keep, True)
     block.mlp[2] = _cut(block.mlp[2], keep, False)
 
@@ -239,14 +278,13 @@ def structured_prune(model: nn.Module, loaded: LoadedModel, fraction: float, hea
                     remove_heads(block, _keep(head_importance(block, use_grad), target))
             if neurons:
                 target = max(1, ff0 - round(fraction * ff0))
-                if target < block.mlp[0].out_features:
+                if target < ff_width(block.mlp):
                     remove_neurons(block, _keep(neuron_importance(block, use_grad), target))
     model.zero_grad(set_to_none=True)
 
 
 def removed_fraction(model: nn.Module, original_weights: int) -> float:
-    now = sum(m.weight.numel() for _, m in prunable_linears(model))
-    return 1.0 - now / original_weights
+    return 1.0 - prunable_size(model) / original_weights
 
 
 # ------------------------------------------------------------------------ job
@@ -292,8 +330,8 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
     model = loaded.model
     baseline = _accuracy(model, loaded, settings.eval_batch_size)
     params0 = count_params(model)
-    original = [(int(b.heads), int(b.mlp[0].out_features)) for b in blocks_of(model)]
-    weights0 = sum(m.weight.numel() for _, m in prunable_linears(model))
+    original = [(int(b.heads), ff_width(b.mlp)) for b in blocks_of(model)]
+    weights0 = prunable_size(model)
     structured = settings.method in ("heads", "neurons", "structured")
     schedule = cubic_schedule(settings.amount, settings.steps)
     per_step = settings.finetune_steps // len(schedule) if settings.finetune_steps else 0
@@ -320,7 +358,7 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
                                "schedule": schedule, "finetune_steps": per_step * len(schedule)}
     if structured:
         details["heads"] = [int(b.heads) for b in blocks_of(model)]
-        details["ff"] = [int(b.mlp[0].out_features) for b in blocks_of(model)]
+        details["ff"] = [ff_width(b.mlp) for b in blocks_of(model)]
         details["sparsity"] = removed_fraction(model, weights0)
     else:
         details["layers"] = sparsity_report(model)

@@ -106,6 +106,22 @@ class MoEFeedForward(nn.Module):
         self.w2 = nn.Parameter(INIT_STD * torch.randn(experts, hidden, dim))  # (E, h, d)
         self.b2 = nn.Parameter(torch.zeros(experts, 1, dim))  # (E, 1, d)
 
+    @property
+    def hidden(self) -> int:
+        """Hidden units per expert."""
+        return self.w1.shape[-1]
+
+    def keep_hidden(self, keep: torch.Tensor) -> None:
+        """Keep only the hidden units ``keep`` ((E, h') indices, per expert) of every expert.
+
+        Structured pruning removes each expert's weakest units; every expert keeps
+        the same count so that the experts still run as one batched matmul.
+        """
+        w1, b1, w2 = self.w1.detach(), self.b1.detach(), self.w2.detach()
+        self.w1 = nn.Parameter(w1.gather(2, keep[:, None, :].expand(-1, w1.shape[1], -1)).clone())  # (E, d, h')
+        self.b1 = nn.Parameter(b1.gather(2, keep[:, None, :]).clone())  # (E, 1, h')
+        self.w2 = nn.Parameter(w2.gather(1, keep[:, :, None].expand(-1, -1, w2.shape[2])).clone())  # (E, h', d)
+
     def capacity(self, tokens: int) -> int:
         """The most assignments an expert takes when ``tokens`` tokens are routed."""
         return max(1, math.ceil(self.capacity_factor * self.top_k * tokens / self.experts))

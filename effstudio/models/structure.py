@@ -8,7 +8,8 @@ beside the config, in the checkpoint header under ``effstudio.structure``::
     {"heads": [4, 2], "head_dim": 32, "ff": [512, 256]}
 
 ``heads[i]`` and ``ff[i]`` are block i's heads and feed-forward width;
-``head_dim`` is the (unchanged) width of one head. Building from the config and
+``head_dim`` is the (unchanged) width of one head; with a mixture of experts
+``ff[i]`` is the width of each of block i's experts. Building from the config and
 then calling :func:`apply_structure` gives a model of exactly the pruned
 shapes, with plain ``nn.Linear`` layers: it loads without masks and computes
 only what is left.
@@ -20,7 +21,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
+
+from effstudio.models.moe import MoEFeedForward
 
 METADATA_KEY = "effstudio.structure"
 
@@ -59,8 +63,14 @@ def structure_of(model: nn.Module) -> Structure:
     """The current per-block widths of a model."""
     blocks = blocks_of(model)
     head_dim = blocks[0].q.out_features // blocks[0].heads
-    return Structure(tuple(int(b.heads) for b in blocks), head_dim,
-                     tuple(int(b.mlp[0].out_features) for b in blocks))
+    return Structure(tuple(int(b.heads) for b in blocks), head_dim, tuple(ff_width(b.mlp) for b in blocks))
+
+
+def ff_width(mlp: nn.Module) -> int:
+    """Hidden width of a feed-forward part: the dense MLP's, or each expert's."""
+    if isinstance(mlp, MoEFeedForward):
+        return mlp.hidden
+    return int(mlp[0].out_features)
 
 
 def is_uniform(structure: Structure, heads: int, d_model: int, ff_mult: int) -> bool:
@@ -89,6 +99,9 @@ def apply_structure(model: nn.Module, structure: Structure) -> nn.Module:
             block.k = _linear(block.k, d, inner)
         block.out = _linear(block.out, inner, d)
         block.heads = heads
-        block.mlp[0] = _linear(block.mlp[0], d, ff)
-        block.mlp[2] = _linear(block.mlp[2], ff, d)
+        if isinstance(block.mlp, MoEFeedForward):
+            block.mlp.keep_hidden(torch.arange(ff).repeat(block.mlp.experts, 1))  # shapes only: weights load next
+        else:
+            block.mlp[0] = _linear(block.mlp[0], d, ff)
+            block.mlp[2] = _linear(block.mlp[2], ff, d)
     return model

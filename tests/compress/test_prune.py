@@ -5,7 +5,7 @@ from effstudio.compress.formats import load_checkpoint
 from effstudio.compress.prune import (
     PruneSettings,
     cubic_schedule,
-    prunable_linears,
+    prunable_weights,
     prune_job,
     sparsity_report,
 )
@@ -40,8 +40,8 @@ def test_global_magnitude_reaches_the_amount_overall_with_uneven_layers(tiny_che
     layers = result.details["layers"].values()
     assert max(layers) - min(layers) > 0.01  # global pruning does not give every layer the same share
     model, _, _ = load_model(out)
-    total = sum(m.weight.numel() for _, m in prunable_linears(model))
-    zeros = sum(int((m.weight == 0).sum()) for _, m in prunable_linears(model))
+    total = sum(w.tensor.numel() for w in prunable_weights(model))
+    zeros = sum(int((w.tensor == 0).sum()) for w in prunable_weights(model))
     assert abs(zeros / total - 0.6) < 0.005
 
 
@@ -106,3 +106,47 @@ def test_cubic_schedule_ends_at_the_amount():
     schedule = cubic_schedule(0.8, 4)
     assert schedule[-1] == 0.8 and schedule == sorted(schedule)
     assert schedule[0] > 0.8 / 4  # prunes fast first, slowly at the end
+
+
+def _moe_checkpoint(tmp_path):
+    from tests.compress.conftest import make_checkpoint, tiny_config
+
+    config = tiny_config(**{"model.ffn": "moe", "model.experts": 4, "model.top_k": 2,
+                            "model.capacity_factor": 4.0})
+    return make_checkpoint(tmp_path / "moe.safetensors", config)
+
+
+def test_neuron_pruning_of_experts_keeps_each_experts_strongest_units(tmp_path):
+    source = _moe_checkpoint(tmp_path)
+    loaded = load_checkpoint(source)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # in every expert a different half of the units writes nothing: they are the ones to go
+        for block in blocks_of(loaded.model):
+            for expert in range(4):
+                block.mlp.w2[expert, torch.randperm(128, generator=generator)[:64]] = 0.0
+    from effstudio.compress.formats import save_float
+
+    zeroed = save_float(tmp_path / "zeroed.safetensors", loaded.model, loaded.config)
+    inputs = loaded.task.split("val").inputs[:4, :20]
+    mask = inputs != loaded.task.spec.pad_id
+    with torch.no_grad():
+        expected = loaded.model(inputs, mask).logits
+    out = tmp_path / "experts.safetensors"
+    _, result = run(prune_job(zeroed, PruneSettings("neurons", 0.5), out))
+    assert result.details["ff"] == [64, 64]
+    pruned = load_checkpoint(out)
+    for block in blocks_of(pruned.model):
+        assert tuple(block.mlp.w1.shape) == (4, 32, 64) and tuple(block.mlp.w2.shape) == (4, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(pruned.model(inputs, mask).logits, expected, atol=1e-5)
+
+
+def test_magnitude_pruning_reaches_expert_weights_but_not_the_router(tmp_path):
+    out = tmp_path / "moe-magnitude.safetensors"
+    _, result = run(prune_job(_moe_checkpoint(tmp_path), PruneSettings("magnitude", 0.5), out))
+    layers = result.details["layers"]
+    assert any(name.endswith("mlp.w1") for name in layers) and not any("router" in name for name in layers)
+    loaded = load_checkpoint(out)
+    for block in blocks_of(loaded.model):
+        assert abs(float((block.mlp.w1 == 0).float().mean()) - 0.5) < 0.01
+        assert float((block.mlp.router.weight == 0).float().mean()) == 0.0
