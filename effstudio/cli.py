@@ -68,10 +68,14 @@ def _train_config(args: argparse.Namespace):
         overrides.append(f"train.steps={args.steps}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
-    if args.resume:
+    start = args.resume or args.init
+    if start:
+        option = "--resume" if args.resume else "--init"
+        if args.resume and args.init:
+            raise UsageError("--resume continues a run, --init starts a new one from a checkpoint: use one")
         if args.model or args.task or args.config:
-            raise UsageError("--resume continues the checkpoint's own model and task; drop --model/--task/--config")
-        return read_info(args.resume).config.with_overrides(overrides)
+            raise UsageError(f"{option} uses the checkpoint's own model and task; drop --model/--task/--config")
+        return read_info(start).config.with_overrides(overrides)
     if args.config:
         config = RunConfig.from_toml(args.config)
         if args.model or args.task:
@@ -119,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             # a resumed run continues in its own folder unless told otherwise
             out_dir = args.out or (args.resume.parent if args.resume else None)
-            events = train(config, control=control, out_dir=out_dir, resume=args.resume)
+            events = train(config, control=control, out_dir=out_dir, resume=args.resume, init=args.init)
             if is_main and not args.no_record:
                 from effstudio.runs.recorder import record_run, recording_enabled
 
@@ -463,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto, cpu, cuda, cuda:1 or mps")
     train.add_argument("--out", type=Path, help="run folder (default: a new folder under the data directory)")
     train.add_argument("--resume", type=Path, metavar="CKPT", help="continue the run saved in this checkpoint")
+    train.add_argument("--init", type=Path, metavar="CKPT",
+                       help="start a new run from this checkpoint's weights (fine-tune a pruned, quantized or "
+                            "distilled model; its model and task settings are kept)")
     train.add_argument("--name", help="the run's name in the run store (default: TASK-ATTENTION-ID)")
     train.add_argument("--no-record", action="store_true",
                        help="do not record the run in the run store (EFFSTUDIO_RECORD_RUNS=0 does the same)")

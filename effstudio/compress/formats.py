@@ -34,7 +34,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from effstudio.engine.build import build_model, build_task
+from effstudio.engine.build import build_task, model_of_checkpoint
 from effstudio.engine.checkpoint import (
     CheckpointError,
     CheckpointInfo,
@@ -45,7 +45,10 @@ from effstudio.engine.checkpoint import (
 )
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
-from effstudio.models.structure import Structure, StructureError, apply_structure, structure_of
+from effstudio.models.structure import (
+    Structure,
+    structure_metadata,
+)
 from effstudio.tasks.base import Task
 
 DTYPE_KEY = "effstudio.dtype"
@@ -113,27 +116,12 @@ def count_params(model: nn.Module) -> int:
 def save_float(path: Path, model: nn.Module, config: RunConfig, step: int = 0,
                extra: dict[str, str] | None = None) -> Path:
     """A float (or half) model, with its structure recorded when it differs from the config."""
-    metadata = dict(extra or {})
-    try:
-        structure = structure_of(model)
-    except StructureError:
-        structure = None
-    if structure is not None and _differs(structure, config):
-        metadata[STRUCTURE_KEY] = structure.to_json()
+    metadata = {**(extra or {}), **structure_metadata(model, config.model)}
     dtype = next(model.parameters()).dtype
     for name, value in DTYPES.items():
         if dtype == value:
             metadata[DTYPE_KEY] = name
     return save_checkpoint(Path(path), model, config, step, extra_metadata=metadata)
-
-
-def _differs(structure: Structure, config: RunConfig) -> bool:
-    model = config.model
-    heads, d_model, ff_mult = getattr(model, "heads", None), getattr(model, "d_model", None), getattr(model, "ff_mult", None)
-    if heads is None or d_model is None or ff_mult is None:
-        return True
-    return not (all(h == heads for h in structure.heads) and structure.head_dim * heads == d_model
-                and all(f == ff_mult * d_model for f in structure.ff))
 
 
 def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int = 0,
@@ -163,13 +151,8 @@ def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int
             continue
         seen.add(tensor.data_ptr())
         tensors.setdefault(name, tensor.detach().contiguous())
-    metadata = {QUANT_KEY: "dynamic-int8", QUANTIZED_KEY: json.dumps(quantized), **(extra or {})}
-    try:
-        structure = structure_of(model)
-        if _differs(structure, config):
-            metadata[STRUCTURE_KEY] = structure.to_json()
-    except StructureError:
-        pass
+    metadata = {QUANT_KEY: "dynamic-int8", QUANTIZED_KEY: json.dumps(quantized), **(extra or {}),
+                **structure_metadata(model, config.model)}
     metadata = checkpoint_metadata(config, step, metadata)
     try:
         atomic_write(Path(path), lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
@@ -183,13 +166,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     """Any effstudio checkpoint (plain, pruned, half precision or dynamic int8), in eval mode."""
     info = read_info(path)
     task = build_task(info.config)
-    model = build_model(info.config, task.spec)
-    structure_text = info.metadata.get(STRUCTURE_KEY)
-    if structure_text:
-        try:
-            apply_structure(model, Structure.from_json(structure_text))
-        except StructureError as err:
-            raise CheckpointError(f"{info.path}: {err}") from None
+    model = model_of_checkpoint(info, task.spec)
     kind = "float32"
     dtype_name = info.metadata.get(DTYPE_KEY)
     if dtype_name in DTYPES:
@@ -251,6 +228,21 @@ def _load_dynamic_int8(model: nn.Module, info: CheckpointInfo) -> nn.Module:
             raise CheckpointError(f"{info.path}: {name} is not a Linear layer of this model")
         weight = torch._make_per_tensor_quantized_tensor(q, scale, zero)
         module.set_weight_bias(weight, module._packed_params._weight_bias()[1])
+    return model
+
+
+def dequantized(model: nn.Module) -> nn.Module:
+    """``model`` with every dynamic-int8 Linear replaced by a float Linear of the same (dequantized) weights."""
+    for name, module in list(model.named_modules()):
+        if not is_dynamic_quantized(module):
+            continue
+        weight, bias = module._packed_params._weight_bias()
+        layer = nn.Linear(module.in_features, module.out_features, bias=bias is not None)
+        with torch.no_grad():
+            layer.weight.copy_(weight.dequantize())
+            if bias is not None:
+                layer.bias.copy_(bias)
+        model.set_submodule(name, layer)
     return model
 
 

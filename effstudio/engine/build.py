@@ -7,9 +7,11 @@ from pathlib import Path
 from torch import nn
 
 from effstudio.config import ConfigError
-from effstudio.engine.checkpoint import load_weights, read_info
+from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, load_weights, read_info
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
+from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
+from effstudio.models.structure import Structure, StructureError, apply_structure
 from effstudio.registry import Registry, get_registry
 from effstudio.tasks.base import Task, TaskSpec
 
@@ -34,6 +36,33 @@ def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | Non
     return entry.factory(config.model, ModelSpec(task=task_spec, attention_config=config.attention))
 
 
+def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec) -> nn.Module:
+    """The model a checkpoint header describes, weights not loaded: its config's model with
+    the per-block widths of a structurally pruned checkpoint (``effstudio.structure``)."""
+    model = build_model(info.config, task_spec)
+    text = info.metadata.get(STRUCTURE_KEY)
+    if text:
+        try:
+            apply_structure(model, Structure.from_json(text))
+        except StructureError as err:
+            raise CheckpointError(f"{info.path}: {err}") from None
+    return model
+
+
+def trainable_model(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
+    """A checkpoint's weights as a float32 model that trains, whatever it was saved as.
+
+    Pruned widths are kept, half-precision weights widened and dynamic-int8 layers
+    dequantized (their float weights are exactly scale * (int8 - zero point)), so a
+    compressed model can be fine-tuned like any other.
+    """
+    info = read_info(path)
+    model, _, _ = load_model(info.path)
+    from effstudio.compress.formats import dequantized
+
+    return dequantized(model).float().train(), info
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Task]:
     """An effstudio checkpoint's model (weights loaded, eval mode), run config and task.
 
@@ -41,12 +70,12 @@ def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Task]:
     is rebuilt from the records in its header.
     """
     info = read_info(path)
-    if any(key in info.metadata for key in ("effstudio.structure", "effstudio.quantization", "effstudio.dtype")):
+    if any(key in info.metadata for key in ("effstudio.quantization", "effstudio.dtype")):
         from effstudio.compress.formats import load_checkpoint
 
         loaded = load_checkpoint(info.path)
         return loaded.model, loaded.config, loaded.task
     task = build_task(info.config)
-    model = build_model(info.config, task.spec)
+    model = model_of_checkpoint(info, task.spec)
     load_weights(model, info.path)
     return model.eval(), info.config, task

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from effstudio.config import ConfigError
 from effstudio.engine import checkpoint as ckpt
-from effstudio.engine.build import build_model, build_task
+from effstudio.engine.build import build_model, build_task, model_of_checkpoint, trainable_model
 from effstudio.engine.data import Batch, MicroBatchIndices, StreamIndices, make_batch, train_batches
 from effstudio.engine.device import describe_device, pick_device
 from effstudio.engine.distributed import (
@@ -53,6 +53,7 @@ from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig
 from effstudio.models.base import ModelOutput
+from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
 from effstudio.tasks.base import Split, Task
 
@@ -143,7 +144,7 @@ class _Run:
     """One training run: set-up in ``__init__``, the loop in ``events()``."""
 
     def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None,
-                 model: nn.Module | None = None, loss_hook: LossHook | None = None):
+                 model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None):
         config.validate()
         self.loss_hook = loss_hook
         self.config, self.train_cfg, self.control = config, config.train, control
@@ -157,7 +158,11 @@ class _Run:
         self.task: Task = build_task(config)
         self.spec = self.task.spec
         self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
-        self.model = (model if model is not None else build_model(config, self.spec)).to(self.device)
+        if resume is not None and init is not None:
+            raise ConfigError("init", "resume continues a run, init starts one from a checkpoint's weights: not both")
+        if model is None:
+            model = self._initial_model(resume, init)
+        self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
         self.state = _RunState(step=0)
@@ -180,14 +185,32 @@ class _Run:
             self.probe_index = max(self.probe_index, 1)  # the row before it gives the probe its memory
 
     # ------------------------------------------------------------- resuming
-    def _restore(self, path: Path) -> None:
-        info = ckpt.read_info(path)
+    def _initial_model(self, resume: Path | None, init: Path | None) -> nn.Module:
+        """The config's model; a resumed checkpoint's (pruned widths too); or ``init``'s weights, trainable."""
+        if init is not None:
+            model, info = trainable_model(init)
+            self._check_same_run(info, "init")
+            return model
+        if resume is not None:
+            info = ckpt.read_info(resume)
+            self._check_same_run(info, "resume")
+            return model_of_checkpoint(info, self.spec)
+        return build_model(self.config, self.spec)
+
+    def _check_same_run(self, info: ckpt.CheckpointInfo, field_name: str) -> None:
         saved, current = info.config, self.config
         if (saved.model_type, saved.model, saved.attention, saved.task_name, saved.task) != (
             current.model_type, current.model, current.attention, current.task_name, current.task
         ):
-            raise ConfigError("resume", f"{path} was trained with a different model or task config; "
-                                        "resume with the checkpoint's own config (only train.* may change)")
+            raise ConfigError(field_name, f"{info.path} was trained with a different model or task config; "
+                                          f"use the checkpoint's own config (only train.* may change)")
+
+    def _restore(self, path: Path) -> None:
+        self._check_same_run(ckpt.read_info(path), "resume")
+        if not ckpt.state_path(path).is_file():
+            raise ConfigError("resume", f"{path} has no training state ({ckpt.state_path(path).name}) to continue "
+                                        f"from, as a compressed or exported checkpoint; start a new run from its "
+                                        f"weights instead (effstudio train --init {path})")
         state = ckpt.load_train_state(path)
         ckpt.load_weights(self.model, path)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -221,7 +244,8 @@ class _Run:
         if not self.dist.is_main:
             return
         try:
-            ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step, self._train_state())
+            ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step, self._train_state(),
+                                 extra_metadata=structure_metadata(self.model, self.config.model))
             (self.run_dir / "config.toml").write_text(self.config.to_toml(), encoding="utf-8")
         except (ckpt.CheckpointError, OSError) as err:
             yield LogEvent("error", str(err))
@@ -396,12 +420,16 @@ def train(
     resume: Path | None = None,
     model: nn.Module | None = None,
     loss_hook: LossHook | None = None,
+    init: Path | None = None,
 ) -> Iterator[Event]:
     """Train ``config`` and yield events; see the module docstring.
 
     ``model`` trains a given module (a pruned or distilled one) instead of one
     built from the config; ``loss_hook(output, batch, loss)`` returns the loss
     to minimise in place of the task loss (distillation mixes in its own terms).
+    ``init`` starts a new run (step 0, fresh optimizer) from a checkpoint's
+    weights: a pruned, half-precision or quantized one trains as float32 with its
+    pruned widths, and the run's checkpoints keep those widths.
     """
-    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook)
+    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init)
     yield from run.events()

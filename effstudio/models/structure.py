@@ -78,6 +78,19 @@ def is_uniform(structure: Structure, heads: int, d_model: int, ff_mult: int) -> 
             and all(f == ff_mult * d_model for f in structure.ff))
 
 
+def structure_metadata(model: nn.Module, model_config: Any) -> dict[str, str]:
+    """The header entry that rebuilds ``model``'s widths, or nothing when the config alone gives them."""
+    try:
+        structure = structure_of(model)
+    except StructureError:  # a model type without prunable blocks
+        return {}
+    heads, d_model, ff_mult = (getattr(model_config, name, None) for name in ("heads", "d_model", "ff_mult"))
+    if heads is not None and d_model is not None and ff_mult is not None and is_uniform(
+            structure, heads, d_model, ff_mult):
+        return {}
+    return {METADATA_KEY: structure.to_json()}
+
+
 def _linear(source: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
     layer = nn.Linear(in_features, out_features, bias=source.bias is not None)
     return layer.to(dtype=source.weight.dtype, device=source.weight.device)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from effstudio.cli import main
 from tests.compress.conftest import make_checkpoint, tiny_config
@@ -109,3 +110,59 @@ def test_compare_json_rows(tiny_checkpoint, tmp_path, capsys):
                                                  "latency_ms_b32", "peak_mb"}] * 2
     assert md.read_text().startswith("| Variant")
     assert main(["compare", str(tmp_path / "missing.safetensors"), "--json"]) == 2
+
+
+def _done(capsys):
+    return [r for r in records(capsys) if r.get("event") == "done"][-1]
+
+
+def test_compressed_checkpoints_train_on_with_init_and_then_resume(tiny_checkpoint, tmp_path, capsys):
+    from effstudio.compress.formats import load_checkpoint
+    from effstudio.engine.checkpoint import read_info
+    from effstudio.models.structure import blocks_of
+
+    pruned = tmp_path / "pruned.safetensors"
+    assert main(["prune", str(tiny_checkpoint), "--method", "structured", "--amount", "0.5", "--out", str(pruned)]) == 0
+    capsys.readouterr()
+    # no training state: --resume says how to go on instead of failing on shapes
+    assert main(["train", "--resume", str(pruned), "--steps", "4", "--no-record"]) == 2
+    assert "--init" in capsys.readouterr().err
+
+    run = tmp_path / "finetune"
+    assert main(["train", "--init", str(pruned), "--steps", "3", "--out", str(run), "--no-record", "--json"]) == 0
+    done = _done(capsys)
+    assert done["status"] == "finished" and done["steps"] == 3
+    tuned = load_checkpoint(done["checkpoint"])  # the run's checkpoint keeps the pruned widths
+    assert [b.heads for b in blocks_of(tuned.model)] == [2, 2]
+    assert "effstudio.structure" in read_info(done["checkpoint"]).metadata
+    original = load_checkpoint(pruned)
+    assert not torch.equal(tuned.model.blocks[0].q.weight, original.model.blocks[0].q.weight)  # it trained
+
+    assert main(["train", "--resume", done["checkpoint"], "--steps", "5", "--no-record", "--json"]) == 0
+    resumed = _done(capsys)
+    assert resumed["status"] == "finished" and resumed["steps"] == 5
+
+
+@pytest.mark.parametrize("method", ["dynamic-int8", "fp16"])
+def test_quantized_checkpoints_fine_tune_in_float32(method, tiny_checkpoint, tmp_path, capsys):
+    from effstudio.compress.formats import load_checkpoint
+
+    quantized = tmp_path / f"{method}.safetensors"
+    assert main(["quantize", str(tiny_checkpoint), "--method", method, "--out", str(quantized)]) == 0
+    capsys.readouterr()
+    source = load_checkpoint(quantized)
+    assert main(["train", "--init", str(quantized), "--steps", "2", "--out", str(tmp_path / "run"),
+                 "--no-record", "--json"]) == 0
+    done = _done(capsys)
+    assert done["status"] == "finished"
+    tuned = load_checkpoint(done["checkpoint"])
+    assert tuned.kind == "float32"
+    # starting weights: exactly the stored ones, widened (two small steps move them only a little)
+    start = source.model.blocks[0].mlp[0]
+    start_weight = start.weight().dequantize() if method == "dynamic-int8" else start.weight.float()
+    assert (tuned.model.blocks[0].mlp[0].weight - start_weight).abs().max() < 0.05
+
+
+def test_init_and_resume_together_is_a_usage_error(tiny_checkpoint, capsys):
+    assert main(["train", "--init", str(tiny_checkpoint), "--resume", str(tiny_checkpoint)]) == 2
+    assert "use one" in capsys.readouterr().err
