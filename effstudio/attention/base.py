@@ -24,6 +24,13 @@ W = P F (softmax weights over projected keys, times the signed projection),
 sets ``weights_are_probabilities`` to False: its W is still exact, but the
 attention-map view must not read it as probabilities, and the tests check it
 by reproducing the output instead of by its row sums.
+
+ONNX export traces the model once and keeps the tensor operations it saw, so
+a kind whose fast path is a custom autograd Function, loops over chunks of a
+length known only at run time, or draws its layout in Python checks
+``exporting()`` and takes a forward made of plain tensor operations instead.
+That forward computes the same function (the export's parity check compares
+them); it may well be quadratic, since it only runs inside an exported graph.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ import torch
 from torch import nn
 
 from effstudio.config import ConfigError
+
+
+def exporting() -> bool:
+    """True while the model is being traced (ONNX export): take the plain-operations forward."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)
@@ -84,3 +96,10 @@ class Attention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
+
+    def prepare_export(self) -> None:
+        """Compute, before tracing, the constants the export forward reads (tables drawn from generators).
+
+        A random generator inside a trace would be recorded as an operation
+        ONNX cannot take; a tensor computed beforehand is recorded as a constant.
+        """

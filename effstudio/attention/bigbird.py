@@ -8,6 +8,11 @@ when it is built (saved with its weights) and the choice for a given number
 of blocks follows from it. They never repeat a window or global block, and a
 global block inside the window is taken from the window only, so every key
 counts once in the softmax.
+
+The random choice depends on the number of blocks, which an exported graph
+only knows at run time; so the export path carries every choice the model can
+make, one row of ``random_table`` per number of blocks up to the model's
+maximum length, and picks its row with tensor operations.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
+
+EXPORT_TABLE_LIMIT = 1 << 24  # entries of the export's random-block table (see random_table)
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,49 @@ class BigBirdAttention(Attention):
         ok = blocks[token_block[:, None], token_block[None, :]]  # (N, N)
         return ok & torch.ones(n, n, dtype=torch.bool).tril() if self.causal else ok
 
+    def prepare_export(self) -> None:
+        self.random_table()
+
+    def random_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every sequence length's random blocks: (T, T, R) index and valid, T = blocks of max_length.
+
+        Row t - 1 is ``random_block_index(t)`` padded with invalid entries. Export only.
+        """
+        key = (int(self.random_seed), -1)  # beside random_block_index's entries, which have n_blocks >= 1
+        if key in self._random_cache:
+            return self._random_cache[key]
+        most = -(-self.spec.max_length // self.block)
+        if most * most * max(self.random_blocks, 1) > EXPORT_TABLE_LIMIT:
+            raise ConfigError(
+                "block_size",
+                f"exporting BigBird with blocks of {self.block} tokens for sequences of up to "
+                f"{self.spec.max_length} needs a table of {most}^2 x {self.random_blocks} random choices; "
+                "use larger blocks",
+            )
+        index = torch.zeros(most, most, self.random_blocks, dtype=torch.long)
+        valid = torch.zeros(most, most, self.random_blocks, dtype=torch.bool)
+        for blocks in range(1, most + 1):
+            index[blocks - 1, :blocks], valid[blocks - 1, :blocks] = self.random_block_index(blocks)
+        self._random_cache[key] = (index, valid)
+        return index, valid
+
+    def export_pattern(self, n: int | torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``allowed_pattern(n)`` from tensor operations on a traced length n: (N, N) bool."""
+        n = torch.as_tensor(n)
+        index, valid = (t.to(device) for t in self.random_table())  # (T, T, R)
+        n_blocks = (n + self.block - 1) // self.block
+        row = (n_blocks - 1).reshape(1)
+        index, valid = index.index_select(0, row)[0, :n_blocks], valid.index_select(0, row)[0, :n_blocks]
+        block_ids = torch.arange(n_blocks, device=device)  # (nb,)
+        chosen = (index[:, :, None] == block_ids) & valid[:, :, None]  # (nb, R, nb)
+        gap = block_ids[:, None] - block_ids[None, :]  # (nb, nb)
+        is_global = block_ids < self.global_blocks  # (nb,)
+        blocks = chosen.any(dim=1) | (gap.abs() <= self.radius) | is_global[:, None] | is_global[None, :]
+        positions = torch.arange(n, device=device)  # (N,)
+        token_block = positions // self.block
+        ok = blocks.index_select(0, token_block).index_select(1, token_block)  # (N, N)
+        return ok & (positions[None, :] <= positions[:, None]) if self.causal else ok
+
     def forward(
         self,
         q: torch.Tensor,
@@ -103,6 +153,9 @@ class BigBirdAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            pattern = self.export_pattern(q.shape[-2], q.device)  # (N, N)
+            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
         block, radius, device = self.block, self.radius, q.device
         x = bs.pad_inputs(q, k, v, key_mask, block)
         n_blocks = x.padded_length // block

@@ -26,6 +26,12 @@ score-sized tensor more often than it must.
 
 Tokens that see every key (Longformer's and BigBird's global tokens) are few;
 ``global_rows`` computes their rows by explicit attention, G x N.
+
+ONNX export cannot trace ``PatternAttention`` (its chunk loop and parts are
+Python decisions on the length), so each kind then calls
+``dense_pattern_attention`` with its pattern built from tensor operations on
+the traced length: the same softmax as a dense N x N masked matrix. It only
+ever runs inside an exported graph.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from effstudio.attention.full import masked_softmax
+from effstudio.attention.full import explicit_attention, masked_softmax
 
 # keep(query_positions, key_positions) -> bool, broadcast: which candidates belong to the pattern
 KeepRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -366,3 +372,19 @@ def crop(
     """Drop the padding added by ``pad_inputs``: (B, H, N, D) and (B, H, N, N)."""
     n = x.length
     return out[:, :, :n], (None if weights is None else weights[:, :, :n, :n])
+
+
+def dense_pattern_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, pattern: torch.Tensor,
+    need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Export only: softmax over ``pattern`` (N, N) bool, causality included, and the real keys.
+
+    q, k, v (B, H, N, D), key_mask (B, N) -> out (B, H, N, D) and, if asked, weights (B, H, N, N).
+    A query with no allowed key gets a zero row, as ``attend`` gives it.
+    """
+    allowed = pattern[None, None]  # (1, 1, N, N)
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, None, :]  # (B, 1, N, N)
+    out, weights = explicit_attention(q, k, v, allowed)
+    return out, (weights if need_weights else None)

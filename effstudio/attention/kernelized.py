@@ -36,6 +36,12 @@ Everything here is agnostic of the feature map: a kind subclasses
 Padded keys get all-zero features, so they add nothing to any state; a query
 with no real key then has a zero numerator and denominator, and its output
 is zero.
+
+ONNX export cannot trace :class:`KernelAttentionFunction` (its tiles, groups
+and chunks are Python loops over sizes known only at run time), so while
+exporting, :meth:`KernelizedAttention.export_forward` computes the same
+normalised kernel attention in plain tensor operations, with the same feature
+maps, stabilisers and padding rule.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.attention.full import allowed_keys
 
 
@@ -363,6 +369,8 @@ class KernelizedAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            return self.export_forward(q, k, v, key_mask, need_weights)
         b, h, nq, _ = q.shape
         nk, dtype = k.shape[-2], v.dtype
         query_map, key_map = self.feature_maps()
@@ -386,6 +394,49 @@ class KernelizedAttention(Attention):
                 with torch.no_grad():
                     phi_q, phi_k = query_map(q), key_map(k, key_mask)  # (B, H, N, F)
                     weights = implied_weights(phi_q, phi_k, self.causal)  # (B, H, Nq, Nk)
+        return out.to(dtype), weights
+
+    def export_forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Export only: the forward in plain tensor operations, shapes as the call shape.
+
+        Bidirectional: phi(Q) (phi(K)^T [V, 1]), linear in length. Causal: the
+        (Nq, Nk) kernel with the keys after each query zeroed, times [V, 1];
+        quadratic, but a prefix sum of (F x E) states per token would be larger.
+        The key map is unbound, so it takes its stabiliser from the whole
+        sequence, which is what the fast path binds it to.
+        """
+        dtype = v.dtype
+        query_map, key_map = self.feature_maps()
+        q, k, v = q.float(), k.float(), v.float()
+        phi_q, phi_k = query_map(q), key_map(k, key_mask)  # (B, H, Nq, F), (B, H, Nk, F); padded keys 0
+        values = with_ones(v)  # (B, H, Nk, E)
+        kernel = None
+        if self.causal or need_weights:
+            kernel = phi_q @ phi_k.transpose(-1, -2)  # (B, H, Nq, Nk)
+            if self.causal:
+                # queries are the last Nq positions of the keys' sequence, as in allowed_keys
+                nq, nk = q.shape[-2], k.shape[-2]
+                query_pos = torch.arange(nq, device=q.device)[:, None] + (nk - nq)  # (Nq, 1)
+                kernel = kernel.masked_fill(torch.arange(nk, device=q.device)[None, :] > query_pos, 0.0)
+        if self.causal:
+            mixed = kernel @ values  # (B, H, Nq, E)
+        else:
+            mixed = phi_q @ (phi_k.transpose(-1, -2) @ values)  # (B, H, Nq, E) via the (F, E) state
+        total = mixed[..., -1:]  # (B, H, Nq, 1)
+        ok = seen(total)
+        out = mixed[..., :-1] / torch.where(ok, total, torch.ones_like(total))  # (B, H, Nq, D)
+        weights = None
+        if need_weights:
+            row_total = kernel.sum(dim=-1, keepdim=True)  # (B, H, Nq, 1)
+            row_ok = seen(row_total)
+            weights = torch.where(row_ok, kernel, 0.0) / torch.where(row_ok, row_total, torch.ones_like(row_total))
         return out.to(dtype), weights
 
 

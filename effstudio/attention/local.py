@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
@@ -73,9 +73,9 @@ class LocalAttention(Attention):
         check_window(config.window, config.window * config.dilation, spec.max_length)
         self.window, self.dilation = config.window, config.dilation
 
-    def allowed_pattern(self, n: int) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes, for tests and documentation."""
-        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
+        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
         gap = i - j
         ok = (gap.abs() <= self.window * self.dilation) & (gap % self.dilation == 0)
         return ok & (j <= i) if self.causal else ok
@@ -88,6 +88,9 @@ class LocalAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
+            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
         if self.dilation == 1:
             return sliding_window(q, k, v, key_mask, self.window, self.causal, need_weights)
         return self._dilated(q, k, v, key_mask, need_weights)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.attention.local import MIN_BLOCK, check_window
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -54,11 +54,12 @@ class LongformerAttention(Attention):
         self.window = config.window
         self.global_positions = parse_positions(config.global_tokens)
 
-    def allowed_pattern(self, n: int) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes, for tests and documentation."""
-        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
-        is_global = torch.zeros(n, dtype=torch.bool)
-        is_global[[p for p in self.global_positions if p < n]] = True
+    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
+        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
+        # compared, not indexed: a position past the end matches nothing, whatever the traced length
+        positions = torch.tensor(self.global_positions, dtype=torch.long, device=device)  # (G,)
+        is_global = (i == positions).any(dim=-1)  # (N,)
         ok = ((i - j).abs() <= self.window) | is_global[:, None] | is_global[None, :]
         return ok & (j <= i) if self.causal else ok
 
@@ -70,6 +71,9 @@ class LongformerAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
+            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
         window = self.window
         block = max(window, MIN_BLOCK)
         x = bs.pad_inputs(q, k, v, key_mask, block)

@@ -25,6 +25,16 @@ only on the tokens of its own bucket at or before it: later tokens (causal
 use) and padded tokens never change them. Time and memory grow as
 N * bucket_size * n_hashes; an N x N matrix is only built for
 ``need_weights``.
+
+ONNX export cannot trace the sort-and-chunk layout or :class:`LSHAttention`
+(their sizes are Python decisions on the bucket counts), so while exporting
+:meth:`ReformerAttention.export_forward` computes the same attention densely:
+each token's rank in its bucket is a count of the earlier tokens sharing it,
+which gives every token's chunk without sorting, and one masked softmax runs
+over the union of the rounds' neighbourhoods, as ``allowed_pattern`` and the
+tests' oracle define it. The rotations depend on the number of buckets, known
+only at run time, so the graph carries those of every bucket count up to the
+model's maximum length and picks its row.
 """
 
 from __future__ import annotations
@@ -34,11 +44,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.full import masked_softmax
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
 SELF_SCORE = -1e5  # a query's score for itself: used only when it has no other key
+EXPORT_TABLE_LIMIT = 1 << 24  # entries of the export's rotation table (see rotation_table)
 
 
 @dataclass(frozen=True)
@@ -437,6 +449,67 @@ class ReformerAttention(Attention):
             pattern &= torch.ones_like(pattern[0, 0]).tril()
         return pattern
 
+    def prepare_export(self) -> None:
+        self.rotation_table(self.hash_seed.device, torch.float32)
+
+    def rotation_table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Every bucket count's rotations, (T + 1, D, R, T/2): row nb holds ``rotations(nb)``, zero-padded.
+
+        T is the bucket count of the model's longest sequence; rows of counts that never occur stay 0.
+        Export only.
+        """
+        key = (int(self.hash_seed), "table", device, dtype)
+        if key in self._rotations:
+            return self._rotations[key]
+        most = n_buckets_for(self.spec.max_length, self.bucket_size)
+        width = max(most // 2, 1)
+        if (most + 1) * self.head_dim * self.n_hashes * width > EXPORT_TABLE_LIMIT:
+            raise ConfigError(
+                "bucket_size",
+                f"exporting Reformer with buckets of {self.bucket_size} for sequences of up to "
+                f"{self.spec.max_length} needs the rotations of {most} bucket counts; use larger buckets",
+            )
+        table = torch.zeros(most + 1, self.head_dim, self.n_hashes, width, device=device, dtype=dtype)
+        for n_buckets in range(2, most + 1, 2):
+            table[n_buckets, :, :, : n_buckets // 2] = self.rotations(n_buckets, device, dtype)
+        self._rotations[key] = table
+        return table
+
+    def export_forward(
+        self, q: torch.Tensor, v: torch.Tensor, real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Export only: (out (B, H, N, D), weights (B, H, N, N)) from tensor operations on the traced length."""
+        n, d = q.shape[-2], q.shape[-1]
+        chunks = (torch.as_tensor(n) + self.bucket_size - 1) // self.bucket_size
+        n_buckets = torch.where(chunks <= 1, torch.ones_like(chunks), chunks + chunks % 2)  # as n_buckets_for
+        half = n_buckets // 2
+        table = self.rotation_table(q.device, q.dtype)  # (T + 1, D, R, K)
+        width = table.shape[-1]
+        rotated = torch.einsum("bhnd,drk->bhrnk", q, table.index_select(0, n_buckets.reshape(1))[0])
+        unused = torch.arange(width, device=q.device) >= half  # (K,) columns past this count's rotations
+        both = torch.cat([rotated.masked_fill(unused, float("-inf")), (-rotated).masked_fill(unused, float("-inf"))],
+                         dim=-1)  # (B, H, R, N, 2K): argmax order as in hash_buckets
+        pick = both.argmax(dim=-1)  # (B, H, R, N)
+        buckets = torch.where(pick < width, pick, pick - width + half)
+        buckets = torch.where(n_buckets == 1, torch.zeros_like(buckets), buckets)
+        buckets = buckets.masked_fill(~real[:, None, None, :], -1)  # padded tokens share no real bucket
+
+        positions = torch.arange(n, device=q.device)
+        earlier = positions[None, :] < positions[:, None]  # (N, N) key before query
+        same = buckets.unsqueeze(-1) == buckets.unsqueeze(-2)  # (B, H, R, N, N)
+        chunk = (same & earlier).long().sum(dim=-1) // self.bucket_size  # (B, H, R, N) chunk within the bucket
+        gap = chunk.unsqueeze(-1) - chunk.unsqueeze(-2)  # (B, H, R, N, N)
+        allowed = (same & (gap >= 0) & (gap <= 1)).any(dim=2)  # (B, H, N, N) union of the rounds
+        allowed = allowed & real[:, None, :, None] & real[:, None, None, :]
+        if self.causal:
+            allowed = allowed & (positions[None, :] <= positions[:, None])
+
+        scores = (q * d**-0.5) @ F.normalize(q, dim=-1).transpose(-1, -2)  # (B, H, N, N)
+        own = positions[None, :] == positions[:, None]  # (N, N)
+        scores = scores.masked_fill(own, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
+        weights = masked_softmax(scores, allowed)  # (B, H, N, N)
+        return weights @ v * real[:, None, :, None], weights
+
     def forward(
         self,
         q: torch.Tensor,
@@ -445,6 +518,9 @@ class ReformerAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            out, weights = self.export_forward(q, v, _real(q, key_mask))
+            return out, (weights if need_weights else None)
         real = _real(q, key_mask)  # k is ignored: the keys are the queries scaled to unit length
         return lsh_attention(q, v, real, self.layout(q, real), self.causal, need_weights)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.attention.local import check_window
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -61,9 +61,9 @@ class SparseAttention(Attention):
         self.pattern, self.stride = config.pattern, config.stride
         self.local_span, self.summary = config.local_span, config.summary
 
-    def allowed_pattern(self, n: int) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes, for tests and documentation."""
-        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
+        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
         s = self.stride
         if self.pattern == "strided":
             ok = ((i - j).abs() <= self.local_span) | ((i - j) % s == 0)
@@ -79,6 +79,9 @@ class SparseAttention(Attention):
         key_mask: torch.Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if exporting():
+            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
+            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
         s, span = self.stride, self.local_span
         x = bs.pad_inputs(q, k, v, key_mask, s)
         causal = self.causal

@@ -27,19 +27,21 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_length(tmp_path, task, atte
     assert read_onnx_metadata(out)["task"] == task
 
 
-def test_a_kind_the_tracer_cannot_take_is_refused_with_its_name(tmp_path):
+def test_a_model_the_tracer_cannot_take_is_refused_with_its_names(tmp_path):
+    """Every attention kind exports (tests/compress/test_export_kinds.py); a model type may still not."""
     from effstudio.compress.formats import CompressError
-    from effstudio.registry import get_registry
+    from effstudio.engine.run_config import RunConfig
 
-    if "performer" not in get_registry().names("attention"):
-        pytest.skip("performer attention is not registered")
-    config = tiny_config("listops", **{"model.attention": "performer"})
-    ckpt = make_checkpoint(tmp_path / "p.safetensors", config)
-    out = tmp_path / "p.onnx"
+    config = RunConfig.create("hierarchical", "listops", {
+        "model.d_model": 16, "model.heads": 2, "model.dropout": 0.0,
+        "task.train_size": 16, "task.val_size": 16, "task.test_size": 8, "task.min_length": 8, "task.max_length": 40,
+    })
+    ckpt = make_checkpoint(tmp_path / "h.safetensors", config)
+    out = tmp_path / "h.onnx"
     try:
         events = list(export_job(ckpt, out, check=True))
     except CompressError as err:
-        assert "'performer' cannot be exported" in str(err)
+        assert f"model type 'hierarchical' with attention kind {config.attention_kind!r} cannot be exported" in str(err)
         assert not out.exists()
     else:  # a future exporter may take it: then it must match PyTorch
         assert events[-1].details["parity_ok"]
