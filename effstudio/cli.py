@@ -113,12 +113,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from effstudio.engine.trainer import train
 
     config = _train_config(args)
+    steps = _compress_steps(args)
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main
     log_file = None
     done: DoneEvent | None = None
     progress = None
+    run_dir: Path | None = None
+    recorded: Any = None  # the RunRecordedEvent: the run's id and store
     with _graceful_interrupt(control):
         try:
             # a resumed run continues in its own folder unless told otherwise
@@ -128,13 +131,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                 from effstudio.runs.recorder import record_run, recording_enabled
 
                 if recording_enabled():  # only rank 0 records a torchrun job
-                    events = record_run(events, config, source="cli", name=args.name, world_size=dist.world_size)
+                    events = record_run(events, _plan(config, steps), source="cli", name=args.name,
+                                        world_size=dist.world_size)
             for event in events:
                 if not is_main:
                     continue
                 record = event.to_json()
                 if isinstance(event, StartEvent):
-                    log_file = _open_event_log(Path(event.run_dir))
+                    run_dir = Path(event.run_dir)
+                    log_file = _open_event_log(run_dir)
+                elif event.kind == "run":
+                    recorded = event
                 if log_file is not None:
                     log_file.write(json.dumps(record) + "\n")
                 if args.json:
@@ -153,7 +160,64 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.json and is_main:
         _print_summary(done)
-    return EXIT_FAILED if done.status == "failed" else EXIT_OK
+    code = EXIT_FAILED if done.status == "failed" else EXIT_OK
+    if steps and is_main:  # under torchrun, rank 0 alone compresses what it saved
+        code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
+    return code
+
+
+def _compress_steps(args: argparse.Namespace) -> tuple[Any, ...]:
+    """The ``[[compress]]`` steps of ``--config`` (none without a config file)."""
+    if not getattr(args, "config", None):
+        return ()
+    from effstudio.compress.plan import RunPlan
+
+    return RunPlan.from_toml(args.config).compress
+
+
+def _plan(config: Any, steps: tuple[Any, ...]) -> Any:
+    """What the run store records as the run's config: the whole plan when there are steps."""
+    if not steps:
+        return config
+    from effstudio.compress.plan import RunPlan
+
+    return RunPlan(config, steps)
+
+
+def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir: Path | None, recorded: Any,
+                        control: Any, as_json: bool) -> int:
+    """After training: the config's compression steps on its checkpoint, each output a file of the run."""
+    from effstudio.compress.commands import show_event
+    from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent, run_steps
+    from effstudio.engine.events import LogEvent
+
+    if done.status != "finished" or not done.checkpoint:
+        show_event(CompressDoneEvent("skipped", 0, len(steps), [],
+                                     f"training {done.status}, so the {len(steps)} compression step(s) did not run"),
+                   as_json)
+        return EXIT_OK
+    run_dir = run_dir or Path(done.checkpoint).parent
+    try:  # the trainer wrote the training part; the folder's config.toml reproduces the whole run
+        (run_dir / "config.toml").write_text(_plan(config, steps).to_toml(), encoding="utf-8")
+    except OSError as err:
+        show_event(LogEvent("warning", f"cannot write {run_dir / 'config.toml'}: {err.strerror or err}"), as_json)
+    status, artifact = "failed", "compressed"
+    with _graceful_interrupt(control), _open_event_log(run_dir) as log:
+        for event in run_steps(steps, done.checkpoint, run_dir, control):
+            log.write(json.dumps(event.to_json()) + "\n")
+            show_event(event, as_json)
+            if isinstance(event, CompressStepEvent):
+                artifact = event.artifact
+            elif event.kind == "result" and recorded is not None:
+                from effstudio.runs.recorder import record_artifact
+
+                problem = record_artifact(recorded.id, artifact, event.path, store_path=recorded.store)
+                if problem:
+                    show_event(LogEvent("warning", f"the run store could not record {event.path}: {problem}"),
+                               as_json)
+            elif isinstance(event, CompressDoneEvent):
+                status = event.status
+    return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
 
 
 def _open_event_log(run_dir: Path):
@@ -459,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model headless (also under torchrun)")
     train.add_argument("--model", help="model type (see `effstudio models`)")
     train.add_argument("--task", help="task (see `effstudio tasks`)")
-    train.add_argument("--config", type=Path, help="a run config TOML file")
+    train.add_argument("--config", type=Path,
+                       help="a run config TOML file; its [[compress]] steps run after training")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a setting: model.d_model=256, attention.dropout=0.1, train.lr=3e-4, "
                             "or a bare name found in one section (repeatable)")

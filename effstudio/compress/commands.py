@@ -3,7 +3,9 @@
 Each command drives one of the compression generators. With ``--json`` stdout
 carries one JSON object per line, each with an ``event`` (``log``,
 ``prune_step``, ``distill_step``, ``distill_eval``) and a ``result`` record last;
-``compare --json`` prints one object ``{"rows": [...]}``. Bad input (a file of
+``compare --json`` prints one object ``{"rows": [...]}``. A file made from a
+checkpoint of a recorded run (or from another file of that run) is added to
+that run's files in the run store (``effstudio runs show ID``). Bad input (a file of
 the wrong kind, an amount outside (0, 1), a student that cannot take the
 teacher's task) exits with code 2, one line on stderr, and writes nothing.
 """
@@ -38,7 +40,28 @@ def _describe(event: Any) -> str | None:
     if kind == "distill_eval":
         return f"step {event.step}: student accuracy {event.student_accuracy:.3f} " \
                f"(teacher {event.teacher_accuracy:.3f})"
+    if kind == "compress_step":
+        return f"compress[{event.index}/{event.total}]: {event.description}: {event.source} -> {event.out}"
+    if kind == "compress_done":
+        if event.status == "finished":
+            return f"compression steps done: {event.completed}/{event.total} file(s) written"
+        if event.status == "skipped":
+            return f"compression steps skipped: {event.error}"
+        return f"compression steps {event.status} after {event.completed}/{event.total}" + \
+            (f": {event.error}" if event.error else "")
     return None
+
+
+def show_event(event: Any, as_json: bool) -> None:
+    """Print one event of a compression job as the compress commands do (also for `train --config`)."""
+    if as_json:
+        _print_json(event.to_json())
+        return
+    text = _describe(event)
+    if text:
+        print(text, file=sys.stderr if event.kind == "log" else sys.stdout, flush=True)
+    if event.kind == "result":
+        print("\n".join(_result_lines(event)), flush=True)
 
 
 def _result_lines(event: Any) -> list[str]:
@@ -60,28 +83,37 @@ def _result_lines(event: Any) -> list[str]:
     return lines
 
 
-def _drive(events: Iterator[Any], as_json: bool) -> int:
+def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> int:
+    """Print a job's events; record its output as an artifact of the run that ``source`` belongs to."""
     from effstudio.compress.formats import CompressError
 
     result = None
     try:
         for event in events:
-            if as_json:
-                _print_json(event.to_json())
-            else:
-                text = _describe(event)
-                if text:
-                    print(text, file=sys.stderr if event.kind == "log" else sys.stdout, flush=True)
             if event.kind == "result":
                 result = event
+            else:
+                show_event(event, as_json)
     except CompressError as err:
         print(f"effstudio: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    if result is not None and not as_json:
-        print("\n".join(_result_lines(result)))
+    if result is not None:
+        show_event(result, as_json)
+        if source is not None:
+            _record(source, result, as_json)
     if result is None or result.details.get("parity_ok") is False:
         return EXIT_FAILED  # a failed parity check leaves the file for inspection, but says it failed
     return EXIT_OK
+
+
+def _record(source: Path, result: Any, as_json: bool) -> None:
+    """A file made from a recorded run's checkpoint (or from another of its files) joins that run."""
+    from effstudio.compress.plan import artifact_kind
+    from effstudio.runs.recorder import record_output
+
+    run_id = record_output(source, result.path, artifact_kind(result.method))
+    if run_id is not None and not as_json:
+        print(f"recorded as a file of run {run_id} (effstudio runs show {run_id})", file=sys.stderr)
 
 
 def _refuse_same(source: Path, out: Path) -> None:
@@ -114,7 +146,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                              finetune_steps=args.finetune_steps, schedule_steps=args.schedule_steps)
     settings.check()
     _refuse_same(args.checkpoint, args.out)
-    return _drive(prune_job(args.checkpoint, settings, args.out), args.json)
+    return _drive(prune_job(args.checkpoint, settings, args.out), args.json, args.checkpoint)
 
 
 @_guarded
@@ -123,7 +155,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     _refuse_same(args.checkpoint, args.out)
     return _drive(quantize_job(args.checkpoint, args.method, args.out,
-                               calibration_batches=args.calibration_batches), args.json)
+                               calibration_batches=args.calibration_batches), args.json, args.checkpoint)
 
 
 @_guarded
@@ -134,14 +166,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
                                temperature=args.temperature, alpha=args.alpha, hidden_weight=args.hidden_weight)
     settings.check()
     _refuse_same(args.teacher, args.out)
-    return _drive(distill_job(args.teacher, settings, args.out), args.json)
+    return _drive(distill_job(args.teacher, settings, args.out), args.json, args.teacher)
 
 
 @_guarded
 def cmd_export(args: argparse.Namespace) -> int:
     from effstudio.compress.export import export_job
 
-    return _drive(export_job(args.checkpoint, args.out, check=args.check), args.json)
+    return _drive(export_job(args.checkpoint, args.out, check=args.check), args.json, args.checkpoint)
 
 
 @_guarded

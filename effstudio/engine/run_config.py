@@ -15,6 +15,11 @@ It round-trips through TOML (``effstudio train --config run.toml``)::
 
 and takes ``--set key=value`` overrides, where a key is ``section.field`` or a
 bare field name found in exactly one section.
+
+A run config file may also list ``[[compress]]`` steps to run after training.
+They are not part of a RunConfig (what a checkpoint was trained with, stored in
+its header and compared on resume): :class:`effstudio.compress.plan.RunPlan`
+reads them, and :meth:`RunConfig.from_dict` passes over them.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SECTIONS = ("model", "attention", "task", "train")
+PLAN_SECTIONS = ("compress",)  # read by effstudio.compress.plan.RunPlan, not by RunConfig
 
 
 @dataclass(frozen=True)
@@ -178,9 +184,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
         registry = registry or get_registry()
-        unknown = set(data) - set(SECTIONS)
+        unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
         if unknown:
-            raise ConfigError(sorted(unknown)[0], f"unknown section; expected {', '.join(SECTIONS)}")
+            expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
+            raise ConfigError(sorted(unknown)[0], f"unknown section; expected {expected}")
         model = dict(data.get("model", {}))
         task = dict(data.get("task", {}))
         if "type" not in model:

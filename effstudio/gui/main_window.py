@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 import effstudio
+from effstudio.compress.plan import CompressStep, RunPlan, describe_step
 from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import (
@@ -92,6 +93,9 @@ class MainWindow(QMainWindow):
         self.last_done: DoneEvent | None = None
         self.config_problems: list[ConfigError] = []
         self._run_title = ""
+        # [[compress]] steps of the last run config file loaded: kept when the config is saved again;
+        # `effstudio train --config` runs them, the window offers them in the Compress section
+        self.compress_steps: tuple[CompressStep, ...] = ()
 
         self.setWindowTitle("effstudio")
         self.setWindowIcon(app_icon())
@@ -143,6 +147,7 @@ class MainWindow(QMainWindow):
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.runs_panel.open_config.connect(self.open_run_config)
         self.runs_panel.continue_run.connect(self.continue_run)
+        self.runs_panel.inspect_file.connect(self.inspect_path)
         self.runs_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.log.add("info", f"effstudio {effstudio.__version__} \u00b7 devices: {', '.join(available_devices())}")
         for error in self.registry.errors:
@@ -362,9 +367,12 @@ class MainWindow(QMainWindow):
 
                 info = read_info(path)
                 self.apply_config(info.config)
+                self.set_compress_steps(())
                 self.log.add("info", f"Loaded the settings of checkpoint {path} (step {info.step})")
             else:
-                self.apply_config(RunConfig.from_toml(path))
+                plan = RunPlan.from_toml(path)
+                self.apply_config(plan.config)
+                self.set_compress_steps(plan.compress)
                 self.log.add("info", f"Loaded run config {path}")
         except (ConfigError, UnknownEntryError, OSError, RuntimeError, ValueError) as err:
             self.log.add("error", f"Cannot open {path}: {err}")
@@ -373,13 +381,27 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"Loaded {path.name}", 5_000)
         return True
 
-    def save_config_to(self, path: str | Path) -> bool:
+    def set_compress_steps(self, steps: tuple[CompressStep, ...]) -> None:
+        """Keep a run config's compression steps (and say what they are and who runs them)."""
+        self.compress_steps = tuple(steps)
+        if steps:
+            chain = " \u2192 ".join(describe_step(s) for s in steps)
+            self.log.add("info", f"The config has {len(steps)} compression step(s) after training ({chain}): "
+                                 "Save run config keeps them and `effstudio train --config FILE` runs them; "
+                                 "in the window, run them from the Compress section")
+
+    def current_plan(self) -> RunPlan | None:
+        """The forms' config with the compression steps loaded with it, or None (see current_config)."""
         config = self.current_config()
-        if config is None:
+        return None if config is None else RunPlan(config, self.compress_steps)
+
+    def save_config_to(self, path: str | Path) -> bool:
+        plan = self.current_plan()
+        if plan is None:
             return False
         path = Path(path)
         try:
-            path.write_text(config.to_toml(), encoding="utf-8")
+            path.write_text(plan.to_toml(), encoding="utf-8")
         except OSError as err:
             self.log.add("error", f"Cannot save {path}: {err}")
             self.status.showMessage(f"Cannot save {path.name}: {err.strerror or err}", 10_000)
@@ -410,6 +432,9 @@ class MainWindow(QMainWindow):
         if config is None:
             return None
         text = torchrun_command_line(config, self.registry) if torchrun else command_line(config, self.registry)
+        if self.compress_steps:  # a command line cannot carry them: the file can
+            text += (f"  # + {len(self.compress_steps)} compression step(s): Save run config, then "
+                     "effstudio train --config FILE runs them too")
         QApplication.clipboard().setText(text)
         self.log.add("info", f"Copied: {text}")
         self.status.showMessage("Copied the command line to the clipboard", 5_000)
@@ -418,9 +443,11 @@ class MainWindow(QMainWindow):
     def copy_torchrun_command(self) -> str | None:
         return self.copy_command(torchrun=True)
 
-    def open_run_config(self, config: RunConfig) -> None:
+    def open_run_config(self, config: RunConfig | RunPlan) -> None:
         """A recorded run's settings in the forms (Runs section), ready to run again."""
-        self.apply_config(config)
+        plan = config if isinstance(config, RunPlan) else RunPlan(config)
+        self.apply_config(plan.config)
+        self.set_compress_steps(plan.compress)
         self.show_section(TRAIN)
         self.status.showMessage("Loaded the run's settings: Start runs them again", 10_000)
 

@@ -137,13 +137,14 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         print("\nfiles:")
         for a in record["artifacts"]:
             missing = "" if a["exists"] else "  (missing)"
-            print(f"  {a['kind']:<11} step {a['step']}: {a['path']}{missing}")
+            step = f"step {a['step']}: " if a["step"] is not None else ""
+            print(f"  {a['kind']:<11} {step}{a['path']}{missing}")
     print(f"\nconfig (effstudio train --config FILE reproduces it; `runs export {run_id} --format json` has it "
           "in full):")
-    from effstudio.engine.run_config import RunConfig
+    from effstudio.compress.plan import RunPlan
 
     try:
-        print(RunConfig.from_dict(run.config).to_toml().rstrip())
+        print(RunPlan.from_dict(run.config).to_toml().rstrip())
     except Exception:  # a config from a plugin that is gone: show it as recorded
         print(json.dumps(run.config, indent=2))
     return EXIT_OK

@@ -289,6 +289,39 @@ def record_run(events: Iterable[Event], config: Any, *, source: str = "cli", nam
     return recorder.wrap(events)
 
 
+# ------------------------------------------------------------ other artifacts
+def record_artifact(run_id: int, kind: str, path: str | Path, *, store_path: str | Path | None = None,
+                    step: int | None = None) -> str | None:
+    """Add a file (a pruned model, an ONNX export...) to a recorded run; None, or why it could not."""
+    try:
+        with RunStore(store_path, recover=False) as store:
+            store.add_artifact(run_id, kind, str(Path(path).absolute()), step)
+    except (RunStoreError, sqlite3.Error, OSError) as err:
+        return str(err)
+    return None
+
+
+def record_output(source: str | Path, path: str | Path, kind: str, *,
+                  store_path: str | Path | None = None) -> int | None:
+    """Record ``path``, made from ``source``, as an artifact of the run that ``source`` belongs to.
+
+    Returns the run's id; None when recording is off, there is no run store yet, ``source`` is no
+    run's file, or the store cannot be written: a file made by hand from some checkpoint is not an
+    error, and a compression job never fails for the sake of its record.
+    """
+    store_file = Path(store_path) if store_path is not None else default_path()
+    if not recording_enabled() or not store_file.is_file():
+        return None
+    try:
+        with RunStore(store_file, recover=False) as store:
+            run_id = store.run_of_file(source)
+            if run_id is not None:
+                store.add_artifact(run_id, kind, str(Path(path).absolute()))
+    except (RunStoreError, sqlite3.Error, OSError):
+        return None
+    return run_id
+
+
 # ----------------------------------------------------------------- importing
 _EVENT_TYPES = {cls.kind: cls for cls in (StartEvent, StepEvent, EvalEvent, MemoryEvent, CheckpointEvent,
                                           LogEvent, DoneEvent)}
@@ -310,13 +343,14 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     start and end times come from the event log's modification time and the run's duration."""
     import json
 
-    from effstudio.engine.run_config import RunConfig
+    from effstudio.compress.plan import RunPlan, artifact_kind
 
     folder = Path(run_dir).resolve()
     log = folder / "events.jsonl"
     if not log.is_file() or not (folder / "config.toml").is_file():
         raise RunStoreError(f"{folder} is not a run folder (it needs config.toml and events.jsonl)")
-    config = RunConfig.from_toml(folder / "config.toml")
+    config = RunPlan.from_toml(folder / "config.toml")
+    outputs: list[tuple[str, Path]] = []  # the files of its compression steps
     with RunStore(path) as store:
         if store.resumable_run(str(folder)) is not None:
             raise RunStoreError(f"{folder} is already recorded as run {store.resumable_run(str(folder))}")
@@ -324,9 +358,14 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     with open(log, encoding="utf-8") as handle:
         for line in handle:
             try:
-                event = _event_from_json(json.loads(line))
+                record = json.loads(line)
+                event = _event_from_json(record)
             except (json.JSONDecodeError, TypeError):
                 continue  # a line cut short by a crash
+            if record.get("event") == "result" and record.get("path"):
+                moved = folder / Path(record["path"]).name
+                outputs.append((artifact_kind(record.get("method", "")),
+                                moved if moved.is_file() else Path(record["path"])))
             if isinstance(event, StartEvent):
                 event = StartEvent(str(folder), event.device, event.params, event.total_steps, event.start_step)
                 segments.append([])
@@ -353,4 +392,6 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     with RunStore(path) as store:
         run = store.get_run(run_id)
         store.update_run(run_id, started_at=ended - seconds, ended_at=ended if run.status != "running" else None)
+        for kind, output in outputs:
+            store.add_artifact(run_id, kind, str(output))
     return int(run_id)

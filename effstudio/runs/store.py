@@ -530,6 +530,30 @@ class RunStore:
                                  (run_id,)).fetchall()
         return [Artifact(r["kind"], r["path"], r["step"], r["created_at"]) for r in rows]
 
+    def run_of_file(self, path: str | Path) -> int | None:
+        """The newest run that has ``path`` among its artifacts (a checkpoint, a pruned file...), or None."""
+        path = Path(path).expanduser()
+        try:
+            resolved = path.resolve()
+        except OSError:
+            resolved = path.absolute()
+        names = sorted({str(path), str(path.absolute()), str(resolved)})
+        row = self.conn.execute(
+            f"SELECT run_id FROM artifacts WHERE path IN ({', '.join('?' * len(names))}) ORDER BY run_id DESC LIMIT 1",
+            names).fetchone()
+        if row is not None:
+            return int(row[0])
+        # a path recorded in another spelling (relative, through a link): compare where the files are
+        rows = self.conn.execute("SELECT run_id, path FROM artifacts WHERE path LIKE ? ORDER BY run_id DESC",
+                                 (f"%{path.name}",)).fetchall()
+        for run_id, recorded in rows:
+            try:
+                if Path(recorded).resolve() == resolved:
+                    return int(run_id)
+            except OSError:
+                continue
+        return None
+
     def last_checkpoint(self, run_id: int) -> Artifact | None:
         """The run's newest checkpoint file that still exists."""
         existing = [a for a in self.artifacts(run_id) if a.kind == "checkpoint" and Path(a.path).is_file()]

@@ -134,7 +134,7 @@ def test_open_config_and_continue(panel, qtbot, monkeypatch, tmp_path):
     panel.select_ids([1])
     with qtbot.waitSignal(panel.open_config) as opened:
         assert panel.open_selected_config()
-    assert opened.args[0].task_name == "listops" and opened.args[0].train.steps == 20
+    assert opened.args[0].task_name == "listops" and opened.args[0].config.train.steps == 20
     monkeypatch.setattr(QInputDialog, "getInt", lambda *args, **kwargs: (30, True))  # it ended at step 20
     with qtbot.waitSignal(panel.continue_run) as continued:
         assert panel.continue_selected()

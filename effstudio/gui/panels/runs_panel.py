@@ -37,6 +37,8 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -46,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from effstudio.compress.plan import RunPlan
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
 from effstudio.gui import theme
@@ -202,7 +205,8 @@ class RunsFilter(QSortFilterProxyModel):
 class RunsPanel(Panel):
     """The Runs section. ``store_path`` picks a database (tests); by default the user's."""
 
-    open_config = Signal(object)  # RunConfig: show it in the forms
+    open_config = Signal(object)  # RunPlan (a RunConfig and its compression steps): show it in the forms
+    inspect_file = Signal(str)  # a file of a run, double-clicked in the Files list
     continue_run = Signal(object, str, str)  # RunConfig, checkpoint path, run folder
     message = Signal(str)
 
@@ -325,12 +329,29 @@ class RunsPanel(Panel):
         plot_controls.addWidget(self.metric_box)
         plot_controls.addWidget(self.smooth_box)
         plot_controls.addStretch(1)
+        self.files_list = QListWidget(self)
+        self.files_list.setToolTip("The selected run's files: checkpoints and what was made from them (pruned, "
+                                   "quantized, distilled, ONNX). Double-click one to inspect it.")
+        self.files_list.setAlternatingRowColors(True)
+        self.files_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # the ends of a name tell files apart
+        self.files_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.files_list.itemDoubleClicked.connect(self._inspect_item)
+        files_box = QWidget(self)
+        files_layout = QVBoxLayout(files_box)
+        files_layout.setContentsMargins(0, 0, 0, 0)
+        files_layout.setSpacing(4)
+        files_layout.addWidget(QLabel("<b>Files</b>", self))
+        files_layout.addWidget(self.files_list, 1)
+        plot_row = QHBoxLayout()
+        plot_row.setSpacing(8)
+        plot_row.addWidget(self.plot_stack, 5)
+        plot_row.addWidget(files_box, 3)
         plot_box = QWidget(self)
         plot_layout = QVBoxLayout(plot_box)
         plot_layout.setContentsMargins(0, 4, 0, 0)
         plot_layout.setSpacing(6)
         plot_layout.addLayout(plot_controls)
-        plot_layout.addWidget(self.plot_stack, 1)
+        plot_layout.addLayout(plot_row, 1)
 
         self.empty = empty_state("No runs recorded yet.\nRuns started here or with `effstudio train` appear "
                                  "in this table, with their settings, curves and files.", self)
@@ -435,6 +456,7 @@ class RunsPanel(Panel):
 
     def _selection_changed(self, *_args: Any) -> None:
         self._update_buttons()
+        self.show_files()
         self._offer_model_metrics()
         self.plot_selected()
 
@@ -571,6 +593,34 @@ class RunsPanel(Panel):
         self.message.emit(f"Deleted {len(runs)} run(s)" + (f"; could not remove {len(kept)} file(s)" if kept else ""))
         return True
 
+    def show_files(self) -> None:
+        """List the files of the one selected run (its artifacts in the run store)."""
+        self.files_list.clear()
+        runs = self.selected_runs()
+        store = self.store
+        if len(runs) != 1 or store is None:
+            self.files_list.addItem("Select one run to see its files")
+            self.files_list.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
+            return
+        artifacts = store.artifacts(runs[0].id)
+        for artifact in artifacts:
+            exists = Path(artifact.path).exists()
+            text = f"{artifact.kind} \u00b7 {Path(artifact.path).name}" + ("" if exists else " (missing)")
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, artifact.path)
+            item.setToolTip(artifact.path + ("" if exists else "\nThe file is no longer there."))
+            if not exists:
+                item.setForeground(QColor(theme.MUTED))
+            self.files_list.addItem(item)
+        if not artifacts:
+            self.files_list.addItem("No files recorded")
+            self.files_list.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
+
+    def _inspect_item(self, item: QListWidgetItem) -> None:
+        path = item.data(Qt.ItemDataRole.UserRole)
+        if path and Path(path).exists():
+            self.inspect_file.emit(path)
+
     def _config_of(self, run: RunRecord) -> RunConfig | None:
         try:
             return RunConfig.from_dict(run.config)
@@ -582,10 +632,12 @@ class RunsPanel(Panel):
         runs = self.selected_runs()
         if len(runs) != 1:
             return False
-        config = self._config_of(runs[0])
-        if config is None:
+        try:
+            plan = RunPlan.from_dict(runs[0].config)
+        except (ConfigError, UnknownEntryError) as err:
+            self.message.emit(f"Run #{runs[0].id}'s settings cannot be loaded: {err}")
             return False
-        self.open_config.emit(config)
+        self.open_config.emit(plan)
         return True
 
     def continue_selected(self) -> bool:

@@ -1,0 +1,455 @@
+"""A run config's compression steps, and the plan they make with its training.
+
+A run config TOML may end with an array of ``[[compress]]`` tables, run in
+order after training by ``effstudio train --config``::
+
+    [[compress]]
+    method = "prune"          # prune | quantize | export | distill
+    prune = "heads"           # as `effstudio prune --method`
+    amount = 0.5
+    finetune_steps = 100
+
+    [[compress]]
+    method = "quantize"
+    quantize = "dynamic-int8" # as `effstudio quantize --method`
+
+    [[compress]]
+    method = "export"
+    format = "onnx"
+    check = true              # as `effstudio export onnx --check`
+
+Each step's options are those of its command (``--finetune-steps`` is
+``finetune_steps``). Chaining: a step takes the newest *model* written before
+it, that is, the output of the last prune or distill step, or the trained
+checkpoint when there is none. Quantized files and ONNX exports are end
+products (a quantizer takes float32 weights, ONNX cannot take torch int8
+layers), so ``prune, quantize, export`` gives a pruned checkpoint, its int8
+version and its ONNX export. Outputs go into the run folder with names that say
+what they are (``checkpoint-pruned-heads-0.5.safetensors``,
+``checkpoint-pruned-heads-0.5-dynamic-int8.safetensors``, ...), unless a step
+names its ``out`` (relative to the run folder, or absolute).
+
+The steps are not part of :class:`RunConfig`: a RunConfig is what a checkpoint
+was trained with (its header stores it, a resume compares it); a
+:class:`RunPlan` is a RunConfig plus what to do with the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from effstudio.compress.events import ResultEvent
+from effstudio.compress.prune import IMPORTANCE
+from effstudio.compress.prune import METHODS as PRUNE_METHODS
+from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
+from effstudio.config import ConfigError, FieldSpec, check_value, param, parse_value
+from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.run_config import RunConfig
+from effstudio.registry import Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXPORT_FORMATS = ("onnx",)
+TRAINED_NAME = "checkpoint.safetensors"  # the trainer's checkpoint file in a run folder
+
+
+def _out_param() -> Any:
+    return param("", label="Output file", help="relative to the run folder, or absolute; empty: a descriptive "
+                                                "name in the run folder")
+
+
+@dataclass(frozen=True)
+class PruneStep:
+    """`effstudio prune`: magnitude (per layer or global) or whole heads/neurons."""
+
+    method: ClassVar[str] = "prune"
+    artifact: ClassVar[str] = "pruned"
+    prune: str = param("magnitude", choices=PRUNE_METHODS, label="Pruning method")
+    amount: float = param(0.5, min=0.0, max=1.0, help="fraction to remove, in (0, 1)")
+    importance: str = param("magnitude", choices=IMPORTANCE, help="how heads/neurons are ranked")
+    finetune_steps: int = param(0, min=0, label="Fine-tuning steps", help="in all, spread over the schedule")
+    schedule_steps: int = param(0, min=0, help="pruning steps on the cubic schedule (0: 4 with fine-tuning, else 1)")
+    out: str = _out_param()
+
+    def check(self) -> None:
+        if not 0.0 < self.amount < 1.0:
+            raise ConfigError("amount", f"must be between 0 and 1 (exclusive), got {self.amount}")
+
+    def default_name(self, stem: str) -> str:
+        return f"{stem}-pruned-{self.prune}-{self.amount:g}.safetensors"
+
+
+@dataclass(frozen=True)
+class QuantizeStep:
+    """`effstudio quantize`: torch dynamic int8, fp16, bf16, onnxruntime int8 (dynamic or static)."""
+
+    method: ClassVar[str] = "quantize"
+    artifact: ClassVar[str] = "quantized"
+    quantize: str = param("dynamic-int8", choices=QUANTIZE_METHODS, label="Quantization")
+    calibration_batches: int = param(8, min=1, help="onnx-int8-static: training batches of 16 to calibrate on")
+    out: str = _out_param()
+
+    def check(self) -> None:
+        if self.out and self.quantize.startswith("onnx") != self.out.lower().endswith(".onnx"):
+            what = "an .onnx file" if self.quantize.startswith("onnx") else "a .safetensors checkpoint"
+            raise ConfigError("out", f"{self.quantize} writes {what}; got {self.out!r}")
+
+    def default_name(self, stem: str) -> str:
+        return f"{stem}-{self.quantize}" + (".onnx" if self.quantize.startswith("onnx") else ".safetensors")
+
+
+@dataclass(frozen=True)
+class ExportStep:
+    """`effstudio export onnx`: ONNX with dynamic batch and sequence axes."""
+
+    method: ClassVar[str] = "export"
+    artifact: ClassVar[str] = "onnx"
+    format: str = param("onnx", choices=EXPORT_FORMATS)
+    check: bool = param(False, label="Check", help="compare with PyTorch, evaluate and time in onnxruntime; a "
+                                                   "failed parity check fails the step")
+    out: str = _out_param()
+
+    def validate_out(self) -> None:
+        if self.out and not self.out.lower().endswith(".onnx"):
+            raise ConfigError("out", f"the ONNX file name must end in .onnx, got {self.out!r}")
+
+    def default_name(self, stem: str) -> str:
+        return f"{stem}.onnx"
+
+
+@dataclass(frozen=True)
+class DistillStep:
+    """`effstudio distill`: a new student trained to imitate the model (the teacher)."""
+
+    method: ClassVar[str] = "distill"
+    artifact: ClassVar[str] = "distilled"
+    student_model: str = param("transformer", choices_from="models", label="Student model")
+    steps: int = param(300, min=1)
+    temperature: float = param(2.0, min=1e-6, help="softening temperature T")
+    alpha: float = param(0.5, min=0.0, max=1.0, help="weight of the KL term")
+    hidden_weight: float = param(0.0, min=0.0, help="weight of hidden-state matching when widths are equal")
+    set: tuple[str, ...] = ()  # student settings as `--set` takes them: "model.d_model=64"
+    out: str = _out_param()
+
+    def default_name(self, stem: str) -> str:
+        return f"{stem}-distilled-{self.student_model}.safetensors"
+
+
+CompressStep = PruneStep | QuantizeStep | ExportStep | DistillStep
+STEP_TYPES: dict[str, type] = {cls.method: cls for cls in (PruneStep, QuantizeStep, ExportStep, DistillStep)}
+MODEL_STEPS = ("prune", "distill")  # steps whose output is a float model that later steps take
+
+
+def artifact_kind(result_method: str) -> str:
+    """The run-store artifact kind of a compression job's output, from its ResultEvent's ``method``."""
+    if result_method in PRUNE_METHODS:
+        return "pruned"
+    if result_method in QUANTIZE_METHODS:
+        return "quantized"
+    return {"onnx": "onnx", "distill": "distilled"}.get(result_method, "compressed")
+
+
+# -------------------------------------------------------------------- parsing
+def _specs(cls: type) -> dict[str, FieldSpec]:
+    hints = typing.get_type_hints(cls)
+    specs = {}
+    for f in dataclasses.fields(cls):
+        if hints[f.name] not in (bool, int, float, str):
+            continue
+        meta = f.metadata
+        specs[f.name] = FieldSpec(name=f.name, type=hints[f.name], default=f.default,
+                                  label=meta.get("label") or f.name.replace("_", " ").capitalize(),
+                                  help=meta.get("help", ""), min=meta.get("min"), max=meta.get("max"),
+                                  choices=meta.get("choices"), choices_from=meta.get("choices_from"),
+                                  advanced=meta.get("advanced", False))
+    return specs
+
+
+def parse_step(data: Any, index: int) -> CompressStep:
+    """One ``[[compress]]`` table; ``index`` counts from 1 and names the step in errors (``compress[2].amount``)."""
+    where = f"compress[{index}]"
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"expected a table of settings, got {data!r}")
+    method = data.get("method")
+    if method is None:
+        raise ConfigError(f"{where}.method", f"missing: name the step ({', '.join(STEP_TYPES)})")
+    cls = STEP_TYPES.get(method)
+    if cls is None:
+        raise ConfigError(f"{where}.method", f"must be one of {', '.join(STEP_TYPES)}; got {method!r}")
+    specs = _specs(cls)
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key == "method":
+            continue
+        if key == "set" and cls is DistillStep:
+            items = [raw] if isinstance(raw, str) else raw
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
+                raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+            values["set"] = tuple(items)
+            continue
+        spec = specs.get(key)
+        if spec is None:
+            known = ", ".join(["method", *sorted(specs), *(["set"] if cls is DistillStep else [])])
+            raise ConfigError(f"{where}.{key}", f"unknown setting of a {method} step; known settings: {known}")
+        try:
+            value = parse_value(spec, raw)
+            check_value(spec, value)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{key}", err.message) from None
+        values[key] = value
+    step = cls(**values)
+    try:
+        _check(step)
+    except ConfigError as err:
+        raise ConfigError(f"{where}.{err.field}", err.message) from None
+    return step
+
+
+def _check(step: CompressStep) -> None:
+    if isinstance(step, ExportStep):
+        step.validate_out()
+    elif not isinstance(step, DistillStep):
+        step.check()
+
+
+def step_to_dict(step: CompressStep) -> dict[str, Any]:
+    data: dict[str, Any] = {"method": step.method}
+    for f in dataclasses.fields(step):
+        value = getattr(step, f.name)
+        if f.name in ("out", "set") and not value:
+            continue
+        data[f.name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def parse_steps(data: Any) -> tuple[CompressStep, ...]:
+    """The ``compress`` array of a run config (``[[compress]]`` tables), checked as a chain."""
+    if data is None:
+        return ()
+    if isinstance(data, Mapping):  # a single [compress] table
+        data = [data]
+    if not isinstance(data, (list, tuple)):
+        raise ConfigError("compress", "expected [[compress]] tables (a list of steps)")
+    steps = tuple(parse_step(item, i) for i, item in enumerate(data, start=1))
+    check_chain(steps)
+    return steps
+
+
+# ------------------------------------------------------------------- chaining
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step with its place in the chain: what it reads and what it writes."""
+
+    index: int  # from 1
+    step: CompressStep
+    source: Path
+    out: Path
+
+
+def chain(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: str | Path | None = None
+          ) -> list[PlannedStep]:
+    """Each step's input and output: the newest prune/distill output (or ``checkpoint``) in, a file out.
+
+    Outputs without an ``out`` go into ``run_dir`` (default: the checkpoint's folder).
+    """
+    checkpoint = Path(checkpoint)
+    folder = Path(run_dir) if run_dir is not None else checkpoint.parent
+    model = checkpoint
+    planned = []
+    for index, step in enumerate(steps, start=1):
+        if step.out:
+            out = Path(step.out).expanduser()
+            out = out if out.is_absolute() else folder / out
+        else:
+            out = folder / step.default_name(model.stem)
+        planned.append(PlannedStep(index, step, model, out))
+        if step.method in MODEL_STEPS:
+            model = out
+    return planned
+
+
+def check_chain(steps: Sequence[CompressStep]) -> None:
+    """No two steps write the same file, and none overwrites the trained checkpoint."""
+    seen: dict[str, int] = {}
+    for planned in chain(steps, Path(TRAINED_NAME)):
+        key = str(planned.out)
+        where = f"compress[{planned.index}].out"
+        if key == TRAINED_NAME:
+            raise ConfigError(where, "is the trained checkpoint; name a new file")
+        if key in seen:
+            raise ConfigError(where, f"writes the same file ({planned.out.name}) as compress[{seen[key]}]; give one "
+                                     "of them an out")
+        seen[key] = planned.index
+
+
+# ----------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class RunPlan:
+    """A run config file: the RunConfig to train, then the compression steps (possibly none).
+
+    ``model_type``, ``task_name``, ``attention_kind`` and ``to_dict()`` read like a
+    RunConfig's, so the run store records the whole plan as the run's config.
+    """
+
+    config: RunConfig
+    compress: tuple[CompressStep, ...] = ()
+
+    @property
+    def model_type(self) -> str:
+        return self.config.model_type
+
+    @property
+    def task_name(self) -> str:
+        return self.config.task_name
+
+    @property
+    def attention_kind(self) -> str | None:
+        return self.config.attention_kind
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.config.to_dict()
+        if self.compress:
+            data["compress"] = [step_to_dict(s) for s in self.compress]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunPlan:
+        config = RunConfig.from_dict({k: v for k, v in data.items() if k != "compress"}, registry)
+        return cls(config, parse_steps(data.get("compress")))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunPlan:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
+        return cls.from_dict(data, registry)
+
+    def with_config(self, config: RunConfig) -> RunPlan:
+        return dataclasses.replace(self, config=config)
+
+
+def describe_step(step: CompressStep) -> str:
+    """One line for a person: ``prune heads 0.5 (100 fine-tuning steps)``."""
+    if isinstance(step, PruneStep):
+        extra = f" ({step.finetune_steps} fine-tuning steps)" if step.finetune_steps else ""
+        return f"prune {step.prune} {step.amount:g}{extra}"
+    if isinstance(step, QuantizeStep):
+        return f"quantize {step.quantize}"
+    if isinstance(step, ExportStep):
+        return f"export {step.format}" + (" (checked)" if step.check else "")
+    return f"distill into {step.student_model} ({step.steps} steps)"
+
+
+# ------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class CompressStepEvent(Event):
+    """A compression step starts: which one, what it reads and writes, and its run-store artifact kind."""
+
+    kind: ClassVar[str] = "compress_step"
+    index: int  # from 1
+    total: int
+    method: str
+    description: str
+    source: str
+    out: str
+    artifact: str
+
+
+@dataclass(frozen=True)
+class CompressDoneEvent(Event):
+    """The steps are over: ``status`` is finished, failed, stopped or skipped (training did not finish);
+    ``outputs`` lists the files written."""
+
+    kind: ClassVar[str] = "compress_done"
+    status: str
+    completed: int
+    total: int
+    outputs: list[str]
+    error: str | None = None
+
+
+def _job(planned: PlannedStep, control: JobControl) -> Iterator[Event]:
+    step, source, out = planned.step, planned.source, planned.out
+    if isinstance(step, PruneStep):
+        from effstudio.compress.prune import PruneSettings, prune_job
+
+        settings = PruneSettings(method=step.prune, amount=step.amount, importance=step.importance,
+                                 finetune_steps=step.finetune_steps, schedule_steps=step.schedule_steps)
+        return prune_job(source, settings, out, control=control)
+    if isinstance(step, QuantizeStep):
+        from effstudio.compress.quantize import quantize_job
+
+        return quantize_job(source, step.quantize, out, control=control,
+                            calibration_batches=step.calibration_batches)
+    if isinstance(step, ExportStep):
+        from effstudio.compress.export import export_job
+
+        return export_job(source, out, check=step.check, control=control)
+    from effstudio.compress.distill import DistillSettings, distill_job
+
+    settings = DistillSettings(student_model=step.student_model, overrides=step.set, steps=step.steps,
+                               temperature=step.temperature, alpha=step.alpha, hidden_weight=step.hidden_weight)
+    return distill_job(source, settings, out, control=control)
+
+
+def run_steps(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: str | Path | None = None,
+              control: JobControl | None = None) -> Iterator[Event]:
+    """Run the chain on a trained checkpoint: per step a CompressStepEvent, the job's events and its
+    ResultEvent; a CompressDoneEvent last. A step that fails (or a failed ONNX parity check) ends the
+    chain with status ``failed``; later steps are skipped, since they may read its output."""
+    from effstudio.compress.formats import CompressError
+    from effstudio.engine.checkpoint import CheckpointError
+
+    control = control or JobControl()
+    planned = chain(steps, checkpoint, run_dir)
+    outputs: list[str] = []
+    for item in planned:
+        if control.stop_requested:
+            yield CompressDoneEvent("stopped", len(outputs), len(planned), outputs,
+                                    f"stopped before compress[{item.index}]")
+            return
+        yield CompressStepEvent(item.index, len(planned), item.step.method, describe_step(item.step),
+                                str(item.source), str(item.out), item.step.artifact)
+        result: ResultEvent | None = None
+        try:
+            item.out.parent.mkdir(parents=True, exist_ok=True)
+            for event in _job(item, control):
+                if isinstance(event, ResultEvent):
+                    result = event
+                yield event
+        except (CompressError, CheckpointError, ConfigError, OSError, RuntimeError, ValueError) as err:
+            if control.stop_requested:
+                yield CompressDoneEvent("stopped", len(outputs), len(planned), outputs, str(err))
+                return
+            message = f"compress[{item.index}] ({describe_step(item.step)}) failed: {err}"
+            yield LogEvent("error", message)
+            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
+            return
+        if result is None:
+            message = f"compress[{item.index}] ({describe_step(item.step)}) wrote nothing"
+            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
+            return
+        outputs.append(result.path)
+        if result.details.get("parity_ok") is False:
+            message = f"compress[{item.index}]: the ONNX graph differs from PyTorch (see the warning above)"
+            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
+            return
+    yield CompressDoneEvent("finished", len(outputs), len(planned), outputs)
