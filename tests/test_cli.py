@@ -113,6 +113,6 @@ def test_resume_refuses_a_new_model(tmp_path, capsys):
     capsys.readouterr()
     checkpoint = str(out / "checkpoint.safetensors")
     assert main(["train", "--resume", checkpoint, "--model", "transformer", "--steps", "4"]) == 2
-    assert "--resume continues the checkpoint's own model" in capsys.readouterr().err
+    assert "--resume uses the checkpoint's own model" in capsys.readouterr().err
     assert main(["train", "--resume", checkpoint, "--set", "model.d_model=64", "--steps", "4"]) == 2
     assert "different model or task config" in capsys.readouterr().err

@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
+        self.compress_panel.fine_tune_requested.connect(self.fine_tune)
         self.runs_panel.open_config.connect(self.open_run_config)
         self.runs_panel.continue_run.connect(self.continue_run)
         self.runs_panel.inspect_file.connect(self.inspect_path)
@@ -459,6 +460,15 @@ class MainWindow(QMainWindow):
         self.apply_config(config)
         return self.start_training(resume=Path(checkpoint), out_dir=Path(run_dir))
 
+    def fine_tune(self, checkpoint: str) -> TrainWorker | None:
+        """Train a compressed model further: its settings in the forms, a new run from its weights."""
+        if self.job is not None:
+            self.status.showMessage("A run is in progress: stop it before fine-tuning", 10_000)
+            return None
+        if not self.load_settings(checkpoint):
+            return None
+        return self.start_training(init=Path(checkpoint))
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile():  # run configs, and any model file or folder (read by content)
@@ -483,10 +493,12 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         return self.job is not None
 
-    def start_training(self, *, resume: Path | None = None, out_dir: Path | None = None) -> TrainWorker | None:
+    def start_training(self, *, resume: Path | None = None, init: Path | None = None,
+                       out_dir: Path | None = None) -> TrainWorker | None:
         """Start a run with the forms' settings; None (and the errors shown) when they are invalid.
 
-        ``resume`` continues from a checkpoint, in ``out_dir`` (by default the window's run folder).
+        ``resume`` continues from a checkpoint, in ``out_dir`` (by default the window's run folder);
+        ``init`` starts a new run from a checkpoint's weights (a compressed model to fine-tune).
         """
         if self.job is not None:
             return None
@@ -494,7 +506,8 @@ class MainWindow(QMainWindow):
         if config is None:
             return None
         keys.save_run_config(self.settings, config)
-        worker = TrainWorker(config, out_dir=out_dir or self.out_dir, resume=resume, train_fn=self.train_fn)
+        worker = TrainWorker(config, out_dir=out_dir or self.out_dir, resume=resume, init=init,
+                             train_fn=self.train_fn)
         job = TrainingJob(worker, self)
         worker.started.connect(self._on_started)
         worker.steps.connect(self._on_steps)

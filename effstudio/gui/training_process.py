@@ -78,13 +78,13 @@ def child_main(conn: Connection, threads: int) -> None:
         return
     if job[0] != "train":
         return
-    _, data, out_dir, resume = job
+    _, data, out_dir, resume, init = job
     control = JobControl()
     threading.Thread(target=_listen, args=(conn, control), daemon=True).start()
     try:
         config = RunConfig.from_dict(data)
         events = train(config, control=control, out_dir=Path(out_dir) if out_dir else None,
-                       resume=Path(resume) if resume else None)
+                       resume=Path(resume) if resume else None, init=Path(init) if init else None)
         for event in events:
             conn.send(("event", event))
     except ConfigError as err:
@@ -198,6 +198,7 @@ def train_in_process(
     control: JobControl | None = None,
     out_dir: Path | None = None,
     resume: Path | None = None,
+    init: Path | None = None,
 ) -> Iterator[Event]:
     """``train()`` in a child process; same arguments, same events."""
     control = control or JobControl()
@@ -209,7 +210,8 @@ def train_in_process(
                 yield DoneEvent(0, None, None, None, 0.0, "stopped")
                 return
             raise TrainingProcessError(f"the training process did not start (exit code {child.process.exitcode})")
-        child.conn.send(("train", data, str(out_dir) if out_dir else None, str(resume) if resume else None))
+        child.conn.send(("train", data, str(out_dir) if out_dir else None, str(resume) if resume else None,
+                         str(init) if init else None))
         sent = "resume"
         while True:
             state = _control_state(control)

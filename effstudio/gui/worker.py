@@ -74,6 +74,7 @@ class TrainWorker(QObject):
         *,
         out_dir: Path | None = None,
         resume: Path | None = None,
+        init: Path | None = None,
         train_fn: TrainFn | None = None,
         throttle_s: float = 0.05,
         record: bool = True,
@@ -84,6 +85,7 @@ class TrainWorker(QObject):
         self.record = record
         self.out_dir = out_dir
         self.resume_from = resume
+        self.init_from = init
         self.train_fn = train_fn
         self.throttle_s = throttle_s
         self.control = JobControl()
@@ -119,7 +121,8 @@ class TrainWorker(QObject):
         self._failed_sent = False
         try:
             train = self.train_fn or default_train_fn()
-            events = train(self.config, control=self.control, out_dir=self.out_dir, resume=self.resume_from)
+            events = train(self.config, control=self.control, out_dir=self.out_dir, resume=self.resume_from,
+                           init=self.init_from)
             if self.record:
                 from effstudio.runs.recorder import record_run, recording_enabled
 

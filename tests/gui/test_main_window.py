@@ -142,3 +142,32 @@ def test_data_panel_previews_examples(window, qtbot):
     assert panel.table.rowCount() > 0
     assert "<sep>" in panel.table.item(0, 0).text() or panel.table.item(0, 0).text()
     assert "language modelling" in panel.summary.text()
+
+
+def test_fine_tune_the_compress_result_trains_the_pruned_model(window, qtbot, tmp_path):
+    from effstudio.compress.formats import load_checkpoint
+    from effstudio.models.structure import blocks_of
+    from tests.compress.conftest import make_checkpoint
+    from tests.compress.conftest import tiny_config as tiny_compress_config
+
+    source = make_checkpoint(tmp_path / "tiny.safetensors", tiny_compress_config(**{"train.steps": 3}))
+    panel = window.compress_panel
+    panel.set_checkpoint(source)
+    panel.prune_method.setCurrentText("heads")
+    assert not panel.fine_tune_button.isEnabled()
+    assert panel.start_operation("prune")
+    qtbot.waitUntil(lambda: not panel.running and panel.trainable_result is not None, timeout=60_000)
+    assert panel.fine_tune_button.isEnabled()
+    with qtbot.waitSignal(panel.fine_tune_requested) as requested:
+        panel.fine_tune_button.click()
+    assert requested.args == [str(panel.trainable_result)]
+    assert panel.trainable_result.name == "tiny-heads-50.safetensors"
+    qtbot.waitUntil(lambda: window.job is not None or window.last_done is not None, timeout=10_000)
+    worker = window.job.worker
+    assert worker.init_from == panel.trainable_result
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        pass
+    done = finished.args[0]
+    assert (done.status, done.steps) == ("finished", 3)
+    tuned = load_checkpoint(done.checkpoint)
+    assert [b.heads for b in blocks_of(tuned.model)] == [2, 2]  # the pruned widths trained on

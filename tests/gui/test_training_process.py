@@ -20,7 +20,7 @@ def test_child_reports_a_config_error_with_its_field(tmp_path):
     thread.start()
     assert parent.poll(60) and parent.recv() == ("ready",)
     data = tiny_config(**{"model.mode": "encoder"}).to_dict()
-    parent.send(("train", data, str(tmp_path), None))
+    parent.send(("train", data, str(tmp_path), None, None))
     assert parent.poll(60)
     kind, field, message = parent.recv()
     assert (kind, field) == ("config_error", "mode") and "encoder" in message

@@ -22,7 +22,7 @@ from .conftest import tiny_config
 
 
 def fake_train(steps: int = 100, step_s: float = 0.0, fail_at: int | None = None):
-    def train(config, *, control, out_dir=None, resume=None):
+    def train(config, *, control, out_dir=None, resume=None, init=None):
         yield StartEvent("run", "cpu", 10, steps, 0)
         for step in range(1, steps + 1):
             if control.paused:

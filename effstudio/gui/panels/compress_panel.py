@@ -123,6 +123,7 @@ class CompressPanel(Panel):
     """Operations on the left (tabs), comparison and live plots on the right."""
 
     message = Signal(str)
+    fine_tune_requested = Signal(str)  # a result checkpoint to train further in the Train section
     job_finished = Signal(str)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
@@ -136,6 +137,7 @@ class CompressPanel(Panel):
         self.variants: list[Path] = []
         self.labels: dict[str, str] = {}  # path -> what made it ("original", "heads 50%", ...)
         self.last_result: ResultEvent | None = None
+        self.trainable_result: Path | None = None  # the newest result checkpoint (not an ONNX file)
         self.error: str | None = None
         self._queue: list[tuple[str, JobFn]] = []
 
@@ -205,6 +207,13 @@ class CompressPanel(Panel):
         self.status_label.setObjectName("description")
         self.status_label.setWordWrap(True)
         run_layout.addWidget(self.status_label)
+        self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run_group)
+        self.fine_tune_button.setToolTip("Train the newest result further: a new run that starts from its weights, "
+                                         "with its own settings")
+        self.fine_tune_button.setEnabled(False)
+        self.fine_tune_button.clicked.connect(
+            lambda: self.trainable_result and self.fine_tune_requested.emit(str(self.trainable_result)))
+        run_layout.addWidget(self.fine_tune_button)
         self.problem = QLabel("", run_group)
         self.problem.setObjectName("compressProblem")
         self.problem.setWordWrap(True)
@@ -594,6 +603,11 @@ class CompressPanel(Panel):
                 curve.setData(list(xs), list(ys))
         elif isinstance(event, ResultEvent):
             self.last_result = event
+            self.trainable_result = Path(event.path) if event.path.endswith(".safetensors") else None
+            self.fine_tune_button.setEnabled(self.trainable_result is not None)
+            if self.trainable_result is not None:
+                self.fine_tune_button.setToolTip(f"Train {self.trainable_result.name} further with its own settings "
+                                                 "(a new run that starts from its weights)")
             self.status_label.setText(self._describe_result(event))
             self.message.emit(f"{event.method}: wrote {event.path}")
         elif isinstance(event, CompareRowEvent):
