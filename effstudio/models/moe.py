@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effstudio.attention.base import exporting
 from effstudio.config import ConfigError, param
 
 INIT_STD = 0.02
@@ -153,21 +154,12 @@ class MoEFeedForward(nn.Module):
         position = (onehot.cumsum(dim=0) * onehot).sum(dim=-1) - 1  # (kT,) place in its expert's queue
         limit = torch.ceil(self.capacity_factor * k * routed.sum() / e).clamp(min=1)  # () capacity, on device
         kept = live & (position < limit)  # (kT,)
-        trash = e * capacity  # one extra slot that dropped and unrouted assignments point at
-        slot = torch.where(kept, expert * capacity + position, torch.full_like(position, trash))  # (kT,)
-
-        # dispatch: which token fills each slot (index t is a zero row)
-        source = torch.full((trash + 1,), t, dtype=torch.long, device=x.device)
-        source.scatter_(0, slot, torch.arange(k * t, device=x.device) % t)
-        padded = torch.cat([tokens, tokens.new_zeros(1, d)])  # (T + 1, d)
-        buffer = padded[source[:trash]].view(e, capacity, d)  # (E, C, d)
-        hidden = F.gelu(torch.baddbmm(self.b1, buffer, self.w1))  # (E, C, h)
-        result = torch.baddbmm(self.b2, hidden, self.w2).reshape(trash, d)  # (E*C, d)
-        result = torch.cat([result, result.new_zeros(1, d)])  # (E*C + 1, d)
-
         # combine: each token sums its kept experts' outputs, weighted by the gate
         weight = gate.t().reshape(k * t) * kept  # (kT,) float32
-        combined = result[slot].float() * weight[:, None]  # (kT, d)
+        if exporting():
+            combined = self._dense_experts(tokens, expert) * weight[:, None]  # (kT, d)
+        else:
+            combined = self._dispatched_experts(tokens, expert, kept, position, capacity) * weight[:, None]
         out = combined.view(k, t, d).sum(dim=0).to(x.dtype)  # (T, d)
         out = out.view(n, b, d).transpose(0, 1)  # (B, N, d)
 
@@ -180,6 +172,36 @@ class MoEFeedForward(nn.Module):
             balance = e * (load.detach() * mean_prob).sum()
             dropped = (live & ~kept).float().sum() / (n_routed * k)
         return out, MoEStats(balance, load.detach(), dropped.detach())
+
+    def _dispatched_experts(self, tokens: torch.Tensor, expert: torch.Tensor, kept: torch.Tensor,
+                            position: torch.Tensor, capacity: int) -> torch.Tensor:
+        """(kT, d) float32 output of each assignment's expert; a dropped assignment gets a zero row.
+
+        tokens (T, d); expert, kept, position (kT,).
+        """
+        t, d = tokens.shape
+        e, k = self.experts, self.top_k
+        trash = e * capacity  # one extra slot that dropped and unrouted assignments point at
+        slot = torch.where(kept, expert * capacity + position, torch.full_like(position, trash))  # (kT,)
+
+        # dispatch: which token fills each slot (index t is a zero row)
+        source = torch.full((trash + 1,), t, dtype=torch.long, device=tokens.device)
+        source.scatter_(0, slot, torch.arange(k * t, device=tokens.device) % t)
+        padded = torch.cat([tokens, tokens.new_zeros(1, d)])  # (T + 1, d)
+        buffer = padded[source[:trash]].view(e, capacity, d)  # (E, C, d)
+        hidden = F.gelu(torch.baddbmm(self.b1, buffer, self.w1))  # (E, C, h)
+        result = torch.baddbmm(self.b2, hidden, self.w2).reshape(trash, d)  # (E*C, d)
+        result = torch.cat([result, result.new_zeros(1, d)])  # (E*C + 1, d)
+        return result[slot].float()
+
+    def _dense_experts(self, tokens: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+        """(kT, d) float32: every expert on every token, then each assignment's row (dropped ones are
+        zeroed by their weight). E times the work, but no buffer sized by a count: the ONNX export's
+        path, whose token count varies (a traced capacity would be frozen at the example's)."""
+        hidden = F.gelu(torch.baddbmm(self.b1, tokens.unsqueeze(0).expand(self.experts, -1, -1), self.w1))
+        result = torch.baddbmm(self.b2, hidden, self.w2)  # (E, T, d)
+        token = torch.arange(tokens.shape[0], device=tokens.device).repeat(self.top_k)  # (kT,)
+        return result[expert, token].float()
 
 
 def make_feed_forward(config: Any) -> nn.Module:

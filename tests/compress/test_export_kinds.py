@@ -137,3 +137,20 @@ def test_training_and_inference_never_take_the_export_path(monkeypatch):
         model(inputs, torch.ones(2, 12, dtype=torch.bool)).logits.sum().backward()
         with torch.no_grad():
             model.eval()(inputs, torch.ones(2, 12, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_mixture_of_experts_exports_with_its_capacity_limit(tmp_path, top_k):
+    """A capacity factor low enough to drop tokens: the graph must drop the same ones at every length."""
+    config = encoder_config("sdpa", {"model.ffn": "moe", "model.experts": 4, "model.top_k": top_k,
+                                     "model.capacity_factor": 0.5})
+    ckpt = make_checkpoint(tmp_path / "moe.safetensors", config)
+    out = tmp_path / "moe.onnx"
+    result = list(export_job(ckpt, out, check=True, eval_batch_size=16))[-1]
+    assert result.details["parity_ok"], result.details["max_abs_diff"]
+    loaded = load_checkpoint(ckpt)
+    probe = padded_batch(len(loaded.task.spec.vocab), 3, 17, seed=1)
+    with torch.no_grad():
+        dropped = float(loaded.model(probe.inputs, probe.mask).extras["moe_dropped"])
+    assert dropped > 0.1  # the case tests the capacity, not only the routing
+    assert_session_matches(loaded, session(out, threads=1), [(1, 5), (3, 17), (5, 33), (2, 40)])
