@@ -206,7 +206,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench_compress(args: argparse.Namespace) -> int:
     from effstudio.bench.compress import format_report, measure_compress
 
-    report = measure_compress(train_steps=args.train_steps, threads=args.threads, folder=args.dir)
+    report = measure_compress(train_steps=args.train_steps, distill_steps=args.distill_steps, threads=args.threads,
+                              folder=args.dir)
     if args.json:
         _print_json(report)
     else:
@@ -296,7 +297,10 @@ def add_bench_parser(benches: Any) -> None:
         "compress", help="compression targets on a d_model=256 ListOps model: int8, ONNX, pruning, distillation",
         description="Trains a d_model=256 ListOps model briefly (fixed seed), then measures dynamic int8, "
                     "onnxruntime, structured pruning (half the heads and neurons) and distillation against it.")
-    bench.add_argument("--train-steps", type=int, default=300, help="teacher training steps (default: 300)")
+    bench.add_argument("--train-steps", type=int, default=300,
+                       help="training steps of the ListOps model that is quantized, exported and pruned (default: 300)")
+    bench.add_argument("--distill-steps", type=int, default=800,
+                       help="training steps of the digits teacher, and of each student (default: 800)")
     bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
