@@ -5,7 +5,10 @@ package beyond ``onnx``. Attention kinds whose fast paths the tracer cannot
 follow (custom autograd Functions, chunk loops sized in Python) switch to a
 forward of plain tensor operations while exporting (see
 ``effstudio.attention.base.exporting``), which computes the same function; the
-parity check below confirms it for every file. The graph takes ``inputs`` (B,
+parity check below confirms it for every file. Model types do the same where
+their eager forward depends on the data: a mixture of experts runs every expert,
+the Universal Transformer runs all its ACT steps, the hierarchical encoder
+encodes every segment of its grid. The graph takes ``inputs`` (B,
 N) int64 token ids and ``mask`` (B, N) bool (True = real token) and returns
 ``logits``; batch and sequence length are dynamic axes for every attention
 kind (a model with learned positions still accepts at most its ``max_length``

@@ -18,7 +18,9 @@ of N^2. Padding never counts: padded tokens get no pooling weight, and a
 segment with no real token gets no weight in the document (nor any attention
 from the other segments). Token-level attention maps come back as (B, H, N, N)
 tensors aligned with the input tokens (block diagonal: a token only sees its
-own segment). Extras: "segment_attention" (B, S) the document pooling weights
+own segment). While exporting to ONNX the segments are found with plain
+tensor operations and every segment of the (B, S) grid is encoded, so the
+graph follows the segment count of each input. Extras: "segment_attention" (B, S) the document pooling weights
 of the segments, "token_segments" (B, N) the segment of each token (-1 for
 padding), for the segment view.
 """
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec
 from effstudio.models.transformer import (
@@ -127,6 +129,37 @@ def split_segments(mask: torch.Tensor, length: int, separators: torch.Tensor | N
     return Segments(index=index, real=index >= 0, segment=segment)
 
 
+def split_segments_traceable(mask: torch.Tensor, length: int, separators: torch.Tensor | None = None) -> Segments:
+    """``split_segments`` in operations an ONNX graph keeps dynamic, for the export.
+
+    The same segments, slots and count; but the sentence starts come from a plain scatter with distinct
+    indices (the tracer cannot take scatter_reduce without its own values), and the segment count stays
+    a tensor, so the (B, S, L) grid grows with the input instead of keeping the traced example's S.
+    """
+    b, n = mask.shape
+    device = mask.device
+    real = mask.long()  # (B, N)
+    ends = torch.zeros_like(real) if separators is None else (separators & mask).long()
+    sentence = torch.cumsum(ends, dim=1) - ends  # (B, N) sentence of each token
+    order = torch.cumsum(real, dim=1) - 1  # (B, N) rank among the real tokens
+    tokens = torch.arange(n, device=device).expand(b, n)  # (B, N)
+    # the real tokens before sentence j are those up to its opening separator (a real token, of rank
+    # order): each separator writes order + 1 at j = its sentence + 1; other tokens write to spare cells
+    target = torch.where(ends.bool(), sentence + 1, tokens + n + 1)  # (B, N), distinct within a row
+    before = torch.zeros_like(torch.cat([real, real, real[:, :1]], dim=1))  # (B, 2N + 1)
+    before = before.scatter(1, target, order + 1)[:, : n + 1]  # (B, N + 1); sentence 0 starts at rank 0
+    in_sentence = order - before.gather(1, sentence)  # (B, N) position within the sentence
+    starts = mask & (in_sentence % length == 0)
+    segment = (torch.cumsum(starts.long(), dim=1) - 1).masked_fill(~mask, -1)  # (B, N)
+    position = (in_sentence % length).masked_fill(~mask, 0)
+    count = (segment.max() + 1).clamp(min=1)  # () tensor: S
+    # padding token i goes to spare cell i, a real token to N + its slot: distinct cells, no write order
+    slot = torch.where(mask, n + segment * length + position, tokens)  # (B, N)
+    grid = torch.full_like(torch.arange(n + count * length, device=device), -1).expand(b, -1)  # (B, N + S*L)
+    index = grid.scatter(1, slot, tokens.masked_fill(~mask, -1))[:, n:].reshape(b, -1, length)  # (B, S, L)
+    return Segments(index=index, real=index >= 0, segment=segment)
+
+
 class AttentionPool(nn.Module):
     """A learned query weighs the real positions: softmax(w^T tanh(W x)) (Yang et al. 2016)."""
 
@@ -194,6 +227,8 @@ class HierarchicalEncoder(nn.Module):
         b, n = inputs.shape
         mask = torch.ones_like(inputs, dtype=torch.bool) if mask is None else mask
         separators = None if self.separator_id is None else inputs == self.separator_id
+        if exporting():
+            return self._export_forward(inputs, mask, separators)
         seg = split_segments(mask, self.config.segment_length, separators)
         s, length = seg.index.shape[1], seg.index.shape[2]
         if s > self.segment_positions.num_embeddings:
@@ -231,6 +266,34 @@ class HierarchicalEncoder(nn.Module):
             maps = [self._token_map(w, seg, filled, n) for w in token_maps]
         extras = {"segment_attention": segment_weights.detach(), "token_segments": seg.segment}
         return ModelOutput(logits=logits, attentions=maps, extras=extras)
+
+    def _export_forward(self, inputs: torch.Tensor, mask: torch.Tensor,
+                        separators: torch.Tensor | None) -> ModelOutput:
+        """The forward for the ONNX export: every (B, S) segment is encoded, empty ones then zeroed.
+
+        Selecting the filled segments sizes a batch by the data, which a traced graph would freeze;
+        segments are encoded independently, so encoding the empty ones too changes no other vector.
+        """
+        b = inputs.shape[0]
+        seg = split_segments_traceable(mask, self.config.segment_length, separators)
+        length, d = self.config.segment_length, self.config.d_model
+        s = seg.index.shape[1]
+        ids = inputs.gather(1, seg.index.clamp(min=0).reshape(b, -1)).reshape(-1, length)  # (B*S, L)
+        row_real = seg.real.reshape(-1, length)  # (B*S, L)
+        # an empty segment's row gets its first slot as a key, so no row of the encoder is all masked
+        keys = torch.cat([torch.ones_like(row_real[:, :1]), row_real[:, 1:]], dim=1)  # (B*S, L)
+        x = self.dropout(self.embed(ids) + self.token_positions.weight[:length])  # (B*S, L, d)
+        for block in self.token_blocks:
+            x, _, _ = block(x, keys, False)
+        pooled, _ = self.token_pool(self.token_norm(x), row_real)  # (B*S, d)
+        real_segments = seg.segment_real  # (B, S)
+        vectors = torch.where(real_segments.reshape(-1, 1), pooled, torch.zeros_like(pooled)).reshape(b, -1, d)
+        h = self.dropout(vectors + self.segment_positions(torch.arange(s, device=inputs.device)))  # (B, S, d)
+        for block in self.segment_blocks:
+            h, _, _ = block(h, real_segments, False)
+        document, segment_weights = self.segment_pool(self.segment_norm(h), real_segments)  # (B, d), (B, S)
+        extras = {"segment_attention": segment_weights, "token_segments": seg.segment}
+        return ModelOutput(logits=self.head(document), extras=extras)
 
     def _token_map(self, weights: torch.Tensor, seg: Segments, filled: torch.Tensor, n: int) -> torch.Tensor:
         """Per-segment maps (R, H, L, L) -> block-diagonal (B, H, N, N) maps over the input tokens."""

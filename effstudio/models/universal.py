@@ -14,7 +14,8 @@ each position decides for itself when to stop:
   ``R = 1 - (p_1 + ... + p_{n-1})`` for the last one, so the weights sum to 1;
 - a halted position's state is copied forward unchanged: the others still
   attend to it, but it is no longer updated. The loop ends when every real
-  position has halted (checking costs one device sync per step);
+  position has halted (checking costs one device sync per step); an ONNX
+  export runs all ``max_steps`` steps instead, which gives the same output;
 - the ponder cost, the mean over real tokens of N + R (N: steps used), is
   added to the loss weighted by ``ponder_weight`` (tau); only R carries a
   gradient, and it pushes the halting probabilities up, towards fewer steps.
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from effstudio.attention.base import Attention
+from effstudio.attention.base import Attention, exporting
 from effstudio.config import ConfigError, param
 from effstudio.models.base import ModelOutput, ModelSpec
 from effstudio.models.moe import (
@@ -191,6 +192,10 @@ class UniversalTransformer(Transformer):
         weights: list[torch.Tensor] = []
         maps: list[torch.Tensor] | None = [] if need_weights else None
         moe: list[MoEStats] = []
+        # A traced graph cannot stop when every position has halted (it would freeze the example's step
+        # count), so while exporting all max_steps steps run. That computes the same output: once no
+        # position runs, a step gives every position weight 0, adds 0 to the output and keeps every state.
+        early_exit = not exporting()
         for step in range(self.config.max_steps):
             h = state + positions + self._step_vector(step, x.device)  # (B, N', d)
             new, attn, stats = self.block(h, mask, need_weights, route_mask=running)
@@ -198,8 +203,8 @@ class UniversalTransformer(Transformer):
                 moe.append(stats)
             with torch.autocast(device_type=x.device.type, enabled=False):
                 p = torch.sigmoid(self.halt(self.halt_norm(new.float()))).squeeze(-1)  # (B, N') float32
-            last = step == self.config.max_steps - 1
-            halts = running & ((halting + p >= threshold) | last)  # (B, N') halting at this step
+            # the last step halts every running position (a Python branch: the tracer takes no tensor | bool)
+            halts = running if step == self.config.max_steps - 1 else running & (halting + p >= threshold)
             goes_on = running & ~halts
             weight = torch.where(halts, 1.0 - halting, torch.where(goes_on, p, torch.zeros_like(p)))
             remainders = torch.where(halts, 1.0 - halting, remainders)
@@ -211,7 +216,7 @@ class UniversalTransformer(Transformer):
             if maps is not None:
                 maps.append(attn * running[:, None, :, None].to(attn.dtype))  # (B, H, N', N')
             running = goes_on
-            if not bool(running.any()):
+            if early_exit and not bool(running.any()):
                 break
         output = torch.where(real.unsqueeze(-1), output, x.float()).to(x.dtype)
         return PonderResult(output, state, steps, remainders, torch.stack(weights), maps, moe)
