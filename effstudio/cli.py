@@ -188,34 +188,21 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
                         control: Any, as_json: bool) -> int:
     """After training: the config's compression steps on its checkpoint, each output a file of the run."""
     from effstudio.compress.commands import show_event
-    from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent, run_steps
-    from effstudio.engine.events import LogEvent
+    from effstudio.compress.plan import CompressDoneEvent, RunPlan, steps_after_training
 
+    events = steps_after_training(RunPlan(config, steps), done, run_dir, control,
+                                  run_id=None if recorded is None else recorded.id,
+                                  store_path=None if recorded is None else recorded.store)
     if done.status != "finished" or not done.checkpoint:
-        show_event(CompressDoneEvent("skipped", 0, len(steps), [],
-                                     f"training {done.status}, so the {len(steps)} compression step(s) did not run"),
-                   as_json)
+        for event in events:  # only the "skipped" notice: no run folder to log into
+            show_event(event, as_json)
         return EXIT_OK
-    run_dir = run_dir or Path(done.checkpoint).parent
-    try:  # the trainer wrote the training part; the folder's config.toml reproduces the whole run
-        (run_dir / "config.toml").write_text(_plan(config, steps).to_toml(), encoding="utf-8")
-    except OSError as err:
-        show_event(LogEvent("warning", f"cannot write {run_dir / 'config.toml'}: {err.strerror or err}"), as_json)
-    status, artifact = "failed", "compressed"
-    with _graceful_interrupt(control), _open_event_log(run_dir) as log:
-        for event in run_steps(steps, done.checkpoint, run_dir, control):
+    status = "failed"
+    with _graceful_interrupt(control), _open_event_log(run_dir or Path(done.checkpoint).parent) as log:
+        for event in events:
             log.write(json.dumps(event.to_json()) + "\n")
             show_event(event, as_json)
-            if isinstance(event, CompressStepEvent):
-                artifact = event.artifact
-            elif event.kind == "result" and recorded is not None:
-                from effstudio.runs.recorder import record_artifact
-
-                problem = record_artifact(recorded.id, artifact, event.path, store_path=recorded.store)
-                if problem:
-                    show_event(LogEvent("warning", f"the run store could not record {event.path}: {problem}"),
-                               as_json)
-            elif isinstance(event, CompressDoneEvent):
+            if isinstance(event, CompressDoneEvent):
                 status = event.status
     return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
 

@@ -49,7 +49,7 @@ from effstudio.compress.prune import IMPORTANCE
 from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, FieldSpec, check_value, param, parse_value
-from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.registry import Registry
 
@@ -453,3 +453,38 @@ def run_steps(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: st
             yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
             return
     yield CompressDoneEvent("finished", len(outputs), len(planned), outputs)
+
+
+def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | None = None,
+                         control: JobControl | None = None, *, run_id: int | None = None,
+                         store_path: str | Path | None = None) -> Iterator[Event]:
+    """What follows a run of a plan with steps, for ``train --config`` and the window alike.
+
+    A run that did not finish with a checkpoint gives one CompressDoneEvent ``skipped``. Otherwise
+    the run folder's ``config.toml`` (the trainer wrote the training part) becomes the whole plan,
+    so it reproduces the run; then :func:`run_steps` runs, and each output is recorded as an artifact
+    of the recorded run ``run_id`` (in the run store ``store_path``, default the user's) before its
+    ResultEvent is passed on. A store that cannot be written costs a warning, never the step.
+    """
+    steps = plan.compress
+    if done.status != "finished" or not done.checkpoint:
+        yield CompressDoneEvent("skipped", 0, len(steps), [],
+                                f"training {done.status}, so the {len(steps)} compression step(s) did not run")
+        return
+    folder = Path(run_dir) if run_dir is not None else Path(done.checkpoint).parent
+    try:
+        (folder / "config.toml").write_text(plan.to_toml(), encoding="utf-8")
+    except OSError as err:
+        yield LogEvent("warning", f"cannot write {folder / 'config.toml'}: {err.strerror or err}")
+    artifact = "compressed"
+    for event in run_steps(steps, done.checkpoint, folder, control):
+        if isinstance(event, CompressStepEvent):
+            artifact = event.artifact
+        problem = None
+        if isinstance(event, ResultEvent) and run_id is not None:
+            from effstudio.runs.recorder import record_artifact
+
+            problem = record_artifact(run_id, artifact, event.path, store_path=store_path)
+        yield event
+        if problem:
+            yield LogEvent("warning", f"the run store could not record {event.path}: {problem}")

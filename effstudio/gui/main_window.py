@@ -3,7 +3,9 @@
 The window assembles a RunConfig from the section forms, validates it the way
 the CLI does (errors show next to the field they name), runs it in a
 :class:`~effstudio.gui.worker.TrainingJob` and routes the worker's signals to
-the panels. Closing the window stops a run and waits for its thread.
+the panels. A run config's ``[[compress]]`` steps run after a run that
+finished, in the Compress section, as ``effstudio train --config`` runs them.
+Closing the window stops a run and the steps, and waits for their threads.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from PySide6.QtWidgets import (
 )
 
 import effstudio
-from effstudio.compress.plan import CompressStep, RunPlan, describe_step
+from effstudio.compress.plan import (
+    CompressDoneEvent,
+    CompressStep,
+    RunPlan,
+    describe_step,
+    steps_after_training,
+)
 from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import (
@@ -93,9 +101,13 @@ class MainWindow(QMainWindow):
         self.last_done: DoneEvent | None = None
         self.config_problems: list[ConfigError] = []
         self._run_title = ""
-        # [[compress]] steps of the last run config file loaded: kept when the config is saved again;
-        # `effstudio train --config` runs them, the window offers them in the Compress section
+        # [[compress]] steps of the last run config file loaded: kept when the config is saved again,
+        # run after each run that finishes (as `effstudio train --config` does)
         self.compress_steps: tuple[CompressStep, ...] = ()
+        self._run_plan: RunPlan | None = None  # what the current run was started with, its steps included
+        self._run_dir: str | None = None
+        self._run_id: int | None = None
+        self._closing = False
 
         self.setWindowTitle("effstudio")
         self.setWindowIcon(app_icon())
@@ -146,6 +158,8 @@ class MainWindow(QMainWindow):
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.compress_panel.fine_tune_requested.connect(self.fine_tune)
+        self.compress_panel.steps_log.connect(self.log.add)
+        self.compress_panel.steps_done.connect(self._on_compress_steps_done)
         self.runs_panel.open_config.connect(self.open_run_config)
         self.runs_panel.continue_run.connect(self.continue_run)
         self.runs_panel.inspect_file.connect(self.inspect_path)
@@ -388,8 +402,8 @@ class MainWindow(QMainWindow):
         if steps:
             chain = " \u2192 ".join(describe_step(s) for s in steps)
             self.log.add("info", f"The config has {len(steps)} compression step(s) after training ({chain}): "
-                                 "Save run config keeps them and `effstudio train --config FILE` runs them; "
-                                 "in the window, run them from the Compress section")
+                                 "the window runs them in the Compress section when a run finishes, as "
+                                 "`effstudio train --config FILE` does; Save run config keeps them")
 
     def current_plan(self) -> RunPlan | None:
         """The forms' config with the compression steps loaded with it, or None (see current_config)."""
@@ -434,8 +448,8 @@ class MainWindow(QMainWindow):
             return None
         text = torchrun_command_line(config, self.registry) if torchrun else command_line(config, self.registry)
         if self.compress_steps:  # a command line cannot carry them: the file can
-            text += (f"  # + {len(self.compress_steps)} compression step(s): Save run config, then "
-                     "effstudio train --config FILE runs them too")
+            text += (f"  # trains only: the window also runs {len(self.compress_steps)} compression step(s) "
+                     "after it; Save run config, then effstudio train --config FILE runs them too")
         QApplication.clipboard().setText(text)
         self.log.add("info", f"Copied: {text}")
         self.status.showMessage("Copied the command line to the clipboard", 5_000)
@@ -506,8 +520,10 @@ class MainWindow(QMainWindow):
         if config is None:
             return None
         keys.save_run_config(self.settings, config)
+        plan = RunPlan(config, self.compress_steps)
         worker = TrainWorker(config, out_dir=out_dir or self.out_dir, resume=resume, init=init,
-                             train_fn=self.train_fn)
+                             train_fn=self.train_fn, record_config=plan if plan.compress else config)
+        self._run_plan, self._run_dir, self._run_id = plan, None, None
         job = TrainingJob(worker, self)
         worker.started.connect(self._on_started)
         worker.steps.connect(self._on_steps)
@@ -527,7 +543,8 @@ class MainWindow(QMainWindow):
         self.progress = RunProgress()
         self._run_title = f"{config.model_type} on {config.task_name}"
         self._set_state("starting")
-        self.log.add("info", f"Starting {self._run_title}: {config.train.steps} steps")
+        then = f", then {len(plan.compress)} compression step(s)" if plan.compress else ""
+        self.log.add("info", f"Starting {self._run_title}: {config.train.steps} steps{then}")
         self.show_section(MONITOR)
         job.start()
         return worker
@@ -575,6 +592,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ worker slots
     def _on_started(self, event: StartEvent) -> None:
+        self._run_dir = event.run_dir
         self.progress.start(event)
         self.status.set_device(event.device)
         self.monitor_panel.run_started(event, self._run_title, self.progress)
@@ -633,8 +651,46 @@ class MainWindow(QMainWindow):
         self.status.showMessage(html.unescape(summary), 15_000)
         self._set_state(done.status)
         self.runs_panel.refresh()
+        self._run_compress_steps(done)
+
+    def _run_compress_steps(self, done: DoneEvent) -> None:
+        """The run's [[compress]] steps on its checkpoint, in its folder, each output a file of its record."""
+        plan, self._run_plan = self._run_plan, None
+        if plan is None or not plan.compress or self._closing:
+            return
+        count = len(plan.compress)
+        if done.status != "finished" or not done.checkpoint:
+            self.log.add("info", f"Training {done.status}, so the {count} compression step(s) did not run")
+            return
+        run_dir, run_id = self._run_dir or str(Path(done.checkpoint).parent), self._run_id
+
+        def fn(control: Any) -> Any:
+            return steps_after_training(plan, done, run_dir, control, run_id=run_id)
+        chain = " \u2192 ".join(describe_step(s) for s in plan.compress)
+        if self.compress_panel.start_steps(done.checkpoint, fn):
+            self.log.add("info", f"Running the {count} compression step(s) of the run config ({chain}) on "
+                                 f"{done.checkpoint}: see the Compress section")
+        else:
+            self.log.add("info", f"The {count} compression step(s) of the run config ({chain}) start when the "
+                                 "Compress section's current job ends")
+        self.status.showMessage(f"Compressing: {chain} (Compress section)", 10_000)
+
+    def _on_compress_steps_done(self, done: CompressDoneEvent) -> None:
+        wrote = ", ".join(done.outputs) or "nothing"
+        level = "error" if done.status == "failed" else "info"
+        if done.status == "finished":
+            text = f"Compression steps finished: wrote {wrote}"
+        elif done.status == "failed":
+            text = f"Compression steps failed ({done.error}); wrote {wrote}"
+        else:
+            text = f"Compression steps {done.status} after {done.completed} of {done.total}; wrote {wrote}"
+        self.log.add(level, text)
+        names = ", ".join(Path(p).name for p in done.outputs) or "nothing"
+        self.status.showMessage(f"Compression steps {done.status}: wrote {names} (Compress section)", 15_000)
+        self.runs_panel.refresh()
 
     def _on_recorded(self, run_id: int) -> None:
+        self._run_id = run_id
         self.log.add("info", f"Recorded as run #{run_id} (Runs section)")
         self.runs_panel.refresh()
 
@@ -682,6 +738,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> bool:
         """Stop a run and a benchmark, wait for their threads and for background previews; True when all ended."""
         ended = True
+        self._closing = True  # a run that ends while the window closes starts no compression steps
         if self.benchmark_panel.running:
             self.status.showMessage("Stopping the benchmark\u2026")
         ended = self.benchmark_panel.shutdown(SHUTDOWN_TIMEOUT_MS)

@@ -26,6 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
@@ -78,11 +79,15 @@ class TrainWorker(QObject):
         train_fn: TrainFn | None = None,
         throttle_s: float = 0.05,
         record: bool = True,
+        record_config: Any = None,
     ):
-        """``record`` writes the run to the run store (here, in the window's process, not in a child)."""
+        """``record`` writes the run to the run store (here, in the window's process, not in a child);
+        ``record_config`` is what the store keeps as its config (a RunPlan with compression steps),
+        by default ``config``."""
         super().__init__()
         self.config = config
         self.record = record
+        self.record_config = record_config if record_config is not None else config
         self.out_dir = out_dir
         self.resume_from = resume
         self.init_from = init
@@ -127,7 +132,7 @@ class TrainWorker(QObject):
                 from effstudio.runs.recorder import record_run, recording_enabled
 
                 if recording_enabled():
-                    events = record_run(events, self.config, source="gui")
+                    events = record_run(events, self.record_config, source="gui")
             for event in events:
                 if isinstance(event, DoneEvent):
                     done = event

@@ -7,6 +7,10 @@ variants list with the source checkpoint, and both are measured (accuracy,
 latency at batch 1 and 32, size, memory) by the same ``compare`` job as
 ``effstudio compare``. The comparison table exports as CSV or Markdown; the
 scatter plots accuracy against batch-1 latency with the Pareto front drawn.
+
+A run config's ``[[compress]]`` steps run here too, after the window trains
+it (:meth:`CompressPanel.start_steps`): one job for the whole chain, shown
+step by step, its outputs measured into the table like results made by hand.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.compress.export import export_job
+from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent
 from effstudio.compress.prune import IMPORTANCE, PruneSettings, prune_job
 from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANT_METHODS
@@ -125,6 +130,8 @@ class CompressPanel(Panel):
     message = Signal(str)
     fine_tune_requested = Signal(str)  # a result checkpoint to train further in the Train section
     job_finished = Signal(str)
+    steps_done = Signal(object)  # the CompressDoneEvent of a run config's steps (start_steps)
+    steps_log = Signal(str, str)  # level, message: what the steps report (a failure, a run-store warning)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Compress", "Prune, quantize, distill and export a checkpoint. Every result is an ordinary "
@@ -139,7 +146,10 @@ class CompressPanel(Panel):
         self.last_result: ResultEvent | None = None
         self.trainable_result: Path | None = None  # the newest result checkpoint (not an ONNX file)
         self.error: str | None = None
-        self._queue: list[tuple[str, JobFn]] = []
+        self._pending_steps: tuple[Path, JobFn] | None = None  # steps that wait for the running job
+        self._step: CompressStepEvent | None = None  # the step of a chain that runs now
+        self._steps_done: CompressDoneEvent | None = None
+        self._steps_summary = ""  # how the last chain went, kept in view while its outputs are measured
 
         columns = QHBoxLayout()
         columns.setSpacing(14)
@@ -558,6 +568,24 @@ class CompressPanel(Panel):
         self._run("compare", fn)
         return True
 
+    def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
+        """Run a run config's compression steps on the checkpoint they start from.
+
+        ``fn`` runs the chain (:func:`effstudio.compress.plan.steps_after_training`). While another
+        job runs, the chain waits for it; False says so.
+        """
+        if self.job is not None:  # running, or ended with its finished signal still on the way
+            self._pending_steps = (Path(checkpoint), fn)
+            self.status_label.setText("The run config's compression steps start when this job ends.")
+            return False
+        self.set_checkpoint(checkpoint)
+        self.labels[str(checkpoint)] = "original"
+        self._step = self._steps_done = None
+        self._run("steps", fn)
+        self.progress.setFormat("compression steps\u2026")
+        self.status_label.setText("Running the run config's compression steps\u2026")
+        return True
+
     def _run(self, kind: str, fn: JobFn) -> None:
         self._clear_problem()
         self.job_kind = kind
@@ -568,25 +596,38 @@ class CompressPanel(Panel):
         self.job.finished.connect(self._on_finished)
         self.progress.setRange(0, 0)
         self.progress.setFormat(f"{kind}\u2026")
-        self.status_label.setText(f"{kind.capitalize()} running\u2026")
-        self._update_buttons()
+        if kind != "compare":
+            self._steps_summary = ""
+        self.status_label.setText(f"{self._steps_summary} Measuring\u2026" if kind == "compare" and
+                                  self._steps_summary else f"{kind.capitalize()} running\u2026")
         self.job.start()
+        self._update_buttons()  # after start: `running` asks the job's thread
 
     def stop(self) -> None:
         if self.job is not None:
             self.job.stop()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        self._pending_steps = None
         return self.job.shutdown(timeout_ms) if self.job is not None else True
 
+    def _step_prefix(self) -> str:
+        """While a chain runs, progress texts start with its step ("2/3 prune \u00b7 "); the label says more."""
+        step = self._step if self.job_kind == "steps" else None
+        return f"{step.index}/{step.total} {step.method} \u00b7 " if step is not None else ""
+
     def _on_event(self, event: Any) -> None:
-        if isinstance(event, PruneStepEvent):
+        if isinstance(event, CompressStepEvent):
+            self._on_step(event)
+        elif isinstance(event, CompressDoneEvent):
+            self._steps_done = event
+        elif isinstance(event, PruneStepEvent):
             self._sparsity.append((event.sparsity, event.accuracy))
             xs, ys = zip(*self._sparsity, strict=True)
             self.sparsity_curve.setData(list(xs), list(ys))
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
-            self.progress.setFormat(f"step {event.step}/{event.total_steps}")
+            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
         elif isinstance(event, DistillStepEvent):
             self._kl.append((event.step, event.kl))
             if event.step % 5 == 0 or event.step == event.total_steps:
@@ -594,7 +635,7 @@ class CompressPanel(Panel):
                 self.kl_curve.setData(list(xs), list(ys))
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
-            self.progress.setFormat(f"step {event.step}/{event.total_steps}")
+            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
         elif isinstance(event, DistillEvalEvent):
             self._student.append((event.step, event.student_accuracy))
             self._teacher.append((event.step, event.teacher_accuracy))
@@ -610,6 +651,12 @@ class CompressPanel(Panel):
                                                  "(a new run that starts from its weights)")
             self.status_label.setText(self._describe_result(event))
             self.message.emit(f"{event.method}: wrote {event.path}")
+            if self.job_kind == "steps":  # measured with the others once the chain is over
+                if self._step is not None:
+                    self.labels[event.path] = self._step.description
+                for path in (Path(self._step.source) if self._step else None, Path(event.path)):
+                    if path is not None and path not in self.variants:
+                        self.variants.append(path)
         elif isinstance(event, CompareRowEvent):
             self.rows[event.path] = event
             self._fill_table()
@@ -617,7 +664,53 @@ class CompressPanel(Panel):
             if event.error:
                 self._show_problem(f"{event.name}: {event.error}")
         elif isinstance(event, LogEvent):
-            self.status_label.setText(event.message)
+            step = self._step if self.job_kind == "steps" else None
+            self.status_label.setText(f"Step {step.index} of {step.total}, {step.description}: {event.message}"
+                                      if step is not None else event.message)
+            if self.job_kind == "steps":
+                self.steps_log.emit(event.level, event.message)
+
+    def _on_step(self, event: CompressStepEvent) -> None:
+        self._step = event
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(f"{event.index}/{event.total} {event.method}\u2026")
+        self.status_label.setText(f"Step {event.index} of {event.total}: {event.description} \u2192 "
+                                  f"{Path(event.out).name}")
+        if event.method in ("prune", "distill"):
+            self._reset_live(event.method)
+            self.result_tabs.setCurrentIndex(1)
+        self.message.emit(f"compression step {event.index}/{event.total}: {event.description}")
+
+    def _steps_ended(self, status: str) -> None:
+        """A chain's job is over: say how it went, then measure what it wrote (unless stopped)."""
+        done = self._steps_done
+        if done is None:  # the job raised before the chain could report (shown by _on_failed)
+            done = CompressDoneEvent("stopped" if status == "stopped" else "failed", 0, 0, [], self.error)
+        elif status == "stopped" and done.status != "stopped":
+            done = CompressDoneEvent("stopped", done.completed, done.total, done.outputs, done.error)
+        failed_step = self._step.index if self._step is not None else done.completed + 1
+        self._step = None
+        self.progress.setRange(0, max(done.total, 1))
+        self.progress.setValue(done.completed)
+        self.progress.setFormat(f"steps: {done.status} ({done.completed}/{done.total})")
+        wrote = ", ".join(Path(p).name for p in done.outputs) or "nothing"
+        if done.status == "finished":
+            self.status_label.setText(f"Ran the {done.total} compression step(s); wrote {wrote}.")
+        elif done.status == "failed":
+            skipped = done.total - failed_step
+            self._show_problem(done.error or "a compression step failed")
+            self.status_label.setText(f"Step {failed_step} of {done.total} failed"
+                                      + (f"; the {skipped} later step(s) were skipped" if skipped > 0 else "")
+                                      + f". Wrote {wrote}.")
+        elif done.status == "stopped":
+            self.status_label.setText(f"Stopped after {done.completed} of {done.total} step(s); wrote {wrote} "
+                                      "(a step cut short writes nothing).")
+        else:
+            self.status_label.setText(done.error or f"The compression steps {done.status}.")
+        self._steps_summary = self.status_label.text() if done.status in ("finished", "failed") else ""
+        self.steps_done.emit(done)
+        if done.status != "stopped":
+            self.measure_pending()
 
     def _describe_result(self, event: ResultEvent) -> str:
         acc = f"accuracy {_num(event.accuracy, 3)} (was {_num(event.baseline_accuracy, 3)})"
@@ -641,8 +734,23 @@ class CompressPanel(Panel):
         self.job = None
         self._update_buttons()
         self.job_finished.emit(status)
+        if kind == "steps":
+            self.last_result = None
+            self._steps_ended(status)
+            return
+        if self._pending_steps is not None:  # the chain goes first; what is left to measure waits for it
+            self.last_result = None
+            if kind != "compare" and result is not None and status == "finished":
+                for path in (self.source, Path(result.path)):
+                    if path is not None and path not in self.variants:
+                        self.variants.append(path)
+            checkpoint, fn = self._pending_steps
+            self._pending_steps = None
+            self.start_steps(checkpoint, fn)
+            return
         if kind == "compare" and status == "finished":
-            self.status_label.setText(f"Measured {len(self.rows)} variant{'s' if len(self.rows) != 1 else ''} "
+            self.status_label.setText(f"{self._steps_summary} ".lstrip() +
+                                      f"Measured {len(self.rows)} variant{'s' if len(self.rows) != 1 else ''} "
                                       "on the validation split.")
         if status != "finished":
             if status == "stopped":
