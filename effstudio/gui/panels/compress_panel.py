@@ -331,6 +331,11 @@ class CompressPanel(Panel):
         self.distill_alpha.setValue(0.5)
         self.distill_alpha.setToolTip("Weight of the KL term; the task loss gets 1 - alpha")
         self.distill_out = self._out_edit(tab)
+        teacher = QLabel("The checkpoint above: after a run in this window, the model just trained; "
+                         "or any checkpoint you open.", tab)
+        teacher.setObjectName("description")
+        teacher.setWordWrap(True)
+        form.addRow("Teacher", teacher)
         form.addRow("Student", self.student_model)
         form.addRow("Attention", self.student_attention)
         form.addRow("Width", self.student_width)
