@@ -37,7 +37,6 @@ was trained with (its header stores it, a resume compares it); a
 from __future__ import annotations
 
 import dataclasses
-import sys
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,13 +49,8 @@ from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, FieldSpec, check_value, param, parse_value
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
-from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_config import RunConfig, read_toml
 from effstudio.registry import Registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 EXPORT_FORMATS = ("onnx",)
 TRAINED_NAME = "checkpoint.safetensors"  # the trainer's checkpoint file in a run folder
@@ -333,14 +327,7 @@ class RunPlan:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunPlan:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
-        return cls.from_dict(data, registry)
+        return cls.from_dict(read_toml(path), registry)
 
     def with_config(self, config: RunConfig) -> RunPlan:
         return dataclasses.replace(self, config=config)

@@ -210,14 +210,18 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunConfig:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
-        return cls.from_dict(data, registry)
+        return cls.from_dict(read_toml(path), registry)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A run config file's tables; a missing file or bad TOML is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
 
 
 def _default_attention(registry: Registry, model_cfg: Any) -> Any:
