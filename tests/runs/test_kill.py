@@ -40,7 +40,10 @@ def test_sigkill_mid_run_then_interrupted_then_resumed(tmp_path, capsys):
         assert run_id is not None
         deadline = time.time() + 20
         with RunStore(recover=False) as store:  # the checkpoint reaches the store within a flush
-            while store.last_checkpoint(run_id) is None and time.time() < deadline:
+            while time.time() < deadline:
+                recorded = store.last_checkpoint(run_id)
+                if recorded is not None and recorded.step >= 10:
+                    break
                 time.sleep(0.05)
     finally:
         child.send_signal(signal.SIGKILL)
