@@ -97,11 +97,17 @@ def _scalar_type(annotation: Any, field_name: str) -> type:
 
 
 def fields_of(config_cls: type) -> list[FieldSpec]:
-    """The form-ready description of every field of a config dataclass."""
+    """The form-ready description of every field of a config dataclass.
+
+    A field declared with ``metadata={"setting": False}`` is not a setting (a list
+    the caller fills itself) and is left out.
+    """
     hints = typing.get_type_hints(config_cls)
     specs = []
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
+        if meta.get("setting", True) is False:
+            continue
         kind = _scalar_type(hints[f.name], f.name)
         choices = meta.get("choices")
         if choices is None and typing.get_origin(hints[f.name]) is typing.Literal:

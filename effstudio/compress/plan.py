@@ -37,7 +37,6 @@ was trained with (its header stores it, a resume compares it); a
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from effstudio.compress.events import ResultEvent
 from effstudio.compress.prune import IMPORTANCE
 from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
-from effstudio.config import ConfigError, FieldSpec, check_value, param, parse_value
+from effstudio.config import ConfigError, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml
 from effstudio.registry import Registry
@@ -131,7 +130,8 @@ class DistillStep:
     temperature: float = param(2.0, min=1e-6, help="softening temperature T")
     alpha: float = param(0.5, min=0.0, max=1.0, help="weight of the KL term")
     hidden_weight: float = param(0.0, min=0.0, help="weight of hidden-state matching when widths are equal")
-    set: tuple[str, ...] = ()  # student settings as `--set` takes them: "model.d_model=64"
+    # student settings as `--set` takes them: "model.d_model=64"
+    set: tuple[str, ...] = dataclasses.field(default=(), metadata={"setting": False})
     out: str = _out_param()
 
     def default_name(self, stem: str) -> str:
@@ -153,21 +153,6 @@ def artifact_kind(result_method: str) -> str:
 
 
 # -------------------------------------------------------------------- parsing
-def _specs(cls: type) -> dict[str, FieldSpec]:
-    hints = typing.get_type_hints(cls)
-    specs = {}
-    for f in dataclasses.fields(cls):
-        if hints[f.name] not in (bool, int, float, str):
-            continue
-        meta = f.metadata
-        specs[f.name] = FieldSpec(name=f.name, type=hints[f.name], default=f.default,
-                                  label=meta.get("label") or f.name.replace("_", " ").capitalize(),
-                                  help=meta.get("help", ""), min=meta.get("min"), max=meta.get("max"),
-                                  choices=meta.get("choices"), choices_from=meta.get("choices_from"),
-                                  advanced=meta.get("advanced", False))
-    return specs
-
-
 def parse_step(data: Any, index: int) -> CompressStep:
     """One ``[[compress]]`` table; ``index`` counts from 1 and names the step in errors (``compress[2].amount``)."""
     where = f"compress[{index}]"
@@ -179,40 +164,21 @@ def parse_step(data: Any, index: int) -> CompressStep:
     cls = STEP_TYPES.get(method)
     if cls is None:
         raise ConfigError(f"{where}.method", f"must be one of {', '.join(STEP_TYPES)}; got {method!r}")
-    specs = _specs(cls)
-    values: dict[str, Any] = {}
-    for key, raw in data.items():
-        if key == "method":
-            continue
-        if key == "set" and cls is DistillStep:
-            items = [raw] if isinstance(raw, str) else raw
-            if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
-                raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
-            values["set"] = tuple(items)
-            continue
-        spec = specs.get(key)
-        if spec is None:
-            known = ", ".join(["method", *sorted(specs), *(["set"] if cls is DistillStep else [])])
-            raise ConfigError(f"{where}.{key}", f"unknown setting of a {method} step; known settings: {known}")
+    values = {key: raw for key, raw in data.items() if key != "method"}
+    student_settings: tuple[str, ...] = ()
+    if cls is DistillStep and "set" in values:
+        raw = values.pop("set")
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
+            raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+        student_settings = tuple(items)
+    step = with_values(cls(), values, section=where)  # parses, range-checks and runs the step's check()
+    if isinstance(step, ExportStep):  # its `check` is the --check option, so its own test has another name
         try:
-            value = parse_value(spec, raw)
-            check_value(spec, value)
+            step.validate_out()
         except ConfigError as err:
-            raise ConfigError(f"{where}.{key}", err.message) from None
-        values[key] = value
-    step = cls(**values)
-    try:
-        _check(step)
-    except ConfigError as err:
-        raise ConfigError(f"{where}.{err.field}", err.message) from None
-    return step
-
-
-def _check(step: CompressStep) -> None:
-    if isinstance(step, ExportStep):
-        step.validate_out()
-    elif not isinstance(step, DistillStep):
-        step.check()
+            raise ConfigError(f"{where}.{err.field}", err.message) from None
+    return dataclasses.replace(step, set=student_settings) if student_settings else step
 
 
 def step_to_dict(step: CompressStep) -> dict[str, Any]:
