@@ -585,11 +585,15 @@ class RunStore:
         return self.set_tags(run_id, [t for t in self.get_run(run_id).tags if t not in drop])
 
     def run_files(self, run_id: int) -> list[Path]:
-        """The files of a run that deleting it with its files removes (those no other run refers to)."""
+        """The files of a run that deleting it with its files removes: those no other run refers to,
+        and, for a run with a folder, only those inside it (an export a user wrote elsewhere stays)."""
         run = self.get_run(run_id)
+        folder = Path(run.run_dir).resolve() if run.run_dir else None
         candidates: list[Path] = []
         for artifact in self.artifacts(run_id):
             path = Path(artifact.path)
+            if folder is not None and not path.resolve().is_relative_to(folder):
+                continue
             candidates.append(path)
             if artifact.kind == "checkpoint":
                 candidates.append(path.with_name(path.stem + ".state.pt"))

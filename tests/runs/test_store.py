@@ -113,8 +113,12 @@ def test_delete_removes_only_the_runs_own_files(tmp_path):
     with RunStore() as store:
         run_id = make_run(store, run_dir=str(run_dir), status="finished")
         store.add_artifact(run_id, "checkpoint", run_dir / "checkpoint.safetensors", 10)
+        elsewhere = tmp_path / "exports" / "model.onnx"  # a user's export of the run, written outside it
+        elsewhere.parent.mkdir()
+        elsewhere.write_text("onnx")
+        store.add_artifact(run_id, "onnx", elsewhere)
         other = make_run(store, run_dir=str(shared), status="finished")
-        assert len(store.run_files(run_id)) == 4
+        assert len(store.run_files(run_id)) == 4 and elsewhere not in store.run_files(run_id)
         result = store.delete_run(run_id)
         assert result.removed[-1] == str(run_dir) and len(result.removed) == 5 and not run_dir.exists()
         with pytest.raises(RunNotFound):
@@ -122,6 +126,7 @@ def test_delete_removes_only_the_runs_own_files(tmp_path):
         assert store.artifacts(run_id) == [] and store.metrics(run_id) == {}
         store.delete_run(other)
         assert (shared / "mine.txt").is_file()  # a folder with other files stays
+        assert elsewhere.is_file()  # files outside the run folder are the user's to delete
 
 
 def test_a_running_run_is_not_deleted_without_force():
