@@ -161,8 +161,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.json and is_main:
         _print_summary(done)
     code = EXIT_FAILED if done.status == "failed" else EXIT_OK
-    if steps and is_main:  # under torchrun, rank 0 alone compresses what it saved
-        code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
+    if steps:
+        from effstudio.engine.distributed import leave_process_group, single_process
+
+        leave_process_group()
+        if is_main:  # under torchrun, rank 0 alone compresses what it saved, as a process of its own
+            with single_process():
+                code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
     return code
 
 

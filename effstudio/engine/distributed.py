@@ -12,6 +12,8 @@ like one process with the same settings (up to float rounding).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +67,29 @@ def context_from_env() -> DistContext:
     if world_size <= 1:
         return DistContext()
     return DistContext(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+
+
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK")
+
+
+def leave_process_group() -> None:
+    """End this process's part in the job's process group (every rank calls it after training)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def single_process() -> Iterator[None]:
+    """Within: a run started here is a single process, not a rank of the torchrun job.
+
+    After a torchrun training, rank 0 alone runs the compression steps; their
+    fine-tuning must not wait for ranks that have already finished.
+    """
+    saved = {name: os.environ.pop(name) for name in TORCHRUN_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def init_process_group(context: DistContext, device: torch.device) -> None:

@@ -65,3 +65,24 @@ def test_the_global_batch_must_split_evenly_over_processes():
     DistContext().check_batch(15, 1)  # one process: any batch
     with pytest.raises(ConfigError, match="multiple of 4"):
         DistContext(0, 0, 2).check_batch(18, 2)
+
+
+def test_compression_steps_after_a_torchrun_training_run_on_rank_0_alone(tmp_path):
+    """Rank 0 fine-tunes while pruning after the other rank has left: as a process of its own."""
+    from effstudio.compress.plan import PruneStep, RunPlan
+
+    config = RunConfig.create("transformer", "listops", SETTINGS)
+    plan = RunPlan(config, (PruneStep(prune="heads", amount=0.5, finetune_steps=2, schedule_steps=1),))
+    (tmp_path / "plan.toml").write_text(plan.to_toml(), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "effstudio", "train", "--config", str(tmp_path / "plan.toml"), "--out", str(tmp_path / "two"),
+         "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["event"] for r in records].count("done") == 1
+    result_event = next(r for r in records if r["event"] == "result")
+    assert result_event["details"]["finetune_steps"] == 2
+    assert Path(result_event["path"]).is_file() and Path(result_event["path"]).parent == tmp_path / "two"
