@@ -113,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from effstudio.engine.trainer import train
 
     config = _train_config(args)
-    steps = _compress_steps(args)
+    steps = _compress_steps(args, args.resume.parent if args.resume else None)
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main
@@ -171,13 +171,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return code
 
 
-def _compress_steps(args: argparse.Namespace) -> tuple[Any, ...]:
-    """The ``[[compress]]`` steps of ``--config`` (none without a config file)."""
-    if not getattr(args, "config", None):
-        return ()
-    from effstudio.compress.plan import RunPlan
+def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:
+    """The ``[[compress]]`` steps of ``--config``, or of the resumed run's folder; none otherwise."""
+    from effstudio.compress.plan import RunPlan, steps_of_run_folder
 
-    return RunPlan.from_toml(args.config).compress
+    if getattr(args, "config", None):
+        return RunPlan.from_toml(args.config).compress
+    if args.resume and out_dir is not None:
+        return steps_of_run_folder(out_dir)
+    return ()
 
 
 def _plan(config: Any, steps: tuple[Any, ...]) -> Any:

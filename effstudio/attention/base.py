@@ -44,8 +44,12 @@ from effstudio.config import ConfigError
 
 
 def exporting() -> bool:
-    """True while the model is being traced (ONNX export): take the plain-operations forward."""
-    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+    """True while this thread traces the model (ONNX export): take the plain-operations forward.
+
+    The tracing state is per thread; torch.onnx.is_in_onnx_export() is process-wide, so a
+    forward in another thread (training while the Compress section exports) keeps its fast path.
+    """
+    return torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ was trained with (its header stores it, a resume compares it); a
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,36 @@ def check_chain(steps: Sequence[CompressStep]) -> None:
         seen[key] = planned.index
 
 
+def steps_of_run_folder(run_dir: str | Path) -> tuple[CompressStep, ...]:
+    """The compression steps a run folder's ``config.toml`` lists (none without a readable file):
+    a resumed run runs them again on its final checkpoint, as the first try did on its own."""
+    path = Path(run_dir) / "config.toml"
+    if not path.is_file():
+        return ()
+    try:
+        return RunPlan.from_toml(path).compress
+    except ConfigError:
+        return ()
+
+
+def _clobbered(planned: Sequence[PlannedStep], checkpoint: Path) -> str | None:
+    """Why the chain would overwrite a file it must keep (the trained checkpoint, its training state,
+    a step's input, another step's output), with paths resolved as the file system sees them; or None."""
+    def key(path: Path) -> str:
+        return os.path.normcase(str(path.expanduser().resolve()))
+
+    kept = {key(checkpoint): "the trained checkpoint",
+            key(checkpoint.with_name(checkpoint.stem + ".state.pt")): "the trained checkpoint's training state"}
+    for item in planned:
+        out = key(item.out)
+        if out in kept:
+            return f"compress[{item.index}].out would overwrite {kept[out]} ({item.out}); name a new file"
+        if out == key(item.source):
+            return f"compress[{item.index}].out is the step's own input ({item.out}); name a new file"
+        kept[out] = f"the output of compress[{item.index}]"
+    return None
+
+
 # ----------------------------------------------------------------------- plan
 @dataclass(frozen=True)
 class RunPlan:
@@ -374,6 +405,10 @@ def run_steps(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: st
     control = control or JobControl()
     planned = chain(steps, checkpoint, run_dir)
     outputs: list[str] = []
+    problem = _clobbered(planned, Path(checkpoint))
+    if problem:
+        yield CompressDoneEvent("failed", 0, len(planned), outputs, problem)
+        return
     for item in planned:
         if control.stop_requested:
             yield CompressDoneEvent("stopped", len(outputs), len(planned), outputs,

@@ -213,6 +213,22 @@ class RunConfig:
         return cls.from_dict(read_toml(path), registry)
 
 
+def write_toml(path: str | Path, config: RunConfig) -> None:
+    """Write ``config`` to a run folder's config file, keeping the plan's tables already in it
+    (``[[compress]]`` steps), so that a resumed run's file still reproduces the whole run."""
+    import tomli_w
+
+    path = Path(path)
+    data = config.to_dict()
+    if path.is_file():
+        try:
+            existing = read_toml(path)
+        except ConfigError:
+            existing = {}
+        data.update({key: existing[key] for key in PLAN_SECTIONS if key in existing})
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """A run config file's tables; a missing file or bad TOML is a ConfigError naming the file."""
     path = Path(path)

@@ -51,7 +51,7 @@ from effstudio.engine.events import (
 )
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, task_loss
-from effstudio.engine.run_config import RunConfig, TrainConfig
+from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
@@ -246,7 +246,7 @@ class _Run:
         try:
             ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step, self._train_state(),
                                  extra_metadata=structure_metadata(self.model, self.config.model))
-            (self.run_dir / "config.toml").write_text(self.config.to_toml(), encoding="utf-8")
+            write_toml(self.run_dir / "config.toml", self.config)
         except (ckpt.CheckpointError, OSError) as err:
             yield LogEvent("error", str(err))
             return

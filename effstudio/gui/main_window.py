@@ -37,6 +37,7 @@ from effstudio.compress.plan import (
     RunPlan,
     describe_step,
     steps_after_training,
+    steps_of_run_folder,
 )
 from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
@@ -467,11 +468,13 @@ class MainWindow(QMainWindow):
         self.status.showMessage("Loaded the run's settings: Start runs them again", 10_000)
 
     def continue_run(self, config: RunConfig, checkpoint: str, run_dir: str) -> TrainWorker | None:
-        """Resume a recorded run from its checkpoint, in its folder (its record goes on)."""
+        """Resume a recorded run from its checkpoint, in its folder (its record goes on); the
+        compression steps its folder's config lists run again on the final checkpoint."""
         if self.job is not None:
             self.status.showMessage("A run is in progress: stop it before continuing another", 10_000)
             return None
         self.apply_config(config)
+        self.set_compress_steps(steps_of_run_folder(run_dir))
         return self.start_training(resume=Path(checkpoint), out_dir=Path(run_dir))
 
     def fine_tune(self, checkpoint: str) -> TrainWorker | None:

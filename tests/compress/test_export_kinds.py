@@ -154,3 +154,15 @@ def test_mixture_of_experts_exports_with_its_capacity_limit(tmp_path, top_k):
         dropped = float(loaded.model(probe.inputs, probe.mask).extras["moe_dropped"])
     assert dropped > 0.1  # the case tests the capacity, not only the routing
     assert_session_matches(loaded, session(out, threads=1), [(1, 5), (3, 17), (5, 33), (2, 40)])
+
+
+def test_the_export_path_follows_this_threads_tracing_not_the_process_wide_export_flag(monkeypatch):
+    """Another thread's ONNX export (the Compress section) must not send this thread's forwards
+    down the slower plain-operations path."""
+    from effstudio.attention.base import exporting
+
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert not exporting()
+    traced = []
+    torch.jit.trace(lambda x: (traced.append(exporting()), x * 2)[1], torch.ones(2), check_trace=False)
+    assert traced == [True]

@@ -141,3 +141,16 @@ def test_steps_chain_from_the_newest_model(tmp_path):
     ]
     assert all(p.out.parent == run for p in planned[:-1])
     assert planned[-1].out == Path(tmp_path / "elsewhere.onnx")
+
+
+@pytest.mark.parametrize("out", ["sub/../checkpoint.safetensors", "checkpoint.state.pt", "ABSOLUTE"])
+def test_a_step_never_overwrites_the_trained_checkpoint(tmp_path, out):
+    from effstudio.compress.plan import QuantizeStep, run_steps
+    from tests.compress.conftest import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path / "checkpoint.safetensors")
+    before = checkpoint.read_bytes()
+    out = str(checkpoint) if out == "ABSOLUTE" else out
+    events = list(run_steps((QuantizeStep(quantize="fp16", out=out),), checkpoint, tmp_path))
+    assert events[-1].status == "failed" and "would overwrite the trained checkpoint" in events[-1].error
+    assert checkpoint.read_bytes() == before and not (tmp_path / "sub").exists()

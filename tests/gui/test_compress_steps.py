@@ -158,3 +158,28 @@ def test_steps_wait_for_a_job_the_section_is_running(app, qtbot, tmp_path):
     # the hand-made result and the step's output are measured together afterwards
     qtbot.waitUntil(lambda: len(panel.rows) == 3 and panel.job is None, timeout=TIMEOUT)
     panel.shutdown()
+
+
+def test_a_chain_waiting_behind_a_stopped_chain_still_runs(app, qtbot, tmp_path):
+    from effstudio.compress.plan import steps_after_training
+    from effstudio.engine.events import DoneEvent
+    from effstudio.gui.panels.compress_panel import CompressPanel
+    from effstudio.registry import get_registry
+    from tests.compress.conftest import make_checkpoint
+
+    panel = CompressPanel(get_registry())
+    qtbot.addWidget(panel)
+    checkpoint = make_checkpoint(tmp_path / "checkpoint.safetensors")
+    done = DoneEvent(20, 1.0, 0.5, str(checkpoint), 1.0)
+    slow = RunPlan(tiny_config(), (PruneStep(prune="heads", amount=0.5, finetune_steps=10_000),))
+    quick = RunPlan(tiny_config(), (QuantizeStep(quantize="fp16"),))
+    assert panel.start_steps(checkpoint, lambda control: steps_after_training(slow, done, tmp_path, control))
+    assert not panel.start_steps(checkpoint, lambda control: steps_after_training(quick, done, tmp_path, control))
+    qtbot.waitUntil(lambda: bool(panel._sparsity), timeout=TIMEOUT)  # the slow chain is fine-tuning
+    ended = []
+    panel.steps_done.connect(lambda event: ended.append(event.status))
+    panel.stop()
+    qtbot.waitUntil(lambda: ended == ["stopped", "finished"], timeout=TIMEOUT)
+    assert (tmp_path / "checkpoint-fp16.safetensors").is_file()
+    qtbot.waitUntil(lambda: panel.job is None, timeout=TIMEOUT)
+    panel.shutdown()

@@ -169,7 +169,11 @@ def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
 
     # Continue from checkpoint: the same record goes on, in the same folder
     config = RunConfig.from_dict(runs[0].config).with_overrides({"train.steps": 24})
+    from effstudio.compress.plan import QuantizeStep
+
+    window.set_compress_steps((QuantizeStep(quantize="fp16"),))  # of a config loaded since: not this run's
     worker = window.continue_run(config, str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "run"))
+    assert window.compress_steps == ()  # the continued run takes the steps of its own folder (none)
     with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
         pass
     assert finished.args[0].status == "finished" and finished.args[0].steps == 24

@@ -137,3 +137,22 @@ def test_a_bad_step_is_a_usage_error_before_training(tmp_path, capsys):
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "compress[1].amount" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_keeps_its_steps_and_runs_them_on_its_final_checkpoint(tmp_path, capsys):
+    from effstudio.compress.plan import RunPlan
+    from effstudio.engine.checkpoint import read_info
+
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG + '\n[[compress]]\nmethod = "quantize"\nquantize = "fp16"\n', encoding="utf-8")
+    out = tmp_path / "run"
+    assert run_json(capsys, "train", "--config", config, "--out", out, "--json")[0] == 0
+    half = out / "checkpoint-fp16.safetensors"
+    assert read_info(half).step == 6
+
+    code, records = run_json(capsys, "train", "--resume", out / "checkpoint.safetensors", "--steps", 8, "--json")
+    assert code == 0 and records[-1]["event"] == "compress_done" and records[-1]["status"] == "finished"
+    assert read_info(half).step == 8  # made again from the final checkpoint
+    assert len(RunPlan.from_toml(out / "config.toml").compress) == 1  # the folder still reproduces the run
+    code, (shown,) = run_json(capsys, "runs", "show", 1, "--json")
+    assert shown["steps"] == 8 and len(shown["config"]["compress"]) == 1

@@ -742,6 +742,10 @@ class CompressPanel(Panel):
         if kind == "steps":
             self.last_result = None
             self._steps_ended(status)
+            if self.job is None and self._pending_steps is not None:  # a later run's chain waited for this one
+                checkpoint, fn = self._pending_steps
+                self._pending_steps = None
+                self.start_steps(checkpoint, fn)
             return
         if self._pending_steps is not None:  # the chain goes first; what is left to measure waits for it
             self.last_result = None
