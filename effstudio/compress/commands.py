@@ -97,6 +97,9 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
     except CompressError as err:
         print(f"effstudio: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except (RuntimeError, OSError) as err:  # the model failed to run (a dtype, memory) or a disk is full
+        print(f"effstudio: error: the job failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILED
     if result is not None:
         show_event(result, as_json)
         if source is not None:

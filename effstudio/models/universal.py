@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from effstudio.attention.base import Attention, exporting
@@ -201,8 +202,7 @@ class UniversalTransformer(Transformer):
             new, attn, stats = self.block(h, mask, need_weights, route_mask=running)
             if stats is not None:
                 moe.append(stats)
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                p = torch.sigmoid(self.halt(self.halt_norm(new.float()))).squeeze(-1)  # (B, N') float32
+            p = self._halting_probability(new)  # (B, N') float32
             # the last step halts every running position (a Python branch: the tracer takes no tensor | bool)
             halts = running if step == self.config.max_steps - 1 else running & (halting + p >= threshold)
             goes_on = running & ~halts
@@ -220,6 +220,18 @@ class UniversalTransformer(Transformer):
                 break
         output = torch.where(real.unsqueeze(-1), output, x.float()).to(x.dtype)
         return PonderResult(output, state, steps, remainders, torch.stack(weights), maps, moe)
+
+    def _halting_probability(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, N') float32 p of halting after this step, from state (B, N', d).
+
+        Computed in float32 whatever the weights are stored in (autocast, or a half-precision
+        checkpoint): p accumulates towards 1 - epsilon, and low-precision sums would flip halts.
+        """
+        norm, halt = self.halt_norm, self.halt
+        with torch.autocast(device_type=state.device.type, enabled=False):
+            normed = F.layer_norm(state.float(), norm.normalized_shape, norm.weight.float(), norm.bias.float(),
+                                  norm.eps)
+            return torch.sigmoid(F.linear(normed, halt.weight.float(), halt.bias.float())).squeeze(-1)
 
     def _step_positions(self, n_tokens: int, n: int, device: torch.device) -> torch.Tensor:
         """Position vectors for the N' positions; the summary token has none."""

@@ -73,7 +73,7 @@ class PatchEmbedding(nn.Module):
         self.project = nn.Conv2d(channels, dim, kernel_size=patch, stride=patch)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.project(images)  # (B, d, H/p, W/p)
+        x = self.project(images.to(self.project.weight.dtype))  # (B, d, H/p, W/p); pixels as the weights are
         return x.flatten(2).transpose(1, 2)  # (B, P, d)
 
 

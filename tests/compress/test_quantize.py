@@ -1,3 +1,4 @@
+import pytest
 import safetensors
 import torch
 
@@ -65,3 +66,34 @@ def test_a_quantized_checkpoint_is_not_quantized_again(tiny_checkpoint, tmp_path
     with pytest.raises(CompressError, match="already a dynamic-int8"):
         list(quantize_job(out, "fp16", tmp_path / "again.safetensors"))
     assert not (tmp_path / "again.safetensors").exists()
+
+
+# one small configuration of every model type that compresses, on a task it takes
+MODEL_CASES = {
+    "transformer": ("listops", {}),
+    "universal": ("listops", {"model.max_steps": 3}),
+    "hierarchical": ("listops", {}),
+    "transformer_xl": ("charlm", {"task.segment_length": 16}),
+    "seq2seq": ("copy", {}),
+    "vit": ("digits", {"task.train_size": 64, "task.val_size": 32, "task.test_size": 16}),
+}
+
+
+@pytest.mark.parametrize("method", ["fp16", "bf16"])
+@pytest.mark.parametrize("model_type", sorted(MODEL_CASES))
+def test_half_precision_for_every_model_type_evaluates_on_the_cpu(model_type, method, tmp_path):
+    """A half-precision model evaluates on the CPU too: inputs (pixels) follow the weights, and
+    the float32 parts (ACT's halting) read half-precision weights."""
+    from effstudio.engine.run_config import RunConfig
+    from tests.compress.conftest import make_checkpoint
+
+    task, extra = MODEL_CASES[model_type]
+    small = {"model.d_model": 32, "model.heads": 2, "model.dropout": 0.0}
+    if task in ("listops", "copy"):
+        small.update({"task.train_size": 64, "task.val_size": 32, "task.test_size": 16})
+    config = RunConfig.create(model_type, task, {**small, **extra})
+    source = make_checkpoint(tmp_path / "m.safetensors", config)
+    out = tmp_path / f"m-{method}.safetensors"
+    result = list(quantize_job(source, method, out))[-1]
+    assert result.kind == "result" and out.is_file()
+    assert abs(result.accuracy - result.baseline_accuracy) <= 0.1  # evaluated, close to the float32 model
