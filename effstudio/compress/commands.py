@@ -86,6 +86,7 @@ def _result_lines(event: Any) -> list[str]:
 def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> int:
     """Print a job's events; record its output as an artifact of the run that ``source`` belongs to."""
     from effstudio.compress.formats import CompressError
+    from effstudio.engine.checkpoint import CheckpointError
 
     result = None
     try:
@@ -94,7 +95,7 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
                 result = event
             else:
                 show_event(event, as_json)
-    except CompressError as err:
+    except (CompressError, CheckpointError) as err:  # bad input: a wrong or unreadable file
         print(f"effstudio: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (RuntimeError, OSError) as err:  # the model failed to run (a dtype, memory) or a disk is full
