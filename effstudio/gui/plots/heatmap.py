@@ -9,11 +9,13 @@ from effstudio.gui import theme
 
 
 def weights_heatmap(
-    graphics: pg.GraphicsLayoutWidget, x_label: str, y_label: str, *, tick_points: int = 7, bar_width: int = 14
+    graphics: pg.GraphicsLayoutWidget, x_label: str, y_label: str, *, tick_points: int = 7, bar_width: int = 14,
+    square: bool = True, bar_label: str | None = "weight",
 ) -> tuple[pg.PlotItem, pg.ImageItem, pg.ColorBarItem]:
-    """Add a plot to ``graphics`` that shows a (rows, columns) weight matrix in [0, 1]."""
+    """Add a plot to ``graphics`` that shows a (rows, columns) matrix, by default weights in [0, 1]
+    in square cells; ``square=False`` lets the cells stretch to fill the plot."""
     plot = graphics.addPlot()
-    plot.setAspectLocked(True)
+    plot.setAspectLocked(square)
     plot.invertY(True)
     plot.hideButtons()
     plot.setMenuEnabled(False)
@@ -31,6 +33,6 @@ def weights_heatmap(
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=bar_width,
-                               label="weight")
+                               label=bar_label)
     colorbar.setImageItem(image, insert_in=plot)
     return plot, image, colorbar

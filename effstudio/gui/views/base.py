@@ -21,11 +21,11 @@ the title and unit given here in ``METRICS`` when the key is known.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 
 class ModelView(QWidget):
@@ -33,6 +33,40 @@ class ModelView(QWidget):
 
     title: str = ""
     key: str = ""  # set by register_view
+
+    def frame(self, heading: str, explanation: str, body: QWidget, *, beside: Sequence[QWidget] = (),
+              min_height: int = 0) -> None:
+        """Every view's layout: a bold heading (its tooltip explains the view), ``beside`` it a legend
+        or selectors, ``self.summary`` on the right, and ``body`` below taking the height."""
+        title = QLabel(f"<b>{heading}</b>", self)
+        title.setToolTip(explanation)
+        self.summary = QLabel(self)
+        self.summary.setObjectName("description")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(title)
+        if beside:
+            top.addSpacing(8)
+        for widget in beside:
+            top.addWidget(widget)
+        top.addStretch(1)
+        top.addWidget(self.summary)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(body, 1)
+        if min_height:
+            self.setMinimumHeight(min_height)
+
+    def token_text(self, object_name: str) -> QTextBrowser:
+        """A white, frameless rich-text area for a view that colours the probe's tokens."""
+        text = QTextBrowser(self)
+        text.setObjectName(object_name)
+        text.setFrameShape(QFrame.Shape.NoFrame)
+        text.setOpenLinks(False)
+        text.setStyleSheet("QTextBrowser { background: white; }")
+        return text
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         raise NotImplementedError

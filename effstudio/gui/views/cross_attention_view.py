@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
 from effstudio.gui.plots.attention_view import MEAN_OF_HEADS, TOKEN_LABEL_LIMIT, _token_ticks
 from effstudio.gui.plots.heatmap import weights_heatmap
@@ -36,38 +36,20 @@ class CrossAttentionView(ModelView):
         self.maps: np.ndarray | None = None  # (L, H, T, S)
         self.sources: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
-        heading = QLabel("<b>Cross-attention</b>", self)
-        heading.setToolTip("Rows: the tokens the decoder wrote (greedy decoding of the probe). Columns: the "
-                           "source tokens. Each row is how that output token's query spread over the source.")
         self.layer_box, self.head_box = QComboBox(self), QComboBox(self)
         self.layer_box.setObjectName("crossLayer")
         self.head_box.setObjectName("crossHead")
         for box in (self.layer_box, self.head_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addSpacing(8)
-        top.addWidget(QLabel("Layer", self))
-        top.addWidget(self.layer_box)
-        top.addWidget(QLabel("Head", self))
-        top.addWidget(self.head_box)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
-        self.setMinimumHeight(200)
+        self.frame("Cross-attention", "Rows: the tokens the decoder wrote (greedy decoding of the probe). Columns: "
+                   "the source tokens. Each row is how that output token's query spread over the source.",
+                   self.graphics, beside=(QLabel("Layer", self), self.layer_box, QLabel("Head", self), self.head_box),
+                   min_height=200)
         self.layer_box.currentIndexChanged.connect(self._redraw)
         self.head_box.currentIndexChanged.connect(self._redraw)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from effstudio.gui import theme
+from effstudio.gui.plots.heatmap import weights_heatmap
 from effstudio.gui.views.base import ModelView, register_view
 
 LABEL_LIMIT = 160  # cells; more than that and the numbers would crowd the heatmap
@@ -25,45 +25,15 @@ class ExpertLoadView(ModelView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.load: np.ndarray | None = None
-        heading = QLabel("<b>Expert load</b>", self)
-        heading.setToolTip("Share of the probe's tokens that chose each expert, per layer (per step for a "
-                           "shared block). The load-balancing loss pulls every cell towards the even share.")
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
-        self.plot = self.graphics.addPlot()
-        self.plot.invertY(True)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
+        self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "expert", "layer", tick_points=8,
+                                                               bar_width=12, square=False, bar_label=None)
         self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.setLabel("bottom", "expert", color=theme.MUTED)
-        self.plot.setLabel("left", "layer", color=theme.MUTED)
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=12)
-        self.colorbar.setImageItem(self.image, insert_in=self.plot)
         self.labels: list[pg.TextItem] = []
-        self.setMinimumHeight(130)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
+        self.frame("Expert load", "Share of the probe's tokens that chose each expert, per layer (per step for a "
+                   "shared block). The load-balancing loss pulls every cell towards the even share.",
+                   self.graphics, min_height=130)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         load = np.asarray(arrays["expert_load"], dtype=np.float32)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.views.base import ModelView, register_view
@@ -63,21 +63,8 @@ class MemoryLossView(ModelView):
         super().__init__(parent)
         self.losses: np.ndarray | None = None
         self.history: list[tuple[float, float]] = []
-        heading = QLabel("<b>Loss with and without memory</b>", self)
-        heading.setToolTip("Next-token loss on the probe segment, read after the segment before it (with "
-                           "the memory) and alone (without). Memory matters most at the start of a segment.")
         legend = QLabel(f'<span style="color:{WITH}">\u25ac with memory</span>&nbsp;&nbsp;'
                         f'<span style="color:{WITHOUT}">\u25ac without memory</span>', self)
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addSpacing(10)
-        top.addWidget(legend)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
         self.by_position = self.graphics.addPlot(title=None)
@@ -96,13 +83,9 @@ class MemoryLossView(ModelView):
             "without_history": self.over_time.plot(pen=_pen(WITHOUT, 2), symbol="o", symbolSize=5,
                                                    symbolBrush=WITHOUT, symbolPen=None),
         }
-        self.setMinimumHeight(150)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
+        self.frame("Loss with and without memory", "Next-token loss on the probe segment, read after the segment "
+                   "before it (with the memory) and alone (without). Memory matters most at the start of a segment.",
+                   self.graphics, beside=(legend,), min_height=150)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         losses = np.nan_to_num(np.asarray(arrays["memory_loss"], dtype=np.float64))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.views.base import ModelView, register_view
@@ -52,17 +52,6 @@ class PatchAttentionView(ModelView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.weights: np.ndarray | None = None  # (Hp, Wp)
-        heading = QLabel("<b>Where the class token looks</b>", self)
-        heading.setToolTip("Attention of the class token to each image patch in the last layer, averaged "
-                           "over heads: the patches whose content the classification reads most.")
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-
         # one plot holds both pictures side by side, so they are always drawn at the same scale
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground("w")
@@ -90,12 +79,9 @@ class PatchAttentionView(ModelView):
         self.colorbar_image = pg.ImageItem(axisOrder="row-major")  # carries the scale; the overlay is RGBA
         self.colorbar.setImageItem(self.colorbar_image, insert_in=self.plot)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
-        self.setMinimumHeight(200)
+        self.frame("Where the class token looks", "Attention of the class token to each image patch in the last "
+                   "layer, averaged over heads: the patches whose content the classification reads most.",
+                   self.graphics, min_height=200)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         weights = np.asarray(arrays["cls_patch_attention"], dtype=np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.views.base import ModelView, register_view
@@ -40,34 +40,13 @@ class PonderView(ModelView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.steps: np.ndarray | None = None
-        heading = QLabel("<b>Steps per token</b>", self)
-        heading.setToolTip("The shared block runs on a token until its halting probabilities add up to "
-                           "1 \u2212 \u03b5 (or the maximum steps); a higher ponder cost \u03c4 makes "
-                           "tokens stop sooner. Probe example, as of the step named on the right.")
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
         self.legend = QLabel(self)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addSpacing(10)
-        top.addWidget(self.legend)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-
-        self.text = QTextBrowser(self)
-        self.text.setObjectName("ponderTokens")
-        self.text.setFrameShape(QFrame.Shape.NoFrame)
-        self.text.setOpenLinks(False)
-        self.text.setStyleSheet("QTextBrowser { background: white; }")
-        self.setMinimumHeight(100)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.text, 1)
+        self.text = self.token_text("ponderTokens")
+        self.frame("Steps per token", "The shared block runs on a token until its halting probabilities add up "
+                   "to 1 \u2212 \u03b5 (or the maximum steps); a higher ponder cost \u03c4 makes tokens stop "
+                   "sooner. Probe example, as of the step named on the right.", self.text, beside=(self.legend,),
+                   min_height=100)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         steps = np.asarray(arrays["ponder_steps"], dtype=np.float64)

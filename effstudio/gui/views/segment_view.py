@@ -12,7 +12,7 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.views.base import ModelView, register_view
@@ -37,27 +37,10 @@ class SegmentAttentionView(ModelView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.weights: np.ndarray | None = None
-        heading = QLabel("<b>Segment attention</b>", self)
-        heading.setToolTip("The document vector is a weighted mean of the segment vectors; each line is a "
-                           "segment of the probe document with its weight. Padding segments get none.")
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(heading)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-        self.text = QTextBrowser(self)
-        self.text.setObjectName("segmentTokens")
-        self.text.setFrameShape(QFrame.Shape.NoFrame)
-        self.text.setOpenLinks(False)
-        self.text.setStyleSheet("QTextBrowser { background: white; }")
-        self.setMinimumHeight(120)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(self.text, 1)
+        self.text = self.token_text("segmentTokens")
+        self.frame("Segment attention", "The document vector is a weighted mean of the segment vectors; each line "
+                   "is a segment of the probe document with its weight. Padding segments get none.",
+                   self.text, min_height=120)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         weights = np.nan_to_num(np.asarray(arrays["segment_attention"], dtype=np.float64))
