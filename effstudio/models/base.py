@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from effstudio.config import ConfigError
 from effstudio.tasks.base import TaskSpec
 
 
@@ -69,3 +70,9 @@ class ModelSpec:
 
     task: TaskSpec
     attention_config: Any  # config instance of the attention kind named by the model config
+
+
+def check_heads_divide_width(config: Any) -> None:
+    """Every head gets d_model / heads features: refuse a width the heads do not divide."""
+    if config.d_model % config.heads:
+        raise ConfigError("heads", f"model width {config.d_model} is not divisible by {config.heads} heads")

@@ -36,7 +36,7 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
-from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import (
     INIT_STD,
     Block,
@@ -81,8 +81,7 @@ class HierarchicalConfig:
     )
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_heads_divide_width(self)
 
 
 @dataclass

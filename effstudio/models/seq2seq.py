@@ -38,7 +38,7 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import ConfigError, param, validate
-from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
 
@@ -63,8 +63,7 @@ class Seq2SeqConfig:
                                  help="Decoder-to-encoder attention: a kind that mixes by content (full, sdpa)")
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_heads_divide_width(self)
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:

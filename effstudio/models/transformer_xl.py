@@ -43,7 +43,7 @@ from torch import nn
 
 from effstudio.attention.full import allowed_keys, masked_softmax
 from effstudio.config import ConfigError, param, validate
-from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import _init_weights, require_token_task, sinusoidal_positions
 from effstudio.registry import Entry
 from effstudio.tasks.base import IGNORE_INDEX
@@ -81,8 +81,7 @@ class TransformerXLConfig:
     )
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_heads_divide_width(self)
 
 
 def relative_shift(x: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from effstudio.attention.base import Attention, exporting
-from effstudio.config import ConfigError, param
-from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.config import param
+from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.moe import (
     MoEStats,
     balance_weight_param,
@@ -106,8 +106,7 @@ class UniversalConfig:
     balance_weight: float = balance_weight_param()
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_heads_divide_width(self)
         check_moe_fields(self)
 
 

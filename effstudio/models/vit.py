@@ -23,7 +23,7 @@ from torch import nn
 
 from effstudio.attention.base import AttentionSpec
 from effstudio.config import ConfigError, param, validate
-from effstudio.models.base import ModelOutput, ModelSpec
+from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.moe import (
     MoEStats,
     balance_weight_param,
@@ -60,8 +60,7 @@ class ViTConfig:
     balance_weight: float = balance_weight_param()
 
     def check(self) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError("heads", f"model width {self.d_model} is not divisible by {self.heads} heads")
+        check_heads_divide_width(self)
         check_moe_fields(self)
 
 
