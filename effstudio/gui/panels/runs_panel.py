@@ -452,7 +452,8 @@ class RunsPanel(Panel):
 
     def _update_count(self) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        self.count_label.setText(f"{total} runs" if shown == total else f"{shown} of {total} runs")
+        noun = "run" if total == 1 else "runs"
+        self.count_label.setText(f"{total} {noun}" if shown == total else f"{shown} of {total} {noun}")
 
     def _selection_changed(self, *_args: Any) -> None:
         self._update_buttons()
