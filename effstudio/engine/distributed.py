@@ -4,9 +4,13 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them a run is a single
 process and nothing here does anything. gloo is used on CPU, nccl on CUDA.
 
 ``train.batch_size`` is the global batch: each of the N processes takes
-batch_size / N examples of every step (``data.MicroBatchIndices``), and
-DistributedDataParallel averages the gradients, so N processes train exactly
-like one process with the same settings (up to float rounding).
+batch_size / N examples of every step (``data.MicroBatchIndices``). The ranks
+hold different numbers of targets (an lm example scores each of its tokens),
+so the trainer weights every micro-batch's loss by its share of the targets of
+the whole step, summed over the ranks (``DistContext.sum``, before the first
+backward), and undoes the 1/N of DistributedDataParallel's gradient averaging:
+N processes then train exactly like one process with the same settings (up to
+float rounding).
 """
 
 from __future__ import annotations
@@ -36,14 +40,13 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def average(self, value: float, device: torch.device) -> float:
-        """The mean of a scalar over all processes (for logging the global loss)."""
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Each value summed over all processes, in one all-reduce (float64: counts stay exact)."""
         if not self.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
-        return float(tensor) / self.world_size
-
+        return tensor.tolist()
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when ``flag`` is true on any (a stop must end all ranks at the same step)."""
@@ -54,8 +57,8 @@ class DistContext:
         return bool(tensor.item() > 0)
 
     def check_batch(self, batch_size: int, grad_accum: int) -> None:
-        """The global batch must split evenly over processes and micro-batches (equal shares keep the
-        averaged gradient the gradient of the whole batch)."""
+        """The global batch must split evenly over processes and micro-batches, so that every
+        micro-batch has examples and the ranks have the same work."""
         if self.enabled and batch_size % (self.world_size * grad_accum):
             raise ConfigError("train.batch_size", f"the global batch of {batch_size} does not split evenly over "
                                                   f"{self.world_size} processes x {grad_accum} micro-batches; use a "

@@ -9,6 +9,7 @@ included; their loss is the teacher-forced per-token loss.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +38,15 @@ def exact_matches(predicted: torch.Tensor, targets: torch.Tensor) -> int:
     return int(right.all(dim=1).sum())
 
 
-def task_loss(output: ModelOutput, targets: torch.Tensor, objective: Objective) -> torch.Tensor:
-    """Mean cross-entropy: logits (B, C) vs (B,) or (B, N, V) vs (B, N) with IGNORE_INDEX
-    (seq2seq: (B, T, V) vs (B, T))."""
+def task_loss(output: ModelOutput, targets: torch.Tensor, objective: Objective,
+              reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+    """Cross-entropy per scored target, averaged or summed: logits (B, C) vs (B,) or (B, N, V)
+    vs (B, N) with IGNORE_INDEX (seq2seq: (B, T, V) vs (B, T))."""
     logits = output.logits.float()  # the loss in float32 even under autocast
     if objective == "classify":
-        return F.cross_entropy(logits, targets)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits, targets, reduction=reduction)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
 
 
 def correct_and_count(output: ModelOutput, targets: torch.Tensor) -> tuple[int, int]:
@@ -76,9 +79,8 @@ def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, 
             with autocast or nullcontext():
                 output = forward_batch(model, batch, objective, memory=memory)
             memory = output.memory if streams else None
-            n = scored_count(batch.targets)
-            total_loss += float(task_loss(output, batch.targets, objective)) * n
-            tokens += n
+            total_loss += float(task_loss(output, batch.targets, objective, reduction="sum"))
+            tokens += scored_count(batch.targets)
             if objective == "seq2seq":
                 with autocast or nullcontext():
                     decoded = model(batch.inputs, batch.mask)  # greedy: the targets are not passed

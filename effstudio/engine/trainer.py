@@ -50,7 +50,7 @@ from effstudio.engine.events import (
     StepEvent,
 )
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
-from effstudio.engine.objective import evaluate, forward_batch, task_loss
+from effstudio.engine.objective import evaluate, forward_batch, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
@@ -96,11 +96,12 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _add_scalar_extras(sums: dict[str, torch.Tensor], extras: dict[str, torch.Tensor]) -> None:
-    """Accumulate a forward pass's 0-dim extras (step metrics) as tensors: no device sync here."""
+def _add_scalar_extras(sums: dict[str, torch.Tensor], extras: dict[str, torch.Tensor], weight: float) -> None:
+    """Accumulate a forward pass's 0-dim extras (step metrics), times the pass's weight in the
+    step's loss, as tensors: no device sync here."""
     for key, value in extras.items():
         if isinstance(value, torch.Tensor) and value.dim() == 0:
-            value = value.detach().float()
+            value = value.detach().float() * weight
             sums[key] = sums[key] + value if key in sums else value
 
 
@@ -302,20 +303,26 @@ class _Run:
                         time.perf_counter() - started, status)
 
     def _step(self, batches: Iterator) -> tuple[float, float, int, float, dict[str, float]]:
-        """One optimizer step over ``grad_accum`` micro-batches.
+        """One optimizer step over ``grad_accum`` micro-batches on each process.
 
-        Returns (loss, grad norm, tokens, seconds, metrics): metrics are the model's
-        scalar extras averaged over the micro-batches, read with the loss in one transfer.
+        The step minimises the mean loss over every target of the global batch, as one
+        process holding the whole batch would: each micro-batch's mean loss is weighted
+        by its share of the targets of all micro-batches of all ranks, counted before the
+        first backward. Returns (loss, grad norm, tokens, seconds, metrics): the loss is
+        that global mean, the metrics the model's scalar extras weighted the same way,
+        read with the loss in one transfer; tokens are the real tokens of all ranks.
         """
-        cfg = self.train_cfg
+        cfg, world_size = self.train_cfg, self.dist.world_size
         begin = time.perf_counter()
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.state.step, cfg)
+        micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
+        counts = [scored_count(batch.targets) for batch in micro_batches]  # on the host: no device sync
+        step_targets, step_tokens = self.dist.sum([sum(counts), sum(b.tokens for b in micro_batches)], self.device)
         loss_sum = torch.zeros((), device=self.device)
         metric_sums: dict[str, torch.Tensor] = {}
-        tokens = 0
-        for micro in range(cfg.grad_accum):
-            batch = next(batches).to(self.device)
+        for micro, (batch, count) in enumerate(zip(micro_batches, counts, strict=True)):
+            batch, share = batch.to(self.device), count / max(step_targets, 1)
             last = micro == cfg.grad_accum - 1
             # under DDP, gradients are all-reduced only on the last micro-batch
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
@@ -323,25 +330,31 @@ class _Run:
                 with self.autocast:
                     output = forward_batch(self.step_model, batch, self.spec.objective,
                                            memory=self._memory_for(self.state.step * cfg.grad_accum + micro))
-                    loss = task_loss(output, batch.targets, self.spec.objective)
+                    # a sum over the targets divided by their count: 0, not nan, where none is scored
+                    loss = task_loss(output, batch.targets, self.spec.objective, reduction="sum") / max(count, 1)
+                    # The auxiliary losses (MoE balance, ACT ponder cost) are means over one forward pass;
+                    # added to the pass's mean task loss they get its weight, the pass's share of the
+                    # step's targets. One pass over the whole batch keeps its own auxiliary loss; micro-batches
+                    # on 1 or N processes give the target-weighted mean of theirs (the same rule for any
+                    # split; a batch statistic such as the MoE balance is not the whole batch's exactly).
                     if output.aux_loss is not None:
                         loss = loss + output.aux_loss
                     if self.loss_hook is not None:
                         loss = self.loss_hook(output, batch, loss)
-                scaled = loss / cfg.grad_accum
+                weighted = loss * share
+                # DDP divides the sum of the ranks' gradients by world_size: scaling up keeps their sum
+                scaled = weighted * world_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             self._keep_memory(output)
-            loss_sum += loss.detach()
-            _add_scalar_extras(metric_sums, output.extras)
-            tokens += batch.tokens
+            loss_sum += weighted.detach()
+            _add_scalar_extras(metric_sums, output.extras, share)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        totals = torch.stack([loss_sum, *metric_sums.values()]).tolist() if metric_sums else [float(loss_sum)]
-        loss_value = self.dist.average(totals[0] / cfg.grad_accum, self.device)
-        metrics = {key: self.dist.average(total / cfg.grad_accum, self.device)
-                   for key, total in zip(metric_sums, totals[1:], strict=True)}
+        loss_value, *metric_values = self.dist.sum(torch.stack([loss_sum, *metric_sums.values()]).tolist(),
+                                                   self.device)
+        metrics = dict(zip(metric_sums, metric_values, strict=True))
         if math.isfinite(loss_value):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -349,7 +362,7 @@ class _Run:
             else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, grad_norm, tokens * self.dist.world_size, time.perf_counter() - begin, metrics
+        return loss_value, grad_norm, int(step_tokens), time.perf_counter() - begin, metrics
 
     def _memory_for(self, micro: int) -> Any:
         """The memory a recurrent model gets for micro-step ``micro``: none where the streams (re)start."""

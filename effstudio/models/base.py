@@ -6,7 +6,8 @@ A model may report what happened inside one forward pass in
 ``ModelOutput.extras``, a ``dict[str, torch.Tensor]`` keyed by stable names:
 
 - a 0-dim tensor is a per-step scalar (``"ponder_mean"``, ``"moe_dropped"``).
-  The trainer averages it over the micro-batches of each optimizer step and
+  The trainer averages it over the micro-batches of each optimizer step (on all
+  processes), each weighted like its loss by its share of the step's targets, and
   reports it in ``StepEvent.metrics`` (a ``dict[str, float]``, also in the
   ``effstudio train --json`` step records); the Monitor plots one curve per key.
 - any other tensor is an array about the batch (``"ponder_steps"`` (B, N),

@@ -1,9 +1,11 @@
 """`effstudio train` under torchrun: 2 CPU processes (gloo) train like 1 process with the same global batch.
 
-The same global batch of 16 is split 8 + 8 over the ranks, DistributedDataParallel
-averages the gradients, and the logged loss is the mean over ranks, so every
-step's loss matches the single-process run up to float rounding. Only rank 0
-prints, records the run and writes the checkpoint.
+The same global batch of 16 is split 8 + 8 over the ranks; each micro-batch's loss
+is weighted by its share of the step's targets over both ranks, and the logged loss
+is the step's mean over all of them, so every step's loss (here of copy, whose
+examples differ in length) matches the single-process run up to float rounding.
+Only rank 0 prints, records the run and writes the checkpoint. Every task objective
+and the final weights: test_distributed_objectives.py.
 """
 
 import json
@@ -32,7 +34,7 @@ SETTINGS = {
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    config = RunConfig.create("transformer", "listops", SETTINGS)
+    config = RunConfig.create("transformer", "copy", SETTINGS)
     single = list(train(config, out_dir=tmp_path / "one"))  # also fills the task cache for the ranks
     single_losses = [e.loss for e in single if isinstance(e, StepEvent)]
     single_evals = [e.val_loss for e in single if isinstance(e, EvalEvent)]
@@ -41,7 +43,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "effstudio", "train", "--model", "transformer", "--task", "listops",
+         "-m", "effstudio", "train", "--model", "transformer", "--task", "copy",
          "--out", str(tmp_path / "two"), "--json", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -131,9 +131,9 @@ def test_nan_loss_fails_clearly_and_keeps_the_checkpoint(tmp_path, monkeypatch):
 
     calls = []
 
-    def diverging_loss(output, targets, objective):
+    def diverging_loss(output, targets, objective, **options):
         calls.append(1)
-        loss = trainer_loss(output, targets, objective)
+        loss = trainer_loss(output, targets, objective, **options)
         return loss * float("nan") if len(calls) > 5 else loss
 
     trainer_loss = trainer.task_loss
