@@ -6,7 +6,9 @@ single-process run. The cases differ in how many targets an example has: one
 label (classify), the answer's tokens (lm on copy, whose examples differ in
 length, so the ranks hold different token counts), every character of a segment
 read as parallel streams by a recurrent model (lm on charlm), a target sequence
-of its own (seq2seq).
+of its own (seq2seq); and gradient accumulation on every rank (2 processes x 2
+micro-batches against 1 process x 2). Every rank evaluates the whole validation
+split, so the validation losses must match too.
 
 All the cases run in one torchrun job (one start-up) and one single-process
 pass, shared by the tests through a module fixture.
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from effstudio.engine.events import StepEvent
+from effstudio.engine.events import EvalEvent, StepEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import CHECKPOINT_NAME, train
 
@@ -44,12 +46,14 @@ CASES = {
     "lm-charlm-streams": ("transformer_xl", "charlm", {
         **TINY, **TRAIN, "model.mem_len": 16, "task.segment_length": 32}),
     "seq2seq-copy": ("seq2seq", "copy", {**TINY, **TRAIN, **COPY}),
+    "lm-copy-grad-accum": ("transformer", "copy", {**TINY, **TRAIN, **COPY, "train.grad_accum": 2}),
 }
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """{case: (single-process losses, two-process losses)} and the folder of both runs' checkpoints."""
+    """{case: {"step"|"val": (single-process losses, two-process losses)}} and the folder of both runs'
+    checkpoints."""
     root = tmp_path_factory.mktemp("objectives")
     base = tmp_path_factory.getbasetemp()
     with pytest.MonkeyPatch.context() as env:  # the same folders as conftest's per-test isolation
@@ -57,8 +61,9 @@ def runs(tmp_path_factory):
         env.setenv("EFFSTUDIO_CACHE_DIR", str(base / "cache"))
         single = {}
         for name, (model, task, settings) in CASES.items():  # also fills the task caches for the ranks
-            events = train(RunConfig.create(model, task, settings), out_dir=root / "one" / name)
-            single[name] = [e.loss for e in events if isinstance(e, StepEvent)]
+            events = list(train(RunConfig.create(model, task, settings), out_dir=root / "one" / name))
+            single[name] = {"step": [e.loss for e in events if isinstance(e, StepEvent)],
+                            "val": [e.val_loss for e in events if isinstance(e, EvalEvent)]}
 
         spec = root / "spec.json"
         spec.write_text(json.dumps({"out": str(root / "two"), "cases": CASES}), encoding="utf-8")
@@ -68,7 +73,8 @@ def runs(tmp_path_factory):
             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     double = json.loads((root / "two" / "losses.json").read_text(encoding="utf-8"))
-    return {name: (single[name], double[name]) for name in CASES}, root
+    return {name: {kind: (single[name][kind], double[name][kind]) for kind in ("step", "val")}
+            for name in CASES}, root
 
 
 def max_relative_difference(a: list[float], b: list[float]) -> float:
@@ -78,12 +84,14 @@ def max_relative_difference(a: list[float], b: list[float]) -> float:
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_log_the_losses_of_one_process(runs, case):
     losses, _ = runs
-    single, double = losses[case]
+    single, double = losses[case]["step"]
     assert len(single) == len(double) == STEPS
     difference = max_relative_difference(single, double)
     print(f"{case}: max step-loss difference 1 vs 2 processes: {difference:.3g} relative, "
           f"{max(abs(x - y) for x, y in zip(single, double, strict=True)):.3g} absolute")
     assert difference <= LOSS_RTOL, f"{case}: {single} vs {double}"
+    single_val, double_val = losses[case]["val"]
+    assert len(single_val) == 1 and double_val == pytest.approx(single_val, rel=LOSS_RTOL)
 
 
 @pytest.mark.parametrize("case", list(CASES))
