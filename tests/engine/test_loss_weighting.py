@@ -78,3 +78,31 @@ def test_gradient_accumulation_trains_like_the_whole_batch_in_one_pass(tmp_path,
     whole, accumulated = step_losses(1), step_losses(4)
     assert len(whole) == 4
     assert accumulated == pytest.approx(whole, rel=1e-5)
+
+
+def test_auxiliary_losses_and_metrics_of_each_pass_are_weighted_by_its_share_of_the_targets(tmp_path):
+    """ACT's ponder cost and the MoE balance are means over one forward pass: each pass's is weighted
+    like its task loss, by the pass's share of the step's targets (the rule on 1 and N processes)."""
+    settings = {**{k: v for k, v in TINY.items() if k != "model.layers"}, **COPY, "model.ponder_weight": 0.5, "model.ffn": "moe", "model.max_steps": 3,
+                "train.grad_accum": 2}
+    torch.manual_seed(0)
+    run = _Run(RunConfig.create("universal", "copy", settings), JobControl(), tmp_path, None)
+    split, pad_id = run.train_split, run.spec.pad_id
+    order = torch.argsort((split.targets != -100).sum(dim=1))
+    few, many = make_batch(split, order[:1], pad_id), make_batch(split, order[-6:], pad_id)
+    counts = [scored_count(b.targets) for b in (few, many)]
+    shares = [c / sum(counts) for c in counts]
+
+    expected_loss, expected_ponder = 0.0, 0.0
+    with torch.no_grad():
+        for batch, share in zip((few, many), shares, strict=True):
+            output = run.model(batch.inputs, batch.mask)
+            assert output.aux_loss is not None and float(output.aux_loss) > 0
+            expected_loss += share * float(task_loss(output, batch.targets, "lm") + output.aux_loss)
+            expected_ponder += share * float(output.extras["ponder_mean"])
+
+    run.optimizer.step = lambda: None
+    loss, _, tokens, _, metrics = run._step(iter([few, many]))
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["ponder_mean"] == pytest.approx(expected_ponder, rel=1e-5)
+    assert tokens == few.tokens + many.tokens
