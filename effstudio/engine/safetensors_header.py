@@ -4,13 +4,13 @@ The inspector, checkpoint loading (resume, init, compare, prune, quantize,
 export, distill) and anything else that opens a ``.safetensors`` file call
 :func:`read_header` first, so they all give one verdict and one message for a
 damaged or hostile file. The check reads only the 8-byte length and the header
-itself (bounded by :data:`MAX_HEADER_BYTES`), never the data.
+itself (bounded, see :mod:`effstudio.engine.read_limits`), never the data.
 
 It is at least as strict as the safetensors library, so that a header accepted
 here never fails in the library afterwards with another message:
 
-- the header is at most 100 MB, UTF-8 JSON (no NaN, no lone surrogates, nested
-  at most :data:`MAX_HEADER_DEPTH` deep), an object, with no name twice;
+- the header is at most 100 MB of UTF-8 JSON (no NaN, no lone surrogates, not
+  nested deeper than the format needs), an object, with no name twice;
 - ``__metadata__`` maps strings to strings;
 - each tensor has a known dtype, a shape of non-negative integers (``true`` is
   not a number here, whatever Python thinks) and two integer data offsets, all
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
-MAX_HEADER_DEPTH = 64  # the format needs 3 levels; the library's JSON parser stops at 128
+from effstudio.engine import read_limits
+
 _UNSIGNED_LIMIT = 2**64  # shapes and offsets are 64-bit unsigned integers in the format
 
 # dtype -> bits per element, as the safetensors library knows them
@@ -76,9 +76,9 @@ def read_header(path: str | Path) -> SafetensorsHeader:
         raise fail(f"the file is {size} bytes long, too short for a safetensors header")
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
-        if length > MAX_HEADER_BYTES:
-            raise fail(f"the header claims {length:,} bytes, more than the {MAX_HEADER_BYTES:,} a safetensors "
-                       "header may have")
+        if length > read_limits.MAX_SAFETENSORS_HEADER_BYTES:
+            raise fail(f"the header claims {length:,} bytes, more than the "
+                       f"{read_limits.MAX_SAFETENSORS_HEADER_BYTES:,} a safetensors header may have")
         if length > size - 8:
             raise fail(f"the header claims {length:,} bytes but the file has only {size - 8:,} after the "
                        "length field: the file is truncated or is not a safetensors file")
@@ -110,7 +110,7 @@ def _parse(text: bytes, fail: Any) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise fail(f"the header is not valid JSON ({err}); the file is damaged or truncated") from None
     except RecursionError:
-        raise fail(f"the header is nested more than {MAX_HEADER_DEPTH} levels deep") from None
+        raise fail(f"the header is nested more than {read_limits.MAX_SAFETENSORS_HEADER_DEPTH} levels deep") from None
     _check_values(header, fail)
     if not isinstance(header, dict):
         raise fail(f"the header is valid JSON but not an object (it is {_json_kind(header)}); a safetensors "
@@ -129,8 +129,8 @@ def _check_values(root: Any, fail: Any) -> None:
     pending = [(root, 1)]
     while pending:
         value, depth = pending.pop()
-        if depth > MAX_HEADER_DEPTH:
-            raise fail(f"the header is nested more than {MAX_HEADER_DEPTH} levels deep")
+        if depth > read_limits.MAX_SAFETENSORS_HEADER_DEPTH:
+            raise fail(f"the header is nested more than {read_limits.MAX_SAFETENSORS_HEADER_DEPTH} levels deep")
         if isinstance(value, dict):
             for key, item in value.items():
                 _check_text(key, fail)
