@@ -238,7 +238,10 @@ def _native_byte_order(path: Path) -> bool:
     """True when the zip's tensors are stored in this machine's byte order (torch swaps others in memory)."""
     with zipfile.ZipFile(path) as archive:
         records = [n for n in archive.namelist() if n.endswith("/byteorder")]
-        stored = archive.read(records[0]).decode("ascii", "replace").strip() if records else "little"
+        stored = "little"
+        if records:
+            with archive.open(records[0]) as record:
+                stored = record.read(16).decode("ascii", "replace").strip()  # "little" or "big"
     return stored == sys.byteorder
 
 
