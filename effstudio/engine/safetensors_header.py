@@ -73,15 +73,15 @@ def read_header(path: str | Path) -> SafetensorsHeader:
 
     size = path.stat().st_size
     if size < 8:
-        raise fail(f"the file is {size} bytes long, too short for a safetensors header")
+        raise fail(f"not a readable safetensors file: it is {size} bytes long, too short for a header")
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         if length > read_limits.MAX_SAFETENSORS_HEADER_BYTES:
-            raise fail(f"the header claims {length:,} bytes, more than the "
+            raise fail(f"not a readable safetensors file: the header claims {length:,} bytes, more than the "
                        f"{read_limits.MAX_SAFETENSORS_HEADER_BYTES:,} a safetensors header may have")
         if length > size - 8:
-            raise fail(f"the header claims {length:,} bytes but the file has only {size - 8:,} after the "
-                       "length field: the file is truncated or is not a safetensors file")
+            raise fail(f"not a readable safetensors file: the header claims {length:,} bytes but the file has only "
+                       f"{size - 8:,} after the length field: the file is truncated or of another kind")
         text = handle.read(length)
     header = _parse(text, fail)
     metadata = _metadata(header.pop("__metadata__", None), fail)

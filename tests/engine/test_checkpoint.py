@@ -41,7 +41,7 @@ def test_non_effstudio_and_corrupt_files_are_refused(tmp_path):
         read_info(plain)
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00\x01garbage")
-    with pytest.raises(CheckpointError, match=r"corrupt\.safetensors: the header claims [0-9,]+ bytes"):
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
         read_info(corrupt)
     with pytest.raises(CheckpointError, match="does not exist"):
         read_info(tmp_path / "missing.safetensors")
