@@ -111,7 +111,7 @@ def _torch_error(path: Path, err: Exception) -> InspectError:
         return _fail(path, f"refused by PyTorch's safe loader (weights_only=True): {reason}. "
                            "effstudio never executes code from a file.")
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    if "not resizable" in first or "does not match expected size" in first:
+    if "not resizable" in first or "does not match expected size" in first or "wrong byte size" in first:
         return _fail(path, f"refused: a tensor's shape, strides or offset reach beyond the bytes stored for it "
                            f"(PyTorch: {first})")
     if "central directory" in first or "zip archive" in first:
