@@ -29,7 +29,8 @@ MAX_INFLATE_RATIO = 100
 RATIO_CHECKED_ABOVE = 64 * MiB
 
 # a PyTorch tensor may repeat its storage (stride 0, overlapping strides: torch.expand). Its statistics walk every
-# element of the view; 2**27 take ~0.5 s, the 10**12 of a stride-0 view over one float would take hours
+# element of the view; 2**27 take ~0.5 s, the 10**12 of a stride-0 view over one float would take hours. The
+# limit is for all such views of a file together
 MAX_REPEATED_VIEW_ELEMENTS = 1 << 27
 
 # JSON beside or inside a model (config.json, a shard index, ONNX metadata): kilobytes in real files

@@ -203,28 +203,33 @@ def _raw_array(tensor: Any) -> tuple[str, Any] | None:
     return name, t.numpy
 
 
-def _view_problem(tensor: Any) -> str | None:
-    """Why the tensor's elements are not read: a view beyond its storage, or one repeating it too often.
+def _view_problem(tensor: Any, repeated_so_far: int) -> tuple[str | None, int]:
+    """(why the tensor's elements are not read, or None; elements of repeating views in the file so far).
 
     A strided view may show each stored element many times (``expand``, stride
     0): 10**12 elements over one float. Its extent is compared with the bytes
-    really stored, and a view larger than its storage is read only up to
-    :data:`read_limits.MAX_REPEATED_VIEW_ELEMENTS` elements.
+    really stored, and the views larger than their storage are read only up to
+    :data:`read_limits.MAX_REPEATED_VIEW_ELEMENTS` elements for the whole file,
+    so that ten thousand views just under the limit cannot add up to hours.
     """
     numel = tensor.numel()
     if numel == 0:
-        return None
+        return None, repeated_so_far
     stored = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
     last = tensor.storage_offset() + sum((size - 1) * abs(stride) for size, stride in
                                          zip(tensor.shape, tensor.stride(), strict=True))
     if tensor.storage_offset() < 0 or last >= stored:
         return (f"its shape {list(tensor.shape)}, strides {list(tensor.stride())} and offset "
-                f"{tensor.storage_offset()} reach element {last:,} of a storage of {stored:,}")
-    if numel > stored and numel > read_limits.MAX_REPEATED_VIEW_ELEMENTS:
-        return (f"a view of {numel:,} elements (strides {list(tensor.stride())}) repeating a storage of {stored:,}; "
-                f"effstudio reads such views up to {read_limits.MAX_REPEATED_VIEW_ELEMENTS:,} elements "
-                "(MAX_REPEATED_VIEW_ELEMENTS)")
-    return None
+                f"{tensor.storage_offset()} reach element {last:,} of a storage of {stored:,}"), repeated_so_far
+    if numel <= stored:
+        return None, repeated_so_far
+    limit = read_limits.MAX_REPEATED_VIEW_ELEMENTS
+    if repeated_so_far + numel > limit:
+        earlier = f" (with the {repeated_so_far:,} of such views before it)" if repeated_so_far else ""
+        return (f"a view of {numel:,} elements (strides {list(tensor.stride())}) repeating a storage of "
+                f"{stored:,}{earlier}; effstudio reads such views up to {limit:,} elements in a file "
+                "(MAX_REPEATED_VIEW_ELEMENTS)"), repeated_so_far
+    return None, repeated_so_far + numel
 
 
 def _refusal(path: Path, name: str, problem: str):
@@ -258,13 +263,14 @@ def read_pytorch(path: Path, is_zip: bool) -> Inspected:
     found, metadata, notes = unwrap(obj)
     tensors: list[TensorRef] = []
     skipped = 0
+    repeated = 0  # elements of views that repeat their storage, read so far
     for name, tensor in found.items():
         raw = _raw_array(tensor)
         if raw is None:
             skipped += 1
             continue
         dtype, loader = raw
-        problem = _view_problem(tensor)
+        problem, repeated = _view_problem(tensor, repeated)
         if problem is not None:
             loader = _refusal(path, name, problem)
         tensors.append(TensorRef(name, tuple(int(d) for d in tensor.shape), dtype, loader,

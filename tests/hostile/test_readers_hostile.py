@@ -279,6 +279,17 @@ def test_views_that_repeat_their_storage_are_read_within_the_cap(tmp_path, monke
     assert stats["plain"].mean == 1.0
 
 
+def test_many_repeating_views_share_one_budget(tmp_path, monkeypatch):
+    """Ten thousand views just under the limit would add up to hours: the limit is for the whole file."""
+    one = torch.ones(1)
+    path = tmp_path / "many.pt"
+    torch.save({f"v{i}": one.expand(400) for i in range(10)}, path)
+    monkeypatch.setattr(read_limits, "MAX_REPEATED_VIEW_ELEMENTS", 1000)
+    stats = all_stats(open_model(path))
+    assert [name for name, value in stats.items() if not isinstance(value, str)] == ["v0", "v1"]
+    assert "(with the 800 of such views before it)" in stats["v2"] and "MAX_REPEATED_VIEW_ELEMENTS" in stats["v9"]
+
+
 def test_every_pickle_member_is_scanned_and_torchs_own_must_exist(tmp_path):
     marker = tmp_path / MARKER
     evil = pickle.dumps({"w": reader_cases._RunsShell(marker)}, protocol=2)
