@@ -22,7 +22,7 @@ import numpy as np
 
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.inspect.zip_members import inflation_problem, read_exactly
+from effstudio.inspect.zip_members import InflationBudget, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 
@@ -87,6 +87,7 @@ def read_npz(path: Path) -> Inspected:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
+    budget = InflationBudget()
     with archive:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
@@ -115,7 +116,7 @@ def read_npz(path: Path) -> Inspected:
                     raise _fail(path, f"the array {name!r} is truncated")
                 loader, mapped = _mapped(path, dtype, shape, fortran, offset), True
             else:
-                problem = inflation_problem(info)
+                problem = budget.problem(info)
                 loader = (_compressed(path, info, dtype, shape, fortran) if problem is None
                           else _refused(path, name, problem))
                 mapped = False

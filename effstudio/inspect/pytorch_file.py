@@ -28,7 +28,7 @@ import numpy as np
 from effstudio.engine import read_limits
 from effstudio.inspect.pickle_scan import PickleTooLarge, disallowed, pickle_globals
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.inspect.zip_members import inflation_problem
+from effstudio.inspect.zip_members import InflationBudget
 
 # keys under which training scripts keep the weights, most specific first
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params",
@@ -64,12 +64,13 @@ def _zip_pickles(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         raise _fail(path, f"a zip archive without {loaded}, the pickle PyTorch would load (the data.pkl in the "
                           f"folder of the first entry, {root!r}): not a PyTorch checkpoint")
     pickles = [info for info in infos if info.filename.lower().endswith(".pkl")]
+    budget = InflationBudget()
     for info in infos:  # before anything is inflated: the declared sizes
         if info in pickles and info.file_size > read_limits.MAX_PICKLE_BYTES:
             problem: str | None = (f"the pickle {info.filename} declares {info.file_size:,} bytes, more than the "
                                    f"{read_limits.MAX_PICKLE_BYTES:,} effstudio reads (MAX_PICKLE_BYTES)")
         else:
-            problem = inflation_problem(info)  # torch would inflate a compressed storage whole
+            problem = budget.problem(info)  # torch would inflate a compressed storage whole
         if problem is not None:
             raise _fail(path, f"refused: {problem}")
     return pickles

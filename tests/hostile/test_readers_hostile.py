@@ -224,6 +224,16 @@ def test_a_real_zip_bomb_under_the_size_cap_is_refused_by_its_ratio(tmp_path, mo
     assert all_stats(open_model(path))["zeros"].sparsity == 100.0
 
 
+def test_many_small_bombs_share_one_ratio_budget(tmp_path, monkeypatch):
+    path = tmp_path / "many.npz"
+    np.savez_compressed(path, **{f"z{i}": np.zeros(1 << 20, dtype=np.float32) for i in range(8)})  # 4 MiB each
+    monkeypatch.setattr(read_limits, "RATIO_CHECKED_ABOVE", 14 << 20)  # above each member, below all of them
+    stats = all_stats(open_model(path))
+    assert [name for name, value in stats.items() if not isinstance(value, str)] == ["z0", "z1", "z2"]
+    assert "z3.npy with the members before it would inflate" in stats["z3"]
+    assert all("MAX_INFLATE_RATIO" in stats[f"z{i}"] for i in range(3, 8))
+
+
 def test_a_compressed_member_is_read_into_the_declared_size(tmp_path):
     path = tmp_path / "arrays.npz"
     values = np.random.default_rng(0).standard_normal((300, 7)).astype(np.float32)
