@@ -20,6 +20,7 @@ properties, so an ONNX file can be evaluated on its task like a checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from effstudio.engine.checkpoint import atomic_write
 from effstudio.engine.data import Batch, eval_batches, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
+from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import Split, TaskSpec
@@ -134,13 +136,18 @@ def copy_metadata(source: Path, target: Path, extra: dict[str, str] | None = Non
     onnx.save(proto, str(target))
 
 
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    import onnx
-
+def _checked(path: Path) -> Any:
+    """The model without its external data, once every external data reference is checked."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:
-        raise CompressError(f"{path} is not a readable ONNX file ({err})") from None
+        return load_checked(path)
+    except OnnxFileError as err:
+        raise CompressError(str(err)) from None
+    except OSError as err:
+        raise CompressError(f"{path} is not a readable ONNX file ({err.strerror or err})") from None
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    proto = _checked(Path(path))
     metadata = {prop.key: prop.value for prop in proto.metadata_props}
     if "config" not in metadata:
         raise CompressError(f"{path} is an ONNX file without an effstudio run config; export it with "
@@ -148,16 +155,25 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
-def onnx_params(path: Path) -> int:
-    import onnx
-    from onnx import numpy_helper
+def onnx_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the run config as a dict, all metadata) of an exported ONNX file; CompressError naming a bad field."""
+    metadata = read_onnx_metadata(path)
+    try:
+        return metadata_json(Path(path), metadata, "config"), metadata
+    except OnnxFileError as err:
+        raise CompressError(str(err)) from None
 
-    proto = onnx.load(str(path))
-    return int(sum(numpy_helper.to_array(t).size for t in proto.graph.initializer))
+
+def onnx_params(path: Path) -> int:
+    """Elements of the initializers, counted from their shapes (no data is read)."""
+    proto = _checked(Path(path))
+    return int(sum(math.prod(t.dims) for t in proto.graph.initializer))
 
 
 def session(path: Path, threads: int | None = None) -> Any:
     import onnxruntime as ort
+
+    _checked(Path(path))  # onnxruntime would read any external data file a model names
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()

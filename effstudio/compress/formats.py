@@ -250,9 +250,9 @@ def config_of_file(path: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     """The run config stored in an effstudio checkpoint or ONNX file, and its metadata."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from effstudio.compress.export import read_onnx_metadata
+        from effstudio.compress.export import onnx_config
 
-        metadata = read_onnx_metadata(path)
-        return RunConfig.from_dict(json.loads(metadata["config"])), metadata
+        config, metadata = onnx_config(path)
+        return RunConfig.from_dict(config), metadata
     info = read_info(path)
     return info.config, info.metadata

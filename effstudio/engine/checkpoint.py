@@ -28,6 +28,7 @@ from torch import nn
 import effstudio
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.safetensors_header import check_file
 
 FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
@@ -120,6 +121,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist or is not a file")
+    check_file(path, CheckpointError)  # the same verdict as `effstudio inspect` on a damaged header
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -136,6 +138,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
+    check_file(path, CheckpointError)
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False)
     except Exception as err:

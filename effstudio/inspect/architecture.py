@@ -50,7 +50,9 @@ def describe_effstudio(metadata: Mapping[str, str]) -> str | None:
     try:
         config = json.loads(metadata["config"])
         model = dict(config["model"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):  # not the config effstudio writes
+        return None
+    if not isinstance(config.get("task", {}), dict):
         return None
     parts = []
     if "layers" in model:

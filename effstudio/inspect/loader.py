@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from effstudio.engine import read_limits
 from effstudio.inspect.architecture import describe
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
@@ -27,7 +28,6 @@ _CONTENT_WORDS = {"zip": "a zip archive", "pickle": "a Python pickle", "safetens
                   "npy": "a NumPy .npy array", "gguf": "a GGUF model (llama.cpp)", "hdf5": "an HDF5 file (Keras)"}
 _SUGGEST = {"zip": ".pt (a PyTorch checkpoint) or .npz", "pickle": ".pt", "safetensors": ".safetensors",
             "npy": ".npy"}
-MAX_CONFIG_BYTES = 10 * 1024 * 1024
 
 
 def sniff(path: Path) -> str | None:
@@ -49,6 +49,13 @@ def sniff(path: Path) -> str | None:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     return None
+
+
+def _fits_length(path: Path, size: int) -> bool:
+    """The first 8 bytes, as a safetensors header length, fit the file (a pickle's opcodes never do)."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8).ljust(8, b"\xff"))
+    return 8 + length <= size
 
 
 def _head_hex(path: Path) -> str:
@@ -79,6 +86,8 @@ def _read_file(path: Path) -> Inspected:
     if content in ("gguf", "hdf5"):
         raise InspectError(f"{path.name}: {_CONTENT_WORDS[content]}; this format is not supported")
     kind = {"safetensors": "safetensors", "npy": "npy", "pickle": "pytorch-legacy"}.get(content or "")
+    if expected == "safetensors" and (content is None or (content == "pickle" and _fits_length(path, size))):
+        kind = "safetensors"  # a header the sniffer does not recognise: the header check says what is wrong
     if content == "zip":
         kind = _zip_kind(path)
     if kind is None:
@@ -120,12 +129,18 @@ def _read_file(path: Path) -> Inspected:
 
 
 def _read_json(path: Path) -> Any:
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise InspectError(f"{path.name} is too large for a JSON index or config")
+    size = path.stat().st_size
+    if size > read_limits.MAX_JSON_BYTES:
+        raise InspectError(f"{path.name} holds {size:,} bytes, more than the {read_limits.MAX_JSON_BYTES:,} "
+                           "effstudio reads of a JSON index or config (MAX_JSON_BYTES)")
+    with open(path, "rb") as handle:  # read no more than was checked, should the file grow meanwhile
+        data = handle.read(read_limits.MAX_JSON_BYTES + 1)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InspectError(f"{path.name} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise InspectError(f"{path.name} is JSON nested too deeply to read") from None
 
 
 def _read_sharded(folder: Path, index_path: Path) -> Inspected:

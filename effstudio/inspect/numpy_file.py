@@ -3,8 +3,11 @@
 A .npy file is mapped with ``np.load(mmap_mode="r")``. In an .npz archive, a
 member stored without compression is mapped in place (its offset found from
 the zip's local header and the .npy header after it); a compressed member is
-decompressed when its statistics are asked for. Object arrays (pickles) are
-refused: ``allow_pickle`` is never set.
+decompressed when its statistics are asked for, into a buffer of the size its
+.npy header declares, and only when the zip's declared inflated size and ratio
+are within the limits (:mod:`effstudio.inspect.zip_members`): a 4 MB member that
+inflates to 4 GiB is refused, naming the limit, before a byte is inflated.
+Object arrays (pickles) are refused: ``allow_pickle`` is never set.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
+from effstudio.inspect.zip_members import InflationBudget, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 
@@ -83,6 +87,7 @@ def read_npz(path: Path) -> Inspected:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
+    budget = InflationBudget()
     with archive:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
@@ -102,13 +107,19 @@ def read_npz(path: Path) -> Inspected:
                 notes.append(f"skipped {name!r}: arrays of type {dtype} have no numbers to inspect")
                 continue
             nbytes = math.prod(shape) * dtype.itemsize
+            if header_bytes + nbytes > info.file_size:
+                raise _fail(path, f"the array {name!r} is truncated: its .npy header describes {nbytes:,} bytes of "
+                                  f"data but its zip entry holds {info.file_size - header_bytes:,}")
             if info.compress_type == zipfile.ZIP_STORED:
                 offset = _member_data_offset(path, info) + header_bytes
-                if header_bytes + nbytes > info.file_size or offset + nbytes > size:
+                if offset + nbytes > size:
                     raise _fail(path, f"the array {name!r} is truncated")
                 loader, mapped = _mapped(path, dtype, shape, fortran, offset), True
             else:
-                loader, mapped = _compressed(path, info.filename), False
+                problem = budget.problem(info)
+                loader = (_compressed(path, info, dtype, shape, fortran) if problem is None
+                          else _refused(path, name, problem))
+                mapped = False
             tensors.append(TensorRef(name, tuple(shape), canonical, loader, mapped=mapped))
     if not tensors and not notes:
         raise _fail(path, "a zip archive without any .npy arrays: not a NumPy .npz file")
@@ -117,12 +128,24 @@ def read_npz(path: Path) -> Inspected:
     return Inspected(path, "npz", size, tensors, notes=notes, files=[path])
 
 
-def _compressed(path: Path, member: str):
+def _compressed(path: Path, info: zipfile.ZipInfo, dtype: np.dtype, shape: tuple[int, ...], fortran: bool):
+    """Inflate the member into a buffer of the size its header declares (checked against the limits)."""
+
     def load() -> Any:
+        buffer = bytearray(math.prod(shape) * dtype.itemsize)
         try:
-            with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
-                return np.lib.format.read_array(stream, allow_pickle=False)
+            with zipfile.ZipFile(path) as archive, archive.open(info.filename) as stream:
+                _read_npy_header(stream)
+                read_exactly(stream, memoryview(buffer))
         except (ValueError, EOFError, zipfile.BadZipFile, OSError) as err:
-            raise InspectError(f"{path.name}: cannot read {member} ({err})") from None
+            raise InspectError(f"{path.name}: cannot read {info.filename} ({err})") from None
+        return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+    return load
+
+
+def _refused(path: Path, name: str, problem: str):
+    def load() -> Any:
+        raise InspectError(f"{path.name}: the array {name!r} is not read: {problem}")
 
     return load

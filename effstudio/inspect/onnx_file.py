@@ -1,8 +1,10 @@
 """ONNX models: initializers as tensors, and the graph's inputs, outputs, opset and operators.
 
 The protobuf is parsed with ``onnx.load(load_external_data=False)``; nothing in
-the graph is run. Initializers kept in external data files are memory-mapped
-from those files, which must lie inside the model's folder.
+the graph is run. A model whose external data lies outside its folder, is
+missing or too short is refused before anything is read
+(:func:`effstudio.engine.onnx_model.load_checked`); initializers kept in
+external data files are memory-mapped from those files.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.inspect.dtypes import STORAGE
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
@@ -83,25 +86,20 @@ def graph_info(model: Any) -> dict[str, Any]:
 
 
 def _external(path: Path, init: Any, dtype: str, shape: tuple[int, ...]):
+    """A loader of external data whose location and range load_checked has accepted."""
     info = {entry.key: entry.value for entry in init.external_data}
-    location = info.get("location", "")
-    offset, length = int(info.get("offset", 0) or 0), info.get("length")
-    folder = path.parent.resolve()
-    target = (folder / location).resolve()
+    offset, length = int(info.get("offset") or 0), info.get("length")
+    target = (path.parent / info["location"]).resolve()
     storage = STORAGE[dtype]
     nbytes = math.prod(shape) * storage.itemsize
 
     def load() -> np.ndarray:
-        if not location or Path(location).is_absolute() or folder not in target.parents:
-            raise InspectError(f"{path.name}: tensor {init.name!r} points outside the model's folder "
-                               f"({location!r}); refused")
-        if length is not None and int(length) != nbytes:
+        if length and int(length) != nbytes:
             raise InspectError(f"{path.name}: tensor {init.name!r} claims {length} bytes of external data, "
                                f"its shape needs {nbytes:,}")
-        if not target.is_file():
-            raise InspectError(f"{path.name}: the external data file {location!r} of tensor {init.name!r} is missing")
-        if target.stat().st_size < offset + nbytes:
-            raise InspectError(f"{path.name}: the external data file {location!r} is truncated")
+        if not target.is_file() or target.stat().st_size < offset + nbytes:
+            raise InspectError(f"{path.name}: the external data file {info['location']!r} of tensor {init.name!r} "
+                               f"is missing or shorter than the {offset + nbytes:,} bytes the tensor needs")
         if nbytes == 0:
             return np.empty(shape, dtype=storage)
         return np.memmap(target, dtype=storage, mode="r", offset=offset, shape=shape)
@@ -132,17 +130,13 @@ def _embedded(init: Any, dtype: str, shape: tuple[int, ...]):
 
 
 def read_onnx(path: Path) -> Inspected:
-    import onnx
-    from google.protobuf.message import DecodeError
-
     size = path.stat().st_size
     if size == 0:
         raise _fail(path, "the file is empty (0 bytes)")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as err:
-        raise _fail(path, f"not a valid ONNX model: the protobuf cannot be parsed ({err}); "
-                          "the file is damaged, truncated or of another format") from None
+        model = load_checked(path)
+    except OnnxFileError as err:
+        raise InspectError(str(err)) from None
     if model.ir_version <= 0 or (not model.graph.node and not model.graph.initializer):
         raise _fail(path, "does not look like an ONNX model (no IR version, no graph)")
     types = _onnx_types()
@@ -168,5 +162,10 @@ def read_onnx(path: Path) -> Inspected:
     if external:
         notes.append(f"{external} initializers are kept in external data files beside the model")
     metadata = {prop.key: prop.value for prop in model.metadata_props}
+    if "config" in metadata and "effstudio.format" in metadata:
+        try:
+            metadata_json(path, metadata, "config")
+        except OnnxFileError as err:
+            notes.append(f"effstudio metadata cannot be used: {err}")
     return Inspected(path, "onnx", size, tensors, metadata=metadata, graph=graph_info(model), notes=notes,
                      files=[path], keepalive=[model])

@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from effstudio.inspect.pickle_scan import disallowed, pickle_globals
+from effstudio.engine import read_limits
+from effstudio.inspect.pickle_scan import PickleTooLarge, disallowed, pickle_globals
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
+from effstudio.inspect.zip_members import InflationBudget
 
 # keys under which training scripts keep the weights, most specific first
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params",
@@ -38,28 +40,58 @@ def _fail(path: Path, reason: str) -> InspectError:
     return InspectError(f"{path.name}: {reason}")
 
 
-def _zip_pickle_name(path: Path, archive: zipfile.ZipFile) -> str:
-    names = archive.namelist()
+def _zip_pickles(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Every pickle member, after checking that the one torch.load reads exists and that all fit the limits.
+
+    PyTorch's zip reader takes the folder of the archive's *first* entry as the
+    archive root and loads ``<root>/data.pkl`` (looked up without regard to
+    case); other members are never unpickled by it. Every ``.pkl`` member is
+    scanned all the same, duplicates included, so no name can hide one.
+    """
+    infos = archive.infolist()
+    if not infos:
+        raise _fail(path, "an empty zip archive, not a PyTorch checkpoint")
+    root, slash, _ = infos[0].filename.partition("/")
+    if not slash:
+        raise _fail(path, f"not a PyTorch checkpoint: its first entry {infos[0].filename!r} is not inside a folder, "
+                          "and PyTorch reads the archive from the first entry's folder")
+    names = [info.filename for info in infos]
     if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
         raise _fail(path, "this is a TorchScript module (it carries compiled code), not a checkpoint of weights; "
                           "effstudio only reads plain tensors. Save model.state_dict() to inspect the weights.")
-    pickles = [n for n in names if n.endswith("data.pkl")]
-    if not pickles:
-        raise _fail(path, "a zip archive without the data.pkl of a PyTorch checkpoint")
-    return pickles[0]
+    loaded = f"{root}/data.pkl"
+    if not any(n.lower() == loaded.lower() for n in names):
+        raise _fail(path, f"a zip archive without {loaded}, the pickle PyTorch would load (the data.pkl in the "
+                          f"folder of the first entry, {root!r}): not a PyTorch checkpoint")
+    pickles = [info for info in infos if info.filename.lower().endswith(".pkl")]
+    budget = InflationBudget()
+    for info in infos:  # before anything is inflated: the declared sizes
+        if info in pickles and info.file_size > read_limits.MAX_PICKLE_BYTES:
+            problem: str | None = (f"the pickle {info.filename} declares {info.file_size:,} bytes, more than the "
+                                   f"{read_limits.MAX_PICKLE_BYTES:,} effstudio reads (MAX_PICKLE_BYTES)")
+        else:
+            problem = budget.problem(info)  # torch would inflate a compressed storage whole
+        if problem is not None:
+            raise _fail(path, f"refused: {problem}")
+    return pickles
 
 
 def check_pickle(path: Path, is_zip: bool) -> None:
-    """Refuse a file whose pickle would import anything but tensor-rebuilding functions."""
+    """Refuse a file whose pickles would import anything but tensor-rebuilding functions, or are too large."""
+    found: list[tuple[str, str]] = []
     try:
         if is_zip:
-            with zipfile.ZipFile(path) as archive, archive.open(_zip_pickle_name(path, archive)) as stream:
-                found = pickle_globals(stream, max_pickles=1)
+            with zipfile.ZipFile(path) as archive:
+                for info in _zip_pickles(path, archive):
+                    with archive.open(info) as stream:
+                        found += pickle_globals(stream, max_pickles=1)
         else:
             with open(path, "rb") as stream:
                 found = pickle_globals(stream)
     except zipfile.BadZipFile as err:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
+    except PickleTooLarge as err:
+        raise _fail(path, f"refused: {err}") from None
     except (ValueError, EOFError) as err:
         raise _fail(path, f"the pickle inside is damaged or truncated ({err})") from None
     bad = disallowed(found)
@@ -80,6 +112,9 @@ def _torch_error(path: Path, err: Exception) -> InspectError:
         return _fail(path, f"refused by PyTorch's safe loader (weights_only=True): {reason}. "
                            "effstudio never executes code from a file.")
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    if "not resizable" in first or "does not match expected size" in first or "wrong byte size" in first:
+        return _fail(path, f"refused: a tensor's shape, strides or offset reach beyond the bytes stored for it "
+                           f"(PyTorch: {first})")
     if "central directory" in first or "zip archive" in first:
         return _fail(path, f"the zip archive is damaged or truncated ({first})")
     return _fail(path, f"PyTorch cannot read it ({type(err).__name__}: {first})")
@@ -169,11 +204,50 @@ def _raw_array(tensor: Any) -> tuple[str, Any] | None:
     return name, t.numpy
 
 
+def _view_problem(tensor: Any, repeated_so_far: int) -> tuple[str | None, int]:
+    """(why the tensor's elements are not read, or None; elements of repeating views in the file so far).
+
+    A strided view may show each stored element many times (``expand``, stride
+    0): 10**12 elements over one float. Its extent is compared with the bytes
+    really stored, and the views larger than their storage are read only up to
+    :data:`read_limits.MAX_REPEATED_VIEW_ELEMENTS` elements for the whole file,
+    so that ten thousand views just under the limit cannot add up to hours.
+    """
+    numel = tensor.numel()
+    if numel == 0:
+        return None, repeated_so_far
+    stored = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
+    last = tensor.storage_offset() + sum((size - 1) * abs(stride) for size, stride in
+                                         zip(tensor.shape, tensor.stride(), strict=True))
+    if tensor.storage_offset() < 0 or last >= stored:
+        return (f"its shape {list(tensor.shape)}, strides {list(tensor.stride())} and offset "
+                f"{tensor.storage_offset()} reach element {last:,} of a storage of {stored:,}"), repeated_so_far
+    if numel <= stored:
+        return None, repeated_so_far
+    limit = read_limits.MAX_REPEATED_VIEW_ELEMENTS
+    if repeated_so_far + numel > limit:
+        earlier = f" (with the {repeated_so_far:,} of such views before it)" if repeated_so_far else ""
+        return (f"a view of {numel:,} elements (strides {list(tensor.stride())}) repeating a storage of "
+                f"{stored:,}{earlier}; effstudio reads such views up to {limit:,} elements in a file "
+                "(MAX_REPEATED_VIEW_ELEMENTS)"), repeated_so_far
+    return None, repeated_so_far + numel
+
+
+def _refusal(path: Path, name: str, problem: str):
+    def load() -> np.ndarray:
+        raise InspectError(f"{path.name}: tensor {name!r} is not read: {problem}")
+
+    return load
+
+
 def _native_byte_order(path: Path) -> bool:
     """True when the zip's tensors are stored in this machine's byte order (torch swaps others in memory)."""
     with zipfile.ZipFile(path) as archive:
         records = [n for n in archive.namelist() if n.endswith("/byteorder")]
-        stored = archive.read(records[0]).decode("ascii", "replace").strip() if records else "little"
+        stored = "little"
+        if records:
+            with archive.open(records[0]) as record:
+                stored = record.read(16).decode("ascii", "replace").strip()  # "little" or "big"
     return stored == sys.byteorder
 
 
@@ -190,12 +264,16 @@ def read_pytorch(path: Path, is_zip: bool) -> Inspected:
     found, metadata, notes = unwrap(obj)
     tensors: list[TensorRef] = []
     skipped = 0
+    repeated = 0  # elements of views that repeat their storage, read so far
     for name, tensor in found.items():
         raw = _raw_array(tensor)
         if raw is None:
             skipped += 1
             continue
         dtype, loader = raw
+        problem, repeated = _view_problem(tensor, repeated)
+        if problem is not None:
+            loader = _refusal(path, name, problem)
         tensors.append(TensorRef(name, tuple(int(d) for d in tensor.shape), dtype, loader,
                                  mapped=mapped and tensor.is_contiguous()))
     if skipped:

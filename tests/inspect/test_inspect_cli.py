@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -89,16 +90,18 @@ def test_bad_files_exit_1_with_the_reason(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_unreadable_tensor_is_reported_and_exits_1(tmp_path, capsys):
-    import onnx
+def test_unreadable_tensor_is_reported_and_exits_1(tmp_path, capsys, monkeypatch):
+    from effstudio.engine import read_limits
 
-    path = files.onnx_model(tmp_path / "ext.onnx", external=True)
-    model = onnx.load(str(path), load_external_data=False)
-    (tmp_path / "ext.onnx.data").unlink()
-    onnx.save_model(model, str(path))
+    path = files.npz_file(tmp_path / "arrays.npz", compressed=True)
+    with zipfile.ZipFile(path) as archive:
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+    assert sizes["b.npy"] < min(sizes["a.npy"], sizes["c.npy"])
+    monkeypatch.setattr(read_limits, "MAX_INFLATED_BYTES", sizes["b.npy"])  # "b" fits, "a" and "c" do not
     code, record, err = run_json(capsys, str(path))
-    assert code == 1 and "is missing" in err
-    assert any("is missing" in w for w in record["warnings"])
+    assert code == 1 and "MAX_INFLATED_BYTES" in err
+    assert [t["name"] for t in record["tensors"] if t["mean"] is not None] == ["b"]
+    assert sum("MAX_INFLATED_BYTES" in w for w in record["warnings"]) == 2
 
 
 def test_a_path_alone_opens_the_window_on_it(tmp_path, monkeypatch):

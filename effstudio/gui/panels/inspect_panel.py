@@ -742,7 +742,7 @@ def details_text(inspected: Inspected) -> str:
             if key == "config" and value.startswith("{"):
                 try:
                     value = json.dumps(json.loads(value), indent=2).replace("\n", "\n    ")
-                except ValueError:
+                except (ValueError, RecursionError):  # shown as it is stored
                     pass
             lines.append(f"  {key}: {value}")
     if inspected.config:

@@ -1,0 +1,37 @@
+"""How much of a file the readers will read, inflate or walk: every limit in one place, with its reason.
+
+A file is data a stranger may have made. Each reader compares what a file
+declares (a header length, a zip member's inflated size, a tensor's shape over
+its storage) with these limits *before* reading, and streams with the same cap
+where the declaration cannot be trusted, so a small hostile file cannot make a
+reader run for hours or fill the memory. A refusal names the limit it hit.
+"""
+
+from __future__ import annotations
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# safetensors: the reference library refuses larger headers; the format needs 3 levels of JSON, its parser stops
+# at 128, so anything deeper is refused before it gets there
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+MAX_SAFETENSORS_HEADER_DEPTH = 64
+
+# a checkpoint's pickle holds names and shapes, not tensor data: ~100 bytes per tensor, so 32 MiB is ~300,000
+# tensors. The opcode scan reads ~3 MB/s (about 10 s here); a 1 GiB pickle would keep it busy for 6 minutes
+MAX_PICKLE_BYTES = 32 * MiB
+
+# a compressed .npz array is inflated into memory to read its statistics
+MAX_INFLATED_BYTES = 1 * GiB
+# deflate reaches ~1000:1 on constant data; real weights compress less than 2:1. A small all-zero array may
+# compress far better than this, so the ratio is only checked for members above RATIO_CHECKED_ABOVE
+MAX_INFLATE_RATIO = 100
+RATIO_CHECKED_ABOVE = 64 * MiB
+
+# a PyTorch tensor may repeat its storage (stride 0, overlapping strides: torch.expand). Its statistics walk every
+# element of the view; 2**27 take ~0.5 s, the 10**12 of a stride-0 view over one float would take hours. The
+# limit is for all such views of a file together
+MAX_REPEATED_VIEW_ELEMENTS = 1 << 27
+
+# JSON beside or inside a model (config.json, a shard index, ONNX metadata): kilobytes in real files
+MAX_JSON_BYTES = 10 * MiB
