@@ -253,6 +253,6 @@ def config_of_file(path: str | Path) -> tuple[RunConfig, dict[str, Any]]:
         from effstudio.compress.export import read_onnx_metadata
 
         metadata = read_onnx_metadata(path)
-        return RunConfig.from_dict(json.loads(metadata["config"])), metadata
+        return RunConfig.from_dict(json.loads(metadata["config"]), named_by=path), metadata
     info = read_info(path)
     return info.config, info.metadata

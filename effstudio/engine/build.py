@@ -20,6 +20,7 @@ def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
     """The task, in the form the model type reads: an encoder-decoder model (whose config
     class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
     registry = registry or get_registry()
+    config.check_paths()  # a file a config or checkpoint names is read only if it may be
     task = registry.get("tasks", config.task_name).factory(config.task)
     if getattr(type(config.model), "task_form", None) == "seq2seq" and task.spec.objective != "seq2seq":
         as_seq2seq = getattr(task, "as_seq2seq", None)
