@@ -256,7 +256,7 @@ class RunConfig:
         if not named:
             return self
         folder = Path(os.path.abspath(source)).parent
-        absolute = {key: str(folder / Path(value).expanduser()) for key, value in named.items()}
+        absolute = {key: os.path.normpath(folder / Path(value).expanduser()) for key, value in named.items()}
         config = self.with_overrides(absolute, registry)
         return dataclasses.replace(config, sources={key: str(source) for key in named})
 
