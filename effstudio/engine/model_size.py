@@ -81,11 +81,11 @@ def _setting(config: Any, name: str, default: int) -> int:
 
 def analytic_params(model_config: Any, spec: Any) -> int:
     """Parameters from the widths a model config names: embeddings, positions and head, and per
-    layer the attention projections (4 d^2) and the MLP (2 ff_mult d^2 per expert)."""
+    layer the attention projections (4 d^2) and the MLP (2 ff_mult d^2, per expert of a mixture)."""
     width = _setting(model_config, "d_model", 0)
     layers = _setting(model_config, "layers", 1)
     ff_mult = _setting(model_config, "ff_mult", 4)
-    experts = _setting(model_config, "experts", 1)
+    experts = _setting(model_config, "experts", 1) if getattr(model_config, "ffn", "moe") == "moe" else 1
     vocab = max(len(spec.vocab), spec.num_classes)
     per_layer = 4 * width * width + 2 * ff_mult * width * width * experts
     return (vocab + spec.max_length) * width + layers * per_layer + width * spec.num_classes
