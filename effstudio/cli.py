@@ -630,9 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from effstudio.config import ConfigError
     from effstudio.engine.checkpoint import CheckpointError
-    from effstudio.registry import UnknownEntryError
-
     from effstudio.paths import allow_path
+    from effstudio.registry import UnknownEntryError
 
     for path in getattr(args, "allow_path", None) or ():
         allow_path(path)

@@ -227,10 +227,10 @@ def _amount(text: str) -> float:
 
 
 def add_compress_parsers(commands: Any) -> None:
-    from effstudio.paths import add_allow_path_option
     from effstudio.compress.prune import IMPORTANCE
     from effstudio.compress.prune import METHODS as PRUNE_METHODS
     from effstudio.compress.quantize import METHODS as QUANT_METHODS
+    from effstudio.paths import add_allow_path_option
 
     prune = commands.add_parser(
         "prune", help="prune a checkpoint: magnitude (layer-wise or global) or whole heads/neurons",

@@ -7,7 +7,8 @@ take the machine down with it. The estimate:
 
 - parameters exactly, by building the model on PyTorch's ``meta`` device, which records
   shapes and allocates nothing (milliseconds); a model that cannot be built there
-  (one that reads a value during construction) is estimated from its widths instead;
+  (one that reads a value during construction) is estimated from its widths instead,
+  and so is one whose widths alone put it far beyond the limit (``CLEARLY_TOO_LARGE``);
 - 4 bytes per float32 parameter, times 4 when training (the weights, their gradients and
   AdamW's two moments);
 - activations of one micro-batch of the config's batch size and the task's length: about
@@ -37,6 +38,11 @@ LIMIT_ENV = "EFFSTUDIO_MEMORY_LIMIT_GB"
 FLOAT_BYTES = 4
 TRAINING_COPIES = 4  # weights, gradients, AdamW exp_avg and exp_avg_sq
 ACTIVATION_FLOATS = 16  # per token, layer and unit of width kept for the backward pass (MLP of 4x width, ...)
+CLEARLY_TOO_LARGE = 8  # estimated from the widths at this many times the memory, no exact count is needed
+
+
+class ModelTooLarge(ConfigError):
+    """A model's estimated memory exceeds what the machine has (a usage error, exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,11 @@ def analytic_params(model_config: Any, spec: Any) -> int:
     return (vocab + spec.max_length) * width + layers * per_layer + width * spec.num_classes
 
 
-def estimate(model_config: Any, spec: Any, build: Callable[[], nn.Module], *, batch: int,
+def estimate(model_config: Any, spec: Any, build: Callable[[], nn.Module] | None, *, batch: int,
              training: bool) -> SizeEstimate:
-    """The memory the model ``build()`` makes for ``model_config`` and the task ``spec`` needs."""
-    counted = count_params(build)
+    """The memory the model ``build()`` makes for ``model_config`` and the task ``spec`` needs
+    (parameters counted on the meta device; from the widths without ``build`` or where that fails)."""
+    counted = count_params(build) if build is not None else None
     params = counted if counted is not None else analytic_params(model_config, spec)
     copies = TRAINING_COPIES if training else 1
     width = _setting(model_config, "d_model", 0)
@@ -128,17 +135,19 @@ def _describe(model_type: str, model_config: Any) -> tuple[str, str]:
 
 def check_fits(model_type: str, model_config: Any, spec: Any, build: Callable[[], nn.Module], *, batch: int = 1,
                training: bool = False, device: torch.device | None = None, named_by: Any = None) -> SizeEstimate:
-    """Refuse (ConfigError) a model whose estimate exceeds the memory available; return the estimate.
+    """Refuse (ModelTooLarge) a model whose estimate exceeds the memory available; return the estimate.
 
     ``named_by`` (a checkpoint) is named in the message when the settings come from its header."""
-    size = estimate(model_config, spec, build, batch=batch, training=training)
     limit, where = available_bytes(device)
-    if size.total_bytes <= limit:
-        return size
+    size = estimate(model_config, spec, None, batch=batch, training=training)
+    if size.total_bytes <= CLEARLY_TOO_LARGE * limit:  # else refused at once: a deep stack takes a while on meta
+        size = estimate(model_config, spec, build, batch=batch, training=training)
+        if size.total_bytes <= limit:
+            return size
     what = "parameters and optimizer state" if training else "parameters"
     source = f" (in {named_by})" if named_by is not None else ""
     field, settings = _describe(model_type, model_config)
-    raise ConfigError(field, f"{settings}{source} would need about "
+    raise ModelTooLarge(field, f"{settings}{source} would need about "
                              f"{format_bytes(size.param_bytes)} of {what} ({size.params:,} parameters) and "
                              f"{format_bytes(size.activation_bytes)} of activations for a batch of {batch} x "
                              f"{spec.max_length}; this machine has {format_bytes(limit)} {where}. If the estimate "

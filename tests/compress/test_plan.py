@@ -1,6 +1,5 @@
 """A run config's [[compress]] steps: parsed, checked by field, round-tripped, chained."""
 
-from pathlib import Path
 
 import pytest
 

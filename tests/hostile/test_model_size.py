@@ -14,7 +14,13 @@ import torch
 from effstudio.cli import main
 from effstudio.config import ConfigError
 from effstudio.engine.build import build_model, build_task
-from effstudio.engine.model_size import LIMIT_ENV, analytic_params, available_bytes, check_fits, estimate
+from effstudio.engine.model_size import (
+    LIMIT_ENV,
+    analytic_params,
+    available_bytes,
+    check_fits,
+    estimate,
+)
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
 from effstudio.registry import get_registry
@@ -175,3 +181,14 @@ def test_the_refusal_allocates_nothing(tmp_path, argv):
     assert done.returncode == 2, done.stderr
     assert len(lines) == 2 and "would need about" in lines[0] and "Traceback" not in done.stderr
     assert int(lines[1].split()[1]) < 1_000_000  # kB: under 1 GB (a 4 TB model was refused, not attempted)
+
+
+def test_a_huge_student_is_refused_with_its_estimate(tmp_path, capsys):
+    from tests.compress.conftest import make_checkpoint, tiny_config
+
+    teacher = make_checkpoint(tmp_path / "teacher.safetensors", tiny_config("copy"))
+    code, err, seconds = run(capsys, "distill", "--teacher", teacher, "--student-model", "transformer",
+                             "--set", "model.d_model=1000000", "--set", "model.heads=4", "--steps", "1",
+                             "--out", tmp_path / "student.safetensors")
+    assert code == 2 and "would need about" in err and "cannot take" not in err
+    assert seconds < 20 and not (tmp_path / "student.safetensors").exists()
