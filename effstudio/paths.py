@@ -65,11 +65,13 @@ def user_allowed(path: str | Path) -> bool:
     return any(target == allowed or target.is_relative_to(allowed) for allowed in _allowed)
 
 
-def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Path) -> Path:
+def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Path,
+            folder_is: str = "its folder") -> Path:
     """``path`` (relative to ``folder``, or absolute) as an absolute path inside ``folder``.
 
     Symbolic links are followed, so a link that leads out is refused like ``..`` or an
-    absolute path elsewhere. Raises ConfigError naming ``field`` and the file ``named_by``.
+    absolute path elsewhere. Raises ConfigError naming ``field``, the file ``named_by`` and
+    the folder (``folder_is`` says what it is to the file: "its folder", "the run folder").
     """
     from effstudio.config import ConfigError
 
@@ -77,6 +79,6 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
     target = Path(path).expanduser()
     target = _resolved(target if target.is_absolute() else base / target)
     if not target.is_relative_to(base):
-        raise ConfigError(field, f"{str(path)!r} in {named_by} leads outside its folder {base} (to {target}); "
-                                 "a path a file names must stay inside the file's folder")
+        raise ConfigError(field, f"{str(path)!r} in {named_by} leads outside {folder_is} {base} (to {target}); "
+                                 "a path that a file names must stay inside the folder it belongs to")
     return target

@@ -313,7 +313,7 @@ def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_di
         field = f"compress[{item.index}].out"
         if item.step.out:
             check_out_name(item.step.out, field)
-        confine(item.out, folder, field, named_by)
+        confine(item.out, folder, field, named_by, folder_is="the run folder")
         out = key(item.out)
         if out in kept:
             raise ConfigError(field, f"would overwrite {kept[out]} ({item.out}); name a new file")
