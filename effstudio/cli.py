@@ -119,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir = args.out or (args.resume.parent if args.resume else None)
     if out_dir is None and steps:  # the steps' outputs are checked against the folder they will go in
         out_dir = default_run_dir(config)
-    config = RunPlan(config, steps).checked(out_dir).config  # refuses before anything is trained or written
+    source = args.config or (args.resume.parent / "config.toml" if args.resume else None)
+    config = RunPlan(config, steps).checked(out_dir, source).config  # refused before anything is written
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main

@@ -313,12 +313,15 @@ def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_di
         field = f"compress[{item.index}].out"
         if item.step.out:
             check_out_name(item.step.out, field)
-        confine(item.out, folder, field, named_by, folder_is="the run folder")
+        named = str(item.out.relative_to(folder)) if item.out.is_relative_to(folder) else str(item.out)
+        confine(named, folder, field, named_by, folder_is="the run folder")
         out = key(item.out)
         if out in kept:
-            raise ConfigError(field, f"would overwrite {kept[out]} ({item.out}); name a new file")
+            raise ConfigError(field, f"{named!r} in {named_by} would overwrite {kept[out]} ({item.out}); "
+                                     "name a new file")
         if out == key(item.source):
-            raise ConfigError(field, f"is the step's own input ({item.out}); name a new file")
+            raise ConfigError(field, f"{named!r} in {named_by} is the step's own input ({item.out}); "
+                                     "name a new file")
         kept[out] = f"the output of compress[{item.index}]"
 
 
@@ -374,10 +377,11 @@ class RunPlan:
     def with_config(self, config: RunConfig) -> RunPlan:
         return dataclasses.replace(self, config=config)
 
-    def checked(self, run_dir: str | Path | None) -> RunPlan:
+    def checked(self, run_dir: str | Path | None, source: str | Path | None = None) -> RunPlan:
         """The plan, checked before anything is trained or written (``train`` and the window's Start):
         its input paths (a path a file named stays in that file's folder) and, where there are steps,
-        their outputs in the run folder ``run_dir`` (see check_outputs). ConfigError says what is wrong.
+        their outputs in the run folder ``run_dir`` (see check_outputs). ConfigError says what is wrong
+        (naming ``source``, the file the steps come from, where known).
 
         The user's relative paths become absolute, and the checked inputs may be read by what follows
         in this process (the steps read the trained checkpoint's header, which names them)."""
@@ -387,7 +391,8 @@ class RunPlan:
             if run_dir is None:
                 raise ValueError("a plan with compression steps is checked against its run folder")
             trained = Path(run_dir) / TRAINED_NAME
-            check_outputs(chain(self.compress, trained, run_dir), trained, run_dir)
+            check_outputs(chain(self.compress, trained, run_dir), trained, run_dir,
+                          str(source) if source is not None else "the run config")
         for value in config.input_paths().values():
             allow_path(value)
         return self.with_config(config)

@@ -61,7 +61,7 @@ def test_a_config_output_outside_the_run_folder_is_refused_before_training(tmp_p
     out = ["--out", cases.run_folder(tmp_path)] if into == "run_folder" else []
     code, stdout, err = run(capsys, "train", "--config", config, *out)
     assert code == 2, err
-    assert "compress[1].out" in err and OUT_CASES[name] in err
+    assert "compress[1].out" in err and OUT_CASES[name] in err and str(config) in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert stdout == ""  # not even a "run folder:" line: training did not start
     assert nothing_trained(tmp_path)
