@@ -13,6 +13,8 @@ from typing import Any
 
 import platformdirs
 
+from effstudio.config import ConfigError
+
 APP_NAME = "effstudio"
 
 
@@ -73,8 +75,6 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
     absolute path elsewhere. Raises ConfigError naming ``field``, the file ``named_by`` and
     the folder (``folder_is`` says what it is to the file: "its folder", "the run folder").
     """
-    from effstudio.config import ConfigError
-
     base = _resolved(folder)
     target = Path(path).expanduser()
     target = _resolved(target if target.is_absolute() else base / target)

@@ -184,10 +184,7 @@ class RunConfig:
         checkpoint header names the same file wherever it is read later."""
         relative = {key: os.path.abspath(Path(value).expanduser()) for key, value in self.input_paths().items()
                     if key not in self.sources and not Path(value).expanduser().is_absolute()}
-        if not relative:
-            return self
-        config = self.with_overrides(relative)
-        return dataclasses.replace(config, sources=self.sources)
+        return self.with_overrides(relative) if relative else self
 
     def check_paths(self) -> None:
         """Refuse a path setting that a file named and that leads outside that file's folder,

@@ -39,6 +39,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.config import ConfigError
 from effstudio.paths import confine
 from effstudio.runs.store import RunStore, RunStoreError, default_path
 
@@ -339,16 +340,16 @@ def _event_from_json(record: dict[str, Any]) -> Event | None:
 
 
 def _file_of_run(named: Any, folder: Path, recorded_dir: str | None, field: str, log: Path) -> Path:
-    """A file an imported run's event log names, as a file of the run folder ``folder``: a relative
-    path is relative to it, and an absolute one inside the folder the run was recorded in
-    (``recorded_dir``, from the log's start event) is the same file in ``folder``, where it was copied
-    to. Anything leading elsewhere is refused (ConfigError): an imported run's files stay in its folder."""
-    from effstudio.config import ConfigError
+    """A file an imported run's event log names, as a file of the run folder ``folder``.
 
+    A path inside the folder the run was recorded in (``recorded_dir``, from the log's start
+    event) is the same file in ``folder``, where it was copied to; another relative path is
+    relative to ``folder``. Anything that leads elsewhere is refused (ConfigError): an imported
+    run's files stay in its folder."""
     if not isinstance(named, str) or not named:
         raise ConfigError(field, f"expected a file name in {log}, got {named!r}")
     path = Path(named)
-    if path.is_absolute() and recorded_dir:
+    if isinstance(recorded_dir, str) and recorded_dir:  # `train --out run1` logs run1/checkpoint...
         try:
             path = path.relative_to(recorded_dir)
         except ValueError:

@@ -160,3 +160,17 @@ def test_an_imported_run_moved_from_elsewhere_keeps_its_files(tmp_path, capsys):
     assert code == 0, err
     code, stdout, _ = run(capsys, "runs", "show", str(json.loads(stdout)["id"]), "--json")
     assert [a["path"] for a in json.loads(stdout)["artifacts"]] == [str((folder / "half.safetensors").resolve())]
+
+
+def test_an_imported_run_trained_into_a_relative_folder_keeps_its_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "train", "--model", "transformer", "--task", "copy",
+                       *sum((["--set", f"{k}={v}"] for k, v in cases.TINY.items()), []), "--out", "run1",
+                       "--no-record")
+    assert code == 0, err
+    (tmp_path / "run1").rename(tmp_path / "moved")
+    code, stdout, err = run(capsys, "runs", "import", "moved", "--json")
+    assert code == 0, err
+    code, stdout, _ = run(capsys, "runs", "show", str(json.loads(stdout)["id"]), "--json")
+    artifacts = json.loads(stdout)["artifacts"]
+    assert artifacts[0]["path"] == str(tmp_path / "moved" / "checkpoint.safetensors") and artifacts[0]["exists"]
