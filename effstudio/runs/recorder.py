@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import effstudio
+from effstudio.config import ConfigError
 from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
@@ -39,7 +40,6 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
-from effstudio.config import ConfigError
 from effstudio.paths import confine
 from effstudio.runs.store import RunStore, RunStoreError, default_path
 
