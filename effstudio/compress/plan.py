@@ -182,6 +182,11 @@ def parse_step(data: Any, index: int) -> CompressStep:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
             raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+        # the student learns the teacher's task on its data: a file may not point it at other data
+        task_settings = [i for i in items if i.split("=", 1)[0].strip().startswith("task.")]
+        if task_settings:
+            raise ConfigError(f"{where}.set", f"{task_settings[0]!r}: the student takes the teacher's task and "
+                                              "data; a run config's step cannot change task settings")
         student_settings = tuple(items)
     step = with_values(cls(), values, section=where)  # parses, range-checks and runs the step's check()
     if step.out:

@@ -149,6 +149,13 @@ def make_out_event_log(folder: Path) -> Path:
     return _victim_and_config(folder, 'method = "prune"\namount = 0.5\nout = "./events.jsonl"\n')
 
 
+def make_distill_set_task_path(folder: Path) -> Path:
+    """A distillation step whose student settings point the task at a file outside the config's folder."""
+    secret(folder).parent.mkdir(parents=True, exist_ok=True)
+    secret(folder).write_text(SECRET_TEXT, encoding="utf-8")
+    return _victim_and_config(folder, f'method = "distill"\nsteps = 1\nset = ["task.path={secret(folder).resolve()}"]\n')
+
+
 # -------------------------------------------------------------------- inputs
 def _secret_config(folder: Path, path_value: str) -> Path:
     secret(folder).parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +300,7 @@ CASES = [
     ("out_trained_spelling", make_out_trained_spelling, "toml"),
     ("out_trained_alias", make_out_trained_alias, "toml"),
     ("out_event_log", make_out_event_log, "toml"),
+    ("distill_set_task_path", make_distill_set_task_path, "toml"),
     ("charlm_absolute", make_charlm_absolute, "toml"),
     ("charlm_parent", make_charlm_parent, "toml"),
     ("charlm_symlink", make_charlm_symlink, "toml"),
