@@ -108,12 +108,19 @@ def _graceful_interrupt(control: Any) -> Iterator[None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from effstudio.compress.plan import RunPlan
     from effstudio.engine.distributed import context_from_env
     from effstudio.engine.events import DoneEvent, JobControl, StartEvent
-    from effstudio.engine.trainer import train
+    from effstudio.engine.trainer import default_run_dir, train
 
     config = _train_config(args)
     steps = _compress_steps(args, args.resume.parent if args.resume else None)
+    # a resumed run continues in its own folder unless told otherwise
+    out_dir = args.out or (args.resume.parent if args.resume else None)
+    if out_dir is None and steps:  # the steps' outputs are checked against the folder they will go in
+        out_dir = default_run_dir(config)
+    source = args.config or (args.resume.parent / "config.toml" if args.resume else None)
+    config = RunPlan(config, steps).checked(out_dir, source).config  # refused before anything is written
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main
@@ -124,8 +131,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     recorded: Any = None  # the RunRecordedEvent: the run's id and store
     with _graceful_interrupt(control):
         try:
-            # a resumed run continues in its own folder unless told otherwise
-            out_dir = args.out or (args.resume.parent if args.resume else None)
             events = train(config, control=control, out_dir=out_dir, resume=args.resume, init=args.init)
             if is_main and not args.no_record:
                 from effstudio.runs.recorder import record_run, recording_enabled
@@ -533,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-record", action="store_true",
                        help="do not record the run in the run store (EFFSTUDIO_RECORD_RUNS=0 does the same)")
     train.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    from effstudio.paths import add_allow_path_option
+
+    add_allow_path_option(train)
     train.set_defaults(func=cmd_train)
 
     from effstudio.runs.commands import add_runs_parser
@@ -623,8 +631,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from effstudio.config import ConfigError
     from effstudio.engine.checkpoint import CheckpointError
+    from effstudio.paths import allow_path
     from effstudio.registry import UnknownEntryError
 
+    for path in getattr(args, "allow_path", None) or ():
+        allow_path(path)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError, UnknownEntryError, UsageError) as err:

@@ -37,6 +37,7 @@ def param(
     choices: Sequence[Any] | None = None,
     choices_from: str | None = None,
     advanced: bool = False,
+    path: bool = False,
 ) -> Any:
     """Declare a config field with the metadata a form needs.
 
@@ -51,6 +52,7 @@ def param(
         "choices": tuple(choices) if choices is not None else None,
         "choices_from": choices_from,
         "advanced": advanced,
+        "path": path,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -127,6 +129,13 @@ def fields_of(config_cls: type) -> list[FieldSpec]:
             )
         )
     return specs
+
+
+def path_settings(config: Any) -> list[str]:
+    """The names of a config's settings declared with ``param(..., path=True)``."""
+    if not dataclasses.is_dataclass(config):
+        return []
+    return [f.name for f in dataclasses.fields(config) if f.metadata.get("path")]
 
 
 def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:

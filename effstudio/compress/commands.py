@@ -230,6 +230,7 @@ def add_compress_parsers(commands: Any) -> None:
     from effstudio.compress.prune import IMPORTANCE
     from effstudio.compress.prune import METHODS as PRUNE_METHODS
     from effstudio.compress.quantize import METHODS as QUANT_METHODS
+    from effstudio.paths import add_allow_path_option
 
     prune = commands.add_parser(
         "prune", help="prune a checkpoint: magnitude (layer-wise or global) or whole heads/neurons",
@@ -247,6 +248,7 @@ def add_compress_parsers(commands: Any) -> None:
                        help="pruning steps on the cubic schedule (default: 4 with fine-tuning, else 1)")
     prune.add_argument("--out", type=Path, required=True, metavar="FILE")
     prune.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    add_allow_path_option(prune)
     prune.set_defaults(func=cmd_prune)
 
     quantize = commands.add_parser("quantize", help="quantize a checkpoint (torch dynamic int8, fp16, bf16, "
@@ -258,6 +260,7 @@ def add_compress_parsers(commands: Any) -> None:
     quantize.add_argument("--out", type=Path, required=True, metavar="FILE",
                           help="a .safetensors file, or .onnx for the onnx-* methods")
     quantize.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    add_allow_path_option(quantize)
     quantize.set_defaults(func=cmd_quantize)
 
     distill = commands.add_parser("distill", help="train a student model to imitate a teacher checkpoint")
@@ -272,6 +275,7 @@ def add_compress_parsers(commands: Any) -> None:
                          help="weight of hidden-state matching when widths are equal (default: 0)")
     distill.add_argument("--out", type=Path, required=True, metavar="FILE")
     distill.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    add_allow_path_option(distill)
     distill.set_defaults(func=cmd_distill)
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
@@ -282,6 +286,7 @@ def add_compress_parsers(commands: Any) -> None:
     onnx.add_argument("--check", action="store_true",
                       help="compare with PyTorch (max absolute difference), evaluate and time in onnxruntime")
     onnx.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
+    add_allow_path_option(onnx)
     onnx.set_defaults(func=cmd_export)
 
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
@@ -293,6 +298,7 @@ def add_compress_parsers(commands: Any) -> None:
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     compare.add_argument("--json", action="store_true", help='print {"rows": [...]}')
+    add_allow_path_option(compare)
     compare.set_defaults(func=cmd_compare)
 
 

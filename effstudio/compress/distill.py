@@ -40,6 +40,7 @@ from effstudio.config import ConfigError
 from effstudio.engine.build import build_model
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent, StepEvent
+from effstudio.engine.model_size import ModelTooLarge
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
@@ -154,6 +155,8 @@ def build_student(teacher: LoadedModel, config: RunConfig) -> nn.Module:
     torch.manual_seed(config.train.seed)
     try:
         student = build_model(config, teacher.task.spec)
+    except ModelTooLarge:
+        raise  # its own message says what it would need
     except ConfigError as err:
         raise CompressError(f"student {config.model_type!r} cannot take the teacher's task "
                             f"{teacher.config.task_name!r}: {err}") from None

@@ -253,6 +253,6 @@ def config_of_file(path: str | Path) -> tuple[RunConfig, dict[str, Any]]:
         from effstudio.compress.export import onnx_config
 
         config, metadata = onnx_config(path)
-        return RunConfig.from_dict(config), metadata
+        return RunConfig.from_dict(config, named_by=path), metadata
     info = read_info(path)
     return info.config, info.metadata

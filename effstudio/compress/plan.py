@@ -27,7 +27,12 @@ layers), so ``prune, quantize, export`` gives a pruned checkpoint, its int8
 version and its ONNX export. Outputs go into the run folder with names that say
 what they are (``checkpoint-pruned-heads-0.5.safetensors``,
 ``checkpoint-pruned-heads-0.5-dynamic-int8.safetensors``, ...), unless a step
-names its ``out`` (relative to the run folder, or absolute).
+names its ``out``: a file inside the run folder, relative to it. A run config is a
+file people share, so its outputs never leave the run folder (no absolute path, no
+``..``, no symbolic link that leads out) and never replace the run's own files (the
+trained checkpoint and its training state, config.toml, events.jsonl); a step that
+would is refused before training starts (:func:`check_outputs`). To write elsewhere,
+run the step's command on the result with ``--out``.
 
 The steps are not part of :class:`RunConfig`: a RunConfig is what a checkpoint
 was trained with (its header stores it, a resume compares it); a
@@ -50,15 +55,20 @@ from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml
+from effstudio.paths import allow_path, confine
 from effstudio.registry import Registry
 
 EXPORT_FORMATS = ("onnx",)
 TRAINED_NAME = "checkpoint.safetensors"  # the trainer's checkpoint file in a run folder
+# the run folder's own files, which no step may write: what each one is, for messages
+RUN_FILES = {TRAINED_NAME: "the trained checkpoint",
+             "checkpoint.state.pt": "the trained checkpoint's training state",
+             "config.toml": "the run's config", "events.jsonl": "the run's event log"}
 
 
 def _out_param() -> Any:
-    return param("", label="Output file", help="relative to the run folder, or absolute; empty: a descriptive "
-                                                "name in the run folder")
+    return param("", label="Output file", help="a file in the run folder, relative to it; empty: a descriptive "
+                                                "name")
 
 
 @dataclass(frozen=True)
@@ -172,14 +182,32 @@ def parse_step(data: Any, index: int) -> CompressStep:
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
             raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+        # the student learns the teacher's task on its data: a file may not point it at other data
+        task_settings = [i for i in items if i.split("=", 1)[0].strip().startswith("task.")]
+        if task_settings:
+            raise ConfigError(f"{where}.set", f"{task_settings[0]!r}: the student takes the teacher's task and "
+                                              "data; a run config's step cannot change task settings")
         student_settings = tuple(items)
     step = with_values(cls(), values, section=where)  # parses, range-checks and runs the step's check()
+    if step.out:
+        check_out_name(step.out, f"{where}.out")
     if isinstance(step, ExportStep):  # its `check` is the --check option, so its own test has another name
         try:
             step.validate_out()
         except ConfigError as err:
             raise ConfigError(f"{where}.{err.field}", err.message) from None
     return dataclasses.replace(step, set=student_settings) if student_settings else step
+
+
+def check_out_name(out: str, field: str) -> None:
+    """A step's ``out`` as a run config may name it: a path relative to the run folder, inside it."""
+    path = Path(out)
+    if path.is_absolute() or path.drive or out.startswith("~"):
+        raise ConfigError(field, f"{out!r} is outside the run folder: a run config's outputs go into the run "
+                                 "folder, so name a file relative to it (to write elsewhere, run the step's "
+                                 "command on the result with --out)")
+    if ".." in path.parts:
+        raise ConfigError(field, f"{out!r} climbs out of the run folder with '..': name a file inside it")
 
 
 def step_to_dict(step: CompressStep) -> dict[str, Any]:
@@ -220,18 +248,15 @@ def chain(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: str | 
           ) -> list[PlannedStep]:
     """Each step's input and output: the newest prune/distill output (or ``checkpoint``) in, a file out.
 
-    Outputs without an ``out`` go into ``run_dir`` (default: the checkpoint's folder).
+    Outputs go into ``run_dir`` (default: the checkpoint's folder); :func:`check_outputs` says
+    whether they may be written.
     """
     checkpoint = Path(checkpoint)
     folder = Path(run_dir) if run_dir is not None else checkpoint.parent
     model = checkpoint
     planned = []
     for index, step in enumerate(steps, start=1):
-        if step.out:
-            out = Path(step.out).expanduser()
-            out = out if out.is_absolute() else folder / out
-        else:
-            out = folder / step.default_name(model.stem)
+        out = folder / (step.out or step.default_name(model.stem))  # check_outputs keeps it inside
         planned.append(PlannedStep(index, step, model, out))
         if step.method in MODEL_STEPS:
             model = out
@@ -239,13 +264,14 @@ def chain(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: str | 
 
 
 def check_chain(steps: Sequence[CompressStep]) -> None:
-    """No two steps write the same file, and none overwrites the trained checkpoint."""
+    """No two steps write the same file, and none writes one of the run's own files, by name
+    (:func:`check_outputs` checks the paths the file system resolves, once the run folder is known)."""
     seen: dict[str, int] = {}
     for planned in chain(steps, Path(TRAINED_NAME)):
-        key = str(planned.out)
+        key = os.path.normpath(planned.out)
         where = f"compress[{planned.index}].out"
-        if key == TRAINED_NAME:
-            raise ConfigError(where, "is the trained checkpoint; name a new file")
+        if key in RUN_FILES:
+            raise ConfigError(where, f"is {RUN_FILES[key]}; name a new file")
         if key in seen:
             raise ConfigError(where, f"writes the same file ({planned.out.name}) as compress[{seen[key]}]; give one "
                                      "of them an out")
@@ -259,27 +285,49 @@ def steps_of_run_folder(run_dir: str | Path) -> tuple[CompressStep, ...]:
     if not path.is_file():
         return ()
     try:
-        return RunPlan.from_toml(path).compress
+        data = read_toml(path)
     except ConfigError:
         return ()
+    return _in_file(path, lambda: parse_steps(data.get("compress")))  # a step that escapes is refused
 
 
-def _clobbered(planned: Sequence[PlannedStep], checkpoint: Path) -> str | None:
-    """Why the chain would overwrite a file it must keep (the trained checkpoint, its training state,
-    a step's input, another step's output), with paths resolved as the file system sees them; or None."""
+def _in_file(path: Path, read: Any) -> Any:
+    """``read()``, its ConfigError naming the file ``path`` it reads."""
+    try:
+        return read()
+    except ConfigError as err:
+        raise ConfigError(err.field, f"{err.message} (in {path})") from None
+
+
+def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_dir: str | Path | None = None,
+                  named_by: str = "the run config") -> None:
+    """Refuse (ConfigError) a chain that writes outside the run folder (through a symbolic link, an
+    absolute path, ``..``) or over a file it must keep: the run's own files (the trained checkpoint,
+    its training state, config.toml, events.jsonl), a step's input, another step's output. Paths
+    are compared as the file system resolves them, so another spelling of a file is the same file."""
+    checkpoint = Path(checkpoint)
+    folder = Path(run_dir) if run_dir is not None else checkpoint.parent
+
     def key(path: Path) -> str:
         return os.path.normcase(str(path.expanduser().resolve()))
 
-    kept = {key(checkpoint): "the trained checkpoint",
-            key(checkpoint.with_name(checkpoint.stem + ".state.pt")): "the trained checkpoint's training state"}
+    kept = {key(folder / name): what for name, what in RUN_FILES.items()}
+    kept[key(checkpoint)] = "the trained checkpoint"
+    kept[key(checkpoint.with_name(checkpoint.stem + ".state.pt"))] = "the trained checkpoint's training state"
     for item in planned:
+        field = f"compress[{item.index}].out"
+        if item.step.out:
+            check_out_name(item.step.out, field)
+        named = str(item.out.relative_to(folder)) if item.out.is_relative_to(folder) else str(item.out)
+        confine(named, folder, field, named_by, folder_is="the run folder")
         out = key(item.out)
         if out in kept:
-            return f"compress[{item.index}].out would overwrite {kept[out]} ({item.out}); name a new file"
+            raise ConfigError(field, f"{named!r} in {named_by} would overwrite {kept[out]} ({item.out}); "
+                                     "name a new file")
         if out == key(item.source):
-            return f"compress[{item.index}].out is the step's own input ({item.out}); name a new file"
+            raise ConfigError(field, f"{named!r} in {named_by} is the step's own input ({item.out}); "
+                                     "name a new file")
         kept[out] = f"the output of compress[{item.index}]"
-    return None
 
 
 # ----------------------------------------------------------------------- plan
@@ -324,10 +372,35 @@ class RunPlan:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunPlan:
-        return cls.from_dict(read_toml(path), registry)
+        """The plan a run config file holds; its path settings are named by the file (see
+        RunConfig.check_paths), and a bad value's message names the file."""
+        data = read_toml(path)
+        return _in_file(Path(path), lambda: cls(RunConfig.from_dict(
+            {k: v for k, v in data.items() if k != "compress"}, registry, named_by=path),
+            parse_steps(data.get("compress"))))
 
     def with_config(self, config: RunConfig) -> RunPlan:
         return dataclasses.replace(self, config=config)
+
+    def checked(self, run_dir: str | Path | None, source: str | Path | None = None) -> RunPlan:
+        """The plan, checked before anything is trained or written (``train`` and the window's Start):
+        its input paths (a path a file named stays in that file's folder) and, where there are steps,
+        their outputs in the run folder ``run_dir`` (see check_outputs). ConfigError says what is wrong
+        (naming ``source``, the file the steps come from, where known).
+
+        The user's relative paths become absolute, and the checked inputs may be read by what follows
+        in this process (the steps read the trained checkpoint's header, which names them)."""
+        config = self.config.with_absolute_paths()
+        config.check_paths()
+        if self.compress:
+            if run_dir is None:
+                raise ValueError("a plan with compression steps is checked against its run folder")
+            trained = Path(run_dir) / TRAINED_NAME
+            check_outputs(chain(self.compress, trained, run_dir), trained, run_dir,
+                          str(source) if source is not None else "the run config")
+        for value in config.input_paths().values():
+            allow_path(value)
+        return self.with_config(config)
 
 
 def describe_step(step: CompressStep) -> str:
@@ -405,9 +478,10 @@ def run_steps(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: st
     control = control or JobControl()
     planned = chain(steps, checkpoint, run_dir)
     outputs: list[str] = []
-    problem = _clobbered(planned, Path(checkpoint))
-    if problem:
-        yield CompressDoneEvent("failed", 0, len(planned), outputs, problem)
+    try:  # checked before training too; again here, as the folder may have changed since
+        check_outputs(planned, checkpoint, run_dir)
+    except ConfigError as err:
+        yield CompressDoneEvent("failed", 0, len(planned), outputs, str(err))
         return
     for item in planned:
         if control.stop_requested:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, load_weights, read_info
+from effstudio.engine.model_size import check_fits
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
@@ -20,6 +22,7 @@ def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
     """The task, in the form the model type reads: an encoder-decoder model (whose config
     class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
     registry = registry or get_registry()
+    config.check_paths()  # a file a config or checkpoint names is read only if it may be
     task = registry.get("tasks", config.task_name).factory(config.task)
     if getattr(type(config.model), "task_form", None) == "seq2seq" and task.spec.objective != "seq2seq":
         as_seq2seq = getattr(task, "as_seq2seq", None)
@@ -30,16 +33,26 @@ def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
     return task
 
 
-def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | None = None) -> nn.Module:
+def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | None = None, *,
+                training: bool = True, device: torch.device | None = None, named_by: Path | None = None
+                ) -> nn.Module:
+    """The model a config names, for ``task_spec``; refused (ConfigError) before anything is
+    allocated when its estimated memory (for training, or for inference only) exceeds what
+    ``device`` (default: this machine's RAM) has: see effstudio.engine.model_size."""
     registry = registry or get_registry()
     entry = registry.get("models", config.model_type)
-    return entry.factory(config.model, ModelSpec(task=task_spec, attention_config=config.attention))
+    spec = ModelSpec(task=task_spec, attention_config=config.attention)
+    batch = config.train.batch_size // config.train.grad_accum if training else 1
+    check_fits(config.model_type, config.model, task_spec, lambda: entry.factory(config.model, spec),
+               batch=batch, training=training, device=device, named_by=named_by)
+    return entry.factory(config.model, spec)
 
 
-def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec) -> nn.Module:
+def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec, *, training: bool = False,
+                        device: torch.device | None = None) -> nn.Module:
     """The model a checkpoint header describes, weights not loaded: its config's model with
     the per-block widths of a structurally pruned checkpoint (``effstudio.structure``)."""
-    model = build_model(info.config, task_spec)
+    model = build_model(info.config, task_spec, training=training, device=device, named_by=info.path)
     text = info.metadata.get(STRUCTURE_KEY)
     if text:
         try:
@@ -57,13 +70,13 @@ def trainable_model(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
     compressed model can be fine-tuned like any other.
     """
     info = read_info(path)
-    model, _, _ = load_model(info.path)
+    model, _, _ = load_model(info.path, training=True)
     from effstudio.compress.formats import dequantized
 
     return dequantized(model).float().train(), info
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Task]:
+def load_model(path: str | Path, *, training: bool = False) -> tuple[nn.Module, RunConfig, Task]:
     """An effstudio checkpoint's model (weights loaded, eval mode), run config and task.
 
     A pruned, half-precision or quantized checkpoint (see effstudio.compress.formats)
@@ -76,6 +89,6 @@ def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Task]:
         loaded = load_checkpoint(info.path)
         return loaded.model, loaded.config, loaded.task
     task = build_task(info.config)
-    model = model_of_checkpoint(info, task.spec)
+    model = model_of_checkpoint(info, task.spec, training=training)
     load_weights(model, info.path)
     return model.eval(), info.config, task

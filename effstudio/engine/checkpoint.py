@@ -131,7 +131,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} is a safetensors file but not an effstudio checkpoint "
                               "(no effstudio metadata); use `effstudio inspect` to look inside it")
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]))
+        config = RunConfig.from_dict(json.loads(metadata["config"]), named_by=path)
     except (json.JSONDecodeError, ConfigError, KeyError) as err:
         raise CheckpointError(f"{path} has an unusable config in its metadata: {err}") from None
     return CheckpointInfo(path, config, int(metadata.get("step", 0)), metadata.get("effstudio.version", "?"), metadata)

@@ -25,13 +25,15 @@ reads them, and :meth:`RunConfig.from_dict` passes over them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effstudio.config import ConfigError, param, to_dict, validate, with_values
+from effstudio.config import ConfigError, param, path_settings, to_dict, validate, with_values
+from effstudio.paths import confine, user_allowed
 from effstudio.registry import Registry, get_registry
 
 if sys.version_info >= (3, 11):
@@ -86,6 +88,9 @@ class RunConfig:
     task_name: str
     task: Any
     train: TrainConfig = field(default_factory=TrainConfig)
+    # where a path setting came from: "task.path" -> the file (run config, checkpoint) that named it.
+    # Settings typed by the user (--set, a form) have none; see check_paths.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def attention_kind(self) -> str | None:
@@ -139,6 +144,9 @@ class RunConfig:
             config = dataclasses.replace(config, task=with_values(config.task, by_section["task"], section="task"))
         if by_section["train"]:
             config = dataclasses.replace(config, train=with_values(config.train, by_section["train"], section="train"))
+        given = {f"{section}.{name}" for section, values in by_section.items() for name in values}
+        if config.sources and given:  # a value given here replaces the one a file named
+            config = dataclasses.replace(config, sources={k: v for k, v in config.sources.items() if k not in given})
         return config
 
     def _resolve_key(self, key: str, registry: Registry) -> tuple[str, str]:
@@ -159,6 +167,38 @@ class RunConfig:
 
     def _section_obj(self, section: str) -> Any:
         return {"model": self.model, "attention": self.attention, "task": self.task, "train": self.train}[section]
+
+    def input_paths(self) -> dict[str, str]:
+        """The files and folders the config reads ("task.path" -> its value), empty values left out."""
+        found = {}
+        for section in SECTIONS:
+            obj = self._section_obj(section)
+            for name in path_settings(obj):
+                value = getattr(obj, name)
+                if value:
+                    found[f"{section}.{name}"] = value
+        return found
+
+    def with_absolute_paths(self) -> RunConfig:
+        """The user's relative path settings made absolute (from the current folder), so that a
+        checkpoint header names the same file wherever it is read later."""
+        relative = {key: os.path.abspath(Path(value).expanduser()) for key, value in self.input_paths().items()
+                    if key not in self.sources and not Path(value).expanduser().is_absolute()}
+        return self.with_overrides(relative) if relative else self
+
+    def check_paths(self) -> None:
+        """Refuse a path setting that a file named and that leads outside that file's folder,
+        unless the user gave that path themselves (effstudio.paths.allow_path)."""
+        current = self.input_paths()
+        for key, source in self.sources.items():
+            value = current.get(key)
+            if not value or user_allowed(value):
+                continue
+            try:
+                confine(value, Path(source).parent, key, source)
+            except ConfigError as err:
+                raise ConfigError(key, f"{err.message}. If you trust it, give it on the command line: "
+                                       f"--set {key}={value} (train) or --allow-path {value}") from None
 
     def validate(self) -> None:
         for section in SECTIONS:
@@ -182,7 +222,10 @@ class RunConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None,
+                  named_by: str | Path | None = None) -> RunConfig:
+        """A config from its tables. ``named_by`` is the file they come from (a TOML, a checkpoint):
+        its path settings are then relative to that file's folder, and remembered as named by it."""
         registry = registry or get_registry()
         unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
         if unknown:
@@ -201,7 +244,18 @@ class RunConfig:
         # model first so that the attention kind is known before its settings apply
         config = cls.create(model.pop("type"), task.pop("name"), registry=registry)
         config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
-        return config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
+        config = config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
+        return config if named_by is None else config._named_by(Path(named_by), registry)
+
+    def _named_by(self, source: Path, registry: Registry) -> RunConfig:
+        """Path settings as the file ``source`` means them: relative to its folder."""
+        named = self.input_paths()
+        if not named:
+            return self
+        folder = Path(os.path.abspath(source)).parent
+        absolute = {key: os.path.normpath(folder / Path(value).expanduser()) for key, value in named.items()}
+        config = self.with_overrides(absolute, registry)
+        return dataclasses.replace(config, sources={key: str(source) for key in named})
 
     def to_toml(self) -> str:
         import tomli_w
@@ -210,7 +264,7 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunConfig:
-        return cls.from_dict(read_toml(path), registry)
+        return cls.from_dict(read_toml(path), registry, named_by=path)
 
 
 def write_toml(path: str | Path, config: RunConfig) -> None:

@@ -195,8 +195,8 @@ class _Run:
         if resume is not None:
             info = ckpt.read_info(resume)
             self._check_same_run(info, "resume")
-            return model_of_checkpoint(info, self.spec)
-        return build_model(self.config, self.spec)
+            return model_of_checkpoint(info, self.spec, training=True, device=self.device)
+        return build_model(self.config, self.spec, device=self.device)
 
     def _check_same_run(self, info: ckpt.CheckpointInfo, field_name: str) -> None:
         saved, current = info.config, self.config

@@ -382,11 +382,13 @@ class MainWindow(QMainWindow):
                 from effstudio.engine.checkpoint import read_info
 
                 info = read_info(path)
+                info.config.check_paths()  # as `train --init` would: what the header names stays beside it
                 self.apply_config(info.config)
                 self.set_compress_steps(())
                 self.log.add("info", f"Loaded the settings of checkpoint {path} (step {info.step})")
             else:
                 plan = RunPlan.from_toml(path)
+                plan.config.check_paths()  # as `train --config` would: what the file names stays beside it
                 self.apply_config(plan.config)
                 self.set_compress_steps(plan.compress)
                 self.log.add("info", f"Loaded run config {path}")
@@ -473,8 +475,14 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             self.status.showMessage("A run is in progress: stop it before continuing another", 10_000)
             return None
+        try:
+            steps = steps_of_run_folder(run_dir)
+        except ConfigError as err:
+            self.log.add("error", f"Cannot continue the run: {err}")
+            self.status.showMessage(f"Cannot continue the run: {err}", 10_000)
+            return None
         self.apply_config(config)
-        self.set_compress_steps(steps_of_run_folder(run_dir))
+        self.set_compress_steps(steps)
         return self.start_training(resume=Path(checkpoint), out_dir=Path(run_dir))
 
     def fine_tune(self, checkpoint: str) -> TrainWorker | None:
@@ -522,9 +530,20 @@ class MainWindow(QMainWindow):
         config = self.current_config()
         if config is None:
             return None
+        out_dir = out_dir or self.out_dir
+        if out_dir is None and self.compress_steps:  # the steps' outputs are checked in their folder
+            from effstudio.engine.trainer import default_run_dir
+
+            out_dir = default_run_dir(config)
+        try:  # the checks of `effstudio train`, before anything is trained or written
+            plan = RunPlan(config, self.compress_steps).checked(out_dir)
+        except ConfigError as err:
+            self.log.add("error", f"Cannot start: {err}")
+            self.status.showMessage(f"Cannot start: {err}", 15_000)
+            return None
+        config = plan.config
         keys.save_run_config(self.settings, config)
-        plan = RunPlan(config, self.compress_steps)
-        worker = TrainWorker(config, out_dir=out_dir or self.out_dir, resume=resume, init=init,
+        worker = TrainWorker(config, out_dir=out_dir, resume=resume, init=init,
                              train_fn=self.train_fn, record_config=plan if plan.compress else config)
         self._run_plan, self._run_dir, self._run_id = plan, None, None
         job = TrainingJob(worker, self)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from effstudio.paths import add_allow_path_option
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -56,6 +58,7 @@ def add_runs_parser(commands: Any) -> None:
                                                  "with --no-record and copied here)")
     imported.add_argument("run_dir", type=Path, help="a run folder with config.toml and events.jsonl")
     imported.add_argument("--name", help="the run's name (default: TASK-ATTENTION-ID)")
+    add_allow_path_option(imported)
 
     for parser in (listing, show, export, delete, rename, tag, imported):
         parser.add_argument("--json", action="store_true", help="print one JSON object")

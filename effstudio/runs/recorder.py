@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import effstudio
+from effstudio.config import ConfigError
 from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
@@ -39,6 +40,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.paths import confine
 from effstudio.runs.store import RunStore, RunStoreError, default_path
 
 FLUSH_S = 2.0  # at most this long between writes of step metrics
@@ -337,6 +339,24 @@ def _event_from_json(record: dict[str, Any]) -> Event | None:
     return cls(**{k: v for k, v in record.items() if k in names})
 
 
+def _file_of_run(named: Any, folder: Path, recorded_dir: str | None, field: str, log: Path) -> Path:
+    """A file an imported run's event log names, as a file of the run folder ``folder``.
+
+    A path inside the folder the run was recorded in (``recorded_dir``, from the log's start
+    event) is the same file in ``folder``, where it was copied to; another relative path is
+    relative to ``folder``. Anything that leads elsewhere is refused (ConfigError): an imported
+    run's files stay in its folder."""
+    if not isinstance(named, str) or not named:
+        raise ConfigError(field, f"expected a file name in {log}, got {named!r}")
+    path = Path(named)
+    if isinstance(recorded_dir, str) and recorded_dir:  # `train --out run1` logs run1/checkpoint...
+        try:
+            path = path.relative_to(recorded_dir)
+        except ValueError:
+            pass
+    return confine(path, folder, field, log)
+
+
 def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name: str | None = None) -> int:
     """Record a run from its folder (``config.toml`` and ``events.jsonl``), e.g. one trained on a cluster
     with ``--no-record`` and copied home; return its id. Paths are taken as the folder's current place;
@@ -350,6 +370,8 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     if not log.is_file() or not (folder / "config.toml").is_file():
         raise RunStoreError(f"{folder} is not a run folder (it needs config.toml and events.jsonl)")
     config = RunPlan.from_toml(folder / "config.toml")
+    config.config.check_paths()  # what the config reads stays in the folder too (or --allow-path)
+    recorded_dir: str | None = None  # where the run was when it wrote its log (its start event)
     outputs: list[tuple[str, Path]] = []  # the files of its compression steps
     with RunStore(path) as store:
         if store.resumable_run(str(folder)) is not None:
@@ -363,17 +385,19 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
             except (json.JSONDecodeError, TypeError):
                 continue  # a line cut short by a crash
             if record.get("event") == "result" and record.get("path"):
-                moved = folder / Path(record["path"]).name
                 outputs.append((artifact_kind(record.get("method", "")),
-                                moved if moved.is_file() else Path(record["path"])))
+                                _file_of_run(record["path"], folder, recorded_dir, "result.path", log)))
             if isinstance(event, StartEvent):
+                recorded_dir = event.run_dir
                 event = StartEvent(str(folder), event.device, event.params, event.total_steps, event.start_step)
                 segments.append([])
             elif isinstance(event, CheckpointEvent):
-                event = CheckpointEvent(event.step, str(folder / Path(event.path).name))
+                event = CheckpointEvent(event.step, str(_file_of_run(event.path, folder, recorded_dir,
+                                                                     "checkpoint.path", log)))
             elif isinstance(event, DoneEvent) and event.checkpoint:
+                checkpoint = _file_of_run(event.checkpoint, folder, recorded_dir, "done.checkpoint", log)
                 event = DoneEvent(event.steps, event.final_loss, event.val_accuracy,
-                                  str(folder / Path(event.checkpoint).name), event.seconds, event.status, event.error)
+                                  str(checkpoint), event.seconds, event.status, event.error)
             if event is not None and segments:
                 segments[-1].append(event)
     if not segments:

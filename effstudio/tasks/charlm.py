@@ -40,7 +40,7 @@ MAX_CHARACTERS = 1000  # a larger alphabet is more likely a binary file than a t
 class CharLMConfig:
     path: str = param(
         "", label="Text file",
-        help="A UTF-8 text file to model character by character; empty = the bundled sample text",
+        help="A UTF-8 text file to model character by character; empty = the bundled sample text", path=True,
     )
     segment_length: int = param(
         64, label="Segment length", min=2, max=8192,

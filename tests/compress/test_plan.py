@@ -1,6 +1,5 @@
 """A run config's [[compress]] steps: parsed, checked by field, round-tripped, chained."""
 
-from pathlib import Path
 
 import pytest
 
@@ -125,7 +124,7 @@ def test_steps_chain_from_the_newest_model(tmp_path):
                          {"method": "export"},
                          {"method": "distill", "student_model": "transformer", "steps": 5},
                          {"method": "quantize", "quantize": "onnx-int8"},
-                         {"method": "export", "out": str(tmp_path / "elsewhere.onnx")}])
+                         {"method": "export", "out": "exports/named.onnx"}])
     run = tmp_path / "run"
     planned = chain(steps, run / "checkpoint.safetensors")
     names = [(p.source.name, p.out.name) for p in planned]
@@ -137,14 +136,17 @@ def test_steps_chain_from_the_newest_model(tmp_path):
         (pruned, "checkpoint-pruned-neurons-0.25.onnx"),
         (pruned, distilled),
         (distilled, "checkpoint-pruned-neurons-0.25-distilled-transformer-onnx-int8.onnx"),
-        (distilled, "elsewhere.onnx"),
+        (distilled, "named.onnx"),
     ]
     assert all(p.out.parent == run for p in planned[:-1])
-    assert planned[-1].out == Path(tmp_path / "elsewhere.onnx")
+    assert planned[-1].out == run / "exports" / "named.onnx"
 
 
-@pytest.mark.parametrize("out", ["sub/../checkpoint.safetensors", "checkpoint.state.pt", "ABSOLUTE"])
-def test_a_step_never_overwrites_the_trained_checkpoint(tmp_path, out):
+@pytest.mark.parametrize("out, words", [("sub/../checkpoint.safetensors", "climbs out"),
+                                        ("checkpoint.state.pt", "would overwrite the trained checkpoint"),
+                                        ("./checkpoint.safetensors", "would overwrite the trained checkpoint"),
+                                        ("ABSOLUTE", "outside the run folder")])
+def test_a_step_never_overwrites_the_trained_checkpoint(tmp_path, out, words):
     from effstudio.compress.plan import QuantizeStep, run_steps
     from tests.compress.conftest import make_checkpoint
 
@@ -152,5 +154,5 @@ def test_a_step_never_overwrites_the_trained_checkpoint(tmp_path, out):
     before = checkpoint.read_bytes()
     out = str(checkpoint) if out == "ABSOLUTE" else out
     events = list(run_steps((QuantizeStep(quantize="fp16", out=out),), checkpoint, tmp_path))
-    assert events[-1].status == "failed" and "would overwrite the trained checkpoint" in events[-1].error
+    assert events[-1].status == "failed" and words in events[-1].error
     assert checkpoint.read_bytes() == before and not (tmp_path / "sub").exists()

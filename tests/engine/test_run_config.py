@@ -87,3 +87,28 @@ def test_ranks_split_each_global_batch():
     ranks = [next(iter(MicroBatchIndices(64, 16, 1, seed=0, rank=r, world_size=2))) for r in (0, 1)]
     assert sorted(ranks[0].tolist() + ranks[1].tolist()) == sorted(single.tolist())
     assert len(ranks[0]) == len(ranks[1]) == 8
+
+
+def test_a_path_setting_a_file_names_is_relative_to_the_file_and_remembers_it(tmp_path, monkeypatch):
+    from effstudio.paths import _allowed
+
+    monkeypatch.setattr("effstudio.paths._allowed", set(_allowed))
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "run.toml").write_text('[model]\ntype = "transformer"\n[task]\nname = "charlm"\npath = "t.txt"\n',
+                                     encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig.from_toml(folder / "run.toml")
+    assert config.task.path == str(folder / "t.txt") and config.sources == {"task.path": str(folder / "run.toml")}
+    config.check_paths()  # inside its folder
+    outside = config.with_overrides({"model.d_model": 64}).with_overrides({})
+    assert outside.sources == config.sources  # other settings keep where the path came from
+    bad = RunConfig.from_dict({"model": {"type": "transformer"}, "task": {"name": "charlm", "path": "../t.txt"}},
+                              named_by=folder / "run.toml")
+    with pytest.raises(ConfigError) as caught:
+        bad.check_paths()
+    assert caught.value.field == "task.path" and "--set task.path=" in caught.value.message
+    typed = bad.with_overrides(["task.path=../t.txt"])  # the user's own value: no file named it
+    assert typed.sources == {} and typed == bad.with_overrides(["task.path=../t.txt"])
+    typed.check_paths()
+    assert typed.with_absolute_paths().task.path == str(tmp_path.parent / "t.txt")

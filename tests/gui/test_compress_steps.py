@@ -77,9 +77,10 @@ def test_a_finished_run_runs_its_steps_into_its_folder_table_and_record(window, 
 
 
 def test_a_failing_step_shows_its_message_and_skips_the_rest(window, qtbot, tmp_path):
-    blocker = tmp_path / "blocker"
+    window.out_dir.mkdir(parents=True, exist_ok=True)
+    blocker = window.out_dir / "blocker"
     blocker.write_text("a file where the export wants a folder", encoding="utf-8")
-    steps = (ExportStep(out=str(blocker / "model.onnx")), QuantizeStep(quantize="fp16"))
+    steps = (ExportStep(out="blocker/model.onnx"), QuantizeStep(quantize="fp16"))
     done = _train_then_steps(window, qtbot, steps)
     panel = window.compress_panel
     assert done.status == "failed" and done.completed == 0 and done.outputs == []

@@ -59,3 +59,23 @@ def test_runs_panel_lists_a_runs_files_and_opens_its_steps(app, qtbot, tmp_path)
         assert panel.open_selected_config()
     assert opened.args[0] == plan
     panel.close_store()
+
+
+def test_the_window_refuses_the_configs_train_refuses(window, tmp_path):
+    """`effstudio FILE` opens a run config: a path it names outside its folder is refused on opening,
+    and steps whose outputs would leave the run folder are refused on Start, before anything runs."""
+    from tests.hostile import path_cases as cases
+
+    outside = cases.make_charlm_parent(tmp_path / "a")
+    assert not window.open_path(outside)
+    assert "task.path" in window.log.text() and "leads outside its folder" in window.log.text()
+    (tmp_path / "b").mkdir()
+    escaping = cases.make_out_symlink(tmp_path / "b")
+    plan = RunPlan.from_toml(escaping)  # steps that name a link the run folder holds
+    window.out_dir = cases.run_folder(tmp_path / "b")
+    window.apply_config(tiny_config())
+    window.set_compress_steps(plan.compress)
+    assert window.start_training() is None and window.job is None
+    assert "Cannot start: compress[1].out" in window.log.text()
+    assert not (window.out_dir / "checkpoint.safetensors").exists()
+    assert cases.victim(tmp_path / "b").read_text(encoding="utf-8") == cases.VICTIM_TEXT

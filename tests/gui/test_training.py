@@ -113,3 +113,16 @@ def test_runtime_config_error_marks_the_field(window, qtbot):
     assert window.current_section() == MODEL
     assert window.state == "failed"
     assert "mode" in window.log.text()
+
+
+def test_start_refuses_a_model_too_large_for_the_machine(window, qtbot):
+    """The window's Start runs the same size check as `train`: the width field shows the estimate."""
+    window.model_panel.model_form.set_value("d_model", 1_000_000)
+    worker = window.start_training()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
+        pass
+    assert finished.args[0].status == "failed"
+    qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    assert "would need about" in window.model_panel.model_form.error_text("d_model")
+    assert "EFFSTUDIO_MEMORY_LIMIT_GB" in window.log.text()
