@@ -72,8 +72,11 @@ def test_full_disk_during_save_is_reported_not_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint.safetensors.torch, "save_model", no_space)
     events = list(train(config, out_dir=tmp_path))
     errors = [e for e in events if e.kind == "log" and e.level == "error"]
-    assert errors and "No space left on device" in errors[0].message
-    assert events[-1].status == "finished" and events[-1].checkpoint is None
+    assert len(errors) == 1 and "No space left on device" in errors[0].message
+    assert "\n" not in errors[0].message
+    done = events[-1]
+    assert (done.status, done.checkpoint, done.error) == ("failed", None, errors[0].message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
 def test_save_checkpoint_metadata_is_strings(tmp_path):
