@@ -422,8 +422,13 @@ def resume_point(path: str | Path) -> ResumePoint:
         raise CheckpointError(f"cannot resume from {path}: its training state {in_place.name} is missing")
     if _sha256(in_place) != digest:
         state = _load_state_or_none(in_place)
-        raise _mismatch(path, info.step, in_place, _state_step(state),
-                        "it belongs to another save" if state is not None else "it is damaged")
+        if state is None:
+            why = "it is damaged or cut short"
+        elif state.get("pair") != token:
+            why = "it belongs to another save"
+        else:
+            why = "its bytes differ from the ones saved with these weights"
+        raise _mismatch(path, info.step, in_place, _state_step(state), why)
     return ResumePoint(path, info.step, _checked_state(path, info.step, token, in_place), in_place)
 
 
