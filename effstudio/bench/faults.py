@@ -3,10 +3,11 @@
 ``effstudio bench faults [--kills N] [--json]`` and the kill test
 (tests/hostile/test_kill_and_disk_full.py, with a smaller N) run this same driver.
 
-Kills. A tiny model trains through the CLI (``effstudio train --json``) with a
-checkpoint every step, is SIGKILLed, resumed from its checkpoint
-(``train --resume``), killed again, and so on ``kills`` times, then resumed to
-the end. Every other kill lands at a point of the checkpoint's commit protocol
+Kills. A tiny model trains in a process of its own with a checkpoint every
+step, printing its events as ``effstudio train --json`` does, is SIGKILLed,
+resumed from its checkpoint in a new process (as ``train --resume`` does: the
+checkpoint's own config, its own folder), killed again, and so on ``kills``
+times, then resumed to the end. Every other kill lands at a point of the checkpoint's commit protocol
 (``checkpoint.SAVE_POINTS``: inside the state's and the weights' writes, which
 then leave half a file, after each fsync, between the two renames, after both),
 the others at a random moment of a random step. After each kill the newest
@@ -95,9 +96,11 @@ def measure_faults(kills: int = 20, folder: Path | None = None, seed: int = 0) -
 # ------------------------------------------------------------------ kills
 @dataclass
 class _Segment:
-    """One training process: its command, its logs and what it printed."""
+    """One training process: what it trains, its logs and what it printed."""
 
-    argv: list[str]
+    config: Path  # the run config of a fresh run
+    run_dir: Path
+    resume: bool  # continue from the run folder's checkpoint instead
     log: Path
     stderr: Path
 
@@ -121,11 +124,8 @@ def run_kills(kills: int, folder: Path, report: FaultReport, rng: random.Random)
     config.write_text(_toml({**SETTINGS, "train": {**SETTINGS["train"], "steps": steps}}), encoding="utf-8")
     run_dir = folder / "run"
     checkpoint = run_dir / "checkpoint.safetensors"
-    fresh = ["train", "--config", str(config), "--out", str(run_dir), "--json", "--no-record"]
-    resume = ["train", "--resume", str(checkpoint), "--json", "--no-record"]
     with _Zygote(folder) as zygote:
-        uninterrupted = ["train", "--config", str(config), "--out", str(folder / "reference"), "--json", "--no-record"]
-        reference = zygote.run(_segment(folder, "reference", uninterrupted))
+        reference = zygote.run(_Segment(config, folder / "reference", False, *_logs(folder, "reference")))
         expected = reference.segment.losses()
         if reference.code != 0 or len(expected) != steps:
             report.problems.append(f"the uninterrupted run failed (exit {reference.code}): {reference.tail()}")
@@ -134,7 +134,7 @@ def run_kills(kills: int, folder: Path, report: FaultReport, rng: random.Random)
         step_s = max(last["elapsed_s"] / steps, 1e-3)  # the random kills land within about one step
         found: int | None = None
         for index in range(kills + 1):
-            segment = _segment(folder, f"segment-{index:02d}", fresh if found is None else resume)
+            segment = _Segment(config, run_dir, found is not None, *_logs(folder, f"segment-{index:02d}"))
             start = found or 0
             if index == kills:
                 outcome = zygote.run(segment)
@@ -155,8 +155,8 @@ def run_kills(kills: int, folder: Path, report: FaultReport, rng: random.Random)
                                    f"{sorted(p.name for p in run_dir.glob('.*.tmp'))}")
 
 
-def _segment(folder: Path, name: str, argv: list[str]) -> _Segment:
-    return _Segment(argv, folder / f"{name}.jsonl", folder / f"{name}.stderr")
+def _logs(folder: Path, name: str) -> tuple[Path, Path]:
+    return folder / f"{name}.jsonl", folder / f"{name}.stderr"
 
 
 def _check_after_kill(checkpoint: Path, start: int, point: str | None, target: int, segment: _Segment,
@@ -275,8 +275,8 @@ class _Zygote:
         assert self.process.stdin is not None
         for file in (segment.log, segment.stderr):  # there before the process starts writing them
             file.write_bytes(b"")
-        command = {"argv": segment.argv, "log": str(segment.log), "stderr": str(segment.stderr),
-                   "point": point, "step": step}
+        command = {"config": str(segment.config), "run_dir": str(segment.run_dir), "resume": segment.resume,
+                   "log": str(segment.log), "stderr": str(segment.stderr), "point": point, "step": step}
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         return int(self._expect("pid"))
@@ -317,7 +317,6 @@ def zygote_main() -> None:
     """The zygote: import once, then fork a training process per command line read from stdin."""
     import torch  # noqa: F401  (imported here once, for every forked process)
 
-    import effstudio.cli  # noqa: F401
     import effstudio.engine.trainer  # noqa: F401
     from effstudio.registry import get_registry
 
@@ -334,27 +333,41 @@ def zygote_main() -> None:
 
 
 def _training_process(command: dict[str, Any]) -> NoReturn:
-    """In a forked process: stdout and stderr to the segment's files, the kill point armed, the CLI run."""
+    """In a forked process: stdout and stderr to the segment's files, the kill point armed, a run trained."""
     code = 70
     try:
         for fd, name in ((1, command["log"]), (2, command["stderr"])):
             os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
         import torch
 
-        from effstudio.cli import main
-
         torch.set_num_threads(1)
         if command["point"] is not None:
             ckpt.fault_hook = _kill_at(command["point"], command["step"])
-        code = main(command["argv"])
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
+        code = _train_printing_events(Path(command["config"]), Path(command["run_dir"]), command["resume"])
     except BaseException:
         traceback.print_exc()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _train_printing_events(config_file: Path, run_dir: Path, resume: bool) -> int:
+    """Train as ``effstudio train --json`` does, fresh from ``config_file`` or resumed from the run's
+    checkpoint with its own config; return the exit code the CLI would."""
+    from effstudio.engine.events import DoneEvent
+    from effstudio.engine.run_config import RunConfig
+    from effstudio.engine.trainer import CHECKPOINT_NAME, train
+
+    checkpoint = run_dir / CHECKPOINT_NAME
+    config = ckpt.read_info(checkpoint).config if resume else RunConfig.from_toml(config_file)
+    status = None
+    for event in train(config, out_dir=run_dir, resume=checkpoint if resume else None):
+        if event.kind not in ("memory", "attention"):
+            print(json.dumps(event.to_json()), flush=True)
+        if isinstance(event, DoneEvent):
+            status = event.status
+    return 0 if status in ("finished", "stopped") else 1
 
 
 def _kill_at(point: str, step: int) -> ckpt.FaultHook:
