@@ -251,22 +251,23 @@ class _Run:
         return state
 
     def _save(self) -> Iterator[Event]:
-        """Save a checkpoint (rank 0); a failure is logged and kept in ``save_error`` on every rank,
-        for the caller to apply ``train.on_save_error``."""
-        error = None
+        """Save a checkpoint (rank 0). Every rank learns whether it was written (``saved_step``) and
+        why a save failed (``save_error``), for the caller to apply ``train.on_save_error``."""
+        written, error = True, None
         if self.dist.is_main:
             try:
                 ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step,
                                      self._train_state(),
                                      extra_metadata=structure_metadata(self.model, self.config.model))
             except ckpt.CheckpointError as err:
-                error = str(err)
+                written, error = False, str(err)
             else:
-                self.state.checkpoint = str(self.checkpoint_path)
-                self.state.saved_step = self.state.step
                 yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
                 error = self._write_config()
-        failed = self.dist.any(error is not None, self.device)  # every rank saves at the same steps
+        # every rank saves at the same steps, so these collectives pair up
+        if not self.dist.any(not written, self.device):
+            self.state.checkpoint, self.state.saved_step = str(self.checkpoint_path), self.state.step
+        failed = self.dist.any(error is not None, self.device)
         self.save_error = (error or "rank 0 could not save a checkpoint") if failed else None
         if error is not None:
             yield LogEvent("error", error)
