@@ -102,8 +102,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -259,13 +258,18 @@ def _reason(err: BaseException, free: int | None) -> str:
     return f"{reason} ({free // 1024} KiB free)" if nearly_full else reason
 
 
-def _header_step(path: Path) -> str | None:
-    """The step a checkpoint's header names, without checking anything else; None if unreadable."""
+def _header_metadata(path: Path) -> dict[str, str] | None:
+    """A safetensors file's header metadata, without checking anything else; None if unreadable."""
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
-            return (handle.metadata() or {}).get("step", "?")
+            return handle.metadata() or {}
     except Exception:  # nothing there, or not a safetensors file
         return None
+
+
+def _header_step(path: Path) -> str | None:
+    metadata = _header_metadata(path)
+    return None if metadata is None else metadata.get("step", "?")
 
 
 def _kept(path: Path) -> str:
@@ -317,11 +321,7 @@ def recover(path: Path) -> list[LogEvent]:
 
 def _pending_state(path: Path) -> tuple[Path, str] | None:
     """(the state file named by ``path``'s header but not yet in place, its expected hash), if there is one."""
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception:  # no checkpoint, or not one of ours: nothing to complete
-        return None
+    metadata = _header_metadata(path) or {}  # no checkpoint, or not one of ours: nothing to complete
     token, digest = metadata.get(PAIR_KEY), metadata.get(STATE_HASH_KEY)
     if not token or not digest or not _is_token(token):
         return None
