@@ -120,7 +120,7 @@ def run_kills(kills: int, folder: Path, report: FaultReport, rng: random.Random)
     """Train, kill, check, resume ``kills`` times, then resume to the end; count into ``report``."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "run.toml"
-    steps = 3 * kills + 2  # a kill lands at most 3 steps after the last resume point: all before the end
+    steps = 3 * kills + 4  # a kill lands at most 3 steps after the last resume point: all well before the end
     config.write_text(_toml({**SETTINGS, "train": {**SETTINGS["train"], "steps": steps}}), encoding="utf-8")
     run_dir = folder / "run"
     checkpoint = run_dir / "checkpoint.safetensors"
@@ -285,7 +285,8 @@ class _Zygote:
         return int(self._expect("exit"))
 
     def run(self, segment: _Segment) -> _Outcome:
-        self.start(segment)
+        pid = self.start(segment)
+        _end_by(pid, time.monotonic() + WAIT_S)
         return _Outcome(segment, self.wait())
 
     def kill_during(self, segment: _Segment, point: str | None, step: int, step_s: float,
@@ -293,16 +294,24 @@ class _Zygote:
         """Run ``segment`` and SIGKILL it: at ``point`` of the save of ``step`` (it kills itself there), or,
         without a point, at a random moment of the step after ``step`` is printed."""
         pid = self.start(segment, point, step)
+        deadline = time.monotonic() + WAIT_S
         if point is None:
-            deadline = time.monotonic() + WAIT_S
             while max(segment.losses(), default=0) < step and time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 1.5 * step_s))
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it ended by itself: the check after the kill says so
+            time.sleep(rng.uniform(0.0, step_s))
+            deadline = time.monotonic()
+        _end_by(pid, deadline)
         return _Outcome(segment, self.wait())
+
+
+def _end_by(pid: int, deadline: float) -> None:
+    """SIGKILL the process ``pid`` at ``deadline`` unless it has ended (a hung process is killed too)."""
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it has ended: the zygote reports how
 
 
 def _alive(pid: int) -> bool:
@@ -316,6 +325,7 @@ def _alive(pid: int) -> bool:
 def zygote_main() -> None:
     """The zygote: import once, then fork a training process per command line read from stdin."""
     import torch  # noqa: F401  (imported here once, for every forked process)
+    import torch._dynamo  # noqa: F401  (what the optimizer imports on first use: a second per process otherwise)
 
     import effstudio.engine.trainer  # noqa: F401
     from effstudio.registry import get_registry
