@@ -1,16 +1,17 @@
 """Faults during training: SIGKILLs at random moments and inside each checkpoint write, and full disks.
 
 ``effstudio bench faults [--kills N] [--json]`` and the kill test
-(tests/hostile/test_kill_and_disk_full.py, with a smaller N) run this same driver.
+(tests/hostile/test_kill_and_disk_full.py) run this same driver.
 
 Kills. A tiny model trains in a process of its own with a checkpoint every
 step, printing its events as ``effstudio train --json`` does, is SIGKILLed,
 resumed from its checkpoint in a new process (as ``train --resume`` does: the
 checkpoint's own config, its own folder), killed again, and so on ``kills``
-times, then resumed to the end. Every other kill lands at a point of the checkpoint's commit protocol
-(``checkpoint.SAVE_POINTS``: inside the state's and the weights' writes, which
-then leave half a file, after each fsync, between the two renames, after both),
-the others at a random moment of a random step. After each kill the newest
+times, then resumed to the end. Every other kill lands at a point of the
+checkpoint's commit protocol (``checkpoint.SAVE_POINTS``: inside the state's
+and the weights' writes, which then leave half a file, after each fsync,
+between the two renames, after both), the others at a random moment of a
+random step. After each kill the newest
 checkpoint in the run folder must be consistent (``checkpoint.resume_point``
 accepts it) and at the step the moment of the kill implies; every resumed
 process must compute the same per-step losses as an uninterrupted run (to 1e-6:
