@@ -383,6 +383,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = measure_runstore(steps=args.steps)
     elif args.bench == "faults":
+        if not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"):
+            raise UsageError("bench faults forks and SIGKILLs training processes: it runs on Linux and macOS")
         from effstudio.bench.faults import measure_faults
 
         result = measure_faults(kills=args.kills).to_json()
