@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 elif event.kind == "run":
                     recorded = event
                 if log_file is not None:
-                    log_file.write(json.dumps(record) + "\n")
+                    log_file = _log_event(log_file, record)
                 if args.json:
                     if event.kind != "memory":
                         _print_json(record)
@@ -217,6 +217,18 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
             if isinstance(event, CompressDoneEvent):
                 status = event.status
     return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
+
+
+def _log_event(log_file: Any, record: dict[str, Any]) -> Any:
+    """Append an event to the run's events.jsonl; a full disk ends the log (with a warning), not the run."""
+    try:
+        log_file.write(json.dumps(record) + "\n")
+    except OSError as err:
+        print(f"effstudio: warning: stopped writing {log_file.name}: {err.strerror or err}", file=sys.stderr)
+        with suppress(OSError):
+            log_file.close()
+        return None
+    return log_file
 
 
 def _open_event_log(run_dir: Path):
@@ -375,6 +387,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from effstudio.bench.runstore import measure_runstore
 
         result = measure_runstore(steps=args.steps)
+    elif args.bench == "faults":
+        if not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"):
+            raise UsageError("bench faults forks and SIGKILLs training processes: it runs on Linux and macOS")
+        from effstudio.bench.faults import measure_faults
+
+        result = measure_faults(kills=args.kills).to_json()
     else:
         from effstudio.gui.responsiveness import measure_responsiveness
 
@@ -384,7 +402,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         for key, value in result.items():
             print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
-    return EXIT_OK
+    return EXIT_FAILED if result.get("problems") else EXIT_OK  # the fault bench found a defect
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return value
 
 
 def _comma_list(kind: type) -> Any:
@@ -579,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
         loop.add_argument("--steps", type=int, default=200, help="training steps to measure over")
         loop.add_argument("--json", action="store_true", help="print one JSON object")
         loop.set_defaults(func=cmd_bench)
+    faults = benches.add_parser("faults", help="SIGKILLs during training and full disks during checkpoint saves: "
+                                               "is the newest checkpoint consistent, does it resume exactly?")
+    faults.add_argument("--kills", type=_non_negative, default=20, help="kills of the training (default: 20)")
+    faults.add_argument("--json", action="store_true", help="print one JSON object")
+    faults.set_defaults(func=cmd_bench)
     _add_attention_bench(benches)
     inspect_bench = benches.add_parser("inspect", help="inspector speed and memory on a synthetic safetensors file")
     inspect_bench.add_argument("--size-mb", type=float, default=100, help="file size in MiB (default: 100)")

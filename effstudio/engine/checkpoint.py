@@ -1,21 +1,54 @@
-"""Self-describing checkpoints: safetensors weights plus a weights-only training state.
+"""Self-describing checkpoints: safetensors weights plus a weights-only training state, one consistent unit.
 
-``NAME.safetensors`` holds the weights; its header metadata names the model type,
-the whole run config (JSON), the task, the step and the effstudio version, so
-loading never executes code. ``NAME.state.pt`` beside it holds what resuming needs
-(optimizer, grad scaler, RNG states, step) as plain tensors and containers that
-``torch.load(weights_only=True)`` accepts.
+Layout of a checkpoint ``NAME`` (a run's is ``checkpoint``) in its folder:
 
-Every write is atomic: a temporary file in the same folder, fsync, then rename,
-so a crash or a full disk mid-save leaves the previous checkpoint intact.
+- ``NAME.safetensors``: the weights. The header metadata names the model type, the
+  whole run config (JSON), the task, the step and the effstudio version, so
+  loading never executes code. A checkpoint that can be resumed also names its
+  pair: ``effstudio.pair`` (a random token of this save) and
+  ``effstudio.state_sha256`` (the SHA-256 of the training state file's bytes).
+- ``NAME.state.pt`` beside it: what resuming needs (optimizer, grad scaler, RNG
+  states, ``step`` and the same ``pair`` token) as plain tensors and containers
+  that ``torch.load(weights_only=True)`` accepts.
+
+A checkpoint without a training state (a compressed or exported model) is the
+weights file alone, written atomically: a temporary file beside it, fsync, rename.
+
+Commit protocol of a checkpoint with a training state (one writer per folder):
+
+1. the state is written to ``.NAME.state.pt.<token>.tmp``, fsynced and hashed;
+2. the weights, naming the step, the token and that hash, are written to
+   ``.NAME.safetensors.<token>.tmp`` and fsynced;
+3. the weights are renamed over ``NAME.safetensors``: the commit point. Before
+   it the previous checkpoint is the checkpoint, after it the new one is;
+4. the state is renamed over ``NAME.state.pt`` and the folder is fsynced.
+
+So ``NAME.safetensors`` always belongs to a complete pair. A crash, a kill or a
+full disk before step 3 leaves the previous pair as it was, plus temporary files
+that :func:`recover` removes (at run start and before every save). A crash
+between steps 3 and 4 leaves the committed weights with their state still under
+its temporary name: :func:`resume_point` reads it there, and :func:`recover`
+moves it into place. Resuming checks that both halves carry the same step and
+token and that the state's bytes have the hash the weights name; a pair that
+does not belong together (the files of two saves, or an old version's
+half-finished save) is refused, naming both steps, never trained on silently.
+
+Every write failure (``OSError``, safetensors' ``SafetensorError``, the
+``RuntimeError`` of ``torch.save``) becomes one :class:`CheckpointError` whose
+message says what failed and which checkpoint is kept.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +60,22 @@ from torch import nn
 
 import effstudio
 from effstudio.config import ConfigError
+from effstudio.engine.events import LogEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.safetensors_header import check_file
 
 FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
+PAIR_KEY = "effstudio.pair"
+STATE_HASH_KEY = "effstudio.state_sha256"
+# the points of the commit protocol, in order (see the module docstring)
+SAVE_POINTS = ("state_write", "state_synced", "weights_write", "weights_synced", "committed", "completed")
+FULL_DISK_BYTES = 1 << 20  # a write that failed with less free space than this failed for want of space
+
+# Called as fault_hook(point, file, step) at each of SAVE_POINTS: a test or the fault benchmark
+# (effstudio bench faults) breaks or kills a save there. None in normal use.
+FaultHook = Callable[[str, Path, int], None]
+fault_hook: FaultHook | None = None
 
 
 class CheckpointError(RuntimeError):
@@ -59,8 +103,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -86,21 +129,210 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
     extra_metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write weights (and the training state, if given) atomically; return the weights path.
+    """Write weights (and the training state, if given, as one committed pair); return the weights path.
 
     ``extra_metadata`` adds header entries (a pruned structure, a storage dtype).
+    Any failure raises CheckpointError and leaves the previous checkpoint as it was.
     """
+    path = Path(path)
     metadata = checkpoint_metadata(config, step, extra_metadata)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original module
     try:
-        # save_model drops duplicates of shared tensors (tied embeddings) and restores them on load
-        atomic_write(path, lambda tmp: safetensors.torch.save_model(model, str(tmp), metadata=metadata))
-        if train_state is not None:
-            atomic_write(state_path(path), lambda tmp: torch.save(train_state, tmp))
-    except OSError as err:
-        raise CheckpointError(f"could not write checkpoint {path}: {err.strerror or err}; "
-                              "the previous checkpoint is kept") from err
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if train_state is None:
+            atomic_write(path, lambda tmp: _write_weights(model, tmp, metadata))
+        else:
+            recover(path)  # an interrupted save is completed first: it is the previous checkpoint to keep
+            _commit_pair(path, model, metadata, {**train_state, "step": step}, step)
+    except _SaveFailed as failed:
+        reason = _reason(failed.cause, failed.free_bytes)
+        if failed.pending is not None:
+            raise CheckpointError(f"the checkpoint of step {step} was written to {path} but its training state "
+                                  f"could not be moved into place ({reason}); the next save or resume completes "
+                                  f"it from {failed.pending.name}") from failed.cause
+        raise CheckpointError(f"could not save the checkpoint of step {step} to {path}: {reason}; "
+                              f"{_kept(path)}") from failed.cause
+    except CheckpointError:
+        raise
+    except Exception as err:  # OSError, SafetensorError, torch.save's RuntimeError: all mean "not written"
+        reason = _reason(err, _free_bytes(path.parent))
+        raise CheckpointError(f"could not save the checkpoint of step {step} to {path}: {reason}; "
+                              f"{_kept(path)}") from err
     return path
+
+
+class _SaveFailed(Exception):
+    """A save failed: its cause, the free space when it failed (before its temporary files were removed),
+    and, when the weights were already committed, the training state still under its temporary name."""
+
+    def __init__(self, cause: Exception, free_bytes: int | None, pending: Path | None):
+        super().__init__(str(cause))
+        self.cause, self.free_bytes, self.pending = cause, free_bytes, pending
+
+
+def _write_weights(model: nn.Module, file: Path, metadata: dict[str, str]) -> None:
+    # save_model drops duplicates of shared tensors (tied embeddings) and restores them on load
+    safetensors.torch.save_model(model, str(file), metadata=metadata)
+
+
+def _commit_pair(path: Path, model: nn.Module, metadata: dict[str, str], state: dict[str, Any], step: int) -> None:
+    """Steps 1-4 of the commit protocol (module docstring); temporary files are removed on failure,
+    except a committed save's state, which completes the checkpoint."""
+    token = secrets.token_hex(8)
+    state_tmp, weights_tmp = pending_state_path(path, token), _temporary_path(path, token)
+    committed = False
+    try:
+        torch.save({**state, "pair": token}, state_tmp)
+        _at("state_write", state_tmp, step)
+        _fsync_file(state_tmp)
+        _at("state_synced", state_tmp, step)
+        paired = {**metadata, PAIR_KEY: token, STATE_HASH_KEY: _sha256(state_tmp)}
+        _write_weights(model, weights_tmp, paired)
+        _at("weights_write", weights_tmp, step)
+        _fsync_file(weights_tmp)
+        _at("weights_synced", weights_tmp, step)
+        os.replace(weights_tmp, path)
+        committed = True
+        _fsync_dir(path.parent)
+        _at("committed", path, step)
+        os.replace(state_tmp, state_path(path))
+        _at("completed", path, step)
+        _fsync_dir(path.parent)
+    except BaseException as err:
+        free = _free_bytes(path.parent)  # measured before the partial files give their space back
+        weights_tmp.unlink(missing_ok=True)
+        if not committed:
+            state_tmp.unlink(missing_ok=True)
+        if not isinstance(err, Exception):  # interrupted (Ctrl+C): nothing half-written stays behind either
+            raise
+        raise _SaveFailed(err, free, state_tmp if committed and state_tmp.exists() else None) from err
+
+
+def _at(point: str, file: Path, step: int) -> None:
+    if fault_hook is not None:
+        fault_hook(point, file, step)
+
+
+def _temporary_path(path: Path, token: str) -> Path:
+    """Where a save writes ``path`` before renaming it: a hidden name that :func:`recover` recognises."""
+    return path.with_name(f".{path.name}.{token}.tmp")
+
+
+def pending_state_path(weights_path: Path, token: str) -> Path:
+    """The training state of the save ``token`` before it is renamed into place."""
+    return _temporary_path(state_path(weights_path), token)
+
+
+def _fsync_file(file: Path) -> None:
+    with open(file, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _reason(err: BaseException, free: int | None) -> str:
+    """One line saying why a write failed; torch.save's error on a full disk does not say so itself."""
+    lines = str(err).strip().splitlines()
+    text = lines[0][:200] if lines else ""
+    nearly_full = free is not None and free < FULL_DISK_BYTES
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        reason = err.strerror or "No space left on device"
+    elif "No space left on device" in text or nearly_full:
+        reason = "No space left on device"
+    elif isinstance(err, OSError):
+        reason = err.strerror or text
+    else:
+        reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return f"{reason} ({free // 1024} KiB free)" if nearly_full else reason
+
+
+def _header_metadata(path: Path) -> dict[str, str] | None:
+    """A safetensors file's header metadata, without checking anything else; None if unreadable."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception:  # nothing there, or not a safetensors file
+        return None
+
+
+def _header_step(path: Path) -> str | None:
+    metadata = _header_metadata(path)
+    return None if metadata is None else metadata.get("step", "?")
+
+
+def _kept(path: Path) -> str:
+    step = _header_step(path)
+    return "no earlier checkpoint was there" if step is None else f"the checkpoint of step {step} is kept"
+
+
+def clean_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files an interrupted write of each of ``names`` left in ``folder``.
+
+    Only hidden ``.NAME.*.tmp`` files (the pattern of :func:`atomic_write` and of a save)
+    are touched; a file that cannot be removed is left.
+    """
+    removed = []
+    for name in names:
+        for stale in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                continue
+            removed.append(stale)
+    return removed
+
+
+def recover(path: Path) -> list[LogEvent]:
+    """Finish what an interrupted save of the checkpoint ``path`` left, and say what was done.
+
+    A state left under its temporary name by a save interrupted after its commit
+    point is moved into place; every other temporary file of the checkpoint is removed.
+    """
+    path = Path(path)
+    notes = []
+    pending = _pending_state(path)
+    if pending is not None and _sha256(pending[0]) == pending[1]:
+        try:
+            os.replace(pending[0], state_path(path))
+            _fsync_dir(path.parent)
+        except OSError as err:
+            raise CheckpointError(f"cannot complete the interrupted save of {path}: moving {pending[0].name} "
+                                  f"into place failed ({err.strerror or err})") from None
+        notes.append(LogEvent("warning", f"completed the save of step {_header_step(path)} that was interrupted after "
+                                         f"its weights were written: its training state is now in place"))
+    removed = clean_stale_temporaries(path.parent, (path.name, state_path(path).name))
+    if removed:
+        notes.append(LogEvent("info", f"removed {len(removed)} temporary file(s) left by an interrupted save "
+                                      f"in {path.parent}"))
+    return notes
+
+
+def _pending_state(path: Path) -> tuple[Path, str] | None:
+    """(the state file named by ``path``'s header but not yet in place, its expected hash), if there is one."""
+    metadata = _header_metadata(path) or {}  # no checkpoint, or not one of ours: nothing to complete
+    token, digest = metadata.get(PAIR_KEY), metadata.get(STATE_HASH_KEY)
+    if not token or not digest or not _is_token(token):
+        return None
+    pending = pending_state_path(path, token)
+    return (pending, digest) if pending.is_file() else None
+
+
+def _is_token(token: str) -> bool:
+    """A token read from a file names a file: only our own hex tokens may (no path separators, no dots)."""
+    return 0 < len(token) <= 64 and all(c in "0123456789abcdef" for c in token)
 
 
 def checkpoint_metadata(config: RunConfig, step: int, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -149,11 +381,98 @@ def load_weights(model: nn.Module, path: Path) -> None:
         )
 
 
-def load_train_state(path: Path) -> dict[str, Any]:
-    state_file = state_path(path)
-    if not state_file.is_file():
-        raise CheckpointError(f"cannot resume from {path}: its training state {state_file.name} is missing")
+@dataclass(frozen=True)
+class ResumePoint:
+    """A verified checkpoint pair: its training state, the file it came from, and what was unusual."""
+
+    path: Path
+    step: int
+    state: dict[str, Any]
+    state_file: Path
+    note: LogEvent | None = None
+
+
+def has_training_state(path: Path) -> bool:
+    """Whether the checkpoint ``path`` has a training state beside it (in place, or pending after its commit)."""
+    return state_path(path).is_file() or _pending_state(path) is not None
+
+
+def resume_point(path: str | Path) -> ResumePoint:
+    """The training state of the checkpoint ``path``, after checking that both halves belong together.
+
+    The weights' step and pair token must be the state's, and the state's bytes must
+    have the hash the weights name (see the module docstring). The state of a save
+    interrupted after its commit point is read from its temporary name, with a note.
+    A pair that does not belong together raises CheckpointError naming both steps.
+    """
+    path = Path(path)
+    info = read_info(path)
+    token, digest = info.metadata.get(PAIR_KEY), info.metadata.get(STATE_HASH_KEY)
+    in_place = state_path(path)
+    if token is None:  # written before checkpoints were paired: the steps must agree
+        state = _load_state(in_place)
+        if _state_step(state) != info.step or "pair" in state:
+            why = "its step differs" if "pair" not in state else "the weights name no pair token"
+            raise _mismatch(path, info.step, in_place, _state_step(state), why)
+        return ResumePoint(path, info.step, state, in_place)
+    pending = _pending_state(path)
+    if pending is not None and _sha256(pending[0]) == digest:
+        state = _checked_state(path, info.step, token, pending[0])
+        note = LogEvent("warning", f"the save of step {info.step} was interrupted after its weights were written; "
+                                   f"its training state is read from {pending[0].name}")
+        return ResumePoint(path, info.step, state, pending[0], note)
+    if not in_place.is_file():
+        raise CheckpointError(f"cannot resume from {path}: its training state {in_place.name} is missing")
+    if _sha256(in_place) != digest:
+        state = _load_state_or_none(in_place)
+        if state is None:
+            why = "it is damaged or cut short"
+        elif state.get("pair") != token:
+            why = "it belongs to another save"
+        else:
+            why = "its bytes differ from the ones saved with these weights"
+        raise _mismatch(path, info.step, in_place, _state_step(state), why)
+    return ResumePoint(path, info.step, _checked_state(path, info.step, token, in_place), in_place)
+
+
+def _checked_state(path: Path, step: int, token: str, state_file: Path) -> dict[str, Any]:
+    state = _load_state(state_file)
+    if state.get("pair") != token or _state_step(state) != step:
+        raise _mismatch(path, step, state_file, _state_step(state), "its pair token or step differs")
+    return state
+
+
+def _mismatch(path: Path, step: int, state_file: Path, state_step: int | None, why: str) -> CheckpointError:
+    shown = "an unreadable step" if state_step is None else f"step {state_step}"
+    return CheckpointError(f"cannot resume from {path}: its weights are at step {step} but its training state "
+                           f"{state_file.name} is at {shown} ({why}), and no consistent checkpoint is left to fall "
+                           f"back to; start a new run from the weights with `effstudio train --init {path}`")
+
+
+def _state_step(state: dict[str, Any] | None) -> int | None:
+    step = None if state is None else state.get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _load_state(state_file: Path) -> dict[str, Any]:
     try:
-        return torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"cannot read training state {state_file}: {err}") from None
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch's messages span lines: the first one says what failed
+        first = str(err).strip().splitlines()[:1] or [type(err).__name__]
+        raise CheckpointError(f"cannot read training state {state_file}: {first[0][:300]}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{state_file} is not an effstudio training state (it holds a "
+                              f"{type(state).__name__}, not a dict)")
+    return state
+
+
+def _load_state_or_none(state_file: Path) -> dict[str, Any] | None:
+    try:
+        return _load_state(state_file)
+    except CheckpointError:
+        return None
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    """The verified training state of the checkpoint ``path`` (see :func:`resume_point`)."""
+    return resume_point(path).state

@@ -62,6 +62,10 @@ class TrainConfig:
     compile: bool = param(False, label="torch.compile", help="Compile the model (slow first steps, faster later)")
     num_workers: int = param(0, min=0, max=64, label="Data workers", help="DataLoader worker processes (0 = load in the training thread)")
     checkpoint_every: int = param(0, min=0, label="Checkpoint every", help="Steps between checkpoints; 0 saves only at the end")
+    on_save_error: str = param("stop", choices=("stop", "continue"), label="On save error", advanced=True,
+                               help="When a checkpoint cannot be written (a full disk): stop ends the run as failed, "
+                                    "continue trains on and tries again at the next checkpoint (the run still fails "
+                                    "if its final checkpoint cannot be written); the previous checkpoint is kept")
     attention_every: int = param(50, min=0, label="Attention map every", help="Steps between attention-map probes; 0 turns them off")
     log_every: int = param(1, min=1, label="Log every", help="Steps between step events")
 
@@ -280,7 +284,13 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
         except ConfigError:
             existing = {}
         data.update({key: existing[key] for key in PLAN_SECTIONS if key in existing})
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    # written beside and renamed over, so that a run killed mid-write keeps a whole file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -161,6 +161,15 @@ class _Run:
         self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
         if resume is not None and init is not None:
             raise ConfigError("init", "resume continues a run, init starts one from a checkpoint's weights: not both")
+        self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        # what a killed or failed save left in this run's folder is finished or removed before anything else
+        self.notes: list[LogEvent] = []
+        if self.dist.is_main:
+            self.notes = ckpt.recover(self.checkpoint_path)
+            ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
+        self.dist.any(False, self.device)  # a barrier: the other ranks read a checkpoint rank 0 has completed
+        self.save_error: str | None = None  # why the last save failed; None after a good one
         if model is None:
             model = self._initial_model(resume, init)
         self.model = model.to(self.device)
@@ -170,8 +179,6 @@ class _Run:
         self.memory: Any = None  # a recurrent model's memory of the last training segment
         if resume is not None:
             self._restore(Path(resume))
-        self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
-        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
 
         self.step_model: nn.Module = self.model
         if self.dist.enabled:
@@ -208,11 +215,14 @@ class _Run:
 
     def _restore(self, path: Path) -> None:
         self._check_same_run(ckpt.read_info(path), "resume")
-        if not ckpt.state_path(path).is_file():
+        if not ckpt.has_training_state(path):
             raise ConfigError("resume", f"{path} has no training state ({ckpt.state_path(path).name}) to continue "
                                         f"from, as a compressed or exported checkpoint; start a new run from its "
                                         f"weights instead (effstudio train --init {path})")
-        state = ckpt.load_train_state(path)
+        point = ckpt.resume_point(path)  # both halves checked: same step, same save, the state's hash
+        if point.note is not None:
+            self.notes.append(point.note)
+        state = point.state
         ckpt.load_weights(self.model, path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:
@@ -242,18 +252,34 @@ class _Run:
         return state
 
     def _save(self) -> Iterator[Event]:
-        if not self.dist.is_main:
-            return
+        """Save a checkpoint (rank 0). Every rank learns whether it was written (``saved_step``) and
+        why a save failed (``save_error``), for the caller to apply ``train.on_save_error``."""
+        written, error = True, None
+        if self.dist.is_main:
+            try:
+                ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step,
+                                     self._train_state(),
+                                     extra_metadata=structure_metadata(self.model, self.config.model))
+            except ckpt.CheckpointError as err:
+                written, error = False, str(err)
+            else:
+                yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
+                error = self._write_config()
+        # every rank saves at the same steps, so these collectives pair up
+        if not self.dist.any(not written, self.device):
+            self.state.checkpoint, self.state.saved_step = str(self.checkpoint_path), self.state.step
+        failed = self.dist.any(error is not None, self.device)
+        self.save_error = (error or "rank 0 could not save a checkpoint") if failed else None
+        if error is not None:
+            yield LogEvent("error", error)
+
+    def _write_config(self) -> str | None:
+        path = self.run_dir / "config.toml"
         try:
-            ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step, self._train_state(),
-                                 extra_metadata=structure_metadata(self.model, self.config.model))
-            write_toml(self.run_dir / "config.toml", self.config)
-        except (ckpt.CheckpointError, OSError) as err:
-            yield LogEvent("error", str(err))
-            return
-        self.state.checkpoint = str(self.checkpoint_path)
-        self.state.saved_step = self.state.step
-        yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
+            write_toml(path, self.config)
+        except OSError as err:
+            return f"could not write {path}: {err.strerror or err}"
+        return None
 
     # ----------------------------------------------------------------- loop
     def events(self) -> Iterator[Event]:
@@ -261,6 +287,7 @@ class _Run:
         started = time.perf_counter()
         params = sum(p.numel() for p in self.model.parameters())
         yield StartEvent(str(self.run_dir), describe_device(self.device), params, cfg.steps, state.step)
+        yield from self.notes
         micro_batches = cfg.grad_accum
         order = StreamIndices if self.train_split.contiguous else MicroBatchIndices
         indices = order(len(self.train_split), cfg.batch_size, micro_batches, cfg.seed,
@@ -295,9 +322,15 @@ class _Run:
                 yield StepEvent(state.step, cfg.steps, loss, lr_at(state.step - 1, cfg), tokens / seconds,
                                 rss_mb(), grad_norm, time.perf_counter() - started, metrics)
             yield from self._periodic()
+            if self.save_error is not None and cfg.on_save_error == "stop":
+                yield from self._fail(self.save_error, started, logged=True)
+                return
         stopped = state.step < cfg.steps
         if state.saved_step != state.step:
             yield from self._save()
+            if self.save_error is not None:  # the run's result is not saved, whatever the setting
+                yield from self._fail(self.save_error, started, logged=True)
+                return
         status = "stopped" if stopped else "finished"
         yield DoneEvent(state.step, state.final_loss, state.val_accuracy, state.checkpoint,
                         time.perf_counter() - started, status)
@@ -419,8 +452,9 @@ class _Run:
             tokens += tuple(self.task.decode(views["decoded"][0].tolist()))
         yield AttentionEvent(self.state.step, maps.astype(np.float32), tokens, views)
 
-    def _fail(self, message: str, started: float) -> Iterator[Event]:
-        yield LogEvent("error", message)
+    def _fail(self, message: str, started: float, logged: bool = False) -> Iterator[Event]:
+        if not logged:
+            yield LogEvent("error", message)
         yield DoneEvent(self.state.step, self.state.final_loss, self.state.val_accuracy, self.state.checkpoint,
                         time.perf_counter() - started, "failed", message)
 

@@ -72,8 +72,11 @@ def test_full_disk_during_save_is_reported_not_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint.safetensors.torch, "save_model", no_space)
     events = list(train(config, out_dir=tmp_path))
     errors = [e for e in events if e.kind == "log" and e.level == "error"]
-    assert errors and "No space left on device" in errors[0].message
-    assert events[-1].status == "finished" and events[-1].checkpoint is None
+    assert len(errors) == 1 and "No space left on device" in errors[0].message
+    assert "\n" not in errors[0].message
+    done = events[-1]
+    assert (done.status, done.checkpoint, done.error) == ("failed", None, errors[0].message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
 def test_save_checkpoint_metadata_is_strings(tmp_path):
@@ -86,3 +89,63 @@ def test_save_checkpoint_metadata_is_strings(tmp_path):
         metadata = handle.metadata()
     assert metadata["step"] == "5" and metadata["effstudio.version"]
     assert not (tmp_path / "m.state.pt").exists()
+
+
+def _paired_checkpoint(tmp_path, step=4):
+    config = tiny_listops(**{"train.steps": step})
+    list(train(config, out_dir=tmp_path))
+    return tmp_path / "checkpoint.safetensors"
+
+
+def test_both_halves_name_the_same_save(tmp_path):
+    import hashlib
+
+    from effstudio.engine.checkpoint import PAIR_KEY, STATE_HASH_KEY, resume_point, state_path
+
+    path = _paired_checkpoint(tmp_path)
+    metadata = read_info(path).metadata
+    state = torch.load(state_path(path), weights_only=True)
+    assert len(metadata[PAIR_KEY]) == 16 and state["pair"] == metadata[PAIR_KEY]
+    assert metadata[STATE_HASH_KEY] == hashlib.sha256(state_path(path).read_bytes()).hexdigest()
+    assert metadata["step"] == "4" and state["step"] == 4
+    point = resume_point(path)
+    assert (point.step, point.state_file, point.note) == (4, state_path(path), None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "checkpoint.state.pt",
+                                                          "config.toml"]
+
+
+def _unpaired(path, weights_step, state_step):
+    """A checkpoint as written before pairs had tokens: no pair metadata, a state without a token."""
+    from effstudio.engine.checkpoint import PAIR_KEY, STATE_HASH_KEY, state_path
+
+    tensors = safetensors.torch.load_file(str(path))
+    metadata = {k: v for k, v in read_info(path).metadata.items() if k not in (PAIR_KEY, STATE_HASH_KEY)}
+    safetensors.torch.save_file(tensors, str(path), metadata={**metadata, "step": str(weights_step)})
+    state = torch.load(state_path(path), weights_only=True)
+    del state["pair"]
+    torch.save({**state, "step": state_step}, state_path(path))
+
+
+def test_a_checkpoint_from_before_pairing_resumes_when_its_steps_agree(tmp_path):
+    path = _paired_checkpoint(tmp_path)
+    _unpaired(path, 4, 4)
+    events = list(train(tiny_listops(**{"train.steps": 6}), out_dir=tmp_path, resume=path))
+    assert events[0].start_step == 4 and events[-1].status == "finished"
+
+
+def test_a_checkpoint_from_before_pairing_is_refused_when_its_steps_differ(tmp_path):
+    path = _paired_checkpoint(tmp_path)
+    _unpaired(path, 4, 3)
+    with pytest.raises(CheckpointError, match=r"weights are at step 4 but its training state .* is at step 3"):
+        list(train(tiny_listops(**{"train.steps": 6}), out_dir=tmp_path, resume=path))
+
+
+def test_a_checkpoint_without_training_state_still_saves_loads_and_initialises(tmp_path):
+    from effstudio.engine.build import build_model, build_task
+
+    config = tiny_listops(**{"train.steps": 2})
+    model = build_model(config, build_task(config).spec)
+    path = save_checkpoint(tmp_path / "pruned.safetensors", model, config, step=9)
+    assert read_info(path).step == 9 and "effstudio.pair" not in read_info(path).metadata
+    events = list(train(config, out_dir=tmp_path / "fine-tune", init=path))
+    assert events[0].start_step == 0 and events[-1].status == "finished"
