@@ -154,10 +154,7 @@ def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int
     metadata = {QUANT_KEY: "dynamic-int8", QUANTIZED_KEY: json.dumps(quantized), **(extra or {}),
                 **structure_metadata(model, config.model)}
     metadata = checkpoint_metadata(config, step, metadata)
-    try:
-        atomic_write(Path(path), lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
-    except OSError as err:
-        raise CheckpointError(f"could not write checkpoint {path}: {err.strerror or err}") from err
+    atomic_write(Path(path), lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
     return Path(path)
 
 

@@ -95,18 +95,33 @@ def state_path(weights_path: Path) -> Path:
     return weights_path.with_name(weights_path.stem + STATE_SUFFIX)
 
 
+# what the writers (os, safetensors, torch.save, onnx) raise when the bytes do not reach the disk
+WRITE_FAILURES = (OSError, RuntimeError, safetensors.SafetensorError)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename over ``path``.
+
+    A write that fails (a full disk, a read-only folder) raises one CheckpointError
+    naming ``path`` and the reason, and leaves whatever was at ``path`` untouched.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"could not write {path}: {_reason(err, _free_bytes(path.parent))}") from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        free = _free_bytes(path.parent)  # measured before the temporary file gives its space back
         tmp.unlink(missing_ok=True)
+        if isinstance(err, WRITE_FAILURES) and not isinstance(err, CheckpointError):
+            kept = "the file there is kept" if path.exists() else "nothing was written"
+            raise CheckpointError(f"could not write {path}: {_reason(err, free)}; {kept}") from err
         raise
     _fsync_dir(path.parent)
 

@@ -55,7 +55,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         tmp.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"could not write .*file\.bin: No space left on device; the file "
+                                              r"there is kept"):
         atomic_write(target, write_then_fail)
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
