@@ -247,7 +247,7 @@ def add_compress_parsers(commands: Any) -> None:
                        help="pruning steps on the cubic schedule (default: 4 with fine-tuning, else 1)")
     prune.add_argument("--out", type=Path, required=True, metavar="FILE")
     prune.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
-    prune.set_defaults(func=cmd_prune)
+    prune.set_defaults(func=cmd_prune, output_files=("out",))
 
     quantize = commands.add_parser("quantize", help="quantize a checkpoint (torch dynamic int8, fp16, bf16, "
                                                     "onnxruntime int8 dynamic or static)")
@@ -258,7 +258,7 @@ def add_compress_parsers(commands: Any) -> None:
     quantize.add_argument("--out", type=Path, required=True, metavar="FILE",
                           help="a .safetensors file, or .onnx for the onnx-* methods")
     quantize.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
-    quantize.set_defaults(func=cmd_quantize)
+    quantize.set_defaults(func=cmd_quantize, output_files=("out",))
 
     distill = commands.add_parser("distill", help="train a student model to imitate a teacher checkpoint")
     distill.add_argument("--teacher", type=Path, required=True, metavar="CKPT")
@@ -272,7 +272,7 @@ def add_compress_parsers(commands: Any) -> None:
                          help="weight of hidden-state matching when widths are equal (default: 0)")
     distill.add_argument("--out", type=Path, required=True, metavar="FILE")
     distill.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
-    distill.set_defaults(func=cmd_distill)
+    distill.set_defaults(func=cmd_distill, output_files=("out",))
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
     formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
@@ -282,7 +282,7 @@ def add_compress_parsers(commands: Any) -> None:
     onnx.add_argument("--check", action="store_true",
                       help="compare with PyTorch (max absolute difference), evaluate and time in onnxruntime")
     onnx.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
-    onnx.set_defaults(func=cmd_export)
+    onnx.set_defaults(func=cmd_export, output_files=("out",))
 
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -293,7 +293,7 @@ def add_compress_parsers(commands: Any) -> None:
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     compare.add_argument("--json", action="store_true", help='print {"rows": [...]}')
-    compare.set_defaults(func=cmd_compare)
+    compare.set_defaults(func=cmd_compare, output_files=("csv", "markdown"))
 
 
 def add_bench_parser(benches: Any) -> None:
@@ -308,4 +308,4 @@ def add_bench_parser(benches: Any) -> None:
     bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.set_defaults(func=cmd_bench_compress)
+    bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))

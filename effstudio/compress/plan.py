@@ -47,7 +47,7 @@ from effstudio.compress.events import ResultEvent
 from effstudio.compress.prune import IMPORTANCE
 from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
-from effstudio.config import ConfigError, param, with_values
+from effstudio.config import ConfigError, describe_kind, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml
 from effstudio.registry import Registry
@@ -158,11 +158,11 @@ def parse_step(data: Any, index: int) -> CompressStep:
     """One ``[[compress]]`` table; ``index`` counts from 1 and names the step in errors (``compress[2].amount``)."""
     where = f"compress[{index}]"
     if not isinstance(data, Mapping):
-        raise ConfigError(where, f"expected a table of settings, got {data!r}")
+        raise ConfigError(where, f"expected a table of settings, got {describe_kind(data)}")
     method = data.get("method")
     if method is None:
         raise ConfigError(f"{where}.method", f"missing: name the step ({', '.join(STEP_TYPES)})")
-    cls = STEP_TYPES.get(method)
+    cls = STEP_TYPES.get(method) if isinstance(method, str) else None
     if cls is None:
         raise ConfigError(f"{where}.method", f"must be one of {', '.join(STEP_TYPES)}; got {method!r}")
     values = {key: raw for key, raw in data.items() if key != "method"}
@@ -171,7 +171,7 @@ def parse_step(data: Any, index: int) -> CompressStep:
         raw = values.pop("set")
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
-            raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+            raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {describe_kind(raw)}")
         student_settings = tuple(items)
     step = with_values(cls(), values, section=where)  # parses, range-checks and runs the step's check()
     if isinstance(step, ExportStep):  # its `check` is the --check option, so its own test has another name
@@ -314,6 +314,8 @@ class RunPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunPlan:
+        if not isinstance(data, Mapping):
+            raise ConfigError("config", f"expected a table of sections, got {describe_kind(data)}")
         config = RunConfig.from_dict({k: v for k, v in data.items() if k != "compress"}, registry)
         return cls(config, parse_steps(data.get("compress")))
 
@@ -324,7 +326,11 @@ class RunPlan:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunPlan:
-        return cls.from_dict(read_toml(path), registry)
+        data = read_toml(path)
+        try:
+            return cls.from_dict(data, registry)
+        except ConfigError as err:
+            raise err.in_source(path) from None
 
     def with_config(self, config: RunConfig) -> RunPlan:
         return dataclasses.replace(self, config=config)

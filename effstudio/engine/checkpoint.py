@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 import effstudio
-from effstudio.config import ConfigError
+from effstudio.config import ConfigError, param, with_values
 from effstudio.engine.run_config import RunConfig
+from effstudio.paths import PathError, open_regular_file
 
 FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
@@ -115,11 +116,24 @@ def checkpoint_metadata(config: RunConfig, step: int, extra: dict[str, str] | No
     }
 
 
+@dataclass(frozen=True)
+class _HeaderValues:
+    """The scalar header entries, parsed and checked like any setting (the header stores text)."""
+
+    step: int = param(0, min=0)
+
+
 def read_info(path: str | Path) -> CheckpointInfo:
-    """Read and check the header of an effstudio checkpoint without loading weights."""
+    """Read and check the header of an effstudio checkpoint without loading weights.
+
+    Every value read from the header goes through the config layer's validation; a bad one is a
+    CheckpointError naming the file and the field (``step``, ``config: model.d_model``).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist or is not a file")
+    try:
+        open_regular_file(path, what="checkpoint").close()
+    except PathError as err:
+        raise CheckpointError(str(err)) from None
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -129,10 +143,11 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} is a safetensors file but not an effstudio checkpoint "
                               "(no effstudio metadata); use `effstudio inspect` to look inside it")
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]))
-    except (json.JSONDecodeError, ConfigError, KeyError) as err:
-        raise CheckpointError(f"{path} has an unusable config in its metadata: {err}") from None
-    return CheckpointInfo(path, config, int(metadata.get("step", 0)), metadata.get("effstudio.version", "?"), metadata)
+        config = RunConfig.from_json(metadata["config"], source=path)
+        values = with_values(_HeaderValues(), {"step": metadata.get("step", "0")})
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: header metadata {err.field}: {err.message}") from None
+    return CheckpointInfo(path, config, values.step, metadata.get("effstudio.version", "?"), metadata)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

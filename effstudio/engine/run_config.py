@@ -25,19 +25,22 @@ reads them, and :meth:`RunConfig.from_dict` passes over them.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effstudio.config import ConfigError, param, to_dict, validate, with_values
-from effstudio.registry import Registry, get_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from effstudio.bounded_parse import loads_json, read_toml_file
+from effstudio.config import (
+    ConfigError,
+    describe_kind,
+    param,
+    parse_typed,
+    to_dict,
+    validate,
+    with_values,
+)
+from effstudio.registry import Registry, UnknownEntryError, get_registry
 
 SECTIONS = ("model", "attention", "task", "train")
 PLAN_SECTIONS = ("compress",)  # read by effstudio.compress.plan.RunPlan, not by RunConfig
@@ -184,22 +187,33 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
         registry = registry or get_registry()
+        if not isinstance(data, Mapping):
+            raise ConfigError("config", f"expected a table of sections ({', '.join(SECTIONS)}), "
+                                        f"got {describe_kind(data)}")
         unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
         if unknown:
             expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
-            raise ConfigError(sorted(unknown)[0], f"unknown section; expected {expected}")
-        model = dict(data.get("model", {}))
-        task = dict(data.get("task", {}))
-        if "type" not in model:
+            raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
+        tables = {section: _table(data, section) for section in SECTIONS}
+        model, task = tables["model"], tables["task"]
+        model_type = parse_typed("model.type", str, model.get("type", ""))
+        task_name = parse_typed("task.name", str, task.get("name", ""))
+        if not model_type:
             raise ConfigError("model.type", "missing: name the model type")
-        if "name" not in task:
+        if not task_name:
             raise ConfigError("task.name", "missing: name the task")
         overrides = [(f"model.{k}", v) for k, v in model.items() if k != "type"]
-        overrides += [(f"attention.{k}", v) for k, v in data.get("attention", {}).items()]
+        overrides += [(f"attention.{k}", v) for k, v in tables["attention"].items()]
         overrides += [(f"task.{k}", v) for k, v in task.items() if k != "name"]
-        overrides += [(f"train.{k}", v) for k, v in data.get("train", {}).items()]
+        overrides += [(f"train.{k}", v) for k, v in tables["train"].items()]
+        for key, value in overrides:
+            if isinstance(value, (Mapping, list)):  # every setting is a number, a flag or text
+                raise ConfigError(key, f"expected a value, got {describe_kind(value)}")
         # model first so that the attention kind is known before its settings apply
-        config = cls.create(model.pop("type"), task.pop("name"), registry=registry)
+        try:
+            config = cls.create(model_type, task_name, registry=registry)
+        except UnknownEntryError as err:  # a name read from a file: said of the file's field
+            raise ConfigError("model.type" if err.kind == "models" else "task.name", str(err)) from None
         config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
         return config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
 
@@ -210,7 +224,20 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunConfig:
-        return cls.from_dict(read_toml(path), registry)
+        data = read_toml(path)
+        try:
+            return cls.from_dict(data, registry)
+        except ConfigError as err:
+            raise err.in_source(path) from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str | Path, registry: Registry | None = None) -> RunConfig:
+        """The run config stored as JSON in a file's metadata (a checkpoint's header, an ONNX property)."""
+        data = loads_json(text, source=source, field="config")
+        try:
+            return cls.from_dict(data, registry)
+        except ConfigError as err:
+            raise ConfigError(f"config: {err.field}", err.message, str(source)) from None
 
 
 def write_toml(path: str | Path, config: RunConfig) -> None:
@@ -230,14 +257,17 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A run config file's tables; a missing file or bad TOML is a ConfigError naming the file."""
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
+    """A run config file's tables; a missing, unreadable, oversized, non-UTF-8, too deeply nested or
+    invalid file is a ConfigError naming the file."""
+    return read_toml_file(path)
+
+
+def _table(data: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    """A section of a run config: a table (``model = 5`` or ``[[model]]`` is a ConfigError naming it)."""
+    table = data.get(section, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(section, f"expected a table [{section}], got {describe_kind(table)}")
+    return table
 
 
 def _default_attention(registry: Registry, model_cfg: Any) -> Any:

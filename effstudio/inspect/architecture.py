@@ -7,12 +7,13 @@ T5, ViT naming, or any stack of numbered layers with an embedding table).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError, describe_kind, parse_typed
 from effstudio.inspect.tensors import Inspected
 
 ENCODERS = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
@@ -46,11 +47,29 @@ def _join(head: str, parts: list[str]) -> str:
     return ", ".join([head, *parts])
 
 
+def effstudio_header(metadata: Mapping[str, str], source: Any) -> tuple[dict[str, Any], int]:
+    """The run config and step an effstudio header carries, through the bounded parser and the config
+    layer's checks of their shapes (a table of tables, a whole step); a bad one is a ConfigError naming
+    ``source`` and the field. The settings themselves are not checked against the registry: a file of a
+    plugin that is not installed can still be inspected."""
+    try:
+        config = loads_json(metadata["config"], source=source, field="config")
+        if not isinstance(config, Mapping):
+            raise ConfigError("config", f"expected a table of sections, got {describe_kind(config)}")
+        for section, table in config.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"config: {section}", f"expected a table, got {describe_kind(table)}")
+        step = parse_typed("step", int, metadata.get("step", "0"))
+    except ConfigError as err:
+        raise err.in_source(source) from None
+    return dict(config), step
+
+
 def describe_effstudio(metadata: Mapping[str, str]) -> str | None:
     try:
-        config = json.loads(metadata["config"])
+        config, _ = effstudio_header(metadata, "header")
         model = dict(config["model"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, ConfigError):
         return None
     parts = []
     if "layers" in model:

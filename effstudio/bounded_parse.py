@@ -1,0 +1,159 @@
+"""Bounded parsing of JSON and TOML that comes from files: every reader in the core goes through here.
+
+A file can claim anything: a config nested 100,000 levels deep (the parsers recurse and
+end in RecursionError), a 100 MB line, bytes that are not UTF-8. Each function checks the
+size, then the nesting depth, before the text reaches ``json.loads`` or ``tomllib.loads``,
+and says what was wrong as a :class:`~effstudio.config.ConfigError` naming the file (its
+``source``) and the field, which the CLI prints as one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from effstudio.config import ConfigError
+from effstudio.paths import PathError, open_regular_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MAX_DEPTH = 64  # run configs, plans and events nest 3 levels; 64 leaves room and stays far from the stack's limit
+MAX_DOCUMENT_BYTES = 1 << 20  # a run config is a few kB
+MAX_LINE_BYTES = 1 << 20  # one event of an events.jsonl log
+
+# what can open a level, and what must be passed over because brackets inside it do not count
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_TOML_TOKENS = re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]',
+                          re.DOTALL)
+
+
+def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: int = MAX_DEPTH,
+               max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """``json.loads`` of ``text`` (the value of ``field`` in ``source``) after a size and depth check."""
+    if isinstance(text, bytes):
+        text = decode_utf8(text, source=source, field=field)
+    _check_size(len(text), max_bytes, source, field)
+    _check_depth(text, _JSON_TOKENS, max_depth, source, field)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(field, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
+                          str(source)) from None
+    except RecursionError:  # the depth check keeps this out of reach; a last guard all the same
+        raise ConfigError(field, "nested too deeply", str(source)) from None
+
+
+def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", max_depth: int = MAX_DEPTH,
+               max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
+    """``tomllib.loads`` of ``text`` after a size and depth check (brackets, then dotted keys)."""
+    if isinstance(text, bytes):
+        text = decode_utf8(text, source=source, field=field)
+    _check_size(len(text), max_bytes, source, field)
+    _check_depth(text, _TOML_TOKENS, max_depth, source, field)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(field, f"not valid TOML: {err}", str(source)) from None
+    except RecursionError:
+        raise ConfigError(field, "nested too deeply", str(source)) from None
+    # dotted keys and table headers ([a.b.c...]) nest without brackets: measure what was built
+    if _depth_of(data, max_depth) > max_depth:
+        raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source))
+    return data
+
+
+def read_toml_file(path: str | Path, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
+    """A TOML file's tables: a regular file, at most ``max_bytes``, UTF-8, bounded in depth."""
+    try:
+        with open_regular_file(path, what="config") as handle:
+            data = handle.read(max_bytes + 1)
+    except PathError as err:
+        raise ConfigError("config", str(err)) from None
+    return loads_toml(data, source=path, max_bytes=max_bytes)
+
+
+def json_lines(handle: BinaryIO, *, source: str | Path, max_line_bytes: int = MAX_LINE_BYTES
+               ) -> Iterator[tuple[int, Any | None]]:
+    """``(line number, value)`` for each line of a JSON-lines file opened in binary mode.
+
+    A line longer than ``max_line_bytes``, not UTF-8, or nested too deeply is a ConfigError naming
+    ``source`` and the line. A line that is not JSON at all gives ``None``: a write cut short by a
+    crash leaves such a line, and the lines around it still count.
+    """
+    number = 0
+    while True:
+        line = handle.readline(max_line_bytes + 1)
+        if not line:
+            return
+        number += 1
+        where = f"{source}:{number}"
+        if len(line) > max_line_bytes:
+            raise ConfigError(f"line {number}", f"longer than {max_line_bytes:,} bytes", str(source))
+        text = decode_utf8(line, source=where, field=f"line {number}")
+        if not text.strip():
+            continue
+        try:
+            yield number, loads_json(text, source=where, field=f"line {number}", max_bytes=max_line_bytes)
+        except ConfigError as err:
+            if not err.message.startswith("not valid JSON"):
+                raise
+            yield number, None
+
+
+def decode_utf8(data: bytes, *, source: str | Path, field: str) -> str:
+    """``data`` as UTF-8 text; otherwise a ConfigError that says which byte, on which line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(field, f"not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, column {column}",
+                          str(source)) from None
+
+
+def _check_size(size: int, max_bytes: int, source: str | Path, field: str) -> None:
+    if size > max_bytes:
+        raise ConfigError(field, f"larger than the limit of {max_bytes:,} bytes", str(source))
+
+
+def _check_depth(text: str, tokens: re.Pattern[str], max_depth: int, source: str | Path, field: str) -> None:
+    """Refuse text whose brackets nest deeper than ``max_depth``, counting none inside strings or comments."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return  # too few brackets to nest that deep: nothing to scan
+    depth = 0
+    for match in tokens.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                line = text.count("\n", 0, match.start()) + 1
+                raise ConfigError(field, f"nested deeper than {max_depth} levels (line {line})", str(source))
+        elif char in "]}":
+            depth -= 1
+
+
+def _depth_of(value: Any, limit: int) -> int:
+    """The nesting depth of parsed tables and lists, measured without recursion (stops past ``limit``)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
