@@ -75,7 +75,7 @@ def read_toml_file(path: str | Path, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> 
         with open_regular_file(path, what="config") as handle:
             data = handle.read(max_bytes + 1)
     except PathError as err:
-        raise ConfigError("config", str(err)) from None
+        raise ConfigError("config", err.reason, str(path)) from None
     return loads_toml(data, source=path, max_bytes=max_bytes)
 
 
@@ -95,12 +95,12 @@ def json_lines(handle: BinaryIO, *, source: str | Path, max_line_bytes: int = MA
         number += 1
         where = f"{source}:{number}"
         if len(line) > max_line_bytes:
-            raise ConfigError(f"line {number}", f"longer than {max_line_bytes:,} bytes", str(source))
-        text = decode_utf8(line, source=where, field=f"line {number}")
+            raise ConfigError("event", f"line longer than {max_line_bytes:,} bytes", where)
+        text = decode_utf8(line.rstrip(b"\r\n"), source=where, field="event")
         if not text.strip():
             continue
         try:
-            yield number, loads_json(text, source=where, field=f"line {number}", max_bytes=max_line_bytes)
+            yield number, loads_json(text, source=where, field="event", max_bytes=max_line_bytes)
         except ConfigError as err:
             if not err.message.startswith("not valid JSON"):
                 raise
@@ -112,9 +112,7 @@ def decode_utf8(data: bytes, *, source: str | Path, field: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ConfigError(field, f"not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, column {column}",
+        raise ConfigError(field, f"not UTF-8 text: byte 0x{data[err.start]:02x} at {_position(data, err.start)}",
                           str(source)) from None
 
 
@@ -133,10 +131,20 @@ def _check_depth(text: str, tokens: re.Pattern[str], max_depth: int, source: str
         if char in "[{":
             depth += 1
             if depth > max_depth:
-                line = text.count("\n", 0, match.start()) + 1
-                raise ConfigError(field, f"nested deeper than {max_depth} levels (line {line})", str(source))
+                raise ConfigError(field, f"nested deeper than {max_depth} levels (at {_position(text, match.start())})",
+                                  str(source))
         elif char in "]}":
             depth -= 1
+
+
+def _position(text: str | bytes, offset: int) -> str:
+    """Where ``offset`` is, as a person finds it in an editor: "line 3, column 7" (just the column in
+    text of one line)."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    column = offset - (text.rfind(newline, 0, offset) + 1) + 1
+    if newline not in text:
+        return f"column {column}"
+    return f"line {text.count(newline, 0, offset) + 1}, column {column}"
 
 
 def _depth_of(value: Any, limit: int) -> int:

@@ -50,7 +50,14 @@ def logs_dir() -> Path:
 
 # ------------------------------------------------------------ checks of paths
 class PathError(ValueError):
-    """A path cannot be used as asked (a symlink loop, a folder where a file belongs): one line says why."""
+    """A path cannot be used as asked (a symlink loop, a folder where a file belongs): one line says why.
+
+    ``reason`` is the why without the path; ``option`` the command-line option that named it, if any.
+    """
+
+    def __init__(self, path: str | Path, reason: str, option: str | None = None):
+        self.path, self.reason, self.option = Path(path), reason, option
+        super().__init__(f"{option} {path}: {reason}" if option else f"{path}: {reason}")
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -61,8 +68,8 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise PathError(f"{path}: symlink loop") from None
-        raise PathError(f"{path}: {err.strerror or err}") from None
+            raise PathError(path, "symlink loop") from None
+        raise PathError(path, str(err.strerror or err)) from None
 
 
 def _kind(mode: int) -> str:
@@ -90,13 +97,13 @@ def open_regular_file(path: str | Path, *, what: str = "file") -> BinaryIO:
     path = Path(path)
     info = _stat(path)
     if info is None:
-        raise PathError(f"{path}: the {what} file does not exist")
+        raise PathError(path, f"the {what} file does not exist")
     if not stat.S_ISREG(info.st_mode):
-        raise PathError(f"{path}: the {what} file is {_kind(info.st_mode)}, not a regular file")
+        raise PathError(path, f"the {what} file is {_kind(info.st_mode)}, not a regular file")
     try:
         return open(path, "rb")
     except OSError as err:
-        raise PathError(f"{path}: cannot read the {what} file: {err.strerror or err}") from None
+        raise PathError(path, f"cannot read the {what} file: {err.strerror or err}") from None
 
 
 def check_output_file(path: str | Path, option: str = "--out") -> None:
@@ -105,7 +112,7 @@ def check_output_file(path: str | Path, option: str = "--out") -> None:
     info = _stat(path)
     if info is not None:
         if not stat.S_ISREG(info.st_mode):
-            raise PathError(f"{option} {path} is {_kind(info.st_mode)}; name a file to write")
+            raise PathError(path, f"is {_kind(info.st_mode)}; name a file to write", option)
         return
     _check_parent(path, option)
 
@@ -116,7 +123,7 @@ def check_output_folder(path: str | Path, option: str = "--out") -> None:
     info = _stat(path)
     if info is not None:
         if not stat.S_ISDIR(info.st_mode):
-            raise PathError(f"{option} {path} is {_kind(info.st_mode)}; name a folder")
+            raise PathError(path, f"is {_kind(info.st_mode)}; name a folder", option)
         return
     _check_parent(path, option)
 
@@ -128,5 +135,5 @@ def _check_parent(path: Path, option: str) -> None:
         if info is None:
             continue
         if not stat.S_ISDIR(info.st_mode):
-            raise PathError(f"{option} {path}: {parent} is {_kind(info.st_mode)}, not a folder")
+            raise PathError(path, f"{parent} is {_kind(info.st_mode)}, not a folder", option)
         return

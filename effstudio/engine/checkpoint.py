@@ -123,6 +123,11 @@ class _HeaderValues:
     step: int = param(0, min=0)
 
 
+def header_step(metadata: dict[str, str]) -> int:
+    """The header's ``step``, parsed and checked like a setting; a bad one is a ConfigError on ``step``."""
+    return with_values(_HeaderValues(), {"step": metadata.get("step", "0")}).step
+
+
 def read_info(path: str | Path) -> CheckpointInfo:
     """Read and check the header of an effstudio checkpoint without loading weights.
 
@@ -144,10 +149,10 @@ def read_info(path: str | Path) -> CheckpointInfo:
                               "(no effstudio metadata); use `effstudio inspect` to look inside it")
     try:
         config = RunConfig.from_json(metadata["config"], source=path)
-        values = with_values(_HeaderValues(), {"step": metadata.get("step", "0")})
+        step = header_step(metadata)
     except ConfigError as err:
         raise CheckpointError(f"{path}: header metadata {err.field}: {err.message}") from None
-    return CheckpointInfo(path, config, values.step, metadata.get("effstudio.version", "?"), metadata)
+    return CheckpointInfo(path, config, step, metadata.get("effstudio.version", "?"), metadata)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -187,28 +187,12 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
         registry = registry or get_registry()
-        if not isinstance(data, Mapping):
-            raise ConfigError("config", f"expected a table of sections ({', '.join(SECTIONS)}), "
-                                        f"got {describe_kind(data)}")
-        unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
-        if unknown:
-            expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
-            raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
-        tables = {section: _table(data, section) for section in SECTIONS}
-        model, task = tables["model"], tables["task"]
-        model_type = parse_typed("model.type", str, model.get("type", ""))
-        task_name = parse_typed("task.name", str, task.get("name", ""))
-        if not model_type:
-            raise ConfigError("model.type", "missing: name the model type")
-        if not task_name:
-            raise ConfigError("task.name", "missing: name the task")
-        overrides = [(f"model.{k}", v) for k, v in model.items() if k != "type"]
+        tables = config_tables(data)
+        model_type, task_name = tables["model"]["type"], tables["task"]["name"]
+        overrides = [(f"model.{k}", v) for k, v in tables["model"].items() if k != "type"]
         overrides += [(f"attention.{k}", v) for k, v in tables["attention"].items()]
-        overrides += [(f"task.{k}", v) for k, v in task.items() if k != "name"]
+        overrides += [(f"task.{k}", v) for k, v in tables["task"].items() if k != "name"]
         overrides += [(f"train.{k}", v) for k, v in tables["train"].items()]
-        for key, value in overrides:
-            if isinstance(value, (Mapping, list)):  # every setting is a number, a flag or text
-                raise ConfigError(key, f"expected a value, got {describe_kind(value)}")
         # model first so that the attention kind is known before its settings apply
         try:
             config = cls.create(model_type, task_name, registry=registry)
@@ -237,7 +221,8 @@ class RunConfig:
         try:
             return cls.from_dict(data, registry)
         except ConfigError as err:
-            raise ConfigError(f"config: {err.field}", err.message, str(source)) from None
+            field = err.field if err.field == "config" else f"config: {err.field}"
+            raise ConfigError(field, err.message, str(source)) from None
 
 
 def write_toml(path: str | Path, config: RunConfig) -> None:
@@ -260,6 +245,28 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """A run config file's tables; a missing, unreadable, oversized, non-UTF-8, too deeply nested or
     invalid file is a ConfigError naming the file."""
     return read_toml_file(path)
+
+
+def config_tables(data: Any) -> dict[str, Mapping[str, Any]]:
+    """The sections of a run config read from a file, checked in shape before any setting is: a table
+    of tables, each setting a number, a flag or text, ``model.type`` and ``task.name`` named. Needs no
+    registry, so an inspector can check a header whose model comes from a plugin that is not installed."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"expected a table of sections ({', '.join(SECTIONS)}), "
+                                    f"got {describe_kind(data)}")
+    unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
+    if unknown:
+        expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
+        raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
+    tables = {section: _table(data, section) for section in SECTIONS}
+    for section, table in tables.items():
+        for key, value in table.items():
+            if isinstance(value, (Mapping, list)):
+                raise ConfigError(f"{section}.{key}", f"expected a value, got {describe_kind(value)}")
+    for section, key, what in (("model", "type", "the model type"), ("task", "name", "the task")):
+        if not parse_typed(f"{section}.{key}", str, tables[section].get(key, "")):
+            raise ConfigError(f"{section}.{key}", f"missing: name {what}")
+    return tables
 
 
 def _table(data: Mapping[str, Any], section: str) -> Mapping[str, Any]:

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from effstudio.bounded_parse import loads_json
-from effstudio.config import ConfigError, describe_kind, parse_typed
+from effstudio.config import ConfigError
+from effstudio.engine.checkpoint import header_step
+from effstudio.engine.run_config import config_tables
 from effstudio.inspect.tensors import Inspected
 
 ENCODERS = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
@@ -48,18 +50,18 @@ def _join(head: str, parts: list[str]) -> str:
 
 
 def effstudio_header(metadata: Mapping[str, str], source: Any) -> tuple[dict[str, Any], int]:
-    """The run config and step an effstudio header carries, through the bounded parser and the config
-    layer's checks of their shapes (a table of tables, a whole step); a bad one is a ConfigError naming
-    ``source`` and the field. The settings themselves are not checked against the registry: a file of a
-    plugin that is not installed can still be inspected."""
+    """The run config and step an effstudio header carries, through the bounded parser and the checks
+    of :func:`config_tables` and :func:`header_step`; a bad one is a ConfigError naming ``source`` and
+    the field. Settings are not checked against the registry: a file of a plugin that is not
+    installed can still be inspected."""
     try:
         config = loads_json(metadata["config"], source=source, field="config")
-        if not isinstance(config, Mapping):
-            raise ConfigError("config", f"expected a table of sections, got {describe_kind(config)}")
-        for section, table in config.items():
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"config: {section}", f"expected a table, got {describe_kind(table)}")
-        step = parse_typed("step", int, metadata.get("step", "0"))
+        try:
+            config_tables(config)
+        except ConfigError as err:
+            field = err.field if err.field == "config" else f"config: {err.field}"
+            raise ConfigError(field, err.message) from None
+        step = header_step(dict(metadata))
     except ConfigError as err:
         raise err.in_source(source) from None
     return dict(config), step
