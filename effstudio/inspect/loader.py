@@ -10,12 +10,13 @@ effstudio run folders.
 
 from __future__ import annotations
 
-import json
 import struct
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError
 from effstudio.inspect.architecture import describe
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
@@ -123,9 +124,9 @@ def _read_json(path: Path) -> Any:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise InspectError(f"{path.name} is too large for a JSON index or config")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InspectError(f"{path.name} is not valid JSON ({err})") from None
+        return loads_json(path.read_bytes(), source=path, field=path.name, max_bytes=MAX_CONFIG_BYTES)
+    except ConfigError as err:
+        raise InspectError(f"{path.name} is {err.message}") from None
 
 
 def _read_sharded(folder: Path, index_path: Path) -> Inspected:

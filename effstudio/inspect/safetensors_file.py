@@ -10,7 +10,6 @@ since reading past the end of a mapped file would crash the process.
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import struct
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError
 from effstudio.inspect.dtypes import SAFETENSORS, STORAGE
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
@@ -45,9 +46,9 @@ def read_header(path: Path) -> tuple[int, dict[str, Any], int]:
             raise _fail(path, f"the header claims {length:,} bytes, more than any real safetensors header")
         text = handle.read(length)
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _fail(path, f"the header is not valid JSON ({err}); the file is damaged or truncated") from None
+        header = loads_json(text, source=path, field="header", max_bytes=MAX_HEADER_BYTES)
+    except ConfigError as err:  # not UTF-8, not JSON, or nested past any real header's depth
+        raise _fail(path, f"the header is {err.message}; the file is damaged or truncated") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")
     return length, header, size

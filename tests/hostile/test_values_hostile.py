@@ -7,10 +7,12 @@ folder, not in the run store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,33 @@ def refused(argv, capsys, *, names, watch, code=2) -> str:
     for folder, listing in before.items():
         assert _listing(folder) == listing, f"{folder} changed"
     return lines[0]
+
+
+@contextlib.contextmanager
+def fifo_never_blocks(fifo: Path):
+    """Keep opening the other end of ``fifo`` while the test runs, so that code which wrongly reads
+    from it (or writes to it) gets an end of file or a reader and fails the test instead of hanging."""
+    done = threading.Event()
+
+    def unblock():
+        while not done.wait(0.05):
+            for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
+                try:
+                    fd = os.open(fifo, flags)
+                except OSError:  # no reader yet (ENXIO) or the fifo is gone
+                    continue
+                if not flags & os.O_WRONLY:  # the reading end: take what a writer sent
+                    with contextlib.suppress(OSError):
+                        os.read(fd, 1 << 20)
+                os.close(fd)
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _no_runs(tmp_path: Path) -> None:
@@ -214,7 +243,8 @@ def test_pipe_as_input_is_refused_without_reading(reader, made, tmp_path, capsys
     fifo = made["fifo"]
     out = tmp_path / "out"
     out.mkdir()
-    refused(input_readers(fifo, made["good"], out)[reader], capsys, names=[fifo.name, "pipe"], watch=[out])
+    with fifo_never_blocks(fifo):
+        refused(input_readers(fifo, made["good"], out)[reader], capsys, names=[fifo.name, "pipe"], watch=[out])
 
 
 # ------------------------------------------------------------ outputs of the wrong kind
@@ -249,7 +279,9 @@ def _special_outputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("writer", WRITERS)
 def test_file_output_of_the_wrong_kind_is_refused(writer, target, made, tmp_path, capsys):
     out, reason = _special_outputs(tmp_path)[target]
-    refused(file_writers(made["good"], out)[writer], capsys, names=[str(out), reason], watch=[tmp_path / "a_folder"])
+    with fifo_never_blocks(tmp_path / "a_pipe"):
+        refused(file_writers(made["good"], out)[writer], capsys, names=[str(out), reason],
+                watch=[tmp_path / "a_folder"])
     assert (tmp_path / "a_file").read_text(encoding="utf-8") == "keep me"
 
 
