@@ -46,6 +46,8 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
     except json.JSONDecodeError as err:
         raise ConfigError(field, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
                           str(source)) from None
+    except ValueError as err:  # a number of more digits than Python converts
+        raise ConfigError(field, f"not valid JSON: {err}", str(source)) from None
     except RecursionError:  # the depth check keeps this out of reach; a last guard all the same
         raise ConfigError(field, "nested too deeply", str(source)) from None
 
@@ -59,7 +61,7 @@ def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", 
     _check_depth(text, _TOML_TOKENS, max_depth, source, field)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, ValueError) as err:  # ValueError: a number of too many digits
         raise ConfigError(field, f"not valid TOML: {err}", str(source)) from None
     except RecursionError:
         raise ConfigError(field, "nested too deeply", str(source)) from None

@@ -150,9 +150,20 @@ def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
     return None
 
 
+INT_RANGE = (-(2**63), 2**63 - 1)  # what a whole number from a file may be: it must fit SQLite and torch
+
+
 def parse_value(spec: FieldSpec, raw: Any) -> Any:
     """Turn a raw value (text from a command line, or a TOML/JSON value) into the field's type."""
+    value = _parse_raw(spec, raw)
+    if spec.type is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(spec.name, f"must fit in 64 bits, got {describe_kind(value)}")
+    return value
+
+
+def _parse_raw(spec: FieldSpec, raw: Any) -> Any:
     kind = spec.type
+    got = describe_kind(raw)
     if isinstance(raw, str) and kind is not str:
         text = raw.strip()
         if kind is bool:
@@ -161,27 +172,30 @@ def parse_value(spec: FieldSpec, raw: Any) -> Any:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+            raise ConfigError(spec.name, f"expected true or false, got {got}")
         try:
             return int(text) if kind is int else float(text)
         except ValueError:
-            raise ConfigError(spec.name, f"expected {kind.__name__}, got {raw!r}") from None
+            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}") from None
     if kind is bool:
         if isinstance(raw, bool):
             return raw
-        raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+        raise ConfigError(spec.name, f"expected true or false, got {got}")
     if kind is int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, float) and raw.is_integer():
                 return int(raw)
-            raise ConfigError(spec.name, f"expected int, got {raw!r}")
+            raise ConfigError(spec.name, f"expected int, got {got}")
         return raw
     if kind is float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise ConfigError(spec.name, f"expected float, got {raw!r}")
-        return float(raw)
+            raise ConfigError(spec.name, f"expected float, got {got}")
+        try:
+            return float(raw)
+        except OverflowError:  # a whole number past a float's range
+            raise ConfigError(spec.name, f"must be a finite number, got {got}") from None
     if not isinstance(raw, str):
-        raise ConfigError(spec.name, f"expected text, got {raw!r}")
+        raise ConfigError(spec.name, f"expected text, got {got}")
     return raw
 
 
@@ -288,10 +302,12 @@ def record_values(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe_kind(value: Any) -> str:
-    """How a person would name the JSON/TOML type of a wrong value: "a table", "a list", "text 'x'"."""
+    """A wrong value as a message shows it: "a table", "a list", or its repr cut to 40 characters."""
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, (list, tuple)):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > 128:  # repr of a huge number is slow, or refused
+        return f"a whole number of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

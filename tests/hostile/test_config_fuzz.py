@@ -48,6 +48,7 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.integers(min_value=0, max_value=256),  # often in range, so some documents get further
+    st.sampled_from([2**63, -(2**63) - 1, 10**400, -(10**400)]),  # past 64 bits, past a float
     st.floats(allow_nan=True, allow_infinity=True),
     odd_text,
     st.sampled_from(["full", "cpu", "fp32", "auto", "transformer", "listops", "1e-3", "true", "\u202e", "\x00"]),

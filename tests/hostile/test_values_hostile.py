@@ -264,6 +264,14 @@ def file_writers(good: Path, out: Path) -> dict[str, list]:
 WRITERS = list(file_writers(Path("g"), Path("o")))
 
 
+def _null_device(tmp_path: Path) -> Path:
+    """/dev/null, reached through a link in the test's folder: if a regression wrote to it by renaming
+    a file over it (as an atomic write does), only the link would be replaced, never the system's device."""
+    link = tmp_path / "null"
+    os.symlink(os.devnull, link)
+    return link
+
+
 def _special_outputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     folder = tmp_path / "a_folder"
     folder.mkdir()
@@ -271,7 +279,7 @@ def _special_outputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     os.mkfifo(fifo)
     plain = tmp_path / "a_file"
     plain.write_text("keep me", encoding="utf-8")
-    return {"folder": (folder, "is a folder"), "/dev/null": (Path(os.devnull), "is a device"),
+    return {"folder": (folder, "is a folder"), "/dev/null": (_null_device(tmp_path), "is a device"),
             "pipe": (fifo, "is a pipe"), "under a file": (plain / "x.out", "is a file, not a folder")}
 
 
@@ -290,7 +298,7 @@ def test_file_output_of_the_wrong_kind_is_refused(writer, target, made, tmp_path
 def test_folder_output_of_the_wrong_kind_is_refused(writer, target, tmp_path, capsys):
     plain = tmp_path / "a_file"
     plain.write_text("keep me", encoding="utf-8")
-    out, reason = {"file": (plain, "is a file"), "/dev/null": (Path(os.devnull), "is a device"),
+    out, reason = {"file": (plain, "is a file"), "/dev/null": (_null_device(tmp_path), "is a device"),
                    "under a file": (plain / "run", "is a file, not a folder")}[target]
     if writer == "train --out":
         argv = ["train", "--model", "transformer", "--task", "listops", "--steps", "1", "--out", out, "--no-record"]
