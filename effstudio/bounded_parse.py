@@ -28,10 +28,11 @@ MAX_DEPTH = 64  # run configs, plans and events nest 3 levels; 64 leaves room an
 MAX_DOCUMENT_BYTES = 1 << 20  # a run config is a few kB
 MAX_LINE_BYTES = 1 << 20  # one event of an events.jsonl log
 
-# what can open a level, and what must be passed over because brackets inside it do not count
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
-_TOML_TOKENS = re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]',
-                          re.DOTALL)
+# the JSON depth check sees brackets only: escapes go first (a JSON backslash is always inside a string),
+# then the strings, which without escapes are simple and matched in linear time whatever the input
+_ESCAPES = re.compile(r"\\.", re.DOTALL)
+_JSON_STRINGS = re.compile(r'"[^"]*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: int = MAX_DEPTH,
@@ -40,7 +41,8 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
     _check_size(len(text), max_bytes, source, field)
-    _check_depth(text, _JSON_TOKENS, max_depth, source, field)
+    if _json_too_deep(text, max_depth):
+        raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source))
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -49,24 +51,28 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
     except ValueError as err:  # a number of more digits than Python converts
         raise ConfigError(field, f"not valid JSON: {err}", str(source)) from None
     except RecursionError:  # the depth check keeps this out of reach; a last guard all the same
-        raise ConfigError(field, "nested too deeply", str(source)) from None
+        raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source)) from None
 
 
 def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", max_depth: int = MAX_DEPTH,
                max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
-    """``tomllib.loads`` of ``text`` after a size and depth check (brackets, then dotted keys)."""
+    """``tomllib.loads`` of ``text`` after a size check, measured for depth around the parse.
+
+    TOML's strings (four kinds, escapes in two) make a bracket count before parsing either slow or
+    wrong, so the parser's own recursion is the first guard (its RecursionError is caught: a document
+    nested that deep is refused), and the tree it built is measured without recursion, which also
+    catches nesting by dotted keys and table headers ([a.b.c...]) that use no brackets at all.
+    """
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
     _check_size(len(text), max_bytes, source, field)
-    _check_depth(text, _TOML_TOKENS, max_depth, source, field)
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError) as err:  # ValueError: a number of too many digits
         raise ConfigError(field, f"not valid TOML: {err}", str(source)) from None
     except RecursionError:
-        raise ConfigError(field, "nested too deeply", str(source)) from None
-    # dotted keys and table headers ([a.b.c...]) nest without brackets: measure what was built
-    if _depth_of(data, max_depth) > max_depth:
+        data = None
+    if data is None or _depth_of(data, max_depth) > max_depth:
         raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source))
     return data
 
@@ -123,20 +129,17 @@ def _check_size(size: int, max_bytes: int, source: str | Path, field: str) -> No
         raise ConfigError(field, f"larger than the limit of {max_bytes:,} bytes", str(source))
 
 
-def _check_depth(text: str, tokens: re.Pattern[str], max_depth: int, source: str | Path, field: str) -> None:
-    """Refuse text whose brackets nest deeper than ``max_depth``, counting none inside strings or comments."""
+def _json_too_deep(text: str, max_depth: int) -> bool:
+    """Whether the brackets of JSON ``text`` nest deeper than ``max_depth`` (none inside strings count)."""
     if text.count("[") + text.count("{") <= max_depth:
-        return  # too few brackets to nest that deep: nothing to scan
+        return False  # too few brackets to nest that deep: nothing to scan
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", _ESCAPES.sub("", text)))
     depth = 0
-    for match in tokens.finditer(text):
-        char = match.group()
-        if char in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise ConfigError(field, f"nested deeper than {max_depth} levels (at {_position(text, match.start())})",
-                                  str(source))
-        elif char in "]}":
-            depth -= 1
+    for char in brackets:
+        depth += 1 if char in "[{" else -1
+        if depth > max_depth:
+            return True
+    return False
 
 
 def _position(text: str | bytes, offset: int) -> str:

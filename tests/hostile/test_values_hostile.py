@@ -168,6 +168,16 @@ def test_bad_config_file_of_a_run_folder_is_refused_by_runs_import(case, made, t
     assert json.loads(capsys.readouterr().out)["runs"] == []
 
 
+@pytest.mark.parametrize("case", ["toml_escaped_quotes", "ckpt_config_escaped_quotes"])
+def test_readers_take_linear_time_on_strings_that_never_end(case, made, capsys):
+    import time
+
+    argv = ["train", "--config", made[case]] if case.startswith("toml") else ["inspect", made[case], "--no-stats"]
+    started = time.perf_counter()
+    refused(argv, capsys, names=[made[case].name, cases.FIELDS[case]], watch=[made[case].parent])
+    assert time.perf_counter() - started < 5
+
+
 def test_good_config_file_is_read(tmp_path):
     from effstudio.engine.run_config import RunConfig
 

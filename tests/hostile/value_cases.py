@@ -209,6 +209,19 @@ def make_toml_compress_method_list(folder: Path) -> Path:
     return path
 
 
+def make_toml_escaped_quotes(folder: Path) -> Path:
+    """Nearly 1 MB of escaped quotes in a string that never ends, then brackets: a scan that retries
+    every quote as the start of a string takes hours on it; a bounded reader refuses it at once."""
+    path = folder / "escaped_quotes.toml"
+    path.write_text('[model]\nx = "' + '\\"' * 400_000 + "[" * 100 + "\n", encoding="utf-8")
+    return path
+
+
+def make_ckpt_config_escaped_quotes(folder: Path) -> Path:
+    text = '["' + '\\"' * 400_000 + "[" * 100
+    return _rewrite_header(folder, "config_escaped_quotes.safetensors", _with_config(text))
+
+
 def make_toml_oversized(folder: Path) -> Path:
     path = folder / "oversized.toml"
     path.write_text(tomli_w.dumps(_good_toml()) + "# " + "x" * (3 << 20) + "\n", encoding="utf-8")
@@ -358,6 +371,7 @@ CASES = [
     ("ckpt_config_setting_table", make_ckpt_config_setting_table, "checkpoint"),
     ("ckpt_config_missing_type", make_ckpt_config_missing_type, "checkpoint"),
     ("ckpt_config_not_json", make_ckpt_config_not_json, "checkpoint"),
+    ("ckpt_config_escaped_quotes", make_ckpt_config_escaped_quotes, "checkpoint"),
     ("toml_not_utf8", make_toml_not_utf8, "toml"),
     ("toml_latin1_value", make_toml_latin1_value, "toml"),
     ("toml_deep_array", make_toml_deep_array, "toml"),
@@ -370,6 +384,7 @@ CASES = [
     ("toml_setting_table", make_toml_setting_table, "toml"),
     ("toml_type_number", make_toml_type_number, "toml"),
     ("toml_compress_method_list", make_toml_compress_method_list, "toml"),
+    ("toml_escaped_quotes", make_toml_escaped_quotes, "toml"),
     ("toml_oversized", make_toml_oversized, "toml"),
     ("run_list_line", make_run_list_line, "run_folder"),
     ("run_step_text", make_run_step_text, "run_folder"),
@@ -401,6 +416,7 @@ FIELDS = {
     "toml_model_number": "model", "toml_task_list": "task", "toml_model_array_of_tables": "model",
     "toml_steps_text": "train.steps", "toml_setting_table": "model.d_model", "toml_type_number": "model.type",
     "toml_compress_method_list": "compress[1].method", "toml_oversized": "limit",
+    "toml_escaped_quotes": "not valid TOML", "ckpt_config_escaped_quotes": "config",
     "run_list_line": "events.jsonl:3", "run_step_text": "step", "run_loss_table": "loss",
     "run_metrics_list": "metrics", "run_event_number": "event", "run_missing_field": "loss",
     "run_deep_line": "events.jsonl:3", "run_deep_object_line": "events.jsonl:3",
