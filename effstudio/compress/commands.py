@@ -120,11 +120,11 @@ def _record(source: Path, result: Any, as_json: bool) -> None:
         print(f"recorded as a file of run {run_id} (effstudio runs show {run_id})", file=sys.stderr)
 
 
-def _refuse_same(source: Path, out: Path) -> None:
+def _refuse_same(source: Path, out: Path | None, option: str = "--out") -> None:
     from effstudio.compress.formats import CompressError
 
-    if Path(out).resolve() == Path(source).resolve():
-        raise CompressError(f"--out {out} is the input file; name a new file")
+    if out is not None and Path(out).resolve() == Path(source).resolve():
+        raise CompressError(f"{option} {out} is the input file; name a new file")
 
 
 def _guarded(fn: Any) -> Any:
@@ -177,6 +177,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from effstudio.compress.export import export_job
 
+    _refuse_same(args.checkpoint, args.out)
     return _drive(export_job(args.checkpoint, args.out, check=args.check), args.json, args.checkpoint)
 
 
@@ -186,6 +187,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
 
+    for source in args.files:  # a table written over one of the files it measures
+        _refuse_same(source, args.csv, "--csv")
+        _refuse_same(source, args.markdown, "--markdown")
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []

@@ -330,6 +330,15 @@ def test_runs_export_csv_into_a_folder_is_refused(tmp_path, capsys):
             watch=[run])
 
 
+@pytest.mark.parametrize("writer", ["prune", "quantize", "export", "distill", "compare --csv", "compare --markdown"])
+def test_output_that_is_the_input_is_refused(writer, made, tmp_path, capsys):
+    good = tmp_path / "model.safetensors"
+    good.write_bytes(made["good"].read_bytes())
+    before = good.read_bytes()
+    refused(file_writers(good, good)[writer], capsys, names=[str(good), "is the input file"], watch=[tmp_path])
+    assert good.read_bytes() == before
+
+
 def test_existing_file_output_is_still_replaced(made, tmp_path, capsys):
     out = tmp_path / "q.safetensors"
     out.write_bytes(b"old")
