@@ -624,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effstudio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as err:  # noqa: BLE001 - the last guard: no traceback on a user's screen
+    except Exception as err:  # the last guard: no traceback on a user's screen
         print(f"effstudio: internal error: {type(err).__name__}: {_one_line(str(err))}; "
               f"{_log_traceback(argv)}", file=sys.stderr)
         return EXIT_FAILED
@@ -694,6 +694,6 @@ def _log_traceback(argv: Sequence[str]) -> str:
         path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         path.write_text(f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
                         f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}", encoding="utf-8")
-    except Exception as err:  # noqa: BLE001 - a full disk must not turn one line into a traceback
+    except Exception as err:  # a full disk must not turn one line into a traceback
         return f"the traceback could not be written ({type(err).__name__}: {_one_line(str(err))})"
     return f"the traceback is in {path}"
