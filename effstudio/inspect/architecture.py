@@ -62,8 +62,8 @@ def effstudio_header(metadata: Mapping[str, str], source: Any) -> tuple[dict[str
             field = err.field if err.field == "config" else f"config: {err.field}"
             raise ConfigError(field, err.message) from None
         step = header_step(dict(metadata))
-    except ConfigError as err:
-        raise err.in_source(source) from None
+    except ConfigError as err:  # said as read_info says it, so every command names a header the same way
+        raise ConfigError(f"header metadata {err.field}", err.message, str(source)) from None
     return dict(config), step
 
 
