@@ -23,6 +23,7 @@ import effstudio
 COMMANDS = ("models", "attention", "tasks", "train", "runs", "inspect", "gui", "bench",
             "prune", "quantize", "distill", "export", "compare")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # what a shell reports for a program ended by Ctrl+C (128 + SIGINT)
 
 
 class UsageError(Exception):
@@ -281,6 +282,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from effstudio.engine.events import JobControl
     from effstudio.inspect import InspectError, open_model, report
+    from effstudio.inspect.architecture import effstudio_header
     from effstudio.inspect.diff import TensorChangeEvent, compare_names, iter_diff
     from effstudio.inspect.stats import TensorStatsEvent, iter_stats
 
@@ -292,6 +294,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             _print_json({"error": str(err)})
         print(f"effstudio: error: cannot inspect: {err}", file=sys.stderr)
         return EXIT_FAILED
+    for opened in (first, second):
+        if opened is not None and opened.is_effstudio:  # its header values are bad input: exit 2 (ConfigError)
+            effstudio_header(opened.metadata, opened.path)
     control = JobControl()
     errors: list[str] = []
     if not args.json and second is None:
@@ -569,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     from effstudio.paths import add_allow_path_option
 
     add_allow_path_option(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, output_folders=("out",))
 
     from effstudio.runs.commands import add_runs_parser
 
@@ -594,9 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     gui = commands.add_parser("gui", help="open the window (or save a screenshot of it)")
     gui.add_argument("path", nargs="?", help="a file to open")
-    gui.add_argument("--screenshot", metavar="FILE.png", help="run a short demo offscreen, save a PNG, exit")
+    gui.add_argument("--screenshot", type=Path, metavar="FILE.png",
+                     help="run a short demo offscreen, save a PNG, exit")
     gui.add_argument("--steps", type=int, default=120, help="demo steps for --screenshot")
-    gui.set_defaults(func=cmd_gui)
+    gui.set_defaults(func=cmd_gui, output_files=("screenshot",))
 
     bench = commands.add_parser("bench", help="benchmarks")
     benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
@@ -618,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_bench.add_argument("--tensors", type=int, default=100, help="number of tensors (default: 100)")
     inspect_bench.add_argument("--dir", type=Path, help="folder for the temporary file (default: the system's)")
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
-    inspect_bench.set_defaults(func=cmd_bench_inspect)
+    inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     add_bench_parser(benches)
     return parser
 
@@ -647,12 +653,26 @@ def _add_attention_bench(benches: Any) -> None:
     attention.add_argument("--max-mb", type=float, help="memory limit per case (default: 80%% of the memory "
                                                        "available at the start)")
     attention.add_argument("--json", type=Path, metavar="FILE", help="write settings, rows and summary as JSON")
-    attention.set_defaults(func=cmd_bench_attention)
+    attention.set_defaults(func=cmd_bench_attention, output_files=("json",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    multiprocessing.freeze_support()  # the GUI trains in a child process, also in a frozen bundle
+    """Run one command. Bad input is one line and exit code 2; anything unexpected is one line that
+    points to a log file holding the traceback, and exit code 1; Ctrl+C is exit code 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("effstudio: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # the last guard: no traceback on a user's screen
+        print(f"effstudio: internal error: {type(err).__name__}: {_one_line(str(err))}; "
+              f"{_log_traceback(argv)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(argv: list[str]) -> int:
+    multiprocessing.freeze_support()  # the GUI trains in a child process, also in a frozen bundle
     if argv[:2] == ["bench", "attention-case"]:  # hidden: one benchmark case, started by `bench attention`
         from effstudio.bench.attention_case import main as case_main
 
@@ -664,13 +684,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from effstudio.config import ConfigError
     from effstudio.engine.checkpoint import CheckpointError
-    from effstudio.paths import allow_path
+    from effstudio.paths import PathError, allow_path
     from effstudio.registry import UnknownEntryError
 
     for path in getattr(args, "allow_path", None) or ():
         allow_path(path)
     try:
+        _check_paths(args)
         return args.func(args)
-    except (ConfigError, CheckpointError, UnknownEntryError, UsageError) as err:
-        print(f"effstudio: error: {err}", file=sys.stderr)
+    except (ConfigError, CheckpointError, UnknownEntryError, UsageError, PathError) as err:
+        print(f"effstudio: error: {_one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before a command reads or writes: no path given is a symlink loop, and each output is of the
+    kind the command writes (a file, not a folder or /dev/null; a folder, not a file)."""
+    from effstudio.paths import check_output_file, check_output_folder, refuse_symlink_loop
+
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Path):
+                refuse_symlink_loop(item)
+    for dest in getattr(args, "output_files", ()):
+        if getattr(args, dest, None) is not None:
+            check_output_file(getattr(args, dest), _option(dest))
+    for dest in getattr(args, "output_folders", ()):
+        if getattr(args, dest, None) is not None:
+            check_output_folder(getattr(args, dest), _option(dest))
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _one_line(text: str) -> str:
+    """A message as one line of at most 500 characters (a file can put anything into an error)."""
+    line = " ".join(text.split())
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def _log_traceback(argv: Sequence[str]) -> str:
+    """Write the traceback being handled to a new file in the logs folder; say where it is."""
+    import time
+    import traceback
+
+    from effstudio.paths import logs_dir
+
+    try:
+        folder = logs_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
+                        f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}", encoding="utf-8")
+    except Exception as err:  # a full disk must not turn one line into a traceback
+        return f"the traceback could not be written ({type(err).__name__}: {_one_line(str(err))})"
+    return f"the traceback is in {path}"

@@ -13,18 +13,29 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 SCALAR_TYPES = (bool, int, float, str)
 
 
 class ConfigError(ValueError):
-    """A config value is wrong; ``field`` names it so a form can highlight it."""
+    """A config value is wrong; ``field`` names it so a form can highlight it.
 
-    def __init__(self, field: str, message: str):
+    ``source`` names where the value came from when it was read from a file
+    ("run.toml", "events.jsonl:12", a checkpoint's header), so the one-line
+    message says which file to fix.
+    """
+
+    def __init__(self, field: str, message: str, source: str | None = None):
         self.field = field
         self.message = message
-        super().__init__(f"{field}: {message}")
+        self.source = source
+        super().__init__(f"{source}: {field}: {message}" if source else f"{field}: {message}")
+
+    def in_source(self, source: str | Path) -> ConfigError:
+        """The same error, said of ``source`` (kept when the error already names its file)."""
+        return self if self.source else ConfigError(self.field, self.message, str(source))
 
 
 def param(
@@ -148,9 +159,20 @@ def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
     return None
 
 
+INT_RANGE = (-(2**63), 2**63 - 1)  # what a whole number from a file may be: it must fit SQLite and torch
+
+
 def parse_value(spec: FieldSpec, raw: Any) -> Any:
     """Turn a raw value (text from a command line, or a TOML/JSON value) into the field's type."""
+    value = _parse_raw(spec, raw)
+    if spec.type is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(spec.name, f"must fit in 64 bits, got {describe_kind(value)}")
+    return value
+
+
+def _parse_raw(spec: FieldSpec, raw: Any) -> Any:
     kind = spec.type
+    got = describe_kind(raw)
     if isinstance(raw, str) and kind is not str:
         text = raw.strip()
         if kind is bool:
@@ -159,27 +181,30 @@ def parse_value(spec: FieldSpec, raw: Any) -> Any:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+            raise ConfigError(spec.name, f"expected true or false, got {got}")
         try:
             return int(text) if kind is int else float(text)
         except ValueError:
-            raise ConfigError(spec.name, f"expected {kind.__name__}, got {raw!r}") from None
+            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}") from None
     if kind is bool:
         if isinstance(raw, bool):
             return raw
-        raise ConfigError(spec.name, f"expected true or false, got {raw!r}")
+        raise ConfigError(spec.name, f"expected true or false, got {got}")
     if kind is int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, float) and raw.is_integer():
                 return int(raw)
-            raise ConfigError(spec.name, f"expected int, got {raw!r}")
+            raise ConfigError(spec.name, f"expected int, got {got}")
         return raw
     if kind is float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise ConfigError(spec.name, f"expected float, got {raw!r}")
-        return float(raw)
+            raise ConfigError(spec.name, f"expected float, got {got}")
+        try:
+            return float(raw)
+        except OverflowError:  # a whole number past a float's range
+            raise ConfigError(spec.name, f"must be a finite number, got {got}") from None
     if not isinstance(raw, str):
-        raise ConfigError(spec.name, f"expected text, got {raw!r}")
+        raise ConfigError(spec.name, f"expected text, got {got}")
     return raw
 
 
@@ -239,3 +264,59 @@ def with_values(config: Any, values: Mapping[str, Any], *, section: str = "") ->
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def _spec(name: str, kind: type) -> FieldSpec:
+    return FieldSpec(name, kind, None, name, "", None, None, None, None, False)
+
+
+def parse_typed(name: str, annotation: Any, raw: Any) -> Any:
+    """A value read from a file, as a field annotated ``annotation``: a scalar, ``X | None``,
+    ``dict[str, X]`` or ``tuple[X, ...]`` of scalars; anything else is a ConfigError naming ``name``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return parse_typed(name, inner[0], raw)
+    elif origin in (dict, Mapping) and len(args) == 2 and args[0] is str:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(name, f"expected a table of {args[1].__name__} values, got {describe_kind(raw)}")
+        return {str(key): parse_typed(f"{name}.{key}", args[1], value) for key, value in raw.items()}
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(raw, (list, tuple)):
+            raise ConfigError(name, f"expected a list, got {describe_kind(raw)}")
+        return tuple(parse_typed(f"{name}[{i}]", args[0], item) for i, item in enumerate(raw))
+    elif annotation in SCALAR_TYPES:
+        if not isinstance(raw, SCALAR_TYPES):  # a table or list where a number or text belongs
+            raise ConfigError(name, f"expected {annotation.__name__}, got {describe_kind(raw)}")
+        return parse_value(_spec(name, annotation), raw)
+    raise ConfigError(name, f"unsupported field type {annotation!r}")
+
+
+def record_values(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` found in ``record`` (a JSON object from a file), each parsed by
+    :func:`parse_typed`; a required field that is missing is a ConfigError, extra keys are passed over."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in record:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f.name, "missing")
+            continue
+        if f.metadata.get("json", True):
+            values[f.name] = parse_typed(f.name, hints[f.name], record[f.name])
+    return values
+
+
+def describe_kind(value: Any) -> str:
+    """A wrong value as a message shows it: "a table", "a list", or its repr cut to 40 characters."""
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, int) and value.bit_length() > 128:  # repr of a huge number is slow, or refused
+        return f"a whole number of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,15 +1,19 @@
-"""Where effstudio writes: runs, caches and settings from platformdirs.
+"""Where effstudio writes: runs, caches, settings and logs from platformdirs; and checks of the
+paths a person or a file names, before anything is read or written.
 
 Nothing goes into the installation folder or the current directory by default.
-EFFSTUDIO_DATA_DIR and EFFSTUDIO_CACHE_DIR override the locations (tests and
-shared machines use them).
+EFFSTUDIO_DATA_DIR, EFFSTUDIO_CACHE_DIR and EFFSTUDIO_LOG_DIR override the
+locations (tests and shared machines use them); with only EFFSTUDIO_DATA_DIR
+set, logs go into its ``logs`` folder.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import platformdirs
 
@@ -82,3 +86,102 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
         raise ConfigError(field, f"{str(path)!r} in {named_by} leads outside {folder_is} {base} (to {target}); "
                                  "a path that a file names must stay inside the folder it belongs to")
     return target
+def logs_dir() -> Path:
+    """Where the traceback of an unexpected error is written (the CLI prints only its path)."""
+    override = os.environ.get("EFFSTUDIO_LOG_DIR")
+    if override:
+        return Path(override)
+    if os.environ.get("EFFSTUDIO_DATA_DIR"):
+        return data_dir() / "logs"
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+# ------------------------------------------------------------ checks of paths
+class PathError(ValueError):
+    """A path cannot be used as asked (a symlink loop, a folder where a file belongs): one line says why.
+
+    ``reason`` is the why without the path; ``option`` the command-line option that named it, if any.
+    """
+
+    def __init__(self, path: str | Path, reason: str, option: str | None = None):
+        self.path, self.reason, self.option = Path(path), reason, option
+        super().__init__(f"{option} {path}: {reason}" if option else f"{path}: {reason}")
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` following links; None when nothing is there. A symlink loop is a PathError."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise PathError(path, "symlink loop") from None
+        raise PathError(path, str(err.strerror or err)) from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def refuse_symlink_loop(path: str | Path) -> None:
+    """Raise PathError when ``path`` (or a folder on the way to it) is a symlink loop."""
+    _stat(Path(path))
+
+
+def open_regular_file(path: str | Path, *, what: str = "file") -> BinaryIO:
+    """Open an existing regular file for reading in binary mode; anything else (missing, a folder, a
+    device or pipe that would block or never end, a symlink loop) is a PathError naming it."""
+    path = Path(path)
+    info = _stat(path)
+    if info is None:
+        raise PathError(path, f"the {what} file does not exist")
+    if not stat.S_ISREG(info.st_mode):
+        raise PathError(path, f"the {what} file is {_kind(info.st_mode)}, not a regular file")
+    try:
+        return open(path, "rb")
+    except OSError as err:
+        raise PathError(path, f"cannot read the {what} file: {err.strerror or err}") from None
+
+
+def check_output_file(path: str | Path, option: str = "--out") -> None:
+    """Refuse an output file that is a folder, a device or pipe (/dev/null), or lies under a file."""
+    path = Path(path)
+    info = _stat(path)
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            raise PathError(path, f"is {_kind(info.st_mode)}; name a file to write", option)
+        return
+    _check_parent(path, option)
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> None:
+    """Refuse an output folder that exists as a file (or device), or lies under a file."""
+    path = Path(path)
+    info = _stat(path)
+    if info is not None:
+        if not stat.S_ISDIR(info.st_mode):
+            raise PathError(path, f"is {_kind(info.st_mode)}; name a folder", option)
+        return
+    _check_parent(path, option)
+
+
+def _check_parent(path: Path, option: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder, not a file."""
+    for parent in path.absolute().parents:
+        info = _stat(parent)
+        if info is None:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise PathError(path, f"{parent} is {_kind(info.st_mode)}, not a folder", option)
+        return

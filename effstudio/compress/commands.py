@@ -120,11 +120,11 @@ def _record(source: Path, result: Any, as_json: bool) -> None:
         print(f"recorded as a file of run {run_id} (effstudio runs show {run_id})", file=sys.stderr)
 
 
-def _refuse_same(source: Path, out: Path) -> None:
+def _refuse_same(source: Path, out: Path | None, option: str = "--out") -> None:
     from effstudio.compress.formats import CompressError
 
-    if Path(out).resolve() == Path(source).resolve():
-        raise CompressError(f"--out {out} is the input file; name a new file")
+    if out is not None and Path(out).resolve() == Path(source).resolve():
+        raise CompressError(f"{option} {out} is the input file; name a new file")
 
 
 def _guarded(fn: Any) -> Any:
@@ -177,6 +177,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from effstudio.compress.export import export_job
 
+    _refuse_same(args.checkpoint, args.out)
     return _drive(export_job(args.checkpoint, args.out, check=args.check), args.json, args.checkpoint)
 
 
@@ -186,6 +187,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
 
+    for source in args.files:  # a table written over one of the files it measures
+        _refuse_same(source, args.csv, "--csv")
+        _refuse_same(source, args.markdown, "--markdown")
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
@@ -249,7 +253,7 @@ def add_compress_parsers(commands: Any) -> None:
     prune.add_argument("--out", type=Path, required=True, metavar="FILE")
     prune.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
     add_allow_path_option(prune)
-    prune.set_defaults(func=cmd_prune)
+    prune.set_defaults(func=cmd_prune, output_files=("out",))
 
     quantize = commands.add_parser("quantize", help="quantize a checkpoint (torch dynamic int8, fp16, bf16, "
                                                     "onnxruntime int8 dynamic or static)")
@@ -261,7 +265,7 @@ def add_compress_parsers(commands: Any) -> None:
                           help="a .safetensors file, or .onnx for the onnx-* methods")
     quantize.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
     add_allow_path_option(quantize)
-    quantize.set_defaults(func=cmd_quantize)
+    quantize.set_defaults(func=cmd_quantize, output_files=("out",))
 
     distill = commands.add_parser("distill", help="train a student model to imitate a teacher checkpoint")
     distill.add_argument("--teacher", type=Path, required=True, metavar="CKPT")
@@ -276,7 +280,7 @@ def add_compress_parsers(commands: Any) -> None:
     distill.add_argument("--out", type=Path, required=True, metavar="FILE")
     distill.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
     add_allow_path_option(distill)
-    distill.set_defaults(func=cmd_distill)
+    distill.set_defaults(func=cmd_distill, output_files=("out",))
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
     formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
@@ -287,7 +291,7 @@ def add_compress_parsers(commands: Any) -> None:
                       help="compare with PyTorch (max absolute difference), evaluate and time in onnxruntime")
     onnx.add_argument("--json", action="store_true", help="one JSON event per line, the result last")
     add_allow_path_option(onnx)
-    onnx.set_defaults(func=cmd_export)
+    onnx.set_defaults(func=cmd_export, output_files=("out",))
 
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -299,7 +303,7 @@ def add_compress_parsers(commands: Any) -> None:
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     compare.add_argument("--json", action="store_true", help='print {"rows": [...]}')
     add_allow_path_option(compare)
-    compare.set_defaults(func=cmd_compare)
+    compare.set_defaults(func=cmd_compare, output_files=("csv", "markdown"))
 
 
 def add_bench_parser(benches: Any) -> None:
@@ -314,4 +318,4 @@ def add_bench_parser(benches: Any) -> None:
     bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.set_defaults(func=cmd_bench_compress)
+    bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))

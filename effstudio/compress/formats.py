@@ -34,6 +34,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError, parse_typed
 from effstudio.engine.build import build_task, model_of_checkpoint
 from effstudio.engine.checkpoint import (
     CheckpointError,
@@ -193,9 +195,10 @@ def _load_state(model: nn.Module, path: Path, allow_missing: tuple[str, ...]) ->
 
 def _load_dynamic_int8(model: nn.Module, info: CheckpointInfo) -> nn.Module:
     try:
-        names = json.loads(info.metadata.get(QUANTIZED_KEY, "[]"))
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{info.path}: unreadable list of quantized layers") from None
+        names = parse_typed(QUANTIZED_KEY, tuple[str, ...], loads_json(info.metadata.get(QUANTIZED_KEY, "[]"),
+                                                                        source=info.path, field=QUANTIZED_KEY))
+    except ConfigError as err:
+        raise CheckpointError(f"{info.path}: header metadata {err.field}: {err.message}") from None
     with safetensors.safe_open(str(info.path), framework="pt") as handle:
         stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
     integers: dict[str, tuple[torch.Tensor, float, int]] = {}
@@ -250,6 +253,9 @@ def config_of_file(path: str | Path) -> tuple[RunConfig, dict[str, Any]]:
         from effstudio.compress.export import onnx_config
 
         config, metadata = onnx_config(path)
-        return RunConfig.from_dict(config, named_by=path), metadata
+        try:
+            return RunConfig.from_dict(config, named_by=path), metadata
+        except ConfigError as err:
+            raise CompressError(f"{path}: metadata config: {err.field}: {err.message}") from None
     info = read_info(path)
     return info.config, info.metadata

@@ -52,7 +52,7 @@ from effstudio.compress.events import ResultEvent
 from effstudio.compress.prune import IMPORTANCE
 from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
-from effstudio.config import ConfigError, param, with_values
+from effstudio.config import ConfigError, describe_kind, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml
 from effstudio.paths import allow_path, confine
@@ -168,11 +168,11 @@ def parse_step(data: Any, index: int) -> CompressStep:
     """One ``[[compress]]`` table; ``index`` counts from 1 and names the step in errors (``compress[2].amount``)."""
     where = f"compress[{index}]"
     if not isinstance(data, Mapping):
-        raise ConfigError(where, f"expected a table of settings, got {data!r}")
+        raise ConfigError(where, f"expected a table of settings, got {describe_kind(data)}")
     method = data.get("method")
     if method is None:
         raise ConfigError(f"{where}.method", f"missing: name the step ({', '.join(STEP_TYPES)})")
-    cls = STEP_TYPES.get(method)
+    cls = STEP_TYPES.get(method) if isinstance(method, str) else None
     if cls is None:
         raise ConfigError(f"{where}.method", f"must be one of {', '.join(STEP_TYPES)}; got {method!r}")
     values = {key: raw for key, raw in data.items() if key != "method"}
@@ -181,7 +181,7 @@ def parse_step(data: Any, index: int) -> CompressStep:
         raw = values.pop("set")
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and "=" in i for i in items):
-            raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {raw!r}")
+            raise ConfigError(f"{where}.set", f"expected a list of \"key=value\" texts, got {describe_kind(raw)}")
         # the student learns the teacher's task on its data: a file may not point it at other data
         task_settings = [i for i in items if i.split("=", 1)[0].strip().startswith("task.")]
         if task_settings:
@@ -288,15 +288,10 @@ def steps_of_run_folder(run_dir: str | Path) -> tuple[CompressStep, ...]:
         data = read_toml(path)
     except ConfigError:
         return ()
-    return _in_file(path, lambda: parse_steps(data.get("compress")))  # a step that escapes is refused
-
-
-def _in_file(path: Path, read: Any) -> Any:
-    """``read()``, its ConfigError naming the file ``path`` it reads."""
     try:
-        return read()
+        return parse_steps(data.get("compress"))  # a step that escapes is refused
     except ConfigError as err:
-        raise ConfigError(err.field, f"{err.message} (in {path})") from None
+        raise err.in_source(path) from None
 
 
 def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_dir: str | Path | None = None,
@@ -361,8 +356,11 @@ class RunPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> RunPlan:
-        config = RunConfig.from_dict({k: v for k, v in data.items() if k != "compress"}, registry)
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None,
+                  named_by: str | Path | None = None) -> RunPlan:
+        if not isinstance(data, Mapping):
+            raise ConfigError("config", f"expected a table of sections, got {describe_kind(data)}")
+        config = RunConfig.from_dict({k: v for k, v in data.items() if k != "compress"}, registry, named_by)
         return cls(config, parse_steps(data.get("compress")))
 
     def to_toml(self) -> str:
@@ -375,9 +373,10 @@ class RunPlan:
         """The plan a run config file holds; its path settings are named by the file (see
         RunConfig.check_paths), and a bad value's message names the file."""
         data = read_toml(path)
-        return _in_file(Path(path), lambda: cls(RunConfig.from_dict(
-            {k: v for k, v in data.items() if k != "compress"}, registry, named_by=path),
-            parse_steps(data.get("compress"))))
+        try:
+            return cls.from_dict(data, registry, named_by=path)
+        except ConfigError as err:
+            raise err.in_source(path) from None
 
     def with_config(self, config: RunConfig) -> RunPlan:
         return dataclasses.replace(self, config=config)

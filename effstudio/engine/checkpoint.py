@@ -59,10 +59,11 @@ import torch
 from torch import nn
 
 import effstudio
-from effstudio.config import ConfigError
+from effstudio.config import ConfigError, param, with_values
 from effstudio.engine.events import LogEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.safetensors_header import check_file
+from effstudio.paths import PathError, open_regular_file
 
 FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
@@ -363,11 +364,29 @@ def checkpoint_metadata(config: RunConfig, step: int, extra: dict[str, str] | No
     }
 
 
+@dataclass(frozen=True)
+class _HeaderValues:
+    """The scalar header entries, parsed and checked like any setting (the header stores text)."""
+
+    step: int = param(0, min=0)
+
+
+def header_step(metadata: dict[str, str]) -> int:
+    """The header's ``step``, parsed and checked like a setting; a bad one is a ConfigError on ``step``."""
+    return with_values(_HeaderValues(), {"step": metadata.get("step", "0")}).step
+
+
 def read_info(path: str | Path) -> CheckpointInfo:
-    """Read and check the header of an effstudio checkpoint without loading weights."""
+    """Read and check the header of an effstudio checkpoint without loading weights.
+
+    Every value read from the header goes through the config layer's validation; a bad one is a
+    CheckpointError naming the file and the field (``step``, ``config: model.d_model``).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist or is not a file")
+    try:
+        open_regular_file(path, what="checkpoint").close()
+    except PathError as err:
+        raise CheckpointError(str(err)) from None
     check_file(path, CheckpointError)  # the same verdict as `effstudio inspect` on a damaged header
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
@@ -378,10 +397,11 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} is a safetensors file but not an effstudio checkpoint "
                               "(no effstudio metadata); use `effstudio inspect` to look inside it")
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]), named_by=path)
-    except (json.JSONDecodeError, ConfigError, KeyError) as err:
-        raise CheckpointError(f"{path} has an unusable config in its metadata: {err}") from None
-    return CheckpointInfo(path, config, int(metadata.get("step", 0)), metadata.get("effstudio.version", "?"), metadata)
+        config = RunConfig.from_json(metadata["config"], source=path)
+        step = header_step(metadata)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: header metadata {err.field}: {err.message}") from None
+    return CheckpointInfo(path, config, step, metadata.get("effstudio.version", "?"), metadata)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -26,20 +26,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effstudio.config import ConfigError, param, path_settings, to_dict, validate, with_values
+from effstudio.bounded_parse import loads_json, read_toml_file
+from effstudio.config import (
+    ConfigError,
+    describe_kind,
+    param,
+    parse_typed,
+    path_settings,
+    to_dict,
+    validate,
+    with_values,
+)
 from effstudio.paths import confine, user_allowed
-from effstudio.registry import Registry, get_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from effstudio.registry import Registry, UnknownEntryError, get_registry
 
 SECTIONS = ("model", "attention", "task", "train")
 PLAN_SECTIONS = ("compress",)  # read by effstudio.compress.plan.RunPlan, not by RunConfig
@@ -231,22 +235,17 @@ class RunConfig:
         """A config from its tables. ``named_by`` is the file they come from (a TOML, a checkpoint):
         its path settings are then relative to that file's folder, and remembered as named by it."""
         registry = registry or get_registry()
-        unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
-        if unknown:
-            expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
-            raise ConfigError(sorted(unknown)[0], f"unknown section; expected {expected}")
-        model = dict(data.get("model", {}))
-        task = dict(data.get("task", {}))
-        if "type" not in model:
-            raise ConfigError("model.type", "missing: name the model type")
-        if "name" not in task:
-            raise ConfigError("task.name", "missing: name the task")
-        overrides = [(f"model.{k}", v) for k, v in model.items() if k != "type"]
-        overrides += [(f"attention.{k}", v) for k, v in data.get("attention", {}).items()]
-        overrides += [(f"task.{k}", v) for k, v in task.items() if k != "name"]
-        overrides += [(f"train.{k}", v) for k, v in data.get("train", {}).items()]
+        tables = config_tables(data)
+        model_type, task_name = tables["model"]["type"], tables["task"]["name"]
+        overrides = [(f"model.{k}", v) for k, v in tables["model"].items() if k != "type"]
+        overrides += [(f"attention.{k}", v) for k, v in tables["attention"].items()]
+        overrides += [(f"task.{k}", v) for k, v in tables["task"].items() if k != "name"]
+        overrides += [(f"train.{k}", v) for k, v in tables["train"].items()]
         # model first so that the attention kind is known before its settings apply
-        config = cls.create(model.pop("type"), task.pop("name"), registry=registry)
+        try:
+            config = cls.create(model_type, task_name, registry=registry)
+        except UnknownEntryError as err:  # a name read from a file: said of the file's field
+            raise ConfigError("model.type" if err.kind == "models" else "task.name", str(err)) from None
         config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
         config = config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
         return config if named_by is None else config._named_by(Path(named_by), registry)
@@ -268,7 +267,21 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, registry: Registry | None = None) -> RunConfig:
-        return cls.from_dict(read_toml(path), registry, named_by=path)
+        data = read_toml(path)
+        try:
+            return cls.from_dict(data, registry, named_by=path)
+        except ConfigError as err:
+            raise err.in_source(path) from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str | Path, registry: Registry | None = None) -> RunConfig:
+        """The run config stored as JSON in a file's metadata (a checkpoint's header, an ONNX property)."""
+        data = loads_json(text, source=source, field="config")
+        try:
+            return cls.from_dict(data, registry, named_by=source)
+        except ConfigError as err:
+            field = err.field if err.field == "config" else f"config: {err.field}"
+            raise ConfigError(field, err.message, str(source)) from None
 
 
 def write_toml(path: str | Path, config: RunConfig) -> None:
@@ -294,14 +307,39 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A run config file's tables; a missing file or bad TOML is a ConfigError naming the file."""
-    path = Path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError("config", f"cannot read {path}: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", f"{path} is not valid TOML: {err}") from None
+    """A run config file's tables; a missing, unreadable, oversized, non-UTF-8, too deeply nested or
+    invalid file is a ConfigError naming the file."""
+    return read_toml_file(path)
+
+
+def config_tables(data: Any) -> dict[str, Mapping[str, Any]]:
+    """The sections of a run config read from a file, checked in shape before any setting is: a table
+    of tables, each setting a number, a flag or text, ``model.type`` and ``task.name`` named. Needs no
+    registry, so an inspector can check a header whose model comes from a plugin that is not installed."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"expected a table of sections ({', '.join(SECTIONS)}), "
+                                    f"got {describe_kind(data)}")
+    unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
+    if unknown:
+        expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
+        raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
+    tables = {section: _table(data, section) for section in SECTIONS}
+    for section, table in tables.items():
+        for key, value in table.items():
+            if isinstance(value, (Mapping, list)):
+                raise ConfigError(f"{section}.{key}", f"expected a value, got {describe_kind(value)}")
+    for section, key, what in (("model", "type", "the model type"), ("task", "name", "the task")):
+        if not parse_typed(f"{section}.{key}", str, tables[section].get(key, "")):
+            raise ConfigError(f"{section}.{key}", f"missing: name {what}")
+    return tables
+
+
+def _table(data: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    """A section of a run config: a table (``model = 5`` or ``[[model]]`` is a ConfigError naming it)."""
+    table = data.get(section, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(section, f"expected a table [{section}], got {describe_kind(table)}")
+    return table
 
 
 def _default_attention(registry: Registry, model_cfg: Any) -> Any:

@@ -7,12 +7,15 @@ T5, ViT naming, or any stack of numbered layers with an embedding table).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError
+from effstudio.engine.checkpoint import header_step
+from effstudio.engine.run_config import config_tables
 from effstudio.inspect.tensors import Inspected
 
 ENCODERS = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
@@ -46,11 +49,29 @@ def _join(head: str, parts: list[str]) -> str:
     return ", ".join([head, *parts])
 
 
+def effstudio_header(metadata: Mapping[str, str], source: Any) -> tuple[dict[str, Any], int]:
+    """The run config and step an effstudio header carries, through the bounded parser and the checks
+    of :func:`config_tables` and :func:`header_step`; a bad one is a ConfigError naming ``source`` and
+    the field. Settings are not checked against the registry: a file of a plugin that is not
+    installed can still be inspected."""
+    try:
+        config = loads_json(metadata["config"], source=source, field="config")
+        try:
+            config_tables(config)
+        except ConfigError as err:
+            field = err.field if err.field == "config" else f"config: {err.field}"
+            raise ConfigError(field, err.message) from None
+        step = header_step(dict(metadata))
+    except ConfigError as err:  # said as read_info says it, so every command names a header the same way
+        raise ConfigError(f"header metadata {err.field}", err.message, str(source)) from None
+    return dict(config), step
+
+
 def describe_effstudio(metadata: Mapping[str, str]) -> str | None:
     try:
-        config = json.loads(metadata["config"])
+        config, _ = effstudio_header(metadata, "header")
         model = dict(config["model"])
-    except (KeyError, TypeError, ValueError, RecursionError):  # not the config effstudio writes
+    except (KeyError, TypeError, ValueError):  # not the config effstudio writes (a ConfigError too)
         return None
     if not isinstance(config.get("task", {}), dict):
         return None

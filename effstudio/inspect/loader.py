@@ -10,12 +10,13 @@ effstudio run folders.
 
 from __future__ import annotations
 
-import json
 import struct
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError
 from effstudio.engine import read_limits
 from effstudio.inspect.architecture import describe
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
@@ -136,11 +137,9 @@ def _read_json(path: Path) -> Any:
     with open(path, "rb") as handle:  # read no more than was checked, should the file grow meanwhile
         data = handle.read(read_limits.MAX_JSON_BYTES + 1)
     try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InspectError(f"{path.name} is not valid JSON ({err})") from None
-    except RecursionError:
-        raise InspectError(f"{path.name} is JSON nested too deeply to read") from None
+        return loads_json(data, source=path, field=path.name, max_bytes=read_limits.MAX_JSON_BYTES)
+    except ConfigError as err:
+        raise InspectError(f"{path.name} is {err.message}") from None
 
 
 def _read_sharded(folder: Path, index_path: Path) -> Inspected:

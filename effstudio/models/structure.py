@@ -18,12 +18,15 @@ only what is left.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError, describe_kind, record_values
 from effstudio.models.moe import MoEFeedForward
 
 METADATA_KEY = "effstudio.structure"
@@ -45,9 +48,11 @@ class Structure:
     @classmethod
     def from_json(cls, text: str) -> Structure:
         try:
-            data: dict[str, Any] = json.loads(text)
-            return cls(tuple(int(h) for h in data["heads"]), int(data["head_dim"]), tuple(int(f) for f in data["ff"]))
-        except (ValueError, KeyError, TypeError) as err:
+            data = loads_json(text, source="header", field=METADATA_KEY)
+            if not isinstance(data, Mapping):
+                raise ConfigError(METADATA_KEY, f"expected a table, got {describe_kind(data)}")
+            return cls(**record_values(cls, data))
+        except ConfigError as err:
             raise StructureError(f"unreadable structure record {text[:80]!r}: {err}") from None
 
 

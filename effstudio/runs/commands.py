@@ -77,13 +77,15 @@ def _error(args: argparse.Namespace, message: str, code: int) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from effstudio.config import ConfigError
+    from effstudio.paths import PathError
     from effstudio.runs.store import RunNotFound, RunStore, RunStoreError
 
     try:
         with RunStore() as store:
             return _ACTIONS[args.runs_command](store, args)
-    except RunNotFound as err:
-        return _error(args, str(err), EXIT_USAGE)
+    except (RunNotFound, ConfigError, PathError) as err:  # bad input: a run id, a file of a run folder
+        return _error(args, " ".join(str(err).split()), EXIT_USAGE)
     except RunStoreError as err:
         return _error(args, str(err), EXIT_FAILED)
     except OSError as err:
@@ -154,9 +156,12 @@ def _show(store: Any, args: argparse.Namespace) -> int:
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
+    from effstudio.paths import check_output_file, check_output_folder
     from effstudio.runs import export
 
     run_id = store.resolve(args.id)
+    if args.out is not None:
+        (check_output_folder if args.format == "tensorboard" else check_output_file)(args.out)
     if args.format == "tensorboard":
         path = export.write_tensorboard(store, run_id, args.out)
         if args.json:

@@ -23,13 +23,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import effstudio
-from effstudio.config import ConfigError
+from effstudio.bounded_parse import json_lines
+from effstudio.config import ConfigError, describe_kind, parse_typed, record_values
 from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
@@ -40,7 +41,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
-from effstudio.paths import confine
+from effstudio.paths import confine, open_regular_file, refuse_symlink_loop
 from effstudio.runs.store import RunStore, RunStoreError, default_path
 
 FLUSH_S = 2.0  # at most this long between writes of step metrics
@@ -329,14 +330,18 @@ _EVENT_TYPES = {cls.kind: cls for cls in (StartEvent, StepEvent, EvalEvent, Memo
                                           LogEvent, DoneEvent)}
 
 
-def _event_from_json(record: dict[str, Any]) -> Event | None:
-    cls = _EVENT_TYPES.get(record.get("event", ""))
+def _event_from_json(record: Any) -> Event | None:
+    """The event a line of events.jsonl records, its fields parsed and checked by the config layer;
+    None for a kind of record that the store does not keep (attention maps, compression steps)."""
+    if not isinstance(record, Mapping):
+        raise ConfigError("event", f"expected a JSON object, got {describe_kind(record)}")
+    kind = record.get("event", "")
+    if not isinstance(kind, str):
+        raise ConfigError("event", f"expected text, got {describe_kind(kind)}")
+    cls = _EVENT_TYPES.get(kind)
     if cls is None:
         return None
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in record.items() if k in names})
+    return cls(**record_values(cls, record))
 
 
 def _file_of_run(named: Any, folder: Path, recorded_dir: str | None, field: str, log: Path) -> Path:
@@ -360,16 +365,24 @@ def _file_of_run(named: Any, folder: Path, recorded_dir: str | None, field: str,
 def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name: str | None = None) -> int:
     """Record a run from its folder (``config.toml`` and ``events.jsonl``), e.g. one trained on a cluster
     with ``--no-record`` and copied home; return its id. Paths are taken as the folder's current place;
-    start and end times come from the event log's modification time and the run's duration."""
-    import json
+    start and end times come from the event log's modification time and the run's duration.
 
+    Both files are read and checked in full before the store is touched: a bad value (a line that is
+    not an event object, a field of the wrong type, a line too long or too deeply nested, text that is
+    not UTF-8, a symlink loop) is a ConfigError or PathError naming the file, the line and the field,
+    and nothing is recorded.
+    """
     from effstudio.compress.plan import RunPlan, artifact_kind
 
+    refuse_symlink_loop(run_dir)
     folder = Path(run_dir).resolve()
     log = folder / "events.jsonl"
-    if not log.is_file() or not (folder / "config.toml").is_file():
+    config_file = folder / "config.toml"
+    for part in (log, config_file):
+        refuse_symlink_loop(part)
+    if not log.exists() or not config_file.exists():
         raise RunStoreError(f"{folder} is not a run folder (it needs config.toml and events.jsonl)")
-    config = RunPlan.from_toml(folder / "config.toml")
+    config = RunPlan.from_toml(config_file)
     config.config.check_paths()  # what the config reads stays in the folder too (or --allow-path)
     recorded_dir: str | None = None  # where the run was when it wrote its log (its start event)
     outputs: list[tuple[str, Path]] = []  # the files of its compression steps
@@ -377,16 +390,18 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
         if store.resumable_run(str(folder)) is not None:
             raise RunStoreError(f"{folder} is already recorded as run {store.resumable_run(str(folder))}")
     segments: list[list[Event]] = []
-    with open(log, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                event = _event_from_json(record)
-            except (json.JSONDecodeError, TypeError):
+    with open_regular_file(log, what="event log") as handle:
+        for number, record in json_lines(handle, source=log):
+            if record is None:
                 continue  # a line cut short by a crash
-            if record.get("event") == "result" and record.get("path"):
-                outputs.append((artifact_kind(record.get("method", "")),
-                                _file_of_run(record["path"], folder, recorded_dir, "result.path", log)))
+            try:
+                event = _event_from_json(record)
+                if record.get("event") == "result" and record.get("path"):
+                    method = parse_typed("method", str, record.get("method", ""))
+                    outputs.append((artifact_kind(method),
+                                    _file_of_run(record["path"], folder, recorded_dir, "result.path", log)))
+            except ConfigError as err:
+                raise err.in_source(f"{log}:{number}") from None
             if isinstance(event, StartEvent):
                 recorded_dir = event.run_dir
                 event = StartEvent(str(folder), event.device, event.params, event.total_steps, event.start_step)

@@ -1,0 +1,427 @@
+"""Hostile values in files, generated at test time: checkpoint headers, run-config TOML, run folders, paths.
+
+Each ``make_<case>(folder)`` writes one hostile input into ``folder`` and returns its path. ``CASES``
+lists them as ``(name, make, kind)`` so that a matrix over every entry point can reuse them;
+``FIELDS`` says which field (or reason) the one-line message must name for each case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import tomli_w
+
+DEEP = 100_000  # the nesting the issue's files used: far past any parser's recursion limit
+TINY = {"model.d_model": 16, "model.layers": 1, "model.heads": 2, "model.dropout": 0.0,
+        "task.train_size": 64, "task.val_size": 16, "task.test_size": 16, "task.min_length": 8,
+        "task.max_length": 24, "train.batch_size": 16, "train.eval_every": 2, "train.warmup_steps": 1,
+        "train.device": "cpu", "train.attention_every": 0, "train.steps": 2}
+
+
+def tiny_config():
+    from effstudio.engine.run_config import RunConfig
+
+    return RunConfig.create("transformer", "listops", TINY)
+
+
+def make_good_checkpoint(folder: Path, name: str = "good.safetensors") -> Path:
+    """A valid, untrained effstudio checkpoint (with its training state, so that it can be resumed)."""
+    import torch.optim
+
+    from effstudio.engine.build import build_model, build_task
+    from effstudio.engine.checkpoint import save_checkpoint
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(config, build_task(config).spec)
+    optimizer = torch.optim.AdamW(model.parameters())
+    state = {"step": 1, "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state()}
+    return save_checkpoint(folder / name, model, config, step=1, train_state=state)
+
+
+def _rewrite_header(folder: Path, name: str, change) -> Path:
+    """A copy of a good checkpoint (and its training state) whose header metadata ``change`` edits."""
+    good = make_good_checkpoint(folder, "base.safetensors")
+    with safetensors.safe_open(str(good), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    change(metadata)
+    path = folder / name
+    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    path.with_name(path.stem + ".state.pt").write_bytes(good.with_name("base.state.pt").read_bytes())
+    for leftover in folder.glob("base.*"):
+        leftover.unlink()
+    return path
+
+
+def _with_config(edit):
+    def change(metadata):
+        config = json.loads(metadata["config"])
+        metadata["config"] = edit(config) if callable(edit) else edit
+    return change
+
+
+# ------------------------------------------------------------ checkpoint headers
+def make_ckpt_step_text(folder: Path) -> Path:
+    return _rewrite_header(folder, "step_text.safetensors", lambda m: m.update(step="abc"))
+
+
+def make_ckpt_step_negative(folder: Path) -> Path:
+    return _rewrite_header(folder, "step_negative.safetensors", lambda m: m.update(step="-7"))
+
+
+def make_ckpt_step_float(folder: Path) -> Path:
+    return _rewrite_header(folder, "step_float.safetensors", lambda m: m.update(step="2.5e3x"))
+
+
+def make_ckpt_config_deep_list(folder: Path) -> Path:
+    return _rewrite_header(folder, "config_deep_list.safetensors", _with_config("[" * DEEP + "]" * DEEP))
+
+
+def make_ckpt_config_deep_object(folder: Path) -> Path:
+    deep = '{"model": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}"
+    return _rewrite_header(folder, "config_deep_object.safetensors", _with_config(deep))
+
+
+def make_ckpt_config_list(folder: Path) -> Path:
+    return _rewrite_header(folder, "config_list.safetensors", _with_config("[1, 2, 3]"))
+
+
+def make_ckpt_config_text(folder: Path) -> Path:
+    return _rewrite_header(folder, "config_text.safetensors", _with_config('"transformer"'))
+
+
+def make_ckpt_config_model_number(folder: Path) -> Path:
+    def edit(config):
+        config["model"] = 5
+        return json.dumps(config)
+    return _rewrite_header(folder, "config_model_number.safetensors", _with_config(edit))
+
+
+def make_ckpt_config_setting_table(folder: Path) -> Path:
+    def edit(config):
+        config["train"]["lr"] = {"value": 1}
+        return json.dumps(config)
+    return _rewrite_header(folder, "config_setting_table.safetensors", _with_config(edit))
+
+
+def make_ckpt_config_missing_type(folder: Path) -> Path:
+    def edit(config):
+        del config["model"]["type"]
+        return json.dumps(config)
+    return _rewrite_header(folder, "config_missing_type.safetensors", _with_config(edit))
+
+
+def make_ckpt_config_not_json(folder: Path) -> Path:
+    return _rewrite_header(folder, "config_not_json.safetensors", _with_config("{'model': nope"))
+
+
+# ------------------------------------------------------------ run-config TOML
+def _good_toml() -> dict:
+    return tiny_config().to_dict()
+
+
+def make_toml_not_utf8(folder: Path) -> Path:
+    path = folder / "not_utf8.toml"
+    path.write_bytes(tomli_w.dumps(_good_toml()).encode() + b'# caf\xe9 \xff\n')
+    return path
+
+
+def make_toml_latin1_value(folder: Path) -> Path:
+    path = folder / "latin1_value.toml"
+    path.write_bytes(b'[model]\ntype = "transf\xf6rmer"\n')
+    return path
+
+
+def make_toml_deep_array(folder: Path) -> Path:
+    path = folder / "deep_array.toml"
+    path.write_text(tomli_w.dumps(_good_toml()) + "x = " + "[" * DEEP + "]" * DEEP + "\n", encoding="utf-8")
+    return path
+
+
+def make_toml_deep_inline_table(folder: Path) -> Path:
+    path = folder / "deep_inline.toml"
+    path.write_text("[model]\nextra = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n", encoding="utf-8")
+    return path
+
+
+def make_toml_deep_dotted_table(folder: Path) -> Path:
+    path = folder / "deep_dotted.toml"
+    path.write_text("[" + ".".join(["a"] * DEEP) + "]\nb = 1\n", encoding="utf-8")
+    return path
+
+
+def make_toml_model_number(folder: Path) -> Path:
+    data = _good_toml()
+    data["model"] = 5
+    path = folder / "model_number.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_task_list(folder: Path) -> Path:
+    data = _good_toml()
+    data["task"] = ["listops"]
+    path = folder / "task_list.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_model_array_of_tables(folder: Path) -> Path:
+    path = folder / "model_array.toml"
+    path.write_text('[[model]]\ntype = "transformer"\n[task]\nname = "listops"\n', encoding="utf-8")
+    return path
+
+
+def make_toml_steps_text(folder: Path) -> Path:
+    data = _good_toml()
+    data["train"]["steps"] = "many"
+    path = folder / "steps_text.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_setting_table(folder: Path) -> Path:
+    data = _good_toml()
+    data["model"]["d_model"] = {"wide": True}
+    path = folder / "setting_table.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_type_number(folder: Path) -> Path:
+    data = _good_toml()
+    data["model"]["type"] = 7
+    path = folder / "type_number.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_compress_method_list(folder: Path) -> Path:
+    data = _good_toml()
+    data["compress"] = [{"method": ["prune"]}]
+    path = folder / "compress_method_list.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_escaped_quotes(folder: Path) -> Path:
+    """Nearly 1 MB of escaped quotes in a string that never ends, then brackets: a scan that retries
+    every quote as the start of a string takes hours on it; a bounded reader refuses it at once."""
+    path = folder / "escaped_quotes.toml"
+    path.write_text('[model]\nx = "' + '\\"' * 400_000 + "[" * 100 + "\n", encoding="utf-8")
+    return path
+
+
+def make_ckpt_config_escaped_quotes(folder: Path) -> Path:
+    text = '["' + '\\"' * 400_000 + "[" * 100
+    return _rewrite_header(folder, "config_escaped_quotes.safetensors", _with_config(text))
+
+
+def make_toml_oversized(folder: Path) -> Path:
+    path = folder / "oversized.toml"
+    path.write_text(tomli_w.dumps(_good_toml()) + "# " + "x" * (3 << 20) + "\n", encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------ run folders (runs import)
+def _good_events() -> list[dict]:
+    return [
+        {"event": "start", "run_dir": "/elsewhere/run", "device": "cpu", "params": 1000, "total_steps": 2,
+         "start_step": 0},
+        {"event": "step", "step": 1, "total_steps": 2, "loss": 1.5, "lr": 0.001, "tokens_per_s": 100.0,
+         "rss_mb": 50.0, "grad_norm": 1.0, "elapsed_s": 0.1, "metrics": {}},
+        {"event": "step", "step": 2, "total_steps": 2, "loss": 1.25, "lr": 0.001, "tokens_per_s": 100.0,
+         "rss_mb": 50.0, "grad_norm": 1.0, "elapsed_s": 0.2, "metrics": {}},
+        {"event": "done", "steps": 2, "final_loss": 1.3, "val_accuracy": 0.5, "checkpoint": None,
+         "seconds": 0.3, "status": "finished", "error": None},
+    ]
+
+
+def make_good_run_folder(folder: Path, name: str = "good_run", lines: list[bytes] | None = None,
+                         config: bytes | None = None) -> Path:
+    """A run folder that `runs import` records; ``lines`` replace the event log's third line."""
+    run = folder / name
+    run.mkdir()
+    (run / "config.toml").write_bytes(config if config is not None else tomli_w.dumps(_good_toml()).encode())
+    events = [json.dumps(e).encode() for e in _good_events()]
+    if lines is not None:
+        events[2:3] = lines
+    (run / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    return run
+
+
+def make_run_list_line(folder: Path) -> Path:
+    return make_good_run_folder(folder, "run_list_line", [b'["step", 1, 2]'])
+
+
+def make_run_step_text(folder: Path) -> Path:
+    record = {**_good_events()[2], "step": "three"}
+    return make_good_run_folder(folder, "run_step_text", [json.dumps(record).encode()])
+
+
+def make_run_loss_table(folder: Path) -> Path:
+    record = {**_good_events()[2], "loss": {"value": 1.0}}
+    return make_good_run_folder(folder, "run_loss_table", [json.dumps(record).encode()])
+
+
+def make_run_metrics_list(folder: Path) -> Path:
+    record = {**_good_events()[2], "metrics": [1, 2]}
+    return make_good_run_folder(folder, "run_metrics_list", [json.dumps(record).encode()])
+
+
+def make_run_event_number(folder: Path) -> Path:
+    record = {**_good_events()[2], "event": 5}
+    return make_good_run_folder(folder, "run_event_number", [json.dumps(record).encode()])
+
+
+def make_run_missing_field(folder: Path) -> Path:
+    record = {key: value for key, value in _good_events()[2].items() if key != "loss"}
+    return make_good_run_folder(folder, "run_missing_field", [json.dumps(record).encode()])
+
+
+def make_run_deep_line(folder: Path) -> Path:
+    return make_good_run_folder(folder, "run_deep_line", [b"[" * 200_000 + b"]" * 200_000])
+
+
+def make_run_deep_object_line(folder: Path) -> Path:
+    deep = b'{"event": "step", "metrics": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}"
+    return make_good_run_folder(folder, "run_deep_object_line", [deep])
+
+
+def make_run_huge_line(folder: Path) -> Path:
+    """An event log whose third line is 100 MB long (one log message)."""
+    run = make_good_run_folder(folder, "run_huge_line", [b"PLACEHOLDER"])
+    events = (run / "events.jsonl").read_bytes()
+    head, tail = events.split(b"PLACEHOLDER")
+    with open(run / "events.jsonl", "wb") as handle:
+        handle.write(head + b'{"event": "log", "level": "info", "message": "')
+        chunk = b"x" * (1 << 20)
+        for _ in range(100):
+            handle.write(chunk)
+        handle.write(b'"}' + tail)
+    return run
+
+
+def make_run_line_not_utf8(folder: Path) -> Path:
+    return make_good_run_folder(folder, "run_line_not_utf8",
+                                [b'{"event": "log", "level": "info", "message": "caf\xe9"}'])
+
+
+def make_run_config_not_utf8(folder: Path) -> Path:
+    return make_good_run_folder(folder, "run_config_not_utf8",
+                                config=tomli_w.dumps(_good_toml()).encode() + b"# \xc3\x28\n")
+
+
+def make_run_config_model_number(folder: Path) -> Path:
+    data = _good_toml()
+    data["model"] = 5
+    return make_good_run_folder(folder, "run_config_model_number", config=tomli_w.dumps(data).encode())
+
+
+def make_run_events_symlink_loop(folder: Path) -> Path:
+    run = make_good_run_folder(folder, "run_events_loop")
+    (run / "events.jsonl").unlink()
+    os.symlink("events.jsonl", run / "events.jsonl")
+    return run
+
+
+def make_run_config_symlink_loop(folder: Path) -> Path:
+    run = make_good_run_folder(folder, "run_config_loop")
+    (run / "config.toml").unlink()
+    os.symlink("loop_b", run / "config.toml")
+    os.symlink("config.toml", run / "loop_b")
+    return run
+
+
+# ------------------------------------------------------------ paths
+def make_symlink_loop(folder: Path) -> Path:
+    """A name that points to itself: any command given it as an input must say "symlink loop"."""
+    path = folder / "loop.safetensors"
+    os.symlink(path.name, path)
+    return path
+
+
+def make_symlink_loop_pair(folder: Path) -> Path:
+    first, second = folder / "a.toml", folder / "b.toml"
+    os.symlink(second.name, first)
+    os.symlink(first.name, second)
+    return first
+
+
+def make_fifo(folder: Path) -> Path:
+    path = folder / "pipe.safetensors"
+    os.mkfifo(path)
+    return path
+
+
+CASES = [
+    ("ckpt_step_text", make_ckpt_step_text, "checkpoint"),
+    ("ckpt_step_negative", make_ckpt_step_negative, "checkpoint"),
+    ("ckpt_step_float", make_ckpt_step_float, "checkpoint"),
+    ("ckpt_config_deep_list", make_ckpt_config_deep_list, "checkpoint"),
+    ("ckpt_config_deep_object", make_ckpt_config_deep_object, "checkpoint"),
+    ("ckpt_config_list", make_ckpt_config_list, "checkpoint"),
+    ("ckpt_config_text", make_ckpt_config_text, "checkpoint"),
+    ("ckpt_config_model_number", make_ckpt_config_model_number, "checkpoint"),
+    ("ckpt_config_setting_table", make_ckpt_config_setting_table, "checkpoint"),
+    ("ckpt_config_missing_type", make_ckpt_config_missing_type, "checkpoint"),
+    ("ckpt_config_not_json", make_ckpt_config_not_json, "checkpoint"),
+    ("ckpt_config_escaped_quotes", make_ckpt_config_escaped_quotes, "checkpoint"),
+    ("toml_not_utf8", make_toml_not_utf8, "toml"),
+    ("toml_latin1_value", make_toml_latin1_value, "toml"),
+    ("toml_deep_array", make_toml_deep_array, "toml"),
+    ("toml_deep_inline_table", make_toml_deep_inline_table, "toml"),
+    ("toml_deep_dotted_table", make_toml_deep_dotted_table, "toml"),
+    ("toml_model_number", make_toml_model_number, "toml"),
+    ("toml_task_list", make_toml_task_list, "toml"),
+    ("toml_model_array_of_tables", make_toml_model_array_of_tables, "toml"),
+    ("toml_steps_text", make_toml_steps_text, "toml"),
+    ("toml_setting_table", make_toml_setting_table, "toml"),
+    ("toml_type_number", make_toml_type_number, "toml"),
+    ("toml_compress_method_list", make_toml_compress_method_list, "toml"),
+    ("toml_escaped_quotes", make_toml_escaped_quotes, "toml"),
+    ("toml_oversized", make_toml_oversized, "toml"),
+    ("run_list_line", make_run_list_line, "run_folder"),
+    ("run_step_text", make_run_step_text, "run_folder"),
+    ("run_loss_table", make_run_loss_table, "run_folder"),
+    ("run_metrics_list", make_run_metrics_list, "run_folder"),
+    ("run_event_number", make_run_event_number, "run_folder"),
+    ("run_missing_field", make_run_missing_field, "run_folder"),
+    ("run_deep_line", make_run_deep_line, "run_folder"),
+    ("run_deep_object_line", make_run_deep_object_line, "run_folder"),
+    ("run_huge_line", make_run_huge_line, "run_folder"),
+    ("run_line_not_utf8", make_run_line_not_utf8, "run_folder"),
+    ("run_config_not_utf8", make_run_config_not_utf8, "run_folder"),
+    ("run_config_model_number", make_run_config_model_number, "run_folder"),
+    ("run_events_symlink_loop", make_run_events_symlink_loop, "run_folder"),
+    ("run_config_symlink_loop", make_run_config_symlink_loop, "run_folder"),
+    ("symlink_loop", make_symlink_loop, "path"),
+    ("symlink_loop_pair", make_symlink_loop_pair, "path"),
+    ("fifo", make_fifo, "path"),
+]
+
+# what the one-line message must name besides the file: the field, the line, or the reason
+FIELDS = {
+    "ckpt_step_text": "step", "ckpt_step_negative": "step", "ckpt_step_float": "step",
+    "ckpt_config_deep_list": "config", "ckpt_config_deep_object": "config", "ckpt_config_list": "config",
+    "ckpt_config_text": "config", "ckpt_config_model_number": "model", "ckpt_config_setting_table": "lr",
+    "ckpt_config_missing_type": "model.type", "ckpt_config_not_json": "config",
+    "toml_not_utf8": "byte 0xe9", "toml_latin1_value": "byte 0xf6", "toml_deep_array": "nested deeper",
+    "toml_deep_inline_table": "nested deeper", "toml_deep_dotted_table": "nested deeper",
+    "toml_model_number": "model", "toml_task_list": "task", "toml_model_array_of_tables": "model",
+    "toml_steps_text": "train.steps", "toml_setting_table": "model.d_model", "toml_type_number": "model.type",
+    "toml_compress_method_list": "compress[1].method", "toml_oversized": "limit",
+    "toml_escaped_quotes": "not valid TOML", "ckpt_config_escaped_quotes": "config",
+    "run_list_line": "events.jsonl:3", "run_step_text": "step", "run_loss_table": "loss",
+    "run_metrics_list": "metrics", "run_event_number": "event", "run_missing_field": "loss",
+    "run_deep_line": "events.jsonl:3", "run_deep_object_line": "events.jsonl:3",
+    "run_huge_line": "events.jsonl:3", "run_line_not_utf8": "events.jsonl:3", "run_config_not_utf8": "byte 0xc3",
+    "run_config_model_number": "model", "run_events_symlink_loop": "symlink loop",
+    "run_config_symlink_loop": "symlink loop",
+    "symlink_loop": "symlink loop", "symlink_loop_pair": "symlink loop", "fifo": "pipe",
+}
