@@ -18,15 +18,13 @@ from typing import Any, BinaryIO
 
 from effstudio.config import ConfigError
 from effstudio.paths import PathError, open_regular_file
+from effstudio.read_limits import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-MAX_DEPTH = 64  # run configs, plans and events nest 3 levels; 64 leaves room and stays far from the stack's limit
-MAX_DOCUMENT_BYTES = 1 << 20  # a run config is a few kB
-MAX_LINE_BYTES = 1 << 20  # one event of an events.jsonl log
 
 # the JSON depth check sees brackets only: escapes go first (a JSON backslash is always inside a string),
 # then the strings, which without escapes are simple and matched in linear time whatever the input

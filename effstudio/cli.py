@@ -110,7 +110,7 @@ def _graceful_interrupt(control: Any) -> Iterator[None]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from effstudio.compress.plan import RunPlan
-    from effstudio.engine.distributed import context_from_env
+    from effstudio.engine.distributed import context_from_env, leave_process_group
     from effstudio.engine.events import DoneEvent, JobControl, StartEvent
     from effstudio.engine.trainer import default_run_dir, train
 
@@ -162,15 +162,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                 progress.close()
             if log_file is not None:
                 log_file.close()
+            # every rank leaves the job's process group once training is over: a gloo group left to the
+            # interpreter's exit can abort a rank ("terminate called without an active exception")
+            leave_process_group()
     if done is None:
         return EXIT_OK
     if not args.json and is_main:
         _print_summary(done)
     code = EXIT_FAILED if done.status == "failed" else EXIT_OK
     if steps:
-        from effstudio.engine.distributed import leave_process_group, single_process
+        from effstudio.engine.distributed import single_process
 
-        leave_process_group()
         if is_main:  # under torchrun, rank 0 alone compresses what it saved, as a process of its own
             with single_process():
                 code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
@@ -280,6 +282,7 @@ def _print_summary(done: Any) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from effstudio.config import ConfigError
     from effstudio.engine.events import JobControl
     from effstudio.inspect import InspectError, open_model, report
     from effstudio.inspect.architecture import effstudio_header
@@ -294,11 +297,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             _print_json({"error": str(err)})
         print(f"effstudio: error: cannot inspect: {err}", file=sys.stderr)
         return EXIT_FAILED
-    for opened in (first, second):
-        if opened is not None and opened.is_effstudio:  # its header values are bad input: exit 2 (ConfigError)
-            effstudio_header(opened.metadata, opened.path)
     control = JobControl()
     errors: list[str] = []
+    for opened in (first, second):
+        # a damaged effstudio header is reported, and what the file holds is still shown: the
+        # inspector is where a person looks into a file that the other commands refuse
+        if opened is not None and opened.is_effstudio:
+            try:
+                effstudio_header(opened.metadata, opened.path)
+            except ConfigError as err:
+                errors.append(str(err))
     if not args.json and second is None:
         print("\n".join(report.summary_lines(first)), flush=True)
     with _graceful_interrupt(control):
@@ -718,10 +726,16 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+MAX_MESSAGE = 2000  # long enough for two absolute paths and the advice after them
+
+
 def _one_line(text: str) -> str:
-    """A message as one line of at most 500 characters (a file can put anything into an error)."""
+    """A message as one line of bounded length (a file can put anything into an error); the end, where
+    the advice is, is kept when the middle has to go."""
     line = " ".join(text.split())
-    return line if len(line) <= 500 else line[:497] + "..."
+    if len(line) <= MAX_MESSAGE:
+        return line
+    return line[:MAX_MESSAGE // 2] + " ... " + line[-(MAX_MESSAGE // 2 - 5):]
 
 
 def _log_traceback(argv: Sequence[str]) -> str:

@@ -15,12 +15,13 @@ metadata entries with the same bounds as other JSON read from files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from effstudio.engine import read_limits
+from effstudio import read_limits
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError
 
 
 class OnnxFileError(ValueError):
@@ -130,11 +131,9 @@ def metadata_json(path: Path, metadata: dict[str, str], key: str) -> dict[str, A
         raise OnnxFileError(f"{path.name}: metadata {key!r} holds {len(text):,} characters, more than the "
                             f"{read_limits.MAX_JSON_BYTES:,} effstudio reads (MAX_JSON_BYTES)")
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise OnnxFileError(f"{path.name}: metadata {key!r} is not JSON ({err})") from None
-    except RecursionError:
-        raise OnnxFileError(f"{path.name}: metadata {key!r} is JSON nested too deeply to read") from None
+        value = loads_json(text, source=path, field=key, max_bytes=read_limits.MAX_JSON_BYTES)
+    except ConfigError as err:  # not JSON, or nested deeper than any config
+        raise OnnxFileError(f"{path.name}: metadata {key!r} is {err.message}") from None
     if not isinstance(value, dict):
         raise OnnxFileError(f"{path.name}: metadata {key!r} is JSON but not an object (it is "
                             f"{type(value).__name__}); it should hold the run config")

@@ -4,7 +4,7 @@ The inspector, checkpoint loading (resume, init, compare, prune, quantize,
 export, distill) and anything else that opens a ``.safetensors`` file call
 :func:`read_header` first, so they all give one verdict and one message for a
 damaged or hostile file. The check reads only the 8-byte length and the header
-itself (bounded, see :mod:`effstudio.engine.read_limits`), never the data.
+itself (bounded, see :mod:`effstudio.read_limits`), never the data.
 
 It is at least as strict as the safetensors library, so that a header accepted
 here never fails in the library afterwards with another message:
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from effstudio.engine import read_limits
+from effstudio import read_limits
 
 _UNSIGNED_LIMIT = 2**64  # shapes and offsets are 64-bit unsigned integers in the format
 
@@ -110,7 +110,7 @@ def _parse(text: bytes, fail: Any) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise fail(f"the header is not valid JSON ({err}); the file is damaged or truncated") from None
     except RecursionError:
-        raise fail(f"the header is nested more than {read_limits.MAX_SAFETENSORS_HEADER_DEPTH} levels deep") from None
+        raise fail(f"the header is nested more than {read_limits.MAX_DEPTH} levels deep") from None
     _check_values(header, fail)
     if not isinstance(header, dict):
         raise fail(f"the header is valid JSON but not an object (it is {_json_kind(header)}); a safetensors "
@@ -129,8 +129,8 @@ def _check_values(root: Any, fail: Any) -> None:
     pending = [(root, 1)]
     while pending:
         value, depth = pending.pop()
-        if depth > read_limits.MAX_SAFETENSORS_HEADER_DEPTH:
-            raise fail(f"the header is nested more than {read_limits.MAX_SAFETENSORS_HEADER_DEPTH} levels deep")
+        if depth > read_limits.MAX_DEPTH:
+            raise fail(f"the header is nested more than {read_limits.MAX_DEPTH} levels deep")
         if isinstance(value, dict):
             for key, item in value.items():
                 _check_text(key, fail)

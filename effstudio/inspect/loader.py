@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from effstudio import read_limits
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
-from effstudio.engine import read_limits
 from effstudio.inspect.architecture import describe
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 

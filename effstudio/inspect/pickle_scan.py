@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import IO
 
-from effstudio.engine import read_limits
+from effstudio import read_limits
 
 _TORCH_NAMES = {
     ("torch", "device"), ("torch", "Size"), ("torch", "Tensor"), ("torch._tensor", "Tensor"),

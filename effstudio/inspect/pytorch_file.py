@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from effstudio.engine import read_limits
+from effstudio import read_limits
 from effstudio.inspect.pickle_scan import PickleTooLarge, disallowed, pickle_globals
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 from effstudio.inspect.zip_members import InflationBudget

@@ -5,7 +5,7 @@ zipfile never returns more than that, so checking the declaration *before*
 opening a member bounds the work, and a member that inflates to more than it
 declares ends in a CRC error, not in more bytes. :class:`InflationBudget` is
 that check: the size cap and, for large members and for all members together,
-the compression-ratio cap of :mod:`effstudio.engine.read_limits`. :func:`read_exactly` then streams a member
+the compression-ratio cap of :mod:`effstudio.read_limits`. :func:`read_exactly` then streams a member
 into a buffer of the declared size, never growing it.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import zipfile
 from typing import IO
 
-from effstudio.engine import read_limits
+from effstudio import read_limits
 
 _STREAM_CHUNK = 16 << 20
 

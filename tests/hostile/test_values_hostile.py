@@ -133,7 +133,9 @@ def test_bad_checkpoint_header_is_one_line_naming_file_and_field(case, reader, m
     out = tmp_path / "out"
     out.mkdir()
     argv = header_readers(ckpt, made["good"], out)[reader]
-    refused(argv, capsys, names=[ckpt.name, cases.FIELDS[case]], watch=[ckpt.parent, out])
+    # the inspector still shows what a damaged file holds, and exits 1 as for any damage it finds
+    code = 1 if reader.startswith("inspect") else 2
+    refused(argv, capsys, names=[ckpt.name, cases.FIELDS[case]], watch=[ckpt.parent, out], code=code)
     _no_runs(tmp_path)
 
 
@@ -174,7 +176,8 @@ def test_readers_take_linear_time_on_strings_that_never_end(case, made, capsys):
 
     argv = ["train", "--config", made[case]] if case.startswith("toml") else ["inspect", made[case], "--no-stats"]
     started = time.perf_counter()
-    refused(argv, capsys, names=[made[case].name, cases.FIELDS[case]], watch=[made[case].parent])
+    refused(argv, capsys, names=[made[case].name, cases.FIELDS[case]], watch=[made[case].parent],
+            code=2 if case.startswith("toml") else 1)
     assert time.perf_counter() - started < 5
 
 
@@ -358,7 +361,7 @@ def test_hostile_input_in_a_real_process(case, argv, made, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
     result = subprocess.run([sys.executable, "-m", "effstudio", *argv, str(made[case])], capture_output=True,
                             text=True, env=env, cwd=tmp_path / "cwd", timeout=120)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == (1 if argv[0] == "inspect" else 2), result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert made[case].name in result.stderr and cases.FIELDS[case] in result.stderr

@@ -91,7 +91,7 @@ def test_bad_files_exit_1_with_the_reason(tmp_path, capsys):
 
 
 def test_unreadable_tensor_is_reported_and_exits_1(tmp_path, capsys, monkeypatch):
-    from effstudio.engine import read_limits
+    from effstudio import read_limits
 
     path = files.npz_file(tmp_path / "arrays.npz", compressed=True)
     with zipfile.ZipFile(path) as archive:

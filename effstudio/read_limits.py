@@ -12,10 +12,12 @@ from __future__ import annotations
 MiB = 1 << 20
 GiB = 1 << 30
 
-# safetensors: the reference library refuses larger headers; the format needs 3 levels of JSON, its parser stops
-# at 128, so anything deeper is refused before it gets there
+# JSON and TOML nesting: run configs, plans, events and safetensors headers nest 3 levels; 64 leaves room and
+# stays far below the depth where the parsers' recursion fails (the safetensors library's stops at 128)
+MAX_DEPTH = 64
+
+# safetensors: the reference library refuses larger headers
 MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
-MAX_SAFETENSORS_HEADER_DEPTH = 64
 
 # a checkpoint's pickle holds names and shapes, not tensor data: ~100 bytes per tensor, so 32 MiB is ~300,000
 # tensors. The opcode scan reads ~3 MB/s (about 10 s here); a 1 GiB pickle would keep it busy for 6 minutes
@@ -35,3 +37,8 @@ MAX_REPEATED_VIEW_ELEMENTS = 1 << 27
 
 # JSON beside or inside a model (config.json, a shard index, ONNX metadata): kilobytes in real files
 MAX_JSON_BYTES = 10 * MiB
+
+# a run config or plan (TOML, or JSON in a checkpoint's header) is a few kB; one line of an events.jsonl log
+# is one event
+MAX_DOCUMENT_BYTES = 1 * MiB
+MAX_LINE_BYTES = 1 * MiB
