@@ -172,8 +172,10 @@ def test_the_refusal_allocates_nothing(tmp_path, argv):
     """In a process of its own: exit 2, one line on stderr, and a peak memory of an idle PyTorch process."""
     checkpoint = cases.make_header_huge_width(tmp_path)
     argv = [a.format(ckpt=checkpoint, out=tmp_path / "out") for a in argv]
-    code = ("import resource, sys\nfrom effstudio.cli import main\ncode = main(sys.argv[1:])\n"
-            "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
+    # VmHWM is this process's own high-water mark; ru_maxrss would carry over the forking pytest process's
+    code = ("import re, sys\nfrom effstudio.cli import main\ncode = main(sys.argv[1:])\n"
+            "status = open('/proc/self/status').read()\n"
+            "print('peak_kb', re.search(r'VmHWM:\\s*(\\d+)', status).group(1), file=sys.stderr)\nsys.exit(code)")
     env = {"PYTHONPATH": str(ROOT), "EFFSTUDIO_DATA_DIR": str(tmp_path / "data"), "EFFSTUDIO_RECORD_RUNS": "0",
            "EFFSTUDIO_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=120)
