@@ -100,15 +100,20 @@ def test_closing_the_window_mid_run_stops_cleanly(window, qtbot):
     assert job.worker.done is not None and job.worker.done.status == "stopped"
 
 
-def test_runtime_config_error_marks_the_field(window, qtbot):
-    # an encoder cannot learn a language-modelling task: the model refuses at build time
-    window.model_panel.model_form.set_value("mode", "encoder")
+def start_and_fail(window, qtbot) -> None:
+    """Start a run that the model build refuses; wait until the window has let go of its job."""
     worker = window.start_training()
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
         pass
     assert finished.args[0].status == "failed"
     qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+
+
+def test_runtime_config_error_marks_the_field(window, qtbot):
+    # an encoder cannot learn a language-modelling task: the model refuses at build time
+    window.model_panel.model_form.set_value("mode", "encoder")
+    start_and_fail(window, qtbot)
     assert "encoder" in window.model_panel.model_form.error_text("mode")
     assert window.current_section() == MODEL
     assert window.state == "failed"
@@ -118,11 +123,6 @@ def test_runtime_config_error_marks_the_field(window, qtbot):
 def test_start_refuses_a_model_too_large_for_the_machine(window, qtbot):
     """The window's Start runs the same size check as `train`: the width field shows the estimate."""
     window.model_panel.model_form.set_value("d_model", 1_000_000)
-    worker = window.start_training()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
-        pass
-    assert finished.args[0].status == "failed"
-    qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    start_and_fail(window, qtbot)
     assert "would need about" in window.model_panel.model_form.error_text("d_model")
     assert "EFFSTUDIO_MEMORY_LIMIT_GB" in window.log.text()
