@@ -5,7 +5,7 @@ member stored without compression is mapped in place (its offset found from
 the zip's local header and the .npy header after it); a compressed member is
 decompressed when its statistics are asked for, into a buffer of the size its
 .npy header declares, and only when the zip's declared inflated size and ratio
-are within the limits (:mod:`effstudio.inspect.zip_members`): a 4 MB member that
+are within the limits (:mod:`effstudio.engine.zip_members`): a 4 MB member that
 inflates to 4 GiB is refused, naming the limit, before a byte is inflated.
 Object arrays (pickles) are refused: ``allow_pickle`` is never set.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.inspect.zip_members import InflationBudget, read_exactly
+from effstudio.engine.zip_members import InflationBudget, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 
