@@ -53,6 +53,15 @@ class InflationBudget:
         return None
 
 
+def member_count_problem(archive: zipfile.ZipFile) -> str | None:
+    """Why an archive has too many members to read (MAX_TENSORS), or None."""
+    count = len(archive.infolist())
+    if count > read_limits.MAX_TENSORS:
+        return (f"the archive holds {count:,} members, more than the {read_limits.MAX_TENSORS:,} effstudio reads "
+                "in one file (MAX_TENSORS)")
+    return None
+
+
 def read_exactly(stream: IO[bytes], buffer: memoryview) -> None:
     """Fill ``buffer`` from ``stream`` in chunks; EOFError when the stream ends first."""
     filled = 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.engine.zip_members import InflationBudget, read_exactly
+from effstudio.engine.zip_members import InflationBudget, member_count_problem, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 
@@ -32,10 +32,15 @@ def _fail(path: Path, reason: str) -> InspectError:
 
 
 def _read_npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an .npy header; ValueError for one that numpy accepts but no array has."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(stream)
-    return np.lib.format.read_array_header_2_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if any(dim < 0 for dim in shape):  # numpy's header reader lets (-4, -4) through: 16 elements to math.prod
+        raise ValueError(f"the header's shape {shape} has a negative dimension")
+    return shape, fortran, dtype
 
 
 def read_npy(path: Path) -> Inspected:
@@ -89,6 +94,9 @@ def read_npz(path: Path) -> Inspected:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
     budget = InflationBudget()
     with archive:
+        too_many = member_count_problem(archive)
+        if too_many is not None:
+            raise _fail(path, f"refused: {too_many}")
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue
