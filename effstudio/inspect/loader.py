@@ -92,6 +92,8 @@ def _read_file(path: Path) -> Inspected:
         kind = "safetensors"  # a header the sniffer does not recognise: the header check says what is wrong
     if content == "zip":
         kind = _zip_kind(path)
+    if kind is None and expected == "pytorch":
+        kind = "pytorch-legacy"  # a protocol 0 or 1 pickle has no magic bytes: PyTorch's reader gives the verdict
     if kind is None:
         if expected in (None, "onnx"):
             kind = "onnx"

@@ -131,6 +131,8 @@ def read_npz(path: Path) -> Inspected:
             tensors.append(TensorRef(name, tuple(shape), canonical, loader, mapped=mapped))
     if not tensors and not notes:
         raise _fail(path, "a zip archive without any .npy arrays: not a NumPy .npz file")
+    if not tensors:
+        raise _fail(path, f"no array effstudio reads: {'; '.join(notes)}")
     if any(not t.mapped for t in tensors):
         notes.append("compressed arrays are decompressed into memory one at a time when read")
     return Inspected(path, "npz", size, tensors, notes=notes, files=[path])
