@@ -462,7 +462,7 @@ def resume_point(path: str | Path) -> ResumePoint:
     if _sha256(in_place) != digest:
         state, unreadable = _load_state_or_why(in_place)
         if state is None:
-            why = f"it cannot be read: {unreadable}"
+            why = f"it is damaged, cut short or refused: {unreadable}"
         elif state.get("pair") != token:
             why = "it belongs to another save"
         else:

@@ -90,7 +90,7 @@ class Scan:
     calls: list[tuple[str, str]] = field(default_factory=list)
     builds_on: list[tuple[str, str]] = field(default_factory=list)  # imports whose attributes BUILD would set
 
-    def __iadd__(self, other: "Scan") -> "Scan":
+    def __iadd__(self, other: Scan) -> Scan:
         self.imports += other.imports
         self.calls += other.calls
         self.builds_on += other.builds_on

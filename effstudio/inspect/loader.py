@@ -10,6 +10,7 @@ effstudio run folders.
 
 from __future__ import annotations
 
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
@@ -32,6 +33,9 @@ _SUGGEST = {"zip": ".pt (a PyTorch checkpoint) or .npz", "pickle": ".pt", "safet
             "npy": ".npy"}
 
 
+_PICKLE_OPCODES = {opcode.code.encode("latin-1") for opcode in pickletools.opcodes}
+
+
 def sniff(path: Path) -> str | None:
     """What the first bytes say the file is: zip, pickle, safetensors, npy, gguf, hdf5, or None."""
     with open(path, "rb") as handle:
@@ -51,6 +55,12 @@ def sniff(path: Path) -> str | None:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     return None
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """The first byte is a pickle opcode: a protocol 0 or 1 pickle (text, no PROTO opcode) may start so."""
+    with open(path, "rb") as handle:
+        return handle.read(1) in _PICKLE_OPCODES
 
 
 def _fits_length(path: Path, size: int) -> bool:
@@ -92,7 +102,7 @@ def _read_file(path: Path) -> Inspected:
         kind = "safetensors"  # a header the sniffer does not recognise: the header check says what is wrong
     if content == "zip":
         kind = _zip_kind(path)
-    if kind is None and expected == "pytorch":
+    if kind is None and expected == "pytorch" and _starts_like_a_pickle(path):
         kind = "pytorch-legacy"  # a protocol 0 or 1 pickle has no magic bytes: PyTorch's reader gives the verdict
     if kind is None:
         if expected in (None, "onnx"):

@@ -20,9 +20,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from effstudio.engine.zip_members import InflationBudget, member_count_problem, read_exactly
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.engine.zip_members import InflationBudget, member_count_problem, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 

@@ -19,8 +19,8 @@ import torch
 
 from effstudio import read_limits
 from effstudio.cli import main
-from effstudio.inspect import InspectError, open_model
 from effstudio.engine.pickle_scan import python3_name
+from effstudio.inspect import InspectError, open_model
 from effstudio.inspect.stats import all_stats
 from tests.hostile import reader_cases
 from tests.hostile.reader_cases import CASES, MARKER
