@@ -29,7 +29,7 @@ from typing import Any
 
 from effstudio import read_limits
 from effstudio.engine.pickle_scan import PickleTooLarge, Scan, disallowed, scan_pickles
-from effstudio.engine.zip_members import InflationBudget, member_count_problem
+from effstudio.engine.zip_members import InflationBudget, layout_problem
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.serialization._is_zipfile: a zip is a file that starts with a local header
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -52,9 +52,9 @@ def is_torch_zip(path: Path) -> bool:
 def _zip_pickles(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     """Every pickle member, after checking that the one torch.load reads exists and that all fit the limits."""
     infos = archive.infolist()
-    too_many = member_count_problem(archive)
-    if too_many is not None:
-        raise _fail(path, f"refused: {too_many}")
+    layout = layout_problem(archive)
+    if layout is not None:
+        raise _fail(path, f"refused: {layout}")
     if not infos:
         raise _fail(path, "an empty zip archive, not a PyTorch checkpoint")
     root, slash, _ = infos[0].filename.partition("/")

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from effstudio.engine.zip_members import InflationBudget, member_count_problem, read_exactly
+from effstudio.engine.zip_members import InflationBudget, layout_problem, read_exactly
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
@@ -94,9 +94,9 @@ def read_npz(path: Path) -> Inspected:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
     budget = InflationBudget()
     with archive:
-        too_many = member_count_problem(archive)
-        if too_many is not None:
-            raise _fail(path, f"refused: {too_many}")
+        layout = layout_problem(archive)
+        if layout is not None:
+            raise _fail(path, f"refused: {layout}")
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue

@@ -639,6 +639,49 @@ def make_npz_pickled_member(folder: Path) -> Path:
     return path
 
 
+def _stored_zip(path: Path, members: list[tuple[str, bytes]], directory: list[tuple[str, int, int]]) -> Path:
+    """A zip whose local members are ``members`` (stored) and whose central directory lists ``directory``:
+    (name, index of the local member it points at, stored size it declares), written field by field."""
+    body, offsets = b"", []
+    for name, data in members:
+        offsets.append(len(body))
+        encoded = name.encode()
+        body += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data),
+                            len(data), len(encoded), 0) + encoded + data
+    central = b""
+    for name, index, size in directory:
+        encoded = name.encode()
+        crc = zlib.crc32(body[offsets[index] + 30 + len(encoded):][:size])
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size,
+                               len(encoded), 0, 0, 0, 0, 0, offsets[index]) + encoded
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(directory), len(directory), len(central), len(body), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body + central + end)
+    return path
+
+
+def _npy_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    return buffer.getvalue()
+
+
+def make_npz_one_member_listed_500_times(folder: Path) -> Path:
+    """500 directory entries for one stored 1 MB array: a 1 MB file read as 500 MB (1 GB as 500 GB)."""
+    data = _npy_bytes(np.ones(1 << 18, dtype=np.float32))
+    return _stored_zip(folder / "repeated.npz", [("w.npy", data)], [("w.npy", 0, len(data))] * 500)
+
+
+def make_npz_overlapping_members(folder: Path) -> Path:
+    """The first array's stored bytes run on over the second member (its header and data): read twice."""
+    second = _npy_bytes(np.ones(1024, dtype=np.float32))
+    second_span = 30 + len("b.npy") + len(second)  # local header, name, data
+    count = (4096 + second_span) // 4  # the first array: 4096 bytes of its own, then the second member's
+    header = _npy_bytes(np.ones(count, dtype=np.float32))[:-4 * count]
+    return _stored_zip(folder / "overlap.npz", [("a.npy", header + bytes(4096)), ("b.npy", second)],
+                       [("a.npy", 0, len(header) + 4 * count), ("b.npy", 1, len(second))])
+
+
 # ------------------------------------------------- files that a folder gives
 def _outside(folder: Path) -> Path:
     """A tiny checkpoint outside the model's folder, whose tensor names must never be shown."""
@@ -760,6 +803,8 @@ CASES = [
     ("st_million_empty_tensors", make_st_million_empty_tensors, "checkpoint"),
     ("npy_negative_shape", make_npy_negative_shape, "npy"),
     ("npz_pickled_member", make_npz_pickled_member, "npz"),
+    ("npz_one_member_listed_500_times", make_npz_one_member_listed_500_times, "npz"),
+    ("npz_overlapping_members", make_npz_overlapping_members, "npz"),
     ("folder_weights_link_out", make_folder_weights_link_out, "model_folder"),
     ("folder_weights_hard_link", make_folder_weights_hard_link, "model_folder"),
     ("folder_index_parent", make_folder_index_parent, "model_folder"),

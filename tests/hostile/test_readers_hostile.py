@@ -82,6 +82,9 @@ EXPECTED = {
                                 r"file \(MAX_TENSORS\)",
     "npy_negative_shape": r"the header's shape \(-4, -4\) has a negative dimension",
     "npz_pickled_member": r"no array effstudio reads: skipped 'evil': it holds Python objects \(a pickle\)",
+    "npz_one_member_listed_500_times": r"refused: the archive holds w\.npy twice; a reader would see only one",
+    "npz_overlapping_members": r"refused: the members a\.npy and b\.npy overlap in the file: their bytes would be "
+                               r"read twice",
     "folder_weights_link_out": r"model\.safetensors in .*/model leads outside the folder .*/model \(to "
                                r".*/outside/secret\.safetensors\); refused, nothing of it was read",
     "folder_weights_hard_link": r"model\.safetensors in .*/model is a hard link \(2 names for one file",
