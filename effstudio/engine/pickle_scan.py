@@ -89,11 +89,14 @@ class Scan:
     imports: list[tuple[str, str]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     builds_on: list[tuple[str, str]] = field(default_factory=list)  # imports whose attributes BUILD would set
+    # the persistent ids of BINPERSID as modelled (torch's ("storage", type, key, location, numel) tuples)
+    persistent_ids: list[object] = field(default_factory=list)
 
     def __iadd__(self, other: Scan) -> Scan:
         self.imports += other.imports
         self.calls += other.calls
         self.builds_on += other.builds_on
+        self.persistent_ids += other.persistent_ids
         return self
 
 
@@ -215,6 +218,8 @@ def _scan_one(stream: IO[bytes]) -> Scan:
         callee = _callee(name, stack)
         if callee is not None:
             scan.calls += _called(callee, stack[-1] if name == "REDUCE" and stack else None)
+        if name == "BINPERSID" and stack:
+            scan.persistent_ids.append(stack[-1])
         if name == "BUILD" and len(stack) >= 2 and isinstance(stack[-2], _Global):
             scan.builds_on.append(tuple(stack[-2]))
         if name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):  # they keep the stack as it is
@@ -251,6 +256,8 @@ def _scan_one(stream: IO[bytes]) -> Scan:
             stack.append(arg.decode("latin-1") if isinstance(arg, bytes) else str(arg))
         elif name in ("GLOBAL", "STACK_GLOBAL"):
             stack.append(pushed)
+        elif len(after) == 1 and after[0].name in ("int", "int_or_bool") and type(arg) is int:
+            stack.append(arg)  # kept: a storage's size in its persistent id
         else:
             for item in after:
                 stack.append(_MARK if item is pickletools.markobject else _ANY)

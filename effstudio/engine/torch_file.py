@@ -93,10 +93,44 @@ def _scan(path: Path) -> Scan:
         with open(path, "rb") as stream:
             return scan_pickles(stream)
     with zipfile.ZipFile(path) as archive:
+        root = archive.infolist()[0].filename.partition("/")[0]
         for info in _zip_pickles(path, archive):
             with archive.open(info) as stream:
-                scan += scan_pickles(stream, max_pickles=1)
+                found = scan_pickles(stream, max_pickles=1)
+            scan += found
+            if info.filename.lower() == f"{root}/data.pkl".lower():
+                _check_storage_sizes(path, archive, root, found.persistent_ids)
     return scan
+
+
+def _element_size(storage_type: object) -> int | None:
+    """Bytes per element of a storage class named in a pickle (``torch.FloatStorage``: 4); None if unknown."""
+    import torch
+
+    module, name = storage_type if isinstance(storage_type, tuple) and len(storage_type) == 2 else ("", "")
+    if module != "torch" or not name.endswith("Storage"):
+        return None
+    with warnings.catch_warnings():  # the typed storage classes are deprecated; their dtype is what torch.load uses
+        warnings.simplefilter("ignore")
+        dtype = getattr(getattr(torch, name, None), "dtype", None)
+    return torch._utils._element_size(dtype) if isinstance(dtype, torch.dtype) else None
+
+
+def _check_storage_sizes(path: Path, archive: zipfile.ZipFile, root: str, persistent_ids: list[object]) -> None:
+    """Each storage's declared size must be its record's: PyTorch checks it when it copies a storage, but a
+    memory-mapped load takes the declared size and reads past the record into the archive's other bytes."""
+    records = {info.filename: info.file_size for info in archive.infolist()}
+    for pid in persistent_ids:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[2], str)
+                and type(pid[4]) is int):
+            continue
+        size = _element_size(pid[1])
+        stored = records.get(f"{root}/data/{pid[2]}")
+        if size is None or stored is None:
+            continue  # torch.load gives its own verdict on a storage it does not know or cannot find
+        if pid[4] * size != stored:
+            raise _fail(path, f"refused: storage {pid[2]!r} declares {pid[4] * size:,} bytes but its record "
+                              f"{root}/data/{pid[2]} holds {stored:,}")
 
 
 def check_torch_file(path: Path) -> None:

@@ -605,6 +605,45 @@ def make_state_legacy_protocol0(folder: Path) -> Path:
     return _checkpoint_with_state(folder, f"(S'touch {folder / MARKER}'\nios\nsystem\np0\n.".encode())
 
 
+def make_state_storage_declares_10e12(folder: Path) -> Path:
+    """The state's optimizer holds a tensor over a storage that declares 10**12 bytes; 4 are stored."""
+    body = torch_pickle({"step": 3, "optimizer": {"m": _Rebuild(_StorageRef("0", 250_000_000_000), 0, (4,), (1,))}})
+    return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED),
+                                                      ("checkpoint.state/data/0", bytes(4), zipfile.ZIP_STORED),
+                                                      ("checkpoint.state/version", b"3\n", zipfile.ZIP_STORED)]))
+
+
+def make_state_storage_zip_bomb(folder: Path) -> Path:
+    """A deflated storage member that inflates 4 MB to 1.5 GiB (torch inflates a storage record whole)."""
+    numel = 3 << 28
+    body = torch_pickle({"step": 3, "optimizer": {"m": _Rebuild(_StorageRef("0", numel), 0, (numel,), (1,))}})
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = deflate.compress(bytes(16 << 20)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    compressed = chunk * (4 * numel // (16 << 20)) + deflate.flush()
+    bomb = _zip_of_one(folder / "bomb.zip", "checkpoint.state/data/0", compressed, 4 * numel, 0).read_bytes()
+    (folder / "bomb.zip").unlink()
+    with zipfile.ZipFile(io.BytesIO(bomb)) as archive:
+        info = archive.infolist()[0]
+    pickled = _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)])
+    return _checkpoint_with_state(folder, _join_zips(pickled, bomb, info))
+
+
+def _join_zips(first: bytes, second: bytes, extra: zipfile.ZipInfo) -> bytes:
+    """The members of zip ``first`` followed by the one raw member of zip ``second`` (described by ``extra``)."""
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        infos = archive.infolist()
+    central_at = struct.unpack_from("<I", first, len(first) - 6)[0]
+    second_central_at = struct.unpack_from("<I", second, len(second) - 6)[0]
+    body = first[:central_at] + second[:second_central_at]
+    central = first[central_at:len(first) - 22]
+    entry = bytearray(second[second_central_at:len(second) - 22])
+    struct.pack_into("<I", entry, 42, central_at)  # the member now starts after the first zip's members
+    central += bytes(entry)
+    count = len(infos) + 1
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(central), len(body), 0)
+    return body + central + end
+
+
 # -------------------------------------------------- safetensors, .npy and .npz
 def make_st_million_empty_tensors(folder: Path) -> Path:
     """250,000 tensors of shape [0] (a 17 MB header): every reader spent ~15 s checking and showing them."""
@@ -800,6 +839,8 @@ CASES = [
     ("state_calls_bytearray", make_state_calls_bytearray, "training_state"),
     ("state_runs_shell", make_state_runs_shell, "training_state"),
     ("state_legacy_protocol0", make_state_legacy_protocol0, "training_state"),
+    ("state_storage_declares_10e12", make_state_storage_declares_10e12, "training_state"),
+    ("state_storage_zip_bomb", make_state_storage_zip_bomb, "training_state"),
     ("st_million_empty_tensors", make_st_million_empty_tensors, "checkpoint"),
     ("npy_negative_shape", make_npy_negative_shape, "npy"),
     ("npz_pickled_member", make_npz_pickled_member, "npz"),

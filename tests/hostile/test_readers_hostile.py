@@ -78,6 +78,10 @@ EXPECTED = {
     "state_calls_bytearray": r"would call builtins\.bytearray\(\.\.\.\) \(an allowed value",
     "state_runs_shell": r"would call os\.system\.",
     "state_legacy_protocol0": r"would call os\.system\.",
+    "state_storage_declares_10e12": r"refused: storage '0' declares 1,000,000,000,000 bytes but its record "
+                                    r"checkpoint\.state/data/0 holds 4",
+    "state_storage_zip_bomb": r"refused: checkpoint\.state/data/0 would inflate to 3,221,225,472 bytes, more than the "
+                              r"1,073,741,824 effstudio decompresses \(MAX_INFLATED_BYTES\)",
     "st_million_empty_tensors": r"the header describes 250,000 tensors, more than the 200,000 effstudio reads in one "
                                 r"file \(MAX_TENSORS\)",
     "npy_negative_shape": r"the header's shape \(-4, -4\) has a negative dimension",
