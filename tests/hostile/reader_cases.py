@@ -232,6 +232,13 @@ def make_pt_view_beyond_storage(folder: Path) -> Path:
     return write_torch_zip(folder / "beyond.pt", _torch_members("beyond", pickled, struct.pack("<f", 1.0)))
 
 
+def make_pt_storage_larger_than_record(folder: Path) -> Path:
+    """A storage that declares 1,000 floats over a record of one: a memory-mapped load read the archive's
+    other bytes (its directory) as the tensor's values."""
+    pickled = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1000), 0, (64,), (1,))})
+    return write_torch_zip(folder / "long_storage.pt", _torch_members("long_storage", pickled, struct.pack("<f", 1.0)))
+
+
 class _RunsShell:
     """Unpickling this calls os.system to create the marker file."""
 
@@ -835,6 +842,7 @@ CASES = [
     ("pt_uppercase_data_pkl", make_pt_uppercase_data_pkl, "pytorch"),
     ("pt_data_pkl_is_a_folder", make_pt_data_pkl_is_a_folder, "pytorch"),
     ("pt_thousands_of_pickles", make_pt_thousands_of_pickles, "pytorch"),
+    ("pt_storage_larger_than_record", make_pt_storage_larger_than_record, "pytorch"),
     ("state_deflated_pickle", make_state_deflated_pickle, "training_state"),
     ("state_calls_bytearray", make_state_calls_bytearray, "training_state"),
     ("state_runs_shell", make_state_runs_shell, "training_state"),

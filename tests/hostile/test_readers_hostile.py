@@ -73,6 +73,8 @@ EXPECTED = {
     "pt_data_pkl_is_a_folder": r"a zip archive without a/data\.pkl, the pickle PyTorch would load",
     "pt_thousands_of_pickles": r"the pickle a/extra/\d+\.pkl declares [\d,]+ bytes \(with the pickles before it, "
                                r"33,5\d\d,\d\d\d\), more than the 33,554,432 effstudio reads \(MAX_PICKLE_BYTES\)",
+    "pt_storage_larger_than_record": r"refused: storage '0' declares 4,000 bytes but its record long_storage/data/0 "
+                                     r"holds 4",
     "state_deflated_pickle": r"the pickle checkpoint\.state/data\.pkl declares 41,943,\d+ bytes, more than the "
                              r"33,554,432 effstudio reads \(MAX_PICKLE_BYTES\)",
     "state_calls_bytearray": r"would call builtins\.bytearray\(\.\.\.\) \(an allowed value",
