@@ -86,6 +86,32 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
         raise ConfigError(field, f"{str(path)!r} in {named_by} leads outside {folder_is} {base} (to {target}); "
                                  "a path that a file names must stay inside the folder it belongs to")
     return target
+def escape_reason(path: str | Path, folder: str | Path) -> str | None:
+    """Why the existing file ``path``, found in ``folder`` or named by a file there (a shard index, ONNX
+    external data), is not the folder's own; None when it is.
+
+    A symbolic link (of the file or of a folder on the way) or ``..`` that resolves outside
+    ``folder`` leads out, except into the ``blobs`` folder of a Hugging Face cache, where the
+    files of a ``snapshots/<revision>`` folder are links by design. A hard link is one file
+    under several names, any of which may lie outside: it is refused too (a copy is not).
+    """
+    base, target = _resolved(folder), _resolved(path)
+    if not (target.is_relative_to(base) or _in_hugging_face_blobs(base, target)):
+        return f"leads outside the folder {base} (to {target})"
+    info = _stat(target)
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        return (f"is a hard link ({info.st_nlink} names for one file, which may lie outside the folder {base}); "
+                "copy the file to read it")
+    return None
+
+
+def _in_hugging_face_blobs(snapshot: Path, target: Path) -> bool:
+    """``target`` is a blob of the Hugging Face cache that the resolved ``snapshot`` folder belongs to."""
+    blobs = snapshot.parent.parent / "blobs"
+    return (snapshot.parent.name == "snapshots" and target.parent == blobs and blobs.is_dir()
+            and not blobs.is_symlink())
+
+
 def logs_dir() -> Path:
     """Where the traceback of an unexpected error is written (the CLI prints only its path)."""
     override = os.environ.get("EFFSTUDIO_LOG_DIR")

@@ -35,6 +35,11 @@ RATIO_CHECKED_ABOVE = 64 * MiB
 # limit is for all such views of a file together
 MAX_REPEATED_VIEW_ELEMENTS = 1 << 27
 
+# tensors in one file (a safetensors header, the members of an .npz or a PyTorch zip): the largest real models
+# keep a few thousand per file, 90,000 over all their shards; each costs ~50 us to check and show, so a 60 MB header
+# of 10**6 empty tensors would keep every reader busy for a minute
+MAX_TENSORS = 200_000
+
 # JSON beside or inside a model (config.json, a shard index, ONNX metadata): kilobytes in real files
 MAX_JSON_BYTES = 10 * MiB
 

@@ -63,6 +63,7 @@ from effstudio.config import ConfigError, param, with_values
 from effstudio.engine.events import LogEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.safetensors_header import check_file
+from effstudio.engine.torch_file import TorchFileError, load_torch_file
 from effstudio.paths import PathError, open_regular_file
 
 FORMAT_VERSION = "1"
@@ -459,9 +460,9 @@ def resume_point(path: str | Path) -> ResumePoint:
     if not in_place.is_file():
         raise CheckpointError(f"cannot resume from {path}: its training state {in_place.name} is missing")
     if _sha256(in_place) != digest:
-        state = _load_state_or_none(in_place)
+        state, unreadable = _load_state_or_why(in_place)
         if state is None:
-            why = "it is damaged or cut short"
+            why = f"it is damaged, cut short or refused: {unreadable}"
         elif state.get("pair") != token:
             why = "it belongs to another save"
         else:
@@ -490,22 +491,25 @@ def _state_step(state: dict[str, Any] | None) -> int | None:
 
 
 def _load_state(state_file: Path) -> dict[str, Any]:
+    """The training state, read within the same limits and scan as any PyTorch file (``effstudio inspect``)."""
     try:
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch's messages span lines: the first one says what failed
-        first = str(err).strip().splitlines()[:1] or [type(err).__name__]
-        raise CheckpointError(f"cannot read training state {state_file}: {first[0][:300]}") from None
+        state, _ = load_torch_file(state_file)
+    except TorchFileError as err:
+        raise CheckpointError(f"cannot read training state {state_file.parent / str(err)}") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read training state {state_file}: {err.strerror or err}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{state_file} is not an effstudio training state (it holds a "
                               f"{type(state).__name__}, not a dict)")
     return state
 
 
-def _load_state_or_none(state_file: Path) -> dict[str, Any] | None:
+def _load_state_or_why(state_file: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the state, "") or (None, why it cannot be read: a limit it exceeds, what its pickle would call)."""
     try:
-        return _load_state(state_file)
-    except CheckpointError:
-        return None
+        return _load_state(state_file), ""
+    except CheckpointError as err:
+        return None, str(err).removeprefix(f"cannot read training state {state_file.parent}/")
 
 
 def load_train_state(path: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from effstudio import read_limits
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
+from effstudio.paths import escape_reason
 
 
 class OnnxFileError(ValueError):
@@ -106,7 +107,7 @@ def _location_problem(folder: Path, location: str) -> str | None:
         return "is missing from the model's folder"
     if not target.is_file():
         return "is not a regular file"
-    return None
+    return escape_reason(target, folder)  # a hard link may be a file outside under a name inside
 
 
 def _range_problem(target: Path, info: dict[str, str]) -> str | None:

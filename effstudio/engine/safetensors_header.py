@@ -9,7 +9,7 @@ itself (bounded, see :mod:`effstudio.read_limits`), never the data.
 It is at least as strict as the safetensors library, so that a header accepted
 here never fails in the library afterwards with another message:
 
-- the header is at most 100 MB of UTF-8 JSON (no NaN, no lone surrogates, not
+- the header is at most 100 MB of UTF-8 JSON describing at most MAX_TENSORS tensors (no NaN, no lone surrogates, not
   nested deeper than the format needs), an object, with no name twice;
 - ``__metadata__`` maps strings to strings;
 - each tensor has a known dtype, a shape of non-negative integers (``true`` is
@@ -83,6 +83,10 @@ def read_header(path: str | Path) -> SafetensorsHeader:
             raise fail(f"not a readable safetensors file: the header claims {length:,} bytes but the file has only "
                        f"{size - 8:,} after the length field: the file is truncated or of another kind")
         text = handle.read(length)
+    declared = text.count(b'"data_offsets"')  # one per tensor: counted before the JSON is parsed
+    if declared > read_limits.MAX_TENSORS:
+        raise fail(f"the header describes {declared:,} tensors, more than the {read_limits.MAX_TENSORS:,} effstudio "
+                   "reads in one file (MAX_TENSORS)")
     header = _parse(text, fail)
     metadata = _metadata(header.pop("__metadata__", None), fail)
     tensors = [_tensor(name, entry, fail) for name, entry in header.items()]

@@ -10,6 +10,7 @@ effstudio run folders.
 
 from __future__ import annotations
 
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.inspect.architecture import describe
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
+from effstudio.paths import escape_reason
 
 EXTENSIONS = {".safetensors": "safetensors", ".pt": "pytorch", ".pth": "pytorch", ".bin": "pytorch",
               ".ckpt": "pytorch", ".onnx": "onnx", ".npy": "npy", ".npz": "npz"}
@@ -29,6 +31,9 @@ _CONTENT_WORDS = {"zip": "a zip archive", "pickle": "a Python pickle", "safetens
                   "npy": "a NumPy .npy array", "gguf": "a GGUF model (llama.cpp)", "hdf5": "an HDF5 file (Keras)"}
 _SUGGEST = {"zip": ".pt (a PyTorch checkpoint) or .npz", "pickle": ".pt", "safetensors": ".safetensors",
             "npy": ".npy"}
+
+
+_PICKLE_OPCODES = {opcode.code.encode("latin-1") for opcode in pickletools.opcodes}
 
 
 def sniff(path: Path) -> str | None:
@@ -50,6 +55,12 @@ def sniff(path: Path) -> str | None:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     return None
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """The first byte is a pickle opcode: a protocol 0 or 1 pickle (text, no PROTO opcode) may start so."""
+    with open(path, "rb") as handle:
+        return handle.read(1) in _PICKLE_OPCODES
 
 
 def _fits_length(path: Path, size: int) -> bool:
@@ -91,6 +102,8 @@ def _read_file(path: Path) -> Inspected:
         kind = "safetensors"  # a header the sniffer does not recognise: the header check says what is wrong
     if content == "zip":
         kind = _zip_kind(path)
+    if kind is None and expected == "pytorch" and _starts_like_a_pickle(path):
+        kind = "pytorch-legacy"  # a protocol 0 or 1 pickle has no magic bytes: PyTorch's reader gives the verdict
     if kind is None:
         if expected in (None, "onnx"):
             kind = "onnx"
@@ -142,8 +155,16 @@ def _read_json(path: Path) -> Any:
         raise InspectError(f"{path.name} is {err.message}") from None
 
 
+def _own_file(folder: Path, path: Path) -> Path:
+    """``path``, a file found in ``folder``, if it is the folder's own (see paths.escape_reason)."""
+    reason = escape_reason(path, folder)
+    if reason is not None:
+        raise InspectError(f"{path.name} in {folder} {reason}; refused, nothing of it was read")
+    return path
+
+
 def _read_sharded(folder: Path, index_path: Path) -> Inspected:
-    index = _read_json(index_path)
+    index = _read_json(_own_file(folder, index_path))
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise InspectError(f"{index_path.name}: no weight_map naming the shards")
@@ -152,12 +173,13 @@ def _read_sharded(folder: Path, index_path: Path) -> Inspected:
         shards.setdefault(str(shard), []).append(str(name))
     parts: list[Inspected] = []
     for shard in shards:
-        shard_path = (folder / shard).resolve()
-        if folder.resolve() not in shard_path.parents:
-            raise InspectError(f"{index_path.name}: shard {shard!r} lies outside the folder; refused")
+        shard_path = folder / shard
         if not shard_path.is_file():
             raise InspectError(f"{index_path.name} names the shard {shard}, which is missing from {folder}")
-        parts.append(_read_file(shard_path))
+        reason = escape_reason(shard_path, folder)
+        if reason is not None:
+            raise InspectError(f"{index_path.name}: shard {shard!r} {reason}; refused, nothing of it was read")
+        parts.append(_read_file(shard_path.resolve()))
     tensors: list[TensorRef] = []
     notes = [f"{len(parts)} shards listed in {index_path.name}"]
     for shard, part in zip(shards, parts, strict=True):
@@ -186,7 +208,7 @@ def _weights_in(folder: Path) -> Inspected:
                     "*.pt", "*.pth", "*.bin", "*.ckpt", "model.onnx", "*.onnx", "*.npz", "*.npy"):
         found = sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.endswith(".state.pt"))
         if found:
-            inspected = _read_file(found[0])
+            inspected = _read_file(_own_file(folder, found[0]))
             if len(found) > 1:
                 inspected.notes.append(f"the folder holds {len(found)} such files; showing {found[0].name}")
             return inspected
@@ -199,7 +221,7 @@ def _read_folder(folder: Path) -> Inspected:
     config_path = folder / "config.json"
     if config_path.is_file():
         try:
-            config = _read_json(config_path)
+            config = _read_json(_own_file(folder, config_path))
             if isinstance(config, dict):
                 inspected.config = config
         except InspectError as err:

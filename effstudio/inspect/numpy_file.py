@@ -5,7 +5,7 @@ member stored without compression is mapped in place (its offset found from
 the zip's local header and the .npy header after it); a compressed member is
 decompressed when its statistics are asked for, into a buffer of the size its
 .npy header declares, and only when the zip's declared inflated size and ratio
-are within the limits (:mod:`effstudio.inspect.zip_members`): a 4 MB member that
+are within the limits (:mod:`effstudio.engine.zip_members`): a 4 MB member that
 inflates to 4 GiB is refused, naming the limit, before a byte is inflated.
 Object arrays (pickles) are refused: ``allow_pickle`` is never set.
 """
@@ -20,9 +20,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from effstudio.engine.zip_members import InflationBudget, layout_problem, read_exactly
 from effstudio.inspect.dtypes import from_numpy
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.inspect.zip_members import InflationBudget, read_exactly
 
 _PICKLED = "holds Python objects (a pickle), which effstudio never loads"
 
@@ -32,10 +32,15 @@ def _fail(path: Path, reason: str) -> InspectError:
 
 
 def _read_npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an .npy header; ValueError for one that numpy accepts but no array has."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(stream)
-    return np.lib.format.read_array_header_2_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if any(dim < 0 for dim in shape):  # numpy's header reader lets (-4, -4) through: 16 elements to math.prod
+        raise ValueError(f"the header's shape {shape} has a negative dimension")
+    return shape, fortran, dtype
 
 
 def read_npy(path: Path) -> Inspected:
@@ -89,6 +94,9 @@ def read_npz(path: Path) -> Inspected:
         raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
     budget = InflationBudget()
     with archive:
+        layout = layout_problem(archive)
+        if layout is not None:
+            raise _fail(path, f"refused: {layout}")
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue
@@ -123,6 +131,8 @@ def read_npz(path: Path) -> Inspected:
             tensors.append(TensorRef(name, tuple(shape), canonical, loader, mapped=mapped))
     if not tensors and not notes:
         raise _fail(path, "a zip archive without any .npy arrays: not a NumPy .npz file")
+    if not tensors:
+        raise _fail(path, f"no array effstudio reads: {'; '.join(notes)}")
     if any(not t.mapped for t in tensors):
         notes.append("compressed arrays are decompressed into memory one at a time when read")
     return Inspected(path, "npz", size, tensors, notes=notes, files=[path])

@@ -1,12 +1,9 @@
 """PyTorch files (.pt, .pth, .bin, .ckpt), zip or legacy, read only as plain tensors.
 
-Reading a PyTorch file means unpickling it, and a pickle can run any code. So:
-
-1. the pickle's opcodes are scanned (:mod:`effstudio.inspect.pickle_scan`) and a
-   file that imports anything but tensor-rebuilding functions and plain
-   containers is refused, naming what it would call;
-2. only then ``torch.load(weights_only=True)`` reads it, PyTorch's restricted
-   unpickler, which refuses such files on its own as well.
+Reading a PyTorch file means unpickling it, and a pickle can run any code. The
+file is read by :func:`effstudio.engine.torch_file.load_torch_file`, the one
+reader of such files (resume reads its training state with it too): the pickles
+are scanned within the limits before ``torch.load(weights_only=True)`` reads them.
 
 Zip-format files are memory-mapped (``mmap=True``): tensors stay on disk until
 read. Legacy files are read into memory. Checkpoints that wrap the weights
@@ -16,9 +13,7 @@ read. Legacy files are read into memory. Checkpoints that wrap the weights
 
 from __future__ import annotations
 
-import re
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,112 +21,12 @@ from typing import Any
 import numpy as np
 
 from effstudio import read_limits
-from effstudio.inspect.pickle_scan import PickleTooLarge, disallowed, pickle_globals
+from effstudio.engine.torch_file import TorchFileError, load_torch_file
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
-from effstudio.inspect.zip_members import InflationBudget
 
 # keys under which training scripts keep the weights, most specific first
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params",
                 "ema", "model_ema", "ema_state_dict")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _fail(path: Path, reason: str) -> InspectError:
-    return InspectError(f"{path.name}: {reason}")
-
-
-def _zip_pickles(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """Every pickle member, after checking that the one torch.load reads exists and that all fit the limits.
-
-    PyTorch's zip reader takes the folder of the archive's *first* entry as the
-    archive root and loads ``<root>/data.pkl`` (looked up without regard to
-    case); other members are never unpickled by it. Every ``.pkl`` member is
-    scanned all the same, duplicates included, so no name can hide one.
-    """
-    infos = archive.infolist()
-    if not infos:
-        raise _fail(path, "an empty zip archive, not a PyTorch checkpoint")
-    root, slash, _ = infos[0].filename.partition("/")
-    if not slash:
-        raise _fail(path, f"not a PyTorch checkpoint: its first entry {infos[0].filename!r} is not inside a folder, "
-                          "and PyTorch reads the archive from the first entry's folder")
-    names = [info.filename for info in infos]
-    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
-        raise _fail(path, "this is a TorchScript module (it carries compiled code), not a checkpoint of weights; "
-                          "effstudio only reads plain tensors. Save model.state_dict() to inspect the weights.")
-    loaded = f"{root}/data.pkl"
-    if not any(n.lower() == loaded.lower() for n in names):
-        raise _fail(path, f"a zip archive without {loaded}, the pickle PyTorch would load (the data.pkl in the "
-                          f"folder of the first entry, {root!r}): not a PyTorch checkpoint")
-    pickles = [info for info in infos if info.filename.lower().endswith(".pkl")]
-    budget = InflationBudget()
-    for info in infos:  # before anything is inflated: the declared sizes
-        if info in pickles and info.file_size > read_limits.MAX_PICKLE_BYTES:
-            problem: str | None = (f"the pickle {info.filename} declares {info.file_size:,} bytes, more than the "
-                                   f"{read_limits.MAX_PICKLE_BYTES:,} effstudio reads (MAX_PICKLE_BYTES)")
-        else:
-            problem = budget.problem(info)  # torch would inflate a compressed storage whole
-        if problem is not None:
-            raise _fail(path, f"refused: {problem}")
-    return pickles
-
-
-def check_pickle(path: Path, is_zip: bool) -> None:
-    """Refuse a file whose pickles would import anything but tensor-rebuilding functions, or are too large."""
-    found: list[tuple[str, str]] = []
-    try:
-        if is_zip:
-            with zipfile.ZipFile(path) as archive:
-                for info in _zip_pickles(path, archive):
-                    with archive.open(info) as stream:
-                        found += pickle_globals(stream, max_pickles=1)
-        else:
-            with open(path, "rb") as stream:
-                found = pickle_globals(stream)
-    except zipfile.BadZipFile as err:
-        raise _fail(path, f"the zip archive is damaged or truncated ({err})") from None
-    except PickleTooLarge as err:
-        raise _fail(path, f"refused: {err}") from None
-    except (ValueError, EOFError) as err:
-        raise _fail(path, f"the pickle inside is damaged or truncated ({err})") from None
-    bad = disallowed(found)
-    if bad:
-        shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
-        raise _fail(path, f"refused: unpickling this file would call {shown}. A checkpoint of plain tensors never "
-                          "needs that; the file could run any code when loaded (with torch.load(weights_only="
-                          "False), for instance). effstudio never executes code from a file. If it is a whole "
-                          "model saved with torch.save(model) and you trust its source, re-save "
-                          "model.state_dict() to inspect it.")
-
-
-def _torch_error(path: Path, err: Exception) -> InspectError:
-    text = _ANSI.sub("", str(err))
-    detail = next((line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line), "")
-    if "Weights only load failed" in text:
-        reason = detail.split("error:", 1)[-1].strip() or "it holds objects other than tensors"
-        return _fail(path, f"refused by PyTorch's safe loader (weights_only=True): {reason}. "
-                           "effstudio never executes code from a file.")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    if "not resizable" in first or "does not match expected size" in first or "wrong byte size" in first:
-        return _fail(path, f"refused: a tensor's shape, strides or offset reach beyond the bytes stored for it "
-                           f"(PyTorch: {first})")
-    if "central directory" in first or "zip archive" in first:
-        return _fail(path, f"the zip archive is damaged or truncated ({first})")
-    return _fail(path, f"PyTorch cannot read it ({type(err).__name__}: {first})")
-
-
-def _load(path: Path, is_zip: bool) -> tuple[Any, bool]:
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if is_zip:
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True), True
-            except RuntimeError as err:
-                if "mmap" not in str(err):
-                    raise
-        return torch.load(path, map_location="cpu", weights_only=True), False
 
 
 def _is_tensor(value: Any) -> bool:
@@ -252,15 +147,12 @@ def _native_byte_order(path: Path) -> bool:
 
 
 def read_pytorch(path: Path, is_zip: bool) -> Inspected:
-    check_pickle(path, is_zip)
     try:
-        obj, mapped = _load(path, is_zip)
+        obj, mapped = load_torch_file(path, mmap=True)
         # pages of a mapped file may be released after reading; not when torch rewrote them in memory
         mapped = mapped and _native_byte_order(path)
-    except InspectError:
-        raise
-    except Exception as err:  # torch raises many types for damaged files
-        raise _torch_error(path, err) from None
+    except TorchFileError as err:
+        raise InspectError(str(err)) from None
     found, metadata, notes = unwrap(obj)
     tensors: list[TensorRef] = []
     skipped = 0

@@ -232,6 +232,13 @@ def make_pt_view_beyond_storage(folder: Path) -> Path:
     return write_torch_zip(folder / "beyond.pt", _torch_members("beyond", pickled, struct.pack("<f", 1.0)))
 
 
+def make_pt_storage_larger_than_record(folder: Path) -> Path:
+    """A storage that declares 1,000 floats over a record of one: a memory-mapped load read the archive's
+    other bytes (its directory) as the tensor's values."""
+    pickled = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1000), 0, (64,), (1,))})
+    return write_torch_zip(folder / "long_storage.pt", _torch_members("long_storage", pickled, struct.pack("<f", 1.0)))
+
+
 class _RunsShell:
     """Unpickling this calls os.system to create the marker file."""
 
@@ -436,6 +443,365 @@ def make_onnx_metadata_not_object(folder: Path) -> Path:
     return onnx_with_metadata(folder / "not_object.onnx", config_text="[1, 2, 3]")
 
 
+# ------------------------------------------ pickles that call what they may only name
+def _pickle_text(value: str) -> bytes:
+    data = value.encode()
+    return b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+
+
+def _global(module: str, name: str) -> bytes:
+    return f"c{module}\n{name}\n".encode()  # GLOBAL
+
+
+def _shell_call(folder: Path) -> bytes:
+    """GLOBAL os.system, (command,): pushed, ready for REDUCE; running it creates the marker."""
+    return _global("os", "system") + _pickle_text(f"touch '{folder / MARKER}'") + b"\x85"
+
+
+def _zip_with_pickle(path: Path, body: bytes) -> Path:
+    """A PyTorch zip whose data.pkl is ``body`` (a protocol 2 pickle unless it says otherwise)."""
+    return write_torch_zip(path, _torch_members(path.stem, body, struct.pack("<f", 1.0)))
+
+
+def make_pt_calls_tensor_constructor(folder: Path) -> Path:
+    """torch.Tensor(2**33) from a 100-byte pickle: PyTorch's safe loader runs it (32 GB it does not hold)."""
+    body = b"\x80\x02" + _global("torch", "Tensor") + b"\x8a\x05" + (2**33).to_bytes(5, "little") + b"\x85R."
+    return _zip_with_pickle(folder / "tensor_call.pt", body)
+
+
+def make_pt_calls_bytearray(folder: Path) -> Path:
+    """bytearray(2**34): PyTorch's safe loader allows it and fills 16 GiB of memory with zeros."""
+    body = b"\x80\x02" + _global("builtins", "bytearray") + b"\x8a\x05" + (2**34).to_bytes(5, "little") + b"\x85R."
+    return _zip_with_pickle(folder / "bytearray.pt", body)
+
+
+def make_pt_rebuild_from_type_calls_tensor(folder: Path) -> Path:
+    """torch._tensor._rebuild_from_type_v2(torch.Tensor, torch.Tensor, (2**33,), {}): an allowed rebuilder
+    that calls its first argument."""
+    body = (b"\x80\x02" + _global("torch._tensor", "_rebuild_from_type_v2") + b"(" + _global("torch", "Tensor")
+            + _global("torch", "Tensor") + b"\x8a\x05" + (2**33).to_bytes(5, "little") + b"\x85}tR.")
+    return _zip_with_pickle(folder / "from_type.pt", body)
+
+
+def make_pt_newobj_ex_storage(folder: Path) -> Path:
+    """NEWOBJ_EX torch.storage.UntypedStorage (2**40,) {}: a storage created, not read from the file."""
+    body = (b"\x80\x04" + _global("torch.storage", "UntypedStorage") + b"\x8a\x06" + (2**40).to_bytes(6, "little")
+            + b"\x85}\x92.")
+    return _zip_with_pickle(folder / "newobj_ex.pt", body)
+
+
+def make_pt_build_on_a_class(folder: Path) -> Path:
+    """BUILD on the class torch.Tensor: its attributes replaced (the __dict__ state of a class)."""
+    body = b"\x80\x02" + _global("torch", "Tensor") + b"N}" + _pickle_text("__repr__") + b"Ns\x86b."
+    return _zip_with_pickle(folder / "build.pt", body)
+
+
+def make_pt_getattr_chain(folder: Path) -> Path:
+    """getattr(getattr(torch.serialization, "os"), "system")(command): os.system, never named."""
+    fetch = _global("builtins", "getattr")
+    body = (b"\x80\x02" + fetch + fetch + _global("torch", "serialization") + _pickle_text("os") + b"\x86R"
+            + _pickle_text("system") + b"\x86R" + _pickle_text(f"touch '{folder / MARKER}'") + b"\x85R.")
+    return _zip_with_pickle(folder / "getattr.pt", body)
+
+
+def make_pt_attrgetter(folder: Path) -> Path:
+    body = (b"\x80\x02" + _global("operator", "attrgetter") + _pickle_text("system") + b"\x85R"
+            + _global("os", "path") + b"\x85R.")
+    return _zip_with_pickle(folder / "attrgetter.pt", body)
+
+
+def make_pt_functools_partial(folder: Path) -> Path:
+    body = b"\x80\x02" + _global("functools", "partial") + b"(" + _shell_call(folder)[:-1] + b"tR)R."
+    return _zip_with_pickle(folder / "partial.pt", body)
+
+
+def make_pt_copyreg_reconstructor(folder: Path) -> Path:
+    body = (b"\x80\x02" + _global("copyreg", "_reconstructor") + b"(" + _global("subprocess", "Popen")
+            + _global("builtins", "object") + b"NtR.")
+    return _zip_with_pickle(folder / "reconstructor.pt", body)
+
+
+def make_pt_numpy_reconstruct(folder: Path) -> Path:
+    """numpy.core.multiarray._reconstruct(os.system, (0,), b'x'): a numpy helper handed a shell call."""
+    body = (b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + b"(" + _global("os", "system")
+            + b"K\x00\x85" + _pickle_text("b") + b"tR.")
+    return _zip_with_pickle(folder / "np_reconstruct.pt", body)
+
+
+def make_pt_protocol0_inst(folder: Path) -> Path:
+    """A protocol 0 text pickle: INST os system, the call in one opcode."""
+    body = f"(S'touch {folder / MARKER}'\nios\nsystem\np0\n.".encode()
+    return _zip_with_pickle(folder / "protocol0.pt", body)
+
+
+def make_pt_uppercase_data_pkl(folder: Path) -> Path:
+    """Folders a/ and b/: torch loads a/DATA.PKL (found without regard to case); b/data.pkl is the decoy."""
+    benign = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 0, (1,), (1,))})
+    evil = b"\x80\x02" + _shell_call(folder) + b"R."
+    members = [("a/version", b"3\n"), ("b/data.pkl", benign), ("a/DATA.PKL", evil), ("a/byteorder", b"little"),
+               ("a/data/0", struct.pack("<f", 1.0))]
+    return write_torch_zip(folder / "upper.pt", members)
+
+
+def make_pt_data_pkl_is_a_folder(folder: Path) -> Path:
+    """a/data.pkl/ is a directory entry (holding the real pickle): no pickle by that name."""
+    benign = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 0, (1,), (1,))})
+    members = [("a/data.pkl/", b""), ("a/data.pkl/data.pkl", benign), ("a/data/0", struct.pack("<f", 1.0))]
+    return write_torch_zip(folder / "pkl_folder.pt", members)
+
+
+def make_pt_thousands_of_pickles(folder: Path) -> Path:
+    """4,000 stored pickles of 9 kB: each under the pickle limit, 36 MB together (12 s of scanning per reader)."""
+    one = pickle.dumps(list(range(3000)), protocol=2)[:9000]
+    benign = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 0, (1,), (1,))})
+    members = [("a/data.pkl", benign), ("a/data/0", struct.pack("<f", 1.0)),
+               *((f"a/extra/{i}.pkl", one) for i in range(4000))]
+    return write_torch_zip(folder / "many_pickles.pt", members)
+
+
+# --------------------------------------------- resume's training state beside good weights
+def _checkpoint_with_state(folder: Path, state: bytes) -> Path:
+    """A resumable tiny checkpoint whose checkpoint.state.pt is ``state``; the weights name its hash, as a
+    forger makes them. Returns the state file (inspect reads it); resume reads it beside the weights."""
+    import hashlib
+
+    import safetensors.torch
+
+    from effstudio.engine import checkpoint as ckpt
+    from tests.hostile.checkpoint_cases import save_pair
+
+    weights = save_pair(folder, 3)
+    state_file = ckpt.state_path(weights)
+    state_file.write_bytes(state)
+    tensors = safetensors.torch.load_file(str(weights))
+    with safetensors.safe_open(str(weights), framework="pt") as handle:
+        metadata = {**(handle.metadata() or {}), ckpt.STATE_HASH_KEY: hashlib.sha256(state).hexdigest()}
+    safetensors.torch.save_file(tensors, str(weights), metadata=metadata)
+    return state_file
+
+
+def _state_zip(members: list[tuple[str, bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data, method in members:
+            archive.writestr(name, data, compress_type=method)
+    return buffer.getvalue()
+
+
+def make_state_deflated_pickle(folder: Path) -> Path:
+    """A 40 kB state whose deflated data.pkl inflates to 40 MiB (torch inflates it whole, then unpickles)."""
+    big = pickle.dumps({"step": 3, "pad": bytes(40 << 20)}, protocol=4)
+    return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", big, zipfile.ZIP_DEFLATED),
+                                                      ("checkpoint.state/byteorder", b"little", zipfile.ZIP_STORED)]))
+
+
+def make_state_calls_bytearray(folder: Path) -> Path:
+    """The state's pickle is {"step": 3, "pad": bytearray(2**36)}: 64 GiB of zeros from a 300-byte file."""
+    body = (b"\x80\x02}(" + _pickle_text("step") + b"K\x03" + _pickle_text("pad") + _global("builtins", "bytearray")
+            + b"\x8a\x05" + (2**36).to_bytes(5, "little") + b"\x85Ru.")
+    return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)]))
+
+
+def make_state_runs_shell(folder: Path) -> Path:
+    body = b"\x80\x02}(" + _pickle_text("step") + b"K\x03" + _pickle_text("x") + _shell_call(folder) + b"Ru."
+    return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)]))
+
+
+def make_state_legacy_protocol0(folder: Path) -> Path:
+    """A legacy (not zip) state file: a protocol 0 text pickle whose INST runs a shell."""
+    return _checkpoint_with_state(folder, f"(S'touch {folder / MARKER}'\nios\nsystem\np0\n.".encode())
+
+
+def make_state_storage_declares_10e12(folder: Path) -> Path:
+    """The state's optimizer holds a tensor over a storage that declares 10**12 bytes; 4 are stored."""
+    body = torch_pickle({"step": 3, "optimizer": {"m": _Rebuild(_StorageRef("0", 250_000_000_000), 0, (4,), (1,))}})
+    return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED),
+                                                      ("checkpoint.state/data/0", bytes(4), zipfile.ZIP_STORED),
+                                                      ("checkpoint.state/version", b"3\n", zipfile.ZIP_STORED)]))
+
+
+def make_state_storage_zip_bomb(folder: Path) -> Path:
+    """A deflated storage member that inflates 4 MB to 1.5 GiB (torch inflates a storage record whole)."""
+    numel = 3 << 28
+    body = torch_pickle({"step": 3, "optimizer": {"m": _Rebuild(_StorageRef("0", numel), 0, (numel,), (1,))}})
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = deflate.compress(bytes(16 << 20)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    compressed = chunk * (4 * numel // (16 << 20)) + deflate.flush()
+    bomb = _zip_of_one(folder / "bomb.zip", "checkpoint.state/data/0", compressed, 4 * numel, 0).read_bytes()
+    (folder / "bomb.zip").unlink()
+    with zipfile.ZipFile(io.BytesIO(bomb)) as archive:
+        info = archive.infolist()[0]
+    pickled = _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)])
+    return _checkpoint_with_state(folder, _join_zips(pickled, bomb, info))
+
+
+def _join_zips(first: bytes, second: bytes, extra: zipfile.ZipInfo) -> bytes:
+    """The members of zip ``first`` followed by the one raw member of zip ``second`` (described by ``extra``)."""
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        infos = archive.infolist()
+    central_at = struct.unpack_from("<I", first, len(first) - 6)[0]
+    second_central_at = struct.unpack_from("<I", second, len(second) - 6)[0]
+    body = first[:central_at] + second[:second_central_at]
+    central = first[central_at:len(first) - 22]
+    entry = bytearray(second[second_central_at:len(second) - 22])
+    struct.pack_into("<I", entry, 42, central_at)  # the member now starts after the first zip's members
+    central += bytes(entry)
+    count = len(infos) + 1
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, len(central), len(body), 0)
+    return body + central + end
+
+
+# -------------------------------------------------- safetensors, .npy and .npz
+def make_st_million_empty_tensors(folder: Path) -> Path:
+    """250,000 tensors of shape [0] (a 17 MB header): every reader spent ~15 s checking and showing them."""
+    entry = '{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
+    text = "{" + ",".join(f'"t{i}":{entry}' for i in range(250_000)) + "}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_safetensors(folder / "empty_tensors.safetensors", text, b"")
+
+
+def _npy(path: Path, header: str, data: bytes = bytes(64)) -> Path:
+    text = header.encode()
+    text += b" " * ((64 - (10 + len(text) + 1) % 64) % 64) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data)
+    return path
+
+
+def make_npy_negative_shape(folder: Path) -> Path:
+    """A shape of (-4, -4): numpy's header reader accepts it, and its product is 16."""
+    return _npy(folder / "negative.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-4, -4), }")
+
+
+def make_npz_pickled_member(folder: Path) -> Path:
+    """An .npz whose object array is a pickle that runs a shell (np.load(allow_pickle=True) would)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    payload = header.getvalue() + b"\x80\x02" + _shell_call(folder) + b"R."
+    path = folder / "pickled.npz"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil.npy", payload)
+    return path
+
+
+def _stored_zip(path: Path, members: list[tuple[str, bytes]], directory: list[tuple[str, int, int]]) -> Path:
+    """A zip whose local members are ``members`` (stored) and whose central directory lists ``directory``:
+    (name, index of the local member it points at, stored size it declares), written field by field."""
+    body, offsets = b"", []
+    for name, data in members:
+        offsets.append(len(body))
+        encoded = name.encode()
+        body += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data),
+                            len(data), len(encoded), 0) + encoded + data
+    central = b""
+    for name, index, size in directory:
+        encoded = name.encode()
+        crc = zlib.crc32(body[offsets[index] + 30 + len(encoded):][:size])
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size,
+                               len(encoded), 0, 0, 0, 0, 0, offsets[index]) + encoded
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(directory), len(directory), len(central), len(body), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body + central + end)
+    return path
+
+
+def _npy_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    return buffer.getvalue()
+
+
+def make_npz_one_member_listed_500_times(folder: Path) -> Path:
+    """500 directory entries for one stored 1 MB array: a 1 MB file read as 500 MB (1 GB as 500 GB)."""
+    data = _npy_bytes(np.ones(1 << 18, dtype=np.float32))
+    return _stored_zip(folder / "repeated.npz", [("w.npy", data)], [("w.npy", 0, len(data))] * 500)
+
+
+def make_npz_overlapping_members(folder: Path) -> Path:
+    """The first array's stored bytes run on over the second member (its header and data): read twice."""
+    second = _npy_bytes(np.ones(1024, dtype=np.float32))
+    second_span = 30 + len("b.npy") + len(second)  # local header, name, data
+    count = (4096 + second_span) // 4  # the first array: 4096 bytes of its own, then the second member's
+    header = _npy_bytes(np.ones(count, dtype=np.float32))[:-4 * count]
+    return _stored_zip(folder / "overlap.npz", [("a.npy", header + bytes(4096)), ("b.npy", second)],
+                       [("a.npy", 0, len(header) + 4 * count), ("b.npy", 1, len(second))])
+
+
+# ------------------------------------------------- files that a folder gives
+def _outside(folder: Path) -> Path:
+    """A tiny checkpoint outside the model's folder, whose tensor names must never be shown."""
+    outside = folder / "outside"
+    outside.mkdir(parents=True, exist_ok=True)
+    tiny_checkpoint(outside / "secret.safetensors")
+    return outside / "secret.safetensors"
+
+
+def make_folder_weights_link_out(folder: Path) -> Path:
+    """A Hugging Face style folder whose model.safetensors is a symlink to a file outside it."""
+    model = folder / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").symlink_to(_outside(folder).resolve())
+    return model
+
+
+def make_folder_weights_hard_link(folder: Path) -> Path:
+    model = folder / "model"
+    model.mkdir(parents=True)
+    os.link(_outside(folder), model / "model.safetensors")
+    return model
+
+
+def _sharded(folder: Path, index: str, shard: str) -> Path:
+    model = folder / "model"
+    model.mkdir(parents=True, exist_ok=True)
+    (model / index).write_text(json.dumps({"metadata": {}, "weight_map": {"embed.weight": shard}}))
+    return model
+
+
+def make_folder_index_parent(folder: Path) -> Path:
+    _outside(folder)
+    return _sharded(folder, "model.safetensors.index.json", "../outside/secret.safetensors")
+
+
+def make_folder_index_absolute(folder: Path) -> Path:
+    return _sharded(folder, "model.safetensors.index.json", str(_outside(folder).resolve()))
+
+
+def make_folder_index_shard_link_out(folder: Path) -> Path:
+    model = _sharded(folder, "model.safetensors.index.json", "model-00001-of-00001.safetensors")
+    (model / "model-00001-of-00001.safetensors").symlink_to(_outside(folder).resolve())
+    return model
+
+
+def make_folder_bin_index_parent(folder: Path) -> Path:
+    _outside(folder)
+    return _sharded(folder, "pytorch_model.bin.index.json", "../outside/secret.safetensors")
+
+
+def make_folder_index_is_a_link_out(folder: Path) -> Path:
+    """The index itself is a symlink to an index outside, which names a shard beside it."""
+    secret = _outside(folder)
+    (secret.parent / "index.json").write_text(json.dumps({"weight_map": {"embed.weight": secret.name}}))
+    model = folder / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors.index.json").symlink_to((secret.parent / "index.json").resolve())
+    return model
+
+
+def make_onnx_external_hard_link(folder: Path) -> Path:
+    """The data file is in the model's folder, but as a hard link of a file outside it."""
+    path = _external_model(folder)
+    (path.parent / "model.onnx.data").unlink()
+    os.link(folder / "secret.bin", path.parent / "model.onnx.data")
+    return path
+
+
+def make_onnx_external_backslashes(folder: Path) -> Path:
+    """A Windows-style location, ..\\secret.bin: a path that climbs out, whatever the separator."""
+    return _point_external(_external_model(folder), "..\\secret.bin")
+
+
 CASES = [
     ("st_overlapping_offsets", make_st_overlapping_offsets, "checkpoint"),
     ("st_duplicate_names", make_st_duplicate_names, "checkpoint"),
@@ -462,4 +828,39 @@ CASES = [
     ("onnx_external_beyond_end", make_onnx_external_beyond_end, "onnx"),
     ("onnx_metadata_not_json", make_onnx_metadata_not_json, "onnx"),
     ("onnx_metadata_not_object", make_onnx_metadata_not_object, "onnx"),
+    ("pt_calls_tensor_constructor", make_pt_calls_tensor_constructor, "pytorch"),
+    ("pt_calls_bytearray", make_pt_calls_bytearray, "pytorch"),
+    ("pt_rebuild_from_type_calls_tensor", make_pt_rebuild_from_type_calls_tensor, "pytorch"),
+    ("pt_newobj_ex_storage", make_pt_newobj_ex_storage, "pytorch"),
+    ("pt_build_on_a_class", make_pt_build_on_a_class, "pytorch"),
+    ("pt_getattr_chain", make_pt_getattr_chain, "pytorch"),
+    ("pt_attrgetter", make_pt_attrgetter, "pytorch"),
+    ("pt_functools_partial", make_pt_functools_partial, "pytorch"),
+    ("pt_copyreg_reconstructor", make_pt_copyreg_reconstructor, "pytorch"),
+    ("pt_numpy_reconstruct", make_pt_numpy_reconstruct, "pytorch"),
+    ("pt_protocol0_inst", make_pt_protocol0_inst, "pytorch"),
+    ("pt_uppercase_data_pkl", make_pt_uppercase_data_pkl, "pytorch"),
+    ("pt_data_pkl_is_a_folder", make_pt_data_pkl_is_a_folder, "pytorch"),
+    ("pt_thousands_of_pickles", make_pt_thousands_of_pickles, "pytorch"),
+    ("pt_storage_larger_than_record", make_pt_storage_larger_than_record, "pytorch"),
+    ("state_deflated_pickle", make_state_deflated_pickle, "training_state"),
+    ("state_calls_bytearray", make_state_calls_bytearray, "training_state"),
+    ("state_runs_shell", make_state_runs_shell, "training_state"),
+    ("state_legacy_protocol0", make_state_legacy_protocol0, "training_state"),
+    ("state_storage_declares_10e12", make_state_storage_declares_10e12, "training_state"),
+    ("state_storage_zip_bomb", make_state_storage_zip_bomb, "training_state"),
+    ("st_million_empty_tensors", make_st_million_empty_tensors, "checkpoint"),
+    ("npy_negative_shape", make_npy_negative_shape, "npy"),
+    ("npz_pickled_member", make_npz_pickled_member, "npz"),
+    ("npz_one_member_listed_500_times", make_npz_one_member_listed_500_times, "npz"),
+    ("npz_overlapping_members", make_npz_overlapping_members, "npz"),
+    ("folder_weights_link_out", make_folder_weights_link_out, "model_folder"),
+    ("folder_weights_hard_link", make_folder_weights_hard_link, "model_folder"),
+    ("folder_index_parent", make_folder_index_parent, "model_folder"),
+    ("folder_index_absolute", make_folder_index_absolute, "model_folder"),
+    ("folder_index_shard_link_out", make_folder_index_shard_link_out, "model_folder"),
+    ("folder_bin_index_parent", make_folder_bin_index_parent, "model_folder"),
+    ("folder_index_is_a_link_out", make_folder_index_is_a_link_out, "model_folder"),
+    ("onnx_external_hard_link", make_onnx_external_hard_link, "onnx"),
+    ("onnx_external_backslashes", make_onnx_external_backslashes, "onnx"),
 ]

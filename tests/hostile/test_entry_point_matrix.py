@@ -11,6 +11,7 @@ entry point, so that a new command or a new case is covered without new test cod
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from effstudio import cli
 from tests.hostile import path_cases, reader_cases, value_cases
 
-FILE_KINDS = ("checkpoint", "pytorch", "npz", "onnx")
+# a training state (checkpoint.state.pt) is a PyTorch file as well; resume reads it beside its weights (below)
+FILE_KINDS = ("checkpoint", "pytorch", "npz", "npy", "onnx", "training_state", "model_folder")
 # every case that is a model file; a pair whose halves disagree (checkpoint_cases) is refused by
 # resume alone, and its weights are fine for every other command: tests/hostile/test_kill_and_disk_full.py
 MODEL_FILES = [(f"{module.__name__.rsplit('.', 1)[-1]}:{name}", make)
@@ -103,6 +105,26 @@ def test_model_file_through_every_reader(case, make, reader, good_checkpoint, tm
     assert listing(tmp_path / "case") == before, "the hostile file's folder changed"
     assert not list(tmp_path.rglob(reader_cases.MARKER)), "a pickle payload ran"
     assert not (out / "run").exists() and not (out / "resumed").exists(), "a run started on a hostile file"
+
+
+TRAINING_STATES = [(name, make) for name, make, kind in reader_cases.CASES if kind == "training_state"]
+
+
+@pytest.mark.parametrize(("case", "make"), TRAINING_STATES, ids=[c for c, _ in TRAINING_STATES])
+def test_hostile_training_state_beside_good_weights_through_resume(case, make, tmp_path, capsys):
+    """The weights are good (and name the state's hash): resume reads the state with the inspector's reader."""
+    from tests.hostile.test_readers_hostile import EXPECTED
+
+    state = make(case_folder(tmp_path))
+    weights = state.with_name("checkpoint.safetensors")
+    before = listing(tmp_path / "case")
+    code, lines = run_cli(["train", "--resume", weights, "--steps", "4", "--out", tmp_path / "out" / "resumed",
+                           "--no-record"], capsys)
+    assert code == cli.EXIT_USAGE and len(lines) == 1, lines
+    assert "checkpoint.state.pt" in lines[0] and re.search(EXPECTED[case], lines[0]), lines[0]
+    assert listing(tmp_path / "case") == before
+    assert not list(tmp_path.rglob(reader_cases.MARKER)), "a pickle payload ran"
+    assert not (tmp_path / "out" / "resumed").exists(), "a run started on a hostile training state"
 
 
 @pytest.mark.parametrize(("case", "make"), CONFIG_FILES, ids=[c for c, _ in CONFIG_FILES])

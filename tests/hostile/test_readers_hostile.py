@@ -19,8 +19,8 @@ import torch
 
 from effstudio import read_limits
 from effstudio.cli import main
+from effstudio.engine.pickle_scan import python3_name
 from effstudio.inspect import InspectError, open_model
-from effstudio.inspect.pickle_scan import python3_name
 from effstudio.inspect.stats import all_stats
 from tests.hostile import reader_cases
 from tests.hostile.reader_cases import CASES, MARKER
@@ -57,6 +57,52 @@ EXPECTED = {
     "onnx_external_beyond_end": r"which holds \d+ bytes, but the tensor needs bytes 1,048,576-",
     "onnx_metadata_not_json": r"metadata 'config' is not valid JSON: ",
     "onnx_metadata_not_object": r"metadata 'config' is JSON but not an object \(it is list\)",
+    "pt_calls_tensor_constructor": r"would call torch\.Tensor\(\.\.\.\) \(an allowed value, but calling it builds "
+                                   r"data the file does not hold\)",
+    "pt_calls_bytearray": r"would call builtins\.bytearray\(\.\.\.\) \(an allowed value",
+    "pt_rebuild_from_type_calls_tensor": r"would call torch\.Tensor\(\.\.\.\) \(an allowed value",
+    "pt_newobj_ex_storage": r"would call torch\.storage\.UntypedStorage\(\.\.\.\) \(an allowed value",
+    "pt_build_on_a_class": r"would call a BUILD that sets attributes of torch\.Tensor\.",
+    "pt_getattr_chain": r"would call builtins\.getattr, torch\.serialization, a call of an object the pickle built",
+    "pt_attrgetter": r"would call operator\.attrgetter, os\.path, a call of an object the pickle built",
+    "pt_functools_partial": r"would call functools\.partial, os\.system, a call of an object the pickle built",
+    "pt_copyreg_reconstructor": r"would call copyreg\._reconstructor, subprocess\.Popen, builtins\.object\.",
+    "pt_numpy_reconstruct": r"would call numpy\.core\.multiarray\._reconstruct, os\.system\.",
+    "pt_protocol0_inst": r"would call os\.system\.",
+    "pt_uppercase_data_pkl": r"would call os\.system\.",
+    "pt_data_pkl_is_a_folder": r"a zip archive without a/data\.pkl, the pickle PyTorch would load",
+    "pt_thousands_of_pickles": r"the pickle a/extra/\d+\.pkl declares [\d,]+ bytes \(with the pickles before it, "
+                               r"33,5\d\d,\d\d\d\), more than the 33,554,432 effstudio reads \(MAX_PICKLE_BYTES\)",
+    "pt_storage_larger_than_record": r"refused: storage '0' declares 4,000 bytes but its record long_storage/data/0 "
+                                     r"holds 4",
+    "state_deflated_pickle": r"the pickle checkpoint\.state/data\.pkl declares 41,943,\d+ bytes, more than the "
+                             r"33,554,432 effstudio reads \(MAX_PICKLE_BYTES\)",
+    "state_calls_bytearray": r"would call builtins\.bytearray\(\.\.\.\) \(an allowed value",
+    "state_runs_shell": r"would call os\.system\.",
+    "state_legacy_protocol0": r"would call os\.system\.",
+    "state_storage_declares_10e12": r"refused: storage '0' declares 1,000,000,000,000 bytes but its record "
+                                    r"checkpoint\.state/data/0 holds 4",
+    "state_storage_zip_bomb": r"refused: checkpoint\.state/data/0 would inflate to 3,221,225,472 bytes, more than the "
+                              r"1,073,741,824 effstudio decompresses \(MAX_INFLATED_BYTES\)",
+    "st_million_empty_tensors": r"the header describes 250,000 tensors, more than the 200,000 effstudio reads in one "
+                                r"file \(MAX_TENSORS\)",
+    "npy_negative_shape": r"the header's shape \(-4, -4\) has a negative dimension",
+    "npz_pickled_member": r"no array effstudio reads: skipped 'evil': it holds Python objects \(a pickle\)",
+    "npz_one_member_listed_500_times": r"refused: the archive holds w\.npy twice; a reader would see only one",
+    "npz_overlapping_members": r"refused: the members a\.npy and b\.npy overlap in the file: their bytes would be "
+                               r"read twice",
+    "folder_weights_link_out": r"model\.safetensors in .*/model leads outside the folder .*/model \(to "
+                               r".*/outside/secret\.safetensors\); refused, nothing of it was read",
+    "folder_weights_hard_link": r"model\.safetensors in .*/model is a hard link \(2 names for one file",
+    "folder_index_parent": r"shard '\.\./outside/secret\.safetensors' leads outside the folder .*/model",
+    "folder_index_absolute": r"shard '/.*/outside/secret\.safetensors' leads outside the folder .*/model",
+    "folder_index_shard_link_out": r"shard 'model-00001-of-00001\.safetensors' leads outside the folder .*/model \(to "
+                                   r".*/outside/secret\.safetensors\)",
+    "folder_bin_index_parent": r"pytorch_model\.bin\.index\.json: shard '\.\./outside/secret\.safetensors' leads "
+                               r"outside the folder",
+    "folder_index_is_a_link_out": r"model\.safetensors\.index\.json in .*/model leads outside the folder",
+    "onnx_external_hard_link": r"keeps its data in 'model\.onnx\.data', which is a hard link \(2 names for one file",
+    "onnx_external_backslashes": r"keeps its data in '\.\.(\\)+secret\.bin', which climbs out of the model's folder",
 }
 # the file opens, and the named tensor's statistics are refused (exit 1, the rest of the file is shown)
 TENSOR_REFUSED = {"pt_stride0_view", "pt_repeated_rows", "npz_bomb_4gib"}

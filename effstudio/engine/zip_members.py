@@ -11,12 +11,14 @@ into a buffer of the declared size, never growing it.
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from typing import IO
 
 from effstudio import read_limits
 
 _STREAM_CHUNK = 16 << 20
+_LOCAL_HEADER_BYTES = 30  # a zip member's local header before its name and extra field
 
 
 class InflationBudget:
@@ -51,6 +53,38 @@ class InflationBudget:
         self.inflated += info.file_size
         self.compressed += info.compress_size
         return None
+
+
+def layout_problem(archive: zipfile.ZipFile) -> str | None:
+    """Why the archive's members cannot be read each once, or None.
+
+    At most MAX_TENSORS members; no name twice (a reader would show one and
+    skip the other, or read the same bytes under many entries); and no two
+    members whose bytes overlap: central directory entries that point into one
+    another's data make a 1 GB file read as a thousand (a "non-recursive" zip bomb).
+    """
+    infos = archive.infolist()
+    if len(infos) > read_limits.MAX_TENSORS:
+        return (f"the archive holds {len(infos):,} members, more than the {read_limits.MAX_TENSORS:,} effstudio "
+                "reads in one file (MAX_TENSORS)")
+    seen: set[str] = set()
+    for info in infos:
+        if info.filename in seen:
+            return f"the archive holds {info.filename} twice; a reader would see only one of them"
+        seen.add(info.filename)
+    handle = archive.fp
+    end, previous = 0, ""
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            return f"the members {previous} and {info.filename} overlap in the file: their bytes would be read twice"
+        handle.seek(info.header_offset)
+        local = handle.read(_LOCAL_HEADER_BYTES)
+        if len(local) < _LOCAL_HEADER_BYTES or local[:4] != b"PK\x03\x04":
+            return f"the member {info.filename} has no local header where the directory says"
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        end = info.header_offset + _LOCAL_HEADER_BYTES + name_length + extra_length + info.compress_size
+        previous = info.filename
+    return None
 
 
 def read_exactly(stream: IO[bytes], buffer: memoryview) -> None:
