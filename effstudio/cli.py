@@ -213,12 +213,18 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
             show_event(event, as_json)
         return EXIT_OK
     status = "failed"
-    with _graceful_interrupt(control), _open_event_log(run_dir or Path(done.checkpoint).parent) as log:
-        for event in events:
-            log.write(json.dumps(event.to_json()) + "\n")
-            show_event(event, as_json)
-            if isinstance(event, CompressDoneEvent):
-                status = event.status
+    log: Any = _open_event_log(run_dir or Path(done.checkpoint).parent)
+    try:
+        with _graceful_interrupt(control):
+            for event in events:
+                if log is not None:  # a full disk ends the log, not the steps
+                    log = _log_event(log, event.to_json())
+                show_event(event, as_json)
+                if isinstance(event, CompressDoneEvent):
+                    status = event.status
+    finally:
+        if log is not None:
+            log.close()
     return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
 
 
@@ -234,9 +240,23 @@ def _log_event(log_file: Any, record: dict[str, Any]) -> Any:
     return log_file
 
 
-def _open_event_log(run_dir: Path):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return open(run_dir / "events.jsonl", "a", encoding="utf-8", buffering=1)
+def _open_event_log(run_dir: Path) -> Any:
+    """The run's events.jsonl, opened to append one JSON record per line; None (with a warning) when it
+    cannot be opened. A last line cut short by a killed run is ended first, so that the records appended
+    now start on a line of their own and `runs import` still finds them."""
+    path = run_dir / "events.jsonl"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b", buffering=0)
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.close()
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as err:
+        print(f"effstudio: warning: cannot write {path}: {err.strerror or err}", file=sys.stderr)
+        return None
 
 
 def _show_progress(event: Any, progress: Any) -> Any:

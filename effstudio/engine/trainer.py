@@ -52,6 +52,7 @@ from effstudio.engine.events import (
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml
+from effstudio.engine.run_lock import RunFolderLock
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
@@ -163,16 +164,32 @@ class _Run:
             raise ConfigError("init", "resume continues a run, init starts one from a checkpoint's weights: not both")
         self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        self.save_error: str | None = None  # why the last save failed; None after a good one
+        if model is None:  # a bad checkpoint or a model too big is refused before the folder is touched
+            model = self._initial_model(resume, init)
+        self.model = model.to(self.device)
+        # one writer per folder (rank 0 writes for a torchrun job): the clean-up below would remove a
+        # save that another run is making there
+        self.lock = RunFolderLock.acquire(self.run_dir) if self.dist.is_main else None
+        try:
+            self._set_up(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let the run folder go: the run is over (or never started)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _set_up(self, resume: Path | None) -> None:
         # what a killed or failed save left in this run's folder is finished or removed before anything else
         self.notes: list[LogEvent] = []
         if self.dist.is_main:
             self.notes = ckpt.recover(self.checkpoint_path)
             ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
         self.dist.any(False, self.device)  # a barrier: the other ranks read a checkpoint rank 0 has completed
-        self.save_error: str | None = None  # why the last save failed; None after a good one
-        if model is None:
-            model = self._initial_model(resume, init)
-        self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
         self.state = _RunState(step=0)
@@ -224,14 +241,20 @@ class _Run:
             self.notes.append(point.note)
         state = point.state
         ckpt.load_weights(self.model, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if "memory" in state:
-            self.memory = [m.to(self.device) for m in state["memory"]]
-        if self.device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        try:  # what torch says of a state that does not fit this model (another version's, edited)
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None and "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng_cpu"])
+            if "memory" in state:
+                self.memory = [m.to(self.device) for m in state["memory"]]
+            if self.device.type == "cuda" and "rng_cuda" in state:
+                torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ckpt.CheckpointError(f"cannot resume from {path}: its training state {point.state_file.name} "
+                                       f"does not fit this model ({first}); start a new run from the weights "
+                                       f"with `effstudio train --init {path}`") from None
         self.state.step = int(state["step"])
         if self.state.step >= self.train_cfg.steps:
             raise ConfigError("train.steps", f"the checkpoint is at step {self.state.step}; ask for more steps "
@@ -264,7 +287,7 @@ class _Run:
                 written, error = False, str(err)
             else:
                 yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
-                error = self._write_config()
+                error = yield from self._write_config()
         # every rank saves at the same steps, so these collectives pair up
         if not self.dist.any(not written, self.device):
             self.state.checkpoint, self.state.saved_step = str(self.checkpoint_path), self.state.step
@@ -273,12 +296,16 @@ class _Run:
         if error is not None:
             yield LogEvent("error", error)
 
-    def _write_config(self) -> str | None:
+    def _write_config(self) -> Iterator[Event]:
+        """Write config.toml; return (as the generator's value) why it failed, None if written.
+        A file there that was broken by hand is kept with a warning: the checkpoint is what counts."""
         path = self.run_dir / "config.toml"
         try:
             write_toml(path, self.config)
         except OSError as err:
             return f"could not write {path}: {err.strerror or err}"
+        except ConfigError as err:
+            yield LogEvent("warning", f"config.toml not updated: {err}")
         return None
 
     # ----------------------------------------------------------------- loop
@@ -479,4 +506,7 @@ def train(
     pruned widths, and the run's checkpoints keep those widths.
     """
     run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init)
-    yield from run.events()
+    try:
+        yield from run.events()
+    finally:
+        run.close()

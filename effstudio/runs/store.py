@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import psutil
 
+from effstudio.engine.run_lock import LOCK_NAME
 from effstudio.paths import data_dir
 
 DB_NAME = "runs.sqlite"
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 STALE_S = 600.0  # a running run on another host with no heartbeat for this long is interrupted
 BUSY_TIMEOUT_S = 30.0
-RUN_FILES = ("checkpoint.safetensors", "checkpoint.state.pt", "config.toml", "events.jsonl")
+RUN_FILES = ("checkpoint.safetensors", "checkpoint.state.pt", "config.toml", "events.jsonl", LOCK_NAME)
 
 # Step i takes a database from user_version i to i + 1. Append; never edit a released step.
 MIGRATIONS: list[tuple[str, ...]] = [
