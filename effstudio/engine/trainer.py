@@ -146,8 +146,11 @@ class _Run:
     """One training run: set-up in ``__init__``, the loop in ``events()``."""
 
     def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None,
-                 model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None):
+                 model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None,
+                 keep_checkpoints: bool = True):
         config.validate()
+        if not keep_checkpoints and (out_dir is not None or resume is not None):
+            raise ConfigError("out", "a run that keeps no checkpoint has no run folder to write or resume")
         self.loss_hook = loss_hook
         self.config, self.train_cfg, self.control = config, config.train, control
         self.dist: DistContext = context_from_env()
@@ -168,9 +171,10 @@ class _Run:
         if model is None:  # a bad checkpoint or a model too big is refused before the folder is touched
             model = self._initial_model(resume, init)
         self.model = model.to(self.device)
+        self.keeps_checkpoints = keep_checkpoints
         # one writer per folder (rank 0 writes for a torchrun job): the clean-up below would remove a
         # save that another run is making there
-        self.lock = RunFolderLock.acquire(self.run_dir) if self.dist.is_main else None
+        self.lock = RunFolderLock.acquire(self.run_dir) if self.dist.is_main and keep_checkpoints else None
         try:
             self._set_up(resume)
         except BaseException:
@@ -186,7 +190,7 @@ class _Run:
     def _set_up(self, resume: Path | None) -> None:
         # what a killed or failed save left in this run's folder is finished or removed before anything else
         self.notes: list[LogEvent] = []
-        if self.dist.is_main:
+        if self.dist.is_main and self.keeps_checkpoints:
             self.notes = ckpt.recover(self.checkpoint_path)
             ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
         self.dist.any(False, self.device)  # a barrier: the other ranks read a checkpoint rank 0 has completed
@@ -313,7 +317,8 @@ class _Run:
         cfg, state = self.train_cfg, self.state
         started = time.perf_counter()
         params = sum(p.numel() for p in self.model.parameters())
-        yield StartEvent(str(self.run_dir), describe_device(self.device), params, cfg.steps, state.step)
+        run_dir = str(self.run_dir) if self.keeps_checkpoints else ""
+        yield StartEvent(run_dir, describe_device(self.device), params, cfg.steps, state.step)
         yield from self.notes
         micro_batches = cfg.grad_accum
         order = StreamIndices if self.train_split.contiguous else MicroBatchIndices
@@ -353,7 +358,7 @@ class _Run:
                 yield from self._fail(self.save_error, started, logged=True)
                 return
         stopped = state.step < cfg.steps
-        if state.saved_step != state.step:
+        if state.saved_step != state.step and self.keeps_checkpoints:
             yield from self._save()
             if self.save_error is not None:  # the run's result is not saved, whatever the setting
                 yield from self._fail(self.save_error, started, logged=True)
@@ -448,7 +453,7 @@ class _Run:
         if step % MEMORY_EVERY == 0 or step == 1:
             cuda = cuda_memory_mb(self.device)
             yield MemoryEvent(step, rss_mb(), self.device.type, *(cuda or (None, None, None)))
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+        if self.keeps_checkpoints and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
             yield from self._save()
 
     @torch.no_grad()
@@ -495,6 +500,7 @@ def train(
     model: nn.Module | None = None,
     loss_hook: LossHook | None = None,
     init: Path | None = None,
+    keep_checkpoints: bool = True,
 ) -> Iterator[Event]:
     """Train ``config`` and yield events; see the module docstring.
 
@@ -504,8 +510,10 @@ def train(
     ``init`` starts a new run (step 0, fresh optimizer) from a checkpoint's
     weights: a pruned, half-precision or quantized one trains as float32 with its
     pruned widths, and the run's checkpoints keep those widths.
+    ``keep_checkpoints=False`` trains ``model`` in memory only (a fine-tune whose caller saves the
+    result): no run folder, no file written, nothing that a full disk or a kill could leave behind.
     """
-    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init)
+    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init, keep_checkpoints)
     try:
         yield from run.events()
     finally:

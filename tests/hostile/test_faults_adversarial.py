@@ -256,3 +256,23 @@ def test_ctrl_c_right_after_the_commit_rename_keeps_the_new_pair(tmp_path, monke
     assert ckpt.resume_point(path).step == 3  # its state, still under the temporary name, completes it
     ckpt.recover(path)
     assert ckpt.resume_point(path).step == 3 and list(tmp_path.glob(".*.tmp")) == []
+
+
+# ------------------------------------------------------- fine-tunes of prune and distill
+@pytest.mark.parametrize("command", [
+    ["prune", "--method", "heads", "--amount", "0.5", "--finetune-steps", "4"],
+    ["distill", "--student-model", "transformer", "--steps", "2"],
+])
+def test_a_fine_tune_writes_nothing_but_its_output(command, small_disk, tmp_path, monkeypatch,  # noqa: F811
+                                                   capsys):
+    """The model being fine-tuned is kept in memory: a full temporary folder fails nothing, and a
+    kill leaves no checkpoints of it behind there."""
+    import tempfile
+
+    checkpoint = save_pair(tmp_path / "trained", 2)
+    (small_disk / "filler").write_bytes(b"\1" * shutil.disk_usage(small_disk).free)
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    source = ["--teacher", str(checkpoint)] if command[0] == "distill" else [str(checkpoint)]
+    out = tmp_path / "out.safetensors"
+    assert main([command[0], *source, *command[1:], "--out", str(out)]) == 0, capsys.readouterr().err
+    assert out.is_file() and sorted(p.name for p in small_disk.iterdir()) == ["filler"]
