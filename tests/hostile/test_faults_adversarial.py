@@ -113,6 +113,27 @@ def test_resuming_a_run_that_is_still_training_is_refused(tmp_path, capsys):
     assert main(["train", "--resume", str(path), "--steps", "4", "--no-record", "--json"]) == 0
 
 
+def test_compression_steps_do_not_run_on_a_folder_another_run_took_after_training(tmp_path, monkeypatch, capsys):
+    import effstudio.engine.trainer as trainer
+
+    config = run_config(tmp_path, 2, [{"method": "quantize", "quantize": "fp16", "out": "half.safetensors"}])
+    folder, taken, real_train = tmp_path / "run", [], trainer.train
+
+    def train_then_another_run_starts(*args, **kwargs):
+        yield from real_train(*args, **kwargs)
+        taken.append(RunFolderLock.acquire(folder))  # between the training and its steps
+
+    monkeypatch.setattr(trainer, "train", train_then_another_run_starts)
+    try:
+        assert main(["train", "--config", str(config), "--out", str(folder), "--no-record"]) == 1
+    finally:
+        for lock in taken:
+            lock.release()
+    line = one_line_error(capsys.readouterr().err)
+    assert "compression steps did not run" in line and f"in use by process {os.getpid()}" in line
+    assert not (folder / "half.safetensors").exists()
+
+
 def test_a_lock_file_of_another_kind_still_gives_one_line(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
