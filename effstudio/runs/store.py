@@ -283,6 +283,10 @@ class RunStore:
 
     def migrate(self, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
         """Apply the missing migration steps, each in its own transaction; return the new version."""
+        if self.version == len(migrations):
+            # up to date: no write lock to wait for, so reading the store goes on while another process
+            # (a run recording, a long import, a database browser) holds it
+            return len(migrations)
         while True:
             self.conn.execute("BEGIN IMMEDIATE")  # one migrating process at a time; re-read inside
             try:

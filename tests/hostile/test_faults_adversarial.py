@@ -297,3 +297,25 @@ def test_a_fine_tune_writes_nothing_but_its_output(command, small_disk, tmp_path
     out = tmp_path / "out.safetensors"
     assert main([command[0], *source, *command[1:], "--out", str(out)]) == 0, capsys.readouterr().err
     assert out.is_file() and sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+# ---------------------------------------------------------------------- the run store
+def test_the_run_store_can_be_read_while_another_process_holds_its_write_lock(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    import effstudio.runs.store as store
+
+    config = run_config(tmp_path, 2)
+    monkeypatch.setenv("EFFSTUDIO_RECORD_RUNS", "1")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--json"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 1.0)  # a wait for the lock fails fast instead of hanging
+    writer = sqlite3.connect(str(store.default_path()), isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a long import, a database browser...
+        assert main(["runs", "list", "--json"]) == 0, capsys.readouterr().err
+        listed = json.loads(capsys.readouterr().out)["runs"]
+        assert [(r["status"], r["steps"]) for r in listed] == [("finished", 2)]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
