@@ -17,6 +17,7 @@ start time, is only there for the message.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -27,6 +28,8 @@ from effstudio.config import ConfigError
 
 LOCK_NAME = ".effstudio.lock"
 MAX_HOLDER_BYTES = 4096  # what the message reads of the holder's description
+# what a file system without locks says when asked for one
+LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS}
 
 try:
     import fcntl
@@ -112,6 +115,10 @@ def _try_lock(fd: int) -> bool:
         if fcntl is not None:
             raise
         return False
+    except OSError as err:
+        if err.errno in LOCKS_UNSUPPORTED:  # some network shares: the run goes on, unguarded, as it did before
+            return True
+        raise
     return True
 
 

@@ -143,6 +143,20 @@ def test_a_lock_file_of_another_kind_still_gives_one_line(tmp_path):
             RunFolderLock.acquire(folder)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
+def test_a_file_system_without_locks_still_trains(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with RunFolderLock.acquire(tmp_path / "run"):
+        pass
+    assert list((tmp_path / "run").iterdir()) == []
+
+
 # ----------------------------------------------------------------------- the event log
 def test_a_torn_last_line_of_the_event_log_does_not_swallow_the_resumed_run(tmp_path, capsys):
     folder = tmp_path / "run"
