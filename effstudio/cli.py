@@ -122,6 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir = default_run_dir(config)
     source = args.config or (args.resume.parent / "config.toml" if args.resume else None)
     config = RunPlan(config, steps).checked(out_dir, source).config  # refused before anything is written
+    if args.resume:
+        from effstudio.engine.checkpoint import read_info
+
+        _warn_of_unused_edits(args.resume.parent / "config.toml", read_info(args.resume).config, config)
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main
@@ -177,6 +181,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             with single_process():
                 code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
     return code
+
+
+def _warn_of_unused_edits(path: Path, saved: Any, config: Any) -> None:
+    """A resumed run keeps its checkpoint's settings (``saved``), changed only by the command line
+    (``config``); name those its folder's config.toml sets otherwise (edited by hand since), before the
+    run rewrites the file with the settings it used."""
+    from effstudio.config import ConfigError
+    from effstudio.engine.run_config import read_toml
+
+    try:
+        written = read_toml(path) if path.is_file() else {}
+    except ConfigError:
+        return  # an unreadable file is kept as it is, with its own warning, when the run saves
+    before, used = saved.to_dict(), config.to_dict()
+    edits = [f"{section}.{key} = {value!r}" for section, values in written.items()
+             if isinstance(values, dict) and isinstance(used.get(section), dict)
+             for key, value in values.items()
+             if key in used[section] and value not in (used[section][key], before.get(section, {}).get(key))]
+    if edits:
+        shown = ", ".join(edits[:5]) + (f" and {len(edits) - 5} more" if len(edits) > 5 else "")
+        print(f"effstudio: warning: {path} sets {shown}, which this resumed run does not use: it continues "
+              f"with its checkpoint's settings (change train.* with --set) and rewrites {path.name} with them",
+              file=sys.stderr)
 
 
 def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:

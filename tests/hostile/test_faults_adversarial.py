@@ -334,3 +334,16 @@ def test_the_run_store_can_be_read_while_another_process_holds_its_write_lock(tm
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_settings_edited_by_hand_in_a_run_folder_are_named_when_a_resume_does_not_use_them(tmp_path, capsys):
+    folder = tmp_path / "run"
+    path = save_pair(folder, 2)
+    assert main(["train", "--resume", str(path), "--steps", "3", "--no-record", "--json"]) == 0
+    config = folder / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("lr = 0.003", "lr = 0.01"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(path), "--steps", "4", "--no-record", "--json"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "train.lr = 0.01" in warnings[0] and "steps" not in warnings[0], warnings
+    assert "lr = 0.003" in config.read_text(encoding="utf-8")  # the file says what the run used
