@@ -188,6 +188,8 @@ class _Run:
             self.lock = None
 
     def _set_up(self, resume: Path | None) -> None:
+        if self.dist.is_main and self.keeps_checkpoints:
+            self._refuse_another_runs_checkpoint(resume)
         # what a killed or failed save left in this run's folder is finished or removed before anything else
         self.notes: list[LogEvent] = []
         if self.dist.is_main and self.keeps_checkpoints:
@@ -212,6 +214,15 @@ class _Run:
         self.streams = self.train_split.contiguous and getattr(self.model, "recurrent", False)
         if self.val_split.contiguous and len(self.val_split) > 1:
             self.probe_index = max(self.probe_index, 1)  # the row before it gives the probe its memory
+
+    def _refuse_another_runs_checkpoint(self, resume: Path | None) -> None:
+        """A run's first save would replace the checkpoint already in its folder: only the run that
+        checkpoint belongs to (a resume of it) may continue there."""
+        there = self.checkpoint_path
+        if not there.exists() or (resume is not None and Path(resume).resolve() == there.resolve()):
+            return
+        raise ConfigError("out", f"{self.run_dir} already holds the checkpoint of another run ({there.name}); "
+                                 f"continue that run with --resume {there}, or train into another folder")
 
     # ------------------------------------------------------------- resuming
     def _initial_model(self, resume: Path | None, init: Path | None) -> nn.Module:

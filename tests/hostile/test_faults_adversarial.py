@@ -143,6 +143,19 @@ def test_a_lock_file_of_another_kind_still_gives_one_line(tmp_path):
             RunFolderLock.acquire(folder)
 
 
+def test_a_new_run_into_a_folder_that_holds_another_runs_checkpoint_is_refused(tmp_path, capsys):
+    folder, other = tmp_path / "run", tmp_path / "other"
+    path, other_path = save_pair(folder, 2), save_pair(other, 3)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    config = run_config(tmp_path, 2)
+    for command in (["--config", str(config)], ["--init", str(path)], ["--resume", str(other_path), "--steps", "4"]):
+        assert main(["train", *command, "--out", str(folder), "--no-record"]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert "already holds the checkpoint of another run" in line and f"--resume {path}" in line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert main(["train", "--resume", str(path), "--steps", "3", "--out", str(folder), "--no-record"]) == 0
+
+
 @pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
 def test_a_file_system_without_locks_still_trains(tmp_path, monkeypatch):
     import errno
