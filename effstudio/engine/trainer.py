@@ -174,11 +174,15 @@ class _Run:
         self.keeps_checkpoints = keep_checkpoints
         # one writer per folder (rank 0 writes for a torchrun job): the clean-up below would remove a
         # save that another run is making there
+        created = not self.run_dir.exists()
         self.lock = RunFolderLock.acquire(self.run_dir) if self.dist.is_main and keep_checkpoints else None
         try:
             self._set_up(resume)
         except BaseException:
             self.close()
+            if created:  # a run refused before it began leaves no empty folder (rmdir removes only that)
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()
             raise
 
     def close(self) -> None:

@@ -154,6 +154,12 @@ def test_a_new_run_into_a_folder_that_holds_another_runs_checkpoint_is_refused(t
         assert "already holds the checkpoint of another run" in line and f"--resume {path}" in line
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert main(["train", "--resume", str(path), "--steps", "3", "--out", str(folder), "--no-record"]) == 0
+    # a resume refused after the lock was taken leaves no empty folder behind
+    damaged = save_pair(tmp_path / "damaged", 2)
+    ckpt.state_path(damaged).write_bytes(b"cut short")
+    assert main(["train", "--resume", str(damaged), "--steps", "4", "--out", str(tmp_path / "new"),
+                 "--no-record"]) == 2
+    assert "cannot resume" in one_line_error(capsys.readouterr().err) and not (tmp_path / "new").exists()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
