@@ -14,16 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import safetensors
-import safetensors.torch
 import tomli_w
-import torch
 
 from effstudio.bench.faults import SETTINGS
 from effstudio.cli import main
 from effstudio.engine import checkpoint as ckpt
 from effstudio.engine.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
 from effstudio.engine.trainer import CHECKPOINT_NAME
+from tests.hostile import faults_cases
 from tests.hostile.checkpoint_cases import save_pair
 from tests.hostile.test_kill_and_disk_full import small_disk  # noqa: F401  (a fixture: a 1 MiB tmpfs)
 
@@ -250,30 +248,9 @@ def test_a_full_disk_during_a_compression_step_keeps_the_trained_run(small_disk,
 
 
 # ---------------------------------------------------------------- training states on resume
-def _rewrite_state(path: Path, change) -> Path:
-    """The pair at ``path`` with its state changed by ``change(state)`` and the weights naming the new hash,
-    as another effstudio version (or a person) would leave it: consistent, but not what resuming needs."""
-    state = ckpt.resume_point(path).state
-    change(state)
-    torch.save(state, ckpt.state_path(path))
-    with safetensors.safe_open(str(path), "pt") as handle:
-        metadata = handle.metadata()
-    metadata[ckpt.STATE_HASH_KEY] = ckpt._sha256(ckpt.state_path(path))
-    safetensors.torch.save_file(safetensors.torch.load_file(str(path)), str(path), metadata=metadata)
-    return path
-
-
-STATE_CHANGES = {
-    "no optimizer": lambda s: s.pop("optimizer"),
-    "no random state": lambda s: s.pop("rng_cpu"),
-    "optimizer of another model": lambda s: s["optimizer"]["param_groups"][0]["params"].append(999),
-    "random state of another kind": lambda s: s.update(rng_cpu=torch.zeros(3)),
-}
-
-
-@pytest.mark.parametrize("case", STATE_CHANGES)
-def test_a_training_state_that_does_not_fit_is_refused_in_one_line(case, tmp_path, capsys):
-    path = _rewrite_state(save_pair(tmp_path, 2), STATE_CHANGES[case])
+@pytest.mark.parametrize(("name", "make", "kind"), faults_cases.CASES, ids=[c[0] for c in faults_cases.CASES])
+def test_a_training_state_that_does_not_fit_is_refused_in_one_line(name, make, kind, tmp_path, capsys):
+    path = make(tmp_path)
     assert main(["train", "--resume", str(path), "--steps", "4", "--no-record"]) == 2
     line = one_line_error(capsys.readouterr().err)
     assert f"cannot resume from {path}" in line and "--init" in line
