@@ -122,6 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir = default_run_dir(config)
     source = args.config or (args.resume.parent / "config.toml" if args.resume else None)
     config = RunPlan(config, steps).checked(out_dir, source).config  # refused before anything is written
+    if args.resume:
+        from effstudio.engine.checkpoint import read_info
+
+        _warn_of_unused_edits(args.resume.parent / "config.toml", read_info(args.resume).config, config)
     control = JobControl()
     dist = context_from_env()
     is_main = dist.is_main
@@ -179,6 +183,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return code
 
 
+def _warn_of_unused_edits(path: Path, saved: Any, config: Any) -> None:
+    """A resumed run keeps its checkpoint's settings (``saved``), changed only by the command line
+    (``config``); name those its folder's config.toml sets otherwise (edited by hand since), before the
+    run rewrites the file with the settings it used."""
+    from effstudio.config import ConfigError
+    from effstudio.engine.run_config import read_toml
+
+    try:
+        written = read_toml(path) if path.is_file() else {}
+    except ConfigError:
+        return  # an unreadable file is kept as it is, with its own warning, when the run saves
+    before, used = saved.to_dict(), config.to_dict()
+    edits = [f"{section}.{key} = {value!r}" for section, values in written.items()
+             if isinstance(values, dict) and isinstance(used.get(section), dict)
+             for key, value in values.items()
+             if key in used[section] and value not in (used[section][key], before.get(section, {}).get(key))]
+    if edits:
+        shown = ", ".join(edits[:5]) + (f" and {len(edits) - 5} more" if len(edits) > 5 else "")
+        print(f"effstudio: warning: {path} sets {shown}, which this resumed run does not use: it continues "
+              f"with its checkpoint's settings (change train.* with --set) and rewrites {path.name} with them",
+              file=sys.stderr)
+
+
 def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:
     """The ``[[compress]]`` steps of ``--config``, or of the resumed run's folder; none otherwise."""
     from effstudio.compress.plan import RunPlan, steps_of_run_folder
@@ -212,13 +239,28 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
         for event in events:  # only the "skipped" notice: no run folder to log into
             show_event(event, as_json)
         return EXIT_OK
+    from effstudio.engine.run_lock import RunFolderBusy, RunFolderLock
+
+    folder = run_dir or Path(done.checkpoint).parent
+    try:  # the steps read the trained checkpoint: no other run may write the folder meanwhile
+        lock = RunFolderLock.acquire(folder)
+    except RunFolderBusy as err:
+        print(f"effstudio: error: the compression steps did not run: {err.message}", file=sys.stderr)
+        return EXIT_FAILED
     status = "failed"
-    with _graceful_interrupt(control), _open_event_log(run_dir or Path(done.checkpoint).parent) as log:
-        for event in events:
-            log.write(json.dumps(event.to_json()) + "\n")
-            show_event(event, as_json)
-            if isinstance(event, CompressDoneEvent):
-                status = event.status
+    log: Any = _open_event_log(folder)
+    try:
+        with _graceful_interrupt(control):
+            for event in events:
+                if log is not None:  # a full disk ends the log, not the steps
+                    log = _log_event(log, event.to_json())
+                show_event(event, as_json)
+                if isinstance(event, CompressDoneEvent):
+                    status = event.status
+    finally:
+        if log is not None:
+            log.close()
+        lock.release()
     return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
 
 
@@ -234,9 +276,23 @@ def _log_event(log_file: Any, record: dict[str, Any]) -> Any:
     return log_file
 
 
-def _open_event_log(run_dir: Path):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return open(run_dir / "events.jsonl", "a", encoding="utf-8", buffering=1)
+def _open_event_log(run_dir: Path) -> Any:
+    """The run's events.jsonl, opened to append one JSON record per line; None (with a warning) when it
+    cannot be opened. A last line cut short by a killed run is ended first, so that the records appended
+    now start on a line of their own and `runs import` still finds them."""
+    path = run_dir / "events.jsonl"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b", buffering=0)
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.close()
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as err:
+        print(f"effstudio: warning: cannot write {path}: {err.strerror or err}", file=sys.stderr)
+        return None
 
 
 def _show_progress(event: Any, progress: Any) -> Any:

@@ -19,7 +19,6 @@ anything runs.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,19 +197,19 @@ def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out
     kl_first: float | None = None
     student_accuracy: float | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="effstudio-distill-") as folder:
-            for event in train(config, control=control, out_dir=Path(folder), model=student, loss_hook=hook):
-                if isinstance(event, StepEvent):
-                    kl_first = hook.last.get("kl") if kl_first is None else kl_first
-                    yield DistillStepEvent(event.step, event.total_steps, event.loss, hook.last.get("kl", 0.0),
-                                           hook.last.get("task_loss", 0.0), hook.last.get("hidden_loss"))
-                elif isinstance(event, EvalEvent):
-                    student_accuracy = event.val_accuracy
-                    yield DistillEvalEvent(event.step, event.val_accuracy, teacher_accuracy)
-                elif isinstance(event, LogEvent):
-                    yield event
-                elif isinstance(event, DoneEvent) and event.status == "failed":
-                    raise CompressError(f"distillation failed: {event.error}")
+        # the student is trained in memory and saved once, below: no checkpoints to write and throw away
+        for event in train(config, control=control, model=student, loss_hook=hook, keep_checkpoints=False):
+            if isinstance(event, StepEvent):
+                kl_first = hook.last.get("kl") if kl_first is None else kl_first
+                yield DistillStepEvent(event.step, event.total_steps, event.loss, hook.last.get("kl", 0.0),
+                                       hook.last.get("task_loss", 0.0), hook.last.get("hidden_loss"))
+            elif isinstance(event, EvalEvent):
+                student_accuracy = event.val_accuracy
+                yield DistillEvalEvent(event.step, event.val_accuracy, teacher_accuracy)
+            elif isinstance(event, LogEvent):
+                yield event
+            elif isinstance(event, DoneEvent) and event.status == "failed":
+                raise CompressError(f"distillation failed: {event.error}")
     finally:
         hook.close()
     student.eval()

@@ -54,7 +54,7 @@ from effstudio.compress.prune import METHODS as PRUNE_METHODS
 from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, describe_kind, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
-from effstudio.engine.run_config import RunConfig, read_toml
+from effstudio.engine.run_config import RunConfig, read_toml, write_text_atomic
 from effstudio.paths import allow_path, confine
 from effstudio.registry import Registry
 
@@ -534,7 +534,7 @@ def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | N
         return
     folder = Path(run_dir) if run_dir is not None else Path(done.checkpoint).parent
     try:
-        (folder / "config.toml").write_text(plan.to_toml(), encoding="utf-8")
+        write_text_atomic(folder / "config.toml", plan.to_toml())  # a full disk keeps the training's file
     except OSError as err:
         yield LogEvent("warning", f"cannot write {folder / 'config.toml'}: {err.strerror or err}")
     artifact = "compressed"

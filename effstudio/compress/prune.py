@@ -33,7 +33,6 @@ trainer between steps; each step reports its sparsity and accuracy.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,12 +301,12 @@ def finetune_config(config: RunConfig, steps: int) -> RunConfig:
 
 
 def _finetune(model: nn.Module, config: RunConfig, steps: int, control: JobControl) -> Iterator[Event]:
-    with tempfile.TemporaryDirectory(prefix="effstudio-finetune-") as folder:
-        for event in train(finetune_config(config, steps), control=control, out_dir=Path(folder), model=model):
-            if isinstance(event, DoneEvent) and event.status == "failed":
-                raise CompressError(f"fine-tuning failed: {event.error}")
-            if isinstance(event, (EvalEvent, LogEvent)):
-                yield event
+    # the fine-tuned model is the one in memory: its checkpoints would be files to write and throw away
+    for event in train(finetune_config(config, steps), control=control, model=model, keep_checkpoints=False):
+        if isinstance(event, DoneEvent) and event.status == "failed":
+            raise CompressError(f"fine-tuning failed: {event.error}")
+        if isinstance(event, (EvalEvent, LogEvent)):
+            yield event
     model.eval()
 
 

@@ -217,6 +217,9 @@ def _commit_pair(path: Path, model: nn.Module, metadata: dict[str, str], state: 
         _fsync_dir(path.parent)
     except BaseException as err:
         free = _free_bytes(path.parent)  # measured before the partial files give their space back
+        # a Ctrl+C handled right after the commit rename returned, before the flag was set: the file
+        # in place says whether this save is the checkpoint now, and then its state must stay
+        committed = committed or (_header_metadata(path) or {}).get(PAIR_KEY) == token
         weights_tmp.unlink(missing_ok=True)
         if not committed:
             state_tmp.unlink(missing_ok=True)
@@ -450,10 +453,12 @@ def resume_point(path: str | Path) -> ResumePoint:
         if _state_step(state) != info.step or "pair" in state:
             why = "its step differs" if "pair" not in state else "the weights name no pair token"
             raise _mismatch(path, info.step, in_place, _state_step(state), why)
+        _check_fields(path, info.version, in_place, state)
         return ResumePoint(path, info.step, state, in_place)
     pending = _pending_state(path)
     if pending is not None and _sha256(pending[0]) == digest:
         state = _checked_state(path, info.step, token, pending[0])
+        _check_fields(path, info.version, pending[0], state)
         note = LogEvent("warning", f"the save of step {info.step} was interrupted after its weights were written; "
                                    f"its training state is read from {pending[0].name}")
         return ResumePoint(path, info.step, state, pending[0], note)
@@ -468,7 +473,9 @@ def resume_point(path: str | Path) -> ResumePoint:
         else:
             why = "its bytes differ from the ones saved with these weights"
         raise _mismatch(path, info.step, in_place, _state_step(state), why)
-    return ResumePoint(path, info.step, _checked_state(path, info.step, token, in_place), in_place)
+    state = _checked_state(path, info.step, token, in_place)
+    _check_fields(path, info.version, in_place, state)
+    return ResumePoint(path, info.step, state, in_place)
 
 
 def _checked_state(path: Path, step: int, token: str, state_file: Path) -> dict[str, Any]:
@@ -476,6 +483,22 @@ def _checked_state(path: Path, step: int, token: str, state_file: Path) -> dict[
     if state.get("pair") != token or _state_step(state) != step:
         raise _mismatch(path, step, state_file, _state_step(state), "its pair token or step differs")
     return state
+
+
+def _check_fields(path: Path, version: str, state_file: Path, state: dict[str, Any]) -> None:
+    """What resuming reads from a state must be there, of its kind: a state written by another version
+    of effstudio (or by hand) that lacks one is refused naming it, not a KeyError halfway through."""
+    optimizer, rng = state.get("optimizer"), state.get("rng_cpu")
+    problems = []
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)):
+        problems.append("optimizer" if "optimizer" not in state else "optimizer (not an optimizer's state)")
+    if not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.dim() == 1):
+        problems.append("rng_cpu" if "rng_cpu" not in state else "rng_cpu (not a random generator's state)")
+    if problems:
+        raise CheckpointError(f"cannot resume from {path}: its training state {state_file.name} (effstudio "
+                              f"{version}) lacks {', '.join(problems)}; start a new run from the weights with "
+                              f"`effstudio train --init {path}`")
 
 
 def _mismatch(path: Path, step: int, state_file: Path, state_step: int | None, why: str) -> CheckpointError:

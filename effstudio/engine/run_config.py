@@ -286,7 +286,11 @@ class RunConfig:
 
 def write_toml(path: str | Path, config: RunConfig) -> None:
     """Write ``config`` to a run folder's config file, keeping the plan's tables already in it
-    (``[[compress]]`` steps), so that a resumed run's file still reproduces the whole run."""
+    (``[[compress]]`` steps), so that a resumed run's file still reproduces the whole run.
+
+    A file there that cannot be read as a run config (edited by hand into a broken one) is not
+    replaced, since its plan could not be kept: a ConfigError says so. A failed write is an OSError
+    and leaves the file there as it was."""
     import tomli_w
 
     path = Path(path)
@@ -294,13 +298,24 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
     if path.is_file():
         try:
             existing = read_toml(path)
-        except ConfigError:
-            existing = {}
+        except ConfigError as err:
+            raise ConfigError(err.field, f"{err.message}; the file is left as it is, not rewritten",
+                              err.source or str(path)) from None
         data.update({key: existing[key] for key in PLAN_SECTIONS if key in existing})
-    # written beside and renamed over, so that a run killed mid-write keeps a whole file
+    write_text_atomic(path, tomli_w.dumps(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, rename it over ``path``: a run
+    killed mid-write, or a full disk, keeps the whole old file (an OSError says why)."""
+    path = Path(path)
+    # a hidden .NAME.*.tmp name: what the trainer's clean-up of a killed write looks for
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -52,6 +52,7 @@ from effstudio.engine.events import (
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml
+from effstudio.engine.run_lock import RunFolderLock
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
@@ -145,8 +146,11 @@ class _Run:
     """One training run: set-up in ``__init__``, the loop in ``events()``."""
 
     def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None,
-                 model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None):
+                 model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None,
+                 keep_checkpoints: bool = True):
         config.validate()
+        if not keep_checkpoints and (out_dir is not None or resume is not None):
+            raise ConfigError("out", "a run that keeps no checkpoint has no run folder to write or resume")
         self.loss_hook = loss_hook
         self.config, self.train_cfg, self.control = config, config.train, control
         self.dist: DistContext = context_from_env()
@@ -163,16 +167,39 @@ class _Run:
             raise ConfigError("init", "resume continues a run, init starts one from a checkpoint's weights: not both")
         self.run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        self.save_error: str | None = None  # why the last save failed; None after a good one
+        if model is None:  # a bad checkpoint or a model too big is refused before the folder is touched
+            model = self._initial_model(resume, init)
+        self.model = model.to(self.device)
+        self.keeps_checkpoints = keep_checkpoints
+        # one writer per folder (rank 0 writes for a torchrun job): the clean-up below would remove a
+        # save that another run is making there
+        created = not self.run_dir.exists()
+        self.lock = RunFolderLock.acquire(self.run_dir) if self.dist.is_main and keep_checkpoints else None
+        try:
+            self._set_up(resume)
+        except BaseException:
+            self.close()
+            if created:  # a run refused before it began leaves no empty folder (rmdir removes only that)
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()
+            raise
+
+    def close(self) -> None:
+        """Let the run folder go: the run is over (or never started)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _set_up(self, resume: Path | None) -> None:
+        if self.dist.is_main and self.keeps_checkpoints:
+            self._refuse_another_runs_checkpoint(resume)
         # what a killed or failed save left in this run's folder is finished or removed before anything else
         self.notes: list[LogEvent] = []
-        if self.dist.is_main:
+        if self.dist.is_main and self.keeps_checkpoints:
             self.notes = ckpt.recover(self.checkpoint_path)
             ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
         self.dist.any(False, self.device)  # a barrier: the other ranks read a checkpoint rank 0 has completed
-        self.save_error: str | None = None  # why the last save failed; None after a good one
-        if model is None:
-            model = self._initial_model(resume, init)
-        self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None
         self.state = _RunState(step=0)
@@ -191,6 +218,15 @@ class _Run:
         self.streams = self.train_split.contiguous and getattr(self.model, "recurrent", False)
         if self.val_split.contiguous and len(self.val_split) > 1:
             self.probe_index = max(self.probe_index, 1)  # the row before it gives the probe its memory
+
+    def _refuse_another_runs_checkpoint(self, resume: Path | None) -> None:
+        """A run's first save would replace the checkpoint already in its folder: only the run that
+        checkpoint belongs to (a resume of it) may continue there."""
+        there = self.checkpoint_path
+        if not there.exists() or (resume is not None and Path(resume).resolve() == there.resolve()):
+            return
+        raise ConfigError("out", f"{self.run_dir} already holds the checkpoint of another run ({there.name}); "
+                                 f"continue that run with --resume {there}, or train into another folder")
 
     # ------------------------------------------------------------- resuming
     def _initial_model(self, resume: Path | None, init: Path | None) -> nn.Module:
@@ -224,14 +260,20 @@ class _Run:
             self.notes.append(point.note)
         state = point.state
         ckpt.load_weights(self.model, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if "memory" in state:
-            self.memory = [m.to(self.device) for m in state["memory"]]
-        if self.device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        try:  # what torch says of a state that does not fit this model (another version's, edited)
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None and "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng_cpu"])
+            if "memory" in state:
+                self.memory = [m.to(self.device) for m in state["memory"]]
+            if self.device.type == "cuda" and "rng_cuda" in state:
+                torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ckpt.CheckpointError(f"cannot resume from {path}: its training state {point.state_file.name} "
+                                       f"does not fit this model ({first}); start a new run from the weights "
+                                       f"with `effstudio train --init {path}`") from None
         self.state.step = int(state["step"])
         if self.state.step >= self.train_cfg.steps:
             raise ConfigError("train.steps", f"the checkpoint is at step {self.state.step}; ask for more steps "
@@ -264,7 +306,7 @@ class _Run:
                 written, error = False, str(err)
             else:
                 yield CheckpointEvent(self.state.step, str(self.checkpoint_path))
-                error = self._write_config()
+                error = yield from self._write_config()
         # every rank saves at the same steps, so these collectives pair up
         if not self.dist.any(not written, self.device):
             self.state.checkpoint, self.state.saved_step = str(self.checkpoint_path), self.state.step
@@ -273,12 +315,16 @@ class _Run:
         if error is not None:
             yield LogEvent("error", error)
 
-    def _write_config(self) -> str | None:
+    def _write_config(self) -> Iterator[Event]:
+        """Write config.toml; return (as the generator's value) why it failed, None if written.
+        A file there that was broken by hand is kept with a warning: the checkpoint is what counts."""
         path = self.run_dir / "config.toml"
         try:
             write_toml(path, self.config)
         except OSError as err:
             return f"could not write {path}: {err.strerror or err}"
+        except ConfigError as err:
+            yield LogEvent("warning", f"config.toml not updated: {err}")
         return None
 
     # ----------------------------------------------------------------- loop
@@ -286,7 +332,8 @@ class _Run:
         cfg, state = self.train_cfg, self.state
         started = time.perf_counter()
         params = sum(p.numel() for p in self.model.parameters())
-        yield StartEvent(str(self.run_dir), describe_device(self.device), params, cfg.steps, state.step)
+        run_dir = str(self.run_dir) if self.keeps_checkpoints else ""
+        yield StartEvent(run_dir, describe_device(self.device), params, cfg.steps, state.step)
         yield from self.notes
         micro_batches = cfg.grad_accum
         order = StreamIndices if self.train_split.contiguous else MicroBatchIndices
@@ -326,7 +373,7 @@ class _Run:
                 yield from self._fail(self.save_error, started, logged=True)
                 return
         stopped = state.step < cfg.steps
-        if state.saved_step != state.step:
+        if state.saved_step != state.step and self.keeps_checkpoints:
             yield from self._save()
             if self.save_error is not None:  # the run's result is not saved, whatever the setting
                 yield from self._fail(self.save_error, started, logged=True)
@@ -421,7 +468,7 @@ class _Run:
         if step % MEMORY_EVERY == 0 or step == 1:
             cuda = cuda_memory_mb(self.device)
             yield MemoryEvent(step, rss_mb(), self.device.type, *(cuda or (None, None, None)))
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
+        if self.keeps_checkpoints and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != cfg.steps:
             yield from self._save()
 
     @torch.no_grad()
@@ -468,6 +515,7 @@ def train(
     model: nn.Module | None = None,
     loss_hook: LossHook | None = None,
     init: Path | None = None,
+    keep_checkpoints: bool = True,
 ) -> Iterator[Event]:
     """Train ``config`` and yield events; see the module docstring.
 
@@ -477,6 +525,11 @@ def train(
     ``init`` starts a new run (step 0, fresh optimizer) from a checkpoint's
     weights: a pruned, half-precision or quantized one trains as float32 with its
     pruned widths, and the run's checkpoints keep those widths.
+    ``keep_checkpoints=False`` trains ``model`` in memory only (a fine-tune whose caller saves the
+    result): no run folder, no file written, nothing that a full disk or a kill could leave behind.
     """
-    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init)
-    yield from run.events()
+    run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init, keep_checkpoints)
+    try:
+        yield from run.events()
+    finally:
+        run.close()

@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import psutil
 
+from effstudio.engine.run_lock import LOCK_NAME
 from effstudio.paths import data_dir
 
 DB_NAME = "runs.sqlite"
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 STALE_S = 600.0  # a running run on another host with no heartbeat for this long is interrupted
 BUSY_TIMEOUT_S = 30.0
-RUN_FILES = ("checkpoint.safetensors", "checkpoint.state.pt", "config.toml", "events.jsonl")
+RUN_FILES = ("checkpoint.safetensors", "checkpoint.state.pt", "config.toml", "events.jsonl", LOCK_NAME)
 
 # Step i takes a database from user_version i to i + 1. Append; never edit a released step.
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -282,6 +283,10 @@ class RunStore:
 
     def migrate(self, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
         """Apply the missing migration steps, each in its own transaction; return the new version."""
+        if self.version == len(migrations):
+            # up to date: no write lock to wait for, so reading the store goes on while another process
+            # (a run recording, a long import, a database browser) holds it
+            return len(migrations)
         while True:
             self.conn.execute("BEGIN IMMEDIATE")  # one migrating process at a time; re-read inside
             try:
