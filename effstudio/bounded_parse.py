@@ -26,6 +26,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; neither parser takes it, so it is dropped
+
 # the JSON depth check sees brackets only: escapes go first (a JSON backslash is always inside a string),
 # then the strings, which without escapes are simple and matched in linear time whatever the input
 _ESCAPES = re.compile(r"\\.", re.DOTALL)
@@ -38,6 +40,7 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
     """``json.loads`` of ``text`` (the value of ``field`` in ``source``) after a size and depth check."""
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
+    text = text.removeprefix(BOM)
     _check_size(len(text), max_bytes, source, field)
     if _json_too_deep(text, max_depth):
         raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source))
@@ -63,6 +66,7 @@ def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", 
     """
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
+    text = text.removeprefix(BOM)
     _check_size(len(text), max_bytes, source, field)
     try:
         data = tomllib.loads(text)

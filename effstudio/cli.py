@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -673,6 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effstudio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `effstudio attention --json | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_FAILED
     except Exception as err:  # the last guard: no traceback on a user's screen
         print(f"effstudio: internal error: {type(err).__name__}: {_one_line(str(err))}; "
               f"{_log_traceback(argv)}", file=sys.stderr)
@@ -738,6 +742,17 @@ def _one_line(text: str) -> str:
     return line[:MAX_MESSAGE // 2] + " ... " + line[-(MAX_MESSAGE // 2 - 5):]
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush into a closed pipe
+    does not print a second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture): nothing to flush
+        pass
+
+
 def _log_traceback(argv: Sequence[str]) -> str:
     """Write the traceback being handled to a new file in the logs folder; say where it is."""
     import time
@@ -745,12 +760,18 @@ def _log_traceback(argv: Sequence[str]) -> str:
 
     from effstudio.paths import logs_dir
 
-    try:
-        folder = logs_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        path.write_text(f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
-                        f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}", encoding="utf-8")
-    except Exception as err:  # a full disk must not turn one line into a traceback
-        return f"the traceback could not be written ({type(err).__name__}: {_one_line(str(err))})"
-    return f"the traceback is in {path}"
+    text = (f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
+            f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}")
+    name = f"effstudio-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    failure = None
+    # the logs folder first; where it cannot be written (read-only, a file in its place), the temp folder
+    for folder in (logs_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text, encoding="utf-8")
+        except Exception as err:  # a full disk must not turn one line into a traceback
+            failure = failure or err
+            continue
+        return f"the traceback is in {path}"
+    return f"the traceback could not be written ({type(failure).__name__}: {_one_line(str(failure))})"

@@ -35,9 +35,11 @@ from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
     describe_kind,
+    did_you_mean,
     param,
     parse_typed,
     path_settings,
+    shorten,
     to_dict,
     validate,
     with_values,
@@ -60,7 +62,7 @@ class TrainConfig:
     grad_clip: float = param(1.0, min=0.0, label="Gradient clip", help="Max gradient norm; 0 turns clipping off")
     grad_accum: int = param(1, min=1, max=1024, label="Accumulation", help="Micro-batches per optimizer step")
     eval_every: int = param(50, min=1, label="Eval every", help="Steps between evaluations on the validation split")
-    seed: int = param(0, min=0, help="Seed for weights, data order and dropout")
+    seed: int = param(0, min=0, max=2**31 - 1, help="Seed for weights, data order and dropout")  # seeds derived from it stay in 64 bits
     device: str = param("auto", choices=("auto", "cpu", "cuda", "mps"), help="auto picks cuda, then mps, then cpu")
     precision: str = param("fp32", choices=("fp32", "bf16", "fp16"), help="bf16 autocast (CPU/CUDA) or fp16 with a grad scaler (CUDA)")
     compile: bool = param(False, label="torch.compile", help="Compile the model (slow first steps, faster later)")
@@ -162,11 +164,14 @@ class RunConfig:
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS:
-                raise ConfigError(key, f"unknown section {section!r}; use one of {', '.join(SECTIONS)}")
+                raise ConfigError(shorten(key), f"unknown section {describe_kind(section)}{did_you_mean(section, SECTIONS)}; "
+                                                f"use one of {', '.join(SECTIONS)}")
             return section, name
         found = [s for s in SECTIONS if _has_field(self._section_obj(s), key)]
         if not found:
-            raise ConfigError(key, "unknown setting; prefix it with a section (model., attention., task., train.) "
+            names = [f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
+                     for f in dataclasses.fields(self._section_obj(s))]
+            raise ConfigError(shorten(key), f"unknown setting{did_you_mean(key, names)}; prefix it with a section (model., attention., task., train.) "
                                    "and see `effstudio models` / `effstudio tasks` for the names")
         if len(found) > 1:
             options = ", ".join(f"{s}.{key}" for s in found)
@@ -322,7 +327,9 @@ def config_tables(data: Any) -> dict[str, Mapping[str, Any]]:
     unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
     if unknown:
         expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
-        raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
+        name = str(sorted(unknown, key=str)[0])
+        raise ConfigError(shorten(name), f"unknown section{did_you_mean(name, (*SECTIONS, *PLAN_SECTIONS))}; "
+                                         f"expected {expected}")
     tables = {section: _table(data, section) for section in SECTIONS}
     for section, table in tables.items():
         for key, value in table.items():
