@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import effstudio
+from effstudio.messages import one_line, print_error
 
 COMMANDS = ("models", "attention", "tasks", "train", "runs", "inspect", "gui", "bench",
             "prune", "quantize", "distill", "export", "compare")
@@ -296,7 +297,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except InspectError as err:  # a bad file is the file's fault, not a usage error: exit 1 with the reason
         if args.json:
             _print_json({"error": str(err)})
-        print(f"effstudio: error: cannot inspect: {err}", file=sys.stderr)
+        print_error(f"cannot inspect: {err}")
         return EXIT_FAILED
     control = JobControl()
     errors: list[str] = []
@@ -337,7 +338,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print("\n".join(report.table_lines(first, stats)))
     for error in errors:
-        print(f"effstudio: error: {error}", file=sys.stderr)
+        print_error(error)
     if control.stop_requested:
         print("effstudio: stopped before every tensor was read", file=sys.stderr)
     return EXIT_FAILED if errors or control.stop_requested else EXIT_OK
@@ -678,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_FAILED
     except Exception as err:  # the last guard: no traceback on a user's screen
-        print(f"effstudio: internal error: {type(err).__name__}: {_one_line(str(err))}; "
+        print(f"effstudio: internal error: {type(err).__name__}: {one_line(str(err))}; "
               f"{_log_traceback(argv)}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -705,7 +706,7 @@ def _run(argv: list[str]) -> int:
         _check_paths(args)
         return args.func(args)
     except (ConfigError, CheckpointError, UnknownEntryError, UsageError, PathError) as err:
-        print(f"effstudio: error: {_one_line(str(err))}", file=sys.stderr)
+        print_error(str(err))
         return EXIT_USAGE
 
 
@@ -728,18 +729,6 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
-
-
-MAX_MESSAGE = 2000  # long enough for two absolute paths and the advice after them
-
-
-def _one_line(text: str) -> str:
-    """A message as one line of bounded length (a file can put anything into an error); the end, where
-    the advice is, is kept when the middle has to go."""
-    line = " ".join(text.split())
-    if len(line) <= MAX_MESSAGE:
-        return line
-    return line[:MAX_MESSAGE // 2] + " ... " + line[-(MAX_MESSAGE // 2 - 5):]
 
 
 def _silence_stdout() -> None:
@@ -774,4 +763,4 @@ def _log_traceback(argv: Sequence[str]) -> str:
             failure = failure or err
             continue
         return f"the traceback is in {path}"
-    return f"the traceback could not be written ({type(failure).__name__}: {_one_line(str(failure))})"
+    return f"the traceback could not be written ({type(failure).__name__}: {one_line(str(failure))})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -160,6 +161,8 @@ def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
     return None
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 INT_RANGE = (-(2**63), 2**63 - 1)  # what a whole number from a file may be: it must fit SQLite and torch
 
 
@@ -183,10 +186,11 @@ def _parse_raw(spec: FieldSpec, raw: Any) -> Any:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise ConfigError(spec.name, f"expected true or false, got {got}")
-        try:
-            return int(text) if kind is int else float(text)
-        except ValueError:
-            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}") from None
+        # Python's int() and float() also take "1_000" and digits of other scripts ("\u0663" is 3):
+        # a value in a file is a plain decimal number or it is refused
+        if not (_INT_TEXT if kind is int else _FLOAT_TEXT).fullmatch(text):
+            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}")
+        return int(text) if kind is int else float(text)
     if kind is bool:
         if isinstance(raw, bool):
             return raw

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from effstudio.messages import print_error
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("prune", "quantize", "distill", "export", "compare")
 
@@ -96,10 +98,10 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
             else:
                 show_event(event, as_json)
     except (CompressError, CheckpointError) as err:  # bad input: a wrong or unreadable file
-        print(f"effstudio: error: {err}", file=sys.stderr)
+        print_error(str(err))
         return EXIT_USAGE
     except (RuntimeError, OSError) as err:  # the model failed to run (a dtype, memory) or a disk is full
-        print(f"effstudio: error: the job failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print_error(f"the job failed: {type(err).__name__}: {err}")
         return EXIT_FAILED
     if result is not None:
         show_event(result, as_json)
@@ -136,7 +138,7 @@ def _guarded(fn: Any) -> Any:
         try:
             return fn(args)
         except CompressError as err:
-            print(f"effstudio: error: {err}", file=sys.stderr)
+            print_error(str(err))
             return EXIT_USAGE
 
     return run
@@ -197,7 +199,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if event.kind == "compare_row":
             rows.append(event)
             if event.error:
-                print(f"effstudio: error: {event.name}: {event.error}", file=sys.stderr)
+                print_error(f"{event.name}: {event.error}")
         elif not args.json:
             print(event.message, file=sys.stderr, flush=True)
     if args.csv:
