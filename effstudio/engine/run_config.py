@@ -210,6 +210,8 @@ class RunConfig:
             try:
                 confine(value, Path(source).parent, key, source)
             except ConfigError as err:
+                if "\x00" in value:  # no file has such a name: nothing to trust
+                    raise ConfigError(key, err.message) from None
                 raise ConfigError(key, f"{err.message}. If you trust it, give it on the command line: "
                                        f"--set {key}={value} (train) or --allow-path {value}") from None
 
