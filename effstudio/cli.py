@@ -117,6 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from effstudio.engine.trainer import default_run_dir, train
 
     config = _train_config(args)
+    _check_out_holds_no_other_run(args.out, args.resume)
     steps = _compress_steps(args, args.resume.parent if args.resume else None)
     # a resumed run continues in its own folder unless told otherwise
     out_dir = args.out or (args.resume.parent if args.resume else None)
@@ -179,6 +180,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             with single_process():
                 code = max(code, _run_compress_steps(steps, config, done, run_dir, recorded, control, args.json))
     return code
+
+
+def _check_out_holds_no_other_run(out: Path | None, resume: Path | None) -> None:
+    """A new run (or a resumed one moving elsewhere) must not train into a folder that holds another
+    run: its checkpoint, config and event log would be replaced."""
+    from effstudio.compress.plan import TRAINED_NAME
+
+    if out is None or (resume is not None and out.resolve() == resume.parent.resolve()):
+        return
+    held = [name for name in (TRAINED_NAME, "events.jsonl") if (out / name).exists()]
+    if held:
+        raise UsageError(f"--out {out} already holds a run ({held[0]}), which training there would replace; "
+                         f"choose a new folder, or continue that run with --resume {out / TRAINED_NAME}")
 
 
 def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:
@@ -697,9 +711,10 @@ def _run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from effstudio.config import ConfigError
     from effstudio.engine.checkpoint import CheckpointError
-    from effstudio.paths import PathError, allow_path
+    from effstudio.paths import PathError, allow_path, forget_allowed_paths
     from effstudio.registry import UnknownEntryError
 
+    forget_allowed_paths()  # main() may run many commands in one process (tests, a script)
     for path in getattr(args, "allow_path", None) or ():
         allow_path(path)
     try:

@@ -58,6 +58,11 @@ def allow_path(path: str | Path) -> None:
     _allowed.add(_resolved(path))
 
 
+def forget_allowed_paths() -> None:
+    """Start a new command with no path allowed: what one command's user named is not the next one's."""
+    _allowed.clear()
+
+
 def add_allow_path_option(parser: Any) -> None:
     """``--allow-path PATH`` on a command (an argparse parser): the command line calls allow_path."""
     parser.add_argument("--allow-path", action="append", type=Path, metavar="PATH",

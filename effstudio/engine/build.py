@@ -23,7 +23,11 @@ def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
     class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
     registry = registry or get_registry()
     config.check_paths()  # a file a config or checkpoint names is read only if it may be
-    task = registry.get("tasks", config.task_name).factory(config.task)
+    try:
+        task = registry.get("tasks", config.task_name).factory(config.task)
+    except ConfigError as err:  # a task reading its data: said of its setting, and of the file that named it
+        key = err.field if err.field.startswith("task.") else f"task.{err.field}"
+        raise ConfigError(key, err.message, err.source or config.sources.get(key)) from None
     if getattr(type(config.model), "task_form", None) == "seq2seq" and task.spec.objective != "seq2seq":
         as_seq2seq = getattr(task, "as_seq2seq", None)
         if as_seq2seq is None:

@@ -52,6 +52,7 @@ from effstudio.engine.events import (
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml
+from effstudio.engine.run_lock import lock_run_dir
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
@@ -165,6 +166,16 @@ class _Run:
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         # what a killed or failed save left in this run's folder is finished or removed before anything else
         self.notes: list[LogEvent] = []
+        # before anything in the folder is touched; a run that fails to start leaves no lock file behind
+        self.lock = lock_run_dir(self.run_dir) if self.dist.is_main else None
+        try:
+            self._set_up(resume, init, model)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.undo()
+            raise
+
+    def _set_up(self, resume: Path | None, init: Path | None, model: nn.Module | None) -> None:
         if self.dist.is_main:
             self.notes = ckpt.recover(self.checkpoint_path)
             ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
@@ -479,4 +490,8 @@ def train(
     pruned widths, and the run's checkpoints keep those widths.
     """
     run = _Run(config, control or JobControl(), out_dir, resume, model, loss_hook, init)
-    yield from run.events()
+    try:
+        yield from run.events()
+    finally:
+        if run.lock is not None:
+            run.lock.release()
