@@ -9,7 +9,6 @@ leaves no stale lock.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import IO
@@ -30,7 +29,9 @@ class RunLock:
 
     def __init__(self, run_dir: Path):
         self.run_dir, self.path = run_dir, run_dir / LOCK_NAME
-        self.created_dir, self.created_file = not run_dir.exists(), not self.path.exists()
+        # the folders this creates (the run folder and any missing above it), removed again by undo()
+        self.created_dirs = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+        self.created_file = not self.path.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.handle: IO[bytes] | None = open(self.path, "ab")
         try:
@@ -53,9 +54,11 @@ class RunLock:
         self.release()
         if self.created_file:
             self.path.unlink(missing_ok=True)
-        if self.created_dir:
-            with contextlib.suppress(OSError):  # only an empty folder goes
-                self.run_dir.rmdir()
+        for folder in self.created_dirs:  # deepest first; only an empty folder goes
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def lock_run_dir(run_dir: Path) -> RunLock | None:

@@ -69,6 +69,8 @@ def read_text(path: Path) -> str:
         with open_regular_file(path, what="text") as handle:
             data = handle.read(MAX_TEXT_BYTES + 1)
     except PathError as err:
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError("path", f"no such file: {path}") from None
         raise ConfigError("path", f"{path}: {err.reason}") from None
     except OSError as err:
         raise ConfigError("path", f"cannot read {path}: {err.strerror or err}") from None

@@ -156,3 +156,11 @@ def test_outputs_and_inputs_a_config_names_are_checked_before_training(case, exp
     assert not trained.exists()
     if "NUL" in expected:
         assert "If you trust it" not in line  # no such file exists to trust
+
+
+def test_a_header_seed_that_overflows_derived_seeds_is_refused_by_init(tmp_path, capsys):
+    """The inspector shows such a header (its checks need no registry); every command that trains refuses it."""
+    ckpt = value_cases.make_ckpt_config_seed_max_int(tmp_path)
+    line = one_line(["train", "--init", ckpt, "--steps", "1", "--out", tmp_path / "run", "--no-record"], capsys)
+    assert ckpt.name in line and "train.seed: must be <= 2147483647" in line
+    assert not (tmp_path / "run").exists()
