@@ -191,8 +191,10 @@ def _check_out_holds_no_other_run(out: Path | None, resume: Path | None) -> None
         return
     held = [name for name in (TRAINED_NAME, "events.jsonl") if (out / name).exists()]
     if held:
+        advice = (f"choose a new folder, or continue that run with --resume {out / TRAINED_NAME}"
+                  if TRAINED_NAME in held else "choose a new folder (or remove that run's files)")
         raise UsageError(f"--out {out} already holds a run ({held[0]}), which training there would replace; "
-                         f"choose a new folder, or continue that run with --resume {out / TRAINED_NAME}")
+                         f"{advice}")
 
 
 def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:

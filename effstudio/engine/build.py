@@ -48,7 +48,7 @@ def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | Non
     spec = ModelSpec(task=task_spec, attention_config=config.attention)
     batch = config.train.batch_size // config.train.grad_accum if training else 1
     check_fits(config.model_type, config.model, task_spec, lambda: entry.factory(config.model, spec),
-               batch=batch, training=training, device=device, named_by=named_by)
+               batch=batch, training=training, device=device, named_by=named_by, attention=config.attention)
     return entry.factory(config.model, spec)
 
 

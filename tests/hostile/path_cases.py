@@ -243,6 +243,25 @@ def make_toml_huge_width(folder: Path) -> Path:
     return path
 
 
+def make_toml_xl_memory(folder: Path) -> Path:
+    """Transformer-XL keeping 8192 states of memory per layer for each of 4096 sequences: small weights,
+    terabytes of memory that an estimate from the task's length alone does not see."""
+    path = folder / "xl_memory.toml"
+    path.write_text(HEAD.replace('type = "transformer"', 'type = "transformer_xl"')
+                    .replace("heads = 2", "heads = 2\nmem_len = 8192\neval_mem_len = 65536")
+                    .replace("batch_size = 8", "batch_size = 4096"), encoding="utf-8")
+    return path
+
+
+def make_toml_performer_features(folder: Path) -> Path:
+    """Performer with 65536 random features per head: each token keeps features, not widths."""
+    path = folder / "performer_features.toml"
+    text = HEAD.replace("heads = 2", 'heads = 2\nattention = "performer"').replace("max_length = 8", "max_length = 256")
+    path.write_text(text.replace("batch_size = 8", "batch_size = 4096") + "\n[attention]\nfeatures = 65536\n",
+                    encoding="utf-8")
+    return path
+
+
 def make_toml_wide_and_deep(folder: Path) -> Path:
     path = folder / "deep.toml"
     path.write_text(HEAD.replace("d_model = 16", "d_model = 65536").replace("layers = 1", "layers = 48"),
@@ -370,6 +389,8 @@ CASES = [
     ("header_huge_length", make_header_huge_length, "checkpoint"),
     ("toml_huge_width", make_toml_huge_width, "toml"),
     ("toml_wide_and_deep", make_toml_wide_and_deep, "toml"),
+    ("toml_xl_memory", make_toml_xl_memory, "toml"),
+    ("toml_performer_features", make_toml_performer_features, "toml"),
     ("import_result_absolute", make_import_result_absolute, "run_folder"),
     ("import_checkpoint_parent", make_import_checkpoint_parent, "run_folder"),
     ("import_artifact_symlink", make_import_artifact_symlink, "run_folder"),

@@ -164,3 +164,22 @@ def test_a_header_seed_that_overflows_derived_seeds_is_refused_by_init(tmp_path,
     line = one_line(["train", "--init", ckpt, "--steps", "1", "--out", tmp_path / "run", "--no-record"], capsys)
     assert ckpt.name in line and "train.seed: must be <= 2147483647" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("case", "field"), [("toml_xl_memory", "model.mem_len: 8192"),
+                                             ("toml_performer_features", "attention.features: 65536")])
+def test_memory_that_is_not_in_the_widths_is_estimated_before_allocation(case, field, tmp_path, capsys):
+    config = dict((name, make) for name, make, _ in path_cases.CASES)[case](tmp_path)
+    line = one_line(["train", "--config", config, "--out", tmp_path / "run", "--no-record"], capsys)
+    assert field in line and "of activations" in line and "EFFSTUDIO_MEMORY_LIMIT_GB" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_depth_counts_the_blocks_a_token_passes():
+    from effstudio.engine.model_size import depth
+    def config(model, **values):
+        return RunConfig.create(model, "copy", {f"model.{k}": v for k, v in values.items()}).model
+
+    assert depth(config("universal", max_steps=12)) == 12
+    assert depth(config("transformer", layers=3)) == 3
+    assert depth(config("seq2seq", layers=3)) == 6

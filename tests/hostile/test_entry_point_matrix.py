@@ -132,7 +132,8 @@ def test_run_folder_through_runs_import(case, make, tmp_path, capsys):
 # ------------------------------------------------------------------ the window
 # (the reader cases' pictures in the Inspect section: tests/hostile/test_window_hostile.py)
 TOO_LARGE = {f"path_cases:{name}" for name in ("header_huge_width", "header_wide_and_deep", "toml_huge_width",
-                                                "toml_wide_and_deep")}
+                                                "toml_wide_and_deep", "toml_xl_memory",
+                                                "toml_performer_features")}
 # a config whose charlm text is a pipe beside it: the text is read (and refused) when training starts
 READ_AT_START = {"path_cases:charlm_fifo"}
 WINDOW_FILES = [(c, m) for c, m in MODEL_FILES if not c.startswith("reader_cases:")] + CONFIG_FILES
