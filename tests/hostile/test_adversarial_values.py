@@ -183,3 +183,13 @@ def test_depth_counts_the_blocks_a_token_passes():
     assert depth(config("universal", max_steps=12)) == 12
     assert depth(config("transformer", layers=3)) == 3
     assert depth(config("seq2seq", layers=3)) == 6
+
+
+def test_a_name_from_a_file_cannot_steer_the_terminal(tmp_path, capsys):
+    """A charlm path inside the config's folder, named with an escape sequence and a right-to-left
+    override: the message shows them as escapes."""
+    config = tmp_path / "run.toml"
+    config.write_text(path_cases.CHARLM_HEAD.format(path='"notes\\u001b[2J\\u202etxt.exe"'), encoding="utf-8")
+    line = one_line(["train", "--config", config, "--out", tmp_path / "run", "--no-record"], capsys)
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "notes\\x1b[2J\\u202etxt.exe" in line
