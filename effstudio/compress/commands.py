@@ -232,6 +232,23 @@ def _amount(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
 
 
+def _whole(low: int, high: int) -> Any:
+    """An argparse type: a whole number from ``low`` to ``high`` (a count of passes, threads)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high:,}, got {text!r}")
+        return value
+    return parse
+
+
+MAX_REPEATS = 100_000  # timed passes per file: far more than a stable median needs
+MAX_THREADS = 4096
+
+
 def add_compress_parsers(commands: Any) -> None:
     from effstudio.compress.prune import IMPORTANCE
     from effstudio.compress.prune import METHODS as PRUNE_METHODS
@@ -298,8 +315,8 @@ def add_compress_parsers(commands: Any) -> None:
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
     compare.add_argument("--task", help="the task to evaluate on (default: the first file's)")
-    compare.add_argument("--repeats", type=int, default=20, help="timed batch-1 passes per file (default: 20)")
-    compare.add_argument("--threads", type=int, default=1,
+    compare.add_argument("--repeats", type=_whole(1, MAX_REPEATS), default=20, help="timed batch-1 passes per file (default: 20)")
+    compare.add_argument("--threads", type=_whole(0, MAX_THREADS), default=1,
                          help="CPU threads for PyTorch and onnxruntime (default: 1; 0 keeps torch's default)")
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
@@ -317,7 +334,7 @@ def add_bench_parser(benches: Any) -> None:
                        help="training steps of the ListOps model that is quantized, exported and pruned (default: 300)")
     bench.add_argument("--distill-steps", type=int, default=800,
                        help="training steps of the digits teacher, and of each student (default: 800)")
-    bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
+    bench.add_argument("--threads", type=_whole(1, MAX_THREADS), default=1, help="CPU threads for timing (default: 1)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))

@@ -193,3 +193,28 @@ def test_a_name_from_a_file_cannot_steer_the_terminal(tmp_path, capsys):
     line = one_line(["train", "--config", config, "--out", tmp_path / "run", "--no-record"], capsys)
     assert "\x1b" not in line and "\u202e" not in line
     assert "notes\\x1b[2J\\u202etxt.exe" in line
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["compare", "{good}", "--repeats", "0"], "--repeats: expected a whole number from 1"),
+    (["compare", "{good}", "--repeats", "99999999999999999999"], "--repeats: expected a whole number from 1"),
+    (["compare", "{good}", "--threads", "-3"], "--threads: expected a whole number from 0"),
+])
+def test_counts_of_the_command_line_are_bounded(argv, expected, tmp_path, capsys):
+    good = tmp_path / "good.safetensors"
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error: exit 2
+        cli.main([item.format(good=good) for item in argv])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--temperature", "nan", "temperature must be a positive number, got nan"),
+    ("--hidden-weight", "nan", "hidden-state weight must be a number of 0 or more, got nan"),
+])
+def test_a_nan_distillation_setting_is_refused_before_training(option, value, expected, tmp_path, capsys):
+    good = value_cases.make_good_checkpoint(tmp_path)
+    line = one_line(["distill", "--teacher", good, "--student-model", "transformer", "--steps", "1", option, value,
+                     "--out", tmp_path / "d.safetensors"], capsys)
+    assert expected in line
+    assert not (tmp_path / "d.safetensors").exists()
