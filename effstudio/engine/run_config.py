@@ -101,6 +101,9 @@ class RunConfig:
     # where a path setting came from: "task.path" -> the file (run config, checkpoint) that named it.
     # Settings typed by the user (--set, a form) have none; see check_paths.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # the file the whole config was read from (a run config, a checkpoint), named in the messages of the
+    # errors found only when the model is built from it
+    origin: str | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def attention_kind(self) -> str | None:
@@ -255,7 +258,9 @@ class RunConfig:
             raise ConfigError("model.type" if err.kind == "models" else "task.name", str(err)) from None
         config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
         config = config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
-        return config if named_by is None else config._named_by(Path(named_by), registry)
+        if named_by is None:
+            return config
+        return dataclasses.replace(config._named_by(Path(named_by), registry), origin=str(named_by))
 
     def _named_by(self, source: Path, registry: Registry) -> RunConfig:
         """Path settings as the file ``source`` means them: relative to its folder."""

@@ -397,6 +397,33 @@ def make_toml_plugin_attention(folder: Path) -> Path:
                       lambda t: t.replace('attention = "sdpa"', 'attention = "flash_plugin"'))
 
 
+def make_toml_attention_not_causal(folder: Path) -> Path:
+    """A language-modelling task with an attention kind that cannot be causal: found when the model is built."""
+    data = _config_of("transformer", "copy")
+    data["model"]["attention"] = "linformer"
+    data["attention"] = {"k": 4}
+    path = folder / "attention_not_causal.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_cross_attention_kind(folder: Path) -> Path:
+    """An encoder-decoder whose cross-attention kind assumes queries and keys at the same positions."""
+    data = _config_of("seq2seq", "copy")
+    data["model"]["cross_attention"] = "linear"
+    path = folder / "cross_attention_kind.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def _config_of(model: str, task: str) -> dict:
+    from effstudio.engine.run_config import RunConfig
+
+    small = {key: value for key, value in TINY.items() if key.split(".")[1] in ("d_model", "heads", "dropout")
+             or key.startswith("train.")}
+    return RunConfig.create(model, task, small).to_dict()
+
+
 def make_run_lone_surrogate(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_lone_surrogate",
                                 [b'{"event": "log", "level": "info", "message": "half \\udc00 a pair"}'])
@@ -472,6 +499,8 @@ CASES = [
     ("toml_section_typo", make_toml_section_typo, "toml"),
     ("toml_choice_wrong_case", make_toml_choice_wrong_case, "toml"),
     ("toml_plugin_attention", make_toml_plugin_attention, "toml"),
+    ("toml_attention_not_causal", make_toml_attention_not_causal, "toml"),
+    ("toml_cross_attention_kind", make_toml_cross_attention_kind, "toml"),
     ("run_lone_surrogate", make_run_lone_surrogate, "run_folder"),
     ("symlink_loop", make_symlink_loop, "path"),
     ("symlink_loop_pair", make_symlink_loop_pair, "path"),
@@ -500,5 +529,6 @@ FIELDS = {
     "ckpt_config_lone_surrogate": "lone surrogate", "toml_seed_max_int": "train.seed", "toml_int_for_bool": "train.compile",
     "toml_section_typo": "did you mean 'model'", "toml_choice_wrong_case": "did you mean 'cpu'",
     "toml_plugin_attention": "plugin", "run_lone_surrogate": "events.jsonl:3",
+    "toml_attention_not_causal": "model.attention", "toml_cross_attention_kind": "model.cross_attention",
     "symlink_loop": "symlink loop", "symlink_loop_pair": "symlink loop", "fifo": "pipe",
 }
