@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from effstudio.config import ConfigError
+from effstudio.config import ConfigError, describe_kind
 from effstudio.paths import PathError, open_regular_file
 from effstudio.read_limits import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES
 
@@ -26,11 +26,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; neither parser takes it, so it is dropped
+
 # the JSON depth check sees brackets only: escapes go first (a JSON backslash is always inside a string),
 # then the strings, which without escapes are simple and matched in linear time whatever the input
 _ESCAPES = re.compile(r"\\.", re.DOTALL)
 _JSON_STRINGS = re.compile(r'"[^"]*"')
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # an escaped surrogate, paired or not: then checked
 
 
 def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: int = MAX_DEPTH,
@@ -38,11 +41,12 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
     """``json.loads`` of ``text`` (the value of ``field`` in ``source``) after a size and depth check."""
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
+    text = text.removeprefix(BOM)
     _check_size(len(text), max_bytes, source, field)
     if _json_too_deep(text, max_depth):
         raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source))
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(field, f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
                           str(source)) from None
@@ -50,6 +54,9 @@ def loads_json(text: str | bytes, *, source: str | Path, field: str, max_depth: 
         raise ConfigError(field, f"not valid JSON: {err}", str(source)) from None
     except RecursionError:  # the depth check keeps this out of reach; a last guard all the same
         raise ConfigError(field, f"nested deeper than {max_depth} levels", str(source)) from None
+    if _LONE_SURROGATE.search(text):
+        _refuse_lone_surrogates(value, source, field)
+    return value
 
 
 def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", max_depth: int = MAX_DEPTH,
@@ -63,6 +70,7 @@ def loads_toml(text: str | bytes, *, source: str | Path, field: str = "config", 
     """
     if isinstance(text, bytes):
         text = decode_utf8(text, source=source, field=field)
+    text = text.removeprefix(BOM)
     _check_size(len(text), max_bytes, source, field)
     try:
         data = tomllib.loads(text)
@@ -120,6 +128,25 @@ def decode_utf8(data: bytes, *, source: str | Path, field: str) -> str:
     except UnicodeDecodeError as err:
         raise ConfigError(field, f"not UTF-8 text: byte 0x{data[err.start]:02x} at {_position(data, err.start)}",
                           str(source)) from None
+
+
+def _refuse_lone_surrogates(value: Any, source: str | Path, field: str) -> None:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"); Python keeps it as a character that no file,
+    terminal or database can encode, so the first print or write of it would fail far from here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ConfigError(field, f"not valid text: a lone surrogate \\u{ord(item[err.start]):04x} "
+                                         f"(half of a UTF-16 pair) in {describe_kind(item)}", str(source)) from None
 
 
 def _check_size(size: int, max_bytes: int, source: str | Path, field: str) -> None:

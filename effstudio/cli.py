@@ -13,12 +13,14 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import effstudio
+from effstudio.messages import one_line, print_error
 
 COMMANDS = ("models", "attention", "tasks", "train", "runs", "inspect", "gui", "bench",
             "prune", "quantize", "distill", "export", "compare")
@@ -351,7 +353,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except InspectError as err:  # a bad file is the file's fault, not a usage error: exit 1 with the reason
         if args.json:
             _print_json({"error": str(err)})
-        print(f"effstudio: error: cannot inspect: {err}", file=sys.stderr)
+        print_error(f"cannot inspect: {err}")
         return EXIT_FAILED
     control = JobControl()
     errors: list[str] = []
@@ -392,7 +394,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print("\n".join(report.table_lines(first, stats)))
     for error in errors:
-        print(f"effstudio: error: {error}", file=sys.stderr)
+        print_error(error)
     if control.stop_requested:
         print("effstudio: stopped before every tensor was read", file=sys.stderr)
     return EXIT_FAILED if errors or control.stop_requested else EXIT_OK
@@ -729,8 +731,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effstudio: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `effstudio attention --json | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_FAILED
     except Exception as err:  # the last guard: no traceback on a user's screen
-        print(f"effstudio: internal error: {type(err).__name__}: {_one_line(str(err))}; "
+        print(f"effstudio: internal error: {type(err).__name__}: {one_line(str(err))}; "
               f"{_log_traceback(argv)}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -748,16 +753,17 @@ def _run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from effstudio.config import ConfigError
     from effstudio.engine.checkpoint import CheckpointError
-    from effstudio.paths import PathError, allow_path
+    from effstudio.paths import PathError, allow_path, forget_allowed_paths
     from effstudio.registry import UnknownEntryError
 
+    forget_allowed_paths()  # main() may run many commands in one process (tests, a script)
     for path in getattr(args, "allow_path", None) or ():
         allow_path(path)
     try:
         _check_paths(args)
         return args.func(args)
     except (ConfigError, CheckpointError, UnknownEntryError, UsageError, PathError) as err:
-        print(f"effstudio: error: {_one_line(str(err))}", file=sys.stderr)
+        print_error(str(err))
         return EXIT_USAGE
 
 
@@ -782,16 +788,15 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-MAX_MESSAGE = 2000  # long enough for two absolute paths and the advice after them
-
-
-def _one_line(text: str) -> str:
-    """A message as one line of bounded length (a file can put anything into an error); the end, where
-    the advice is, is kept when the middle has to go."""
-    line = " ".join(text.split())
-    if len(line) <= MAX_MESSAGE:
-        return line
-    return line[:MAX_MESSAGE // 2] + " ... " + line[-(MAX_MESSAGE // 2 - 5):]
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush into a closed pipe
+    does not print a second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture): nothing to flush
+        pass
 
 
 def _log_traceback(argv: Sequence[str]) -> str:
@@ -801,12 +806,18 @@ def _log_traceback(argv: Sequence[str]) -> str:
 
     from effstudio.paths import logs_dir
 
-    try:
-        folder = logs_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        path.write_text(f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
-                        f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}", encoding="utf-8")
-    except Exception as err:  # a full disk must not turn one line into a traceback
-        return f"the traceback could not be written ({type(err).__name__}: {_one_line(str(err))})"
-    return f"the traceback is in {path}"
+    text = (f"effstudio {effstudio.__version__}, python {sys.version.split()[0]}\n"
+            f"arguments: {list(argv)!r}\n\n{traceback.format_exc()}")
+    name = f"effstudio-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    failure = None
+    # the logs folder first; where it cannot be written (read-only, a file in its place), the temp folder
+    for folder in (logs_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text, encoding="utf-8")
+        except Exception as err:  # a full disk must not turn one line into a traceback
+            failure = failure or err
+            continue
+        return f"the traceback is in {path}"
+    return f"the traceback could not be written ({type(failure).__name__}: {one_line(str(failure))})"

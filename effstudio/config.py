@@ -8,7 +8,9 @@ so every registered entry gets a GUI form and CLI overrides without extra code.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -159,6 +161,8 @@ def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
     return None
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 INT_RANGE = (-(2**63), 2**63 - 1)  # what a whole number from a file may be: it must fit SQLite and torch
 
 
@@ -182,10 +186,11 @@ def _parse_raw(spec: FieldSpec, raw: Any) -> Any:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise ConfigError(spec.name, f"expected true or false, got {got}")
-        try:
-            return int(text) if kind is int else float(text)
-        except ValueError:
-            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}") from None
+        # Python's int() and float() also take "1_000" and digits of other scripts ("\u0663" is 3):
+        # a value in a file is a plain decimal number or it is refused
+        if not (_INT_TEXT if kind is int else _FLOAT_TEXT).fullmatch(text):
+            raise ConfigError(spec.name, f"expected {kind.__name__}, got {got}")
+        return int(text) if kind is int else float(text)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -213,13 +218,16 @@ def check_value(spec: FieldSpec, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(spec.name, f"must be a finite number, got {value!r}")
     if spec.min is not None and value < spec.min:
-        raise ConfigError(spec.name, f"must be >= {spec.min}, got {value!r}")
+        raise ConfigError(spec.name, f"must be >= {spec.min}, got {describe_kind(value)}")
     if spec.max is not None and value > spec.max:
-        raise ConfigError(spec.name, f"must be <= {spec.max}, got {value!r}")
+        raise ConfigError(spec.name, f"must be <= {spec.max}, got {describe_kind(value)}")
     allowed = _allowed_choices(spec)
     if allowed is not None and value not in allowed:
         options = ", ".join(str(c) for c in allowed)
-        raise ConfigError(spec.name, f"must be one of {options}; got {value!r}")
+        hint = did_you_mean(value, allowed)
+        if not hint and spec.choices_from is not None:  # the names of a registry: plugins add to them
+            hint = f" (a plugin that provides it may not be installed: see `effstudio {spec.choices_from}`)"
+        raise ConfigError(spec.name, f"must be one of {options}; got {describe_kind(value)}{hint}")
 
 
 def validate(config: Any) -> None:
@@ -245,7 +253,8 @@ def with_values(config: Any, values: Mapping[str, Any], *, section: str = "") ->
         spec = specs.get(key)
         if spec is None:
             known = ", ".join(sorted(specs))
-            raise ConfigError(f"{prefix}{key}", f"unknown setting; known settings: {known}")
+            raise ConfigError(f"{prefix}{shorten(str(key))}",
+                              f"unknown setting{did_you_mean(key, sorted(specs))}; known settings: {known}")
         try:
             value = parse_value(spec, raw)
             check_value(spec, value)
@@ -308,6 +317,22 @@ def record_values(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
         if f.metadata.get("json", True):
             values[f.name] = parse_typed(f.name, hints[f.name], record[f.name])
     return values
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """A name read from a file (a key, a section) cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def did_you_mean(name: Any, options: Sequence[Any]) -> str:
+    """" (did you mean 'cpu'?)" when ``name`` is one of ``options`` in another case or close to one;
+    else "". A value read from a file may be of any kind and any length: only short text is compared."""
+    if not isinstance(name, str) or len(name) > 100:
+        return ""
+    texts = [str(option) for option in options]
+    folded = [text for text in texts if text.casefold() == name.strip().casefold()]
+    close = folded or difflib.get_close_matches(name, texts, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe_kind(value: Any) -> str:

@@ -58,6 +58,11 @@ def allow_path(path: str | Path) -> None:
     _allowed.add(_resolved(path))
 
 
+def forget_allowed_paths() -> None:
+    """Start a new command with no path allowed: what one command's user named is not the next one's."""
+    _allowed.clear()
+
+
 def add_allow_path_option(parser: Any) -> None:
     """``--allow-path PATH`` on a command (an argparse parser): the command line calls allow_path."""
     parser.add_argument("--allow-path", action="append", type=Path, metavar="PATH",
@@ -67,6 +72,8 @@ def add_allow_path_option(parser: Any) -> None:
 
 
 def user_allowed(path: str | Path) -> bool:
+    if "\x00" in str(path):  # no user can name such a file; confine says why it is refused
+        return False
     target = _resolved(path)
     return any(target == allowed or target.is_relative_to(allowed) for allowed in _allowed)
 
@@ -79,6 +86,8 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
     absolute path elsewhere. Raises ConfigError naming ``field``, the file ``named_by`` and
     the folder (``folder_is`` says what it is to the file: "its folder", "the run folder").
     """
+    if "\x00" in str(path):  # no file system takes it; Python's path functions raise ValueError on it
+        raise ConfigError(field, f"{str(path)!r} in {named_by} holds a NUL character, which no file name can")
     base = _resolved(folder)
     target = Path(path).expanduser()
     target = _resolved(target if target.is_absolute() else base / target)
@@ -140,6 +149,8 @@ def _stat(path: Path) -> os.stat_result | None:
         return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except ValueError:  # a NUL character in the name
+        raise PathError(path, "the name holds a NUL character, which no file name can") from None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise PathError(path, "symlink loop") from None

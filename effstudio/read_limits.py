@@ -47,3 +47,12 @@ MAX_JSON_BYTES = 10 * MiB
 # is one event
 MAX_DOCUMENT_BYTES = 1 * MiB
 MAX_LINE_BYTES = 1 * MiB
+
+# a charlm text is held in memory as characters and as an id per character (8 bytes each): enwik8, the classic
+# character-level benchmark, is 100 MB. A device (/dev/zero) or a pipe never ends; neither is read at all
+MAX_TEXT_BYTES = 128 * MiB
+
+# an image folder is decoded into memory whole (each image as channels x size x size float32): 200,000 images,
+# the most the digits task makes; the folder is counted while it is listed, so a million files stop early
+MAX_IMAGE_FILES = 200_000
+MAX_DECODED_IMAGE_BYTES = 8 * GiB

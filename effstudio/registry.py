@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from effstudio.config import FieldSpec, fields_of
+from effstudio.config import FieldSpec, describe_kind, did_you_mean, fields_of
 
 KINDS = ("models", "attention", "tasks")
 GROUP_PREFIX = "effstudio."
@@ -78,7 +78,10 @@ class UnknownEntryError(KeyError):
         self.kind, self.name = kind, name
         self.known = sorted(known)
         singular = {"models": "model type", "attention": "attention kind", "tasks": "task"}[kind]
-        super().__init__(f"unknown {singular} {name!r}; available: {', '.join(self.known) or 'none'}")
+        # a name no installed entry has may come from a plugin that is not installed here
+        super().__init__(f"unknown {singular} {describe_kind(name)}{did_you_mean(name, self.known)}; "
+                         f"available: {', '.join(self.known) or 'none'} (a plugin that provides it may not be "
+                         f"installed: see `effstudio {kind}`)")
 
     def __str__(self) -> str:
         return self.args[0]

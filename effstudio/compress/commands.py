@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from effstudio.messages import print_error
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("prune", "quantize", "distill", "export", "compare")
 
@@ -96,10 +98,10 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
             else:
                 show_event(event, as_json)
     except (CompressError, CheckpointError) as err:  # bad input: a wrong or unreadable file
-        print(f"effstudio: error: {err}", file=sys.stderr)
+        print_error(str(err))
         return EXIT_USAGE
     except (RuntimeError, OSError) as err:  # the model failed to run (a dtype, memory) or a disk is full
-        print(f"effstudio: error: the job failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print_error(f"the job failed: {type(err).__name__}: {err}")
         return EXIT_FAILED
     if result is not None:
         show_event(result, as_json)
@@ -136,7 +138,7 @@ def _guarded(fn: Any) -> Any:
         try:
             return fn(args)
         except CompressError as err:
-            print(f"effstudio: error: {err}", file=sys.stderr)
+            print_error(str(err))
             return EXIT_USAGE
 
     return run
@@ -197,7 +199,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if event.kind == "compare_row":
             rows.append(event)
             if event.error:
-                print(f"effstudio: error: {event.name}: {event.error}", file=sys.stderr)
+                print_error(f"{event.name}: {event.error}")
         elif not args.json:
             print(event.message, file=sys.stderr, flush=True)
     if args.csv:
@@ -228,6 +230,23 @@ def _amount(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+
+
+def _whole(low: int, high: int) -> Any:
+    """An argparse type: a whole number from ``low`` to ``high`` (a count of passes, threads)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high:,}, got {text!r}")
+        return value
+    return parse
+
+
+MAX_REPEATS = 100_000  # timed passes per file: far more than a stable median needs
+MAX_THREADS = 4096
 
 
 def add_compress_parsers(commands: Any) -> None:
@@ -296,8 +315,8 @@ def add_compress_parsers(commands: Any) -> None:
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
     compare.add_argument("--task", help="the task to evaluate on (default: the first file's)")
-    compare.add_argument("--repeats", type=int, default=20, help="timed batch-1 passes per file (default: 20)")
-    compare.add_argument("--threads", type=int, default=1,
+    compare.add_argument("--repeats", type=_whole(1, MAX_REPEATS), default=20, help="timed batch-1 passes per file (default: 20)")
+    compare.add_argument("--threads", type=_whole(0, MAX_THREADS), default=1,
                          help="CPU threads for PyTorch and onnxruntime (default: 1; 0 keeps torch's default)")
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
@@ -315,7 +334,7 @@ def add_bench_parser(benches: Any) -> None:
                        help="training steps of the ListOps model that is quantized, exported and pruned (default: 300)")
     bench.add_argument("--distill-steps", type=int, default=800,
                        help="training steps of the digits teacher, and of each student (default: 800)")
-    bench.add_argument("--threads", type=int, default=1, help="CPU threads for timing (default: 1)")
+    bench.add_argument("--threads", type=_whole(1, MAX_THREADS), default=1, help="CPU threads for timing (default: 1)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))

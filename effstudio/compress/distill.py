@@ -19,6 +19,7 @@ anything runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,13 @@ class DistillSettings:
     def check(self) -> None:
         if self.steps < 1:
             raise CompressError(f"distillation needs at least one step, got {self.steps}")
-        if self.temperature <= 0:
-            raise CompressError(f"the temperature must be positive, got {self.temperature}")
+        # written so that nan fails each test (every comparison with nan is false): it would train to a nan loss
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise CompressError(f"the temperature must be a positive number, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise CompressError(f"alpha must be between 0 and 1, got {self.alpha}")
-        if self.hidden_weight < 0:
-            raise CompressError(f"the hidden-state weight cannot be negative, got {self.hidden_weight}")
+        if not (math.isfinite(self.hidden_weight) and self.hidden_weight >= 0):
+            raise CompressError(f"the hidden-state weight must be a number of 0 or more, got {self.hidden_weight}")
 
 
 def kl_term(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:

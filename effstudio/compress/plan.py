@@ -199,6 +199,9 @@ def parse_step(data: Any, index: int) -> CompressStep:
     return dataclasses.replace(step, set=student_settings) if student_settings else step
 
 
+MAX_NAME_BYTES = 255  # the longest file name of the common file systems (ext4, APFS, NTFS in UTF-16 units)
+
+
 def check_out_name(out: str, field: str) -> None:
     """A step's ``out`` as a run config may name it: a path relative to the run folder, inside it."""
     path = Path(out)
@@ -208,6 +211,13 @@ def check_out_name(out: str, field: str) -> None:
                                  "command on the result with --out)")
     if ".." in path.parts:
         raise ConfigError(field, f"{out!r} climbs out of the run folder with '..': name a file inside it")
+    if not path.name or out.endswith(("/", "\\")):
+        raise ConfigError(field, f"{out!r} names a folder: name a file inside the run folder")
+    too_long = [part for part in path.parts if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES]
+    if too_long:
+        raise ConfigError(field, f"a name of {len(too_long[0].encode('utf-8', 'surrogatepass'))} bytes in "
+                                 f"{describe_kind(out)} is longer than the {MAX_NAME_BYTES} bytes a file system "
+                                 "takes")
 
 
 def step_to_dict(step: CompressStep) -> dict[str, Any]:
@@ -315,6 +325,8 @@ def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_di
             check_out_name(item.step.out, field)
         named = str(item.out.relative_to(folder)) if item.out.is_relative_to(folder) else str(item.out)
         confine(named, folder, field, named_by, folder_is="the run folder")
+        if item.out.is_dir():  # an output that is a folder fails at the write, after the training
+            raise ConfigError(field, f"{named!r} in {named_by} is a folder ({item.out}); name a file")
         out = key(item.out)
         if out in kept:
             raise ConfigError(field, f"{named!r} in {named_by} would overwrite {kept[out]} ({item.out}); "

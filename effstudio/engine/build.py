@@ -9,7 +9,7 @@ from torch import nn
 
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, load_weights, read_info
-from effstudio.engine.model_size import check_fits
+from effstudio.engine.model_size import ModelTooLarge, check_fits
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
@@ -23,7 +23,11 @@ def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
     class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
     registry = registry or get_registry()
     config.check_paths()  # a file a config or checkpoint names is read only if it may be
-    task = registry.get("tasks", config.task_name).factory(config.task)
+    try:
+        task = registry.get("tasks", config.task_name).factory(config.task)
+    except ConfigError as err:  # a task reading its data: said of its setting, and of the file that named it
+        key = err.field if err.field.startswith("task.") else f"task.{err.field}"
+        raise ConfigError(key, err.message, err.source or config.sources.get(key)) from None
     if getattr(type(config.model), "task_form", None) == "seq2seq" and task.spec.objective != "seq2seq":
         as_seq2seq = getattr(task, "as_seq2seq", None)
         if as_seq2seq is None:
@@ -43,9 +47,17 @@ def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | Non
     entry = registry.get("models", config.model_type)
     spec = ModelSpec(task=task_spec, attention_config=config.attention)
     batch = config.train.batch_size // config.train.grad_accum if training else 1
-    check_fits(config.model_type, config.model, task_spec, lambda: entry.factory(config.model, spec),
-               batch=batch, training=training, device=device, named_by=named_by)
-    return entry.factory(config.model, spec)
+    named_by = named_by if named_by is not None else config.origin
+    try:
+        check_fits(config.model_type, config.model, task_spec, lambda: entry.factory(config.model, spec),
+                   batch=batch, training=training, device=device, named_by=named_by, attention=config.attention)
+        return entry.factory(config.model, spec)
+    except ModelTooLarge:  # names the file in its message already
+        raise
+    except ConfigError as err:  # settings that do not fit together (a kind the model cannot use): said of the file
+        if err.source is not None or named_by is None:
+            raise
+        raise ConfigError(err.field, err.message, str(named_by)) from None
 
 
 def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec, *, training: bool = False,

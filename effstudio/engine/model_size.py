@@ -89,7 +89,7 @@ def analytic_params(model_config: Any, spec: Any) -> int:
     """Parameters from the widths a model config names: embeddings, positions and head, and per
     layer the attention projections (4 d^2) and the MLP (2 ff_mult d^2, per expert of a mixture)."""
     width = _setting(model_config, "d_model", 0)
-    layers = _setting(model_config, "layers", 1)
+    layers = depth(model_config)
     ff_mult = _setting(model_config, "ff_mult", 4)
     experts = _setting(model_config, "experts", 1) if getattr(model_config, "ffn", "moe") == "moe" else 1
     vocab = max(len(spec.vocab), spec.num_classes)
@@ -97,17 +97,52 @@ def analytic_params(model_config: Any, spec: Any) -> int:
     return (vocab + spec.max_length) * width + layers * per_layer + width * spec.num_classes
 
 
+def depth(model_config: Any) -> int:
+    """The blocks one token passes through: the layers; the steps of a shared block (universal); token and
+    segment blocks (hierarchical); encoder and decoder (seq2seq, whose ``layers`` counts each)."""
+    if hasattr(model_config, "max_steps"):
+        return _setting(model_config, "max_steps", 1)
+    if hasattr(model_config, "token_layers"):
+        return _setting(model_config, "token_layers", 1) + _setting(model_config, "segment_layers", 1)
+    layers = _setting(model_config, "layers", 1)
+    return 2 * layers if hasattr(model_config, "cross_attention") else layers
+
+
+def context_length(model_config: Any, spec: Any) -> int:
+    """The positions a layer keeps per sequence: the task's length, plus a recurrent model's memory of
+    earlier segments (Transformer-XL keeps ``mem_len`` hidden states per layer, ``eval_mem_len`` in
+    evaluation), which a batch of long memories can make far larger than the length itself."""
+    memory = max(_setting(model_config, "mem_len", 0), _setting(model_config, "eval_mem_len", 0)) \
+        if hasattr(model_config, "mem_len") else 0
+    return spec.max_length + memory
+
+
+def attention_floats(attention: Any, model_config: Any) -> int:
+    """Floats per token and layer that an attention kind keeps beyond the width: Performer's random
+    features (queries and keys, per head), Reformer's rounds of hashing (a sorted copy of queries, keys
+    and values per round)."""
+    width = _setting(model_config, "d_model", 0)
+    heads = _setting(model_config, "heads", 1)
+    floats = 0
+    if attention is not None and hasattr(attention, "features"):
+        floats += 2 * heads * _setting(attention, "features", 0)
+    if attention is not None and hasattr(attention, "n_hashes"):
+        floats += 3 * width * _setting(attention, "n_hashes", 1)
+    return floats
+
+
 def estimate(model_config: Any, spec: Any, build: Callable[[], nn.Module] | None, *, batch: int,
-             training: bool) -> SizeEstimate:
+             training: bool, attention: Any = None) -> SizeEstimate:
     """The memory the model ``build()`` makes for ``model_config`` and the task ``spec`` needs
     (parameters counted on the meta device; from the widths without ``build`` or where that fails)."""
     counted = count_params(build) if build is not None else None
     params = counted if counted is not None else analytic_params(model_config, spec)
     copies = TRAINING_COPIES if training else 1
     width = _setting(model_config, "d_model", 0)
-    layers = _setting(model_config, "layers", 1)
-    tokens = batch * spec.max_length
-    activations = tokens * (ACTIVATION_FLOATS * width * layers + max(len(spec.vocab), spec.num_classes))
+    per_layer = ACTIVATION_FLOATS * width + attention_floats(attention, model_config)
+    tokens = batch * context_length(model_config, spec)
+    activations = tokens * per_layer * depth(model_config) + batch * spec.max_length * max(len(spec.vocab),
+                                                                                          spec.num_classes)
     return SizeEstimate(params, params * FLOAT_BYTES * copies, activations * FLOAT_BYTES, counted is not None)
 
 
@@ -125,30 +160,39 @@ def available_bytes(device: torch.device | None) -> tuple[int, str]:
     return int(psutil.virtual_memory().available), "available"
 
 
-def _describe(model_type: str, model_config: Any) -> tuple[str, str]:
-    """The field a form highlights and the settings the message names: the width and depth."""
+def _describe(model_type: str, model_config: Any, spec: Any, attention: Any) -> tuple[str, str]:
+    """The field a form highlights and the settings the message names: the width and depth, and a
+    recurrent memory or an attention kind's per-token state where it outweighs the width."""
     if not hasattr(model_config, "d_model"):
         return "model", f"model type {model_type}"
     depth = f" with model.layers={model_config.layers}" if hasattr(model_config, "layers") else ""
+    if attention_floats(attention, model_config) > ACTIVATION_FLOATS * _setting(model_config, "d_model", 0):
+        name = "features" if hasattr(attention, "features") else "n_hashes"
+        return f"attention.{name}", (f"{getattr(attention, name)} with model.d_model={model_config.d_model}"
+                                     f"{depth.replace(' with', ',')}")
+    if context_length(model_config, spec) > 2 * spec.max_length:
+        return "model.mem_len", (f"{model_config.mem_len} (eval_mem_len {model_config.eval_mem_len}) with "
+                                 f"model.d_model={model_config.d_model}{depth.replace(' with', ',')}")
     return "model.d_model", f"{model_config.d_model}{depth}"
 
 
 def check_fits(model_type: str, model_config: Any, spec: Any, build: Callable[[], nn.Module], *, batch: int = 1,
-               training: bool = False, device: torch.device | None = None, named_by: Any = None) -> SizeEstimate:
+               training: bool = False, device: torch.device | None = None, named_by: Any = None,
+               attention: Any = None) -> SizeEstimate:
     """Refuse (ModelTooLarge) a model whose estimate exceeds the memory available; return the estimate.
 
     ``named_by`` (a checkpoint) is named in the message when the settings come from its header."""
     limit, where = available_bytes(device)
-    size = estimate(model_config, spec, None, batch=batch, training=training)
+    size = estimate(model_config, spec, None, batch=batch, training=training, attention=attention)
     if size.total_bytes <= CLEARLY_TOO_LARGE * limit:  # else refused at once: a deep stack takes a while on meta
-        size = estimate(model_config, spec, build, batch=batch, training=training)
+        size = estimate(model_config, spec, build, batch=batch, training=training, attention=attention)
         if size.total_bytes <= limit:
             return size
     what = "parameters and optimizer state" if training else "parameters"
     source = f" (in {named_by})" if named_by is not None else ""
-    field, settings = _describe(model_type, model_config)
+    field, settings = _describe(model_type, model_config, spec, attention)
     raise ModelTooLarge(field, f"{settings}{source} would need about "
                              f"{format_bytes(size.param_bytes)} of {what} ({size.params:,} parameters) and "
                              f"{format_bytes(size.activation_bytes)} of activations for a batch of {batch} x "
-                             f"{spec.max_length}; this machine has {format_bytes(limit)} {where}. If the estimate "
-                             f"is too pessimistic, set {LIMIT_ENV} to the memory in GB to allow")
+                             f"{context_length(model_config, spec)} positions; this machine has "
+                             f"{format_bytes(limit)} {where}. If the estimate is too pessimistic, set {LIMIT_ENV} to the memory in GB to allow")

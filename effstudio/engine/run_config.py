@@ -35,9 +35,11 @@ from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
     describe_kind,
+    did_you_mean,
     param,
     parse_typed,
     path_settings,
+    shorten,
     to_dict,
     validate,
     with_values,
@@ -60,7 +62,7 @@ class TrainConfig:
     grad_clip: float = param(1.0, min=0.0, label="Gradient clip", help="Max gradient norm; 0 turns clipping off")
     grad_accum: int = param(1, min=1, max=1024, label="Accumulation", help="Micro-batches per optimizer step")
     eval_every: int = param(50, min=1, label="Eval every", help="Steps between evaluations on the validation split")
-    seed: int = param(0, min=0, help="Seed for weights, data order and dropout")
+    seed: int = param(0, min=0, max=2**31 - 1, help="Seed for weights, data order and dropout")  # seeds derived from it stay in 64 bits
     device: str = param("auto", choices=("auto", "cpu", "cuda", "mps"), help="auto picks cuda, then mps, then cpu")
     precision: str = param("fp32", choices=("fp32", "bf16", "fp16"), help="bf16 autocast (CPU/CUDA) or fp16 with a grad scaler (CUDA)")
     compile: bool = param(False, label="torch.compile", help="Compile the model (slow first steps, faster later)")
@@ -99,6 +101,9 @@ class RunConfig:
     # where a path setting came from: "task.path" -> the file (run config, checkpoint) that named it.
     # Settings typed by the user (--set, a form) have none; see check_paths.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # the file the whole config was read from (a run config, a checkpoint), named in the messages of the
+    # errors found only when the model is built from it
+    origin: str | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def attention_kind(self) -> str | None:
@@ -162,11 +167,14 @@ class RunConfig:
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS:
-                raise ConfigError(key, f"unknown section {section!r}; use one of {', '.join(SECTIONS)}")
+                raise ConfigError(shorten(key), f"unknown section {describe_kind(section)}{did_you_mean(section, SECTIONS)}; "
+                                                f"use one of {', '.join(SECTIONS)}")
             return section, name
         found = [s for s in SECTIONS if _has_field(self._section_obj(s), key)]
         if not found:
-            raise ConfigError(key, "unknown setting; prefix it with a section (model., attention., task., train.) "
+            names = [f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
+                     for f in dataclasses.fields(self._section_obj(s))]
+            raise ConfigError(shorten(key), f"unknown setting{did_you_mean(key, names)}; prefix it with a section (model., attention., task., train.) "
                                    "and see `effstudio models` / `effstudio tasks` for the names")
         if len(found) > 1:
             options = ", ".join(f"{s}.{key}" for s in found)
@@ -205,6 +213,8 @@ class RunConfig:
             try:
                 confine(value, Path(source).parent, key, source)
             except ConfigError as err:
+                if "\x00" in value:  # no file has such a name: nothing to trust
+                    raise ConfigError(key, err.message) from None
                 raise ConfigError(key, f"{err.message}. If you trust it, give it on the command line: "
                                        f"--set {key}={value} (train) or --allow-path {value}") from None
 
@@ -248,7 +258,9 @@ class RunConfig:
             raise ConfigError("model.type" if err.kind == "models" else "task.name", str(err)) from None
         config = config.with_overrides(dict(o for o in overrides if o[0].startswith("model.")), registry)
         config = config.with_overrides(dict(o for o in overrides if not o[0].startswith("model.")), registry)
-        return config if named_by is None else config._named_by(Path(named_by), registry)
+        if named_by is None:
+            return config
+        return dataclasses.replace(config._named_by(Path(named_by), registry), origin=str(named_by))
 
     def _named_by(self, source: Path, registry: Registry) -> RunConfig:
         """Path settings as the file ``source`` means them: relative to its folder."""
@@ -337,7 +349,9 @@ def config_tables(data: Any) -> dict[str, Mapping[str, Any]]:
     unknown = set(data) - set(SECTIONS) - set(PLAN_SECTIONS)
     if unknown:
         expected = ", ".join((*SECTIONS, *PLAN_SECTIONS))
-        raise ConfigError(str(sorted(unknown, key=str)[0]), f"unknown section; expected {expected}")
+        name = str(sorted(unknown, key=str)[0])
+        raise ConfigError(shorten(name), f"unknown section{did_you_mean(name, (*SECTIONS, *PLAN_SECTIONS))}; "
+                                         f"expected {expected}")
     tables = {section: _table(data, section) for section in SECTIONS}
     for section, table in tables.items():
         for key, value in table.items():

@@ -59,6 +59,7 @@ from effstudio.paths import runs_dir
 from effstudio.tasks.base import Split, Task
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+EVENT_LOG_NAME = "events.jsonl"  # written by the CLI beside the checkpoint
 LossHook = Callable[[ModelOutput, Batch, torch.Tensor], torch.Tensor]
 MEMORY_EVERY = 10
 PROBE_MAX_TOKENS = 64
@@ -223,10 +224,14 @@ class _Run:
         """A run's first save would replace the checkpoint already in its folder: only the run that
         checkpoint belongs to (a resume of it) may continue there."""
         there = self.checkpoint_path
-        if not there.exists() or (resume is not None and Path(resume).resolve() == there.resolve()):
+        if resume is not None and Path(resume).resolve() == there.resolve():
             return
-        raise ConfigError("out", f"{self.run_dir} already holds the checkpoint of another run ({there.name}); "
-                                 f"continue that run with --resume {there}, or train into another folder")
+        if there.exists():
+            raise ConfigError("out", f"{self.run_dir} already holds the checkpoint of another run ({there.name}); "
+                                     f"continue that run with --resume {there}, or train into another folder")
+        if (self.run_dir / EVENT_LOG_NAME).exists():  # a run that ended before its first save: its log stays its own
+            raise ConfigError("out", f"{self.run_dir} already holds the event log of another run "
+                                     f"({EVENT_LOG_NAME}); train into another folder, or remove that run's files")
 
     # ------------------------------------------------------------- resuming
     def _initial_model(self, resume: Path | None, init: Path | None) -> nn.Module:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from effstudio.messages import print_error
 from effstudio.paths import add_allow_path_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -72,7 +73,7 @@ def _print_json(record: Any) -> None:
 def _error(args: argparse.Namespace, message: str, code: int) -> int:
     if getattr(args, "json", False):
         _print_json({"error": message})
-    print(f"effstudio: error: {message}", file=sys.stderr)
+    print_error(message)
     return code
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from effstudio.config import ConfigError, param, validate
+from effstudio.paths import PathError, open_regular_file
+from effstudio.read_limits import MAX_TEXT_BYTES
 from effstudio.registry import Entry
 from effstudio.tasks.base import SPLIT_NAMES, Split, TaskSpec
 
@@ -61,15 +63,20 @@ class CharLMConfig:
 
 
 def read_text(path: Path) -> str:
-    """The file's text; a ConfigError naming ``path`` for a missing, empty or binary file."""
+    """The file's text; a ConfigError naming ``path`` for a missing, empty, binary or oversized file, or
+    one that is not a regular file (a device such as /dev/zero or a pipe would be read without end)."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("path", f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError("path", f"{path} is a folder; pick a text file") from None
+        with open_regular_file(path, what="text") as handle:
+            data = handle.read(MAX_TEXT_BYTES + 1)
+    except PathError as err:
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError("path", f"no such file: {path}") from None
+        raise ConfigError("path", f"{path}: {err.reason}") from None
     except OSError as err:
         raise ConfigError("path", f"cannot read {path}: {err.strerror or err}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise ConfigError("path", f"{path} is larger than the limit of {MAX_TEXT_BYTES:,} bytes for a text "
+                                  "to model character by character")
     if not data.strip():
         raise ConfigError("path", f"{path} is empty")
     if b"\x00" in data:

@@ -18,6 +18,8 @@ folder gives fresh data.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from effstudio.config import ConfigError, param, validate
+from effstudio.read_limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_FILES
 from effstudio.registry import Entry
 from effstudio.tasks.base import SPLIT_NAMES
 from effstudio.tasks.image import ImageTask, image_spec
@@ -54,18 +57,32 @@ class ImageFolderConfig:
 
 
 def scan(folder: str) -> dict[str, list[Path]]:
-    """Class name -> its image files (sorted), checking the folder is usable."""
+    """Class name -> its image files (sorted), checking the folder is usable: readable, and of at
+    most MAX_IMAGE_FILES images (counted while listed, so a folder of millions stops early)."""
     if not folder.strip():
         raise ConfigError("folder", "choose a folder of images: one sub-folder per class")
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ConfigError("folder", f"{root} is not a folder")
     classes: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
-        if files:
-            classes[sub.name] = files
-    loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS]
+    counted = 0
+    try:
+        subs = sorted(p for p in _entries(root) if p.is_dir() and not p.name.startswith("."))
+        for sub in subs:
+            files = []
+            for path in _entries(sub):
+                if path.suffix.lower() in EXTENSIONS and path.is_file():
+                    counted += 1
+                    if counted > MAX_IMAGE_FILES:
+                        raise ConfigError("folder", f"{root} holds more than {MAX_IMAGE_FILES:,} images, the "
+                                                    "most a folder task reads into memory")
+                    files.append(path)
+            if files:
+                classes[sub.name] = sorted(files)
+        loose = [p for p in _entries(root) if p.suffix.lower() in EXTENSIONS and p.is_file()]
+    except OSError as err:  # a sub-folder that cannot be listed (permissions) or vanished meanwhile
+        where = Path(err.filename) if err.filename else root
+        raise ConfigError("folder", f"cannot read {where}: {err.strerror or err}") from None
     if not classes:
         hint = (f"; its {len(loose)} images lie directly in it: move them into one sub-folder per class"
                 if loose else "")
@@ -76,6 +93,22 @@ def scan(folder: str) -> dict[str, list[Path]]:
         raise ConfigError("folder", f"{root} has one class ({name!r}); classification needs at least two "
                                     "sub-folders of images")
     return classes
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            yield Path(entry.path)
+
+
+def check_decoded_size(count: int, channels: int, size: int, root: str) -> None:
+    """Refuse a folder whose images, decoded as float32, would not fit MAX_DECODED_IMAGE_BYTES."""
+    decoded = count * channels * size * size * 4
+    if decoded > MAX_DECODED_IMAGE_BYTES:
+        raise ConfigError("image_size", f"{count:,} images of {channels} x {size} x {size} in {root} would take "
+                                        f"{decoded / 1e9:.1f} GB decoded, above the limit of "
+                                        f"{MAX_DECODED_IMAGE_BYTES / 1e9:.1f} GB; use a smaller image size or "
+                                        "fewer images")
 
 
 def fingerprint(classes: dict[str, list[Path]]) -> str:
@@ -130,6 +163,8 @@ class ImageFolderTask(ImageTask):
         validate(self.config)
         self.classes = scan(self.config.folder)
         channels = 1 if self.config.color == "grayscale" else 3
+        check_decoded_size(sum(map(len, self.classes.values())), channels, self.config.image_size,
+                           self.config.folder)
         self.spec = image_spec(TASK_NAME, tuple(self.classes), channels, self.config.image_size)
 
     def cache_identity(self) -> dict[str, object]:

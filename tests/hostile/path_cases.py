@@ -14,6 +14,7 @@ the file (or run folder) to hand to an entry point. Conventions shared with the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import safetensors.torch
@@ -242,6 +243,25 @@ def make_toml_huge_width(folder: Path) -> Path:
     return path
 
 
+def make_toml_xl_memory(folder: Path) -> Path:
+    """Transformer-XL keeping 8192 states of memory per layer for each of 4096 sequences: small weights,
+    terabytes of memory that an estimate from the task's length alone does not see."""
+    path = folder / "xl_memory.toml"
+    path.write_text(HEAD.replace('type = "transformer"', 'type = "transformer_xl"')
+                    .replace("heads = 2", "heads = 2\nmem_len = 8192\neval_mem_len = 65536")
+                    .replace("batch_size = 8", "batch_size = 4096"), encoding="utf-8")
+    return path
+
+
+def make_toml_performer_features(folder: Path) -> Path:
+    """Performer with 65536 random features per head: each token keeps features, not widths."""
+    path = folder / "performer_features.toml"
+    text = HEAD.replace("heads = 2", 'heads = 2\nattention = "performer"').replace("max_length = 8", "max_length = 256")
+    path.write_text(text.replace("batch_size = 8", "batch_size = 4096") + "\n[attention]\nfeatures = 65536\n",
+                    encoding="utf-8")
+    return path
+
+
 def make_toml_wide_and_deep(folder: Path) -> Path:
     path = folder / "deep.toml"
     path.write_text(HEAD.replace("d_model = 16", "d_model = 65536").replace("layers = 1", "layers = 48"),
@@ -290,6 +310,56 @@ def make_import_charlm_outside(folder: Path) -> Path:
     return run
 
 
+# ------------------------------------------------------------ outputs that are not files, inputs that never end
+def make_out_existing_folder(folder: Path) -> Path:
+    """``[[compress]] out`` naming a folder that exists in the run folder: the write would fail after training."""
+    config = _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "exports"\n')
+    (run_folder(folder) / "exports").mkdir(parents=True)
+    return config
+
+
+def make_out_trailing_slash(folder: Path) -> Path:
+    return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "exports/"\n')
+
+
+def make_out_run_folder_itself(folder: Path) -> Path:
+    return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "."\n')
+
+
+def make_out_nul(folder: Path) -> Path:
+    return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "half\\u0000.safetensors"\n')
+
+
+def make_out_long_name(folder: Path) -> Path:
+    """A name of 300 bytes: no common file system takes it, and the write would fail after training."""
+    return _victim_and_config(folder, f'method = "quantize"\nquantize = "fp16"\nout = "{"h" * 300}.safetensors"\n')
+
+
+def make_charlm_fifo(folder: Path) -> Path:
+    """A charlm ``task.path`` naming a pipe beside the config: inside its folder, and read forever."""
+    config = folder / "shared" / "run.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(config.parent / "notes.txt")
+    config.write_text(CHARLM_HEAD.format(path='"notes.txt"'), encoding="utf-8")
+    return config
+
+
+def make_charlm_device_link(folder: Path) -> Path:
+    """A charlm ``task.path`` naming a link beside the config that leads to /dev/zero."""
+    config = folder / "shared" / "run.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    (config.parent / "notes.txt").symlink_to("/dev/zero")
+    config.write_text(CHARLM_HEAD.format(path='"notes.txt"'), encoding="utf-8")
+    return config
+
+
+def make_charlm_nul(folder: Path) -> Path:
+    config = folder / "shared" / "run.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(CHARLM_HEAD.format(path='"notes\\u0000.txt"'), encoding="utf-8")
+    return config
+
+
 CASES = [
     ("out_parent", make_out_parent, "toml"),
     ("out_absolute", make_out_absolute, "toml"),
@@ -301,6 +371,14 @@ CASES = [
     ("out_trained_alias", make_out_trained_alias, "toml"),
     ("out_event_log", make_out_event_log, "toml"),
     ("distill_set_task_path", make_distill_set_task_path, "toml"),
+    ("out_existing_folder", make_out_existing_folder, "toml"),
+    ("out_trailing_slash", make_out_trailing_slash, "toml"),
+    ("out_run_folder_itself", make_out_run_folder_itself, "toml"),
+    ("out_nul", make_out_nul, "toml"),
+    ("out_long_name", make_out_long_name, "toml"),
+    ("charlm_fifo", make_charlm_fifo, "toml"),
+    ("charlm_device_link", make_charlm_device_link, "toml"),
+    ("charlm_nul", make_charlm_nul, "toml"),
     ("charlm_absolute", make_charlm_absolute, "toml"),
     ("charlm_parent", make_charlm_parent, "toml"),
     ("charlm_symlink", make_charlm_symlink, "toml"),
@@ -311,6 +389,8 @@ CASES = [
     ("header_huge_length", make_header_huge_length, "checkpoint"),
     ("toml_huge_width", make_toml_huge_width, "toml"),
     ("toml_wide_and_deep", make_toml_wide_and_deep, "toml"),
+    ("toml_xl_memory", make_toml_xl_memory, "toml"),
+    ("toml_performer_features", make_toml_performer_features, "toml"),
     ("import_result_absolute", make_import_result_absolute, "run_folder"),
     ("import_checkpoint_parent", make_import_checkpoint_parent, "run_folder"),
     ("import_artifact_symlink", make_import_artifact_symlink, "run_folder"),

@@ -154,7 +154,12 @@ def test_run_folder_through_runs_import(case, make, tmp_path, capsys):
 # ------------------------------------------------------------------ the window
 # (the reader cases' pictures in the Inspect section: tests/hostile/test_window_hostile.py)
 TOO_LARGE = {f"path_cases:{name}" for name in ("header_huge_width", "header_wide_and_deep", "toml_huge_width",
-                                                "toml_wide_and_deep")}
+                                                "toml_wide_and_deep", "toml_xl_memory",
+                                                "toml_performer_features")}
+# configs refused when training starts, not when opened: a charlm text that is a pipe beside the config
+# (read then), attention kinds the model cannot use (found when the model is built)
+CHECKED_AT_START = {"path_cases:charlm_fifo", "value_cases:toml_attention_not_causal",
+                    "value_cases:toml_cross_attention_kind"}
 WINDOW_FILES = [(c, m) for c, m in MODEL_FILES if not c.startswith("reader_cases:")] + CONFIG_FILES
 
 
@@ -183,7 +188,8 @@ def test_hostile_files_opened_in_the_window(window, qtbot, tmp_path):
         path = make(folder)
         if path.suffix == ".toml":
             # an output is checked against the run folder at Start (tests/gui/test_run_plan.py)
-            assert not window.open_path(path) or case.startswith("path_cases:out_") or case in TOO_LARGE, case
+            assert (not window.open_path(path) or case.startswith("path_cases:out_") or case in TOO_LARGE
+                    or case in CHECKED_AT_START), case
         else:
             assert window.open_path(path), case
             qtbot.waitUntil(lambda: window.inspect_panel.state in ("ready", "failed"), timeout=30_000)

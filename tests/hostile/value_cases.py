@@ -338,6 +338,97 @@ def make_run_config_symlink_loop(folder: Path) -> Path:
     return run
 
 
+# ------------------------------------------------------------ values of the right syntax and a wrong meaning
+def make_ckpt_step_other_digits(folder: Path) -> Path:
+    """``step = "\u0663"`` (ARABIC-INDIC DIGIT THREE): Python's int() reads it as 3."""
+    return _rewrite_header(folder, "step_other_digits.safetensors", lambda m: m.update(step="\u0663"))
+
+
+def make_ckpt_step_underscore(folder: Path) -> Path:
+    """``step = "1_0"``: Python's int() reads it as 10."""
+    return _rewrite_header(folder, "step_underscore.safetensors", lambda m: m.update(step="1_0"))
+
+
+def make_ckpt_config_lone_surrogate(folder: Path) -> Path:
+    """Config JSON escaping half of a UTF-16 pair: valid JSON, a string no file or terminal can encode."""
+    return _rewrite_header(folder, "config_lone_surrogate.safetensors",
+                           _with_config(lambda config: json.dumps(config).replace('"transformer"', '"\\ud800"')))
+
+
+def make_ckpt_config_seed_max_int(folder: Path) -> Path:
+    """A seed of 2**63 - 1: fits 64 bits, but the seeds derived from it (seed x 1,000,003) do not."""
+    def edit(config):
+        config["train"]["seed"] = 2**63 - 1
+        return json.dumps(config)
+    return _rewrite_header(folder, "config_seed_max_int.safetensors", _with_config(edit))
+
+
+def _toml_with(folder: Path, name: str, edit) -> Path:
+    text = tomli_w.dumps(_good_toml())
+    path = folder / name
+    path.write_text(edit(text), encoding="utf-8")
+    return path
+
+
+def make_toml_seed_max_int(folder: Path) -> Path:
+    """A training seed of 2**63 - 1: fits 64 bits, but the seeds derived from it (seed x 1,000,003) do not."""
+    data = _good_toml()
+    data["train"]["seed"] = 2**63 - 1
+    path = folder / "seed_max_int.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_int_for_bool(folder: Path) -> Path:
+    return _toml_with(folder, "int_for_bool.toml", lambda t: t.replace("compile = false", "compile = 1"))
+
+
+def make_toml_section_typo(folder: Path) -> Path:
+    return _toml_with(folder, "section_typo.toml", lambda t: t + "\n[modle]\nd_model = 32\n")
+
+
+def make_toml_choice_wrong_case(folder: Path) -> Path:
+    return _toml_with(folder, "choice_case.toml", lambda t: t.replace('device = "cpu"', 'device = "CPU"'))
+
+
+def make_toml_plugin_attention(folder: Path) -> Path:
+    """An attention kind a plugin would provide, not installed here."""
+    return _toml_with(folder, "plugin_attention.toml",
+                      lambda t: t.replace('attention = "sdpa"', 'attention = "flash_plugin"'))
+
+
+def make_toml_attention_not_causal(folder: Path) -> Path:
+    """A language-modelling task with an attention kind that cannot be causal: found when the model is built."""
+    data = _config_of("transformer", "copy")
+    data["model"]["attention"] = "linformer"
+    data["attention"] = {"k": 4}
+    path = folder / "attention_not_causal.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def make_toml_cross_attention_kind(folder: Path) -> Path:
+    """An encoder-decoder whose cross-attention kind assumes queries and keys at the same positions."""
+    data = _config_of("seq2seq", "copy")
+    data["model"]["cross_attention"] = "linear"
+    path = folder / "cross_attention_kind.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def _config_of(model: str, task: str) -> dict:
+    from effstudio.engine.run_config import RunConfig
+
+    small = {key: value for key, value in TINY.items() if key.split(".")[1] in ("d_model", "heads", "dropout")
+             or key.startswith("train.")}
+    return RunConfig.create(model, task, small).to_dict()
+
+
+def make_run_lone_surrogate(folder: Path) -> Path:
+    return make_good_run_folder(folder, "run_lone_surrogate",
+                                [b'{"event": "log", "level": "info", "message": "half \\udc00 a pair"}'])
+
+
 # ------------------------------------------------------------ paths
 def make_symlink_loop(folder: Path) -> Path:
     """A name that points to itself: any command given it as an input must say "symlink loop"."""
@@ -400,6 +491,17 @@ CASES = [
     ("run_config_model_number", make_run_config_model_number, "run_folder"),
     ("run_events_symlink_loop", make_run_events_symlink_loop, "run_folder"),
     ("run_config_symlink_loop", make_run_config_symlink_loop, "run_folder"),
+    ("ckpt_step_other_digits", make_ckpt_step_other_digits, "checkpoint"),
+    ("ckpt_step_underscore", make_ckpt_step_underscore, "checkpoint"),
+    ("ckpt_config_lone_surrogate", make_ckpt_config_lone_surrogate, "checkpoint"),
+    ("toml_seed_max_int", make_toml_seed_max_int, "toml"),
+    ("toml_int_for_bool", make_toml_int_for_bool, "toml"),
+    ("toml_section_typo", make_toml_section_typo, "toml"),
+    ("toml_choice_wrong_case", make_toml_choice_wrong_case, "toml"),
+    ("toml_plugin_attention", make_toml_plugin_attention, "toml"),
+    ("toml_attention_not_causal", make_toml_attention_not_causal, "toml"),
+    ("toml_cross_attention_kind", make_toml_cross_attention_kind, "toml"),
+    ("run_lone_surrogate", make_run_lone_surrogate, "run_folder"),
     ("symlink_loop", make_symlink_loop, "path"),
     ("symlink_loop_pair", make_symlink_loop_pair, "path"),
     ("fifo", make_fifo, "path"),
@@ -423,5 +525,10 @@ FIELDS = {
     "run_huge_line": "events.jsonl:3", "run_line_not_utf8": "events.jsonl:3", "run_config_not_utf8": "byte 0xc3",
     "run_config_model_number": "model", "run_events_symlink_loop": "symlink loop",
     "run_config_symlink_loop": "symlink loop",
+    "ckpt_step_other_digits": "step", "ckpt_step_underscore": "step",
+    "ckpt_config_lone_surrogate": "lone surrogate", "toml_seed_max_int": "train.seed", "toml_int_for_bool": "train.compile",
+    "toml_section_typo": "did you mean 'model'", "toml_choice_wrong_case": "did you mean 'cpu'",
+    "toml_plugin_attention": "plugin", "run_lone_surrogate": "events.jsonl:3",
+    "toml_attention_not_causal": "model.attention", "toml_cross_attention_kind": "model.cross_attention",
     "symlink_loop": "symlink loop", "symlink_loop_pair": "symlink loop", "fifo": "pipe",
 }
