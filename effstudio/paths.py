@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -193,24 +194,20 @@ def open_regular_file(path: str | Path, *, what: str = "file") -> BinaryIO:
 
 def check_output_file(path: str | Path, option: str = "--out") -> None:
     """Refuse an output file that is a folder, a device or pipe (/dev/null), or lies under a file."""
-    path = Path(path)
-    info = _stat(path)
-    if info is not None:
-        if not stat.S_ISREG(info.st_mode):
-            raise PathError(path, f"is {_kind(info.st_mode)}; name a file to write", option)
-        return
-    _check_parent(path, option)
+    _check_output(Path(path), option, stat.S_ISREG, "name a file to write")
 
 
 def check_output_folder(path: str | Path, option: str = "--out") -> None:
     """Refuse an output folder that exists as a file (or device), or lies under a file."""
-    path = Path(path)
+    _check_output(Path(path), option, stat.S_ISDIR, "name a folder")
+
+
+def _check_output(path: Path, option: str, is_right_kind: Callable[[int], bool], advice: str) -> None:
     info = _stat(path)
-    if info is not None:
-        if not stat.S_ISDIR(info.st_mode):
-            raise PathError(path, f"is {_kind(info.st_mode)}; name a folder", option)
-        return
-    _check_parent(path, option)
+    if info is None:
+        _check_parent(path, option)
+    elif not is_right_kind(info.st_mode):
+        raise PathError(path, f"is {_kind(info.st_mode)}; {advice}", option)
 
 
 def _check_parent(path: Path, option: str) -> None:

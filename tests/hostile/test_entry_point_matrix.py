@@ -18,6 +18,7 @@ import pytest
 
 from effstudio import cli
 from tests.hostile import path_cases, reader_cases, value_cases
+from tests.hostile.entry_points import READERS, model_file_readers
 
 # a training state (checkpoint.state.pt) is a PyTorch file as well; resume reads it beside its weights (below)
 FILE_KINDS = ("checkpoint", "pytorch", "npz", "npy", "onnx", "training_state", "model_folder")
@@ -32,23 +33,6 @@ RUN_FOLDERS = [(f"{module.__name__.rsplit('.', 1)[-1]}:{name}", make)
                for module in (value_cases, path_cases) for name, make, kind in module.CASES if kind == "run_folder"]
 
 
-def model_file_readers(path: Path, good: Path, out: Path) -> dict[str, list]:
-    """Each command that reads a model file, on ``path``; everything it writes goes under ``out``."""
-    return {
-        "inspect": ["inspect", path, "--no-stats"],
-        "inspect --diff": ["inspect", good, "--diff", path, "--no-stats"],
-        "train --resume": ["train", "--resume", path, "--steps", "3", "--out", out / "resumed", "--no-record"],
-        "train --init": ["train", "--init", path, "--steps", "1", "--out", out / "run", "--no-record"],
-        "prune": ["prune", path, "--method", "magnitude", "--amount", "0.5", "--out", out / "p.safetensors"],
-        "quantize": ["quantize", path, "--method", "fp16", "--out", out / "q.safetensors"],
-        "export": ["export", "onnx", path, "--out", out / "m.onnx"],
-        "compare": ["compare", good, path],
-        "distill --teacher": ["distill", "--teacher", path, "--student-model", "transformer", "--steps", "1",
-                              "--out", out / "d.safetensors"],
-    }
-
-
-READERS = list(model_file_readers(Path("f"), Path("g"), Path("o")))
 
 
 @pytest.fixture(autouse=True)

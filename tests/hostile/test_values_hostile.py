@@ -19,6 +19,7 @@ import pytest
 
 from effstudio.cli import main
 from tests.hostile import value_cases as cases
+from tests.hostile.entry_points import READERS, model_file_readers
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {name: (make, kind) for name, make, kind in cases.CASES}
@@ -107,23 +108,6 @@ def _no_runs(tmp_path: Path) -> None:
 CHECKPOINT_CASES = [name for name, _, kind in cases.CASES if kind == "checkpoint"]
 
 
-def header_readers(ckpt: Path, good: Path, out: Path) -> dict[str, list]:
-    """Every command that reads a checkpoint header, on ``ckpt``; outputs go under ``out``."""
-    return {
-        "resume": ["train", "--resume", ckpt, "--steps", "3", "--no-record"],
-        "init": ["train", "--init", ckpt, "--steps", "1", "--out", out / "run", "--no-record"],
-        "prune": ["prune", ckpt, "--method", "magnitude", "--amount", "0.5", "--out", out / "p.safetensors"],
-        "quantize": ["quantize", ckpt, "--method", "fp16", "--out", out / "q.safetensors"],
-        "export": ["export", "onnx", ckpt, "--out", out / "m.onnx"],
-        "compare": ["compare", good, ckpt],
-        "distill": ["distill", "--teacher", ckpt, "--student-model", "transformer", "--steps", "1",
-                    "--out", out / "d.safetensors"],
-        "inspect": ["inspect", ckpt, "--no-stats"],
-        "inspect --diff": ["inspect", good, "--diff", ckpt, "--no-stats"],
-    }
-
-
-READERS = list(header_readers(Path("c"), Path("g"), Path("o")))
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -132,7 +116,7 @@ def test_bad_checkpoint_header_is_one_line_naming_file_and_field(case, reader, m
     ckpt = made[case]
     out = tmp_path / "out"
     out.mkdir()
-    argv = header_readers(ckpt, made["good"], out)[reader]
+    argv = model_file_readers(ckpt, made["good"], out)[reader]
     # the inspector still shows what a damaged file holds, and exits 1 as for any damage it finds
     code = 1 if reader.startswith("inspect") else 2
     refused(argv, capsys, names=[ckpt.name, cases.FIELDS[case]], watch=[ckpt.parent, out], code=code)
@@ -218,20 +202,9 @@ def test_good_run_folder_imports_and_a_line_cut_by_a_crash_is_passed_over(tmp_pa
 
 # ------------------------------------------------------------ symlink loops as inputs
 def input_readers(loop: Path, good: Path, out: Path) -> dict[str, list]:
-    return {
-        "inspect": ["inspect", loop],
-        "inspect --diff": ["inspect", good, "--diff", loop],
-        "--config": ["train", "--config", loop, "--out", out / "run"],
-        "--resume": ["train", "--resume", loop],
-        "--init": ["train", "--init", loop, "--out", out / "run"],
-        "prune": ["prune", loop, "--method", "magnitude", "--amount", "0.5", "--out", out / "p.safetensors"],
-        "quantize": ["quantize", loop, "--method", "fp16", "--out", out / "q.safetensors"],
-        "export": ["export", "onnx", loop, "--out", out / "m.onnx"],
-        "compare": ["compare", good, loop],
-        "distill": ["distill", "--teacher", loop, "--student-model", "transformer", "--steps", "1",
-                    "--out", out / "d.safetensors"],
-        "runs import": ["runs", "import", loop],
-    }
+    return {**model_file_readers(loop, good, out),
+            "--config": ["train", "--config", loop, "--out", out / "run"],
+            "runs import": ["runs", "import", loop]}
 
 
 @pytest.mark.parametrize("reader", list(input_readers(Path("l"), Path("g"), Path("o"))))
@@ -251,7 +224,7 @@ def test_symlink_loop_inside_a_path_says_so(made, tmp_path, capsys):
              "--out", tmp_path / "p.safetensors"], capsys, names=["symlink loop"], watch=[])
 
 
-@pytest.mark.parametrize("reader", ["--config", "--resume", "--init", "prune", "compare", "distill"])
+@pytest.mark.parametrize("reader", ["--config", "train --resume", "train --init", "prune", "compare", "distill --teacher"])
 def test_pipe_as_input_is_refused_without_reading(reader, made, tmp_path, capsys):
     fifo = made["fifo"]
     out = tmp_path / "out"
