@@ -757,9 +757,9 @@ def _run(argv: list[str]) -> int:
     from effstudio.registry import UnknownEntryError
 
     forget_allowed_paths()  # main() may run many commands in one process (tests, a script)
-    for path in getattr(args, "allow_path", None) or ():
-        allow_path(path)
     try:
+        for path in getattr(args, "allow_path", None) or ():
+            allow_path(path)
         _check_paths(args)
         return args.func(args)
     except (ConfigError, CheckpointError, UnknownEntryError, UsageError, PathError) as err:

@@ -51,7 +51,13 @@ _allowed: set[Path] = set()
 
 
 def _resolved(path: str | Path) -> Path:
-    return Path(path).expanduser().resolve()  # `..` after a symbolic link, as the file system reads it
+    """``path`` as the file system reads it (``..`` after a symbolic link); PathError for a symlink loop."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:  # Python before 3.13 says a loop so
+        raise PathError(path, "symlink loop") from None
+    except OSError as err:  # 3.13 and later: ELOOP
+        raise PathError(path, "symlink loop" if err.errno == errno.ELOOP else str(err.strerror or err)) from None
 
 
 def allow_path(path: str | Path) -> None:
@@ -75,7 +81,10 @@ def add_allow_path_option(parser: Any) -> None:
 def user_allowed(path: str | Path) -> bool:
     if "\x00" in str(path):  # no user can name such a file; confine says why it is refused
         return False
-    target = _resolved(path)
+    try:
+        target = _resolved(path)
+    except PathError:  # confine says why
+        return False
     return any(target == allowed or target.is_relative_to(allowed) for allowed in _allowed)
 
 
@@ -89,9 +98,12 @@ def confine(path: str | Path, folder: str | Path, field: str, named_by: str | Pa
     """
     if "\x00" in str(path):  # no file system takes it; Python's path functions raise ValueError on it
         raise ConfigError(field, f"{str(path)!r} in {named_by} holds a NUL character, which no file name can")
-    base = _resolved(folder)
-    target = Path(path).expanduser()
-    target = _resolved(target if target.is_absolute() else base / target)
+    try:
+        base = _resolved(folder)
+        target = Path(path).expanduser()
+        target = _resolved(target if target.is_absolute() else base / target)
+    except PathError as err:
+        raise ConfigError(field, f"{str(path)!r} in {named_by}: {err}") from None
     if not target.is_relative_to(base):
         raise ConfigError(field, f"{str(path)!r} in {named_by} leads outside {folder_is} {base} (to {target}); "
                                  "a path that a file names must stay inside the folder it belongs to")
@@ -105,7 +117,10 @@ def escape_reason(path: str | Path, folder: str | Path) -> str | None:
     files of a ``snapshots/<revision>`` folder are links by design. A hard link is one file
     under several names, any of which may lie outside: it is refused too (a copy is not).
     """
-    base, target = _resolved(folder), _resolved(path)
+    try:
+        base, target = _resolved(folder), _resolved(path)
+    except PathError as err:
+        return err.reason
     if not (target.is_relative_to(base) or _in_hugging_face_blobs(base, target)):
         return f"leads outside the folder {base} (to {target})"
     info = _stat(target)

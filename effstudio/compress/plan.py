@@ -55,6 +55,7 @@ from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, describe_kind, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml, write_text_atomic
+from effstudio.engine.run_lock import LOCK_NAME
 from effstudio.paths import allow_path, confine
 from effstudio.registry import Registry
 
@@ -63,7 +64,8 @@ TRAINED_NAME = "checkpoint.safetensors"  # the trainer's checkpoint file in a ru
 # the run folder's own files, which no step may write: what each one is, for messages
 RUN_FILES = {TRAINED_NAME: "the trained checkpoint",
              "checkpoint.state.pt": "the trained checkpoint's training state",
-             "config.toml": "the run's config", "events.jsonl": "the run's event log"}
+             "config.toml": "the run's config", "events.jsonl": "the run's event log",
+             LOCK_NAME: "the run folder's lock"}
 
 
 def _out_param() -> Any:
@@ -213,6 +215,10 @@ def check_out_name(out: str, field: str) -> None:
         raise ConfigError(field, f"{out!r} climbs out of the run folder with '..': name a file inside it")
     if not path.name or out.endswith(("/", "\\")):
         raise ConfigError(field, f"{out!r} names a folder: name a file inside the run folder")
+    hidden = [part for part in path.parts if part.startswith(".") and part != "."]
+    if hidden:  # the run's lock and the temporary files of its saves are hidden names, and clean-up removes them
+        raise ConfigError(field, f"{out!r} names a hidden file ({hidden[0]!r}): the run folder's hidden files are "
+                                 "effstudio's own (its lock, unfinished saves); name a visible file")
     too_long = [part for part in path.parts if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES]
     if too_long:
         raise ConfigError(field, f"a name of {len(too_long[0].encode('utf-8', 'surrogatepass'))} bytes in "
@@ -308,13 +314,14 @@ def check_outputs(planned: Sequence[PlannedStep], checkpoint: str | Path, run_di
                   named_by: str = "the run config") -> None:
     """Refuse (ConfigError) a chain that writes outside the run folder (through a symbolic link, an
     absolute path, ``..``) or over a file it must keep: the run's own files (the trained checkpoint,
-    its training state, config.toml, events.jsonl), a step's input, another step's output. Paths
+    its training state, config.toml, events.jsonl, its lock), a step's input, another step's output. Paths
     are compared as the file system resolves them, so another spelling of a file is the same file."""
     checkpoint = Path(checkpoint)
     folder = Path(run_dir) if run_dir is not None else checkpoint.parent
 
     def key(path: Path) -> str:
-        return os.path.normcase(str(path.expanduser().resolve()))
+        # folded, since a file system that ignores case (macOS, Windows) reads Config.toml as config.toml
+        return os.path.normcase(str(path.expanduser().resolve())).casefold()
 
     kept = {key(folder / name): what for name, what in RUN_FILES.items()}
     kept[key(checkpoint)] = "the trained checkpoint"

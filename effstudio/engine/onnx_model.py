@@ -100,14 +100,14 @@ def _location_problem(folder: Path, location: str) -> str | None:
         return "is an absolute path; external data must lie beside the model"
     if ".." in PurePosixPath(location.replace("\\", "/")).parts:
         return "climbs out of the model's folder (..)"
-    target = (folder / location).resolve()
-    if folder not in target.parents:
-        return f"leads out of the model's folder through a symlink (to {target})"
-    if not target.exists():
+    target = folder / location
+    if not target.exists() and not target.is_symlink():
         return "is missing from the model's folder"
-    if not target.is_file():
+    # a symbolic link out (or a loop), or a hard link, which may be a file outside under a name inside
+    problem = escape_reason(target, folder)
+    if problem is None and not target.is_file():
         return "is not a regular file"
-    return escape_reason(target, folder)  # a hard link may be a file outside under a name inside
+    return problem
 
 
 def _range_problem(target: Path, info: dict[str, str]) -> str | None:

@@ -396,3 +396,29 @@ CASES = [
     ("import_artifact_symlink", make_import_artifact_symlink, "run_folder"),
     ("import_charlm_outside", make_import_charlm_outside, "run_folder"),
 ]
+
+
+def make_out_lock_file(folder: Path) -> Path:
+    """A step that would write over the run folder's lock (or any hidden file: unfinished saves)."""
+    return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = ".effstudio.lock"\n')
+
+
+def make_out_other_case(folder: Path) -> Path:
+    """A step whose output is the trained checkpoint in other letters (the same file where case is ignored)."""
+    return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "Checkpoint.safetensors"\n')
+
+
+def make_charlm_symlink_loop(folder: Path) -> Path:
+    """A config whose charlm text is a symbolic link loop."""
+    config = folder / "shared" / "run.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    (config.parent / "loop").symlink_to("loop")
+    config.write_text(CHARLM_HEAD.format(path=json.dumps("loop/text.txt")), encoding="utf-8")
+    return config
+
+
+CASES += [
+    ("out_lock_file", make_out_lock_file, "toml"),
+    ("out_other_case", make_out_other_case, "toml"),
+    ("charlm_symlink_loop", make_charlm_symlink_loop, "toml"),
+]

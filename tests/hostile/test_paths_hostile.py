@@ -175,3 +175,19 @@ def test_an_imported_run_trained_into_a_relative_folder_keeps_its_checkpoint(tmp
     code, stdout, _ = run(capsys, "runs", "show", str(json.loads(stdout)["id"]), "--json")
     artifacts = json.loads(stdout)["artifacts"]
     assert artifacts[0]["path"] == str(tmp_path / "moved" / "checkpoint.safetensors") and artifacts[0]["exists"]
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("out_lock_file", "names a hidden file ('.effstudio.lock')"),
+    ("out_other_case", "would overwrite the trained checkpoint"),
+    ("charlm_symlink_loop", "symlink loop"),
+])
+def test_other_spellings_and_loops_are_refused_before_training(case, expected, tmp_path, capsys):
+    from effstudio import cli
+
+    config = dict((name, make) for name, make, _ in cases.CASES)[case](tmp_path)
+    run = cases.run_folder(tmp_path)
+    code = cli.main(["train", "--config", str(config), "--out", str(run), "--no-record"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and expected in err and "internal error" not in err, err
+    assert not (run / "checkpoint.safetensors").exists()
