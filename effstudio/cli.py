@@ -241,16 +241,8 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
         for event in events:  # only the "skipped" notice: no run folder to log into
             show_event(event, as_json)
         return EXIT_OK
-    from effstudio.engine.run_lock import RunFolderBusy, RunFolderLock
-
-    folder = run_dir or Path(done.checkpoint).parent
-    try:  # the steps read the trained checkpoint: no other run may write the folder meanwhile
-        lock = RunFolderLock.acquire(folder)
-    except RunFolderBusy as err:
-        print(f"effstudio: error: the compression steps did not run: {err.message}", file=sys.stderr)
-        return EXIT_FAILED
     status = "failed"
-    log: Any = _open_event_log(folder)
+    log: Any = _open_event_log(run_dir or Path(done.checkpoint).parent)
     try:
         with _graceful_interrupt(control):
             for event in events:
@@ -262,7 +254,6 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
     finally:
         if log is not None:
             log.close()
-        lock.release()
     return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
 
 

@@ -55,7 +55,7 @@ from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
 from effstudio.config import ConfigError, describe_kind, param, with_values
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
 from effstudio.engine.run_config import RunConfig, read_toml, write_text_atomic
-from effstudio.engine.run_lock import LOCK_NAME
+from effstudio.engine.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
 from effstudio.paths import allow_path, confine
 from effstudio.registry import Registry
 
@@ -544,7 +544,8 @@ def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | N
     the run folder's ``config.toml`` (the trainer wrote the training part) becomes the whole plan,
     so it reproduces the run; then :func:`run_steps` runs, and each output is recorded as an artifact
     of the recorded run ``run_id`` (in the run store ``store_path``, default the user's) before its
-    ResultEvent is passed on. A store that cannot be written costs a warning, never the step.
+    ResultEvent is passed on. A store that cannot be written costs a warning, never the step. The
+    run folder's lock is held throughout; a folder that another run holds fails the steps in one line.
     """
     steps = plan.compress
     if done.status != "finished" or not done.checkpoint:
@@ -552,6 +553,20 @@ def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | N
                                 f"training {done.status}, so the {len(steps)} compression step(s) did not run")
         return
     folder = Path(run_dir) if run_dir is not None else Path(done.checkpoint).parent
+    try:  # the steps read the trained checkpoint: no other run may write the folder meanwhile
+        lock = RunFolderLock.acquire(folder)
+    except RunFolderBusy as err:
+        yield CompressDoneEvent("failed", 0, len(steps), [], f"the compression steps did not run: {err.message}")
+        return
+    try:
+        yield from _steps_in_locked_folder(plan, done, folder, control, run_id, store_path)
+    finally:  # also when the window or Ctrl+C closes this generator
+        lock.release()
+
+
+def _steps_in_locked_folder(plan: RunPlan, done: DoneEvent, folder: Path, control: JobControl | None,
+                            run_id: int | None, store_path: str | Path | None) -> Iterator[Event]:
+    steps = plan.compress
     try:
         write_text_atomic(folder / "config.toml", plan.to_toml())  # a full disk keeps the training's file
     except OSError as err:
