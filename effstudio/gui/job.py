@@ -162,3 +162,83 @@ class Job(QObject):
     @Slot()
     def _thread_finished(self) -> None:
         self.ended.emit()
+
+
+class JobHost:
+    """What every panel that runs jobs shares: start, stop-on-restart, busy state, errors, shutdown.
+
+    Mix it into a QWidget panel and call :meth:`init_jobs` in ``__init__``. Jobs
+    live in named slots; starting a job in a slot whose job still runs stops the
+    old one first (its late events are dropped), so only the newest job of a slot
+    reports. The panel overrides :meth:`jobs_changed` to set its buttons (it is
+    called after every start and end) and may override :meth:`show_job_error`.
+    ``shutdown()`` stops every job and waits for its thread (the window calls it on close).
+    """
+
+    def init_jobs(self) -> None:
+        self._job_slots: dict[str, Job] = {}
+        self._live_jobs: list[Job] = []  # running or not yet ended, replaced ones included
+
+    def start_job(self, fn: JobFn, slot: str = "main", *, on_event: Callable[[Any], None] | None = None,
+                  on_failed: Callable[[str], None] | None = None,
+                  on_finished: Callable[[str], None] | None = None) -> Job:
+        """Run ``fn`` in its own thread; the callbacks run in the GUI thread while this job is its slot's newest."""
+        previous = self._job_slots.get(slot)
+        if previous is not None:
+            previous.stop()
+        job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", parent=self)  # type: ignore[arg-type]
+
+        def current() -> bool:
+            return self._job_slots.get(slot) is job
+
+        if on_event is not None:
+            job.event.connect(lambda event: on_event(event) if current() else None)
+        job.failed.connect(lambda message: (on_failed or self.show_job_error)(message) if current() else None)
+        job.finished.connect(lambda status: self._job_finished(slot, job, status, on_finished))
+        job.ended.connect(lambda: self._job_ended(job))
+        self._job_slots[slot] = job
+        self._live_jobs.append(job)
+        job.start()
+        self.jobs_changed()
+        return job
+
+    def job_of(self, slot: str = "main") -> Job | None:
+        return self._job_slots.get(slot)
+
+    def job_running(self, slot: str = "main") -> bool:
+        job = self._job_slots.get(slot)
+        return job is not None and job.running
+
+    @property
+    def busy(self) -> bool:
+        return any(job.running for job in self._live_jobs)
+
+    def stop_jobs(self) -> None:
+        for job in self._live_jobs:
+            job.stop()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop every job and wait for its thread; True when all ended."""
+        ended = True
+        for job in list(self._live_jobs):
+            ended = job.shutdown(timeout_ms) and ended
+        return ended
+
+    def jobs_changed(self) -> None:
+        """A job started or ended: the panel sets its buttons here."""
+
+    def show_job_error(self, message: str) -> None:
+        """A job raised; panels show ``message`` where their status is."""
+
+    def _job_finished(self, slot: str, job: Job, status: str, on_finished: Callable[[str], None] | None) -> None:
+        if self._job_slots.get(slot) is job:
+            del self._job_slots[slot]
+            if on_finished is not None:
+                on_finished(status)
+        self.jobs_changed()
+
+    def _job_ended(self, job: Job) -> None:
+        if job in self._live_jobs:
+            self._live_jobs.remove(job)
+        job.deleteLater()
+        self.jobs_changed()
