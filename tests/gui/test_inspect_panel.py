@@ -7,7 +7,8 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from effstudio.gui.panels.inspect_panel import ELEMENTS, MEAN, NAME, InspectPanel
+from effstudio.gui.panels.inspect_panel import InspectPanel
+from effstudio.gui.panels.inspect_tensors import ELEMENTS, MEAN, NAME
 from tests.inspect import files
 
 TIMEOUT = 15_000
@@ -42,9 +43,9 @@ def test_opening_fills_summary_and_tree(panel, qtbot, tmp_path):
     assert tiles["format"].value.text() == "safetensors"
     assert tiles["tensors"].value.text() == str(len(files.bert_tensors()))
     assert "BERT-like encoder, 2 layers, hidden 32, 4 heads, vocab 100" in panel.architecture.text()
-    assert set(panel.model.leaves) == set(files.bert_tensors())
+    assert set(panel.tensors.model.leaves) == set(files.bert_tensors())
     expected = files.bert_tensors()["embeddings.word_embeddings.weight"]
-    row = panel.model.leaves["embeddings.word_embeddings.weight"]
+    row = panel.tensors.model.leaves["embeddings.word_embeddings.weight"]
     assert row[ELEMENTS].text() == f"{expected.size:,}"
     assert float(row[MEAN].text()) == pytest.approx(expected.mean(), rel=1e-3)
     assert "config.json" in panel.details.toPlainText()
@@ -52,24 +53,24 @@ def test_opening_fills_summary_and_tree(panel, qtbot, tmp_path):
 
 def test_filter_and_sort(panel, qtbot, tmp_path):
     open_and_wait(qtbot, panel, files.safetensors_file(tmp_path / "m.safetensors"))
-    panel.filter.setText("query.weight")
+    panel.tensors.filter.setText("query.weight")
 
     def visible_leaves(parent=None):
         from PySide6.QtCore import QModelIndex
 
         parent = parent or QModelIndex()
         names = []
-        for row in range(panel.proxy.rowCount(parent)):
-            index = panel.proxy.index(row, 0, parent)
+        for row in range(panel.tensors.proxy.rowCount(parent)):
+            index = panel.tensors.proxy.index(row, 0, parent)
             name = index.data(Qt.ItemDataRole.UserRole + 2)
             names += [name] if name else visible_leaves(index)
         return names
 
     assert sorted(visible_leaves()) == ["encoder.layer.0.attention.self.query.weight",
                                         "encoder.layer.1.attention.self.query.weight"]
-    panel.filter.setText("")
-    panel.tree.sortByColumn(ELEMENTS, Qt.SortOrder.DescendingOrder)
-    top = panel.proxy.index(0, NAME)
+    panel.tensors.filter.setText("")
+    panel.tensors.tree.sortByColumn(ELEMENTS, Qt.SortOrder.DescendingOrder)
+    top = panel.tensors.proxy.index(0, NAME)
     assert top.data() == "encoder.layer"  # the module with the most elements first; one-child modules merged
 
 
@@ -97,14 +98,14 @@ def test_diff_view(panel, qtbot, tmp_path):
     del b["embeddings.position_embeddings.weight"]
     open_and_wait(qtbot, panel, files.safetensors_file(tmp_path / "a.safetensors", a))
     panel.compare_with(files.safetensors_file(tmp_path / "b.safetensors", b))
-    qtbot.waitUntil(lambda: panel.diff_done, timeout=TIMEOUT)
-    rows = {panel.diff_model.item(r, 0).text(): panel.diff_model.item(r, 1).text()
-            for r in range(panel.diff_model.rowCount())}
+    qtbot.waitUntil(lambda: panel.diff_view.done, timeout=TIMEOUT)
+    rows = {panel.diff_view.model.item(r, 0).text(): panel.diff_view.model.item(r, 1).text()
+            for r in range(panel.diff_view.model.rowCount())}
     assert rows["classifier.weight"] == "added"
     assert rows["embeddings.position_embeddings.weight"] == "removed"
     assert rows["encoder.layer.0.output.dense.weight"] == "changed"
     assert rows["encoder.layer.1.output.dense.weight"] == "unchanged"
-    assert "1</b> added" in panel.diff_summary.text()
+    assert "1</b> added" in panel.diff_view.summary.text()
     assert panel.tabs.currentIndex() == 1
 
 

@@ -56,7 +56,7 @@ def banner(panel) -> str:
 
 def test_hostile_files_opened_in_the_window(window, qtbot, tmp_path):
     from effstudio.gui.main_window import INSPECT, MODEL
-    from effstudio.gui.panels.inspect_panel import MIN, NAME
+    from effstudio.gui.panels.inspect_tensors import MIN, NAME
 
     panel = window.inspect_panel
     good = reader_cases.tiny_checkpoint(tmp_path / "good" / "good.safetensors")
@@ -70,7 +70,7 @@ def test_hostile_files_opened_in_the_window(window, qtbot, tmp_path):
             assert panel.state == "ready", (name, banner(panel))
             qtbot.waitUntil(lambda: panel.stats_done, timeout=TIMEOUT)
             tensor = panel.inspected.tensors[0].name
-            row = panel.model.leaves[tensor]
+            row = panel.tensors.model.leaves[tensor]
             assert row[MIN].text() == "error" and re.search(EXPECTED[name], row[NAME].toolTip()), name
             assert panel.select_tensor(tensor)  # the picture of a refused tensor says why, it does not hang
             qtbot.waitUntil(lambda: not panel.busy, timeout=TIMEOUT)
