@@ -50,10 +50,10 @@ def test_runs_panel_lists_a_runs_files_and_opens_its_steps(app, qtbot, tmp_path)
     panel.show()
     panel.refresh()
     panel.select_ids([run_id])
-    texts = [panel.files_list.item(i).text() for i in range(panel.files_list.count())]
+    texts = [panel.files.list.item(i).text() for i in range(panel.files.list.count())]
     assert texts == ["checkpoint \u00b7 checkpoint.safetensors", "pruned \u00b7 gone.safetensors (missing)"]
     with qtbot.waitSignal(panel.inspect_file) as inspected:
-        panel._inspect_item(panel.files_list.item(0))
+        panel.files.inspect_item(panel.files.list.item(0))
     assert inspected.args == [str(checkpoint)]
     with qtbot.waitSignal(panel.open_config) as opened:
         assert panel.open_selected_config()

@@ -10,7 +10,8 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from effstudio.engine.events import CheckpointEvent, DoneEvent, EvalEvent, StartEvent, StepEvent
 from effstudio.engine.run_config import RunConfig
-from effstudio.gui.panels.runs_panel import COLUMNS, RunsPanel
+from effstudio.gui.panels.runs_panel import RunsPanel
+from effstudio.gui.panels.runs_table import COLUMNS
 from effstudio.runs.recorder import record_run
 from effstudio.runs.store import RunStore
 
@@ -55,11 +56,11 @@ def panel(app, qtbot, db):
 
 def column(panel, name):
     index = COLUMNS.index(name)
-    return [panel.proxy.index(row, index).data() for row in range(panel.proxy.rowCount())]
+    return [panel.table.proxy.index(row, index).data() for row in range(panel.table.proxy.rowCount())]
 
 
 def test_the_table_fills_newest_first(panel):
-    assert panel.model.rowCount() == 3
+    assert panel.table.records.rowCount() == 3
     assert column(panel, "Name") == ["gamma", "beta", "alpha"]
     assert column(panel, "Status") == ["failed", "finished", "finished"]
     assert column(panel, "Steps") == ["15 / 15", "10 / 10", "20 / 20"]
@@ -84,16 +85,16 @@ def test_filter_by_text_and_status(panel):
 
 
 def test_selecting_two_runs_overlays_two_curves(panel):
-    assert panel.plot_stack.currentIndex() == 0  # a hint until something is selected
+    assert panel.compare.currentIndex() == 0  # a hint until something is selected
     panel.select_ids([1, 2])
-    assert sorted(panel.curves) == [1, 2]
-    assert panel.plot_stack.currentIndex() == 1
-    x, y = panel.curves[2].getData()
+    assert sorted(panel.compare.curves) == [1, 2]
+    assert panel.compare.currentIndex() == 1
+    x, y = panel.compare.curves[2].getData()
     assert list(x) == list(range(1, 11))
-    labels = [label.text for _, label in panel.legend.items]
+    labels = [label.text for _, label in panel.compare.legend.items]
     assert labels == ["#2 beta", "#1 alpha"]
-    panel.metric_box.setCurrentIndex(panel.metric_box.findData("val_accuracy"))
-    x, y = panel.curves[1].getData()
+    panel.compare.metric_box.setCurrentIndex(panel.compare.metric_box.findData("val_accuracy"))
+    x, y = panel.compare.curves[1].getData()
     assert list(x) == [5, 10, 15, 20] and y[-1] == pytest.approx(100.0)
     assert panel.selection_label.text() == "2 runs selected"
 
@@ -110,10 +111,10 @@ def test_delete_asks_first(panel, monkeypatch, tmp_path):
     panel.select_ids([1])
     assert panel.delete_button.isEnabled()
     assert not panel.delete_selected()
-    assert panel.model.rowCount() == 3 and (tmp_path / "r1" / "checkpoint.safetensors").exists()
+    assert panel.table.records.rowCount() == 3 and (tmp_path / "r1" / "checkpoint.safetensors").exists()
     assert "Delete 1 run (#1 alpha) and 1 file(s)" in answers[0]
     assert panel.delete_selected()
-    assert panel.model.rowCount() == 2
+    assert panel.table.records.rowCount() == 2
     assert not (tmp_path / "r1").exists()
 
 
@@ -164,7 +165,7 @@ def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
         runs = [r for r in store.list_runs() if r.run_dir == str(tmp_path / "run")]
     assert len(runs) == 1 and (runs[0].source, runs[0].status) == ("gui", "finished")
     window.show_section(RUNS)
-    ids = [window.runs_panel.proxy.index(r, 0).data() for r in range(window.runs_panel.proxy.rowCount())]
+    ids = [window.runs_panel.table.proxy.index(r, 0).data() for r in range(window.runs_panel.table.proxy.rowCount())]
     assert str(runs[0].id) in ids
 
     # Continue from checkpoint: the same record goes on, in the same folder
@@ -209,8 +210,8 @@ def test_a_models_own_metrics_can_be_compared(app, qtbot, tmp_path):
     qtbot.addWidget(widget)
     widget.refresh()
     widget.select_ids([1])
-    index = widget.metric_box.findData("ponder_mean")
-    assert index >= 0 and widget.metric_box.itemText(index) == "Ponder mean"
-    widget.metric_box.setCurrentIndex(index)
-    assert list(widget.curves[1].getData()[1]) == [1.0, 2.0, 3.0]
+    index = widget.compare.metric_box.findData("ponder_mean")
+    assert index >= 0 and widget.compare.metric_box.itemText(index) == "Ponder mean"
+    widget.compare.metric_box.setCurrentIndex(index)
+    assert list(widget.compare.curves[1].getData()[1]) == [1.0, 2.0, 3.0]
     widget.close_store()
