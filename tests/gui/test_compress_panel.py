@@ -28,9 +28,9 @@ def panel(qtbot):
 def test_a_prune_job_from_the_panel_fills_the_compare_table(panel, qtbot, tmp_path):
     source = make_checkpoint(tmp_path / "tiny.safetensors")
     panel.set_checkpoint(source)
-    assert panel.prune_out.text().endswith("tiny-magnitude-50.safetensors")
+    assert panel.forms["prune"].editor("out").text().endswith("tiny-magnitude-50.safetensors")
     assert panel.run_button.isEnabled()
-    panel.prune_method.setCurrentText("heads")
+    panel.forms["prune"].editor("prune").setCurrentText("heads")
     assert panel.start_operation("prune")
     # the prune job, then the compare job that measures the original and the result
     qtbot.waitUntil(lambda: len(panel.rows) == 2 and not panel.running, timeout=TIMEOUT)

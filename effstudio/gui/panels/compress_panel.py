@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QFrame,
     QGroupBox,
     QHBoxLayout,
@@ -40,7 +38,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -59,17 +56,25 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.compress.export import export_job
-from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent
-from effstudio.compress.prune import IMPORTANCE, PruneSettings, prune_job
-from effstudio.compress.prune import METHODS as PRUNE_METHODS
-from effstudio.compress.quantize import METHODS as QUANT_METHODS
+from effstudio.compress.formats import config_of_file
+from effstudio.compress.plan import (
+    CompressDoneEvent,
+    CompressStepEvent,
+    DistillStep,
+    ExportStep,
+    PruneStep,
+    QuantizeStep,
+)
+from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
+from effstudio.config import ConfigError, param
 from effstudio.engine.events import JobControl, LogEvent
 from effstudio.gui import theme
+from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
-from effstudio.gui.job import Job
+from effstudio.gui.job import Job, JobHost
 from effstudio.gui.metrics import DASH
-from effstudio.gui.panels.base import Panel
+from effstudio.gui.panels.base import Panel, description_label
 from effstudio.gui.plots.scaling import LogAxis
 from effstudio.registry import Registry
 
@@ -83,6 +88,55 @@ COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters 
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
 FRONT_COLOUR = theme.ORANGE
 POINT_COLOUR = theme.BLUE
+
+
+@dataclass(frozen=True)
+class StudentStep(DistillStep):
+    """The Distill tab: the step's settings and the student's shape, which the step takes as ``set`` texts."""
+
+    attention: str = param("sdpa", choices_from="attention", help="attention kind of the student")
+    d_model: int = param(64, min=8, max=4096, label="Width", help="student model width (d_model)")
+    heads: int = param(2, min=1, max=64)
+    layers: int = param(2, min=1, max=48)
+
+    def student_settings(self) -> tuple[str, ...]:
+        return (f"model.d_model={self.d_model}", f"model.heads={self.heads}", f"model.layers={self.layers}",
+                f"model.attention={self.attention}")
+
+
+# the tabs, in order: each operation's settings are its run-config step's
+STEPS: dict[str, type] = {"prune": PruneStep, "quantize": QuantizeStep, "distill": StudentStep, "export": ExportStep}
+FIELDS = {"distill": ("student_model", "attention", "d_model", "heads", "layers", "steps", "temperature", "alpha",
+                      "hidden_weight", "out")}
+PANEL_DEFAULTS = {"distill": {"steps": 200}, "export": {"check": True}}  # quick to try, and checked, by hand
+NAMED_BY = ("prune", "amount", "quantize")  # the settings a suggested output file name is made of
+NOTES = {"distill": "Teacher: the checkpoint above; after a run in this window, the model just trained, or any "
+                    "checkpoint you open.",
+         "export": "ONNX with dynamic batch and sequence axes; the check compares the export with PyTorch "
+                   "(largest absolute difference) and times it in onnxruntime."}
+HELP = {"prune": "magnitude: smallest weights per layer; global-magnitude: over all layers; heads / neurons / "
+                 "structured: cut whole heads and feed-forward neurons (a smaller, faster model)",
+        "importance": "how heads and neurons are ranked: weight magnitude, or |weight x gradient| over a few "
+                      "training batches",
+        "quantize": "dynamic-int8: torch int8 Linear layers; fp16/bf16: half-precision weights; "
+                    "onnx-int8(-static): onnxruntime int8, static calibrated on training batches",
+        "alpha": "weight of the KL term; the task loss gets 1 - alpha"}
+OUT_HELP = "where the result is written (suggested beside the checkpoint)"
+
+
+def operation_job(step: Any, source: Path, out: Path) -> tuple[JobFn, str]:
+    """The job that runs a tab's step on ``source`` into ``out``, and what the table calls its result."""
+    if isinstance(step, PruneStep):
+        settings = PruneSettings(step.prune, step.amount, step.importance, step.finetune_steps, step.schedule_steps)
+        return (lambda control: prune_job(source, settings, out, control)), f"{step.prune} {round(step.amount * 100)}%"
+    if isinstance(step, QuantizeStep):
+        return (lambda control: quantize_job(source, step.quantize, out, control,
+                                             calibration_batches=step.calibration_batches)), step.quantize
+    if isinstance(step, ExportStep):
+        return (lambda control: export_job(source, out, step.check, control)), "ONNX"
+    settings = DistillSettings(step.student_model, step.student_settings(), step.steps, step.temperature, step.alpha,
+                               step.hidden_weight)
+    return (lambda control: distill_job(source, settings, out, control)), f"student {step.attention} d{step.d_model}"
 
 
 def _size(n: int) -> str:
@@ -124,7 +178,7 @@ def _plot(title: str, x_label: str, y_label: str, parent: QWidget, x_log: bool =
     return widget
 
 
-class CompressPanel(Panel):
+class CompressPanel(JobHost, Panel):
     """Operations on the left (tabs), comparison and live plots on the right."""
 
     message = Signal(str)
@@ -138,7 +192,8 @@ class CompressPanel(Panel):
                          "checkpoint or ONNX file; it is measured beside the original on the same validation "
                          "split: size, accuracy, latency and memory.", scroll=False, parent=parent)
         self.registry = registry
-        self.job: Job | None = None
+        self.init_jobs()
+        self.forms: dict[str, ConfigForm] = {}  # by operation, one per settings tab
         self.job_kind = ""
         self.rows: dict[str, CompareRowEvent] = {}  # by path, in insertion order
         self.variants: list[Path] = []
@@ -188,10 +243,8 @@ class CompressPanel(Panel):
 
         self.tabs = QTabWidget(column)
         self.tabs.setObjectName("compressTabs")
-        self.tabs.addTab(self._prune_tab(), "Prune")
-        self.tabs.addTab(self._quantize_tab(), "Quantize")
-        self.tabs.addTab(self._distill_tab(), "Distill")
-        self.tabs.addTab(self._export_tab(), "Export")
+        for operation in STEPS:
+            self.tabs.addTab(self._settings_tab(operation), operation.capitalize())
         layout.addWidget(self.tabs)
 
         run_group = QGroupBox("Run", column)
@@ -241,122 +294,22 @@ class CompressPanel(Panel):
         scroll.setFixedWidth(290)
         return scroll
 
-    def _form(self, parent: QWidget) -> QFormLayout:
-        form = QFormLayout(parent)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(6)
-        return form
-
-    def _combo(self, items: tuple[str, ...], parent: QWidget, tip: str) -> QComboBox:
-        box = QComboBox(parent)
-        box.addItems(list(items))
-        box.setToolTip(tip)
-        box.currentTextChanged.connect(lambda _t: self._suggest_outputs())
-        return box
-
-    def _out_edit(self, parent: QWidget) -> QLineEdit:
-        edit = QLineEdit(parent)
-        edit.setPlaceholderText("output file")
-        edit.setToolTip("Where the result is written (suggested beside the checkpoint)")
-        return edit
-
-    def _prune_tab(self) -> QWidget:
+    def _settings_tab(self, operation: str) -> QWidget:
+        """One operation's settings, drawn from its step declaration (as a run config's [[compress]] names them)."""
         tab = QWidget(self)
-        form = self._form(tab)
-        self.prune_method = self._combo(PRUNE_METHODS, tab, "magnitude: smallest weights per layer; "
-                                        "global-magnitude: over all layers; heads / neurons / structured: "
-                                        "cut whole heads and feed-forward neurons (a smaller, faster model)")
-        self.prune_amount = QDoubleSpinBox(tab)
-        self.prune_amount.setRange(0.05, 0.95)
-        self.prune_amount.setSingleStep(0.05)
-        self.prune_amount.setValue(0.5)
-        self.prune_amount.setToolTip("Fraction of weights (or heads and neurons) to remove")
-        self.prune_amount.valueChanged.connect(lambda _v: self._suggest_outputs())
-        self.prune_importance = self._combo(IMPORTANCE, tab, "How heads and neurons are ranked: weight "
-                                            "magnitude, or |weight x gradient| over a few training batches")
-        self.prune_finetune = QSpinBox(tab)
-        self.prune_finetune.setRange(0, 100_000)
-        self.prune_finetune.setToolTip("Fine-tuning steps in all, spread over 4 pruning steps on a cubic "
-                                       "schedule; 0 prunes once")
-        self.prune_out = self._out_edit(tab)
-        form.addRow("Method", self.prune_method)
-        form.addRow("Amount", self.prune_amount)
-        form.addRow("Importance", self.prune_importance)
-        form.addRow("Fine-tune steps", self.prune_finetune)
-        form.addRow("Output", self.prune_out)
-        return tab
-
-    def _quantize_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.quant_method = self._combo(QUANT_METHODS, tab, "dynamic-int8: torch int8 Linear layers; fp16/bf16: "
-                                        "half-precision weights; onnx-int8(-static): onnxruntime int8, static "
-                                        "calibrated on training batches")
-        self.quant_out = self._out_edit(tab)
-        form.addRow("Method", self.quant_method)
-        form.addRow("Output", self.quant_out)
-        return tab
-
-    def _distill_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.student_model = QComboBox(tab)
-        self.student_model.addItems(self.registry.names("models"))
-        if "transformer" in self.registry.names("models"):
-            self.student_model.setCurrentText("transformer")
-        self.student_model.setToolTip("Model type of the student")
-        self.student_attention = QComboBox(tab)
-        self.student_attention.addItems(self.registry.names("attention"))
-        self.student_attention.setCurrentText("sdpa")
-        self.student_width = QSpinBox(tab)
-        self.student_width.setRange(8, 4096)
-        self.student_width.setValue(64)
-        self.student_width.setToolTip("Student model width (d_model)")
-        self.student_heads = QSpinBox(tab)
-        self.student_heads.setRange(1, 64)
-        self.student_heads.setValue(2)
-        self.student_layers = QSpinBox(tab)
-        self.student_layers.setRange(1, 48)
-        self.student_layers.setValue(2)
-        self.distill_steps = QSpinBox(tab)
-        self.distill_steps.setRange(1, 1_000_000)
-        self.distill_steps.setValue(200)
-        self.distill_temperature = QDoubleSpinBox(tab)
-        self.distill_temperature.setRange(0.1, 20.0)
-        self.distill_temperature.setValue(2.0)
-        self.distill_alpha = QDoubleSpinBox(tab)
-        self.distill_alpha.setRange(0.0, 1.0)
-        self.distill_alpha.setSingleStep(0.1)
-        self.distill_alpha.setValue(0.5)
-        self.distill_alpha.setToolTip("Weight of the KL term; the task loss gets 1 - alpha")
-        self.distill_out = self._out_edit(tab)
-        teacher = QLabel("The checkpoint above: after a run in this window, the model just trained; "
-                         "or any checkpoint you open.", tab)
-        teacher.setObjectName("description")
-        teacher.setWordWrap(True)
-        form.addRow("Teacher", teacher)
-        form.addRow("Student", self.student_model)
-        form.addRow("Attention", self.student_attention)
-        form.addRow("Width", self.student_width)
-        form.addRow("Heads", self.student_heads)
-        form.addRow("Layers", self.student_layers)
-        form.addRow("Steps", self.distill_steps)
-        form.addRow("Temperature", self.distill_temperature)
-        form.addRow("Alpha", self.distill_alpha)
-        form.addRow("Output", self.distill_out)
-        return tab
-
-    def _export_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.export_out = self._out_edit(tab)
-        note = QLabel("ONNX with dynamic batch and sequence axes; the export is checked against PyTorch "
-                      "(largest absolute difference) and timed in onnxruntime.", tab)
-        note.setObjectName("description")
-        note.setWordWrap(True)
-        form.addRow(note)
-        form.addRow("Output", self.export_out)
+        layout = QVBoxLayout(tab)
+        layout.setContentsMargins(8, 8, 8, 8)
+        if operation in NOTES:
+            note = description_label(tab)
+            note.setText(NOTES[operation])
+            layout.addWidget(note)
+        form = ConfigForm(STEPS[operation], fields=FIELDS.get(operation), help={**HELP, "out": OUT_HELP}, parent=tab)
+        form.set_values(PANEL_DEFAULTS.get(operation, {}))
+        form.editor("out").setPlaceholderText("output file")
+        form.changed.connect(lambda name: self._suggest_outputs() if name in NAMED_BY else None)
+        self.forms[operation] = form
+        layout.addWidget(form)
+        layout.addStretch(1)
         return tab
 
     # ----------------------------------------------------------------- results
@@ -467,8 +420,6 @@ class CompressPanel(Panel):
                                      else "No such file.")
         else:
             try:
-                from effstudio.compress.formats import config_of_file
-
                 config, metadata = config_of_file(source)
                 kind = metadata.get("effstudio.quantization") or metadata.get("effstudio.dtype") or "float32"
                 self.source_info.setText(f"{config.model_type} ({config.attention_kind}) on {config.task_name}, "
@@ -479,23 +430,31 @@ class CompressPanel(Panel):
         self._update_buttons()
 
     def _suggest_outputs(self) -> None:
+        """Each tab's output file, beside the checkpoint, named after the settings that make it."""
         source = self.source
         if source is None:
             return
-        stem, folder = source.stem, source.parent
-        amount = int(round(self.prune_amount.value() * 100))
-        prune = f"{stem}-{self.prune_method.currentText()}-{amount}.safetensors"
-        quant_method = self.quant_method.currentText()
-        quant = f"{stem}-{quant_method}{SUFFIX.get(quant_method, '.safetensors')}"
-        self.prune_out.setText(str(folder / prune))
-        self.quant_out.setText(str(folder / quant))
-        self.distill_out.setText(str(folder / f"{stem}-student.safetensors"))
-        self.export_out.setText(str(folder / f"{stem}.onnx"))
+        stem = source.stem
+        prune = self.forms["prune"].raw_values()
+        quantize = self.forms["quantize"].raw_values()["quantize"]
+        names = {"quantize": f"{stem}-{quantize}{SUFFIX.get(quantize, '.safetensors')}",
+                 "distill": f"{stem}-student.safetensors", "export": f"{stem}.onnx"}
+        try:
+            names["prune"] = f"{stem}-{prune['prune']}-{round(float(prune['amount']) * 100)}.safetensors"
+        except (ValueError, OverflowError):  # an amount being typed: the name follows once it is a number
+            pass
+        for operation, name in names.items():
+            self.forms[operation].set_values({"out": str(source.parent / name)})
 
     # -------------------------------------------------------------------- jobs
     @property
+    def job(self) -> Job | None:
+        """The job that runs now (or whose finished signal is still on the way), else None."""
+        return self.job_of()
+
+    @property
     def running(self) -> bool:
-        return self.job is not None and self.job.running
+        return self.job_running()
 
     def start_current(self) -> None:
         self.start_operation(self.tabs.tabText(self.tabs.currentIndex()).lower())
@@ -508,44 +467,16 @@ class CompressPanel(Panel):
         if source is None or not source.is_file():
             self._show_problem("Choose a checkpoint first.")
             return False
-        if operation == "prune":
-            settings = PruneSettings(self.prune_method.currentText(), round(self.prune_amount.value(), 4),
-                                     self.prune_importance.currentText(), self.prune_finetune.value())
-            out = Path(self.prune_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return prune_job(source, settings, out, control)
-            label = f"{settings.method} {int(round(settings.amount * 100))}%"
-        elif operation == "quantize":
-            method, out = self.quant_method.currentText(), Path(self.quant_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return quantize_job(source, method, out, control)
-            label = method
-        elif operation == "distill":
-            settings = DistillSettings(
-                self.student_model.currentText(),
-                (f"model.d_model={self.student_width.value()}", f"model.heads={self.student_heads.value()}",
-                 f"model.layers={self.student_layers.value()}",
-                 f"model.attention={self.student_attention.currentText()}"),
-                steps=self.distill_steps.value(), temperature=self.distill_temperature.value(),
-                alpha=self.distill_alpha.value())
-            out = Path(self.distill_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return distill_job(source, settings, out, control)
-            label = f"student {self.student_attention.currentText()} d{self.student_width.value()}"
-        elif operation == "export":
-            out = Path(self.export_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return export_job(source, out, True, control)
-            label = "ONNX"
-        else:
-            raise ValueError(f"unknown operation {operation!r}")
+        try:
+            step = self.forms[operation].config()
+        except ConfigError as err:
+            self._show_problem(f"{operation}: {err}")
+            return False
+        out = Path(step.out)
         if out.resolve() == source.resolve():
             self._show_problem("The output would overwrite the checkpoint; name another file.")
             return False
+        fn, label = operation_job(step, source, out)
         self.labels.setdefault(str(source), "original")
         self.labels[str(out)] = label
         if operation in ("prune", "distill"):
@@ -560,17 +491,12 @@ class CompressPanel(Panel):
             return False
         task = None
         if self.rows:  # new variants are measured on the task of those already in the table
-            from effstudio.compress.formats import config_of_file
-
             try:
                 task = config_of_file(Path(next(iter(self.rows))))[0].task_name
             except Exception:  # the file is gone or unreadable: each new file then brings its own task
                 task = None
-
-        def fn(control: JobControl) -> Iterator[Any]:
-            return compare_job(pending, task_name=task, control=control, repeats=20)
         self.result_tabs.setCurrentIndex(0)
-        self._run("compare", fn)
+        self._run("compare", lambda control: compare_job(pending, task_name=task, control=control, repeats=20))
         return True
 
     def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
@@ -595,26 +521,20 @@ class CompressPanel(Panel):
         self._clear_problem()
         self.job_kind = kind
         self.error = None
-        self.job = Job(fn, name=f"effstudio-{kind}", parent=self)
-        self.job.event.connect(self._on_event)
-        self.job.failed.connect(self._on_failed)
-        self.job.finished.connect(self._on_finished)
         self.progress.setRange(0, 0)
         self.progress.setFormat(f"{kind}\u2026")
         if kind != "compare":
             self._steps_summary = ""
         self.status_label.setText(f"{self._steps_summary} Measuring\u2026" if kind == "compare" and
                                   self._steps_summary else f"{kind.capitalize()} running\u2026")
-        self.job.start()
-        self._update_buttons()  # after start: `running` asks the job's thread
+        self.start_job(fn, on_event=self._on_event, on_finished=self._on_finished)
 
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.stop()
+        self.stop_jobs()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         self._pending_steps = None
-        return self.job.shutdown(timeout_ms) if self.job is not None else True
+        return super().shutdown(timeout_ms)
 
     def _step_prefix(self) -> str:
         """While a chain runs, progress texts start with its step ("2/3 prune \u00b7 "); the label says more."""
@@ -689,7 +609,7 @@ class CompressPanel(Panel):
     def _steps_ended(self, status: str) -> None:
         """A chain's job is over: say how it went, then measure what it wrote (unless stopped)."""
         done = self._steps_done
-        if done is None:  # the job raised before the chain could report (shown by _on_failed)
+        if done is None:  # the job raised before the chain could report (shown by show_job_error)
             done = CompressDoneEvent("stopped" if status == "stopped" else "failed", 0, 0, [], self.error)
         elif status == "stopped" and done.status != "stopped":
             done = CompressDoneEvent("stopped", done.completed, done.total, done.outputs, done.error)
@@ -726,7 +646,7 @@ class CompressPanel(Panel):
             extra = f"; sparsity {event.details['sparsity']:.2f}"
         return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
 
-    def _on_failed(self, message: str) -> None:
+    def show_job_error(self, message: str) -> None:
         self.error = message
         self._show_problem(message)
         self.status_label.setText(f"{self.job_kind.capitalize()} failed; nothing was written.")
@@ -736,8 +656,6 @@ class CompressPanel(Panel):
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if status == "finished" else 0)
         self.progress.setFormat(status)
-        self.job = None
-        self._update_buttons()
         self.job_finished.emit(status)
         if kind == "steps":
             self.last_result = None
@@ -891,6 +809,9 @@ class CompressPanel(Panel):
     def _clear_problem(self) -> None:
         self.problem.hide()
         self.problem.setText("")
+
+    def jobs_changed(self) -> None:
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         busy = self.running
