@@ -41,7 +41,7 @@ def test_a_prune_job_from_the_panel_fills_the_compare_table(panel, qtbot, tmp_pa
     paths = [panel.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(panel.table.rowCount())]
     assert "heads 50%" in names and str(out) in paths
     assert "original" in names
-    assert len(panel._sparsity) == 2  # the accuracy-vs-sparsity curve got the original and the pruned point
+    assert len(panel.live.points["sparsity"]) == 2  # the accuracy-vs-sparsity curve: the original and the pruned point
     rows = {row.name: row for row in panel.ordered_rows()}
     assert rows["tiny-heads-50.safetensors"].params < rows["tiny.safetensors"].params
     assert "heads 50%" in panel.export_text("md")

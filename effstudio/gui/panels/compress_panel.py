@@ -15,23 +15,17 @@ step by step, its outputs measured into the table like results made by hand.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QFrame,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -39,14 +33,12 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from effstudio.compress.compare import compare_job, pareto_indices, rows_to_csv, rows_to_markdown
+from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
 from effstudio.compress.distill import DistillSettings, distill_job
 from effstudio.compress.events import (
     CompareRowEvent,
@@ -73,21 +65,17 @@ from effstudio.gui import theme
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobHost
-from effstudio.gui.metrics import DASH
 from effstudio.gui.panels.base import Panel, description_label
-from effstudio.gui.plots.scaling import LogAxis
+from effstudio.gui.panels.compress_views import (
+    CompareTable,
+    ParetoScatter,
+    ProgressPlots,
+    fixed_text,
+)
 from effstudio.registry import Registry
 
 JobFn = Callable[[JobControl], Iterator[Any]]
-COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
-COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
-               "File size on disk", "Accuracy on the validation split",
-               "Median latency of one sequence (ms)", "95th percentile latency of one sequence (ms)",
-               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms)",
-               "Peak resident memory above the baseline while running the batch of 32 (MB)")
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
-FRONT_COLOUR = theme.ORANGE
-POINT_COLOUR = theme.BLUE
 
 
 @dataclass(frozen=True)
@@ -137,45 +125,6 @@ def operation_job(step: Any, source: Path, out: Path) -> tuple[JobFn, str]:
     settings = DistillSettings(step.student_model, step.student_settings(), step.steps, step.temperature, step.alpha,
                                step.hidden_weight)
     return (lambda control: distill_job(source, settings, out, control)), f"student {step.attention} d{step.d_model}"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n}"
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
-
-
-class _Item(QTableWidgetItem):
-    def __init__(self, text: str, key: Any = None):
-        super().__init__(text)
-        self.key = (1, 0) if key is None else (0, key)
-        if key is not None and not isinstance(key, str):
-            self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.key < other.key if isinstance(other, _Item) else super().__lt__(other)
-
-
-def _plot(title: str, x_label: str, y_label: str, parent: QWidget, x_log: bool = False) -> pg.PlotWidget:
-    axes = {"bottom": LogAxis("bottom")} if x_log else {}
-    widget = pg.PlotWidget(parent=parent, background="w", axisItems=axes)
-    item = widget.getPlotItem()
-    item.setTitle(f"<span style='color:{theme.TEXT}; font-size:10pt'>{title}</span>")
-    item.setLabel("bottom", x_label, color="#4b5563")
-    item.setLabel("left", y_label, color="#4b5563")
-    item.showGrid(x=True, y=True, alpha=0.15)
-    for side in ("bottom", "left"):
-        item.getAxis(side).enableAutoSIPrefix(False)
-        item.getAxis(side).setPen(pg.mkPen("#9ca3af"))
-        item.getAxis(side).setTextPen(pg.mkPen("#4b5563"))
-    widget.setMinimumHeight(180)
-    return widget
 
 
 class CompressPanel(JobHost, Panel):
@@ -340,25 +289,8 @@ class CompressPanel(JobHost, Panel):
         bar.addWidget(self.markdown_button)
         compare_layout.addLayout(bar)
 
-        self.table = QTableWidget(0, len(COLUMNS), compare)
-        self.table.setObjectName("compareTable")
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        for column, tip in enumerate(COLUMN_TIPS):
-            self.table.horizontalHeaderItem(column).setToolTip(tip)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(60)
-        self.table.setWordWrap(False)
-        self.table.setSortingEnabled(True)
-
-        self.scatter = _plot("Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
-                             "accuracy", compare, x_log=True)
-        self.scatter.setMinimumHeight(230)
+        self.table = CompareTable(compare)
+        self.scatter = ParetoScatter(compare)
         splitter = QSplitter(Qt.Orientation.Vertical, compare)
         splitter.addWidget(self.table)
         splitter.addWidget(self.scatter)
@@ -367,33 +299,8 @@ class CompressPanel(JobHost, Panel):
         compare_layout.addWidget(splitter, 1)
         self.result_tabs.addTab(compare, "Compare")
 
-        live = QWidget(self)
-        live_layout = QVBoxLayout(live)
-        live_layout.setContentsMargins(0, 6, 0, 0)
-        self.sparsity_plot = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", live)
-        self.sparsity_curve = self.sparsity_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
-                                                      symbolBrush=theme.BLUE, symbolPen=None, symbolSize=7)
-        self.distill_plot = _plot("Distillation: validation accuracy", "step", "accuracy", live)
-        legend = self.distill_plot.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
-        legend.setLabelTextColor(theme.TEXT)
-        self.student_curve = self.distill_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
-                                                    symbolSize=6, symbolBrush=theme.BLUE, symbolPen=None,
-                                                    name="student")
-        self.teacher_curve = self.distill_plot.plot([], [], pen=pg.mkPen(theme.ORANGE, width=2,
-                                                                         style=Qt.PenStyle.DashLine),
-                                                    name="teacher")
-        self.kl_plot = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", live)
-        self.kl_curve = self.kl_plot.plot([], [], pen=pg.mkPen(theme.GREEN, width=2))
-        live_layout.addWidget(self.sparsity_plot, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.distill_plot, 1)
-        row.addWidget(self.kl_plot, 1)
-        live_layout.addLayout(row, 1)
-        self.result_tabs.addTab(live, "Progress")
-        self._sparsity: list[tuple[float, float]] = []
-        self._student: list[tuple[int, float]] = []
-        self._teacher: list[tuple[int, float]] = []
-        self._kl: list[tuple[int, float]] = []
+        self.live = ProgressPlots(self)
+        self.result_tabs.addTab(self.live, "Progress")
         return self.result_tabs
 
     # ------------------------------------------------------------------ source
@@ -480,7 +387,7 @@ class CompressPanel(JobHost, Panel):
         self.labels.setdefault(str(source), "original")
         self.labels[str(out)] = label
         if operation in ("prune", "distill"):
-            self._reset_live(operation)
+            self.live.reset(operation)
             self.result_tabs.setCurrentIndex(1)
         self._run(operation, fn)
         return True
@@ -546,27 +453,12 @@ class CompressPanel(JobHost, Panel):
             self._on_step(event)
         elif isinstance(event, CompressDoneEvent):
             self._steps_done = event
-        elif isinstance(event, PruneStepEvent):
-            self._sparsity.append((event.sparsity, event.accuracy))
-            xs, ys = zip(*self._sparsity, strict=True)
-            self.sparsity_curve.setData(list(xs), list(ys))
-            self.progress.setRange(0, event.total_steps)
-            self.progress.setValue(event.step)
-            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
-        elif isinstance(event, DistillStepEvent):
-            self._kl.append((event.step, event.kl))
-            if event.step % 5 == 0 or event.step == event.total_steps:
-                xs, ys = zip(*self._kl, strict=True)
-                self.kl_curve.setData(list(xs), list(ys))
-            self.progress.setRange(0, event.total_steps)
-            self.progress.setValue(event.step)
-            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
-        elif isinstance(event, DistillEvalEvent):
-            self._student.append((event.step, event.student_accuracy))
-            self._teacher.append((event.step, event.teacher_accuracy))
-            for curve, points in ((self.student_curve, self._student), (self.teacher_curve, self._teacher)):
-                xs, ys = zip(*points, strict=True)
-                curve.setData(list(xs), list(ys))
+        elif isinstance(event, (PruneStepEvent, DistillStepEvent, DistillEvalEvent)):
+            self.live.add(event)
+            if not isinstance(event, DistillEvalEvent):
+                self.progress.setRange(0, event.total_steps)
+                self.progress.setValue(event.step)
+                self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
         elif isinstance(event, ResultEvent):
             self.last_result = event
             self.trainable_result = Path(event.path) if event.path.endswith(".safetensors") else None
@@ -584,8 +476,7 @@ class CompressPanel(JobHost, Panel):
                         self.variants.append(path)
         elif isinstance(event, CompareRowEvent):
             self.rows[event.path] = event
-            self._fill_table()
-            self._draw_scatter()
+            self._show_rows()
             if event.error:
                 self._show_problem(f"{event.name}: {event.error}")
         elif isinstance(event, LogEvent):
@@ -602,7 +493,7 @@ class CompressPanel(JobHost, Panel):
         self.status_label.setText(f"Step {event.index} of {event.total}: {event.description} \u2192 "
                                   f"{Path(event.out).name}")
         if event.method in ("prune", "distill"):
-            self._reset_live(event.method)
+            self.live.reset(event.method)
             self.result_tabs.setCurrentIndex(1)
         self.message.emit(f"compression step {event.index}/{event.total}: {event.description}")
 
@@ -638,7 +529,7 @@ class CompressPanel(JobHost, Panel):
             self.measure_pending()
 
     def _describe_result(self, event: ResultEvent) -> str:
-        acc = f"accuracy {_num(event.accuracy, 3)} (was {_num(event.baseline_accuracy, 3)})"
+        acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
         extra = ""
         if "max_abs_diff" in event.details:
             extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
@@ -706,13 +597,10 @@ class CompressPanel(JobHost, Panel):
             self.add_variants([Path(n) for n in names])
 
     def _remove_selected(self) -> None:
-        rows = sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True)
-        for row in rows:
-            path = self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
+        for path in self.table.selected_paths():
             self.rows.pop(path, None)
             self.variants = [p for p in self.variants if str(p) != path]
-        self._fill_table()
-        self._draw_scatter()
+        self._show_rows()
 
     def ordered_rows(self) -> list[CompareRowEvent]:
         return list(self.rows.values())
@@ -721,64 +609,12 @@ class CompressPanel(JobHost, Panel):
         """What made the variant ("original", "heads 50%", "onnx-int8"), else its file name."""
         return self.labels.get(row.path) or row.name
 
-    def _fill_table(self) -> None:
+    def _show_rows(self) -> None:
         rows = self.ordered_rows()
-        front = set(pareto_indices(rows))
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(rows))
-        bold = QFont()
-        bold.setBold(True)
-        for r, row in enumerate(rows):
-            cells = [
-                _Item(self._name(row), row.name),
-                _Item(f"{row.params:,}", row.params),
-                _Item(_size(row.file_bytes), row.file_bytes),
-                _Item(_num(row.accuracy, 3), row.accuracy),
-                _Item(_num(row.latency_ms_b1), row.latency_ms_b1),
-                _Item(_num(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
-                _Item(_num(row.latency_ms_b32, 1), row.latency_ms_b32),
-                _Item(_num(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
-                _Item(_num(row.peak_mb, 1), row.peak_mb),
-            ]
-            cells[0].setData(Qt.ItemDataRole.UserRole, row.path)
-            cells[0].setToolTip(f"{row.path}\n{row.error}" if row.error else row.path)
-            for c, cell in enumerate(cells):
-                if r in front:
-                    cell.setFont(bold)
-                if row.error:
-                    cell.setForeground(QColor(theme.ERROR))
-                self.table.setItem(r, c, cell)
-        self.table.setSortingEnabled(True)
+        names = [self._name(row) for row in rows]
+        self.table.show_rows(rows, names)
+        self.scatter.draw(rows, names)
         self._update_buttons()
-
-    def _draw_scatter(self) -> None:
-        plot = self.scatter.getPlotItem()
-        plot.clear()
-        rows = self.ordered_rows()
-        usable = [i for i, r in enumerate(rows) if r.accuracy is not None and r.latency_ms_b1]
-        if not usable:
-            return
-        front = pareto_indices(rows)
-        xs = np.log10([max(rows[i].latency_ms_b1, 1e-3) for i in usable])
-        ys = np.array([rows[i].accuracy for i in usable])
-        others = [k for k, i in enumerate(usable) if i not in front]
-        plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=pg.mkBrush(POINT_COLOUR),
-                                        pen=pg.mkPen("w")))
-        on_front = sorted((k for k, i in enumerate(usable) if i in front), key=lambda k: xs[k])
-        plot.addItem(pg.PlotDataItem(xs[on_front], ys[on_front], pen=pg.mkPen(FRONT_COLOUR, width=2),
-                                     symbol="o", symbolSize=12, symbolBrush=FRONT_COLOUR, symbolPen=pg.mkPen("w")))
-        # labels alternate above and below their points (by latency), so neighbours do not overwrite each other
-        for rank, k in enumerate(sorted(range(len(usable)), key=lambda k: xs[k])):
-            i = usable[k]
-            text = pg.TextItem(self._name(rows[i]), color=FRONT_COLOUR if i in front else theme.TEXT,
-                               anchor=(0, 1.15) if rank % 2 == 0 else (0, -0.15))
-            text.setFont(QFont(self.font().family(), 8))
-            text.setPos(xs[k], ys[k])
-            plot.addItem(text)
-        spread_y = max(float(ys.max() - ys.min()), 0.02)
-        spread_x = max(float(xs.max() - xs.min()), 0.3)
-        plot.setXRange(float(xs.min()) - 0.1 * spread_x, float(xs.max()) + 0.45 * spread_x, padding=0)
-        plot.setYRange(float(ys.min()) - 0.25 * spread_y, float(ys.max()) + 0.25 * spread_y, padding=0)
 
     def export_text(self, kind: str) -> str:
         rows = [CompareRowEvent(**{**row.__dict__, "name": self._name(row)}) for row in self.ordered_rows()]
@@ -792,16 +628,6 @@ class CompressPanel(JobHost, Panel):
             self.message.emit(f"comparison written to {name}")
 
     # -------------------------------------------------------------------- misc
-    def _reset_live(self, operation: str) -> None:
-        if operation == "prune":
-            self._sparsity.clear()
-            self.sparsity_curve.setData([], [])
-        else:
-            for points in (self._student, self._teacher, self._kl):
-                points.clear()
-            for curve in (self.student_curve, self.teacher_curve, self.kl_curve):
-                curve.setData([], [])
-
     def _show_problem(self, text: str) -> None:
         self.problem.setText(text)
         self.problem.show()
