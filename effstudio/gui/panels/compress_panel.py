@@ -1,8 +1,11 @@
 """Compress section: prune, quantize, distill and export a checkpoint, then compare the variants.
 
-Every operation is a core generator (effstudio.compress) run in a
-:class:`~effstudio.gui.job.Job`; the panel only turns its controls into
-settings and events into plots and rows. A finished job's file joins the
+Every operation is a core generator (effstudio.compress) run as a job of
+:class:`~effstudio.gui.job.JobHost`. Its settings are those of the run
+config's step (``PruneStep``, ``QuantizeStep``, ``DistillStep``, ``ExportStep``),
+drawn by :class:`~effstudio.gui.forms.config_form.ConfigForm`; the panel only
+turns them into a job, and events into plots and rows (its views are in
+:mod:`effstudio.gui.panels.compress_views`). A finished job's file joins the
 variants list with the source checkpoint, and both are measured (accuracy,
 latency at batch 1 and 32, size, memory) by the same ``compare`` job as
 ``effstudio compare``. The comparison table exports as CSV or Markdown; the
@@ -23,15 +26,10 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -61,7 +59,6 @@ from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
 from effstudio.config import ConfigError, param
 from effstudio.engine.events import JobControl, LogEvent
-from effstudio.gui import theme
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobHost
@@ -70,8 +67,9 @@ from effstudio.gui.panels.compress_views import (
     CompareTable,
     ParetoScatter,
     ProgressPlots,
-    fixed_text,
+    describe_result,
 )
+from effstudio.gui.panels.run_controls import RunGroup, controls_column
 from effstudio.registry import Registry
 
 JobFn = Callable[[JobControl], Iterator[Any]]
@@ -160,15 +158,12 @@ class CompressPanel(JobHost, Panel):
         columns.addWidget(self._make_controls())
         columns.addWidget(self._make_results(), 1)
         self.body.addLayout(columns, 1)
-        self._update_buttons()
+        self._source_changed()
 
     # ---------------------------------------------------------------- controls
     def _make_controls(self) -> QWidget:
-        column = QWidget(self)
-        layout = QVBoxLayout(column)
-        layout.setContentsMargins(0, 0, 4, 0)
-        layout.setSpacing(10)
-
+        scroll, layout = controls_column(self, 290)
+        column = layout.parentWidget()
         source = QGroupBox("Checkpoint", column)
         source_layout = QVBoxLayout(source)
         source_layout.setSpacing(6)
@@ -184,9 +179,7 @@ class CompressPanel(JobHost, Panel):
         row.addWidget(self.source_edit, 1)
         row.addWidget(browse)
         source_layout.addLayout(row)
-        self.source_info = QLabel("Train a model or open a checkpoint to start.", source)
-        self.source_info.setObjectName("description")
-        self.source_info.setWordWrap(True)
+        self.source_info = description_label(source)  # what the checkpoint is (set by _source_changed)
         source_layout.addWidget(self.source_info)
         layout.addWidget(source)
 
@@ -196,51 +189,22 @@ class CompressPanel(JobHost, Panel):
             self.tabs.addTab(self._settings_tab(operation), operation.capitalize())
         layout.addWidget(self.tabs)
 
-        run_group = QGroupBox("Run", column)
-        run_layout = QVBoxLayout(run_group)
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton(icon("start", "#ffffff"), "Run", run_group)
-        self.run_button.setObjectName("primary")
-        self.run_button.setToolTip("Run the operation of the open tab, then measure the result")
-        self.stop_button = QPushButton(action_icon("stop"), "Stop", run_group)
-        for button in (self.run_button, self.stop_button):
-            button.setMinimumHeight(30)
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-            buttons.addWidget(button)
+        self.run_group = RunGroup("Run the operation of the open tab, then measure the result", "compressProblem",
+                                  column)
+        run = self.run_group
+        self.run_button, self.stop_button, self.progress = run.run_button, run.stop_button, run.progress
+        self.status_label, self.problem = run.status_label, run.problem
         self.run_button.clicked.connect(self.start_current)
         self.stop_button.clicked.connect(self.stop)
-        run_layout.addLayout(buttons)
-        self.progress = QProgressBar(run_group)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        run_layout.addWidget(self.progress)
-        self.status_label = QLabel("", run_group)
-        self.status_label.setObjectName("description")
-        self.status_label.setWordWrap(True)
-        run_layout.addWidget(self.status_label)
-        self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run_group)
+        self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run)
         self.fine_tune_button.setToolTip("Train the newest result further: a new run that starts from its weights, "
                                          "with its own settings")
         self.fine_tune_button.setEnabled(False)
         self.fine_tune_button.clicked.connect(
             lambda: self.trainable_result and self.fine_tune_requested.emit(str(self.trainable_result)))
-        run_layout.addWidget(self.fine_tune_button)
-        self.problem = QLabel("", run_group)
-        self.problem.setObjectName("compressProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet(f"color: {theme.ERROR};")
-        self.problem.hide()
-        run_layout.addWidget(self.problem)
-        layout.addWidget(run_group)
+        run.add_widget(self.fine_tune_button)
+        layout.addWidget(run)
         layout.addStretch(1)
-
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(column)
-        scroll.setFixedWidth(290)
         return scroll
 
     def _settings_tab(self, operation: str) -> QWidget:
@@ -321,7 +285,7 @@ class CompressPanel(JobHost, Panel):
 
     def _source_changed(self) -> None:
         source = self.source
-        self._clear_problem()
+        self.run_group.clear_problem()
         if source is None or not source.is_file():
             self.source_info.setText("Train a model or open a checkpoint to start." if source is None
                                      else "No such file.")
@@ -372,16 +336,16 @@ class CompressPanel(JobHost, Panel):
         if self.running:
             return False
         if source is None or not source.is_file():
-            self._show_problem("Choose a checkpoint first.")
+            self.run_group.show_problem("Choose a checkpoint first.")
             return False
         try:
             step = self.forms[operation].config()
         except ConfigError as err:
-            self._show_problem(f"{operation}: {err}")
+            self.run_group.show_problem(f"{operation}: {err}")
             return False
         out = Path(step.out)
         if out.resolve() == source.resolve():
-            self._show_problem("The output would overwrite the checkpoint; name another file.")
+            self.run_group.show_problem("The output would overwrite the checkpoint; name another file.")
             return False
         fn, label = operation_job(step, source, out)
         self.labels.setdefault(str(source), "original")
@@ -425,7 +389,7 @@ class CompressPanel(JobHost, Panel):
         return True
 
     def _run(self, kind: str, fn: JobFn) -> None:
-        self._clear_problem()
+        self.run_group.clear_problem()
         self.job_kind = kind
         self.error = None
         self.progress.setRange(0, 0)
@@ -466,19 +430,17 @@ class CompressPanel(JobHost, Panel):
             if self.trainable_result is not None:
                 self.fine_tune_button.setToolTip(f"Train {self.trainable_result.name} further with its own settings "
                                                  "(a new run that starts from its weights)")
-            self.status_label.setText(self._describe_result(event))
+            self.status_label.setText(describe_result(event))
             self.message.emit(f"{event.method}: wrote {event.path}")
             if self.job_kind == "steps":  # measured with the others once the chain is over
                 if self._step is not None:
                     self.labels[event.path] = self._step.description
-                for path in (Path(self._step.source) if self._step else None, Path(event.path)):
-                    if path is not None and path not in self.variants:
-                        self.variants.append(path)
+                self._join(Path(self._step.source) if self._step else None, Path(event.path))
         elif isinstance(event, CompareRowEvent):
             self.rows[event.path] = event
             self._show_rows()
             if event.error:
-                self._show_problem(f"{event.name}: {event.error}")
+                self.run_group.show_problem(f"{event.name}: {event.error}")
         elif isinstance(event, LogEvent):
             step = self._step if self.job_kind == "steps" else None
             self.status_label.setText(f"Step {step.index} of {step.total}, {step.description}: {event.message}"
@@ -514,7 +476,7 @@ class CompressPanel(JobHost, Panel):
             self.status_label.setText(f"Ran the {done.total} compression step(s); wrote {wrote}.")
         elif done.status == "failed":
             skipped = done.total - failed_step
-            self._show_problem(done.error or "a compression step failed")
+            self.run_group.show_problem(done.error or "a compression step failed")
             self.status_label.setText(f"Step {failed_step} of {done.total} failed"
                                       + (f"; the {skipped} later step(s) were skipped" if skipped > 0 else "")
                                       + f". Wrote {wrote}.")
@@ -528,18 +490,9 @@ class CompressPanel(JobHost, Panel):
         if done.status != "stopped":
             self.measure_pending()
 
-    def _describe_result(self, event: ResultEvent) -> str:
-        acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
-        extra = ""
-        if "max_abs_diff" in event.details:
-            extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
-        elif "sparsity" in event.details:
-            extra = f"; sparsity {event.details['sparsity']:.2f}"
-        return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
-
     def show_job_error(self, message: str) -> None:
         self.error = message
-        self._show_problem(message)
+        self.run_group.show_problem(message)
         self.status_label.setText(f"{self.job_kind.capitalize()} failed; nothing was written.")
 
     def _on_finished(self, status: str) -> None:
@@ -559,9 +512,7 @@ class CompressPanel(JobHost, Panel):
         if self._pending_steps is not None:  # the chain goes first; what is left to measure waits for it
             self.last_result = None
             if kind != "compare" and result is not None and status == "finished":
-                for path in (self.source, Path(result.path)):
-                    if path is not None and path not in self.variants:
-                        self.variants.append(path)
+                self._join(self.source, Path(result.path))
             checkpoint, fn = self._pending_steps
             self._pending_steps = None
             self.start_steps(checkpoint, fn)
@@ -576,11 +527,14 @@ class CompressPanel(JobHost, Panel):
             return
         if kind != "compare" and result is not None:
             self.last_result = None
-            source = self.source
-            for path in (source, Path(result.path)):
-                if path is not None and path not in self.variants:
-                    self.variants.append(path)
+            self._join(self.source, Path(result.path))
             self.measure_pending()
+
+    def _join(self, *paths: Path | None) -> None:
+        """Add a job's source and result to the variants to measure (once each)."""
+        for path in paths:
+            if path is not None and path not in self.variants:
+                self.variants.append(path)
 
     # ----------------------------------------------------------------- compare
     def add_variants(self, paths: list[Path]) -> None:
@@ -628,14 +582,6 @@ class CompressPanel(JobHost, Panel):
             self.message.emit(f"comparison written to {name}")
 
     # -------------------------------------------------------------------- misc
-    def _show_problem(self, text: str) -> None:
-        self.problem.setText(text)
-        self.problem.show()
-
-    def _clear_problem(self) -> None:
-        self.problem.hide()
-        self.problem.setText("")
-
     def jobs_changed(self) -> None:
         self._update_buttons()
 

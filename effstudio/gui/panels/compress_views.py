@@ -8,6 +8,7 @@ and says what each variant is called.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from effstudio.compress.events import (
     DistillEvalEvent,
     DistillStepEvent,
     PruneStepEvent,
+    ResultEvent,
 )
 from effstudio.gui import theme
 from effstudio.gui.metrics import DASH
@@ -56,6 +58,17 @@ def file_size(n: float) -> str:
 def fixed_text(value: float | None, digits: int = 2) -> str:
     """``value`` with ``digits`` decimals and thousands separators; a dash when missing or not finite."""
     return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def describe_result(event: ResultEvent) -> str:
+    """A finished operation in one line: its file, parameters and accuracy, and the check it passed."""
+    acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
+    extra = ""
+    if "max_abs_diff" in event.details:
+        extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
+    elif "sparsity" in event.details:
+        extra = f"; sparsity {event.details['sparsity']:.2f}"
+    return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
 
 
 class _Item(QTableWidgetItem):
