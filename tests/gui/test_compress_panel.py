@@ -56,3 +56,24 @@ def test_bad_input_is_shown_in_the_panel(panel, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not panel.running and panel.job is None, timeout=TIMEOUT)
     assert not panel.problem.isHidden() and panel.error
     assert not panel.rows
+
+
+def test_the_tabs_are_the_steps_settings_and_a_bad_one_is_refused(panel, tmp_path):
+    from effstudio.compress.plan import ExportStep, PruneStep, QuantizeStep
+
+    source = make_checkpoint(tmp_path / "tiny.safetensors")
+    panel.set_checkpoint(source)
+    assert panel.forms["prune"].config() == PruneStep(out=str(tmp_path / "tiny-magnitude-50.safetensors"))
+    assert panel.forms["export"].config() == ExportStep(check=True, out=str(tmp_path / "tiny.onnx"))
+    quantize = panel.forms["quantize"]
+    quantize.editor("quantize").setCurrentText("onnx-int8")  # the suggested file follows the method
+    assert quantize.config() == QuantizeStep(quantize="onnx-int8", out=str(tmp_path / "tiny-onnx-int8.onnx"))
+    student = panel.forms["distill"].config()
+    assert (student.steps, student.student_settings()) == (200, ("model.d_model=64", "model.heads=2", "model.layers=2",
+                                                                 "model.attention=sdpa"))
+    amount = panel.forms["prune"].editor("amount")
+    amount.setText("1.5")
+    amount.textEdited.emit("1.5")
+    assert "must be <= 1.0" in panel.forms["prune"].error_text("amount")
+    assert not panel.start_operation("prune") and not panel.running
+    assert "amount" in panel.problem.text() and not panel.problem.isHidden()
