@@ -100,14 +100,15 @@ NOTES = {"distill": "Teacher: the checkpoint above; after a run in this window, 
                     "checkpoint you open.",
          "export": "ONNX with dynamic batch and sequence axes; the check compares the export with PyTorch "
                    "(largest absolute difference) and times it in onnxruntime."}
+# tooltips where the panel says more than a declaration (and its output file is a full path here)
 HELP = {"prune": "magnitude: smallest weights per layer; global-magnitude: over all layers; heads / neurons / "
                  "structured: cut whole heads and feed-forward neurons (a smaller, faster model)",
         "importance": "how heads and neurons are ranked: weight magnitude, or |weight x gradient| over a few "
                       "training batches",
         "quantize": "dynamic-int8: torch int8 Linear layers; fp16/bf16: half-precision weights; "
                     "onnx-int8(-static): onnxruntime int8, static calibrated on training batches",
-        "alpha": "weight of the KL term; the task loss gets 1 - alpha"}
-OUT_HELP = "where the result is written (suggested beside the checkpoint)"
+        "alpha": "weight of the KL term; the task loss gets 1 - alpha",
+        "out": "where the result is written (suggested beside the checkpoint)"}
 
 
 def operation_job(step: Any, source: Path, out: Path) -> tuple[JobFn, str]:
@@ -216,7 +217,9 @@ class CompressPanel(JobHost, Panel):
             note = description_label(tab)
             note.setText(NOTES[operation])
             layout.addWidget(note)
-        form = ConfigForm(STEPS[operation], fields=FIELDS.get(operation), help={**HELP, "out": OUT_HELP}, parent=tab)
+        # the student's model and attention kinds come from the registry the panel was given
+        offered = {"student_model": self.registry.names("models"), "attention": self.registry.names("attention")}
+        form = ConfigForm(STEPS[operation], fields=FIELDS.get(operation), choices=offered, help=HELP, parent=tab)
         form.set_values(PANEL_DEFAULTS.get(operation, {}))
         form.editor("out").setPlaceholderText("output file")
         form.changed.connect(lambda name: self._suggest_outputs() if name in NAMED_BY else None)
