@@ -65,7 +65,7 @@ def test_a_finished_run_runs_its_steps_into_its_folder_table_and_record(window, 
     assert names == {window.last_done.checkpoint: "original", str(folder / PRUNED): "prune heads 0.5",
                      str(folder / INT8): "quantize dynamic-int8"}
     assert all(row.error is None and row.accuracy is not None for row in panel.ordered_rows())
-    assert len(panel._sparsity) == 2  # the pruning step drew its live curve
+    assert len(panel.live.points["sparsity"]) == 2  # the pruning step drew its live curve
     _screenshot(window, str(tmp_path / "compress-steps.png"))
 
     with RunStore(default_path()) as store:
@@ -98,7 +98,8 @@ def _wait_for_the_prune_step(window, qtbot):
     window.set_compress_steps((PruneStep(prune="heads", amount=0.5, finetune_steps=40_000),
                                QuantizeStep(quantize="fp16")))
     assert window.start_training() is not None
-    qtbot.waitUntil(lambda: panel.running and panel._step is not None and bool(panel._sparsity), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.running and panel._step is not None and bool(panel.live.points["sparsity"]),
+                    timeout=TIMEOUT)
     return Path(window.last_done.checkpoint).parent
 
 
@@ -176,7 +177,7 @@ def test_a_chain_waiting_behind_a_stopped_chain_still_runs(app, qtbot, tmp_path)
     quick = RunPlan(tiny_config(), (QuantizeStep(quantize="fp16"),))
     assert panel.start_steps(checkpoint, lambda control: steps_after_training(slow, done, tmp_path, control))
     assert not panel.start_steps(checkpoint, lambda control: steps_after_training(quick, done, tmp_path, control))
-    qtbot.waitUntil(lambda: bool(panel._sparsity), timeout=TIMEOUT)  # the slow chain is fine-tuning
+    qtbot.waitUntil(lambda: bool(panel.live.points["sparsity"]), timeout=TIMEOUT)  # the slow chain is fine-tuning
     ended = []
     panel.steps_done.connect(lambda event: ended.append(event.status))
     panel.stop()

@@ -111,3 +111,14 @@ def test_advanced_fields_are_collapsible(app, qtbot):
     assert not form.advanced_group.isExpanded()
     form.set_error(advanced[0], "look here")
     assert form.advanced_group.isExpanded()
+
+
+def test_a_form_draws_the_fields_it_is_given_with_help_of_its_own(app, qtbot):
+    form = ConfigForm(TrainConfig, fields=("steps", "lr"), help={"lr": "how fast, in this form"})
+    qtbot.addWidget(form)
+    assert form.field_names() == ["steps", "lr"]
+    assert "how fast, in this form" in form.editor("lr").toolTip()
+    form.set_value("lr", 3e-4)
+    config = form.config()  # the fields not drawn keep their defaults
+    assert config.lr == pytest.approx(3e-4) and config.batch_size == TrainConfig().batch_size
+    assert set(form.values()) == {"steps", "lr"}

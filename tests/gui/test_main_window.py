@@ -153,7 +153,7 @@ def test_fine_tune_the_compress_result_trains_the_pruned_model(window, qtbot, tm
     source = make_checkpoint(tmp_path / "tiny.safetensors", tiny_compress_config(**{"train.steps": 3}))
     panel = window.compress_panel
     panel.set_checkpoint(source)
-    panel.prune_method.setCurrentText("heads")
+    panel.forms["prune"].editor("prune").setCurrentText("heads")
     assert not panel.fine_tune_button.isEnabled()
     assert panel.start_operation("prune")
     qtbot.waitUntil(lambda: not panel.running and panel.trainable_result is not None, timeout=60_000)

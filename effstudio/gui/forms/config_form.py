@@ -93,7 +93,9 @@ class ConfigForm(QWidget):
 
     ``choices`` replaces a field's offered values (e.g. devices that exist here);
     ``prefix`` ("model", "train") is stripped from ConfigError field names;
-    ``columns`` spreads the basic fields over that many side-by-side columns.
+    ``columns`` spreads the basic fields over that many side-by-side columns;
+    ``fields`` names the fields to draw, in their order (the others keep their defaults);
+    ``help`` replaces a field's declared help where the form's context gives the field another meaning.
     ``changed(name)`` fires when the user edits a field.
     """
 
@@ -106,13 +108,17 @@ class ConfigForm(QWidget):
         prefix: str = "",
         choices: Mapping[str, Sequence[Any]] | None = None,
         columns: int = 1,
+        fields: Sequence[str] | None = None,
+        help: Mapping[str, str] | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
         self.config_cls = config_cls
         self.prefix = prefix
-        self.specs = {spec.name: spec for spec in fields_of(config_cls)}
+        specs = {spec.name: spec for spec in fields_of(config_cls)}
+        self.specs = {name: specs[name] for name in fields} if fields is not None else specs
         self._choices = dict(choices or {})
+        self._help = dict(help or {})
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
         self._errors: dict[str, str] = {}
@@ -175,8 +181,9 @@ class ConfigForm(QWidget):
 
     def _tooltip(self, spec: FieldSpec) -> str:
         lines = [f"<b>{spec.label}</b> <code>{self.prefix + '.' if self.prefix else ''}{spec.name}</code>"]
-        if spec.help:
-            lines.append(spec.help)
+        text = self._help.get(spec.name, spec.help)
+        if text:
+            lines.append(text)
         bounds = []
         if spec.min is not None:
             bounds.append(f"min {format_value(spec.min)}")

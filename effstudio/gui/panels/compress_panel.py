@@ -1,8 +1,11 @@
 """Compress section: prune, quantize, distill and export a checkpoint, then compare the variants.
 
-Every operation is a core generator (effstudio.compress) run in a
-:class:`~effstudio.gui.job.Job`; the panel only turns its controls into
-settings and events into plots and rows. A finished job's file joins the
+Every operation is a core generator (effstudio.compress) run as a job of
+:class:`~effstudio.gui.job.JobHost`. Its settings are those of the run
+config's step (``PruneStep``, ``QuantizeStep``, ``DistillStep``, ``ExportStep``),
+drawn by :class:`~effstudio.gui.forms.config_form.ConfigForm`; the panel only
+turns them into a job, and events into plots and rows (its views are in
+:mod:`effstudio.gui.panels.compress_views`). A finished job's file joins the
 variants list with the source checkpoint, and both are measured (accuracy,
 latency at batch 1 and 32, size, memory) by the same ``compare`` job as
 ``effstudio compare``. The comparison table exports as CSV or Markdown; the
@@ -15,41 +18,25 @@ step by step, its outputs measured into the table like results made by hand.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
-    QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from effstudio.compress.compare import compare_job, pareto_indices, rows_to_csv, rows_to_markdown
+from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
 from effstudio.compress.distill import DistillSettings, distill_job
 from effstudio.compress.events import (
     CompareRowEvent,
@@ -59,72 +46,87 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.compress.export import export_job
-from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent
-from effstudio.compress.prune import IMPORTANCE, PruneSettings, prune_job
-from effstudio.compress.prune import METHODS as PRUNE_METHODS
-from effstudio.compress.quantize import METHODS as QUANT_METHODS
+from effstudio.compress.formats import config_of_file
+from effstudio.compress.plan import (
+    CompressDoneEvent,
+    CompressStepEvent,
+    DistillStep,
+    ExportStep,
+    PruneStep,
+    QuantizeStep,
+)
+from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
+from effstudio.config import ConfigError, param
 from effstudio.engine.events import JobControl, LogEvent
-from effstudio.gui import theme
+from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
-from effstudio.gui.job import Job
-from effstudio.gui.metrics import DASH
-from effstudio.gui.panels.base import Panel
-from effstudio.gui.plots.scaling import LogAxis
+from effstudio.gui.job import Job, JobHost
+from effstudio.gui.panels.base import Panel, description_label
+from effstudio.gui.panels.compress_views import (
+    CompareTable,
+    ParetoScatter,
+    ProgressPlots,
+    describe_result,
+)
+from effstudio.gui.panels.run_controls import RunGroup, controls_column
 from effstudio.registry import Registry
 
 JobFn = Callable[[JobControl], Iterator[Any]]
-COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
-COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
-               "File size on disk", "Accuracy on the validation split",
-               "Median latency of one sequence (ms)", "95th percentile latency of one sequence (ms)",
-               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms)",
-               "Peak resident memory above the baseline while running the batch of 32 (MB)")
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
-FRONT_COLOUR = theme.ORANGE
-POINT_COLOUR = theme.BLUE
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n}"
+@dataclass(frozen=True)
+class StudentStep(DistillStep):
+    """The Distill tab: the step's settings and the student's shape, which the step takes as ``set`` texts."""
+
+    attention: str = param("sdpa", choices_from="attention", help="attention kind of the student")
+    d_model: int = param(64, min=8, max=4096, label="Width", help="student model width (d_model)")
+    heads: int = param(2, min=1, max=64)
+    layers: int = param(2, min=1, max=48)
+
+    def student_settings(self) -> tuple[str, ...]:
+        return (f"model.d_model={self.d_model}", f"model.heads={self.heads}", f"model.layers={self.layers}",
+                f"model.attention={self.attention}")
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+# the tabs, in order: each operation's settings are its run-config step's
+STEPS: dict[str, type] = {"prune": PruneStep, "quantize": QuantizeStep, "distill": StudentStep, "export": ExportStep}
+FIELDS = {"distill": ("student_model", "attention", "d_model", "heads", "layers", "steps", "temperature", "alpha",
+                      "hidden_weight", "out")}
+PANEL_DEFAULTS = {"distill": {"steps": 200}, "export": {"check": True}}  # quick to try, and checked, by hand
+NAMED_BY = ("prune", "amount", "quantize")  # the settings a suggested output file name is made of
+NOTES = {"distill": "Teacher: the checkpoint above; after a run in this window, the model just trained, or any "
+                    "checkpoint you open.",
+         "export": "ONNX with dynamic batch and sequence axes; the check compares the export with PyTorch "
+                   "(largest absolute difference) and times it in onnxruntime."}
+# tooltips where the panel says more than a declaration (and its output file is a full path here)
+HELP = {"prune": "magnitude: smallest weights per layer; global-magnitude: over all layers; heads / neurons / "
+                 "structured: cut whole heads and feed-forward neurons (a smaller, faster model)",
+        "importance": "how heads and neurons are ranked: weight magnitude, or |weight x gradient| over a few "
+                      "training batches",
+        "quantize": "dynamic-int8: torch int8 Linear layers; fp16/bf16: half-precision weights; "
+                    "onnx-int8(-static): onnxruntime int8, static calibrated on training batches",
+        "alpha": "weight of the KL term; the task loss gets 1 - alpha",
+        "out": "where the result is written (suggested beside the checkpoint)"}
 
 
-class _Item(QTableWidgetItem):
-    def __init__(self, text: str, key: Any = None):
-        super().__init__(text)
-        self.key = (1, 0) if key is None else (0, key)
-        if key is not None and not isinstance(key, str):
-            self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.key < other.key if isinstance(other, _Item) else super().__lt__(other)
-
-
-def _plot(title: str, x_label: str, y_label: str, parent: QWidget, x_log: bool = False) -> pg.PlotWidget:
-    axes = {"bottom": LogAxis("bottom")} if x_log else {}
-    widget = pg.PlotWidget(parent=parent, background="w", axisItems=axes)
-    item = widget.getPlotItem()
-    item.setTitle(f"<span style='color:{theme.TEXT}; font-size:10pt'>{title}</span>")
-    item.setLabel("bottom", x_label, color="#4b5563")
-    item.setLabel("left", y_label, color="#4b5563")
-    item.showGrid(x=True, y=True, alpha=0.15)
-    for side in ("bottom", "left"):
-        item.getAxis(side).enableAutoSIPrefix(False)
-        item.getAxis(side).setPen(pg.mkPen("#9ca3af"))
-        item.getAxis(side).setTextPen(pg.mkPen("#4b5563"))
-    widget.setMinimumHeight(180)
-    return widget
+def operation_job(step: Any, source: Path, out: Path) -> tuple[JobFn, str]:
+    """The job that runs a tab's step on ``source`` into ``out``, and what the table calls its result."""
+    if isinstance(step, PruneStep):
+        settings = PruneSettings(step.prune, step.amount, step.importance, step.finetune_steps, step.schedule_steps)
+        return (lambda control: prune_job(source, settings, out, control)), f"{step.prune} {round(step.amount * 100)}%"
+    if isinstance(step, QuantizeStep):
+        return (lambda control: quantize_job(source, step.quantize, out, control,
+                                             calibration_batches=step.calibration_batches)), step.quantize
+    if isinstance(step, ExportStep):
+        return (lambda control: export_job(source, out, step.check, control)), "ONNX"
+    settings = DistillSettings(step.student_model, step.student_settings(), step.steps, step.temperature, step.alpha,
+                               step.hidden_weight)
+    return (lambda control: distill_job(source, settings, out, control)), f"student {step.attention} d{step.d_model}"
 
 
-class CompressPanel(Panel):
+class CompressPanel(JobHost, Panel):
     """Operations on the left (tabs), comparison and live plots on the right."""
 
     message = Signal(str)
@@ -138,7 +140,8 @@ class CompressPanel(Panel):
                          "checkpoint or ONNX file; it is measured beside the original on the same validation "
                          "split: size, accuracy, latency and memory.", scroll=False, parent=parent)
         self.registry = registry
-        self.job: Job | None = None
+        self.init_jobs()
+        self.forms: dict[str, ConfigForm] = {}  # by operation, one per settings tab
         self.job_kind = ""
         self.rows: dict[str, CompareRowEvent] = {}  # by path, in insertion order
         self.variants: list[Path] = []
@@ -156,15 +159,12 @@ class CompressPanel(Panel):
         columns.addWidget(self._make_controls())
         columns.addWidget(self._make_results(), 1)
         self.body.addLayout(columns, 1)
-        self._update_buttons()
+        self._source_changed()
 
     # ---------------------------------------------------------------- controls
     def _make_controls(self) -> QWidget:
-        column = QWidget(self)
-        layout = QVBoxLayout(column)
-        layout.setContentsMargins(0, 0, 4, 0)
-        layout.setSpacing(10)
-
+        scroll, layout = controls_column(self, 290)
+        column = layout.parentWidget()
         source = QGroupBox("Checkpoint", column)
         source_layout = QVBoxLayout(source)
         source_layout.setSpacing(6)
@@ -180,183 +180,52 @@ class CompressPanel(Panel):
         row.addWidget(self.source_edit, 1)
         row.addWidget(browse)
         source_layout.addLayout(row)
-        self.source_info = QLabel("Train a model or open a checkpoint to start.", source)
-        self.source_info.setObjectName("description")
-        self.source_info.setWordWrap(True)
+        self.source_info = description_label(source)  # what the checkpoint is (set by _source_changed)
         source_layout.addWidget(self.source_info)
         layout.addWidget(source)
 
         self.tabs = QTabWidget(column)
         self.tabs.setObjectName("compressTabs")
-        self.tabs.addTab(self._prune_tab(), "Prune")
-        self.tabs.addTab(self._quantize_tab(), "Quantize")
-        self.tabs.addTab(self._distill_tab(), "Distill")
-        self.tabs.addTab(self._export_tab(), "Export")
+        for operation in STEPS:
+            self.tabs.addTab(self._settings_tab(operation), operation.capitalize())
         layout.addWidget(self.tabs)
 
-        run_group = QGroupBox("Run", column)
-        run_layout = QVBoxLayout(run_group)
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton(icon("start", "#ffffff"), "Run", run_group)
-        self.run_button.setObjectName("primary")
-        self.run_button.setToolTip("Run the operation of the open tab, then measure the result")
-        self.stop_button = QPushButton(action_icon("stop"), "Stop", run_group)
-        for button in (self.run_button, self.stop_button):
-            button.setMinimumHeight(30)
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-            buttons.addWidget(button)
+        self.run_group = RunGroup("Run the operation of the open tab, then measure the result", "compressProblem",
+                                  column)
+        run = self.run_group
+        self.run_button, self.stop_button, self.progress = run.run_button, run.stop_button, run.progress
+        self.status_label, self.problem = run.status_label, run.problem
         self.run_button.clicked.connect(self.start_current)
         self.stop_button.clicked.connect(self.stop)
-        run_layout.addLayout(buttons)
-        self.progress = QProgressBar(run_group)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        run_layout.addWidget(self.progress)
-        self.status_label = QLabel("", run_group)
-        self.status_label.setObjectName("description")
-        self.status_label.setWordWrap(True)
-        run_layout.addWidget(self.status_label)
-        self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run_group)
+        self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run)
         self.fine_tune_button.setToolTip("Train the newest result further: a new run that starts from its weights, "
                                          "with its own settings")
         self.fine_tune_button.setEnabled(False)
         self.fine_tune_button.clicked.connect(
             lambda: self.trainable_result and self.fine_tune_requested.emit(str(self.trainable_result)))
-        run_layout.addWidget(self.fine_tune_button)
-        self.problem = QLabel("", run_group)
-        self.problem.setObjectName("compressProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet(f"color: {theme.ERROR};")
-        self.problem.hide()
-        run_layout.addWidget(self.problem)
-        layout.addWidget(run_group)
+        run.add_widget(self.fine_tune_button)
+        layout.addWidget(run)
         layout.addStretch(1)
-
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(column)
-        scroll.setFixedWidth(290)
         return scroll
 
-    def _form(self, parent: QWidget) -> QFormLayout:
-        form = QFormLayout(parent)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(6)
-        return form
-
-    def _combo(self, items: tuple[str, ...], parent: QWidget, tip: str) -> QComboBox:
-        box = QComboBox(parent)
-        box.addItems(list(items))
-        box.setToolTip(tip)
-        box.currentTextChanged.connect(lambda _t: self._suggest_outputs())
-        return box
-
-    def _out_edit(self, parent: QWidget) -> QLineEdit:
-        edit = QLineEdit(parent)
-        edit.setPlaceholderText("output file")
-        edit.setToolTip("Where the result is written (suggested beside the checkpoint)")
-        return edit
-
-    def _prune_tab(self) -> QWidget:
+    def _settings_tab(self, operation: str) -> QWidget:
+        """One operation's settings, drawn from its step declaration (as a run config's [[compress]] names them)."""
         tab = QWidget(self)
-        form = self._form(tab)
-        self.prune_method = self._combo(PRUNE_METHODS, tab, "magnitude: smallest weights per layer; "
-                                        "global-magnitude: over all layers; heads / neurons / structured: "
-                                        "cut whole heads and feed-forward neurons (a smaller, faster model)")
-        self.prune_amount = QDoubleSpinBox(tab)
-        self.prune_amount.setRange(0.05, 0.95)
-        self.prune_amount.setSingleStep(0.05)
-        self.prune_amount.setValue(0.5)
-        self.prune_amount.setToolTip("Fraction of weights (or heads and neurons) to remove")
-        self.prune_amount.valueChanged.connect(lambda _v: self._suggest_outputs())
-        self.prune_importance = self._combo(IMPORTANCE, tab, "How heads and neurons are ranked: weight "
-                                            "magnitude, or |weight x gradient| over a few training batches")
-        self.prune_finetune = QSpinBox(tab)
-        self.prune_finetune.setRange(0, 100_000)
-        self.prune_finetune.setToolTip("Fine-tuning steps in all, spread over 4 pruning steps on a cubic "
-                                       "schedule; 0 prunes once")
-        self.prune_out = self._out_edit(tab)
-        form.addRow("Method", self.prune_method)
-        form.addRow("Amount", self.prune_amount)
-        form.addRow("Importance", self.prune_importance)
-        form.addRow("Fine-tune steps", self.prune_finetune)
-        form.addRow("Output", self.prune_out)
-        return tab
-
-    def _quantize_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.quant_method = self._combo(QUANT_METHODS, tab, "dynamic-int8: torch int8 Linear layers; fp16/bf16: "
-                                        "half-precision weights; onnx-int8(-static): onnxruntime int8, static "
-                                        "calibrated on training batches")
-        self.quant_out = self._out_edit(tab)
-        form.addRow("Method", self.quant_method)
-        form.addRow("Output", self.quant_out)
-        return tab
-
-    def _distill_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.student_model = QComboBox(tab)
-        self.student_model.addItems(self.registry.names("models"))
-        if "transformer" in self.registry.names("models"):
-            self.student_model.setCurrentText("transformer")
-        self.student_model.setToolTip("Model type of the student")
-        self.student_attention = QComboBox(tab)
-        self.student_attention.addItems(self.registry.names("attention"))
-        self.student_attention.setCurrentText("sdpa")
-        self.student_width = QSpinBox(tab)
-        self.student_width.setRange(8, 4096)
-        self.student_width.setValue(64)
-        self.student_width.setToolTip("Student model width (d_model)")
-        self.student_heads = QSpinBox(tab)
-        self.student_heads.setRange(1, 64)
-        self.student_heads.setValue(2)
-        self.student_layers = QSpinBox(tab)
-        self.student_layers.setRange(1, 48)
-        self.student_layers.setValue(2)
-        self.distill_steps = QSpinBox(tab)
-        self.distill_steps.setRange(1, 1_000_000)
-        self.distill_steps.setValue(200)
-        self.distill_temperature = QDoubleSpinBox(tab)
-        self.distill_temperature.setRange(0.1, 20.0)
-        self.distill_temperature.setValue(2.0)
-        self.distill_alpha = QDoubleSpinBox(tab)
-        self.distill_alpha.setRange(0.0, 1.0)
-        self.distill_alpha.setSingleStep(0.1)
-        self.distill_alpha.setValue(0.5)
-        self.distill_alpha.setToolTip("Weight of the KL term; the task loss gets 1 - alpha")
-        self.distill_out = self._out_edit(tab)
-        teacher = QLabel("The checkpoint above: after a run in this window, the model just trained; "
-                         "or any checkpoint you open.", tab)
-        teacher.setObjectName("description")
-        teacher.setWordWrap(True)
-        form.addRow("Teacher", teacher)
-        form.addRow("Student", self.student_model)
-        form.addRow("Attention", self.student_attention)
-        form.addRow("Width", self.student_width)
-        form.addRow("Heads", self.student_heads)
-        form.addRow("Layers", self.student_layers)
-        form.addRow("Steps", self.distill_steps)
-        form.addRow("Temperature", self.distill_temperature)
-        form.addRow("Alpha", self.distill_alpha)
-        form.addRow("Output", self.distill_out)
-        return tab
-
-    def _export_tab(self) -> QWidget:
-        tab = QWidget(self)
-        form = self._form(tab)
-        self.export_out = self._out_edit(tab)
-        note = QLabel("ONNX with dynamic batch and sequence axes; the export is checked against PyTorch "
-                      "(largest absolute difference) and timed in onnxruntime.", tab)
-        note.setObjectName("description")
-        note.setWordWrap(True)
-        form.addRow(note)
-        form.addRow("Output", self.export_out)
+        layout = QVBoxLayout(tab)
+        layout.setContentsMargins(8, 8, 8, 8)
+        if operation in NOTES:
+            note = description_label(tab)
+            note.setText(NOTES[operation])
+            layout.addWidget(note)
+        # the student's model and attention kinds come from the registry the panel was given
+        offered = {"student_model": self.registry.names("models"), "attention": self.registry.names("attention")}
+        form = ConfigForm(STEPS[operation], fields=FIELDS.get(operation), choices=offered, help=HELP, parent=tab)
+        form.set_values(PANEL_DEFAULTS.get(operation, {}))
+        form.editor("out").setPlaceholderText("output file")
+        form.changed.connect(lambda name: self._suggest_outputs() if name in NAMED_BY else None)
+        self.forms[operation] = form
+        layout.addWidget(form)
+        layout.addStretch(1)
         return tab
 
     # ----------------------------------------------------------------- results
@@ -387,25 +256,8 @@ class CompressPanel(Panel):
         bar.addWidget(self.markdown_button)
         compare_layout.addLayout(bar)
 
-        self.table = QTableWidget(0, len(COLUMNS), compare)
-        self.table.setObjectName("compareTable")
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        for column, tip in enumerate(COLUMN_TIPS):
-            self.table.horizontalHeaderItem(column).setToolTip(tip)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(60)
-        self.table.setWordWrap(False)
-        self.table.setSortingEnabled(True)
-
-        self.scatter = _plot("Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
-                             "accuracy", compare, x_log=True)
-        self.scatter.setMinimumHeight(230)
+        self.table = CompareTable(compare)
+        self.scatter = ParetoScatter(compare)
         splitter = QSplitter(Qt.Orientation.Vertical, compare)
         splitter.addWidget(self.table)
         splitter.addWidget(self.scatter)
@@ -414,33 +266,8 @@ class CompressPanel(Panel):
         compare_layout.addWidget(splitter, 1)
         self.result_tabs.addTab(compare, "Compare")
 
-        live = QWidget(self)
-        live_layout = QVBoxLayout(live)
-        live_layout.setContentsMargins(0, 6, 0, 0)
-        self.sparsity_plot = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", live)
-        self.sparsity_curve = self.sparsity_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
-                                                      symbolBrush=theme.BLUE, symbolPen=None, symbolSize=7)
-        self.distill_plot = _plot("Distillation: validation accuracy", "step", "accuracy", live)
-        legend = self.distill_plot.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
-        legend.setLabelTextColor(theme.TEXT)
-        self.student_curve = self.distill_plot.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o",
-                                                    symbolSize=6, symbolBrush=theme.BLUE, symbolPen=None,
-                                                    name="student")
-        self.teacher_curve = self.distill_plot.plot([], [], pen=pg.mkPen(theme.ORANGE, width=2,
-                                                                         style=Qt.PenStyle.DashLine),
-                                                    name="teacher")
-        self.kl_plot = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", live)
-        self.kl_curve = self.kl_plot.plot([], [], pen=pg.mkPen(theme.GREEN, width=2))
-        live_layout.addWidget(self.sparsity_plot, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.distill_plot, 1)
-        row.addWidget(self.kl_plot, 1)
-        live_layout.addLayout(row, 1)
-        self.result_tabs.addTab(live, "Progress")
-        self._sparsity: list[tuple[float, float]] = []
-        self._student: list[tuple[int, float]] = []
-        self._teacher: list[tuple[int, float]] = []
-        self._kl: list[tuple[int, float]] = []
+        self.live = ProgressPlots(self)
+        self.result_tabs.addTab(self.live, "Progress")
         return self.result_tabs
 
     # ------------------------------------------------------------------ source
@@ -461,14 +288,12 @@ class CompressPanel(Panel):
 
     def _source_changed(self) -> None:
         source = self.source
-        self._clear_problem()
+        self.run_group.clear_problem()
         if source is None or not source.is_file():
             self.source_info.setText("Train a model or open a checkpoint to start." if source is None
                                      else "No such file.")
         else:
             try:
-                from effstudio.compress.formats import config_of_file
-
                 config, metadata = config_of_file(source)
                 kind = metadata.get("effstudio.quantization") or metadata.get("effstudio.dtype") or "float32"
                 self.source_info.setText(f"{config.model_type} ({config.attention_kind}) on {config.task_name}, "
@@ -479,23 +304,31 @@ class CompressPanel(Panel):
         self._update_buttons()
 
     def _suggest_outputs(self) -> None:
+        """Each tab's output file, beside the checkpoint, named after the settings that make it."""
         source = self.source
         if source is None:
             return
-        stem, folder = source.stem, source.parent
-        amount = int(round(self.prune_amount.value() * 100))
-        prune = f"{stem}-{self.prune_method.currentText()}-{amount}.safetensors"
-        quant_method = self.quant_method.currentText()
-        quant = f"{stem}-{quant_method}{SUFFIX.get(quant_method, '.safetensors')}"
-        self.prune_out.setText(str(folder / prune))
-        self.quant_out.setText(str(folder / quant))
-        self.distill_out.setText(str(folder / f"{stem}-student.safetensors"))
-        self.export_out.setText(str(folder / f"{stem}.onnx"))
+        stem = source.stem
+        prune = self.forms["prune"].raw_values()
+        quantize = self.forms["quantize"].raw_values()["quantize"]
+        names = {"quantize": f"{stem}-{quantize}{SUFFIX.get(quantize, '.safetensors')}",
+                 "distill": f"{stem}-student.safetensors", "export": f"{stem}.onnx"}
+        try:
+            names["prune"] = f"{stem}-{prune['prune']}-{round(float(prune['amount']) * 100)}.safetensors"
+        except (ValueError, OverflowError):  # an amount being typed: the name follows once it is a number
+            pass
+        for operation, name in names.items():
+            self.forms[operation].set_values({"out": str(source.parent / name)})
 
     # -------------------------------------------------------------------- jobs
     @property
+    def job(self) -> Job | None:
+        """The job that runs now (or whose finished signal is still on the way), else None."""
+        return self.job_of()
+
+    @property
     def running(self) -> bool:
-        return self.job is not None and self.job.running
+        return self.job_running()
 
     def start_current(self) -> None:
         self.start_operation(self.tabs.tabText(self.tabs.currentIndex()).lower())
@@ -506,50 +339,22 @@ class CompressPanel(Panel):
         if self.running:
             return False
         if source is None or not source.is_file():
-            self._show_problem("Choose a checkpoint first.")
+            self.run_group.show_problem("Choose a checkpoint first.")
             return False
-        if operation == "prune":
-            settings = PruneSettings(self.prune_method.currentText(), round(self.prune_amount.value(), 4),
-                                     self.prune_importance.currentText(), self.prune_finetune.value())
-            out = Path(self.prune_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return prune_job(source, settings, out, control)
-            label = f"{settings.method} {int(round(settings.amount * 100))}%"
-        elif operation == "quantize":
-            method, out = self.quant_method.currentText(), Path(self.quant_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return quantize_job(source, method, out, control)
-            label = method
-        elif operation == "distill":
-            settings = DistillSettings(
-                self.student_model.currentText(),
-                (f"model.d_model={self.student_width.value()}", f"model.heads={self.student_heads.value()}",
-                 f"model.layers={self.student_layers.value()}",
-                 f"model.attention={self.student_attention.currentText()}"),
-                steps=self.distill_steps.value(), temperature=self.distill_temperature.value(),
-                alpha=self.distill_alpha.value())
-            out = Path(self.distill_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return distill_job(source, settings, out, control)
-            label = f"student {self.student_attention.currentText()} d{self.student_width.value()}"
-        elif operation == "export":
-            out = Path(self.export_out.text())
-
-            def fn(control: JobControl) -> Iterator[Any]:
-                return export_job(source, out, True, control)
-            label = "ONNX"
-        else:
-            raise ValueError(f"unknown operation {operation!r}")
+        try:
+            step = self.forms[operation].config()
+        except ConfigError as err:
+            self.run_group.show_problem(f"{operation}: {err}")
+            return False
+        out = Path(step.out)
         if out.resolve() == source.resolve():
-            self._show_problem("The output would overwrite the checkpoint; name another file.")
+            self.run_group.show_problem("The output would overwrite the checkpoint; name another file.")
             return False
+        fn, label = operation_job(step, source, out)
         self.labels.setdefault(str(source), "original")
         self.labels[str(out)] = label
         if operation in ("prune", "distill"):
-            self._reset_live(operation)
+            self.live.reset(operation)
             self.result_tabs.setCurrentIndex(1)
         self._run(operation, fn)
         return True
@@ -560,17 +365,12 @@ class CompressPanel(Panel):
             return False
         task = None
         if self.rows:  # new variants are measured on the task of those already in the table
-            from effstudio.compress.formats import config_of_file
-
             try:
                 task = config_of_file(Path(next(iter(self.rows))))[0].task_name
             except Exception:  # the file is gone or unreadable: each new file then brings its own task
                 task = None
-
-        def fn(control: JobControl) -> Iterator[Any]:
-            return compare_job(pending, task_name=task, control=control, repeats=20)
         self.result_tabs.setCurrentIndex(0)
-        self._run("compare", fn)
+        self._run("compare", lambda control: compare_job(pending, task_name=task, control=control, repeats=20))
         return True
 
     def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
@@ -592,29 +392,23 @@ class CompressPanel(Panel):
         return True
 
     def _run(self, kind: str, fn: JobFn) -> None:
-        self._clear_problem()
+        self.run_group.clear_problem()
         self.job_kind = kind
         self.error = None
-        self.job = Job(fn, name=f"effstudio-{kind}", parent=self)
-        self.job.event.connect(self._on_event)
-        self.job.failed.connect(self._on_failed)
-        self.job.finished.connect(self._on_finished)
         self.progress.setRange(0, 0)
         self.progress.setFormat(f"{kind}\u2026")
         if kind != "compare":
             self._steps_summary = ""
         self.status_label.setText(f"{self._steps_summary} Measuring\u2026" if kind == "compare" and
                                   self._steps_summary else f"{kind.capitalize()} running\u2026")
-        self.job.start()
-        self._update_buttons()  # after start: `running` asks the job's thread
+        self.start_job(fn, on_event=self._on_event, on_finished=self._on_finished)
 
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.stop()
+        self.stop_jobs()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         self._pending_steps = None
-        return self.job.shutdown(timeout_ms) if self.job is not None else True
+        return super().shutdown(timeout_ms)
 
     def _step_prefix(self) -> str:
         """While a chain runs, progress texts start with its step ("2/3 prune \u00b7 "); the label says more."""
@@ -626,27 +420,12 @@ class CompressPanel(Panel):
             self._on_step(event)
         elif isinstance(event, CompressDoneEvent):
             self._steps_done = event
-        elif isinstance(event, PruneStepEvent):
-            self._sparsity.append((event.sparsity, event.accuracy))
-            xs, ys = zip(*self._sparsity, strict=True)
-            self.sparsity_curve.setData(list(xs), list(ys))
-            self.progress.setRange(0, event.total_steps)
-            self.progress.setValue(event.step)
-            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
-        elif isinstance(event, DistillStepEvent):
-            self._kl.append((event.step, event.kl))
-            if event.step % 5 == 0 or event.step == event.total_steps:
-                xs, ys = zip(*self._kl, strict=True)
-                self.kl_curve.setData(list(xs), list(ys))
-            self.progress.setRange(0, event.total_steps)
-            self.progress.setValue(event.step)
-            self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
-        elif isinstance(event, DistillEvalEvent):
-            self._student.append((event.step, event.student_accuracy))
-            self._teacher.append((event.step, event.teacher_accuracy))
-            for curve, points in ((self.student_curve, self._student), (self.teacher_curve, self._teacher)):
-                xs, ys = zip(*points, strict=True)
-                curve.setData(list(xs), list(ys))
+        elif isinstance(event, (PruneStepEvent, DistillStepEvent, DistillEvalEvent)):
+            self.live.add(event)
+            if not isinstance(event, DistillEvalEvent):
+                self.progress.setRange(0, event.total_steps)
+                self.progress.setValue(event.step)
+                self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
         elif isinstance(event, ResultEvent):
             self.last_result = event
             self.trainable_result = Path(event.path) if event.path.endswith(".safetensors") else None
@@ -654,20 +433,17 @@ class CompressPanel(Panel):
             if self.trainable_result is not None:
                 self.fine_tune_button.setToolTip(f"Train {self.trainable_result.name} further with its own settings "
                                                  "(a new run that starts from its weights)")
-            self.status_label.setText(self._describe_result(event))
+            self.status_label.setText(describe_result(event))
             self.message.emit(f"{event.method}: wrote {event.path}")
             if self.job_kind == "steps":  # measured with the others once the chain is over
                 if self._step is not None:
                     self.labels[event.path] = self._step.description
-                for path in (Path(self._step.source) if self._step else None, Path(event.path)):
-                    if path is not None and path not in self.variants:
-                        self.variants.append(path)
+                self._join(Path(self._step.source) if self._step else None, Path(event.path))
         elif isinstance(event, CompareRowEvent):
             self.rows[event.path] = event
-            self._fill_table()
-            self._draw_scatter()
+            self._show_rows()
             if event.error:
-                self._show_problem(f"{event.name}: {event.error}")
+                self.run_group.show_problem(f"{event.name}: {event.error}")
         elif isinstance(event, LogEvent):
             step = self._step if self.job_kind == "steps" else None
             self.status_label.setText(f"Step {step.index} of {step.total}, {step.description}: {event.message}"
@@ -682,14 +458,14 @@ class CompressPanel(Panel):
         self.status_label.setText(f"Step {event.index} of {event.total}: {event.description} \u2192 "
                                   f"{Path(event.out).name}")
         if event.method in ("prune", "distill"):
-            self._reset_live(event.method)
+            self.live.reset(event.method)
             self.result_tabs.setCurrentIndex(1)
         self.message.emit(f"compression step {event.index}/{event.total}: {event.description}")
 
     def _steps_ended(self, status: str) -> None:
         """A chain's job is over: say how it went, then measure what it wrote (unless stopped)."""
         done = self._steps_done
-        if done is None:  # the job raised before the chain could report (shown by _on_failed)
+        if done is None:  # the job raised before the chain could report (shown by show_job_error)
             done = CompressDoneEvent("stopped" if status == "stopped" else "failed", 0, 0, [], self.error)
         elif status == "stopped" and done.status != "stopped":
             done = CompressDoneEvent("stopped", done.completed, done.total, done.outputs, done.error)
@@ -703,7 +479,7 @@ class CompressPanel(Panel):
             self.status_label.setText(f"Ran the {done.total} compression step(s); wrote {wrote}.")
         elif done.status == "failed":
             skipped = done.total - failed_step
-            self._show_problem(done.error or "a compression step failed")
+            self.run_group.show_problem(done.error or "a compression step failed")
             self.status_label.setText(f"Step {failed_step} of {done.total} failed"
                                       + (f"; the {skipped} later step(s) were skipped" if skipped > 0 else "")
                                       + f". Wrote {wrote}.")
@@ -717,18 +493,9 @@ class CompressPanel(Panel):
         if done.status != "stopped":
             self.measure_pending()
 
-    def _describe_result(self, event: ResultEvent) -> str:
-        acc = f"accuracy {_num(event.accuracy, 3)} (was {_num(event.baseline_accuracy, 3)})"
-        extra = ""
-        if "max_abs_diff" in event.details:
-            extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
-        elif "sparsity" in event.details:
-            extra = f"; sparsity {event.details['sparsity']:.2f}"
-        return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
-
-    def _on_failed(self, message: str) -> None:
+    def show_job_error(self, message: str) -> None:
         self.error = message
-        self._show_problem(message)
+        self.run_group.show_problem(message)
         self.status_label.setText(f"{self.job_kind.capitalize()} failed; nothing was written.")
 
     def _on_finished(self, status: str) -> None:
@@ -736,8 +503,6 @@ class CompressPanel(Panel):
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if status == "finished" else 0)
         self.progress.setFormat(status)
-        self.job = None
-        self._update_buttons()
         self.job_finished.emit(status)
         if kind == "steps":
             self.last_result = None
@@ -750,9 +515,7 @@ class CompressPanel(Panel):
         if self._pending_steps is not None:  # the chain goes first; what is left to measure waits for it
             self.last_result = None
             if kind != "compare" and result is not None and status == "finished":
-                for path in (self.source, Path(result.path)):
-                    if path is not None and path not in self.variants:
-                        self.variants.append(path)
+                self._join(self.source, Path(result.path))
             checkpoint, fn = self._pending_steps
             self._pending_steps = None
             self.start_steps(checkpoint, fn)
@@ -767,11 +530,14 @@ class CompressPanel(Panel):
             return
         if kind != "compare" and result is not None:
             self.last_result = None
-            source = self.source
-            for path in (source, Path(result.path)):
-                if path is not None and path not in self.variants:
-                    self.variants.append(path)
+            self._join(self.source, Path(result.path))
             self.measure_pending()
+
+    def _join(self, *paths: Path | None) -> None:
+        """Add a job's source and result to the variants to measure (once each)."""
+        for path in paths:
+            if path is not None and path not in self.variants:
+                self.variants.append(path)
 
     # ----------------------------------------------------------------- compare
     def add_variants(self, paths: list[Path]) -> None:
@@ -788,13 +554,10 @@ class CompressPanel(Panel):
             self.add_variants([Path(n) for n in names])
 
     def _remove_selected(self) -> None:
-        rows = sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True)
-        for row in rows:
-            path = self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
+        for path in self.table.selected_paths():
             self.rows.pop(path, None)
             self.variants = [p for p in self.variants if str(p) != path]
-        self._fill_table()
-        self._draw_scatter()
+        self._show_rows()
 
     def ordered_rows(self) -> list[CompareRowEvent]:
         return list(self.rows.values())
@@ -803,64 +566,12 @@ class CompressPanel(Panel):
         """What made the variant ("original", "heads 50%", "onnx-int8"), else its file name."""
         return self.labels.get(row.path) or row.name
 
-    def _fill_table(self) -> None:
+    def _show_rows(self) -> None:
         rows = self.ordered_rows()
-        front = set(pareto_indices(rows))
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(rows))
-        bold = QFont()
-        bold.setBold(True)
-        for r, row in enumerate(rows):
-            cells = [
-                _Item(self._name(row), row.name),
-                _Item(f"{row.params:,}", row.params),
-                _Item(_size(row.file_bytes), row.file_bytes),
-                _Item(_num(row.accuracy, 3), row.accuracy),
-                _Item(_num(row.latency_ms_b1), row.latency_ms_b1),
-                _Item(_num(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
-                _Item(_num(row.latency_ms_b32, 1), row.latency_ms_b32),
-                _Item(_num(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
-                _Item(_num(row.peak_mb, 1), row.peak_mb),
-            ]
-            cells[0].setData(Qt.ItemDataRole.UserRole, row.path)
-            cells[0].setToolTip(f"{row.path}\n{row.error}" if row.error else row.path)
-            for c, cell in enumerate(cells):
-                if r in front:
-                    cell.setFont(bold)
-                if row.error:
-                    cell.setForeground(QColor(theme.ERROR))
-                self.table.setItem(r, c, cell)
-        self.table.setSortingEnabled(True)
+        names = [self._name(row) for row in rows]
+        self.table.show_rows(rows, names)
+        self.scatter.draw(rows, names)
         self._update_buttons()
-
-    def _draw_scatter(self) -> None:
-        plot = self.scatter.getPlotItem()
-        plot.clear()
-        rows = self.ordered_rows()
-        usable = [i for i, r in enumerate(rows) if r.accuracy is not None and r.latency_ms_b1]
-        if not usable:
-            return
-        front = pareto_indices(rows)
-        xs = np.log10([max(rows[i].latency_ms_b1, 1e-3) for i in usable])
-        ys = np.array([rows[i].accuracy for i in usable])
-        others = [k for k, i in enumerate(usable) if i not in front]
-        plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=pg.mkBrush(POINT_COLOUR),
-                                        pen=pg.mkPen("w")))
-        on_front = sorted((k for k, i in enumerate(usable) if i in front), key=lambda k: xs[k])
-        plot.addItem(pg.PlotDataItem(xs[on_front], ys[on_front], pen=pg.mkPen(FRONT_COLOUR, width=2),
-                                     symbol="o", symbolSize=12, symbolBrush=FRONT_COLOUR, symbolPen=pg.mkPen("w")))
-        # labels alternate above and below their points (by latency), so neighbours do not overwrite each other
-        for rank, k in enumerate(sorted(range(len(usable)), key=lambda k: xs[k])):
-            i = usable[k]
-            text = pg.TextItem(self._name(rows[i]), color=FRONT_COLOUR if i in front else theme.TEXT,
-                               anchor=(0, 1.15) if rank % 2 == 0 else (0, -0.15))
-            text.setFont(QFont(self.font().family(), 8))
-            text.setPos(xs[k], ys[k])
-            plot.addItem(text)
-        spread_y = max(float(ys.max() - ys.min()), 0.02)
-        spread_x = max(float(xs.max() - xs.min()), 0.3)
-        plot.setXRange(float(xs.min()) - 0.1 * spread_x, float(xs.max()) + 0.45 * spread_x, padding=0)
-        plot.setYRange(float(ys.min()) - 0.25 * spread_y, float(ys.max()) + 0.25 * spread_y, padding=0)
 
     def export_text(self, kind: str) -> str:
         rows = [CompareRowEvent(**{**row.__dict__, "name": self._name(row)}) for row in self.ordered_rows()]
@@ -874,23 +585,8 @@ class CompressPanel(Panel):
             self.message.emit(f"comparison written to {name}")
 
     # -------------------------------------------------------------------- misc
-    def _reset_live(self, operation: str) -> None:
-        if operation == "prune":
-            self._sparsity.clear()
-            self.sparsity_curve.setData([], [])
-        else:
-            for points in (self._student, self._teacher, self._kl):
-                points.clear()
-            for curve in (self.student_curve, self.teacher_curve, self.kl_curve):
-                curve.setData([], [])
-
-    def _show_problem(self, text: str) -> None:
-        self.problem.setText(text)
-        self.problem.show()
-
-    def _clear_problem(self) -> None:
-        self.problem.hide()
-        self.problem.setText("")
+    def jobs_changed(self) -> None:
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         busy = self.running

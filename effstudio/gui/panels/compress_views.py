@@ -1,0 +1,251 @@
+"""What the Compress section shows: the comparison table, accuracy against latency with the Pareto
+front, and the live plots of a pruning or distillation job.
+
+The views only draw: the panel (:mod:`effstudio.gui.panels.compress_panel`) keeps the measured rows
+and says what each variant is called.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from effstudio.compress.compare import pareto_indices
+from effstudio.compress.events import (
+    CompareRowEvent,
+    DistillEvalEvent,
+    DistillStepEvent,
+    PruneStepEvent,
+    ResultEvent,
+)
+from effstudio.gui import theme
+from effstudio.gui.metrics import DASH
+from effstudio.gui.plots.scaling import LogAxis
+
+COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
+COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
+               "File size on disk", "Accuracy on the validation split",
+               "Median latency of one sequence (ms)", "95th percentile latency of one sequence (ms)",
+               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms)",
+               "Peak resident memory above the baseline while running the batch of 32 (MB)")
+FRONT_COLOUR = theme.ORANGE
+POINT_COLOUR = theme.BLUE
+
+
+def file_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def fixed_text(value: float | None, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals and thousands separators; a dash when missing or not finite."""
+    return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def describe_result(event: ResultEvent) -> str:
+    """A finished operation in one line: its file, parameters and accuracy, and the check it passed."""
+    acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
+    extra = ""
+    if "max_abs_diff" in event.details:
+        extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
+    elif "sparsity" in event.details:
+        extra = f"; sparsity {event.details['sparsity']:.2f}"
+    return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
+
+
+class _Item(QTableWidgetItem):
+    """A cell sorted by ``key`` (numbers as numbers, right-aligned; missing keys last)."""
+
+    def __init__(self, text: str, key: Any = None):
+        super().__init__(text)
+        self.key = (1, 0) if key is None else (0, key)
+        if key is not None and not isinstance(key, str):
+            self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        return self.key < other.key if isinstance(other, _Item) else super().__lt__(other)
+
+
+def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> None:
+    item = widget.getPlotItem()
+    item.setTitle(f"<span style='color:{theme.TEXT}; font-size:10pt'>{title}</span>")
+    item.setLabel("bottom", x_label, color="#4b5563")
+    item.setLabel("left", y_label, color="#4b5563")
+    item.showGrid(x=True, y=True, alpha=0.15)
+    for side in ("bottom", "left"):
+        item.getAxis(side).enableAutoSIPrefix(False)
+        item.getAxis(side).setPen(pg.mkPen("#9ca3af"))
+        item.getAxis(side).setTextPen(pg.mkPen("#4b5563"))
+    widget.setMinimumHeight(180)
+
+
+def _plot(title: str, x_label: str, y_label: str, parent: QWidget) -> pg.PlotWidget:
+    widget = pg.PlotWidget(parent=parent, background="w")
+    _style(widget, title, x_label, y_label)
+    return widget
+
+
+class CompareTable(QTableWidget):
+    """One row per measured variant: the Pareto front in bold, a failed measurement in red; every column sorts.
+
+    The first cell of a row holds the variant's path (``Qt.UserRole``).
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.setObjectName("compareTable")
+        self.setHorizontalHeaderLabels(list(COLUMNS))
+        for column, tip in enumerate(COLUMN_TIPS):
+            self.horizontalHeaderItem(column).setToolTip(tip)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setAlternatingRowColors(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(60)
+        self.setWordWrap(False)
+        self.setSortingEnabled(True)
+
+    def show_rows(self, rows: list[CompareRowEvent], names: list[str]) -> None:
+        """Show ``rows``, each called by its entry of ``names`` ("original", "heads 50%", ...)."""
+        front = set(pareto_indices(rows))
+        self.setSortingEnabled(False)  # a sorting table moves a row while its cells are being set
+        self.setRowCount(len(rows))
+        bold = QFont()
+        bold.setBold(True)
+        for r, (row, name) in enumerate(zip(rows, names, strict=True)):
+            cells = [
+                _Item(name, row.name),
+                _Item(f"{row.params:,}", row.params),
+                _Item(file_size(row.file_bytes), row.file_bytes),
+                _Item(fixed_text(row.accuracy, 3), row.accuracy),
+                _Item(fixed_text(row.latency_ms_b1), row.latency_ms_b1),
+                _Item(fixed_text(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
+                _Item(fixed_text(row.latency_ms_b32, 1), row.latency_ms_b32),
+                _Item(fixed_text(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
+                _Item(fixed_text(row.peak_mb, 1), row.peak_mb),
+            ]
+            cells[0].setData(Qt.ItemDataRole.UserRole, row.path)
+            cells[0].setToolTip(f"{row.path}\n{row.error}" if row.error else row.path)
+            for c, cell in enumerate(cells):
+                if r in front:
+                    cell.setFont(bold)
+                if row.error:
+                    cell.setForeground(QColor(theme.ERROR))
+                self.setItem(r, c, cell)
+        self.setSortingEnabled(True)
+
+    def selected_paths(self) -> list[str]:
+        rows = sorted({index.row() for index in self.selectedIndexes()})
+        return [self.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in rows]
+
+
+class ParetoScatter(pg.PlotWidget):
+    """Accuracy against batch-1 latency (log scale), the Pareto front joined in orange, every point named."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent=parent, background="w", axisItems={"bottom": LogAxis("bottom")})
+        _style(self, "Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
+               "accuracy")
+        self.setMinimumHeight(230)
+
+    def draw(self, rows: list[CompareRowEvent], names: list[str]) -> None:
+        plot = self.getPlotItem()
+        plot.clear()
+        usable = [i for i, r in enumerate(rows) if r.accuracy is not None and r.latency_ms_b1]
+        if not usable:
+            return
+        front = pareto_indices(rows)
+        xs = np.log10([max(rows[i].latency_ms_b1, 1e-3) for i in usable])
+        ys = np.array([rows[i].accuracy for i in usable])
+        others = [k for k, i in enumerate(usable) if i not in front]
+        plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=pg.mkBrush(POINT_COLOUR),
+                                        pen=pg.mkPen("w")))
+        on_front = sorted((k for k, i in enumerate(usable) if i in front), key=lambda k: xs[k])
+        plot.addItem(pg.PlotDataItem(xs[on_front], ys[on_front], pen=pg.mkPen(FRONT_COLOUR, width=2),
+                                     symbol="o", symbolSize=12, symbolBrush=FRONT_COLOUR, symbolPen=pg.mkPen("w")))
+        # labels alternate above and below their points (by latency), so neighbours do not overwrite each other
+        for rank, k in enumerate(sorted(range(len(usable)), key=lambda k: xs[k])):
+            i = usable[k]
+            text = pg.TextItem(names[i], color=FRONT_COLOUR if i in front else theme.TEXT,
+                               anchor=(0, 1.15) if rank % 2 == 0 else (0, -0.15))
+            text.setFont(QFont(self.font().family(), 8))
+            text.setPos(xs[k], ys[k])
+            plot.addItem(text)
+        spread_y = max(float(ys.max() - ys.min()), 0.02)
+        spread_x = max(float(xs.max() - xs.min()), 0.3)
+        plot.setXRange(float(xs.min()) - 0.1 * spread_x, float(xs.max()) + 0.45 * spread_x, padding=0)
+        plot.setYRange(float(ys.min()) - 0.25 * spread_y, float(ys.max()) + 0.25 * spread_y, padding=0)
+
+
+class ProgressPlots(QWidget):
+    """A pruning job's accuracy against sparsity; a distillation's student and teacher accuracy and its KL.
+
+    ``points`` keeps what each curve shows ("sparsity", "student", "teacher", "kl": (x, y) pairs).
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
+        sparsity = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", self)
+        distill = _plot("Distillation: validation accuracy", "step", "accuracy", self)
+        legend = distill.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
+        legend.setLabelTextColor(theme.TEXT)
+        kl = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", self)
+        self._curves = {
+            "sparsity": sparsity.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o", symbolBrush=theme.BLUE,
+                                      symbolPen=None, symbolSize=7),
+            "student": distill.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o", symbolSize=6,
+                                    symbolBrush=theme.BLUE, symbolPen=None, name="student"),
+            "teacher": distill.plot([], [], pen=pg.mkPen(theme.ORANGE, width=2, style=Qt.PenStyle.DashLine),
+                                    name="teacher"),
+            "kl": kl.plot([], [], pen=pg.mkPen(theme.GREEN, width=2)),
+        }
+        self.points: dict[str, list[tuple[float, float]]] = {name: [] for name in self._curves}
+        layout.addWidget(sparsity, 1)
+        row = QHBoxLayout()
+        row.addWidget(distill, 1)
+        row.addWidget(kl, 1)
+        layout.addLayout(row, 1)
+
+    def reset(self, operation: str) -> None:
+        """Clear the curves of "prune" or "distill" for a new job."""
+        for name in ("sparsity",) if operation == "prune" else ("student", "teacher", "kl"):
+            self.points[name].clear()
+            self._curves[name].setData([], [])
+
+    def add(self, event: PruneStepEvent | DistillStepEvent | DistillEvalEvent) -> None:
+        if isinstance(event, PruneStepEvent):
+            self._extend("sparsity", event.sparsity, event.accuracy)
+        elif isinstance(event, DistillStepEvent):  # redrawn every 5 steps: a distillation reports every step
+            self._extend("kl", event.step, event.kl, draw=event.step % 5 == 0 or event.step == event.total_steps)
+        else:
+            self._extend("student", event.step, event.student_accuracy)
+            self._extend("teacher", event.step, event.teacher_accuracy)
+
+    def _extend(self, name: str, x: float, y: float, draw: bool = True) -> None:
+        self.points[name].append((x, y))
+        if draw:
+            xs, ys = zip(*self.points[name], strict=True)
+            self._curves[name].setData(list(xs), list(ys))
