@@ -208,9 +208,10 @@ def check_checkpoint(ws: _Workspace) -> str:
     """Save a model as an effstudio checkpoint, load it back, and compare the outputs."""
     import torch
 
-    from effstudio.engine.build import build_model, build_task, load_model
+    from effstudio.engine.build import build_model, build_task
     from effstudio.engine.checkpoint import read_info, save_checkpoint
     from effstudio.engine.data import make_batch
+    from effstudio.engine.loading import load_model
 
     config = _tiny_run_config()
     task = build_task(config)
@@ -236,7 +237,7 @@ def check_onnx(ws: _Workspace) -> str:
     import torch
 
     from effstudio.compress.export import example_batch, export_onnx, run_session, session
-    from effstudio.engine.build import load_model
+    from effstudio.engine.loading import load_model
 
     if ws.checkpoint is None:
         raise SelfTestFailure("no checkpoint to export (the checkpoint check failed)")

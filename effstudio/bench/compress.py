@@ -43,11 +43,12 @@ from effstudio.compress.export import (
     run_session,
     session,
 )
-from effstudio.compress.formats import count_params, load_checkpoint, quantize_dynamic_int8
+from effstudio.compress.formats import count_params
 from effstudio.compress.prune import structured_prune
 from effstudio.compress.quantize import linear_weight_bytes
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import DoneEvent
+from effstudio.engine.loading import load_checkpoint, quantize_dynamic_int8
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train

@@ -34,13 +34,19 @@ from torch import nn
 import effstudio
 from effstudio.attention.base import Attention
 from effstudio.compress.events import ResultEvent
-from effstudio.compress.formats import CompressError, LoadedModel, count_params, load_checkpoint
+from effstudio.compress.formats import count_params
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import atomic_write
 from effstudio.engine.data import Batch, eval_batches, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.loading import (
+    CompressError,
+    LoadedModel,
+    checked_onnx,
+    load_checkpoint,
+    read_onnx_metadata,
+)
 from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
-from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import Split, TaskSpec
@@ -136,44 +142,16 @@ def copy_metadata(source: Path, target: Path, extra: dict[str, str] | None = Non
     onnx.save(proto, str(target))
 
 
-def _checked(path: Path) -> Any:
-    """The model without its external data, once every external data reference is checked."""
-    try:
-        return load_checked(path)
-    except OnnxFileError as err:
-        raise CompressError(str(err)) from None
-    except OSError as err:
-        raise CompressError(f"{path} is not a readable ONNX file ({err.strerror or err})") from None
-
-
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    proto = _checked(Path(path))
-    metadata = {prop.key: prop.value for prop in proto.metadata_props}
-    if "config" not in metadata:
-        raise CompressError(f"{path} is an ONNX file without an effstudio run config; export it with "
-                            "`effstudio export onnx` to compare it")
-    return metadata
-
-
-def onnx_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """(the run config as a dict, all metadata) of an exported ONNX file; CompressError naming a bad field."""
-    metadata = read_onnx_metadata(path)
-    try:
-        return metadata_json(Path(path), metadata, "config"), metadata
-    except OnnxFileError as err:
-        raise CompressError(str(err)) from None
-
-
 def onnx_params(path: Path) -> int:
     """Elements of the initializers, counted from their shapes (no data is read)."""
-    proto = _checked(Path(path))
+    proto = checked_onnx(Path(path))
     return int(sum(math.prod(t.dims) for t in proto.graph.initializer))
 
 
 def session(path: Path, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
-    _checked(Path(path))  # onnxruntime would read any external data file a model names
+    checked_onnx(Path(path))  # onnxruntime would read any external data file a model names
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()

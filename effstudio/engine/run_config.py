@@ -18,7 +18,7 @@ bare field name found in exactly one section.
 
 A run config file may also list ``[[compress]]`` steps to run after training.
 They are not part of a RunConfig (what a checkpoint was trained with, stored in
-its header and compared on resume): :class:`effstudio.compress.plan.RunPlan`
+its header and compared on resume): :class:`effstudio.engine.run_plan.RunPlan`
 reads them, and :meth:`RunConfig.from_dict` passes over them.
 """
 
@@ -48,7 +48,7 @@ from effstudio.paths import confine, user_allowed
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
 SECTIONS = ("model", "attention", "task", "train")
-PLAN_SECTIONS = ("compress",)  # read by effstudio.compress.plan.RunPlan, not by RunConfig
+PLAN_SECTIONS = ("compress",)  # read by effstudio.engine.run_plan.RunPlan, not by RunConfig
 
 
 @dataclass(frozen=True)

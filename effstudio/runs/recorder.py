@@ -372,7 +372,7 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     not UTF-8, a symlink loop) is a ConfigError or PathError naming the file, the line and the field,
     and nothing is recorded.
     """
-    from effstudio.compress.plan import RunPlan, artifact_kind
+    from effstudio.engine.run_plan import RunPlan, artifact_kind
 
     refuse_symlink_loop(run_dir)
     folder = Path(run_dir).resolve()

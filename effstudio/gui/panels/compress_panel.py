@@ -59,12 +59,12 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.compress.export import export_job
-from effstudio.compress.plan import CompressDoneEvent, CompressStepEvent
-from effstudio.compress.prune import IMPORTANCE, PruneSettings, prune_job
-from effstudio.compress.prune import METHODS as PRUNE_METHODS
-from effstudio.compress.quantize import METHODS as QUANT_METHODS
+from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
+from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent
 from effstudio.engine.events import JobControl, LogEvent
+from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
+from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
 from effstudio.gui import theme
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job
@@ -467,7 +467,7 @@ class CompressPanel(Panel):
                                      else "No such file.")
         else:
             try:
-                from effstudio.compress.formats import config_of_file
+                from effstudio.engine.loading import config_of_file
 
                 config, metadata = config_of_file(source)
                 kind = metadata.get("effstudio.quantization") or metadata.get("effstudio.dtype") or "float32"
@@ -560,7 +560,7 @@ class CompressPanel(Panel):
             return False
         task = None
         if self.rows:  # new variants are measured on the task of those already in the table
-            from effstudio.compress.formats import config_of_file
+            from effstudio.engine.loading import config_of_file
 
             try:
                 task = config_of_file(Path(next(iter(self.rows))))[0].task_name
@@ -576,7 +576,7 @@ class CompressPanel(Panel):
     def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
         """Run a run config's compression steps on the checkpoint they start from.
 
-        ``fn`` runs the chain (:func:`effstudio.compress.plan.steps_after_training`). While another
+        ``fn`` runs the chain (:func:`effstudio.pipeline.steps_after_training`). While another
         job runs, the chain waits for it; False says so.
         """
         if self.job is not None:  # running, or ended with its finished signal still on the way

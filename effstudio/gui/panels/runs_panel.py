@@ -48,9 +48,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from effstudio.compress.plan import RunPlan
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import RunPlan
 from effstudio.gui import theme
 from effstudio.gui.metrics import format_duration, format_number
 from effstudio.gui.panels.base import Panel, empty_state
