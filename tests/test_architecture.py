@@ -1,14 +1,14 @@
 """The architecture's rules, checked: the core is Qt-free and imports only go down the layers
 (import-linter contracts in pyproject.toml)."""
 
-import shutil
 import pkgutil
+import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import effstudio
 

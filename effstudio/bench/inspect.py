@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from effstudio.engine.memory import PeakMemory
 from effstudio.inspect import open_model
 from effstudio.inspect.report import summary_record
 from effstudio.inspect.stats import all_stats
@@ -72,10 +74,6 @@ def _drop_from_cache(path: Path) -> bool:
 
 
 def measure_inspect(size_mb: float = 100, tensors: int = 100, folder: Path | None = None) -> dict[str, Any]:
-    import torch
-
-    from effstudio.engine.memory import PeakMemory
-
     with tempfile.TemporaryDirectory(prefix="effstudio-bench-inspect-", dir=folder) as tmp:
         path = Path(tmp) / "synthetic.safetensors"
         file_bytes = write_synthetic(path, size_mb, tensors)

@@ -23,9 +23,9 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from effstudio.engine.objective import correct_and_count, evaluate, scored_count
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import Split, TaskSpec
+
+if TYPE_CHECKING:  # onnxruntime is imported when a session opens
+    from onnxruntime import InferenceSession
 
 OPSET = 17
 INPUT_NAMES = ("inputs", "mask")
@@ -148,7 +151,7 @@ def onnx_params(path: Path) -> int:
     return int(sum(math.prod(t.dims) for t in proto.graph.initializer))
 
 
-def session(path: Path, threads: int | None = None) -> Any:
+def session(path: Path, threads: int | None = None) -> InferenceSession:
     import onnxruntime as ort
 
     checked_onnx(Path(path))  # onnxruntime would read any external data file a model names
@@ -164,13 +167,13 @@ def session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_session(sess: Any, inputs: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def run_session(sess: InferenceSession, inputs: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     feeds = {"inputs": inputs.numpy().astype(np.int64), "mask": mask.numpy()}
     names = {i.name for i in sess.get_inputs()}  # a graph that never reads the mask has no mask input
     return sess.run(["logits"], {name: value for name, value in feeds.items() if name in names})[0]
 
 
-def evaluate_onnx(sess: Any, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
+def evaluate_onnx(sess: InferenceSession, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
     """(mean loss, accuracy) of an onnxruntime session over a split, as ``evaluate`` does for a module."""
     total_loss, correct, count = 0.0, 0, 0
     for batch in eval_batches(split, spec.pad_id, batch_size):
@@ -183,7 +186,7 @@ def evaluate_onnx(sess: Any, split: Split, spec: TaskSpec, batch_size: int) -> t
     return (total_loss / count, correct / count) if count else (float("nan"), float("nan"))
 
 
-def parity(model: nn.Module, sess: Any, batches: list[Batch]) -> float:
+def parity(model: nn.Module, sess: InferenceSession, batches: list[Batch]) -> float:
     """Largest absolute difference of logits between PyTorch and onnxruntime over ``batches``."""
     worst = 0.0
     with torch.no_grad():
@@ -202,7 +205,7 @@ def parity_batches(split: Split, spec: TaskSpec) -> list[Batch]:
     return [first, single]
 
 
-def latency_ms(run: Any, repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
+def latency_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
     """(p50, p95) milliseconds of ``run()``."""
     for _ in range(warmup):
         run()

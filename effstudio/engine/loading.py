@@ -26,7 +26,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import safetensors
 import safetensors.torch
@@ -44,6 +44,9 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
 from effstudio.models.structure import Structure
 from effstudio.tasks.base import Task
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 DTYPE_KEY = "effstudio.dtype"
 QUANT_KEY = "effstudio.quantization"
@@ -206,7 +209,7 @@ def load_model(path: str | Path, *, training: bool = False) -> tuple[nn.Module, 
 
 
 # --------------------------------------------------------------------- ONNX
-def checked_onnx(path: Path) -> Any:
+def checked_onnx(path: Path) -> ModelProto:
     """The model without its external data, once every external data reference is checked."""
     try:
         return load_checked(path)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
@@ -273,8 +275,6 @@ class RunConfig:
         return dataclasses.replace(config, sources={key: str(source) for key in named})
 
     def to_toml(self) -> str:
-        import tomli_w
-
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
@@ -303,8 +303,6 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
     A file there that cannot be read as a run config (edited by hand into a broken one) is not
     replaced, since its plan could not be kept: a ConfigError says so. A failed write is an OSError
     and leaves the file there as it was."""
-    import tomli_w
-
     path = Path(path)
     data = config.to_dict()
     if path.is_file():
