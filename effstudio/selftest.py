@@ -8,6 +8,10 @@ print them as they finish and a frozen bundle can be checked the same way as a
 source checkout. Everything is written to a temporary folder that is removed
 afterwards; the user's data and cache folders are not touched.
 
+The imports of the checks sit inside them, so a package missing from an
+installation (a frozen bundle that left one out) fails its check and the report
+goes on, instead of the self-test failing to start.
+
 The window check lives in :mod:`effstudio.gui.selftest` (the core never imports
 Qt); the CLI adds it when Qt can be imported.
 """
