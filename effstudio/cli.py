@@ -111,9 +111,9 @@ def _graceful_interrupt(control: Any) -> Iterator[None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from effstudio.compress.plan import RunPlan
     from effstudio.engine.distributed import context_from_env, leave_process_group
     from effstudio.engine.events import DoneEvent, JobControl, StartEvent
+    from effstudio.engine.run_plan import RunPlan
     from effstudio.engine.trainer import default_run_dir, train
 
     config = _train_config(args)
@@ -210,7 +210,7 @@ def _warn_of_unused_edits(path: Path, saved: Any, config: Any) -> None:
 
 def _compress_steps(args: argparse.Namespace, out_dir: Path | None) -> tuple[Any, ...]:
     """The ``[[compress]]`` steps of ``--config``, or of the resumed run's folder; none otherwise."""
-    from effstudio.compress.plan import RunPlan, steps_of_run_folder
+    from effstudio.engine.run_plan import RunPlan, steps_of_run_folder
 
     if getattr(args, "config", None):
         return RunPlan.from_toml(args.config).compress
@@ -223,7 +223,7 @@ def _plan(config: Any, steps: tuple[Any, ...]) -> Any:
     """What the run store records as the run's config: the whole plan when there are steps."""
     if not steps:
         return config
-    from effstudio.compress.plan import RunPlan
+    from effstudio.engine.run_plan import RunPlan
 
     return RunPlan(config, steps)
 
@@ -232,7 +232,9 @@ def _run_compress_steps(steps: tuple[Any, ...], config: Any, done: Any, run_dir:
                         control: Any, as_json: bool) -> int:
     """After training: the config's compression steps on its checkpoint, each output a file of the run."""
     from effstudio.compress.commands import show_event
-    from effstudio.compress.plan import CompressDoneEvent, RunPlan, steps_after_training
+    from effstudio.compress.steps import CompressDoneEvent
+    from effstudio.engine.run_plan import RunPlan
+    from effstudio.pipeline import steps_after_training
 
     events = steps_after_training(RunPlan(config, steps), done, run_dir, control,
                                   run_id=None if recorded is None else recorded.id,

@@ -13,7 +13,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,13 +151,25 @@ def path_settings(config: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(config) if f.metadata.get("path")]
 
 
+# the names a ``choices_from`` kind offers ("attention" -> its entry names): the registry, which sits above
+# this module, sets it when it is imported (every config class that names a kind is registered through it)
+_choice_names: Callable[[str], Sequence[str]] | None = None
+
+
+def set_choice_names(names: Callable[[str], Sequence[str]]) -> None:
+    """Say where the choices of a ``param(..., choices_from=KIND)`` come from."""
+    global _choice_names
+    _choice_names = names
+
+
 def _allowed_choices(spec: FieldSpec) -> tuple[Any, ...] | None:
     if spec.choices is not None:
         return spec.choices
     if spec.choices_from is not None:
-        from effstudio.registry import get_registry
-
-        return tuple(get_registry().names(spec.choices_from))
+        if _choice_names is None:
+            raise RuntimeError(f"{spec.name} takes the names of registry kind {spec.choices_from!r}, "
+                               "but effstudio.registry is not imported")
+        return tuple(_choice_names(spec.choices_from))
     return None
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from effstudio.config import FieldSpec, describe_kind, did_you_mean, fields_of
+from effstudio.config import FieldSpec, describe_kind, did_you_mean, fields_of, set_choice_names
 
 KINDS = ("models", "attention", "tasks")
 GROUP_PREFIX = "effstudio."
@@ -150,3 +150,6 @@ def get_registry() -> Registry:
         if _registry is None:
             _registry = Registry().discover()
         return _registry
+
+
+set_choice_names(lambda kind: get_registry().names(kind))  # a param(choices_from=KIND) offers these names

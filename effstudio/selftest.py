@@ -8,6 +8,10 @@ print them as they finish and a frozen bundle can be checked the same way as a
 source checkout. Everything is written to a temporary folder that is removed
 afterwards; the user's data and cache folders are not touched.
 
+The imports of the checks sit inside them, so a package missing from an
+installation (a frozen bundle that left one out) fails its check and the report
+goes on, instead of the self-test failing to start.
+
 The window check lives in :mod:`effstudio.gui.selftest` (the core never imports
 Qt); the CLI adds it when Qt can be imported.
 """
@@ -208,9 +212,10 @@ def check_checkpoint(ws: _Workspace) -> str:
     """Save a model as an effstudio checkpoint, load it back, and compare the outputs."""
     import torch
 
-    from effstudio.engine.build import build_model, build_task, load_model
+    from effstudio.engine.build import build_model, build_task
     from effstudio.engine.checkpoint import read_info, save_checkpoint
     from effstudio.engine.data import make_batch
+    from effstudio.engine.loading import load_model
 
     config = _tiny_run_config()
     task = build_task(config)
@@ -236,7 +241,7 @@ def check_onnx(ws: _Workspace) -> str:
     import torch
 
     from effstudio.compress.export import example_batch, export_onnx, run_session, session
-    from effstudio.engine.build import load_model
+    from effstudio.engine.loading import load_model
 
     if ws.checkpoint is None:
         raise SelfTestFailure("no checkpoint to export (the checkpoint check failed)")

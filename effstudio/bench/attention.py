@@ -30,6 +30,7 @@ from typing import IO, Any, ClassVar
 import psutil
 
 from effstudio.config import ConfigError
+from effstudio.engine.device import available_devices
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.registry import Registry, get_registry
 
@@ -89,8 +90,6 @@ class AttentionBenchSettings:
 
 def resolve_device(name: str) -> str:
     """"auto" is cuda when there is one, else cpu; a named device must exist (mps is not measured)."""
-    from effstudio.engine.device import available_devices
-
     available = available_devices()
     if name == "auto":
         return "cuda" if "cuda" in available else "cpu"

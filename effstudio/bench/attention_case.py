@@ -14,102 +14,26 @@ allocator caches or freed-but-kept pages left over from other kinds or lengths.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psutil
+import torch
 
-MB = 1024 * 1024
+from effstudio.attention.base import AttentionSpec
+from effstudio.config import ConfigError
+from effstudio.engine.memory import PeakMemory
+from effstudio.registry import get_registry
+
 PRIME_LENGTH = 256  # tokens of the short run before the baseline
-
-
-# ------------------------------------------------------------- peak memory, CPU
-def _linux_status_kb(name: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    raise OSError(f"{name} is missing from /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    """Lower the kernel's high-water mark to the current RSS, where the OS allows it.
-
-    Linux (>= 4.0) does this through /proc/self/clear_refs. Elsewhere the mark
-    keeps any earlier peak (the imports'), see :func:`_peak_rss`.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
-                clear.write("5")
-        except OSError:
-            pass  # a locked-down /proc: the mark is then an upper bound, as on other systems
-
-
-def _peak_rss() -> int:
-    """The process's peak resident memory in bytes, as the kernel counts it (no sampling)."""
-    if sys.platform.startswith("linux"):
-        return _linux_status_kb("VmHWM") * 1024
-    if sys.platform == "win32":
-        return psutil.Process().memory_info().peak_wset
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on the BSDs
-
-
-class PeakMemory:
-    """Peak memory of what runs after construction, above what was in use at construction.
-
-    CPU: the baseline is the RSS right before the first computation (the inputs
-    and the module already exist), the peak is the kernel's high-water mark after
-    the last one. A sampling thread would miss short spikes and compete with the
-    computation for the CPU; the high-water mark misses nothing. Where it cannot
-    be reset (macOS, Windows, a locked /proc) it may still hold an earlier,
-    higher peak from start-up, so the figure can only be too high, never too low,
-    and only by start-up's transient slack (a few MB), not by the computation.
-
-    CUDA: the caching allocator's own peak counter, reset here; cached but unused
-    blocks do not count, so this is the memory the computation really needed.
-    """
-
-    def __init__(self, device: Any):
-        import torch
-
-        self.device = device
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            self.baseline = torch.cuda.memory_allocated(device)
-        else:
-            self.baseline = psutil.Process().memory_info().rss
-            _reset_peak_rss()
-
-    def peak_mb(self) -> float:
-        import torch
-
-        if self.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            peak = _peak_rss()
-        return max(0, peak - self.baseline) / MB
 
 
 # ----------------------------------------------------------------- the case
 def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, backward: bool,
             causal: bool, device: str, repeats: int) -> dict[str, Any]:
     """Median milliseconds of ``repeats`` runs after one warm-up, and the peak memory above baseline."""
-    import torch
-
-    from effstudio.attention.base import AttentionSpec
-    from effstudio.registry import get_registry
-
     dev = torch.device(device)
     entry = get_registry().get("attention", kind)
     spec = AttentionSpec(dim=heads * head_dim, heads=heads, causal=causal, max_length=length)
@@ -117,12 +41,12 @@ def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, ba
     attention.train(backward)  # forward only is inference: no dropout, no autograd graph
     sync: Callable[[], None] = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
-    def inputs(n: int) -> tuple[Any, Any, Any]:
+    def inputs(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(0)
         return tuple(torch.randn(batch, heads, n, head_dim, generator=generator).to(dev).requires_grad_(backward)
                      for _ in range(3))  # (B, H, N, D)
 
-    def run(q: Any, k: Any, v: Any) -> None:
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         for tensor in (q, k, v):
             tensor.grad = None
         keys = q if attention.shares_qk else k  # such kinds read their keys from the queries, as in a block
@@ -147,10 +71,6 @@ def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, ba
 
 
 def _failure(err: BaseException) -> dict[str, Any]:
-    import torch
-
-    from effstudio.config import ConfigError
-
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return {"ok": False, "error": "out of memory (CUDA)", "out_of_memory": True}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,17 @@ from effstudio.compress.export import (
     run_session,
     session,
 )
-from effstudio.compress.formats import count_params, load_checkpoint, quantize_dynamic_int8
+from effstudio.compress.formats import count_params
 from effstudio.compress.prune import structured_prune
 from effstudio.compress.quantize import linear_weight_bytes
-from effstudio.engine.data import Batch, make_batch
+from effstudio.engine.data import Batch, eval_batches, make_batch
 from effstudio.engine.events import DoneEvent
+from effstudio.engine.loading import load_checkpoint, quantize_dynamic_int8
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.structure import blocks_of, ff_width
+from effstudio.tasks.base import Split
 
 TARGETS = {"int8_speedup_b1": 1.7, "int8_linear_ratio": 3.5, "int8_accuracy_drop_points": 0.5,
            "onnx_speedup_b1": 1.5, "onnx_max_abs_diff": 1e-4, "pruned_speedup": 1.5,
@@ -79,7 +82,7 @@ def distill_teacher_config(steps: int) -> RunConfig:
     })
 
 
-def _median_ms(fn: Any, repeats: int) -> float:
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -89,7 +92,7 @@ def _median_ms(fn: Any, repeats: int) -> float:
     return times[len(times) // 2]
 
 
-def alternating(a: Any, b: Any, repeats: int = 30, warmup: int = 3) -> tuple[float, float]:
+def alternating(a: Callable[[], object], b: Callable[[], object], repeats: int = 30, warmup: int = 3) -> tuple[float, float]:
     """Median ms of ``a()`` and ``b()``, timed in alternating rounds so that load changes hit both."""
     for _ in range(warmup):
         a()
@@ -104,13 +107,13 @@ def alternating(a: Any, b: Any, repeats: int = 30, warmup: int = 3) -> tuple[flo
     return ta[rounds // 2], tb[rounds // 2]
 
 
-def _longest(split: Any, pad_id: int) -> Batch:
+def _longest(split: Split, pad_id: int) -> Batch:
     lengths = (split.inputs != pad_id).sum(dim=1)
     return make_batch(split, lengths.argmax().reshape(1), pad_id)
 
 
-def _forward(model: torch.nn.Module, batch: Batch) -> Any:
-    def run() -> Any:
+def _forward(model: torch.nn.Module, batch: Batch) -> Callable[[], object]:
+    def run() -> object:
         with torch.inference_mode():
             return model(batch.inputs, batch.mask)
     return run
@@ -223,10 +226,8 @@ def _measure_distill(folder: Path, steps: int) -> dict[str, Any]:
             "agreement": _agreement(loaded.model, student, val, loaded.task.spec.pad_id)}
 
 
-def _agreement(a: torch.nn.Module, b: torch.nn.Module, split: Any, pad_id: int) -> float:
+def _agreement(a: torch.nn.Module, b: torch.nn.Module, split: Split, pad_id: int) -> float:
     """Share of validation predictions on which two models agree."""
-    from effstudio.engine.data import eval_batches
-
     same = total = 0
     with torch.inference_mode():
         for batch in eval_batches(split, pad_id, 64):

@@ -10,7 +10,7 @@ figures are for a file read from disk, as after a download), then measures:
 - ``stats_warm_s``: the same again, the file now in the OS cache;
 - ``peak_rss_growth_mb``: the process's peak resident memory during the statistics
   above what it used before them, from the kernel's high-water mark (reset first
-  where the OS allows; see :class:`effstudio.bench.attention_case.PeakMemory`).
+  where the OS allows; see :class:`effstudio.engine.memory.PeakMemory`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from effstudio.engine.memory import PeakMemory
 from effstudio.inspect import open_model
 from effstudio.inspect.report import summary_record
 from effstudio.inspect.stats import all_stats
@@ -72,10 +74,6 @@ def _drop_from_cache(path: Path) -> bool:
 
 
 def measure_inspect(size_mb: float = 100, tensors: int = 100, folder: Path | None = None) -> dict[str, Any]:
-    import torch
-
-    from effstudio.bench.attention_case import PeakMemory
-
     with tempfile.TemporaryDirectory(prefix="effstudio-bench-inspect-", dir=folder) as tmp:
         path = Path(tmp) / "synthetic.safetensors"
         file_bytes = write_synthetic(path, size_mb, tensors)

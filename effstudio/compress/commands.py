@@ -87,8 +87,8 @@ def _result_lines(event: Any) -> list[str]:
 
 def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> int:
     """Print a job's events; record its output as an artifact of the run that ``source`` belongs to."""
-    from effstudio.compress.formats import CompressError
     from effstudio.engine.checkpoint import CheckpointError
+    from effstudio.engine.loading import CompressError
 
     result = None
     try:
@@ -114,7 +114,7 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
 
 def _record(source: Path, result: Any, as_json: bool) -> None:
     """A file made from a recorded run's checkpoint (or from another of its files) joins that run."""
-    from effstudio.compress.plan import artifact_kind
+    from effstudio.engine.run_plan import artifact_kind
     from effstudio.runs.recorder import record_output
 
     run_id = record_output(source, result.path, artifact_kind(result.method))
@@ -123,7 +123,7 @@ def _record(source: Path, result: Any, as_json: bool) -> None:
 
 
 def _refuse_same(source: Path, out: Path | None, option: str = "--out") -> None:
-    from effstudio.compress.formats import CompressError
+    from effstudio.engine.loading import CompressError
 
     if out is not None and Path(out).resolve() == Path(source).resolve():
         raise CompressError(f"{option} {out} is the input file; name a new file")
@@ -133,7 +133,7 @@ def _guarded(fn: Any) -> Any:
     """Run a command; a CompressError raised while setting up is a usage error (exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
-        from effstudio.compress.formats import CompressError
+        from effstudio.engine.loading import CompressError
 
         try:
             return fn(args)
@@ -250,9 +250,8 @@ MAX_THREADS = 4096
 
 
 def add_compress_parsers(commands: Any) -> None:
-    from effstudio.compress.prune import IMPORTANCE
-    from effstudio.compress.prune import METHODS as PRUNE_METHODS
-    from effstudio.compress.quantize import METHODS as QUANT_METHODS
+    from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
+    from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
     from effstudio.paths import add_allow_path_option
 
     prune = commands.add_parser(

@@ -29,11 +29,13 @@ from effstudio.compress.export import (
     run_session,
     session,
 )
-from effstudio.compress.formats import CompressError, config_of_file, count_params, load_checkpoint
+from effstudio.compress.formats import count_params
 from effstudio.engine.build import build_task
 from effstudio.engine.checkpoint import CheckpointError
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
+from effstudio.engine.memory import PeakMemory
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.tasks.base import Split, Task
@@ -80,8 +82,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def measure_file(path: Path, task: Task, repeats: int = 20, eval_batch_size: int = 64) -> CompareRowEvent:
-    from effstudio.bench.attention_case import PeakMemory
-
     path = Path(path)
     spec = task.spec
     val = task.split("val")

@@ -29,17 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from effstudio.compress.events import DistillEvalEvent, DistillStepEvent, ResultEvent
-from effstudio.compress.formats import (
-    CompressError,
-    LoadedModel,
-    count_params,
-    load_checkpoint,
-    save_float,
-)
+from effstudio.compress.formats import count_params, save_float
 from effstudio.config import ConfigError
 from effstudio.engine.build import build_model
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent, StepEvent
+from effstudio.engine.loading import CompressError, LoadedModel, load_checkpoint
 from effstudio.engine.model_size import ModelTooLarge
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig

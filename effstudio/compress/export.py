@@ -23,9 +23,9 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,16 +34,25 @@ from torch import nn
 import effstudio
 from effstudio.attention.base import Attention
 from effstudio.compress.events import ResultEvent
-from effstudio.compress.formats import CompressError, LoadedModel, count_params, load_checkpoint
+from effstudio.compress.formats import count_params
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import atomic_write
 from effstudio.engine.data import Batch, eval_batches, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.loading import (
+    CompressError,
+    LoadedModel,
+    checked_onnx,
+    load_checkpoint,
+    read_onnx_metadata,
+)
 from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
-from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import Split, TaskSpec
+
+if TYPE_CHECKING:  # onnxruntime is imported when a session opens
+    from onnxruntime import InferenceSession
 
 OPSET = 17
 INPUT_NAMES = ("inputs", "mask")
@@ -136,44 +145,16 @@ def copy_metadata(source: Path, target: Path, extra: dict[str, str] | None = Non
     onnx.save(proto, str(target))
 
 
-def _checked(path: Path) -> Any:
-    """The model without its external data, once every external data reference is checked."""
-    try:
-        return load_checked(path)
-    except OnnxFileError as err:
-        raise CompressError(str(err)) from None
-    except OSError as err:
-        raise CompressError(f"{path} is not a readable ONNX file ({err.strerror or err})") from None
-
-
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    proto = _checked(Path(path))
-    metadata = {prop.key: prop.value for prop in proto.metadata_props}
-    if "config" not in metadata:
-        raise CompressError(f"{path} is an ONNX file without an effstudio run config; export it with "
-                            "`effstudio export onnx` to compare it")
-    return metadata
-
-
-def onnx_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """(the run config as a dict, all metadata) of an exported ONNX file; CompressError naming a bad field."""
-    metadata = read_onnx_metadata(path)
-    try:
-        return metadata_json(Path(path), metadata, "config"), metadata
-    except OnnxFileError as err:
-        raise CompressError(str(err)) from None
-
-
 def onnx_params(path: Path) -> int:
     """Elements of the initializers, counted from their shapes (no data is read)."""
-    proto = _checked(Path(path))
+    proto = checked_onnx(Path(path))
     return int(sum(math.prod(t.dims) for t in proto.graph.initializer))
 
 
-def session(path: Path, threads: int | None = None) -> Any:
+def session(path: Path, threads: int | None = None) -> InferenceSession:
     import onnxruntime as ort
 
-    _checked(Path(path))  # onnxruntime would read any external data file a model names
+    checked_onnx(Path(path))  # onnxruntime would read any external data file a model names
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -186,13 +167,13 @@ def session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_session(sess: Any, inputs: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def run_session(sess: InferenceSession, inputs: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     feeds = {"inputs": inputs.numpy().astype(np.int64), "mask": mask.numpy()}
     names = {i.name for i in sess.get_inputs()}  # a graph that never reads the mask has no mask input
     return sess.run(["logits"], {name: value for name, value in feeds.items() if name in names})[0]
 
 
-def evaluate_onnx(sess: Any, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
+def evaluate_onnx(sess: InferenceSession, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
     """(mean loss, accuracy) of an onnxruntime session over a split, as ``evaluate`` does for a module."""
     total_loss, correct, count = 0.0, 0, 0
     for batch in eval_batches(split, spec.pad_id, batch_size):
@@ -205,7 +186,7 @@ def evaluate_onnx(sess: Any, split: Split, spec: TaskSpec, batch_size: int) -> t
     return (total_loss / count, correct / count) if count else (float("nan"), float("nan"))
 
 
-def parity(model: nn.Module, sess: Any, batches: list[Batch]) -> float:
+def parity(model: nn.Module, sess: InferenceSession, batches: list[Batch]) -> float:
     """Largest absolute difference of logits between PyTorch and onnxruntime over ``batches``."""
     worst = 0.0
     with torch.no_grad():
@@ -224,7 +205,7 @@ def parity_batches(split: Split, spec: TaskSpec) -> list[Batch]:
     return [first, single]
 
 
-def latency_ms(run: Any, repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
+def latency_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
     """(p50, p95) milliseconds of ``run()``."""
     for _ in range(warmup):
         run()

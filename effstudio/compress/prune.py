@@ -42,23 +42,17 @@ import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 from effstudio.compress.events import PruneStepEvent, ResultEvent
-from effstudio.compress.formats import (
-    CompressError,
-    LoadedModel,
-    count_params,
-    load_checkpoint,
-    save_float,
-)
+from effstudio.compress.formats import count_params, save_float
 from effstudio.engine.data import MicroBatchIndices, make_batch
 from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent
+from effstudio.engine.loading import CompressError, LoadedModel, load_checkpoint
 from effstudio.engine.objective import evaluate, task_loss
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
 from effstudio.engine.trainer import train
 from effstudio.models.moe import MoEFeedForward
 from effstudio.models.structure import StructureError, blocks_of, ff_width
 
-METHODS = ("magnitude", "global-magnitude", "heads", "neurons", "structured")
-IMPORTANCE = ("magnitude", "gradient")
 GRADIENT_BATCHES = 4
 CPU = torch.device("cpu")
 
@@ -73,8 +67,8 @@ class PruneSettings:
     eval_batch_size: int = 64
 
     def check(self) -> None:
-        if self.method not in METHODS:
-            raise CompressError(f"unknown pruning method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.method not in PRUNE_METHODS:
+            raise CompressError(f"unknown pruning method {self.method!r}; use one of {', '.join(PRUNE_METHODS)}")
         if not 0.0 < self.amount < 1.0:
             raise CompressError(f"the amount must be between 0 and 1 (exclusive), got {self.amount}")
         if self.importance not in IMPORTANCE:

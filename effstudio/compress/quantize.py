@@ -2,7 +2,7 @@
 
 - ``dynamic-int8``: ``torch.ao`` dynamic quantization of the Linear layers
   (int8 weights with one scale per tensor; activations quantized on the fly),
-  stored as described in :mod:`effstudio.compress.formats`.
+  stored as described in :mod:`effstudio.engine.loading`.
 - ``fp16`` / ``bf16``: every weight stored (and evaluated) in half precision.
 - ``onnx-int8``: ONNX export, then onnxruntime's dynamic int8 quantization.
 - ``onnx-int8-static``: ONNX export, then onnxruntime's static int8
@@ -36,23 +36,21 @@ from effstudio.compress.export import (
     run_session,
     session,
 )
-from effstudio.compress.formats import (
-    DTYPES,
-    CompressError,
-    LoadedModel,
-    count_params,
-    is_dynamic_quantized,
-    load_checkpoint,
-    quantize_dynamic_int8,
-    save_dynamic_int8,
-    save_float,
-)
+from effstudio.compress.formats import count_params, save_dynamic_int8, save_float
 from effstudio.engine.checkpoint import atomic_write
 from effstudio.engine.data import eval_batches
 from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.loading import (
+    DTYPES,
+    CompressError,
+    LoadedModel,
+    is_dynamic_quantized,
+    load_checkpoint,
+    quantize_dynamic_int8,
+)
 from effstudio.engine.objective import evaluate
+from effstudio.engine.run_plan import QUANTIZE_METHODS
 
-METHODS = ("dynamic-int8", "fp16", "bf16", "onnx-int8", "onnx-int8-static")
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 16
 CPU = torch.device("cpu")
@@ -83,8 +81,8 @@ def check_source(loaded: LoadedModel) -> None:
 def quantize_job(checkpoint: Path, method: str, out: Path, control: JobControl | None = None,
                  eval_batch_size: int = 64, calibration_batches: int = CALIBRATION_BATCHES) -> Iterator[Event]:
     """Quantize a float32 checkpoint with ``method``, evaluate both, write ``out``; yields a ResultEvent last."""
-    if method not in METHODS:
-        raise CompressError(f"unknown quantization method {method!r}; use one of {', '.join(METHODS)}")
+    if method not in QUANTIZE_METHODS:
+        raise CompressError(f"unknown quantization method {method!r}; use one of {', '.join(QUANTIZE_METHODS)}")
     out = Path(out)
     wants_onnx = method.startswith("onnx")
     if wants_onnx != (out.suffix.lower() == ".onnx"):

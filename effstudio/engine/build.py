@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from effstudio.config import ConfigError
-from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, load_weights, read_info
+from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo
 from effstudio.engine.model_size import ModelTooLarge, check_fits
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
@@ -72,35 +72,3 @@ def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec, *, training: 
         except StructureError as err:
             raise CheckpointError(f"{info.path}: {err}") from None
     return model
-
-
-def trainable_model(path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
-    """A checkpoint's weights as a float32 model that trains, whatever it was saved as.
-
-    Pruned widths are kept, half-precision weights widened and dynamic-int8 layers
-    dequantized (their float weights are exactly scale * (int8 - zero point)), so a
-    compressed model can be fine-tuned like any other.
-    """
-    info = read_info(path)
-    model, _, _ = load_model(info.path, training=True)
-    from effstudio.compress.formats import dequantized
-
-    return dequantized(model).float().train(), info
-
-
-def load_model(path: str | Path, *, training: bool = False) -> tuple[nn.Module, RunConfig, Task]:
-    """An effstudio checkpoint's model (weights loaded, eval mode), run config and task.
-
-    A pruned, half-precision or quantized checkpoint (see effstudio.compress.formats)
-    is rebuilt from the records in its header.
-    """
-    info = read_info(path)
-    if any(key in info.metadata for key in ("effstudio.quantization", "effstudio.dtype")):
-        from effstudio.compress.formats import load_checkpoint
-
-        loaded = load_checkpoint(info.path)
-        return loaded.model, loaded.config, loaded.task
-    task = build_task(info.config)
-    model = model_of_checkpoint(info, task.spec, training=training)
-    load_weights(model, info.path)
-    return model.eval(), info.config, task

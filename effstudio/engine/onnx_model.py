@@ -17,19 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effstudio import read_limits
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.paths import escape_reason
 
+if TYPE_CHECKING:  # onnx is imported where a file is read: it takes half a second
+    from onnx import GraphProto, ModelProto, NodeProto, TensorProto
+
 
 class OnnxFileError(ValueError):
     """An ONNX file that effstudio refuses to read further; the message names the file and the field."""
 
 
-def load_checked(path: str | Path) -> Any:
+def load_checked(path: str | Path) -> ModelProto:
     """The ModelProto of ``path``, without external data, after checking every external data reference."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -44,7 +47,7 @@ def load_checked(path: str | Path) -> Any:
     return model
 
 
-def _tensors_of_graph(graph: Any) -> Iterator[Any]:
+def _tensors_of_graph(graph: GraphProto) -> Iterator[TensorProto]:
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
         yield sparse.values
@@ -53,7 +56,7 @@ def _tensors_of_graph(graph: Any) -> Iterator[Any]:
         yield from _tensors_of_node(node)
 
 
-def _tensors_of_node(node: Any) -> Iterator[Any]:
+def _tensors_of_node(node: NodeProto) -> Iterator[TensorProto]:
     for attribute in node.attribute:
         if attribute.HasField("t"):
             yield attribute.t
@@ -67,7 +70,7 @@ def _tensors_of_node(node: Any) -> Iterator[Any]:
             yield from _tensors_of_graph(graph)
 
 
-def all_tensors(model: Any) -> Iterator[Any]:
+def all_tensors(model: ModelProto) -> Iterator[TensorProto]:
     """Every TensorProto of the model: initializers, constants in nodes, subgraphs, functions."""
     yield from _tensors_of_graph(model.graph)
     for function in model.functions:
@@ -75,7 +78,7 @@ def all_tensors(model: Any) -> Iterator[Any]:
             yield from _tensors_of_node(node)
 
 
-def check_external_data(path: Path, model: Any) -> None:
+def check_external_data(path: Path, model: ModelProto) -> None:
     """OnnxFileError naming the tensor and the location of the first external reference that is refused."""
     from onnx import TensorProto
 

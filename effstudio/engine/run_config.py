@@ -18,7 +18,7 @@ bare field name found in exactly one section.
 
 A run config file may also list ``[[compress]]`` steps to run after training.
 They are not part of a RunConfig (what a checkpoint was trained with, stored in
-its header and compared on resume): :class:`effstudio.compress.plan.RunPlan`
+its header and compared on resume): :class:`effstudio.engine.run_plan.RunPlan`
 reads them, and :meth:`RunConfig.from_dict` passes over them.
 """
 
@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
@@ -48,7 +50,7 @@ from effstudio.paths import confine, user_allowed
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
 SECTIONS = ("model", "attention", "task", "train")
-PLAN_SECTIONS = ("compress",)  # read by effstudio.compress.plan.RunPlan, not by RunConfig
+PLAN_SECTIONS = ("compress",)  # read by effstudio.engine.run_plan.RunPlan, not by RunConfig
 
 
 @dataclass(frozen=True)
@@ -273,8 +275,6 @@ class RunConfig:
         return dataclasses.replace(config, sources={key: str(source) for key in named})
 
     def to_toml(self) -> str:
-        import tomli_w
-
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
@@ -303,8 +303,6 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
     A file there that cannot be read as a run config (edited by hand into a broken one) is not
     replaced, since its plan could not be kept: a ConfigError says so. A failed write is an OSError
     and leaves the file there as it was."""
-    import tomli_w
-
     path = Path(path)
     data = config.to_dict()
     if path.is_file():

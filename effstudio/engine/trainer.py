@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from effstudio.config import ConfigError
 from effstudio.engine import checkpoint as ckpt
-from effstudio.engine.build import build_model, build_task, model_of_checkpoint, trainable_model
+from effstudio.engine.build import build_model, build_task, model_of_checkpoint
 from effstudio.engine.data import Batch, MicroBatchIndices, StreamIndices, make_batch, train_batches
 from effstudio.engine.device import describe_device, pick_device
 from effstudio.engine.distributed import (
@@ -49,6 +49,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.engine.loading import trainable_model
 from effstudio.engine.memory import cuda_memory_mb, rss_mb
 from effstudio.engine.objective import evaluate, forward_batch, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig, TrainConfig, write_toml

@@ -31,14 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 import effstudio
-from effstudio.compress.plan import (
-    CompressDoneEvent,
-    CompressStep,
-    RunPlan,
-    describe_step,
-    steps_after_training,
-    steps_of_run_folder,
-)
+from effstudio.compress.steps import CompressDoneEvent
 from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import (
@@ -50,6 +43,7 @@ from effstudio.engine.events import (
     StartEvent,
 )
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import CompressStep, RunPlan, describe_step, steps_of_run_folder
 from effstudio.gui import settings as keys
 from effstudio.gui import training_process
 from effstudio.gui.command import command_line, torchrun_command_line
@@ -66,6 +60,7 @@ from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
+from effstudio.pipeline import steps_after_training
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 
 MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)

@@ -147,7 +147,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
             print(f"  {a['kind']:<11} {step}{a['path']}{missing}")
     print(f"\nconfig (effstudio train --config FILE reproduces it; `runs export {run_id} --format json` has it "
           "in full):")
-    from effstudio.compress.plan import RunPlan
+    from effstudio.engine.run_plan import RunPlan
 
     try:
         print(RunPlan.from_dict(run.config).to_toml().rstrip())

@@ -41,6 +41,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.engine.run_plan import RunPlan, artifact_kind
 from effstudio.paths import confine, open_regular_file, refuse_symlink_loop
 from effstudio.runs.store import RunStore, RunStoreError, default_path
 
@@ -372,8 +373,6 @@ def import_run_dir(run_dir: str | Path, *, path: str | Path | None = None, name:
     not UTF-8, a symlink loop) is a ConfigError or PathError naming the file, the line and the field,
     and nothing is recorded.
     """
-    from effstudio.compress.plan import RunPlan, artifact_kind
-
     refuse_symlink_loop(run_dir)
     folder = Path(run_dir).resolve()
     log = folder / "events.jsonl"

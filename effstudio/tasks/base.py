@@ -9,6 +9,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from effstudio.tasks import cache
+
 Objective = Literal["classify", "lm", "seq2seq"]
 IGNORE_INDEX = -100  # target value that the loss and the accuracy skip
 
@@ -119,8 +121,6 @@ class GeneratedTask:
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown split {name!r}; {self.name} has {', '.join(SPLIT_NAMES)}")
         if self._tensors is None:
-            from effstudio.tasks import cache
-
             self._tensors = cache.load_or_create(
                 self.name,
                 self.cache_identity(),

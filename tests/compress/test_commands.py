@@ -117,8 +117,8 @@ def _done(capsys):
 
 
 def test_compressed_checkpoints_train_on_with_init_and_then_resume(tiny_checkpoint, tmp_path, capsys):
-    from effstudio.compress.formats import load_checkpoint
     from effstudio.engine.checkpoint import read_info
+    from effstudio.engine.loading import load_checkpoint
     from effstudio.models.structure import blocks_of
 
     pruned = tmp_path / "pruned.safetensors"
@@ -145,7 +145,7 @@ def test_compressed_checkpoints_train_on_with_init_and_then_resume(tiny_checkpoi
 
 @pytest.mark.parametrize("method", ["dynamic-int8", "fp16"])
 def test_quantized_checkpoints_fine_tune_in_float32(method, tiny_checkpoint, tmp_path, capsys):
-    from effstudio.compress.formats import load_checkpoint
+    from effstudio.engine.loading import load_checkpoint
 
     quantized = tmp_path / f"{method}.safetensors"
     assert main(["quantize", str(tiny_checkpoint), "--method", method, "--out", str(quantized)]) == 0

@@ -11,8 +11,8 @@ from effstudio.compress.compare import (
     rows_to_markdown,
 )
 from effstudio.compress.export import export_job
-from effstudio.compress.formats import CompressError
 from effstudio.compress.quantize import quantize_job
+from effstudio.engine.loading import CompressError
 from tests.compress.conftest import make_checkpoint, tiny_config
 
 CONTRACT = {"name", "params", "file_bytes", "accuracy", "latency_ms_b1", "latency_ms_b32", "peak_mb"}

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from effstudio.compress.distill import DistillationLoss, DistillSettings, distill_job, kl_term
-from effstudio.compress.formats import CompressError, load_checkpoint
 from effstudio.engine.data import make_batch
+from effstudio.engine.loading import CompressError, load_checkpoint
 from effstudio.engine.objective import task_loss
 from tests.compress.conftest import make_checkpoint, tiny_config
 

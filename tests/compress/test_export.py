@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from effstudio.compress.export import export_job, read_onnx_metadata, run_session, session
-from effstudio.compress.formats import load_checkpoint
+from effstudio.compress.export import export_job, run_session, session
+from effstudio.engine.loading import load_checkpoint, read_onnx_metadata
 from tests.compress.conftest import make_checkpoint, tiny_config
 
 
@@ -34,7 +34,7 @@ def test_a_model_the_tracer_cannot_take_is_refused_with_its_names(tmp_path, monk
     hierarchical encoder given back its eager segmenting (scatter_reduce without its own values, which
     the tracer refuses) stands for a model that does not.
     """
-    from effstudio.compress.formats import CompressError
+    from effstudio.engine.loading import CompressError
     from effstudio.engine.run_config import RunConfig
     from effstudio.models import hierarchical
 

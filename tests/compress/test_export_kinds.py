@@ -21,10 +21,10 @@ from effstudio.compress.export import (
     parity,
     session,
 )
-from effstudio.compress.formats import load_checkpoint
 from effstudio.config import ConfigError
 from effstudio.engine.build import build_model, build_task
 from effstudio.engine.data import Batch
+from effstudio.engine.loading import load_checkpoint
 from effstudio.engine.run_config import RunConfig
 from effstudio.registry import get_registry
 from tests.compress.conftest import make_checkpoint

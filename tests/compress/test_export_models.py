@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from effstudio.compress.export import export_job, export_onnx, session
-from effstudio.compress.formats import load_checkpoint
 from effstudio.engine.build import build_model, build_task
 from effstudio.engine.checkpoint import save_checkpoint
 from effstudio.engine.data import Batch
+from effstudio.engine.loading import load_checkpoint
 from effstudio.engine.run_config import RunConfig
 from effstudio.models import hierarchical, universal
 from tests.compress.conftest import make_checkpoint

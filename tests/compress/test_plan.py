@@ -3,7 +3,9 @@
 
 import pytest
 
-from effstudio.compress.plan import (
+from effstudio.config import ConfigError
+from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import (
     DistillStep,
     ExportStep,
     PruneStep,
@@ -12,8 +14,6 @@ from effstudio.compress.plan import (
     chain,
     parse_steps,
 )
-from effstudio.config import ConfigError
-from effstudio.engine.run_config import RunConfig
 
 HEAD = """
 [model]
@@ -147,7 +147,8 @@ def test_steps_chain_from_the_newest_model(tmp_path):
                                         ("./checkpoint.safetensors", "would overwrite the trained checkpoint"),
                                         ("ABSOLUTE", "outside the run folder")])
 def test_a_step_never_overwrites_the_trained_checkpoint(tmp_path, out, words):
-    from effstudio.compress.plan import QuantizeStep, run_steps
+    from effstudio.compress.steps import run_steps
+    from effstudio.engine.run_plan import QuantizeStep
     from tests.compress.conftest import make_checkpoint
 
     checkpoint = make_checkpoint(tmp_path / "checkpoint.safetensors")

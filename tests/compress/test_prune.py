@@ -1,7 +1,6 @@
 import safetensors
 import torch
 
-from effstudio.compress.formats import load_checkpoint
 from effstudio.compress.prune import (
     PruneSettings,
     cubic_schedule,
@@ -9,7 +8,7 @@ from effstudio.compress.prune import (
     prune_job,
     sparsity_report,
 )
-from effstudio.engine.build import load_model
+from effstudio.engine.loading import load_checkpoint, load_model
 from effstudio.models.structure import blocks_of
 
 

@@ -2,8 +2,8 @@ import pytest
 import safetensors
 import torch
 
-from effstudio.compress.formats import load_checkpoint, quantize_dynamic_int8
 from effstudio.compress.quantize import quantize_job
+from effstudio.engine.loading import load_checkpoint, quantize_dynamic_int8
 from effstudio.engine.objective import evaluate
 
 
@@ -59,7 +59,7 @@ def test_onnx_int8_dynamic_and_static_with_calibration(tiny_checkpoint, tmp_path
 def test_a_quantized_checkpoint_is_not_quantized_again(tiny_checkpoint, tmp_path):
     import pytest
 
-    from effstudio.compress.formats import CompressError
+    from effstudio.engine.loading import CompressError
 
     out = tmp_path / "int8.safetensors"
     last(quantize_job(tiny_checkpoint, "dynamic-int8", out))

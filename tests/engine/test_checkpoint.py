@@ -4,9 +4,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from effstudio.engine.build import load_model
 from effstudio.engine.checkpoint import CheckpointError, atomic_write, read_info, save_checkpoint
 from effstudio.engine.data import make_batch
+from effstudio.engine.loading import load_model
 from effstudio.engine.trainer import train
 from tests.engine.conftest import tiny_listops
 

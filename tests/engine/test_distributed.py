@@ -71,7 +71,7 @@ def test_the_global_batch_must_split_evenly_over_processes():
 
 def test_compression_steps_after_a_torchrun_training_run_on_rank_0_alone(tmp_path):
     """Rank 0 fine-tunes while pruning after the other rank has left: as a process of its own."""
-    from effstudio.compress.plan import PruneStep, RunPlan
+    from effstudio.engine.run_plan import PruneStep, RunPlan
 
     config = RunConfig.create("transformer", "listops", SETTINGS)
     plan = RunPlan(config, (PruneStep(prune="heads", amount=0.5, finetune_steps=2, schedule_steps=1),))

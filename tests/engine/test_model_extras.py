@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from effstudio.cli import main
-from effstudio.engine.build import load_model
 from effstudio.engine.events import AttentionEvent, DoneEvent, JobControl, StepEvent
+from effstudio.engine.loading import load_model
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.universal import UniversalTransformer

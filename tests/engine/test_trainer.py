@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from effstudio.config import ConfigError
-from effstudio.engine.build import load_model
 from effstudio.engine.checkpoint import load_train_state, read_info
 from effstudio.engine.events import (
     AttentionEvent,
@@ -17,6 +16,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.engine.loading import load_model
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import lr_at, train
 from tests.engine.conftest import tiny_listops

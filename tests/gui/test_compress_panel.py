@@ -59,7 +59,7 @@ def test_bad_input_is_shown_in_the_panel(panel, qtbot, tmp_path):
 
 
 def test_the_tabs_are_the_steps_settings_and_a_bad_one_is_refused(panel, tmp_path):
-    from effstudio.compress.plan import ExportStep, PruneStep, QuantizeStep
+    from effstudio.engine.run_plan import ExportStep, PruneStep, QuantizeStep
 
     source = make_checkpoint(tmp_path / "tiny.safetensors")
     panel.set_checkpoint(source)

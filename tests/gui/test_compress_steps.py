@@ -8,7 +8,7 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from effstudio.compress.plan import ExportStep, PruneStep, QuantizeStep, RunPlan
+from effstudio.engine.run_plan import ExportStep, PruneStep, QuantizeStep, RunPlan
 from effstudio.gui.main_window import COMPRESS
 from effstudio.runs.store import RunStore, default_path
 
@@ -139,9 +139,9 @@ def test_a_stopped_run_runs_no_steps(window, qtbot):
 
 
 def test_steps_wait_for_a_job_the_section_is_running(app, qtbot, tmp_path):
-    from effstudio.compress.plan import steps_after_training
     from effstudio.engine.events import DoneEvent
     from effstudio.gui.panels.compress_panel import CompressPanel
+    from effstudio.pipeline import steps_after_training
     from effstudio.registry import get_registry
     from tests.compress.conftest import make_checkpoint
 
@@ -163,9 +163,9 @@ def test_steps_wait_for_a_job_the_section_is_running(app, qtbot, tmp_path):
 
 
 def test_a_chain_waiting_behind_a_stopped_chain_still_runs(app, qtbot, tmp_path):
-    from effstudio.compress.plan import steps_after_training
     from effstudio.engine.events import DoneEvent
     from effstudio.gui.panels.compress_panel import CompressPanel
+    from effstudio.pipeline import steps_after_training
     from effstudio.registry import get_registry
     from tests.compress.conftest import make_checkpoint
 

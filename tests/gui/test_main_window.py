@@ -145,7 +145,7 @@ def test_data_panel_previews_examples(window, qtbot):
 
 
 def test_fine_tune_the_compress_result_trains_the_pruned_model(window, qtbot, tmp_path):
-    from effstudio.compress.formats import load_checkpoint
+    from effstudio.engine.loading import load_checkpoint
     from effstudio.models.structure import blocks_of
     from tests.compress.conftest import make_checkpoint
     from tests.compress.conftest import tiny_config as tiny_compress_config

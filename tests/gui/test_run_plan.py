@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from effstudio.compress.plan import PruneStep, QuantizeStep, RunPlan
+from effstudio.engine.run_plan import PruneStep, QuantizeStep, RunPlan
 from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.runs.store import RunStore
 

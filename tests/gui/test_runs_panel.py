@@ -170,7 +170,7 @@ def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
 
     # Continue from checkpoint: the same record goes on, in the same folder
     config = RunConfig.from_dict(runs[0].config).with_overrides({"train.steps": 24})
-    from effstudio.compress.plan import QuantizeStep
+    from effstudio.engine.run_plan import QuantizeStep
 
     window.set_compress_steps((QuantizeStep(quantize="fp16"),))  # of a config loaded since: not this run's
     worker = window.continue_run(config, str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "run"))

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from effstudio.cli import UsageError, _compress_steps, _train_config
-from effstudio.compress.plan import RunPlan
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import SECTIONS, RunConfig, TrainConfig
+from effstudio.engine.run_plan import RunPlan
 from effstudio.registry import get_registry
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,

@@ -224,7 +224,7 @@ def test_a_config_toml_that_cannot_be_written_keeps_the_whole_old_file(tmp_path,
 
 def test_a_full_disk_during_a_compression_step_keeps_the_trained_run(small_disk, tmp_path, monkeypatch,  # noqa: F811
                                                                      capsys):
-    import effstudio.compress.plan as plan
+    import effstudio.pipeline as plan
 
     config = run_config(tmp_path, 2, [{"method": "quantize", "quantize": "fp16", "out": "half.safetensors"}])
     folder = small_disk / "run"

@@ -204,7 +204,7 @@ def test_compare_refuses_onnx_before_onnxruntime_reads_it(name, made, capsys, mo
     import onnxruntime
 
     from effstudio.compress.export import onnx_params, session
-    from effstudio.compress.formats import CompressError
+    from effstudio.engine.loading import CompressError
 
     def never(*args, **kwargs):
         raise AssertionError("onnxruntime was given a refused model")
@@ -222,7 +222,8 @@ def test_compare_refuses_onnx_before_onnxruntime_reads_it(name, made, capsys, mo
 
 
 def test_a_good_external_data_model_still_opens_everywhere(tmp_path):
-    from effstudio.compress.export import onnx_params, read_onnx_metadata
+    from effstudio.compress.export import onnx_params
+    from effstudio.engine.loading import read_onnx_metadata
 
     path = reader_cases.onnx_with_metadata(tmp_path / "ok" / "model.onnx", external=True)
     inspected = open_model(path)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from effstudio.config import ConfigError
-from effstudio.engine.build import load_model
 from effstudio.engine.data import make_batch
 from effstudio.engine.events import AttentionEvent, EvalEvent
+from effstudio.engine.loading import load_model
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.base import ModelSpec

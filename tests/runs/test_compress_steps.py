@@ -140,8 +140,8 @@ def test_a_bad_step_is_a_usage_error_before_training(tmp_path, capsys):
 
 
 def test_a_resumed_run_keeps_its_steps_and_runs_them_on_its_final_checkpoint(tmp_path, capsys):
-    from effstudio.compress.plan import RunPlan
     from effstudio.engine.checkpoint import read_info
+    from effstudio.engine.run_plan import RunPlan
 
     config = tmp_path / "run.toml"
     config.write_text(CONFIG + '\n[[compress]]\nmethod = "quantize"\nquantize = "fp16"\n', encoding="utf-8")

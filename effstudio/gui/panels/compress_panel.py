@@ -46,19 +46,13 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.compress.export import export_job
-from effstudio.compress.formats import config_of_file
-from effstudio.compress.plan import (
-    CompressDoneEvent,
-    CompressStepEvent,
-    DistillStep,
-    ExportStep,
-    PruneStep,
-    QuantizeStep,
-)
 from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
+from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent
 from effstudio.config import ConfigError, param
 from effstudio.engine.events import JobControl, LogEvent
+from effstudio.engine.loading import config_of_file
+from effstudio.engine.run_plan import DistillStep, ExportStep, PruneStep, QuantizeStep
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobHost
@@ -376,7 +370,7 @@ class CompressPanel(JobHost, Panel):
     def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
         """Run a run config's compression steps on the checkpoint they start from.
 
-        ``fn`` runs the chain (:func:`effstudio.compress.plan.steps_after_training`). While another
+        ``fn`` runs the chain (:func:`effstudio.pipeline.steps_after_training`). While another
         job runs, the chain waits for it; False says so.
         """
         if self.job is not None:  # running, or ended with its finished signal still on the way

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from effstudio.compress.plan import RunPlan
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import RunPlan
 from effstudio.gui.panels.base import Panel, empty_state
 from effstudio.gui.panels.run_curves import RunCurves
 from effstudio.gui.panels.run_files import RunFiles

@@ -43,22 +43,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from effstudio.compress.events import ResultEvent
-from effstudio.compress.prune import IMPORTANCE
-from effstudio.compress.prune import METHODS as PRUNE_METHODS
-from effstudio.compress.quantize import METHODS as QUANTIZE_METHODS
+import tomli_w
+
 from effstudio.config import ConfigError, describe_kind, param, with_values
-from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
-from effstudio.engine.run_config import RunConfig, read_toml, write_text_atomic
-from effstudio.engine.run_lock import LOCK_NAME, RunFolderBusy, RunFolderLock
+from effstudio.engine.run_config import RunConfig, read_toml
+from effstudio.engine.run_lock import LOCK_NAME
 from effstudio.paths import allow_path, confine
 from effstudio.registry import Registry
 
+PRUNE_METHODS = ("magnitude", "global-magnitude", "heads", "neurons", "structured")
+IMPORTANCE = ("magnitude", "gradient")  # how heads and neurons are ranked for structured pruning
+QUANTIZE_METHODS = ("dynamic-int8", "fp16", "bf16", "onnx-int8", "onnx-int8-static")
 EXPORT_FORMATS = ("onnx",)
 TRAINED_NAME = "checkpoint.safetensors"  # the trainer's checkpoint file in a run folder
 # the run folder's own files, which no step may write: what each one is, for messages
@@ -383,8 +383,6 @@ class RunPlan:
         return cls(config, parse_steps(data.get("compress")))
 
     def to_toml(self) -> str:
-        import tomli_w
-
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
@@ -431,155 +429,3 @@ def describe_step(step: CompressStep) -> str:
     if isinstance(step, ExportStep):
         return f"export {step.format}" + (" (checked)" if step.check else "")
     return f"distill into {step.student_model} ({step.steps} steps)"
-
-
-# ------------------------------------------------------------------- running
-@dataclass(frozen=True)
-class CompressStepEvent(Event):
-    """A compression step starts: which one, what it reads and writes, and its run-store artifact kind."""
-
-    kind: ClassVar[str] = "compress_step"
-    index: int  # from 1
-    total: int
-    method: str
-    description: str
-    source: str
-    out: str
-    artifact: str
-
-
-@dataclass(frozen=True)
-class CompressDoneEvent(Event):
-    """The steps are over: ``status`` is finished, failed, stopped or skipped (training did not finish);
-    ``outputs`` lists the files written."""
-
-    kind: ClassVar[str] = "compress_done"
-    status: str
-    completed: int
-    total: int
-    outputs: list[str]
-    error: str | None = None
-
-
-def _job(planned: PlannedStep, control: JobControl) -> Iterator[Event]:
-    step, source, out = planned.step, planned.source, planned.out
-    if isinstance(step, PruneStep):
-        from effstudio.compress.prune import PruneSettings, prune_job
-
-        settings = PruneSettings(method=step.prune, amount=step.amount, importance=step.importance,
-                                 finetune_steps=step.finetune_steps, schedule_steps=step.schedule_steps)
-        return prune_job(source, settings, out, control=control)
-    if isinstance(step, QuantizeStep):
-        from effstudio.compress.quantize import quantize_job
-
-        return quantize_job(source, step.quantize, out, control=control,
-                            calibration_batches=step.calibration_batches)
-    if isinstance(step, ExportStep):
-        from effstudio.compress.export import export_job
-
-        return export_job(source, out, check=step.check, control=control)
-    from effstudio.compress.distill import DistillSettings, distill_job
-
-    settings = DistillSettings(student_model=step.student_model, overrides=step.set, steps=step.steps,
-                               temperature=step.temperature, alpha=step.alpha, hidden_weight=step.hidden_weight)
-    return distill_job(source, settings, out, control=control)
-
-
-def run_steps(steps: Sequence[CompressStep], checkpoint: str | Path, run_dir: str | Path | None = None,
-              control: JobControl | None = None) -> Iterator[Event]:
-    """Run the chain on a trained checkpoint: per step a CompressStepEvent, the job's events and its
-    ResultEvent; a CompressDoneEvent last. A step that fails (or a failed ONNX parity check) ends the
-    chain with status ``failed``; later steps are skipped, since they may read its output."""
-    from effstudio.compress.formats import CompressError
-    from effstudio.engine.checkpoint import CheckpointError
-
-    control = control or JobControl()
-    planned = chain(steps, checkpoint, run_dir)
-    outputs: list[str] = []
-    try:  # checked before training too; again here, as the folder may have changed since
-        check_outputs(planned, checkpoint, run_dir)
-    except ConfigError as err:
-        yield CompressDoneEvent("failed", 0, len(planned), outputs, str(err))
-        return
-    for item in planned:
-        if control.stop_requested:
-            yield CompressDoneEvent("stopped", len(outputs), len(planned), outputs,
-                                    f"stopped before compress[{item.index}]")
-            return
-        yield CompressStepEvent(item.index, len(planned), item.step.method, describe_step(item.step),
-                                str(item.source), str(item.out), item.step.artifact)
-        result: ResultEvent | None = None
-        try:
-            item.out.parent.mkdir(parents=True, exist_ok=True)
-            for event in _job(item, control):
-                if isinstance(event, ResultEvent):
-                    result = event
-                yield event
-        except (CompressError, CheckpointError, ConfigError, OSError, RuntimeError, ValueError) as err:
-            if control.stop_requested:
-                yield CompressDoneEvent("stopped", len(outputs), len(planned), outputs, str(err))
-                return
-            message = f"compress[{item.index}] ({describe_step(item.step)}) failed: {err}"
-            yield LogEvent("error", message)
-            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
-            return
-        if result is None:
-            message = f"compress[{item.index}] ({describe_step(item.step)}) wrote nothing"
-            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
-            return
-        outputs.append(result.path)
-        if result.details.get("parity_ok") is False:
-            message = f"compress[{item.index}]: the ONNX graph differs from PyTorch (see the warning above)"
-            yield CompressDoneEvent("failed", len(outputs), len(planned), outputs, message)
-            return
-    yield CompressDoneEvent("finished", len(outputs), len(planned), outputs)
-
-
-def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | None = None,
-                         control: JobControl | None = None, *, run_id: int | None = None,
-                         store_path: str | Path | None = None) -> Iterator[Event]:
-    """What follows a run of a plan with steps, for ``train --config`` and the window alike.
-
-    A run that did not finish with a checkpoint gives one CompressDoneEvent ``skipped``. Otherwise
-    the run folder's ``config.toml`` (the trainer wrote the training part) becomes the whole plan,
-    so it reproduces the run; then :func:`run_steps` runs, and each output is recorded as an artifact
-    of the recorded run ``run_id`` (in the run store ``store_path``, default the user's) before its
-    ResultEvent is passed on. A store that cannot be written costs a warning, never the step. The
-    run folder's lock is held throughout; a folder that another run holds fails the steps in one line.
-    """
-    steps = plan.compress
-    if done.status != "finished" or not done.checkpoint:
-        yield CompressDoneEvent("skipped", 0, len(steps), [],
-                                f"training {done.status}, so the {len(steps)} compression step(s) did not run")
-        return
-    folder = Path(run_dir) if run_dir is not None else Path(done.checkpoint).parent
-    try:  # the steps read the trained checkpoint: no other run may write the folder meanwhile
-        lock = RunFolderLock.acquire(folder)
-    except RunFolderBusy as err:
-        yield CompressDoneEvent("failed", 0, len(steps), [], f"the compression steps did not run: {err.message}")
-        return
-    try:
-        yield from _steps_in_locked_folder(plan, done, folder, control, run_id, store_path)
-    finally:  # also when the window or Ctrl+C closes this generator
-        lock.release()
-
-
-def _steps_in_locked_folder(plan: RunPlan, done: DoneEvent, folder: Path, control: JobControl | None,
-                            run_id: int | None, store_path: str | Path | None) -> Iterator[Event]:
-    steps = plan.compress
-    try:
-        write_text_atomic(folder / "config.toml", plan.to_toml())  # a full disk keeps the training's file
-    except OSError as err:
-        yield LogEvent("warning", f"cannot write {folder / 'config.toml'}: {err.strerror or err}")
-    artifact = "compressed"
-    for event in run_steps(steps, done.checkpoint, folder, control):
-        if isinstance(event, CompressStepEvent):
-            artifact = event.artifact
-        problem = None
-        if isinstance(event, ResultEvent) and run_id is not None:
-            from effstudio.runs.recorder import record_artifact
-
-            problem = record_artifact(run_id, artifact, event.path, store_path=store_path)
-        yield event
-        if problem:
-            yield LogEvent("warning", f"the run store could not record {event.path}: {problem}")
