@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication
 ACCENT = "#2563eb"
 ACCENT_DARK = "#1d4ed8"
 ERROR = "#dc2626"
+ERROR_BACKGROUND = "#fef2f2"  # an invalid field, a failed row
 WARNING = "#b45309"
 OK = "#15803d"
 MUTED = "#6b7280"
@@ -16,6 +17,7 @@ TEXT = "#1f2937"
 BORDER = "#d1d5db"
 SIDEBAR = "#f1f3f6"
 WINDOW = "#fafafa"
+ON_ACCENT = "#ffffff"  # text and glyphs on an accent-coloured button
 
 # curve colours, colour-blind friendly (Okabe-Ito)
 BLUE, ORANGE, GREEN, PURPLE, RED, SKY = "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9"
@@ -52,11 +54,12 @@ QGroupBox {{
     background: white;
 }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 10px; padding: 0 4px; color: {TEXT}; }}
-QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"] {{
+QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"], QListWidget[invalid="true"] {{
     border: 1px solid {ERROR};
     border-radius: 3px;
-    background: #fef2f2;
+    background: {ERROR_BACKGROUND};
 }}
+QFrame#benchPlots, QFrame#benchEmpty {{ background: white; border: 1px solid {BORDER}; border-radius: 6px; }}
 QPushButton#primary {{
     background: {ACCENT}; color: white; border: 1px solid {ACCENT_DARK};
     border-radius: 4px; padding: 5px 14px; font-weight: 600;

@@ -93,7 +93,8 @@ class ConfigForm(QWidget):
 
     ``choices`` replaces a field's offered values (e.g. devices that exist here);
     ``prefix`` ("model", "train") is stripped from ConfigError field names;
-    ``columns`` spreads the basic fields over that many side-by-side columns.
+    ``columns`` spreads the basic fields over that many side-by-side columns;
+    ``fields`` draws only the fields it names, in its order (the caller edits the others).
     ``changed(name)`` fires when the user edits a field.
     """
 
@@ -106,12 +107,15 @@ class ConfigForm(QWidget):
         prefix: str = "",
         choices: Mapping[str, Sequence[Any]] | None = None,
         columns: int = 1,
+        fields: Sequence[str] | None = None,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
         self.config_cls = config_cls
         self.prefix = prefix
         self.specs = {spec.name: spec for spec in fields_of(config_cls)}
+        if fields is not None:
+            self.specs = {name: self.specs[name] for name in fields}
         self._choices = dict(choices or {})
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
