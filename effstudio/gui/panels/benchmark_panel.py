@@ -169,7 +169,7 @@ class BenchmarkPanel(JobHost, Panel):
 
         run_layout = QVBoxLayout(run_group := QGroupBox("Run", column))
         run_layout.setSpacing(8)
-        self.run_button = QPushButton(icon("start", theme.ON_ACCENT), "Run", run_group)
+        self.run_button = QPushButton(icon("start", theme.ON_DARK), "Run", run_group)
         self.run_button.setObjectName("primary")
         self.run_button.setToolTip("Measure every chosen kind at every length")
         self.stop_button = QPushButton(action_icon("stop"), "Stop", run_group)

@@ -7,7 +7,6 @@ Rows are queries, columns keys, as in the papers' figures; short sequences
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
@@ -57,8 +56,7 @@ class AttentionView(QWidget):
         controls.addStretch(1)
         controls.addWidget(self.step_label)
 
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
         empty = QLabel("No attention maps yet.\nThey arrive during training, every "

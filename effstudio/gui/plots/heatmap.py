@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
 
 from effstudio.gui import theme
 
@@ -14,22 +13,11 @@ def weights_heatmap(
 ) -> tuple[pg.PlotItem, pg.ImageItem, pg.ColorBarItem]:
     """Add a plot to ``graphics`` that shows a (rows, columns) matrix, by default weights in [0, 1]
     in square cells; ``square=False`` lets the cells stretch to fill the plot."""
-    plot = graphics.addPlot()
+    plot = theme.style_plot(graphics.addPlot(), bottom=x_label, left=y_label, grid="", tick_points=tick_points)
     plot.setAspectLocked(square)
     plot.invertY(True)
-    plot.hideButtons()
-    plot.setMenuEnabled(False)
-    font = QFont()
-    font.setPointSize(tick_points)
     for name in ("left", "bottom"):
-        axis = plot.getAxis(name)
-        axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
-        axis.setTickFont(font)
-        axis.setTextPen(theme.MUTED)
-        axis.setPen(theme.BORDER)
-    # after setPen: an axis's pen also recolours its label
-    plot.setLabel("bottom", x_label, color=theme.MUTED)
-    plot.setLabel("left", y_label, color=theme.MUTED)
+        plot.getAxis(name).setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=bar_width,

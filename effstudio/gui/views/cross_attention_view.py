@@ -10,9 +10,9 @@ diagonal; one that sorts, a permutation.
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
+from effstudio.gui import theme
 from effstudio.gui.plots.attention_view import MEAN_OF_HEADS, TOKEN_LABEL_LIMIT, _token_ticks
 from effstudio.gui.plots.heatmap import weights_heatmap
 from effstudio.gui.views.base import ModelView, register_view
@@ -41,8 +41,7 @@ class CrossAttentionView(ModelView):
         self.head_box.setObjectName("crossHead")
         for box in (self.layer_box, self.head_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
 
