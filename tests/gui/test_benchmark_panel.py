@@ -10,7 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from effstudio.bench.attention import BenchDoneEvent, BenchRowEvent, bench_report, summarise
+from effstudio.bench.attention import (
+    AttentionBenchSettings,
+    BenchDoneEvent,
+    BenchRowEvent,
+    bench_report,
+    summarise,
+)
+from effstudio.config import fields_of
 from effstudio.engine.events import LogEvent
 from effstudio.gui import theme
 from effstudio.gui.main_window import BENCHMARK, MainWindow
@@ -361,3 +368,20 @@ def test_benchmark_messages_reach_the_status_bar_and_log(app, qtbot, settings, t
     assert win.status.currentMessage().startswith("Benchmark finished in 0:00: 3 cases")
     assert "Benchmark finished" in win.log.text()
     win.close()
+
+
+def test_the_shape_controls_are_drawn_from_the_settings_declarations(make_panel):
+    panel = make_panel(FakeBench())
+    specs = {spec.name: spec for spec in fields_of(AttentionBenchSettings)}
+    assert "kinds" not in specs and "lengths" not in specs  # the check list and the text field
+    assert panel.form.field_names() == ["batch", "heads", "head_dim", "repeats", "device", "backward"]
+    for name, high in (("batch", 1024), ("heads", 256), ("head_dim", 1024), ("repeats", 100)):
+        spin = panel.form.editor(name)
+        assert (spin.minimum(), spin.maximum()) == (1, high) == (specs[name].min, specs[name].max)
+        assert spin.value() == specs[name].default
+    assert "median" in panel.repeats_spin.toolTip()
+    assert panel.backward_check.isChecked()
+    devices = [panel.device_box.itemData(i) for i in range(panel.device_box.count())]
+    assert devices[0] == "auto" and "cpu" in devices and "mps" not in devices
+    panel.heads_spin.setValue(8)
+    assert panel.build_settings().heads == 8

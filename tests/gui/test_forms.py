@@ -111,3 +111,15 @@ def test_advanced_fields_are_collapsible(app, qtbot):
     assert not form.advanced_group.isExpanded()
     form.set_error(advanced[0], "look here")
     assert form.advanced_group.isExpanded()
+
+
+def test_a_form_can_draw_some_fields_in_its_own_order(app, qtbot):
+    form = ConfigForm(TrainConfig, fields=("lr", "steps"))
+    qtbot.addWidget(form)
+    assert form.field_names() == ["lr", "steps"]
+    with pytest.raises(KeyError):
+        form.editor("batch_size")
+    form.set_value("steps", 7)
+    config = form.config()
+    assert config.steps == 7 and config.batch_size == TrainConfig().batch_size  # the others keep their defaults
+    assert form.values() == {"lr": TrainConfig().lr, "steps": 7}

@@ -63,6 +63,17 @@ def scroll_area(content: QWidget, parent: QWidget | None = None) -> QScrollArea:
     return area
 
 
+def side_column(parent: QWidget, width: int) -> tuple[QScrollArea, QVBoxLayout]:
+    """A panel's fixed-width column of controls, scrolling when the window is short: (the column, its layout)."""
+    column = QWidget(parent)
+    layout = QVBoxLayout(column)
+    layout.setContentsMargins(0, 0, 4, 0)
+    layout.setSpacing(10)
+    area = scroll_area(column, parent)
+    area.setFixedWidth(width)
+    return area, layout
+
+
 def hbox(*widgets: QWidget | None, spacing: int) -> QHBoxLayout:
     """Widgets side by side; None is a stretch."""
     row = QHBoxLayout()

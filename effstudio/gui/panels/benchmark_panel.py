@@ -53,7 +53,7 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobHost
 from effstudio.gui.metrics import format_duration
-from effstudio.gui.panels.base import Panel, description_label, hbox, scroll_area
+from effstudio.gui.panels.base import Panel, description_label, hbox, side_column
 from effstudio.gui.panels.bench_results import BenchResults
 from effstudio.registry import Registry, UnknownEntryError
 
@@ -120,10 +120,8 @@ class BenchmarkPanel(JobHost, Panel):
 
     # ---------------------------------------------------------------- layout
     def _make_controls(self) -> QWidget:
-        column = QWidget(self)
-        layout = QVBoxLayout(column)
-        layout.setContentsMargins(0, 0, 4, 0)
-        layout.setSpacing(10)
+        scroll, layout = side_column(self, 258)
+        column = scroll.widget()
 
         kinds_layout = QVBoxLayout(kinds_group := QGroupBox("Attention kinds", column))
         kinds_layout.setSpacing(6)
@@ -200,8 +198,6 @@ class BenchmarkPanel(JobHost, Panel):
         self.save_button.clicked.connect(self.save_json_dialog)
         layout.addWidget(run_group)
         layout.addStretch(1)
-        scroll = scroll_area(column, self)
-        scroll.setFixedWidth(258)
         return scroll
 
     # ------------------------------------------------------------- controls
@@ -431,7 +427,7 @@ class BenchmarkPanel(JobHost, Panel):
     # ------------------------------------------------------------- settings
     def _save(self) -> None:
         if self.store is not None:
-            values = {"kinds": self.checked_kinds(), "lengths": self.lengths_edit.text(), **self.form.raw_values()}
+            values = {"kinds": self.checked_kinds(), "lengths": self.lengths_edit.text(), **self.form.values()}
             self.store.setValue(SETTINGS_KEY, json.dumps(values))
 
     def _restore(self) -> None:
