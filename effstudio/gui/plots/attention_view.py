@@ -16,8 +16,8 @@ from effstudio.gui.plots.heatmap import (
     TOKEN_LABEL_LIMIT,
     fill_layer_head,
     head_map,
+    label_tokens,
     show_weights,
-    token_ticks,
     weights_heatmap,
 )
 
@@ -103,17 +103,10 @@ class AttentionView(QWidget):
         n_queries, n_keys = matrix.shape
         self.plot.setRange(xRange=(0, n_keys), yRange=(0, n_queries), padding=0.01)
         tokens = self.current_event.tokens
-        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
-        if 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys):
-            bottom.setTicks(token_ticks(tokens[:n_keys]))
-            left.setTicks(token_ticks(tokens[:n_queries]))
-            bottom.setLabel("key", color=theme.MUTED)
-            left.setLabel("query", color=theme.MUTED)
-        else:
-            bottom.setTicks(None)
-            left.setTicks(None)
-            bottom.setLabel("key position", color=theme.MUTED)
-            left.setLabel("query position", color=theme.MUTED)
+        labelled = 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys)
+        label_tokens(self.plot, tokens[:n_keys] if labelled else None, tokens[:n_queries] if labelled else None)
+        self.plot.setLabel("bottom", "key" if labelled else "key position", color=theme.MUTED)
+        self.plot.setLabel("left", "query" if labelled else "query position", color=theme.MUTED)
         self.step_label.setText(f"step {self.current_event.step} \u00b7 {n_queries}\u00d7{n_keys}")
 
     def clear(self) -> None:

@@ -44,6 +44,12 @@ def token_ticks(tokens: tuple[str, ...]) -> list[list[tuple[float, str]]]:
     return levels
 
 
+def label_tokens(plot: pg.PlotItem, columns: tuple[str, ...] | None, rows: tuple[str, ...] | None) -> None:
+    """Tokens as the labels of the columns and rows; None: positions."""
+    plot.getAxis("bottom").setTicks(token_ticks(columns) if columns is not None else None)
+    plot.getAxis("left").setTicks(token_ticks(rows) if rows is not None else None)
+
+
 def show_weights(image: pg.ImageItem, colorbar: pg.ColorBarItem, matrix: np.ndarray) -> np.ndarray:
     """Draw a matrix of weights from 0 to its largest value (NaN as 0); returns what is drawn."""
     matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float32))

@@ -18,8 +18,8 @@ from effstudio.gui.plots.heatmap import (
     TOKEN_LABEL_LIMIT,
     fill_layer_head,
     head_map,
+    label_tokens,
     show_weights,
-    token_ticks,
     weights_heatmap,
 )
 from effstudio.gui.views.base import ModelView, register_view
@@ -87,10 +87,8 @@ class CrossAttentionView(ModelView):
             return
         rows, cols = show_weights(self.image, self.colorbar, matrix).shape
         self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0.02)
-        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
         labelled = max(rows, cols) <= TOKEN_LABEL_LIMIT
-        bottom.setTicks(token_ticks(self.sources) if labelled else None)
-        left.setTicks(token_ticks(self.outputs) if labelled else None)
+        label_tokens(self.plot, self.sources if labelled else None, self.outputs if labelled else None)
         written = " ".join(t for t in self.outputs if t != END)
         self.summary.setText(f"{rows} outputs \u00d7 {cols} source tokens \u00b7 wrote: {written[:60]}")
 
