@@ -29,7 +29,7 @@ from typing import IO, Any, ClassVar
 
 import psutil
 
-from effstudio.config import ConfigError
+from effstudio.config import ConfigError, fields_of, param
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.registry import Registry, get_registry
@@ -48,17 +48,21 @@ def default_max_mb() -> float:
 class AttentionBenchSettings:
     """What to measure. ``kinds`` empty means every registered kind; ``device`` "auto" prefers cuda."""
 
-    kinds: tuple[str, ...] = ()
-    lengths: tuple[int, ...] = (1024, 2048, 4096, 8192, 16384)
-    batch: int = 1
-    heads: int = 4
-    head_dim: int = 64
-    backward: bool = True
-    device: str = "auto"
-    causal: bool = False
-    repeats: int = 3  # timed runs after one warm-up; the median is reported
-    timeout_s: float = 300.0  # per case, child start-up included
-    max_mb: float = field(default_factory=default_max_mb)  # per case, the child's resident memory
+    # the panel draws kinds as a check list and lengths as text: they are not form fields
+    kinds: tuple[str, ...] = field(default=(), metadata={"setting": False})
+    lengths: tuple[int, ...] = field(default=(1024, 2048, 4096, 8192, 16384), metadata={"setting": False})
+    batch: int = param(1, help="Sequences per call", min=1, max=1024)
+    heads: int = param(4, help="Attention heads", min=1, max=256)
+    head_dim: int = param(64, label="Head dim", help="Width of one head", min=1, max=1024)
+    backward: bool = param(True, help="Time forward and backward passes, or the forward pass only")
+    device: str = param("auto", help="auto: cuda when there is one, else cpu")
+    causal: bool = param(False, help="Mask future tokens", advanced=True)
+    repeats: int = param(3, help="Timed calls per case after one warm-up; the median is reported", min=1, max=100)
+    timeout_s: float = param(300.0, label="Timeout (s)", help="Time limit per case, child start-up included",
+                             advanced=True)
+    max_mb: float = field(default_factory=default_max_mb,  # per case: the child's resident memory
+                          metadata={"label": "Memory limit (MB)", "advanced": True,
+                                    "help": "Memory limit per case (default: 80% of the memory available now)"})
 
     def resolved(self, registry: Registry | None = None) -> AttentionBenchSettings:
         """These settings with the kinds and the device spelled out and every value checked.
@@ -74,9 +78,9 @@ class AttentionBenchSettings:
             raise ConfigError("kinds", "no attention kinds are registered")
         if not self.lengths or min(self.lengths) < 1:
             raise ConfigError("lengths", f"give one or more positive lengths, got {list(self.lengths)}")
-        for name in ("batch", "heads", "head_dim", "repeats"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        for spec in fields_of(type(self)):  # the declared minimums; the maximums are the form's range only
+            if spec.min is not None and getattr(self, spec.name) < spec.min:
+                raise ConfigError(spec.name, f"must be >= {spec.min}, got {getattr(self, spec.name)}")
         for name in ("timeout_s", "max_mb"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")

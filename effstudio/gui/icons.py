@@ -172,20 +172,20 @@ def _render(glyph: Glyph, size: int, colour: str, filled: bool) -> QPixmap:
 
 
 @cache
-def icon(name: str, colour: str = "#4b5563") -> QIcon:
+def icon(name: str, colour: str = theme.SECONDARY) -> QIcon:
     """A named glyph as an icon; selected (sidebar) and disabled states get their own colour."""
     glyph, filled = GLYPHS[name], name in FILLED
     result = QIcon()
     for size in SIZES:
         result.addPixmap(_render(glyph, size, colour, filled), QIcon.Mode.Normal)
-        result.addPixmap(_render(glyph, size, "#ffffff", filled), QIcon.Mode.Selected)
-        result.addPixmap(_render(glyph, size, "#c4c8cf", filled), QIcon.Mode.Disabled)
+        result.addPixmap(_render(glyph, size, theme.ON_DARK, filled), QIcon.Mode.Selected)
+        result.addPixmap(_render(glyph, size, theme.DISABLED_ICON, filled), QIcon.Mode.Disabled)
     return result
 
 
 def action_icon(name: str) -> QIcon:
     colours = {"start": theme.OK, "stop": theme.ERROR, "warning": theme.WARNING}
-    return icon(name, colours.get(name, "#4b5563"))
+    return icon(name, colours.get(name, theme.SECONDARY))
 
 
 def _app_pixmap(size: int) -> QPixmap:
@@ -196,14 +196,14 @@ def _app_pixmap(size: int) -> QPixmap:
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.scale(size / 64, size / 64)
     gradient = QLinearGradient(0, 0, 64, 64)
-    gradient.setColorAt(0, QColor("#3b82f6"))
-    gradient.setColorAt(1, QColor("#6d28d9"))
+    gradient.setColorAt(0, QColor(theme.APP_ICON_GRADIENT[0]))
+    gradient.setColorAt(1, QColor(theme.APP_ICON_GRADIENT[1]))
     p.setPen(Qt.PenStyle.NoPen)
     p.setBrush(gradient)
     p.drawRoundedRect(QRectF(2, 2, 60, 60), 13, 13)
     for row in range(3):
         for col in range(3):
-            p.setBrush(QColor(255, 255, 255, (255, 128, 41)[abs(row - col)]))
+            p.setBrush(theme.brush(theme.ON_DARK, (255, 128, 41)[abs(row - col)]))
             p.drawRoundedRect(QRectF(12 + col * 14, 12 + row * 14, 12, 12), 2.5, 2.5)
     p.end()
     return pixmap

@@ -90,7 +90,7 @@ class MetricTile(QFrame):
     def __init__(self, name: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("metricTile")
-        self.setStyleSheet(f"QFrame#metricTile {{ background: white; border: 1px solid {theme.BORDER};"
+        self.setStyleSheet(f"QFrame#metricTile {{ background: {theme.SURFACE}; border: 1px solid {theme.BORDER};"
                            " border-radius: 6px; }")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)

@@ -10,7 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from effstudio.bench.attention import BenchDoneEvent, BenchRowEvent, bench_report, summarise
+from effstudio.bench.attention import (
+    AttentionBenchSettings,
+    BenchDoneEvent,
+    BenchRowEvent,
+    bench_report,
+    summarise,
+)
+from effstudio.config import fields_of
 from effstudio.engine.events import LogEvent
 from effstudio.gui import theme
 from effstudio.gui.main_window import BENCHMARK, MainWindow
@@ -106,8 +113,8 @@ def test_kinds_default_to_every_registered_kind(make_panel):
     panel = make_panel(FakeBench())
     assert panel.checked_kinds() == get_registry().names("attention")
     assert panel.lengths_edit.text() == "1024, 2048, 4096, 8192, 16384"
-    assert panel.results_stack.currentIndex() == 0  # the empty state, not blank axes
-    assert "No results yet" in panel.empty_hint.text()
+    assert panel.results.currentIndex() == 0  # the empty state, not blank axes
+    assert "No results yet" in panel.results.empty_hint.text()
     assert not panel.save_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.progress.format() == "idle"
 
@@ -121,13 +128,13 @@ def test_rows_fill_the_table_the_plots_and_the_summary(make_panel, qtbot):
     settings = panel.run_settings
     assert settings.kinds == ("full", "local", "sdpa") and settings.lengths == (64, 128, 256)  # registry order
     assert settings.repeats == 1 and settings.device == "cpu" and settings.backward
-    rows = table_rows(panel.table)
+    rows = table_rows(panel.results.table)
     assert len(rows) == 9
     assert rows[0] == ["full", "64", "0.19", "2.9", "ok"]  # 3.0 * 0.064 ms, 3.0 * 0.64 + 1 MB
     assert rows[8] == ["sdpa", "256", "0.26", "3.6", "ok"]
     assert [r[0] for r in rows[:4]] == ["full", "local", "sdpa", "full"]  # in the order they ran
 
-    for plot, value in ((panel.time_plot, fake_ms), (panel.memory_plot, fake_mb)):
+    for plot, value in ((panel.results.time_plot, fake_ms), (panel.results.memory_plot, fake_mb)):
         assert plot.series_names() == ["full", "local", "sdpa"]
         for kind in ("full", "local", "sdpa"):
             xs, ys = plot.data(kind)
@@ -136,12 +143,12 @@ def test_rows_fill_the_table_the_plots_and_the_summary(make_panel, qtbot):
             cx, cy = plot.curves[kind].getData()  # drawn as log10 on log-log axes
             np.testing.assert_allclose(cx, np.log10([64, 128, 256]))
             np.testing.assert_allclose(cy, np.log10(ys))
-    assert panel.legend.texts() == ["full", "local", "sdpa"]
-    assert panel.time_plot.style("full")[2] and not panel.time_plot.style("local")[2]  # baselines dashed
-    assert len({panel.time_plot.colour(k) for k in ("full", "local", "sdpa")}) == 3
+    assert panel.results.legend.texts() == ["full", "local", "sdpa"]
+    assert panel.results.time_plot.style("full")[2] and not panel.results.time_plot.style("local")[2]  # baselines dashed
+    assert len({panel.results.time_plot.colour(k) for k in ("full", "local", "sdpa")}) == 3
 
-    summary = table_rows(panel.summary_table)
-    assert "256 tokens" in panel.summary_title.text()  # 4096 is not measured: the longest length
+    summary = table_rows(panel.results.summary_table)
+    assert "256 tokens" in panel.results.summary_title.text()  # 4096 is not measured: the longest length
     assert summary[0] == ["full", "0.77", "1.00\u00d7", "0.33\u00d7", "1.00", "\u2014"]
     assert summary[1][:4] == ["local", "0.51", "1.50\u00d7", "0.50\u00d7"]
     assert summary[2][:4] == ["sdpa", "0.26", "3.00\u00d7", "1.00\u00d7"]
@@ -160,13 +167,13 @@ def test_rows_arrive_live(make_panel, qtbot):
     configure(panel)
     panel.start()
     qtbot.waitUntil(lambda: len(panel.rows) == 4, timeout=5_000)
-    assert panel.table.rowCount() == 4
-    assert panel.time_plot.data("full")[0].tolist() == [64, 128]
+    assert panel.results.table.rowCount() == 4
+    assert panel.results.time_plot.data("full")[0].tolist() == [64, 128]
     assert panel.progress.value() == 4 and panel.progress.format() == "4 of 9 cases"
     assert panel.next_case() == ("local", 128)
     assert "Measuring local at 128 tokens on cpu" in panel.progress_label.text()
     # the summary compares kinds at the reference length (here the longest), not reached yet
-    assert table_rows(panel.summary_table)[0][:3] == ["full", "\u2014", "\u2014"]
+    assert table_rows(panel.results.summary_table)[0][:3] == ["full", "\u2014", "\u2014"]
     assert not panel.run_button.isEnabled() and not panel.lengths_edit.isEnabled()
     assert not panel.save_button.isEnabled()
     with qtbot.waitSignal(panel.run_finished, timeout=5_000):
@@ -178,20 +185,20 @@ def test_failed_cases_show_in_the_table_plots_and_legend(make_panel, qtbot):
     panel = make_panel(FakeBench(failing))
     configure(panel)
     assert run(qtbot, panel) == "finished"
-    rows = table_rows(panel.table)
+    rows = table_rows(panel.results.table)
     assert rows[6] == ["full", "256", "\u2014", "\u2014", "out of memory (> 10 MB)"]
     assert rows[5] == ["sdpa", "128", "\u2014", "\u2014", "timed out (> 1 s)"]
-    status = panel.table.item(6, 4)
+    status = panel.results.table.item(6, 4)
     assert status.foreground().color().name() == theme.ERROR
     assert status.toolTip() == "out of memory (> 10 MB)"
-    assert panel.table.item(0, 4).foreground().color().name() == theme.OK
+    assert panel.results.table.item(0, 4).foreground().color().name() == theme.OK
 
-    xs, ys = panel.time_plot.data("full")
+    xs, ys = panel.results.time_plot.data("full")
     assert xs.tolist() == [64, 128, 256] and ys[:2].tolist() == [0.192, 0.384] and math.isnan(ys[2])
-    assert np.isnan(panel.memory_plot.data("sdpa")[1]).tolist() == [False, True, False]
-    assert np.isnan(panel.time_plot.curves["sdpa"].getData()[1]).tolist() == [False, True, False]  # a gap
-    assert panel.time_plot.failed_lengths("full") == [256]
-    assert panel.legend.texts() == ["full \u2014 failed at 256", "local", "sdpa \u2014 failed at 128"]
+    assert np.isnan(panel.results.memory_plot.data("sdpa")[1]).tolist() == [False, True, False]
+    assert np.isnan(panel.results.time_plot.curves["sdpa"].getData()[1]).tolist() == [False, True, False]  # a gap
+    assert panel.results.time_plot.failed_lengths("full") == [256]
+    assert panel.results.legend.texts() == ["full \u2014 failed at 256", "local", "sdpa \u2014 failed at 128"]
     assert "1 failed" not in panel.progress_label.text() and "2 failed" in panel.progress_label.text()
     report = panel.report()
     assert report["errors"] == [{"kind": "sdpa", "length": 128, "error": "timed out (> 1 s)"},
@@ -212,7 +219,7 @@ def test_stop_acts_within_a_case(make_panel, qtbot):
         assert panel.progress.format().startswith("stopping")
     assert blocker.args == ["stopped"]
     assert panel.status == "stopped" and panel.done.status == "stopped"
-    assert len(panel.rows) == 2 and panel.table.rowCount() == 2
+    assert len(panel.rows) == 2 and panel.results.table.rowCount() == 2
     assert panel.progress.format() == "stopped \u00b7 2 of 9 cases"
     assert panel.report()["status"] == "stopped"
     assert panel.run_button.isEnabled() and panel.save_button.isEnabled()
@@ -233,7 +240,7 @@ def test_a_bad_lengths_entry_is_shown_and_starts_nothing(make_panel, lengths, me
     assert panel.problem.isVisible()
     assert message in panel.problem.text()
     assert panel.lengths_edit.property("invalid") is True
-    assert panel.results_stack.currentIndex() == 0
+    assert panel.results.currentIndex() == 0
     panel.lengths_edit.setText("64")
     panel.lengths_edit.textEdited.emit("64")  # typing clears the message
     assert not panel.problem.isVisible() and panel.lengths_edit.property("invalid") is False
@@ -319,9 +326,9 @@ def test_a_real_benchmark_runs_end_to_end(make_panel, qtbot):
     assert [(r.attention, r.length) for r in panel.rows] == [("full", 64), ("sdpa", 64), ("full", 128),
                                                              ("sdpa", 128)]
     assert all(r.ok and r.ms > 0 and r.peak_mb >= 0 for r in panel.rows), [r.error for r in panel.rows]
-    assert panel.table.rowCount() == 4
-    assert [row[4] for row in table_rows(panel.table)] == ["ok"] * 4
-    assert panel.time_plot.data("sdpa")[0].tolist() == [64, 128]
+    assert panel.results.table.rowCount() == 4
+    assert [row[4] for row in table_rows(panel.results.table)] == ["ok"] * 4
+    assert panel.results.time_plot.data("sdpa")[0].tolist() == [64, 128]
     assert panel.done.status == "finished" and [e["kind"] for e in panel.done.summary] == ["full", "sdpa"]
     assert panel.done.summary[0]["speedup_vs_full"] == 1.0
     assert panel.report()["settings"]["backward"] is False
@@ -361,3 +368,20 @@ def test_benchmark_messages_reach_the_status_bar_and_log(app, qtbot, settings, t
     assert win.status.currentMessage().startswith("Benchmark finished in 0:00: 3 cases")
     assert "Benchmark finished" in win.log.text()
     win.close()
+
+
+def test_the_shape_controls_are_drawn_from_the_settings_declarations(make_panel):
+    panel = make_panel(FakeBench())
+    specs = {spec.name: spec for spec in fields_of(AttentionBenchSettings)}
+    assert "kinds" not in specs and "lengths" not in specs  # the check list and the text field
+    assert panel.form.field_names() == ["batch", "heads", "head_dim", "repeats", "device", "backward"]
+    for name, high in (("batch", 1024), ("heads", 256), ("head_dim", 1024), ("repeats", 100)):
+        spin = panel.form.editor(name)
+        assert (spin.minimum(), spin.maximum()) == (1, high) == (specs[name].min, specs[name].max)
+        assert spin.value() == specs[name].default
+    assert "median" in panel.repeats_spin.toolTip()
+    assert panel.backward_check.isChecked()
+    devices = [panel.device_box.itemData(i) for i in range(panel.device_box.count())]
+    assert devices[0] == "auto" and "cpu" in devices and "mps" not in devices
+    panel.heads_spin.setValue(8)
+    assert panel.build_settings().heads == 8

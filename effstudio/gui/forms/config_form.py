@@ -38,7 +38,7 @@ from effstudio.config import (
     parse_value,
     with_values,
 )
-from effstudio.gui.theme import monospace_font
+from effstudio.gui.theme import MUTED, monospace_font
 from effstudio.registry import get_registry
 
 INT_LIMIT = 2**31 - 1
@@ -190,7 +190,7 @@ class ConfigForm(QWidget):
         if spec.max is not None:
             bounds.append(f"max {format_value(spec.max)}")
         bounds.append(f"default {format_value(spec.default)}")
-        lines.append(f"<span style='color:#6b7280'>{', '.join(bounds)}</span>")
+        lines.append(f"<span style='color:{MUTED}'>{', '.join(bounds)}</span>")
         return "<br>".join(lines)
 
     def _offered(self, spec: FieldSpec) -> list[tuple[Any, str]] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 MARGIN = 20
 
@@ -31,17 +31,7 @@ class Panel(QWidget):
         self.body = QVBoxLayout(content)
         self.body.setContentsMargins(0, 0, 0, 0)
         self.body.setSpacing(12)
-        if scroll:
-            area = QScrollArea(self)
-            area.setWidgetResizable(True)
-            area.setFrameShape(QFrame.Shape.NoFrame)
-            area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            area.setWidget(content)
-            area.viewport().setAutoFillBackground(False)
-            content.setAutoFillBackground(False)
-            outer.addWidget(area, 1)
-        else:
-            outer.addWidget(content, 1)
+        outer.addWidget(scroll_area(content, self) if scroll else content, 1)
 
 
 def empty_state(text: str, parent: QWidget | None = None) -> QLabel:
@@ -59,3 +49,38 @@ def description_label(parent: QWidget | None = None) -> QLabel:
     label.setWordWrap(True)
     label.setTextFormat(Qt.TextFormat.PlainText)
     return label
+
+
+def scroll_area(content: QWidget, parent: QWidget | None = None) -> QScrollArea:
+    """``content`` scrolling vertically, on the panel's background."""
+    area = QScrollArea(parent)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    area.viewport().setAutoFillBackground(False)
+    content.setAutoFillBackground(False)
+    return area
+
+
+def side_column(parent: QWidget, width: int) -> tuple[QScrollArea, QVBoxLayout]:
+    """A panel's fixed-width column of controls, scrolling when the window is short: (the column, its layout)."""
+    column = QWidget(parent)
+    layout = QVBoxLayout(column)
+    layout.setContentsMargins(0, 0, 4, 0)
+    layout.setSpacing(10)
+    area = scroll_area(column, parent)
+    area.setFixedWidth(width)
+    return area, layout
+
+
+def hbox(*widgets: QWidget | None, spacing: int) -> QHBoxLayout:
+    """Widgets side by side; None is a stretch."""
+    row = QHBoxLayout()
+    row.setSpacing(spacing)
+    for widget in widgets:
+        if widget is None:
+            row.addStretch(1)
+        else:
+            row.addWidget(widget)
+    return row

@@ -7,25 +7,19 @@ Rows are queries, columns keys, as in the papers' figures; short sequences
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from effstudio.engine.events import AttentionEvent
 from effstudio.gui import theme
-from effstudio.gui.plots.heatmap import weights_heatmap
-
-TOKEN_LABEL_LIMIT = 48
-MEAN_OF_HEADS = -1
-
-
-def _token_ticks(tokens: tuple[str, ...]) -> list[list[tuple[float, str]]]:
-    """Tick levels for token labels: every 4th first, then the rest, so crowded axes thin out."""
-    levels: list[list[tuple[float, str]]] = [[], [], []]
-    for i, token in enumerate(tokens):
-        level = 0 if i % 4 == 0 else (1 if i % 2 == 0 else 2)
-        levels[level].append((i + 0.5, token.strip() or "\u2423"))
-    return levels
+from effstudio.gui.plots.heatmap import (
+    TOKEN_LABEL_LIMIT,
+    fill_layer_head,
+    head_map,
+    label_tokens,
+    show_weights,
+    weights_heatmap,
+)
 
 
 class AttentionView(QWidget):
@@ -57,8 +51,7 @@ class AttentionView(QWidget):
         controls.addStretch(1)
         controls.addWidget(self.step_label)
 
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
         empty = QLabel("No attention maps yet.\nThey arrive during training, every "
@@ -84,23 +77,12 @@ class AttentionView(QWidget):
         self.layer_box.setEnabled(enabled)
         self.head_box.setEnabled(enabled)
 
-    def _fill(self, box: QComboBox, items: list[tuple[str, int]]) -> None:
-        current = box.currentData()
-        box.blockSignals(True)
-        box.clear()
-        for text, data in items:
-            box.addItem(text, data)
-        index = box.findData(current)
-        box.setCurrentIndex(index if index >= 0 else 0)
-        box.blockSignals(False)
-
     def set_event(self, event: AttentionEvent) -> None:
         """Show a new probe; the chosen layer and head are kept when they still exist."""
         layers, heads = event.maps.shape[:2]
         if self.current_event is None or self.current_event.maps.shape[:2] != (layers, heads):
-            self._fill(self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)])
-            self._fill(self.head_box, [("mean of heads", MEAN_OF_HEADS)]
-                       + [(f"{h + 1} of {heads}", h) for h in range(heads)])
+            fill_layer_head(self.layer_box, self.head_box, layers, heads, layer=self.layer_box.currentData(),
+                            head=self.head_box.currentData())
         self.current_event = event
         self._set_selectors_enabled(True)
         self.stack.setCurrentIndex(1)
@@ -111,33 +93,20 @@ class AttentionView(QWidget):
         if self.current_event is None:
             return None
         layer = max(self.layer_box.currentData() or 0, 0)
-        head = self.head_box.currentData()
-        maps = self.current_event.maps[layer]  # (H, N, N)
-        return maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else maps[head]
+        return head_map(self.current_event.maps[layer], self.head_box.currentData())  # of (H, N, N)
 
     def _redraw(self) -> None:
         matrix = self.current_map()
         if matrix is None or self.current_event is None:
             return
-        matrix = np.nan_to_num(matrix.astype(np.float32, copy=False))
-        top = float(matrix.max()) if matrix.size else 1.0
-        top = top if top > 0 else 1.0
-        self.image.setImage(matrix, autoLevels=False, levels=(0.0, top))
-        self.colorbar.setLevels((0.0, top))
+        matrix = show_weights(self.image, self.colorbar, matrix)
         n_queries, n_keys = matrix.shape
         self.plot.setRange(xRange=(0, n_keys), yRange=(0, n_queries), padding=0.01)
         tokens = self.current_event.tokens
-        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
-        if 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys):
-            bottom.setTicks(_token_ticks(tokens[:n_keys]))
-            left.setTicks(_token_ticks(tokens[:n_queries]))
-            bottom.setLabel("key", color=theme.MUTED)
-            left.setLabel("query", color=theme.MUTED)
-        else:
-            bottom.setTicks(None)
-            left.setTicks(None)
-            bottom.setLabel("key position", color=theme.MUTED)
-            left.setLabel("query position", color=theme.MUTED)
+        labelled = 0 < len(tokens) <= TOKEN_LABEL_LIMIT and len(tokens) >= max(n_queries, n_keys)
+        label_tokens(self.plot, tokens[:n_keys] if labelled else None, tokens[:n_queries] if labelled else None)
+        self.plot.setLabel("bottom", "key" if labelled else "key position", color=theme.MUTED)
+        self.plot.setLabel("left", "query" if labelled else "query position", color=theme.MUTED)
         self.step_label.setText(f"step {self.current_event.step} \u00b7 {n_queries}\u00d7{n_keys}")
 
     def clear(self) -> None:

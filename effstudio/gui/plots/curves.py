@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QWidget
 
 from effstudio.engine.events import EvalEvent, MemoryEvent, StepEvent
@@ -98,21 +97,12 @@ class SmoothedSeries(Series):
         self._last, self._scale = 0.0, 1.0
 
 
-def _pen(colour: str, width: float = 2.0, alpha: int = 255, dashed: bool = False) -> pg.QtGui.QPen:
-    c = QColor(colour)
-    c.setAlpha(alpha)
-    pen = pg.mkPen(c, width=width)
-    if dashed:
-        pen.setStyle(pg.QtCore.Qt.PenStyle.DashLine)
-    return pen
-
-
 class CurvesView(pg.GraphicsLayoutWidget):
     """Six-pane grid of training curves sharing the step axis."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.setBackground("w")
+        self.setBackground(theme.SURFACE)
         self.ci.layout.setSpacing(10)
         self.ci.setContentsMargins(4, 4, 4, 4)
         self._dirty: set[str] = set()
@@ -129,25 +119,25 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.cuda = Series()
 
         self.loss_plot = self._plot(0, 0, "Loss", "loss", colspan=2)
-        self.loss_raw_curve = self.loss_plot.plot(pen=_pen(theme.BLUE, 1, alpha=70), name="train (raw)")
-        self.loss_curve = self.loss_plot.plot(pen=_pen(theme.BLUE, 2.2), name="train (smoothed)")
+        self.loss_raw_curve = self.loss_plot.plot(pen=theme.pen(theme.BLUE, 1, alpha=70), name="train (raw)")
+        self.loss_curve = self.loss_plot.plot(pen=theme.pen(theme.BLUE, 2.2), name="train (smoothed)")
         self.val_loss_curve = self.loss_plot.plot(
-            pen=_pen(theme.ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=theme.ORANGE,
+            pen=theme.pen(theme.ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=theme.ORANGE,
             symbolPen=None, name="validation",
         )
         self.acc_plot = self._plot(0, 2, "Validation accuracy", "accuracy (%)")
         self.acc_plot.setYRange(0, 100, padding=0.02)
         self.acc_curve = self.acc_plot.plot(
-            pen=_pen(theme.GREEN, 2), symbol="o", symbolSize=6, symbolBrush=theme.GREEN, symbolPen=None
+            pen=theme.pen(theme.GREEN, 2), symbol="o", symbolSize=6, symbolBrush=theme.GREEN, symbolPen=None
         )
         self.lr_plot = self._plot(1, 0, "Learning rate", "learning rate")
-        self.lr_curve = self.lr_plot.plot(pen=_pen(theme.PURPLE, 2))
+        self.lr_curve = self.lr_plot.plot(pen=theme.pen(theme.PURPLE, 2))
         self.speed_plot = self._plot(1, 1, "Throughput", "tokens/s")
-        self.speed_raw_curve = self.speed_plot.plot(pen=_pen(theme.SKY, 1, alpha=80))
-        self.speed_curve = self.speed_plot.plot(pen=_pen(theme.SKY, 2.2))
+        self.speed_raw_curve = self.speed_plot.plot(pen=theme.pen(theme.SKY, 1, alpha=80))
+        self.speed_curve = self.speed_plot.plot(pen=theme.pen(theme.SKY, 2.2))
         self.memory_plot = self._plot(1, 2, "Memory", "MB")
-        self.rss_curve = self.memory_plot.plot(pen=_pen(theme.RED, 2), name="process RSS")
-        self.cuda_curve = self.memory_plot.plot(pen=_pen(theme.GREEN, 2, dashed=True))  # named once CUDA is seen
+        self.rss_curve = self.memory_plot.plot(pen=theme.pen(theme.RED, 2), name="process RSS")
+        self.cuda_curve = self.memory_plot.plot(pen=theme.pen(theme.GREEN, 2, dashed=True))  # named once CUDA is seen
 
         for curve in (self.loss_raw_curve, self.speed_raw_curve, self.lr_curve, self.rss_curve):
             curve.setDownsampling(auto=True, method="peak")
@@ -161,30 +151,15 @@ class CurvesView(pg.GraphicsLayoutWidget):
 
     def _plot(self, row: int, col: int, title: str, y_label: str, colspan: int = 1) -> pg.PlotItem:
         plot = self.addPlot(row=row, col=col, colspan=colspan)
-        plot.setTitle(f"<span style='color:{theme.TEXT};font-size:10pt;font-weight:600'>{title}</span>")
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setMenuEnabled(True)
-        plot.hideButtons()
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = plot.getAxis(name)
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-            axis.enableAutoSIPrefix(False)
-        # after setPen: an axis's pen also recolours its label
-        plot.setLabel("bottom", "step", color=theme.MUTED)
-        plot.setLabel("left", y_label, color=theme.MUTED)
-        plot.getAxis("left").setWidth(62)
-        plot.setMouseEnabled(x=True, y=False)
+        theme.style_plot(plot, title=title, bottom="step", left=y_label, menu=True, mouse="x", si_prefix=False,
+                         left_width=62)
         plot.enableAutoRange(y=True)
         return plot
 
     def _legend(self, plot: pg.PlotItem) -> pg.LegendItem:
         legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
-        legend.setBrush(pg.mkBrush(255, 255, 255, 210))
-        legend.setPen(pg.mkPen(theme.BORDER))
+        legend.setBrush(theme.brush(theme.SURFACE, 210))
+        legend.setPen(theme.pen(theme.BORDER))
         for item in plot.listDataItems():
             if item.name() and item not in [i for i, _ in legend.items]:
                 legend.addItem(item, item.name())

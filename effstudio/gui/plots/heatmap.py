@@ -1,11 +1,19 @@
-"""A square-cell heatmap of attention weights with a colour bar: rows top to bottom, labelled axes."""
+"""A square-cell heatmap of attention weights with a colour bar: rows top to bottom, labelled axes.
+
+Also what the attention views share around it: token labels on the axes, and
+layer and head selectors whose head list starts with the mean of the heads.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QComboBox
 
 from effstudio.gui import theme
+
+TOKEN_LABEL_LIMIT = 48  # tokens on an axis; more and they are left out (positions instead)
+MEAN_OF_HEADS = -1  # the head selector's value for the mean of the heads
 
 
 def weights_heatmap(
@@ -14,25 +22,59 @@ def weights_heatmap(
 ) -> tuple[pg.PlotItem, pg.ImageItem, pg.ColorBarItem]:
     """Add a plot to ``graphics`` that shows a (rows, columns) matrix, by default weights in [0, 1]
     in square cells; ``square=False`` lets the cells stretch to fill the plot."""
-    plot = graphics.addPlot()
+    plot = theme.style_plot(graphics.addPlot(), bottom=x_label, left=y_label, grid="", tick_points=tick_points)
     plot.setAspectLocked(square)
     plot.invertY(True)
-    plot.hideButtons()
-    plot.setMenuEnabled(False)
-    font = QFont()
-    font.setPointSize(tick_points)
     for name in ("left", "bottom"):
-        axis = plot.getAxis(name)
-        axis.setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
-        axis.setTickFont(font)
-        axis.setTextPen(theme.MUTED)
-        axis.setPen(theme.BORDER)
-    # after setPen: an axis's pen also recolours its label
-    plot.setLabel("bottom", x_label, color=theme.MUTED)
-    plot.setLabel("left", y_label, color=theme.MUTED)
+        plot.getAxis(name).setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=bar_width,
                                label=bar_label)
     colorbar.setImageItem(image, insert_in=plot)
     return plot, image, colorbar
+
+
+def token_ticks(tokens: tuple[str, ...]) -> list[list[tuple[float, str]]]:
+    """Tick levels for token labels: every 4th first, then the rest, so crowded axes thin out."""
+    levels: list[list[tuple[float, str]]] = [[], [], []]
+    for i, token in enumerate(tokens):
+        level = 0 if i % 4 == 0 else (1 if i % 2 == 0 else 2)
+        levels[level].append((i + 0.5, token.strip() or "\u2423"))
+    return levels
+
+
+def label_tokens(plot: pg.PlotItem, columns: tuple[str, ...] | None, rows: tuple[str, ...] | None) -> None:
+    """Tokens as the labels of the columns and rows; None: positions."""
+    plot.getAxis("bottom").setTicks(token_ticks(columns) if columns is not None else None)
+    plot.getAxis("left").setTicks(token_ticks(rows) if rows is not None else None)
+
+
+def show_weights(image: pg.ImageItem, colorbar: pg.ColorBarItem, matrix: np.ndarray) -> np.ndarray:
+    """Draw a matrix of weights from 0 to its largest value (NaN as 0); returns what is drawn."""
+    matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float32))
+    top = float(matrix.max()) if matrix.size else 1.0
+    top = top if top > 0 else 1.0
+    image.setImage(matrix, autoLevels=False, levels=(0.0, top))
+    colorbar.setLevels((0.0, top))
+    return matrix
+
+
+def fill_layer_head(layer_box: QComboBox, head_box: QComboBox, layers: int, heads: int, *, layer: int | None,
+                    head: int | None) -> None:
+    """Offer ``layers`` layers and the mean of ``heads`` heads, then each head; ``layer`` and ``head`` stay
+    chosen when offered, else the first entry is. No change signal fires."""
+    for box, items, chosen in ((layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)], layer),
+                               (head_box, [("mean of heads", MEAN_OF_HEADS)]
+                                + [(f"{h + 1} of {heads}", h) for h in range(heads)], head)):
+        box.blockSignals(True)
+        box.clear()
+        for text, data in items:
+            box.addItem(text, data)
+        box.setCurrentIndex(max(box.findData(chosen), 0))
+        box.blockSignals(False)
+
+
+def head_map(layer_maps: np.ndarray, head: int | None) -> np.ndarray:
+    """One head's map, or the mean of the heads, from a layer's (H, rows, cols) maps."""
+    return layer_maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else layer_maps[head]

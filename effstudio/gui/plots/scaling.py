@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.graphicsItems.ScatterPlotItem import Symbols
 from PySide6.QtCore import QPointF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -29,12 +29,9 @@ from PySide6.QtWidgets import (
 
 from effstudio.gui import theme
 
-# colour-blind friendly first (Okabe-Ito), then distinct darker tones; paired with a marker shape each
-PALETTE = (theme.BLUE, theme.ORANGE, theme.GREEN, theme.RED, theme.PURPLE, theme.SKY, "#4b5563",
-           "#8c564b", "#9a8700", "#1b3a6b", "#7b2d8e", "#2f6b4f")
+# a marker shape for each colour of theme.SERIES
 SYMBOLS = ("o", "s", "t", "d", "star", "h", "p", "t1", "o", "s", "t", "d")
 LOG2 = math.log10(2)
-AXIS_LABEL = "#4b5563"
 MIN_VALUE = 1e-6  # a measured value rounded to 0 is drawn here rather than at -inf
 
 
@@ -105,31 +102,17 @@ class ScalingPlot(pg.PlotWidget):
     def __init__(self, title: str, quantity: str, unit: str, *, legend: bool = False,
                  parent: QWidget | None = None):
         axes = {"bottom": LogAxis("bottom", powers_of_two=True), "left": LogAxis("left")}
-        super().__init__(parent, background="w", axisItems=axes)
+        super().__init__(parent, background=theme.SURFACE, axisItems=axes)
         self.quantity, self.unit = quantity, unit
-        plot = self.getPlotItem()
-        plot.setTitle(f"<span style='color:{theme.TEXT};font-size:10pt;font-weight:600'>{title}</span>")
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.hideButtons()
-        plot.setMenuEnabled(False)
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = plot.getAxis(name)
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-        # after setPen, which would paint the labels in the axis line's pale colour
-        plot.setLabel("bottom", "sequence length (tokens)", color=AXIS_LABEL)
-        plot.setLabel("left", f"{quantity} ({unit})", color=AXIS_LABEL)
-        plot.getAxis("left").setWidth(54)
+        plot = theme.style_plot(self.getPlotItem(), title=title, bottom="sequence length (tokens)",
+                                left=f"{quantity} ({unit})", left_width=54, label_colour=theme.SECONDARY)
         self.legend: pg.LegendItem | None = None
         if legend:
             self.legend = plot.addLegend(offset=(8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT,
                                          verSpacing=-4)
-            self.legend.setBrush(pg.mkBrush(255, 255, 255, 225))
-            self.legend.setPen(pg.mkPen(theme.BORDER))
-        self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=pg.mkBrush(0, 0, 0, 0), hoverable=True,
+            self.legend.setBrush(theme.brush(theme.SURFACE, 225))
+            self.legend.setPen(theme.pen(theme.BORDER))
+        self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
                                         tip=lambda x, y, data: data)
         self.hover.setZValue(20)
         plot.addItem(self.hover)
@@ -187,11 +170,10 @@ class ScalingPlot(pg.PlotWidget):
     def _add_series(self, name: str) -> None:
         if name not in self._order:
             self._order.append(name)
-        index = self._order.index(name) % len(PALETTE)
-        colour, symbol = PALETTE[index], SYMBOLS[index]
-        style = Qt.PenStyle.DashLine if name in self._dashed else Qt.PenStyle.SolidLine
-        curve = pg.PlotDataItem(pen=pg.mkPen(QColor(colour), width=2.2, style=style), symbol=symbol,
-                                symbolSize=8, symbolBrush=colour, symbolPen=pg.mkPen("w", width=1),
+        index = self._order.index(name) % len(theme.SERIES)
+        colour, symbol = theme.SERIES[index], SYMBOLS[index]
+        curve = pg.PlotDataItem(pen=theme.pen(colour, 2.2, dashed=name in self._dashed), symbol=symbol,
+                                symbolSize=8, symbolBrush=colour, symbolPen=theme.pen(theme.SURFACE),
                                 connect="finite", name=name)
         self.getPlotItem().addItem(curve)
         self.curves[name] = curve
@@ -258,7 +240,7 @@ def sample_icon(colour: str, symbol: str, dashed: bool, width: int = 30, height:
     painter.drawLine(QPointF(1, middle), QPointF(size.width() - 1, middle))
     painter.translate(size.width() / 2, middle)
     painter.scale(8, 8)
-    painter.setPen(QPen(QColor("white"), 1 / 8))
+    painter.setPen(QPen(QColor(theme.SURFACE), 1 / 8))
     painter.setBrush(QColor(colour))
     painter.drawPath(Symbols[symbol])
     painter.end()

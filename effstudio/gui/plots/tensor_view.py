@@ -12,22 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from effstudio.gui import theme
 from effstudio.inspect.report import format_count
 from effstudio.inspect.stats import TensorPictureEvent
-
-
-def _style_axes(plot: pg.PlotItem) -> None:
-    font = QFont()
-    font.setPointSize(8)
-    for name in ("left", "bottom"):
-        axis = plot.getAxis(name)
-        axis.setTickFont(font)
-        axis.setTextPen(theme.MUTED)
-        axis.setPen(theme.BORDER)
 
 
 def colour_levels(values: np.ndarray) -> tuple[str, float, float]:
@@ -66,33 +55,21 @@ class TensorView(QWidget):
         self.log_counts.clicked.connect(self._log_chosen)
         self._log_chosen_by_user = False
 
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.graphics.ci.layout.setSpacing(14)
-        self.histogram = self.graphics.addPlot(row=0, col=0)
-        self.histogram.setTitle(f"<span style='color:{theme.TEXT};font-size:9pt;font-weight:600'>Values</span>")
-        self.histogram.hideButtons()
-        self.histogram.setMenuEnabled(False)
-        self.histogram.setMouseEnabled(x=False, y=False)
-        self.histogram.showGrid(x=False, y=True, alpha=0.15)
-        self.histogram.setLabel("left", "count", color=theme.MUTED)
-        _style_axes(self.histogram)
-        self.histogram.getAxis("left").setWidth(64)
-        self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(theme.BLUE + "b0"),
-                                    pen=pg.mkPen(theme.BLUE, width=1))
+        self.histogram = theme.style_plot(self.graphics.addPlot(row=0, col=0), left="count", grid="y", mouse="",
+                                          left_width=64)
+        self.histogram.setTitle(theme.plot_title("Values", 9))
+        self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=theme.brush(theme.BLUE, 0xb0),
+                                    pen=theme.pen(theme.BLUE))
         self.histogram.addItem(self.bars)
-        self.zero_line = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(theme.MUTED, width=1, style=Qt.PenStyle.DashLine))
+        self.zero_line = pg.InfiniteLine(0, angle=90, pen=theme.pen(theme.MUTED, dashed=True))
         self.histogram.addItem(self.zero_line)
 
-        self.heatmap = self.graphics.addPlot(row=1, col=0)
-        self.heatmap.setTitle(f"<span style='color:{theme.TEXT};font-size:9pt;font-weight:600'>Matrix</span>")
+        self.heatmap = theme.style_plot(self.graphics.addPlot(row=1, col=0), bottom="column", left="row", grid="",
+                                        left_width=64)
+        self.heatmap.setTitle(theme.plot_title("Matrix", 9))
         self.heatmap.invertY(True)
-        self.heatmap.hideButtons()
-        self.heatmap.setMenuEnabled(False)
-        self.heatmap.setLabel("bottom", "column", color=theme.MUTED)
-        self.heatmap.setLabel("left", "row", color=theme.MUTED)
-        _style_axes(self.heatmap)
-        self.heatmap.getAxis("left").setWidth(64)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.heatmap.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-D1", interactive=False, width=14)

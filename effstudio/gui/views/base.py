@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
+from effstudio.gui import theme
+
 
 class ModelView(QWidget):
     """A widget that shows some of a probe's view arrays."""
@@ -65,7 +67,7 @@ class ModelView(QWidget):
         text.setObjectName(object_name)
         text.setFrameShape(QFrame.Shape.NoFrame)
         text.setOpenLinks(False)
-        text.setStyleSheet("QTextBrowser { background: white; }")
+        text.setStyleSheet(f"QTextBrowser {{ background: {theme.SURFACE}; }}")
         return text
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:

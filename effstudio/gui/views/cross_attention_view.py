@@ -10,11 +10,18 @@ diagonal; one that sorts, a permutation.
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
-from effstudio.gui.plots.attention_view import MEAN_OF_HEADS, TOKEN_LABEL_LIMIT, _token_ticks
-from effstudio.gui.plots.heatmap import weights_heatmap
+from effstudio.gui import theme
+from effstudio.gui.plots.heatmap import (
+    MEAN_OF_HEADS,
+    TOKEN_LABEL_LIMIT,
+    fill_layer_head,
+    head_map,
+    label_tokens,
+    show_weights,
+    weights_heatmap,
+)
 from effstudio.gui.views.base import ModelView, register_view
 
 END = "<eos>"
@@ -41,8 +48,7 @@ class CrossAttentionView(ModelView):
         self.head_box.setObjectName("crossHead")
         for box in (self.layer_box, self.head_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
 
@@ -63,20 +69,9 @@ class CrossAttentionView(ModelView):
             outputs = output_labels.index(END) + 1
             output_labels, maps = output_labels[:outputs], maps[:, :, :outputs]
         if self.maps is None or self.maps.shape[:2] != (layers, heads):
-            self._fill(self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)], layers - 1)
-            self._fill(self.head_box, [("mean of heads", MEAN_OF_HEADS)]
-                       + [(f"{h + 1} of {heads}", h) for h in range(heads)], MEAN_OF_HEADS)
+            fill_layer_head(self.layer_box, self.head_box, layers, heads, layer=layers - 1, head=MEAN_OF_HEADS)
         self.maps, self.sources, self.outputs = maps, source_labels, output_labels
         self._redraw()
-
-    @staticmethod
-    def _fill(box: QComboBox, items: list[tuple[str, int]], default: int) -> None:
-        box.blockSignals(True)
-        box.clear()
-        for text, data in items:
-            box.addItem(text, data)
-        box.setCurrentIndex(max(box.findData(default), 0))
-        box.blockSignals(False)
 
     def current_map(self) -> np.ndarray | None:
         """The (T, S) matrix on screen."""
@@ -84,25 +79,16 @@ class CrossAttentionView(ModelView):
             return None
         layer = self.layer_box.currentData()
         layer = len(self.maps) - 1 if layer is None else layer
-        head = self.head_box.currentData()
-        chosen = self.maps[layer]  # (H, T, S)
-        return chosen.mean(axis=0) if head is None or head == MEAN_OF_HEADS else chosen[head]
+        return head_map(self.maps[layer], self.head_box.currentData())  # of (H, T, S)
 
     def _redraw(self) -> None:
         matrix = self.current_map()
         if matrix is None:
             return
-        matrix = np.nan_to_num(matrix)
-        top = float(matrix.max()) if matrix.size else 1.0
-        top = top if top > 0 else 1.0
-        self.image.setImage(matrix, autoLevels=False, levels=(0.0, top))
-        self.colorbar.setLevels((0.0, top))
-        rows, cols = matrix.shape
+        rows, cols = show_weights(self.image, self.colorbar, matrix).shape
         self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0.02)
-        bottom, left = self.plot.getAxis("bottom"), self.plot.getAxis("left")
         labelled = max(rows, cols) <= TOKEN_LABEL_LIMIT
-        bottom.setTicks(_token_ticks(self.sources) if labelled else None)
-        left.setTicks(_token_ticks(self.outputs) if labelled else None)
+        label_tokens(self.plot, self.sources if labelled else None, self.outputs if labelled else None)
         written = " ".join(t for t in self.outputs if t != END)
         self.summary.setText(f"{rows} outputs \u00d7 {cols} source tokens \u00b7 wrote: {written[:60]}")
 

@@ -25,8 +25,7 @@ class ExpertLoadView(ModelView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.load: np.ndarray | None = None
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "expert", "layer", tick_points=8,
                                                                bar_width=12, square=False, bar_label=None)
         self.plot.setMouseEnabled(x=False, y=False)
@@ -60,7 +59,7 @@ class ExpertLoadView(ModelView):
         if percent.size > LABEL_LIMIT:
             return
         for (row, col), value in np.ndenumerate(percent):
-            colour = "#ffffff" if value < 0.6 * top else theme.TEXT  # viridis is dark at the low end
+            colour = theme.ON_DARK if value < 0.6 * top else theme.TEXT  # viridis is dark at the low end
             item = pg.TextItem(f"{value:.0f}%", color=colour, anchor=(0.5, 0.5))
             item.setPos(col + 0.5, row + 0.5)
             self.plot.addItem(item)

@@ -12,8 +12,6 @@ learns to use its memory.
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QLabel, QWidget
 
 from effstudio.gui import theme
@@ -33,28 +31,6 @@ def moving_average(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
     return sums / counts
 
 
-def _pen(colour: str, width: float, alpha: int = 255) -> object:
-    c = QColor(colour)
-    c.setAlpha(alpha)
-    return pg.mkPen(c, width=width)
-
-
-def _style(plot: pg.PlotItem, bottom: str, left: str) -> None:
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.hideButtons()
-    plot.setMenuEnabled(False)
-    plot.setMouseEnabled(x=False, y=False)
-    plot.setLabel("bottom", bottom, color=theme.MUTED)
-    plot.setLabel("left", left, color=theme.MUTED)
-    font = QFont()
-    font.setPointSize(8)
-    for name in ("left", "bottom"):
-        axis = plot.getAxis(name)
-        axis.setTickFont(font)
-        axis.setTextPen(theme.MUTED)
-        axis.setPen(theme.BORDER)
-
-
 @register_view("memory_loss")
 class MemoryLossView(ModelView):
     title = "Memory"
@@ -65,22 +41,21 @@ class MemoryLossView(ModelView):
         self.history: list[tuple[float, float]] = []
         legend = QLabel(f'<span style="color:{WITH}">\u25ac with memory</span>&nbsp;&nbsp;'
                         f'<span style="color:{WITHOUT}">\u25ac without memory</span>', self)
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
+        self.graphics = theme.plot_canvas(self)
         self.by_position = self.graphics.addPlot(title=None)
-        _style(self.by_position, "position in segment", "loss (nats)")
+        theme.style_plot(self.by_position, bottom="position in segment", left="loss (nats)", mouse="")
         self.over_time = self.graphics.addPlot()
-        _style(self.over_time, "probe", "mean loss")
+        theme.style_plot(self.over_time, bottom="probe", left="mean loss", mouse="")
         self.graphics.ci.layout.setColumnStretchFactor(0, 3)
         self.graphics.ci.layout.setColumnStretchFactor(1, 2)
         self.curves = {
-            "with_raw": self.by_position.plot(pen=_pen(WITH, 1, 70)),
-            "without_raw": self.by_position.plot(pen=_pen(WITHOUT, 1, 70)),
-            "with": self.by_position.plot(pen=_pen(WITH, 2.2)),
-            "without": self.by_position.plot(pen=_pen(WITHOUT, 2.2)),
-            "with_history": self.over_time.plot(pen=_pen(WITH, 2), symbol="o", symbolSize=5,
+            "with_raw": self.by_position.plot(pen=theme.pen(WITH, 1, alpha=70)),
+            "without_raw": self.by_position.plot(pen=theme.pen(WITHOUT, 1, alpha=70)),
+            "with": self.by_position.plot(pen=theme.pen(WITH, 2.2)),
+            "without": self.by_position.plot(pen=theme.pen(WITHOUT, 2.2)),
+            "with_history": self.over_time.plot(pen=theme.pen(WITH, 2), symbol="o", symbolSize=5,
                                                 symbolBrush=WITH, symbolPen=None),
-            "without_history": self.over_time.plot(pen=_pen(WITHOUT, 2), symbol="o", symbolSize=5,
+            "without_history": self.over_time.plot(pen=theme.pen(WITHOUT, 2), symbol="o", symbolSize=5,
                                                    symbolBrush=WITHOUT, symbolPen=None),
         }
         self.frame("Loss with and without memory", "Next-token loss on the probe segment, read after the segment "

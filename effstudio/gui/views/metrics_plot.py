@@ -9,11 +9,8 @@ its timer.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from effstudio.engine.events import StepEvent
@@ -25,17 +22,11 @@ COLOURS = (theme.PURPLE, theme.RED, theme.GREEN, theme.ORANGE, theme.BLUE, theme
 PANE_HEIGHT = 120  # pixels a row of panes wants
 
 
-def _pen(colour: str, width: float, alpha: int = 255) -> Any:
-    c = QColor(colour)
-    c.setAlpha(alpha)
-    return pg.mkPen(c, width=width)
-
-
 class StepMetricsPlot(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setAutoFillBackground(True)
-        self.setStyleSheet("background: white;")
+        self.setStyleSheet(f"background: {theme.SURFACE};")
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(4, 4, 4, 4)
         self.grid.setSpacing(8)
@@ -80,33 +71,21 @@ class StepMetricsPlot(QWidget):
         title.setStyleSheet(f"color: {theme.TEXT}; font-weight: 600;")
         title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # narrow panes may clip it
         title.setToolTip(key)
-        widget = pg.PlotWidget(pane, background="w")
+        widget = pg.PlotWidget(pane, background=theme.SURFACE)
         widget.setMinimumSize(60, 60)
         box = QVBoxLayout(pane)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(0)
         box.addWidget(title)
         box.addWidget(widget, 1)
-        plot = widget.getPlotItem()
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setLabel("left", style.unit, color=theme.MUTED)
-        plot.hideButtons()
-        plot.setMouseEnabled(x=True, y=False)
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = plot.getAxis(name)
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-            axis.enableAutoSIPrefix(False)
-        plot.getAxis("left").setWidth(40)
+        plot = theme.style_plot(widget.getPlotItem(), left=style.unit, menu=True, mouse="x", si_prefix=False,
+                                left_width=40)
         if self.plots:
             plot.setXLink(next(iter(self.plots.values())))
         if self.total_steps > 0:
             plot.setXRange(0, self.total_steps, padding=0.02)
-        raw = plot.plot(pen=_pen(colour, 1, alpha=70))
-        smooth = plot.plot(pen=_pen(colour, 2.2))
+        raw = plot.plot(pen=theme.pen(colour, 1, alpha=70))
+        smooth = plot.plot(pen=theme.pen(colour, 2.2))
         for curve in (raw, smooth):
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")

@@ -53,14 +53,10 @@ class PatchAttentionView(ModelView):
         super().__init__(parent)
         self.weights: np.ndarray | None = None  # (Hp, Wp)
         # one plot holds both pictures side by side, so they are always drawn at the same scale
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.setBackground("w")
-        self.plot = self.graphics.addPlot()
+        self.graphics = theme.plot_canvas(self)
+        self.plot = theme.style_plot(self.graphics.addPlot(), grid="", mouse="")
         self.plot.setAspectLocked(True)
         self.plot.invertY(True)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.plain = pg.ImageItem(axisOrder="row-major")
@@ -72,7 +68,7 @@ class PatchAttentionView(ModelView):
                          for text in ("probe image", "class token \u2192 patches")]
         for caption in self.captions:
             self.plot.addItem(caption)
-        self.grid = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 255, 255, 80), width=1))
+        self.grid = pg.PlotDataItem(connect="pairs", pen=theme.pen(theme.ON_DARK, alpha=80))
         self.plot.addItem(self.grid)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=COLORMAP, interactive=False, width=12,
                                         label="weight")

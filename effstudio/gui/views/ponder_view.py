@@ -29,10 +29,6 @@ def step_colours(low: int, high: int) -> dict[int, QColor]:
     return {s: cmap.map(LIGHTEST + (1 - LIGHTEST) * (s - low) / span, mode="qcolor") for s in range(low, high + 1)}
 
 
-def _text_colour(background: QColor) -> str:
-    return "#ffffff" if background.lightnessF() < 0.55 else theme.TEXT
-
-
 @register_view("ponder_steps")
 class PonderView(ModelView):
     title = "Ponder time"
@@ -72,12 +68,12 @@ class PonderView(ModelView):
                 label = labels[i] if i < len(labels) else str(i)
                 background = colours[count]
                 chips.append(
-                    f'<span style="background-color:{background.name()};color:{_text_colour(background)}">'
+                    f'<span style="background-color:{background.name()};color:{theme.text_on(background)}">'
                     f"&nbsp;{html.escape(label.strip() or chr(0x2423))}<sub>{count}</sub>&nbsp;</span>")
             paragraphs.append(f'<p style="line-height:150%">{" ".join(chips)}</p>')
         self.text.setHtml(f'<div style="font-size:10pt">{"".join(paragraphs)}</div>')
         swatches = " ".join(
-            f'<span style="background-color:{c.name()};color:{_text_colour(c)}">&nbsp;{s}&nbsp;</span>'
+            f'<span style="background-color:{c.name()};color:{theme.text_on(c)}">&nbsp;{s}&nbsp;</span>'
             for s, c in colours.items())
         self.legend.setText(swatches)
         self.summary.setText(f"mean {used.mean():.2f} \u00b7 {used.size} tokens")

@@ -65,7 +65,7 @@ class SegmentAttentionView(ModelView):
         for s in shown:
             share = weights[s] / top
             colour = cmap.map(0.08 + 0.8 * share, mode="qcolor")
-            text_colour = "#ffffff" if colour.lightnessF() < 0.55 else theme.TEXT
+            text_colour = theme.text_on(colour)
             words = " ".join(html.escape(t.strip() or "\u2423") for t in groups[s])
             bar = max(int(round(BAR_WIDTH * weights[s])), 1)
             rows.append(
