@@ -19,7 +19,9 @@ from effstudio.config import ConfigError
 from effstudio.messages import print_error
 from effstudio.paths import PathError, add_allow_path_option, check_output_file, check_output_folder
 
-if TYPE_CHECKING:  # the store brings sqlite3 and numpy, which `effstudio --version` need not load
+# the run store brings sqlite3 and numpy (half a second), a plan torch: each action imports what it
+# uses, so that `effstudio --version` and `--help` do not pay for them
+if TYPE_CHECKING:
     from effstudio.runs.store import RunStore
 
 
