@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from effstudio.compress.plan import RunPlan, steps_after_training
+from effstudio.engine import trainer
 from effstudio.engine.distributed import context_from_env, leave_process_group, single_process
 from effstudio.engine.events import DoneEvent, Event, JobControl, StartEvent
 from effstudio.engine.run_config import RunConfig
-from effstudio.engine.trainer import train
 from effstudio.runs.recorder import RunRecordedEvent, record_run, recording_enabled
 
 TRAINING, COMPRESSING = "training", "compressing"
@@ -89,12 +89,13 @@ class Pipeline:
     """One run of a plan; iterate over it for its events (see the module docstring)."""
 
     def __init__(self, plan: RunPlan, *, control: JobControl, out_dir: Path | None = None,
-                 resume: Path | None = None, init: Path | None = None, train_fn: TrainFn = train,
+                 resume: Path | None = None, init: Path | None = None, train_fn: TrainFn | None = None,
                  source: str = "cli", name: str | None = None, record: bool = True,
                  warn: Callable[[str], None] = print_warning):
         self.plan, self.control, self.warn = plan, control, warn
         self.out_dir, self.resume, self.init = out_dir, resume, init
-        self.train_fn, self.source, self.name, self.record = train_fn, source, name, record
+        self.train_fn = train_fn
+        self.source, self.name, self.record = source, name, record
         self.stage = TRAINING
         self.run_dir: Path | None = None  # from the StartEvent
         self.done: DoneEvent | None = None  # the training's end
@@ -114,8 +115,9 @@ class Pipeline:
         log: EventLog | None = None
         events: Iterator[Event] | None = None
         try:
-            events = self.train_fn(plan.config, control=self.control, out_dir=self.out_dir, resume=self.resume,
-                                   init=self.init)
+            train = self.train_fn or trainer.train  # looked up at each run, not at import
+            events = train(plan.config, control=self.control, out_dir=self.out_dir, resume=self.resume,
+                           init=self.init)
             if not is_main:  # the other ranks of a torchrun job train, and leave the telling to rank 0
                 for _ in events:
                     pass
@@ -164,8 +166,13 @@ class Pipeline:
 
 
 def run_pipeline(plan: RunPlan, *, control: JobControl, out_dir: Path | None = None, resume: Path | None = None,
-                 init: Path | None = None, train_fn: TrainFn = train, source: str = "cli", name: str | None = None,
+                 init: Path | None = None, train_fn: TrainFn | None = None, source: str = "cli",
+                 name: str | None = None,
                  record: bool = True, warn: Callable[[str], None] = print_warning) -> Pipeline:
-    """The run of ``plan``, checked beforehand (``RunPlan.checked``); iterate over it for its events."""
+    """The run of ``plan``, checked beforehand (``RunPlan.checked``); iterate over it for its events.
+
+    ``train_fn`` trains (default: ``engine.trainer.train`` in this process); ``source`` and ``name`` go
+    into the run store, unless ``record`` is false or EFFSTUDIO_RECORD_RUNS=0 turns it off; ``warn``
+    tells a problem with the events log."""
     return Pipeline(plan, control=control, out_dir=out_dir, resume=resume, init=init, train_fn=train_fn,
                     source=source, name=name, record=record, warn=warn)
