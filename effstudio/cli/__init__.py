@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import effstudio
-from effstudio.bench.attention_case import main as run_attention_case
 from effstudio.cli.bench import add_bench_parsers
 from effstudio.cli.compress import add_compress_parsers
 from effstudio.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -89,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     multiprocessing.freeze_support()  # the GUI trains in a child process, also in a frozen bundle
     if argv[:2] == ["bench", "attention-case"]:  # hidden: one benchmark case, started by `bench attention`
+        # imported here: the case's measuring tools (psutil) are for the benchmark's child processes alone
+        from effstudio.bench.attention_case import main as run_attention_case
+
         return run_attention_case(argv[2:])
     if argv[:1] == ["--self-test"]:
         return cmd_self_test(argv[1:])
