@@ -108,7 +108,7 @@ class Pipeline:
             self.stage = COMPRESSING
             # under torchrun, rank 0 alone compresses what it saved, as a process of its own
             with single_process():
-                yield from self._compression()
+                yield from self._compression(self.done)
 
     def _training(self, is_main: bool, world_size: int) -> Iterator[Event]:
         plan = self.plan
@@ -147,9 +147,8 @@ class Pipeline:
             # interpreter's exit can abort a rank ("terminate called without an active exception")
             leave_process_group()
 
-    def _compression(self) -> Iterator[Event]:
-        done, recorded = self.done, self.recorded
-        assert done is not None
+    def _compression(self, done: DoneEvent) -> Iterator[Event]:
+        recorded = self.recorded
         events = steps_after_training(self.plan, done, self.run_dir, self.control,
                                       run_id=None if recorded is None else recorded.id,
                                       store_path=None if recorded is None else recorded.store)
@@ -167,8 +166,8 @@ class Pipeline:
 
 def run_pipeline(plan: RunPlan, *, control: JobControl, out_dir: Path | None = None, resume: Path | None = None,
                  init: Path | None = None, train_fn: TrainFn | None = None, source: str = "cli",
-                 name: str | None = None,
-                 record: bool = True, warn: Callable[[str], None] = print_warning) -> Pipeline:
+                 name: str | None = None, record: bool = True,
+                 warn: Callable[[str], None] = print_warning) -> Pipeline:
     """The run of ``plan``, checked beforehand (``RunPlan.checked``); iterate over it for its events.
 
     ``train_fn`` trains (default: ``engine.trainer.train`` in this process); ``source`` and ``name`` go
