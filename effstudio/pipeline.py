@@ -1,17 +1,183 @@
-"""What follows training: a run plan's compression steps, run in the locked run folder and recorded in the run store."""
+"""The training flow, one generator for every front-end: train -> run record -> events log ->
+compression steps -> artifacts.
+
+:func:`run_pipeline` yields, in order, the trainer's events (with the run store's RunRecordedEvent
+after the start), then, when the plan has ``[[compress]]`` steps, the steps' events ending with a
+CompressDoneEvent. On the way it appends every event to the run folder's ``events.jsonl`` (what
+``effstudio runs import`` reads back) and, through the steps, records each output file as an
+artifact of the run. ``effstudio train`` drives it with a progress bar, the window with its worker
+(passing its child-process training function as ``train_fn``), the tests with a plain loop.
+
+``stage`` on the :class:`Pipeline` says which part the event just yielded belongs to, for a
+front-end that shows training and compression differently.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
+from typing import IO, Protocol
 
 from effstudio.compress.events import ResultEvent
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent, run_steps
-from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent
-from effstudio.engine.run_config import write_text_atomic
+from effstudio.engine import trainer
+from effstudio.engine.distributed import context_from_env, leave_process_group, single_process
+from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent, StartEvent
+from effstudio.engine.run_config import RunConfig, write_text_atomic
 from effstudio.engine.run_lock import RunFolderBusy, RunFolderLock
 from effstudio.engine.run_plan import RunPlan
-from effstudio.runs.recorder import record_artifact
+from effstudio.runs.recorder import RunRecordedEvent, record_artifact, record_run, recording_enabled
+
+TRAINING, COMPRESSING = "training", "compressing"
+
+
+class TrainFn(Protocol):
+    """``engine.trainer.train`` or a stand-in with its arguments and events (the window's child process)."""
+
+    def __call__(self, config: RunConfig, *, control: JobControl | None = None, out_dir: Path | None = None,
+                 resume: Path | None = None, init: Path | None = None) -> Iterator[Event]: ...
+
+
+def print_warning(message: str) -> None:
+    """How a problem with the events log is told by default: one line on stderr, as the CLI does."""
+    print(f"effstudio: warning: {message}", file=sys.stderr)
+
+
+class EventLog:
+    """A run folder's ``events.jsonl``, one JSON record per line. It never fails the run: a log that
+    cannot be opened or written (a full disk) is a warning, and writing stops."""
+
+    def __init__(self, run_dir: Path, warn: Callable[[str], None]):
+        self.warn = warn
+        self.path = run_dir / "events.jsonl"
+        self.file: IO[str] | None = None
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _end_last_line(self.path)
+            self.file = open(self.path, "a", encoding="utf-8", buffering=1)
+        except OSError as err:
+            warn(f"cannot write {self.path}: {err.strerror or err}")
+
+    def write(self, event: Event) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(json.dumps(event.to_json()) + "\n")
+        except OSError as err:
+            self.warn(f"stopped writing {self.path}: {err.strerror or err}")
+            self.close()
+
+    def close(self) -> None:
+        file, self.file = self.file, None
+        if file is not None:
+            with suppress(OSError):
+                file.close()
+
+
+def _end_last_line(path: Path) -> None:
+    """End a last line cut short by a killed run, so that the records appended now start on a line of
+    their own and `runs import` still finds them."""
+    with open(path, "a+b", buffering=0) as handle:
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+
+
+class Pipeline:
+    """One run of a plan; iterate over it for its events (see the module docstring)."""
+
+    def __init__(self, plan: RunPlan, *, control: JobControl, out_dir: Path | None = None,
+                 resume: Path | None = None, init: Path | None = None, train_fn: TrainFn | None = None,
+                 source: str = "cli", name: str | None = None, record: bool = True,
+                 warn: Callable[[str], None] = print_warning):
+        self.plan, self.control, self.warn = plan, control, warn
+        self.out_dir, self.resume, self.init = out_dir, resume, init
+        self.train_fn = train_fn
+        self.source, self.name, self.record = source, name, record
+        self.stage = TRAINING
+        self.run_dir: Path | None = None  # from the StartEvent
+        self.done: DoneEvent | None = None  # the training's end
+        self.recorded: RunRecordedEvent | None = None  # the run's id and store, when it is recorded
+
+    def __iter__(self) -> Iterator[Event]:
+        dist = context_from_env()
+        yield from self._training(dist.is_main, dist.world_size)
+        if self.plan.compress and self.done is not None and dist.is_main:
+            self.stage = COMPRESSING
+            # under torchrun, rank 0 alone compresses what it saved, as a process of its own
+            with single_process():
+                yield from self._compression(self.done)
+
+    def _training(self, is_main: bool, world_size: int) -> Iterator[Event]:
+        plan = self.plan
+        log: EventLog | None = None
+        events: Iterator[Event] | None = None
+        try:
+            train = self.train_fn or trainer.train  # looked up at each run, not at import
+            events = train(plan.config, control=self.control, out_dir=self.out_dir, resume=self.resume,
+                           init=self.init)
+            if not is_main:  # the other ranks of a torchrun job train, and leave the telling to rank 0
+                for _ in events:
+                    pass
+                return
+            if self.record and recording_enabled():
+                # the store records the whole plan when there are steps, so that the run reproduces them
+                events = record_run(events, plan if plan.compress else plan.config, source=self.source,
+                                    name=self.name, world_size=world_size)
+            for event in events:
+                if isinstance(event, StartEvent):
+                    self.run_dir = Path(event.run_dir)
+                    log = EventLog(self.run_dir, self.warn)
+                elif isinstance(event, RunRecordedEvent):
+                    self.recorded = event
+                elif isinstance(event, DoneEvent):
+                    self.done = event
+                if log is not None:
+                    log.write(event)
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:  # a run left early ends now (the trainer saves, a child process stops)
+                close()
+            if log is not None:
+                log.close()
+            # every rank leaves the job's process group once training is over: a gloo group left to the
+            # interpreter's exit can abort a rank ("terminate called without an active exception")
+            leave_process_group()
+
+    def _compression(self, done: DoneEvent) -> Iterator[Event]:
+        recorded = self.recorded
+        events = steps_after_training(self.plan, done, self.run_dir, self.control,
+                                      run_id=None if recorded is None else recorded.id,
+                                      store_path=None if recorded is None else recorded.store)
+        if done.status != "finished" or not done.checkpoint:
+            yield from events  # only the "skipped" notice: no run folder to log into
+            return
+        log = EventLog(self.run_dir or Path(done.checkpoint).parent, self.warn)
+        try:
+            for event in events:
+                log.write(event)
+                yield event
+        finally:
+            log.close()
+
+
+def run_pipeline(plan: RunPlan, *, control: JobControl, out_dir: Path | None = None, resume: Path | None = None,
+                 init: Path | None = None, train_fn: TrainFn | None = None, source: str = "cli",
+                 name: str | None = None, record: bool = True,
+                 warn: Callable[[str], None] = print_warning) -> Pipeline:
+    """The run of ``plan``, checked beforehand (``RunPlan.checked``); iterate over it for its events.
+
+    ``train_fn`` trains (default: ``engine.trainer.train`` in this process); ``source`` and ``name`` go
+    into the run store, unless ``record`` is false or EFFSTUDIO_RECORD_RUNS=0 turns it off; ``warn``
+    tells a problem with the events log."""
+    return Pipeline(plan, control=control, out_dir=out_dir, resume=resume, init=init, train_fn=train_fn,
+                    source=source, name=name, record=record, warn=warn)
 
 
 def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | None = None,

@@ -11,6 +11,7 @@ import safetensors
 import safetensors.torch
 
 from effstudio import cli
+from effstudio.cli.errors import EXIT_USAGE
 from effstudio.engine import checkpoint
 
 COMMANDS = {
@@ -53,7 +54,7 @@ def test_a_safetensors_error_is_a_write_failure_too(tiny_checkpoint, tmp_path, m
     out = tmp_path / "int8.safetensors"
     code = cli.main(["quantize", str(tiny_checkpoint), "--method", "dynamic-int8", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE
+    assert code == EXIT_USAGE
     assert "could not write" in err and "nothing was written" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from effstudio import cli
+from effstudio.cli.errors import EXIT_OK, EXIT_USAGE
 from effstudio.engine.run_config import RunConfig
 from tests.hostile import path_cases, value_cases
 
@@ -22,7 +23,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFSTUDIO_LOG_DIR", str(tmp_path / "logs"))
 
 
-def one_line(argv: list, capsys, code: int = cli.EXIT_USAGE) -> str:
+def one_line(argv: list, capsys, code: int = EXIT_USAGE) -> str:
     assert cli.main([str(a) for a in argv]) == code
     err = capsys.readouterr().err
     assert "Traceback" not in err and "internal error" not in err, err
@@ -130,7 +131,7 @@ def test_a_second_training_into_a_folder_in_use_is_refused(tmp_path, capsys):
     finally:
         held.release()
     assert cli.main(["train", "--model", "transformer", "--task", "listops", *TINY_SET, "--out", str(run),
-                     "--no-record"]) == cli.EXIT_OK  # once the other ends, the folder is free
+                     "--no-record"]) == EXIT_OK  # once the other ends, the folder is free
 
 
 def test_a_run_that_cannot_start_leaves_no_folder_behind(tmp_path, capsys, monkeypatch):
@@ -203,7 +204,7 @@ def test_counts_of_the_command_line_are_bounded(argv, expected, tmp_path, capsys
     good = tmp_path / "good.safetensors"
     with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error: exit 2
         cli.main([item.format(good=good) for item in argv])
-    assert exit_info.value.code == cli.EXIT_USAGE
+    assert exit_info.value.code == EXIT_USAGE
     assert expected in capsys.readouterr().err
 
 

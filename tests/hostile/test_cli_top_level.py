@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from effstudio import cli
+from effstudio.cli.errors import EXIT_FAILED, EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DRIVER = """
 import sys
 import effstudio.cli as cli
+import effstudio.cli.listing as listing
 
 def broken(args):
     raise {error}
 
-cli.cmd_list = broken
+listing.cmd_list = broken
 sys.exit(cli.main(["models"]))
 """
 
@@ -100,7 +102,7 @@ def test_every_subcommand_turns_an_unexpected_exception_into_one_line(argv, tmp_
         return parser
 
     monkeypatch.setattr(cli, "build_parser", parser_whose_commands_raise)
-    assert cli.main(argv) == cli.EXIT_FAILED
+    assert cli.main(argv) == EXIT_FAILED
     captured = capsys.readouterr()
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("effstudio: internal error: KeyError: ") and "Traceback" not in captured.err
@@ -118,7 +120,7 @@ def test_a_closed_stdout_ends_quietly(argv, tmp_path):
     assert process.stdout.read(10)
     process.stdout.close()  # before the command has written everything
     stderr = process.stderr.read().decode()
-    assert process.wait(timeout=120) in (cli.EXIT_OK, cli.EXIT_FAILED)
+    assert process.wait(timeout=120) in (EXIT_OK, EXIT_FAILED)
     assert stderr == "", stderr
     assert not (tmp_path / "logs").exists()
 

@@ -18,7 +18,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from effstudio.cli import UsageError, _compress_steps, _train_config
+from effstudio.cli.errors import UsageError
+from effstudio.cli.train import _compress_steps, _train_config
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import SECTIONS, RunConfig, TrainConfig
 from effstudio.engine.run_plan import RunPlan

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from effstudio import cli
+from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tests.hostile import path_cases, reader_cases, value_cases
 from tests.hostile.entry_points import READERS, model_file_readers
 
@@ -68,8 +69,8 @@ def run_cli(argv: list, capsys) -> tuple[int, list[str]]:
     lines = [line for line in err.splitlines() if line.strip()]
     strays = [line for line in lines if not line.startswith("effstudio:")]
     assert not strays, f"stderr lines that are not effstudio messages: {strays}"
-    assert code in (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE)
-    if code != cli.EXIT_OK:
+    assert code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE)
+    if code != EXIT_OK:
         assert lines, "a refusal says why"
     return code, lines
 
@@ -85,7 +86,7 @@ def test_model_file_through_every_reader(case, make, reader, good_checkpoint, tm
     # a file that inspect can show in part (a refused tensor, an unreadable note) exits 0 or 1; every
     # other command refuses a hostile model file
     if not reader.startswith("inspect") and not case.endswith("onnx_metadata_not_json"):
-        assert code != cli.EXIT_OK, f"{reader} accepted {case}"
+        assert code != EXIT_OK, f"{reader} accepted {case}"
     assert listing(tmp_path / "case") == before, "the hostile file's folder changed"
     assert not list(tmp_path.rglob(reader_cases.MARKER)), "a pickle payload ran"
     assert not (out / "run").exists() and not (out / "resumed").exists(), "a run started on a hostile file"
@@ -104,7 +105,7 @@ def test_hostile_training_state_beside_good_weights_through_resume(case, make, t
     before = listing(tmp_path / "case")
     code, lines = run_cli(["train", "--resume", weights, "--steps", "4", "--out", tmp_path / "out" / "resumed",
                            "--no-record"], capsys)
-    assert code == cli.EXIT_USAGE and len(lines) == 1, lines
+    assert code == EXIT_USAGE and len(lines) == 1, lines
     assert "checkpoint.state.pt" in lines[0] and re.search(EXPECTED[case], lines[0]), lines[0]
     assert listing(tmp_path / "case") == before
     assert not list(tmp_path.rglob(reader_cases.MARKER)), "a pickle payload ran"
@@ -119,7 +120,7 @@ def test_run_config_through_train(case, make, tmp_path, capsys):
     # the run folder of path_cases: some cases prepare it (a link inside it that leads out)
     run = path_cases.run_folder(folder)
     code, lines = run_cli(["train", "--config", config, "--out", run, "--no-record"], capsys)
-    assert code == cli.EXIT_USAGE and len(lines) == 1, lines
+    assert code == EXIT_USAGE and len(lines) == 1, lines
     assert listing(folder) == before, "a file beside the config changed, or training wrote"
     assert not (tmp_path / "data" / "runs").exists() or not any((tmp_path / "data" / "runs").iterdir())
 
@@ -129,9 +130,9 @@ def test_run_folder_through_runs_import(case, make, tmp_path, capsys):
     folder = make(case_folder(tmp_path))
     before = listing(tmp_path / "case")
     code, lines = run_cli(["runs", "import", folder], capsys)
-    assert code == cli.EXIT_USAGE and len(lines) == 1, lines
+    assert code == EXIT_USAGE and len(lines) == 1, lines
     assert listing(tmp_path / "case") == before
-    assert cli.main(["runs", "list", "--json"]) == cli.EXIT_OK
+    assert cli.main(["runs", "list", "--json"]) == EXIT_OK
     assert '"runs": []' in capsys.readouterr().out, "a refused import left a run in the store"
 
 

@@ -224,11 +224,11 @@ def test_a_config_toml_that_cannot_be_written_keeps_the_whole_old_file(tmp_path,
 
 def test_a_full_disk_during_a_compression_step_keeps_the_trained_run(small_disk, tmp_path, monkeypatch,  # noqa: F811
                                                                      capsys):
-    import effstudio.pipeline as plan
+    import effstudio.pipeline as pipeline
 
     config = run_config(tmp_path, 2, [{"method": "quantize", "quantize": "fp16", "out": "half.safetensors"}])
     folder = small_disk / "run"
-    steps_after_training = plan.steps_after_training
+    steps_after_training = pipeline.steps_after_training
     trained = {}
 
     def fill_the_disk_first(*args, **kwargs):  # the disk fills up once training is over
@@ -237,7 +237,7 @@ def test_a_full_disk_during_a_compression_step_keeps_the_trained_run(small_disk,
         (small_disk / "filler").write_bytes(b"\1" * shutil.disk_usage(small_disk).free)
         yield from steps_after_training(*args, **kwargs)
 
-    monkeypatch.setattr(plan, "steps_after_training", fill_the_disk_first)
+    monkeypatch.setattr(pipeline, "steps_after_training", fill_the_disk_first)
     code = main(["train", "--config", str(config), "--out", str(folder), "--no-record"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err

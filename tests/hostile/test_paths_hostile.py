@@ -9,6 +9,7 @@ import json
 import pytest
 
 from effstudio.cli import main
+from effstudio.cli.errors import EXIT_USAGE
 from effstudio.paths import _allowed
 from tests.hostile import path_cases as cases
 
@@ -189,5 +190,5 @@ def test_other_spellings_and_loops_are_refused_before_training(case, expected, t
     run = cases.run_folder(tmp_path)
     code = cli.main(["train", "--config", str(config), "--out", str(run), "--no-record"])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE and expected in err and "internal error" not in err, err
+    assert code == EXIT_USAGE and expected in err and "internal error" not in err, err
     assert not (run / "checkpoint.safetensors").exists()

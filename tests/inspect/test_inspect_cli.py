@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from effstudio import cli
-from effstudio.cli import main
+from effstudio.cli import main, window
 from tests.inspect import files
 
 TOP = {"format", "file_bytes", "params", "architecture", "tensors"}
@@ -106,7 +105,7 @@ def test_unreadable_tensor_is_reported_and_exits_1(tmp_path, capsys, monkeypatch
 
 def test_a_path_alone_opens_the_window_on_it(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(cli, "cmd_gui", lambda args: seen.append(args.path) or 0)
+    monkeypatch.setattr(window, "cmd_gui", lambda args: seen.append(args.path) or 0)
     path = str(files.safetensors_file(tmp_path / "m.safetensors"))
     assert main([path]) == 0
     assert seen == [path]

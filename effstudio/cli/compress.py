@@ -1,4 +1,4 @@
-"""`effstudio prune | quantize | distill | export onnx | compare` and `effstudio bench compress`.
+"""`effstudio prune | quantize | distill | export onnx | compare`.
 
 Each command drives one of the compression generators. With ``--json`` stdout
 carries one JSON object per line, each with an ``event`` (``log``,
@@ -8,28 +8,35 @@ checkpoint of a recorded run (or from another file of that run) is added to
 that run's files in the run store (``effstudio runs show ID``). Bad input (a file of
 the wrong kind, an amount outside (0, 1), a student that cannot take the
 teacher's task) exits with code 2, one line on stderr, and writes nothing.
+
+The compression modules are imported by each command, not here: they bring torch, which
+`effstudio --version` and `--help` need not load.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from effstudio.cli.arg_types import amount, whole
+from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from effstudio.cli.output import print_json
+from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
+from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
 from effstudio.messages import print_error
+from effstudio.paths import add_allow_path_option
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("prune", "quantize", "distill", "export", "compare")
+if TYPE_CHECKING:
+    from effstudio.compress.events import ResultEvent
+    from effstudio.engine.events import Event
+
+Command = Callable[[argparse.Namespace], int]
 
 
-def _print_json(record: Any) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def _describe(event: Any) -> str | None:
+def _describe(event: Event) -> str | None:
     kind = event.kind
     if kind == "log":
         return event.message if event.level == "info" else f"{event.level}: {event.message}"
@@ -54,10 +61,10 @@ def _describe(event: Any) -> str | None:
     return None
 
 
-def show_event(event: Any, as_json: bool) -> None:
+def show_event(event: Event, as_json: bool) -> None:
     """Print one event of a compression job as the compress commands do (also for `train --config`)."""
     if as_json:
-        _print_json(event.to_json())
+        print_json(event.to_json())
         return
     text = _describe(event)
     if text:
@@ -66,7 +73,7 @@ def show_event(event: Any, as_json: bool) -> None:
         print("\n".join(_result_lines(event)), flush=True)
 
 
-def _result_lines(event: Any) -> list[str]:
+def _result_lines(event: ResultEvent) -> list[str]:
     def acc(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
@@ -85,7 +92,7 @@ def _result_lines(event: Any) -> list[str]:
     return lines
 
 
-def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> int:
+def _drive(events: Iterator[Event], as_json: bool, source: Path | None = None) -> int:
     """Print a job's events; record its output as an artifact of the run that ``source`` belongs to."""
     from effstudio.engine.checkpoint import CheckpointError
     from effstudio.engine.loading import CompressError
@@ -112,7 +119,7 @@ def _drive(events: Iterator[Any], as_json: bool, source: Path | None = None) -> 
     return EXIT_OK
 
 
-def _record(source: Path, result: Any, as_json: bool) -> None:
+def _record(source: Path, result: ResultEvent, as_json: bool) -> None:
     """A file made from a recorded run's checkpoint (or from another of its files) joins that run."""
     from effstudio.engine.run_plan import artifact_kind
     from effstudio.runs.recorder import record_output
@@ -129,7 +136,7 @@ def _refuse_same(source: Path, out: Path | None, option: str = "--out") -> None:
         raise CompressError(f"{option} {out} is the input file; name a new file")
 
 
-def _guarded(fn: Any) -> Any:
+def _guarded(fn: Command) -> Command:
     """Run a command; a CompressError raised while setting up is a usage error (exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
@@ -207,52 +214,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.markdown:
         args.markdown.write_text(rows_to_markdown(rows), encoding="utf-8")
     if args.json:
-        _print_json({"rows": [row.to_json() for row in rows]})
+        print_json({"rows": [row.to_json() for row in rows]})
     else:
         print(rows_to_markdown(rows), end="")
     return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
-
-
-def cmd_bench_compress(args: argparse.Namespace) -> int:
-    from effstudio.bench.compress import format_report, measure_compress
-
-    report = measure_compress(train_steps=args.train_steps, distill_steps=args.distill_steps, threads=args.threads,
-                              folder=args.dir)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_report(report))
-    return EXIT_OK
-
-
-def _amount(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-
-
-def _whole(low: int, high: int) -> Any:
-    """An argparse type: a whole number from ``low`` to ``high`` (a count of passes, threads)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high:,}, got {text!r}")
-        return value
-    return parse
 
 
 MAX_REPEATS = 100_000  # timed passes per file: far more than a stable median needs
 MAX_THREADS = 4096
 
 
-def add_compress_parsers(commands: Any) -> None:
-    from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
-    from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
-    from effstudio.paths import add_allow_path_option
+def add_compress_parsers(commands: argparse._SubParsersAction) -> None:
 
     prune = commands.add_parser(
         "prune", help="prune a checkpoint: magnitude (layer-wise or global) or whole heads/neurons",
@@ -261,7 +233,7 @@ def add_compress_parsers(commands: Any) -> None:
                     "and feed-forward neurons out, giving a smaller, faster model.")
     prune.add_argument("checkpoint", type=Path, metavar="CKPT")
     prune.add_argument("--method", choices=PRUNE_METHODS, required=True)
-    prune.add_argument("--amount", type=_amount, required=True, help="fraction to remove, in (0, 1)")
+    prune.add_argument("--amount", type=amount, required=True, help="fraction to remove, in (0, 1)")
     prune.add_argument("--importance", choices=IMPORTANCE, default="magnitude",
                        help="how heads/neurons are ranked (default: magnitude)")
     prune.add_argument("--finetune-steps", type=int, default=0,
@@ -314,8 +286,8 @@ def add_compress_parsers(commands: Any) -> None:
     compare = commands.add_parser("compare", help="measure variants side by side: size, accuracy, latency, memory")
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
     compare.add_argument("--task", help="the task to evaluate on (default: the first file's)")
-    compare.add_argument("--repeats", type=_whole(1, MAX_REPEATS), default=20, help="timed batch-1 passes per file (default: 20)")
-    compare.add_argument("--threads", type=_whole(0, MAX_THREADS), default=1,
+    compare.add_argument("--repeats", type=whole(1, MAX_REPEATS), default=20, help="timed batch-1 passes per file (default: 20)")
+    compare.add_argument("--threads", type=whole(0, MAX_THREADS), default=1,
                          help="CPU threads for PyTorch and onnxruntime (default: 1; 0 keeps torch's default)")
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")
     compare.add_argument("--markdown", type=Path, help="also write the table as Markdown")
@@ -324,16 +296,3 @@ def add_compress_parsers(commands: Any) -> None:
     compare.set_defaults(func=cmd_compare, output_files=("csv", "markdown"))
 
 
-def add_bench_parser(benches: Any) -> None:
-    bench = benches.add_parser(
-        "compress", help="compression targets on a d_model=256 ListOps model: int8, ONNX, pruning, distillation",
-        description="Trains a d_model=256 ListOps model briefly (fixed seed), then measures dynamic int8, "
-                    "onnxruntime, structured pruning (half the heads and neurons) and distillation against it.")
-    bench.add_argument("--train-steps", type=int, default=300,
-                       help="training steps of the ListOps model that is quantized, exported and pruned (default: 300)")
-    bench.add_argument("--distill-steps", type=int, default=800,
-                       help="training steps of the digits teacher, and of each student (default: 800)")
-    bench.add_argument("--threads", type=_whole(1, MAX_THREADS), default=1, help="CPU threads for timing (default: 1)")
-    bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))

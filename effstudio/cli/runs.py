@@ -11,15 +11,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from effstudio.cli.output import cell, print_json
+from effstudio.config import ConfigError
 from effstudio.messages import print_error
-from effstudio.paths import add_allow_path_option
+from effstudio.paths import PathError, add_allow_path_option, check_output_file, check_output_folder
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# the run store brings sqlite3 and numpy (half a second), a plan torch: each action imports what it
+# uses, so that `effstudio --version` and `--help` do not pay for them
+if TYPE_CHECKING:
+    from effstudio.runs.store import RunStore
 
 
-def add_runs_parser(commands: Any) -> None:
+def add_runs_parser(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="recorded runs: list, show, export, rename, tag, delete, import",
                                description="Every run, from the window or the command line, is recorded in a "
                                            "SQLite database in the data folder (runs.sqlite).")
@@ -66,20 +72,14 @@ def add_runs_parser(commands: Any) -> None:
         parser.set_defaults(func=cmd_runs)
 
 
-def _print_json(record: Any) -> None:
-    print(json.dumps(record), flush=True)
-
-
 def _error(args: argparse.Namespace, message: str, code: int) -> int:
     if getattr(args, "json", False):
-        _print_json({"error": message})
+        print_json({"error": message})
     print_error(message)
     return code
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from effstudio.config import ConfigError
-    from effstudio.paths import PathError
     from effstudio.runs.store import RunNotFound, RunStore, RunStoreError
 
     try:
@@ -94,15 +94,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
                       EXIT_FAILED)
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def _list(store: Any, args: argparse.Namespace) -> int:
+def _list(store: RunStore, args: argparse.Namespace) -> int:
     runs = store.list_runs(status=args.status, tag=args.tag, model_type=args.model, task=args.task,
                            limit=args.limit)
     if args.json:
-        _print_json({"runs": [r.summary_json() for r in runs], "store": str(store.path)})
+        print_json({"runs": [r.summary_json() for r in runs], "store": str(store.path)})
         return EXIT_OK
     if not runs:
         print(f"no runs recorded yet ({store.path})")
@@ -114,19 +110,19 @@ def _list(store: Any, args: argparse.Namespace) -> int:
         started = (r.summary_json()["started_at"] or "")[:16].replace("T", " ")
         tags = f"  [{', '.join(r.tags)}]" if r.tags else ""
         print(f"{r.id:>4}  {r.name[:24]:<24} {r.status:<11} {r.model_type[:12]:<12} {(r.attention or '-')[:10]:<10} "
-              f"{r.task[:9]:<9} {steps:>11} {_cell(r.final_loss, '.4f'):>8} "
-              f"{_cell(None if r.val_accuracy is None else 100 * r.val_accuracy, '.1f'):>8}  {started}{tags}")
+              f"{r.task[:9]:<9} {steps:>11} {cell(r.final_loss, '.4f'):>8} "
+              f"{cell(None if r.val_accuracy is None else 100 * r.val_accuracy, '.1f'):>8}  {started}{tags}")
     return EXIT_OK
 
 
-def _show(store: Any, args: argparse.Namespace) -> int:
+def _show(store: RunStore, args: argparse.Namespace) -> int:
     run_id = store.resolve(args.id)
     run = store.get_run(run_id)
     record = run.to_json()
     record["artifacts"] = [a.to_json() for a in store.artifacts(run_id)]
     record["metrics"] = store.metric_summary(run_id)
     if args.json:
-        _print_json(record)
+        print_json(record)
         return EXIT_OK
     for key in ("id", "name", "status", "model_type", "attention", "task", "device", "world_size", "steps",
                 "total_steps", "final_loss", "val_loss", "val_accuracy", "started_at", "ended_at", "duration_s",
@@ -137,8 +133,8 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     if record["metrics"]:
         print("\nmetrics (count, last, min, max):")
         for name, m in record["metrics"].items():
-            print(f"  {name:<18} {m['count']:>6}  {_cell(m['last'], '.5g'):>10}  {_cell(m['min'], '.5g'):>10}  "
-                  f"{_cell(m['max'], '.5g'):>10}")
+            print(f"  {name:<18} {m['count']:>6}  {cell(m['last'], '.5g'):>10}  {cell(m['min'], '.5g'):>10}  "
+                  f"{cell(m['max'], '.5g'):>10}")
     if record["artifacts"]:
         print("\nfiles:")
         for a in record["artifacts"]:
@@ -156,8 +152,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export(store: Any, args: argparse.Namespace) -> int:
-    from effstudio.paths import check_output_file, check_output_folder
+def _export(store: RunStore, args: argparse.Namespace) -> int:
     from effstudio.runs import export
 
     run_id = store.resolve(args.id)
@@ -166,13 +161,13 @@ def _export(store: Any, args: argparse.Namespace) -> int:
     if args.format == "tensorboard":
         path = export.write_tensorboard(store, run_id, args.out)
         if args.json:
-            _print_json({"id": run_id, "format": "tensorboard", "path": str(path), "logdir": str(path.parent)})
+            print_json({"id": run_id, "format": "tensorboard", "path": str(path), "logdir": str(path.parent)})
         else:
             print(f"wrote {path}\nview it with: tensorboard --logdir {path.parent.parent}")
         return EXIT_OK
     if args.out is None:
         if args.format == "json":
-            _print_json(export.export_json(store, run_id))
+            print_json(export.export_json(store, run_id))
         else:
             export.write_csv(store, run_id, sys.stdout)
         return EXIT_OK
@@ -184,13 +179,13 @@ def _export(store: Any, args: argparse.Namespace) -> int:
         else:
             export.write_csv(store, run_id, handle)
     if args.json:
-        _print_json({"id": run_id, "format": args.format, "path": str(args.out)})
+        print_json({"id": run_id, "format": args.format, "path": str(args.out)})
     else:
         print(f"wrote {args.out}")
     return EXIT_OK
 
 
-def _delete(store: Any, args: argparse.Namespace) -> int:
+def _delete(store: RunStore, args: argparse.Namespace) -> int:
     run_id = store.resolve(args.id)
     run = store.get_run(run_id)
     files = [] if args.keep_files else store.run_files(run_id)
@@ -204,7 +199,7 @@ def _delete(store: Any, args: argparse.Namespace) -> int:
             return EXIT_OK
     result = store.delete_run(run_id, remove_files=not args.keep_files)
     if args.json:
-        _print_json({"deleted": run_id, "removed": result.removed, "kept": result.kept})
+        print_json({"deleted": run_id, "removed": result.removed, "kept": result.kept})
     else:
         print(f"deleted run {run_id} ({run.name})" + (f" and {len(result.removed)} file(s)" if result.removed else ""))
         for path in result.kept:
@@ -212,34 +207,34 @@ def _delete(store: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _rename(store: Any, args: argparse.Namespace) -> int:
+def _rename(store: RunStore, args: argparse.Namespace) -> int:
     run_id = store.resolve(args.id)
     store.rename(run_id, args.name)
     run = store.get_run(run_id)
     if args.json:
-        _print_json(run.summary_json())
+        print_json(run.summary_json())
     else:
         print(f"run {run_id} is now called {run.name}")
     return EXIT_OK
 
 
-def _tag(store: Any, args: argparse.Namespace) -> int:
+def _tag(store: RunStore, args: argparse.Namespace) -> int:
     run_id = store.resolve(args.id)
     tags = store.remove_tags(run_id, args.tags) if args.remove else store.add_tags(run_id, args.tags)
     if args.json:
-        _print_json({"id": run_id, "tags": tags})
+        print_json({"id": run_id, "tags": tags})
     else:
         print(f"run {run_id} tags: {', '.join(tags) or '(none)'}")
     return EXIT_OK
 
 
-def _import(store: Any, args: argparse.Namespace) -> int:
+def _import(store: RunStore, args: argparse.Namespace) -> int:
     from effstudio.runs.recorder import import_run_dir
 
     run_id = import_run_dir(args.run_dir, path=store.path, name=args.name)
     run = store.get_run(run_id)
     if args.json:
-        _print_json(run.summary_json())
+        print_json(run.summary_json())
     else:
         print(f"recorded {args.run_dir} as run {run_id} ({run.name}, {run.status}, {run.steps} steps)")
     return EXIT_OK
