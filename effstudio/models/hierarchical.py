@@ -37,6 +37,13 @@ from torch import nn
 from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
+from effstudio.models.fields import (
+    attention_param,
+    dropout_param,
+    ff_mult_param,
+    heads_param,
+    width_param,
+)
 from effstudio.models.transformer import (
     INIT_STD,
     Block,
@@ -49,8 +56,8 @@ from effstudio.registry import Entry, get_registry
 
 @dataclass(frozen=True)
 class HierarchicalConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token and segment vector")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
+    d_model: int = width_param(help="Width of every token and segment vector")
+    heads: int = heads_param()
     token_layers: int = param(
         2, min=1, max=48, label="Token layers", help="Blocks that read each segment's tokens"
     )
@@ -68,17 +75,11 @@ class HierarchicalConfig:
     separator: str = param(
         ".", help="The token that ends a sentence when split = separator (a token string of the task's vocabulary)",
     )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix inside a segment; the kind's own settings are in the attention section",
+    attention: str = attention_param(
+        "How tokens mix inside a segment; the kind's own settings are in the attention section"
     )
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
+    ff_mult: int = ff_mult_param()
+    dropout: float = dropout_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)

@@ -21,8 +21,20 @@ import torch
 from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
-from effstudio.config import ConfigError, fields_of, param, validate
+from effstudio.config import ConfigError, fields_of, validate
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
+from effstudio.models.fields import (
+    attention_param,
+    dropout_param,
+    ff_mult_param,
+    heads_param,
+    layers_param,
+    mode_param,
+    pooling_param,
+    positions_param,
+    tie_embeddings_param,
+    width_param,
+)
 from effstudio.models.moe import (
     MoEStats,
     balance_weight_param,
@@ -42,36 +54,16 @@ INIT_STD = 0.02
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
-    layers: int = param(2, min=1, max=48, help="Number of Transformer blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
-    positions: str = param(
-        "learned", choices=("learned", "sinusoidal"),
-        help="learned: a trained table of positions; sinusoidal: fixed sine/cosine waves",
-    )
-    mode: str = param(
-        "auto", choices=("auto", "encoder", "decoder"),
-        help="auto: encoder for classification tasks, causal decoder for language-modelling tasks",
-    )
-    pooling: str = param(
-        "cls", choices=("cls", "mean"),
-        help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
-    )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix; the chosen kind's own settings are in the attention section",
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
-    )
+    d_model: int = width_param()
+    layers: int = layers_param()
+    heads: int = heads_param()
+    ff_mult: int = ff_mult_param()
+    dropout: float = dropout_param()
+    positions: str = positions_param()
+    mode: str = mode_param()
+    pooling: str = pooling_param()
+    attention: str = attention_param()
+    tie_embeddings: bool = tie_embeddings_param()
     ffn: str = ffn_param()
     experts: int = experts_param()
     top_k: int = top_k_param()

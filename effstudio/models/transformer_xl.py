@@ -44,6 +44,14 @@ from torch import nn
 from effstudio.attention.full import allowed_keys, masked_softmax
 from effstudio.config import ConfigError, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
+from effstudio.models.fields import (
+    dropout_param,
+    ff_mult_param,
+    heads_param,
+    layers_param,
+    tie_embeddings_param,
+    width_param,
+)
 from effstudio.models.transformer import _init_weights, require_token_task, sinusoidal_positions
 from effstudio.registry import Entry
 from effstudio.tasks.base import IGNORE_INDEX
@@ -53,9 +61,9 @@ Memory = list[torch.Tensor]  # one (B, M, d) tensor per layer
 
 @dataclass(frozen=True)
 class TransformerXLConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
-    layers: int = param(2, min=1, max=48, help="Number of Transformer-XL blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
+    d_model: int = width_param()
+    layers: int = layers_param(help="Number of Transformer-XL blocks")
+    heads: int = heads_param()
     mem_len: int = param(
         64, min=0, max=8192, label="Memory length",
         help="Hidden states of earlier segments each layer keeps and attends to in training (0 = no memory)",
@@ -68,17 +76,9 @@ class TransformerXLConfig:
         True, label="Compare without memory",
         help="Also run each segment without memory (no gradient) and report both losses",
     )
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="The output layer reuses the token embedding matrix", advanced=True,
-    )
+    ff_mult: int = ff_mult_param()
+    dropout: float = dropout_param()
+    tie_embeddings: bool = tie_embeddings_param("The output layer reuses the token embedding matrix")
 
     def check(self) -> None:
         check_heads_divide_width(self)

@@ -40,6 +40,17 @@ from torch import nn
 from effstudio.attention.base import Attention, exporting
 from effstudio.config import param
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
+from effstudio.models.fields import (
+    attention_param,
+    dropout_param,
+    ff_mult_param,
+    heads_param,
+    mode_param,
+    pooling_param,
+    positions_param,
+    tie_embeddings_param,
+    width_param,
+)
 from effstudio.models.moe import (
     MoEStats,
     balance_weight_param,
@@ -58,7 +69,7 @@ HALT_BIAS = 1.0
 
 @dataclass(frozen=True)
 class UniversalConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
+    d_model: int = width_param()
     max_steps: int = param(
         6, min=1, max=64, label="Maximum steps",
         help="The most times the shared block is applied to a position (adaptive computation stops earlier)",
@@ -67,38 +78,22 @@ class UniversalConfig:
         0.01, min=0.0, max=10.0, label="Ponder cost (\u03c4)",
         help="Weight of the ponder cost (mean steps + remainder) in the loss: higher means fewer steps",
     )
-    heads: int = param(4, min=1, help="Attention heads of the shared block; must divide the model width")
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
+    heads: int = heads_param("Attention heads of the shared block; must divide the model width")
+    ff_mult: int = ff_mult_param()
     halt_epsilon: float = param(
         0.01, min=1e-4, max=0.5, label="Halting \u03b5",
         help="A position halts once its accumulated halting probability reaches 1 - \u03b5", advanced=True,
     )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
+    dropout: float = dropout_param()
+    positions: str = positions_param(
+        "Position and step embeddings, added before every step: a trained table or fixed sine/cosine waves"
     )
-    positions: str = param(
-        "learned", choices=("learned", "sinusoidal"),
-        help="Position and step embeddings, added before every step: a trained table or fixed sine/cosine waves",
+    mode: str = mode_param()
+    pooling: str = pooling_param()
+    attention: str = attention_param(
+        "How tokens mix in the shared block; the kind's own settings are in the attention section"
     )
-    mode: str = param(
-        "auto", choices=("auto", "encoder", "decoder"),
-        help="auto: encoder for classification tasks, causal decoder for language-modelling tasks",
-    )
-    pooling: str = param(
-        "cls", choices=("cls", "mean"),
-        help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
-    )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix in the shared block; the kind's own settings are in the attention section",
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
-    )
+    tie_embeddings: bool = tie_embeddings_param()
     ffn: str = ffn_param()
     experts: int = experts_param()
     top_k: int = top_k_param()

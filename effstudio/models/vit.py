@@ -24,6 +24,14 @@ from torch import nn
 from effstudio.attention.base import AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
+from effstudio.models.fields import (
+    attention_param,
+    dropout_param,
+    ff_mult_param,
+    heads_param,
+    layers_param,
+    width_param,
+)
 from effstudio.models.moe import (
     MoEStats,
     balance_weight_param,
@@ -44,15 +52,12 @@ POSITION_STD = 0.3
 class ViTConfig:
     patch_size: int = param(4, min=1, max=64, label="Patch size",
                             help="Side of the square patches, in pixels; must divide the image size")
-    d_model: int = param(64, min=8, label="Model width", help="Width of every patch token")
-    layers: int = param(4, min=1, max=48, help="Number of Transformer blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    ff_mult: int = param(2, min=1, max=16, label="Feed-forward multiplier",
-                         help="Feed-forward hidden width as a multiple of the model width", advanced=True)
-    dropout: float = param(0.1, min=0.0, max=0.9,
-                           help="Dropout on embeddings and residual branches while training")
-    attention: str = param("sdpa", choices_from="attention",
-                           help="How patches mix; the chosen kind's own settings are in the attention section")
+    d_model: int = width_param(64, "Width of every patch token")
+    layers: int = layers_param(4)
+    heads: int = heads_param()
+    ff_mult: int = ff_mult_param(2)
+    dropout: float = dropout_param()
+    attention: str = attention_param("How patches mix; the chosen kind's own settings are in the attention section")
     ffn: str = ffn_param()
     experts: int = experts_param()
     top_k: int = top_k_param()

@@ -1,13 +1,5 @@
-import pytest
 
 from effstudio.engine.run_config import RunConfig
-
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
 
 
 def tiny_listops(**overrides) -> RunConfig:
