@@ -182,13 +182,7 @@ class BigBirdAttention(Attention):
         return bs.crop(x, out, weights)
 
 
-def build_bigbird(config: BigBirdAttentionConfig, spec: AttentionSpec) -> BigBirdAttention:
-    return BigBirdAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="bigbird",
-    description="Block-sparse: window, random and global blocks (linear in length; causal or not)",
-    config_cls=BigBirdAttentionConfig,
-    factory=build_bigbird,
+    "bigbird", "Block-sparse: window, random and global blocks (linear in length; causal or not)",
+    BigBirdAttentionConfig, BigBirdAttention,
 )

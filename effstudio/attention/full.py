@@ -89,13 +89,5 @@ class FullAttention(Attention):
         return out, (weights if need_weights else None)
 
 
-def build_full(config: FullAttentionConfig, spec: AttentionSpec) -> FullAttention:
-    return FullAttention(config, spec)
-
-
-ENTRY = Entry(
-    name="full",
-    description="Exact softmax attention written out in PyTorch (quadratic time and memory)",
-    config_cls=FullAttentionConfig,
-    factory=build_full,
-)
+ENTRY = Entry("full", "Exact softmax attention written out in PyTorch (quadratic time and memory)",
+              FullAttentionConfig, FullAttention)

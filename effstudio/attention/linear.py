@@ -60,13 +60,7 @@ class LinearAttention(KernelizedAttention):
         return EluFeatures(), EluFeatures()
 
 
-def build_linear(config: LinearAttentionConfig, spec: AttentionSpec) -> LinearAttention:
-    return LinearAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="linear",
-    description="Linear attention with elu(x)+1 features (linear in length; causal by chunked prefix sums)",
-    config_cls=LinearAttentionConfig,
-    factory=build_linear,
+    "linear", "Linear attention with elu(x)+1 features (linear in length; causal by chunked prefix sums)",
+    LinearAttentionConfig, LinearAttention,
 )

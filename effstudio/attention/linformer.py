@@ -109,13 +109,7 @@ class LinformerAttention(Attention):
         return probs @ values, probs @ mixing  # (B, H, Nq, D), (B, H, Nq, Nk)
 
 
-def build_linformer(config: LinformerAttentionConfig, spec: AttentionSpec) -> LinformerAttention:
-    return LinformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="linformer",
-    description="Linformer: keys and values projected along the sequence to k (linear in length; not causal)",
-    config_cls=LinformerAttentionConfig,
-    factory=build_linformer,
+    "linformer", "Linformer: keys and values projected along the sequence to k (linear in length; not causal)",
+    LinformerAttentionConfig, LinformerAttention,
 )

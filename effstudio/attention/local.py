@@ -130,13 +130,7 @@ class LocalAttention(Attention):
         return out[:, :, :n], weights
 
 
-def build_local(config: LocalAttentionConfig, spec: AttentionSpec) -> LocalAttention:
-    return LocalAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="local",
-    description="Sliding-window attention, optionally dilated (linear in length; causal or not)",
-    config_cls=LocalAttentionConfig,
-    factory=build_local,
+    "local", "Sliding-window attention, optionally dilated (linear in length; causal or not)",
+    LocalAttentionConfig, LocalAttention,
 )

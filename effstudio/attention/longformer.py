@@ -92,13 +92,7 @@ class LongformerAttention(Attention):
         return bs.crop(x, out, weights)
 
 
-def build_longformer(config: LongformerAttentionConfig, spec: AttentionSpec) -> LongformerAttention:
-    return LongformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="longformer",
-    description="Sliding window plus global tokens that see everything (linear in length; causal or not)",
-    config_cls=LongformerAttentionConfig,
-    factory=build_longformer,
+    "longformer", "Sliding window plus global tokens that see everything (linear in length; causal or not)",
+    LongformerAttentionConfig, LongformerAttention,
 )

@@ -255,13 +255,7 @@ class ReluFeatures(FeatureMap):
         return g_phi.masked_fill_(phi <= RELU_EPS, 0.0) @ self.w.T  # (B, H, N, D)
 
 
-def build_performer(config: PerformerAttentionConfig, spec: AttentionSpec) -> PerformerAttention:
-    return PerformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="performer",
-    description="Performer FAVOR+: positive orthogonal random features (linear in length; causal or not)",
-    config_cls=PerformerAttentionConfig,
-    factory=build_performer,
+    "performer", "Performer FAVOR+: positive orthogonal random features (linear in length; causal or not)",
+    PerformerAttentionConfig, PerformerAttention,
 )

@@ -532,13 +532,7 @@ def _real(q: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(q.shape[0], q.shape[-2], dtype=torch.bool, device=q.device)
 
 
-def build_reformer(config: ReformerAttentionConfig, spec: AttentionSpec) -> ReformerAttention:
-    return ReformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="reformer",
-    description="Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N; causal or not)",
-    config_cls=ReformerAttentionConfig,
-    factory=build_reformer,
+    "reformer", "Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N; causal or not)",
+    ReformerAttentionConfig, ReformerAttention,
 )

@@ -56,13 +56,7 @@ class SdpaAttention(Attention):
         return out.masked_fill(~has_key, 0.0), None  # (B, H, Nq, D)
 
 
-def build_sdpa(config: SdpaAttentionConfig, spec: AttentionSpec) -> SdpaAttention:
-    return SdpaAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="sdpa",
-    description="Exact softmax attention via torch's fused kernels (flash / memory-efficient)",
-    config_cls=SdpaAttentionConfig,
-    factory=build_sdpa,
+    "sdpa", "Exact softmax attention via torch's fused kernels (flash / memory-efficient)",
+    SdpaAttentionConfig, SdpaAttention,
 )

@@ -106,13 +106,7 @@ class SparseAttention(Attention):
         return bs.crop(x, *bs.attend(x, parts, s, causal, need_weights))
 
 
-def build_sparse(config: SparseAttentionConfig, spec: AttentionSpec) -> SparseAttention:
-    return SparseAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="sparse",
-    description="Sparse Transformer: strided or fixed patterns (N*sqrt(N) with stride ~ sqrt(N); causal or not)",
-    config_cls=SparseAttentionConfig,
-    factory=build_sparse,
+    "sparse", "Sparse Transformer: strided or fixed patterns (N*sqrt(N) with stride ~ sqrt(N); causal or not)",
+    SparseAttentionConfig, SparseAttention,
 )

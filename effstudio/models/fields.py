@@ -2,14 +2,13 @@
 
 Each function returns the field's ``param()``; arguments give what differs
 between model types (a default, or a help text that names the model's parts).
-The feed-forward and mixture-of-experts fields live beside their layer in moe.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from effstudio.config import param
+from effstudio.config import ConfigError, param
 
 EMBED_HELP = "Language modelling: the output layer reuses the token embedding matrix"
 
@@ -55,3 +54,44 @@ def attention_param(help: str = "How tokens mix; the chosen kind's own settings 
 
 def tie_embeddings_param(help: str = EMBED_HELP) -> Any:
     return param(True, label="Tie embeddings", help=help, advanced=True)
+
+
+def _moe_params() -> dict[str, tuple[str, Any]]:
+    """The mixture-of-experts fields (see moe.py) by name: (annotation, fresh param()), in form order."""
+    return {
+        "ffn": ("str", param("dense", choices=("dense", "moe"), label="Feed-forward",
+                             help="dense: one MLP per block; moe: a mixture of experts with a learned router "
+                                  "(Switch Transformer / GShard)")),
+        "experts": ("int", param(4, min=2, max=256, label="Experts",
+                                 help="Mixture of experts: expert MLPs per block")),
+        "top_k": ("int", param(1, min=1, max=2, label="Experts per token",
+                               help="Mixture of experts: 1 routes each token to one expert (Switch), 2 to two "
+                                    "(GShard)", advanced=True)),
+        "capacity_factor": ("float", param(1.25, min=0.01, max=64.0, label="Capacity factor",
+                                           help="Mixture of experts: an expert takes at most factor x top-k x "
+                                                "tokens / experts tokens; tokens over capacity skip the "
+                                                "feed-forward and pass through unchanged", advanced=True)),
+        "balance_weight": ("float", param(0.01, min=0.0, max=10.0, label="Load-balancing weight",
+                                          help="Mixture of experts: weight (alpha) of the load-balancing loss "
+                                               "alpha * experts * sum_i f_i P_i; 0 turns it off",
+                                          advanced=True)),
+    }
+
+
+def with_moe_fields(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: the config also offers a mixture-of-experts feed-forward.
+
+    Appends the fields ffn, experts, top_k, capacity_factor and balance_weight after the class's
+    own (the form, ``--set`` and TOML order); the class's ``check()`` calls :func:`check_moe_fields`.
+    """
+    annotations = dict(cls.__annotations__)
+    for name, (annotation, default) in _moe_params().items():
+        annotations[name] = annotation
+        setattr(cls, name, default)
+    cls.__annotations__ = annotations
+    return cls
+
+
+def check_moe_fields(config: Any) -> None:
+    if config.ffn == "moe" and config.top_k > config.experts:
+        raise ConfigError("top_k", f"cannot route each token to {config.top_k} of {config.experts} experts")

@@ -36,14 +36,8 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.fields import (
-    attention_param,
-    dropout_param,
-    ff_mult_param,
-    heads_param,
-    width_param,
-)
 from effstudio.models.transformer import (
     INIT_STD,
     Block,
@@ -56,8 +50,8 @@ from effstudio.registry import Entry, get_registry
 
 @dataclass(frozen=True)
 class HierarchicalConfig:
-    d_model: int = width_param(help="Width of every token and segment vector")
-    heads: int = heads_param()
+    d_model: int = fields.width_param(help="Width of every token and segment vector")
+    heads: int = fields.heads_param()
     token_layers: int = param(
         2, min=1, max=48, label="Token layers", help="Blocks that read each segment's tokens"
     )
@@ -75,11 +69,11 @@ class HierarchicalConfig:
     separator: str = param(
         ".", help="The token that ends a sentence when split = separator (a token string of the task's vocabulary)",
     )
-    attention: str = attention_param(
+    attention: str = fields.attention_param(
         "How tokens mix inside a segment; the kind's own settings are in the attention section"
     )
-    ff_mult: int = ff_mult_param()
-    dropout: float = dropout_param()
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)
@@ -180,16 +174,15 @@ class AttentionPool(nn.Module):
 class HierarchicalEncoder(nn.Module):
     """Segments -> token blocks -> attention pooling -> segment blocks -> attention pooling -> classes."""
 
+    objective = "classify"
+
     def __init__(self, config: HierarchicalConfig, spec: ModelSpec):
         super().__init__()
         validate(config)
         task = spec.task
-        require_token_task(task)
-        if task.objective != "classify":
-            raise ConfigError("model", f"the hierarchical encoder classifies documents; task {task.name!r} "
-                                       "is a language-modelling task")
+        require_token_task(task, "classify", "the hierarchical encoder classifies documents; task {task!r} "
+                                             "is a language-modelling task")
         self.config = config
-        self.objective = "classify"
         self.separator_id: int | None = None
         if config.split == "separator":
             if config.separator not in task.vocab:
@@ -311,13 +304,7 @@ class HierarchicalEncoder(nn.Module):
         return out.view(b, heads, n, n)
 
 
-def build_hierarchical(config: HierarchicalConfig, spec: ModelSpec) -> HierarchicalEncoder:
-    return HierarchicalEncoder(config, spec)
-
-
 ENTRY = Entry(
-    name="hierarchical",
-    description="Hierarchical encoder: tokens pooled per segment, segments pooled per document (HAN style)",
-    config_cls=HierarchicalConfig,
-    factory=build_hierarchical,
+    "hierarchical", "Hierarchical encoder: tokens pooled per segment, segments pooled per document (HAN style)",
+    HierarchicalConfig, HierarchicalEncoder,
 )

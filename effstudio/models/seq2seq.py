@@ -38,15 +38,8 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import ConfigError, param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.fields import (
-    attention_param,
-    dropout_param,
-    ff_mult_param,
-    heads_param,
-    layers_param,
-    width_param,
-)
 from effstudio.models.transformer import Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
 
@@ -57,12 +50,12 @@ CROSS_ATTENTION_KINDS = ("full", "sdpa")  # built-in kinds that mix by content a
 class Seq2SeqConfig:
     task_form: ClassVar[str] = "seq2seq"  # build_task hands this model the task's source -> target form
 
-    d_model: int = width_param(64)
-    layers: int = layers_param(help="Blocks in the encoder, and again in the decoder")
-    heads: int = heads_param()
-    ff_mult: int = ff_mult_param()
-    dropout: float = dropout_param()
-    attention: str = attention_param("Self-attention of the encoder and the (causal) decoder; its settings are "
+    d_model: int = fields.width_param(64)
+    layers: int = fields.layers_param(help="Blocks in the encoder, and again in the decoder")
+    heads: int = fields.heads_param()
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
+    attention: str = fields.attention_param("Self-attention of the encoder and the (causal) decoder; its settings are "
                                      "in the attention section")
     cross_attention: str = param("full", choices_from="attention", label="Cross-attention",
                                  help="Decoder-to-encoder attention: a kind that mixes by content (full, sdpa)")
@@ -246,13 +239,7 @@ class Seq2SeqTransformer(nn.Module):
         return ModelOutput(logits=logits, attentions=encoder_maps, extras=extras)
 
 
-def build_seq2seq(config: Seq2SeqConfig, spec: ModelSpec) -> Seq2SeqTransformer:
-    return Seq2SeqTransformer(config, spec)
-
-
 ENTRY = Entry(
-    name="seq2seq",
-    description="Encoder-decoder Transformer with cross-attention: teacher forcing, greedy decoding",
-    config_cls=Seq2SeqConfig,
-    factory=build_seq2seq,
+    "seq2seq", "Encoder-decoder Transformer with cross-attention: teacher forcing, greedy decoding",
+    Seq2SeqConfig, Seq2SeqTransformer,
 )

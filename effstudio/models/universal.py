@@ -39,28 +39,9 @@ from torch import nn
 
 from effstudio.attention.base import Attention, exporting
 from effstudio.config import param
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.fields import (
-    attention_param,
-    dropout_param,
-    ff_mult_param,
-    heads_param,
-    mode_param,
-    pooling_param,
-    positions_param,
-    tie_embeddings_param,
-    width_param,
-)
-from effstudio.models.moe import (
-    MoEStats,
-    balance_weight_param,
-    capacity_factor_param,
-    check_moe_fields,
-    experts_param,
-    ffn_param,
-    moe_outputs,
-    top_k_param,
-)
+from effstudio.models.moe import MoEStats, moe_outputs
 from effstudio.models.transformer import INIT_STD, Block, Transformer, sinusoidal_positions
 from effstudio.registry import Entry
 
@@ -68,8 +49,9 @@ HALT_BIAS = 1.0
 
 
 @dataclass(frozen=True)
+@fields.with_moe_fields
 class UniversalConfig:
-    d_model: int = width_param()
+    d_model: int = fields.width_param()
     max_steps: int = param(
         6, min=1, max=64, label="Maximum steps",
         help="The most times the shared block is applied to a position (adaptive computation stops earlier)",
@@ -78,31 +60,26 @@ class UniversalConfig:
         0.01, min=0.0, max=10.0, label="Ponder cost (\u03c4)",
         help="Weight of the ponder cost (mean steps + remainder) in the loss: higher means fewer steps",
     )
-    heads: int = heads_param("Attention heads of the shared block; must divide the model width")
-    ff_mult: int = ff_mult_param()
+    heads: int = fields.heads_param("Attention heads of the shared block; must divide the model width")
+    ff_mult: int = fields.ff_mult_param()
     halt_epsilon: float = param(
         0.01, min=1e-4, max=0.5, label="Halting \u03b5",
         help="A position halts once its accumulated halting probability reaches 1 - \u03b5", advanced=True,
     )
-    dropout: float = dropout_param()
-    positions: str = positions_param(
+    dropout: float = fields.dropout_param()
+    positions: str = fields.positions_param(
         "Position and step embeddings, added before every step: a trained table or fixed sine/cosine waves"
     )
-    mode: str = mode_param()
-    pooling: str = pooling_param()
-    attention: str = attention_param(
+    mode: str = fields.mode_param()
+    pooling: str = fields.pooling_param()
+    attention: str = fields.attention_param(
         "How tokens mix in the shared block; the kind's own settings are in the attention section"
     )
-    tie_embeddings: bool = tie_embeddings_param()
-    ffn: str = ffn_param()
-    experts: int = experts_param()
-    top_k: int = top_k_param()
-    capacity_factor: float = capacity_factor_param()
-    balance_weight: float = balance_weight_param()
+    tie_embeddings: bool = fields.tie_embeddings_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)
-        check_moe_fields(self)
+        fields.check_moe_fields(self)
 
 
 @dataclass
@@ -146,12 +123,8 @@ class UniversalTransformer(Transformer):
     def block(self) -> Block:
         return self.blocks[0]
 
-    def forward(
-        self,
-        inputs: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> ModelOutput:
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
         """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
         n = inputs.shape[1]
         self._check_length(n)
@@ -251,13 +224,7 @@ class UniversalTransformer(Transformer):
         return values[:, :-1] if self.causal else values[:, 1:]
 
 
-def build_universal(config: UniversalConfig, spec: ModelSpec) -> UniversalTransformer:
-    return UniversalTransformer(config, spec)
-
-
 ENTRY = Entry(
-    name="universal",
-    description="Universal Transformer: one shared block repeated, with per-token adaptive computation time",
-    config_cls=UniversalConfig,
-    factory=build_universal,
+    "universal", "Universal Transformer: one shared block repeated, with per-token adaptive computation time",
+    UniversalConfig, UniversalTransformer,
 )
