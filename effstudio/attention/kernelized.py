@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import allowed_keys
 
 
@@ -361,14 +361,8 @@ class KernelizedAttention(Attention):
         """The query and the key feature map for one call, bound to what they read now."""
         raise NotImplementedError
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         if exporting():
             return self.export_forward(q, k, v, key_mask, need_weights)
         b, h, nq, _ = q.shape

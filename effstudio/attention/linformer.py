@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
@@ -82,14 +82,8 @@ class LinformerAttention(Attention):
         f = e if self.value_projection is None else self.value_projection[:, :n]  # (k, N)
         return e, f
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         e, f = self.projections(k.shape[-2])  # (k, Nk)
         e, f = e.to(k.dtype), f.to(v.dtype)
         if key_mask is not None:

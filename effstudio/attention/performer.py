@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from effstudio.attention.base import AttentionSpec
+from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.attention.kernelized import FeatureMap, KernelizedAttention
 from effstudio.config import param, validate
 from effstudio.registry import Entry
@@ -125,14 +125,8 @@ class PerformerAttention(KernelizedAttention):
             self.projection.copy_(self.draw(steps // self.redraw_interval))
         self.steps += 1
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         self._count_step()
         return super().forward(q, k, v, key_mask, need_weights)
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import masked_softmax
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -510,14 +510,8 @@ class ReformerAttention(Attention):
         weights = masked_softmax(scores, allowed)  # (B, H, N, N)
         return weights @ v * real[:, None, :, None], weights
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         if exporting():
             out, weights = self.export_forward(q, v, _real(q, key_mask))
             return out, (weights if need_weights else None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec
 from effstudio.attention.full import allowed_keys, explicit_attention
 from effstudio.config import param
 from effstudio.registry import Entry
@@ -30,14 +30,8 @@ class SdpaAttention(Attention):
         super().__init__(spec)
         self.dropout = config.dropout
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         nq, nk = q.shape[-2], k.shape[-2]
         dropout_p = self.dropout if self.training else 0.0
         allowed = allowed_keys(key_mask, nq, nk, self.causal, q.device)
