@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,22 @@ from torch.autograd.function import once_differentiable
 
 from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import allowed_keys
+from effstudio.config import param
+
+
+def chunk_param() -> Any:
+    """The ``chunk`` field of a kernelized kind's config."""
+    return param(64, min=1, max=4096, label="Causal chunk",
+                 help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
+                      "quadratic work per block but keep fewer running states", advanced=True)
+
+
+def zero_padded(t: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """t (B, H, N, F) with the rows of padded keys (key_mask (B, N) False) set to 0, in place.
+
+    masked_fill, not a product: whatever a padded key holds, its features are 0.
+    """
+    return t if key_mask is None else t.masked_fill_(~key_mask[:, None, :, None], 0.0)
 
 
 class FeatureMap:
