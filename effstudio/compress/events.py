@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from effstudio.engine.events import Event
+from effstudio.engine.events import AtStepEvent, Event, ProgressEvent
 
 
 @dataclass(frozen=True)
-class PruneStepEvent(Event):
+class PruneStepEvent(ProgressEvent):
     """One step of a pruning schedule: the sparsity reached and the accuracy there.
 
     ``sparsity`` is the fraction of prunable weights removed (zeroed, or cut
@@ -23,20 +23,16 @@ class PruneStepEvent(Event):
     """
 
     kind: ClassVar[str] = "prune_step"
-    step: int
-    total_steps: int
     sparsity: float
     accuracy: float
     params: int
 
 
 @dataclass(frozen=True)
-class DistillStepEvent(Event):
+class DistillStepEvent(ProgressEvent):
     """A distillation step: the mixed loss and its two parts."""
 
     kind: ClassVar[str] = "distill_step"
-    step: int
-    total_steps: int
     loss: float
     kl: float
     task_loss: float
@@ -44,9 +40,8 @@ class DistillStepEvent(Event):
 
 
 @dataclass(frozen=True)
-class DistillEvalEvent(Event):
+class DistillEvalEvent(AtStepEvent):
     kind: ClassVar[str] = "distill_eval"
-    step: int
     student_accuracy: float
     teacher_accuracy: float
 

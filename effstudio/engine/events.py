@@ -30,10 +30,22 @@ class Event:
 
 
 @dataclass(frozen=True)
-class StepEvent(Event):
-    kind: ClassVar[str] = "step"
+class AtStepEvent(Event):
+    """An event about a step of a job: ``step`` is its first field (and JSON key)."""
+
     step: int
+
+
+@dataclass(frozen=True)
+class ProgressEvent(AtStepEvent):
+    """A step out of ``total_steps``: the two first fields."""
+
     total_steps: int
+
+
+@dataclass(frozen=True)
+class StepEvent(ProgressEvent):
+    kind: ClassVar[str] = "step"
     loss: float
     lr: float
     tokens_per_s: float
@@ -45,9 +57,8 @@ class StepEvent(Event):
 
 
 @dataclass(frozen=True)
-class EvalEvent(Event):
+class EvalEvent(AtStepEvent):
     kind: ClassVar[str] = "eval"
-    step: int
     val_loss: float
     val_accuracy: float
     # metrics the task derives from the validation loss, e.g. "val_bits_per_char"
@@ -55,7 +66,7 @@ class EvalEvent(Event):
 
 
 @dataclass(frozen=True)
-class AttentionEvent(Event):
+class AttentionEvent(AtStepEvent):
     """Attention of the fixed probe sample: maps (L, H, N, N), tokens N labels.
 
     ``views`` holds the model's array extras for the same forward pass (e.g.
@@ -65,16 +76,14 @@ class AttentionEvent(Event):
     """
 
     kind: ClassVar[str] = "attention"
-    step: int
     maps: np.ndarray
     tokens: tuple[str, ...]
     views: dict[str, np.ndarray] = field(default_factory=dict, metadata={"json": False})
 
 
 @dataclass(frozen=True)
-class MemoryEvent(Event):
+class MemoryEvent(AtStepEvent):
     kind: ClassVar[str] = "memory"
-    step: int
     rss_mb: float
     device: str
     cuda_allocated_mb: float | None = None
@@ -83,9 +92,8 @@ class MemoryEvent(Event):
 
 
 @dataclass(frozen=True)
-class CheckpointEvent(Event):
+class CheckpointEvent(AtStepEvent):
     kind: ClassVar[str] = "checkpoint"
-    step: int
     path: str
 
 
