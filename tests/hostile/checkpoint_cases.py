@@ -154,5 +154,3 @@ def make_interrupted_commit(folder: Path) -> Path:
     finally:
         ckpt.fault_hook = None
     return path
-
-

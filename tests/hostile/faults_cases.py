@@ -56,5 +56,3 @@ def make_state_with_optimizer_of_another_model(folder: Path) -> Path:
 @case("checkpoint")
 def make_state_with_random_state_of_another_kind(folder: Path) -> Path:
     return _rewrite_state(folder, lambda state: state.update(rng_cpu=torch.zeros(3)))
-
-

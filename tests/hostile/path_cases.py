@@ -398,8 +398,6 @@ def make_charlm_nul(folder: Path) -> Path:
     return config
 
 
-
-
 @case("toml")
 def make_out_lock_file(folder: Path) -> Path:
     """A step that would write over the run folder's lock (or any hidden file: unfinished saves)."""
@@ -420,5 +418,3 @@ def make_charlm_symlink_loop(folder: Path) -> Path:
     (config.parent / "loop").symlink_to("loop")
     config.write_text(CHARLM_HEAD.format(path=json.dumps("loop/text.txt")), encoding="utf-8")
     return config
-
-

@@ -865,5 +865,3 @@ def make_onnx_external_hard_link(folder: Path) -> Path:
 def make_onnx_external_backslashes(folder: Path) -> Path:
     """A Windows-style location, ..\\secret.bin: a path that climbs out, whatever the separator."""
     return _point_external(_external_model(folder), "..\\secret.bin")
-
-

@@ -509,7 +509,6 @@ def make_fifo(folder: Path) -> Path:
     return path
 
 
-
 # what the one-line message must name besides the file: the field, the line, or the reason
 FIELDS = {
     "ckpt_step_text": "step", "ckpt_step_negative": "step", "ckpt_step_float": "step",
