@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from effstudio.engine.events import AtStepEvent, Event, ProgressEvent
+from effstudio.engine.events import Event
 
 
 @dataclass(frozen=True)
-class PruneStepEvent(ProgressEvent):
+class PruneStepEvent(Event):
     """One step of a pruning schedule: the sparsity reached and the accuracy there.
 
     ``sparsity`` is the fraction of prunable weights removed (zeroed, or cut
@@ -23,16 +23,20 @@ class PruneStepEvent(ProgressEvent):
     """
 
     kind: ClassVar[str] = "prune_step"
+    step: int
+    total_steps: int
     sparsity: float
     accuracy: float
     params: int
 
 
 @dataclass(frozen=True)
-class DistillStepEvent(ProgressEvent):
+class DistillStepEvent(Event):
     """A distillation step: the mixed loss and its two parts."""
 
     kind: ClassVar[str] = "distill_step"
+    step: int
+    total_steps: int
     loss: float
     kl: float
     task_loss: float
@@ -40,8 +44,9 @@ class DistillStepEvent(ProgressEvent):
 
 
 @dataclass(frozen=True)
-class DistillEvalEvent(AtStepEvent):
+class DistillEvalEvent(Event):
     kind: ClassVar[str] = "distill_eval"
+    step: int
     student_accuracy: float
     teacher_accuracy: float
 

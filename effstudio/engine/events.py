@@ -30,22 +30,10 @@ class Event:
 
 
 @dataclass(frozen=True)
-class AtStepEvent(Event):
-    """An event about a step of a job: ``step`` is its first field (and JSON key)."""
-
-    step: int
-
-
-@dataclass(frozen=True)
-class ProgressEvent(AtStepEvent):
-    """A step out of ``total_steps``: the two first fields."""
-
-    total_steps: int
-
-
-@dataclass(frozen=True)
-class StepEvent(ProgressEvent):
+class StepEvent(Event):
     kind: ClassVar[str] = "step"
+    step: int
+    total_steps: int
     loss: float
     lr: float
     tokens_per_s: float
@@ -57,8 +45,9 @@ class StepEvent(ProgressEvent):
 
 
 @dataclass(frozen=True)
-class EvalEvent(AtStepEvent):
+class EvalEvent(Event):
     kind: ClassVar[str] = "eval"
+    step: int
     val_loss: float
     val_accuracy: float
     # metrics the task derives from the validation loss, e.g. "val_bits_per_char"
@@ -66,7 +55,7 @@ class EvalEvent(AtStepEvent):
 
 
 @dataclass(frozen=True)
-class AttentionEvent(AtStepEvent):
+class AttentionEvent(Event):
     """Attention of the fixed probe sample: maps (L, H, N, N), tokens N labels.
 
     ``views`` holds the model's array extras for the same forward pass (e.g.
@@ -76,14 +65,16 @@ class AttentionEvent(AtStepEvent):
     """
 
     kind: ClassVar[str] = "attention"
+    step: int
     maps: np.ndarray
     tokens: tuple[str, ...]
     views: dict[str, np.ndarray] = field(default_factory=dict, metadata={"json": False})
 
 
 @dataclass(frozen=True)
-class MemoryEvent(AtStepEvent):
+class MemoryEvent(Event):
     kind: ClassVar[str] = "memory"
+    step: int
     rss_mb: float
     device: str
     cuda_allocated_mb: float | None = None
@@ -92,8 +83,9 @@ class MemoryEvent(AtStepEvent):
 
 
 @dataclass(frozen=True)
-class CheckpointEvent(AtStepEvent):
+class CheckpointEvent(Event):
     kind: ClassVar[str] = "checkpoint"
+    step: int
     path: str
 
 
