@@ -330,7 +330,7 @@ class PatternAttention(torch.autograd.Function):
 
 def attend(
     x: Padded, parts: PartsOf, unit: int, causal: bool, need_weights: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """One softmax over every part's candidates: (out (B, H, Np, D), weights (B, H, Np, Np) or None).
 
     ``unit`` is the granularity every part needs its rows in (a block, a stride); Np is a multiple of it.
@@ -350,7 +350,7 @@ def global_rows(
     weights: torch.Tensor | None,
     positions: torch.Tensor,
     causal: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Replace the rows of the queries at ``positions`` (G,) by attention over every key."""
     n = x.padded_length
     scores = x.q[:, :, positions] @ x.k.transpose(-2, -1)  # (B, H, G, N)
@@ -385,7 +385,7 @@ def attend_cropped(x: Padded, parts: PartsOf, unit: int, causal: bool, need_weig
 def dense_pattern_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, pattern: torch.Tensor,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Export only: softmax over ``pattern`` (N, N) bool, causality included, and the real keys.
 
     q, k, v (B, H, N, D), key_mask (B, N) -> out (B, H, N, D) and, if asked, weights (B, H, N, N).

@@ -407,14 +407,8 @@ class KernelizedAttention(Attention):
                     weights = implied_weights(phi_q, phi_k, self.causal)  # (B, H, Nq, Nk)
         return out.to(dtype), weights
 
-    def export_forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def export_forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         """Export only: the forward in plain tensor operations, shapes as the call shape.
 
         Bidirectional: phi(Q) (phi(K)^T [V, 1]), linear in length. Causal: the

@@ -53,7 +53,7 @@ def sliding_window(
     window: int,
     causal: bool,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Exact attention with |i - j| <= window (and j <= i when causal); shapes as the call shape."""
     block = max(window, MIN_BLOCK)
     x = bs.pad_inputs(q, k, v, key_mask, block)
@@ -88,7 +88,7 @@ class LocalAttention(bs.BlockSparseAttention):
         v: torch.Tensor,
         key_mask: torch.Tensor | None,
         need_weights: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> AttentionOutput:
         d = self.dilation
         b, h, n, dim = q.shape
         extra = -n % d

@@ -345,7 +345,7 @@ def lsh_attention(
     layout: Layout,
     causal: bool,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool."""
     b, h, n, d = q.shape
     r, length = layout.rounds, layout.length

@@ -24,12 +24,6 @@ SMALL = CopyConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-    return tmp_path
-
-
 @pytest.mark.parametrize("mode", ["copy", "reverse", "sort"])
 def test_layout_and_answer_only_targets(mode):
     config = with_values(SMALL, {"mode": mode})

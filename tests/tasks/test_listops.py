@@ -22,12 +22,6 @@ from effstudio.tasks.listops import (
 SMALL = ListOpsConfig(train_size=200, val_size=50, test_size=50, min_length=8, max_length=64)
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-    return tmp_path
-
-
 def strip_pad(task: ListOpsTask, row: torch.Tensor) -> list[str]:
     return [t for t in task.decode(row.tolist()) if t != "<pad>"]
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import masked_softmax
 from effstudio.config import param, validate
 from effstudio.registry import Entry
@@ -55,14 +55,9 @@ class CosineAttention(Attention):
             self.register_buffer("log_scale", log_scale)
         self.block = config.block
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
+        # q: (B, H, Nq, D), k and v: (B, H, Nk, D), key_mask: (B, Nk) True = real token
         nq, nk = q.shape[-2], k.shape[-2]
         q = F.normalize(q, dim=-1) * self.log_scale.exp()  # (B, H, Nq, D): unit rows times the head's scale
         k = F.normalize(k, dim=-1)  # (B, H, Nk, D)
