@@ -41,7 +41,9 @@ class SegmentLengthView(ModelView):
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         self.lengths = segment_lengths(arrays["token_segments"])
-        self.bars.setOpts(x=np.arange(1, len(self.lengths) + 1), height=self.lengths, width=0.8)
+        numbers = np.arange(1, len(self.lengths) + 1)
+        self.bars.setOpts(x=numbers, height=self.lengths, width=0.8)
+        self.plot.getAxis("bottom").setTicks([[(int(i), str(i)) for i in numbers]])  # segments, not fractions
         if len(self.lengths):
             longest = int(np.argmax(self.lengths))
             self.summary.setText(f"{len(self.lengths)} segments \u00b7 longest: segment {longest + 1}, "
