@@ -1,7 +1,9 @@
 """One registry for model types, attention kinds and tasks.
 
 Entries are discovered through the entry-point groups ``effstudio.models``,
-``effstudio.attention`` and ``effstudio.tasks``. The built-ins are declared in
+``effstudio.attention`` and ``effstudio.tasks`` (the window's model views have a
+group of their own, ``effstudio.views``, loaded by effstudio.gui.views through
+:meth:`Registry.load_plugin`, so a broken view is reported here too). The built-ins are declared in
 effstudio's own pyproject.toml under the same groups, so a plugin is a
 pip-installable package with an entry point and nothing else::
 
@@ -112,14 +114,22 @@ class Registry:
     def all(self, kind: str) -> list[Entry]:
         return [self.entries[kind][n] for n in self.names(kind)]
 
-    def load_entry_point(self, kind: str, ep: EntryPoint) -> None:
-        """Load one entry point; failures become a PluginError, never an exception."""
-        group = GROUP_PREFIX + kind
+    def load_plugin(self, group: str, ep: EntryPoint, accept: Callable[[Any], None]) -> None:
+        """Load one entry point of ``group`` and hand its object to ``accept``; a failure to import
+        it, or ``accept`` refusing it, becomes a PluginError, never an exception."""
         try:
-            obj = ep.load()
-            if callable(obj) and not isinstance(obj, Entry):
-                obj = obj()
-            entry = obj
+            accept(ep.load())
+        except Exception as err:  # a broken plugin must never stop start-up
+            if not any(e.group == group and e.name == ep.name for e in self.errors):  # said once
+                self.errors.append(
+                    PluginError(group, ep.name, ep.value, f"{type(err).__name__}: {err}", traceback.format_exc())
+                )
+
+    def load_entry_point(self, kind: str, ep: EntryPoint) -> None:
+        """Load one entry point of ``effstudio.<kind>``; failures become a PluginError."""
+
+        def accept(obj: Any) -> None:
+            entry = obj() if callable(obj) and not isinstance(obj, Entry) else obj
             if not isinstance(entry, Entry):
                 raise TypeError(f"{ep.value} is a {type(entry).__name__}, not an effstudio Entry")
             if entry.name != ep.name:
@@ -127,10 +137,8 @@ class Registry:
             dist = getattr(ep, "dist", None)
             source = dist.name if dist is not None else entry.source
             self.register(kind, Entry(entry.name, entry.description, entry.config_cls, entry.factory, source))
-        except Exception as err:  # a broken plugin must never stop start-up
-            self.errors.append(
-                PluginError(group, ep.name, ep.value, f"{type(err).__name__}: {err}", traceback.format_exc())
-            )
+
+        self.load_plugin(GROUP_PREFIX + kind, ep, accept)
 
     def discover(self) -> Registry:
         for kind in KINDS:

@@ -7,9 +7,9 @@ import pytest
 
 from effstudio.compress.events import ResultEvent
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent
-from effstudio.engine.run_plan import QuantizeStep, RunPlan
 from effstudio.engine.events import DoneEvent, JobControl, StartEvent, StepEvent
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.run_plan import QuantizeStep, RunPlan
 from effstudio.engine.trainer import train
 from effstudio.pipeline import COMPRESSING, TRAINING, run_pipeline
 from effstudio.runs.recorder import RunRecordedEvent

@@ -42,6 +42,8 @@ from torch import nn
 
 from effstudio.config import ConfigError
 
+AttentionOutput = tuple[torch.Tensor, torch.Tensor | None]  # out (B, H, Nq, D), weights (B, H, Nq, Nk) or None
+
 
 def exporting() -> bool:
     """True while this thread traces the model (ONNX export): take the plain-operations forward.
@@ -91,14 +93,8 @@ class Attention(nn.Module):
         self.dim, self.heads, self.causal = spec.dim, spec.heads, spec.causal
         self.head_dim = spec.head_dim
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         raise NotImplementedError
 
     def prepare_export(self) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
@@ -43,9 +43,7 @@ class BigBirdAttentionConfig:
             raise ConfigError("window_blocks", f"must be odd so the window is centred, got {self.window_blocks}")
 
 
-class BigBirdAttention(Attention):
-    subquadratic = True
-
+class BigBirdAttention(bs.BlockSparseAttention):
     def __init__(self, config: BigBirdAttentionConfig, spec: AttentionSpec):
         super().__init__(spec)
         validate(config)
@@ -145,17 +143,8 @@ class BigBirdAttention(Attention):
         ok = blocks.index_select(0, token_block).index_select(1, token_block)  # (N, N)
         return ok & (positions[None, :] <= positions[:, None]) if self.causal else ok
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if exporting():
-            pattern = self.export_pattern(q.shape[-2], q.device)  # (N, N)
-            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
+    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                need_weights: bool) -> AttentionOutput:
         block, radius, device = self.block, self.radius, q.device
         x = bs.pad_inputs(q, k, v, key_mask, block)
         n_blocks = x.padded_length // block
@@ -176,19 +165,10 @@ class BigBirdAttention(Attention):
             keep = lambda i, j: (i // block - j // block).abs() > radius  # noqa: E731
             return [blocks, bs.column_part(start, stop, glob, keep=keep)]
 
-        out, weights = bs.attend(x, parts, block, self.causal, need_weights)
-        if n_global:
-            out, weights = bs.global_rows(x, out, weights, glob, self.causal)
-        return bs.crop(x, out, weights)
-
-
-def build_bigbird(config: BigBirdAttentionConfig, spec: AttentionSpec) -> BigBirdAttention:
-    return BigBirdAttention(config, spec)
+        return bs.attend_cropped(x, parts, block, self.causal, need_weights, glob)
 
 
 ENTRY = Entry(
-    name="bigbird",
-    description="Block-sparse: window, random and global blocks (linear in length; causal or not)",
-    config_cls=BigBirdAttentionConfig,
-    factory=build_bigbird,
+    "bigbird", "Block-sparse: window, random and global blocks (linear in length; causal or not)",
+    BigBirdAttentionConfig, BigBirdAttention,
 )

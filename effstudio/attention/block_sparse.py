@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from effstudio.attention.base import Attention, AttentionOutput, exporting
 from effstudio.attention.full import explicit_attention, masked_softmax
 
 # keep(query_positions, key_positions) -> bool, broadcast: which candidates belong to the pattern
@@ -329,7 +330,7 @@ class PatternAttention(torch.autograd.Function):
 
 def attend(
     x: Padded, parts: PartsOf, unit: int, causal: bool, need_weights: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """One softmax over every part's candidates: (out (B, H, Np, D), weights (B, H, Np, Np) or None).
 
     ``unit`` is the granularity every part needs its rows in (a block, a stride); Np is a multiple of it.
@@ -349,7 +350,7 @@ def global_rows(
     weights: torch.Tensor | None,
     positions: torch.Tensor,
     causal: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Replace the rows of the queries at ``positions`` (G,) by attention over every key."""
     n = x.padded_length
     scores = x.q[:, :, positions] @ x.k.transpose(-2, -1)  # (B, H, G, N)
@@ -366,18 +367,25 @@ def global_rows(
     return out, weights
 
 
-def crop(
-    x: Padded, out: torch.Tensor, weights: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def crop(x: Padded, out: torch.Tensor, weights: torch.Tensor | None) -> AttentionOutput:
     """Drop the padding added by ``pad_inputs``: (B, H, N, D) and (B, H, N, N)."""
     n = x.length
     return out[:, :, :n], (None if weights is None else weights[:, :, :n, :n])
 
 
+def attend_cropped(x: Padded, parts: PartsOf, unit: int, causal: bool, need_weights: bool,
+                   global_positions: torch.Tensor | None = None) -> AttentionOutput:
+    """``attend``, the rows of the queries at ``global_positions`` (G,) by ``global_rows``, then ``crop``."""
+    out, weights = attend(x, parts, unit, causal, need_weights)
+    if global_positions is not None and len(global_positions):
+        out, weights = global_rows(x, out, weights, global_positions, causal)
+    return crop(x, out, weights)
+
+
 def dense_pattern_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, pattern: torch.Tensor,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Export only: softmax over ``pattern`` (N, N) bool, causality included, and the real keys.
 
     q, k, v (B, H, N, D), key_mask (B, N) -> out (B, H, N, D) and, if asked, weights (B, H, N, N).
@@ -388,3 +396,38 @@ def dense_pattern_attention(
         allowed = allowed & key_mask[:, None, None, :]  # (B, 1, N, N)
     out, weights = explicit_attention(q, k, v, allowed)
     return out, (weights if need_weights else None)
+
+
+class BlockSparseAttention(Attention):
+    """A kind whose keys per query follow a pattern of positions, computed by ``attend`` in blocks.
+
+    A subclass gives ``sees(i, j)``, the pattern before causality, and ``blocked``, its forward
+    through parts; an ONNX export takes ``dense_pattern_attention`` over ``export_pattern`` instead.
+    """
+
+    subquadratic = True
+
+    def sees(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Whether query position i may see key position j: (N, 1) and (1, N) -> (N, N) bool."""
+        raise NotImplementedError
+
+    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
+        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
+        ok = self.sees(i, j)
+        return ok & (j <= i) if self.causal else ok
+
+    def export_pattern(self, n: int | torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The (N, N) pattern from tensor operations on a traced length n."""
+        return self.allowed_pattern(n, device)
+
+    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                need_weights: bool) -> AttentionOutput:
+        raise NotImplementedError
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
+        if exporting():
+            pattern = self.export_pattern(q.shape[-2], q.device)  # (N, N)
+            return dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
+        return self.blocked(q, k, v, key_mask, need_weights)

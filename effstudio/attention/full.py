@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec
 from effstudio.config import param
 from effstudio.registry import Entry
 
@@ -75,27 +75,13 @@ class FullAttention(Attention):
         super().__init__(spec)
         self.dropout = config.dropout
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         allowed = allowed_keys(key_mask, q.shape[-2], k.shape[-2], self.causal, q.device)
         dropout_p = self.dropout if self.training else 0.0
         out, weights = explicit_attention(q, k, v, allowed, dropout_p)
         return out, (weights if need_weights else None)
 
 
-def build_full(config: FullAttentionConfig, spec: AttentionSpec) -> FullAttention:
-    return FullAttention(config, spec)
-
-
-ENTRY = Entry(
-    name="full",
-    description="Exact softmax attention written out in PyTorch (quadratic time and memory)",
-    config_cls=FullAttentionConfig,
-    factory=build_full,
-)
+ENTRY = Entry("full", "Exact softmax attention written out in PyTorch (quadratic time and memory)",
+              FullAttentionConfig, FullAttention)

@@ -48,13 +48,30 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import allowed_keys
+from effstudio.config import param
+
+
+def chunk_param() -> Any:
+    """The ``chunk`` field of a kernelized kind's config."""
+    return param(64, min=1, max=4096, label="Causal chunk",
+                 help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
+                      "quadratic work per block but keep fewer running states", advanced=True)
+
+
+def zero_padded(t: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """t (B, H, N, F) with the rows of padded keys (key_mask (B, N) False) set to 0, in place.
+
+    masked_fill, not a product: whatever a padded key holds, its features are 0.
+    """
+    return t if key_mask is None else t.masked_fill_(~key_mask[:, None, :, None], 0.0)
 
 
 class FeatureMap:
@@ -361,14 +378,8 @@ class KernelizedAttention(Attention):
         """The query and the key feature map for one call, bound to what they read now."""
         raise NotImplementedError
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         if exporting():
             return self.export_forward(q, k, v, key_mask, need_weights)
         b, h, nq, _ = q.shape
@@ -396,14 +407,8 @@ class KernelizedAttention(Attention):
                     weights = implied_weights(phi_q, phi_k, self.causal)  # (B, H, Nq, Nk)
         return out.to(dtype), weights
 
-    def export_forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def export_forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         """Export only: the forward in plain tensor operations, shapes as the call shape.
 
         Bidirectional: phi(Q) (phi(K)^T [V, 1]), linear in length. Causal: the

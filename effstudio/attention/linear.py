@@ -16,39 +16,27 @@ import torch
 import torch.nn.functional as F
 
 from effstudio.attention.base import AttentionSpec
-from effstudio.attention.kernelized import FeatureMap, KernelizedAttention
-from effstudio.config import param, validate
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, chunk_param, zero_padded
+from effstudio.config import validate
 from effstudio.registry import Entry
 
 
 @dataclass(frozen=True)
 class LinearAttentionConfig:
-    chunk: int = param(
-        64, min=1, max=4096, label="Causal chunk",
-        help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
-        "quadratic work per block but keep fewer running states",
-        advanced=True,
-    )
+    chunk: int = chunk_param()
 
 
 class EluFeatures(FeatureMap):
     """elu(x) + 1 (> 0): (B, H, N, D) -> (B, H, N, D); padded keys (given a mask) 0."""
 
     def __call__(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        phi = F.elu(x).add_(1.0)  # (B, H, N, D)
-        if key_mask is not None:
-            # masked_fill, not a product: whatever a padded key holds, its features are 0
-            phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
-        return phi
+        return zero_padded(F.elu(x).add_(1.0), key_mask)  # (B, H, N, D)
 
     def backward(
         self, x: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         # elu(x) + 1 is x + 1 above 0 and exp(x) below, whose slope is exp(x) = phi itself
-        g_x = g_phi.mul_(torch.where(x > 0, 1.0, phi))  # (B, H, N, D)
-        if key_mask is not None:
-            g_x.masked_fill_(~key_mask[:, None, :, None], 0.0)
-        return g_x
+        return zero_padded(g_phi.mul_(torch.where(x > 0, 1.0, phi)), key_mask)  # (B, H, N, D)
 
 
 class LinearAttention(KernelizedAttention):
@@ -60,13 +48,7 @@ class LinearAttention(KernelizedAttention):
         return EluFeatures(), EluFeatures()
 
 
-def build_linear(config: LinearAttentionConfig, spec: AttentionSpec) -> LinearAttention:
-    return LinearAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="linear",
-    description="Linear attention with elu(x)+1 features (linear in length; causal by chunked prefix sums)",
-    config_cls=LinearAttentionConfig,
-    factory=build_linear,
+    "linear", "Linear attention with elu(x)+1 features (linear in length; causal by chunked prefix sums)",
+    LinearAttentionConfig, LinearAttention,
 )

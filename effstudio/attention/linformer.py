@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
@@ -82,14 +82,8 @@ class LinformerAttention(Attention):
         f = e if self.value_projection is None else self.value_projection[:, :n]  # (k, N)
         return e, f
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         e, f = self.projections(k.shape[-2])  # (k, Nk)
         e, f = e.to(k.dtype), f.to(v.dtype)
         if key_mask is not None:
@@ -109,13 +103,7 @@ class LinformerAttention(Attention):
         return probs @ values, probs @ mixing  # (B, H, Nq, D), (B, H, Nq, Nk)
 
 
-def build_linformer(config: LinformerAttentionConfig, spec: AttentionSpec) -> LinformerAttention:
-    return LinformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="linformer",
-    description="Linformer: keys and values projected along the sequence to k (linear in length; not causal)",
-    config_cls=LinformerAttentionConfig,
-    factory=build_linformer,
+    "linformer", "Linformer: keys and values projected along the sequence to k (linear in length; not causal)",
+    LinformerAttentionConfig, LinformerAttention,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 
@@ -53,7 +53,7 @@ def sliding_window(
     window: int,
     causal: bool,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Exact attention with |i - j| <= window (and j <= i when causal); shapes as the call shape."""
     block = max(window, MIN_BLOCK)
     x = bs.pad_inputs(q, k, v, key_mask, block)
@@ -61,36 +61,22 @@ def sliding_window(
     def parts(start: int, stop: int) -> list[bs.Part]:
         return [bs.band_part(x, start, stop, block, 1, causal, keep=lambda i, j: (i - j).abs() <= window)]
 
-    return bs.crop(x, *bs.attend(x, parts, block, causal, need_weights))
+    return bs.attend_cropped(x, parts, block, causal, need_weights)
 
 
-class LocalAttention(Attention):
-    subquadratic = True
-
+class LocalAttention(bs.BlockSparseAttention):
     def __init__(self, config: LocalAttentionConfig, spec: AttentionSpec):
         super().__init__(spec)
         validate(config)
         check_window(config.window, config.window * config.dilation, spec.max_length)
         self.window, self.dilation = config.window, config.dilation
 
-    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
-        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
+    def sees(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         gap = i - j
-        ok = (gap.abs() <= self.window * self.dilation) & (gap % self.dilation == 0)
-        return ok & (j <= i) if self.causal else ok
+        return (gap.abs() <= self.window * self.dilation) & (gap % self.dilation == 0)
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if exporting():
-            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
-            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
+    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                need_weights: bool) -> AttentionOutput:
         if self.dilation == 1:
             return sliding_window(q, k, v, key_mask, self.window, self.causal, need_weights)
         return self._dilated(q, k, v, key_mask, need_weights)
@@ -102,7 +88,7 @@ class LocalAttention(Attention):
         v: torch.Tensor,
         key_mask: torch.Tensor | None,
         need_weights: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> AttentionOutput:
         d = self.dilation
         b, h, n, dim = q.shape
         extra = -n % d
@@ -130,13 +116,7 @@ class LocalAttention(Attention):
         return out[:, :, :n], weights
 
 
-def build_local(config: LocalAttentionConfig, spec: AttentionSpec) -> LocalAttention:
-    return LocalAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="local",
-    description="Sliding-window attention, optionally dilated (linear in length; causal or not)",
-    config_cls=LocalAttentionConfig,
-    factory=build_local,
+    "local", "Sliding-window attention, optionally dilated (linear in length; causal or not)",
+    LocalAttentionConfig, LocalAttention,
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.attention.local import MIN_BLOCK, check_window
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -44,9 +44,7 @@ def parse_positions(text: str) -> tuple[int, ...]:
     return positions
 
 
-class LongformerAttention(Attention):
-    subquadratic = True
-
+class LongformerAttention(bs.BlockSparseAttention):
     def __init__(self, config: LongformerAttentionConfig, spec: AttentionSpec):
         super().__init__(spec)
         validate(config)
@@ -54,26 +52,14 @@ class LongformerAttention(Attention):
         self.window = config.window
         self.global_positions = parse_positions(config.global_tokens)
 
-    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
-        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
+    def sees(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         # compared, not indexed: a position past the end matches nothing, whatever the traced length
-        positions = torch.tensor(self.global_positions, dtype=torch.long, device=device)  # (G,)
+        positions = torch.tensor(self.global_positions, dtype=torch.long, device=i.device)  # (G,)
         is_global = (i == positions).any(dim=-1)  # (N,)
-        ok = ((i - j).abs() <= self.window) | is_global[:, None] | is_global[None, :]
-        return ok & (j <= i) if self.causal else ok
+        return ((i - j).abs() <= self.window) | is_global[:, None] | is_global[None, :]
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if exporting():
-            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
-            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
+    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                need_weights: bool) -> AttentionOutput:
         window = self.window
         block = max(window, MIN_BLOCK)
         x = bs.pad_inputs(q, k, v, key_mask, block)
@@ -86,19 +72,10 @@ class LongformerAttention(Attention):
                 return [band]
             return [band, bs.column_part(start, stop, glob, keep=lambda i, j: (i - j).abs() > window)]
 
-        out, weights = bs.attend(x, parts, block, self.causal, need_weights)
-        if positions:
-            out, weights = bs.global_rows(x, out, weights, glob, self.causal)
-        return bs.crop(x, out, weights)
-
-
-def build_longformer(config: LongformerAttentionConfig, spec: AttentionSpec) -> LongformerAttention:
-    return LongformerAttention(config, spec)
+        return bs.attend_cropped(x, parts, block, self.causal, need_weights, glob)
 
 
 ENTRY = Entry(
-    name="longformer",
-    description="Sliding window plus global tokens that see everything (linear in length; causal or not)",
-    config_cls=LongformerAttentionConfig,
-    factory=build_longformer,
+    "longformer", "Sliding window plus global tokens that see everything (linear in length; causal or not)",
+    LongformerAttentionConfig, LongformerAttention,
 )

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 
 import torch
 
-from effstudio.attention.base import AttentionSpec
-from effstudio.attention.kernelized import FeatureMap, KernelizedAttention
+from effstudio.attention.base import AttentionOutput, AttentionSpec
+from effstudio.attention.kernelized import FeatureMap, KernelizedAttention, chunk_param, zero_padded
 from effstudio.config import param, validate
 from effstudio.registry import Entry
 
@@ -67,12 +67,7 @@ class PerformerAttentionConfig:
         1000, min=0, label="Redraw every",
         help="Draw new random features every this many training steps; 0 keeps the first draw",
     )
-    chunk: int = param(
-        64, min=1, max=4096, label="Causal chunk",
-        help="Causal use only: tokens per block of the prefix sum; larger blocks do more "
-        "quadratic work per block but keep fewer running states",
-        advanced=True,
-    )
+    chunk: int = chunk_param()
 
 
 def orthogonal_features(count: int, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -125,14 +120,8 @@ class PerformerAttention(KernelizedAttention):
             self.projection.copy_(self.draw(steps // self.redraw_interval))
         self.steps += 1
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         self._count_step()
         return super().forward(q, k, v, key_mask, need_weights)
 
@@ -243,10 +232,7 @@ class ReluFeatures(FeatureMap):
         self.w = w  # (D, F), d^-1/4 included
 
     def __call__(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        phi = (x @ self.w).relu_().add_(RELU_EPS)  # (B, H, N, F)
-        if key_mask is not None:
-            phi.masked_fill_(~key_mask[:, None, :, None], 0.0)
-        return phi
+        return zero_padded((x @ self.w).relu_().add_(RELU_EPS), key_mask)  # (B, H, N, F)
 
     def backward(
         self, x: torch.Tensor, phi: torch.Tensor, g_phi: torch.Tensor, key_mask: torch.Tensor | None = None
@@ -255,13 +241,7 @@ class ReluFeatures(FeatureMap):
         return g_phi.masked_fill_(phi <= RELU_EPS, 0.0) @ self.w.T  # (B, H, N, D)
 
 
-def build_performer(config: PerformerAttentionConfig, spec: AttentionSpec) -> PerformerAttention:
-    return PerformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="performer",
-    description="Performer FAVOR+: positive orthogonal random features (linear in length; causal or not)",
-    config_cls=PerformerAttentionConfig,
-    factory=build_performer,
+    "performer", "Performer FAVOR+: positive orthogonal random features (linear in length; causal or not)",
+    PerformerAttentionConfig, PerformerAttention,
 )

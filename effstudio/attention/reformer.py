@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import masked_softmax
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -345,7 +345,7 @@ def lsh_attention(
     layout: Layout,
     causal: bool,
     need_weights: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> AttentionOutput:
     """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool."""
     b, h, n, d = q.shape
     r, length = layout.rounds, layout.length
@@ -510,14 +510,8 @@ class ReformerAttention(Attention):
         weights = masked_softmax(scores, allowed)  # (B, H, N, N)
         return weights @ v * real[:, None, :, None], weights
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         if exporting():
             out, weights = self.export_forward(q, v, _real(q, key_mask))
             return out, (weights if need_weights else None)
@@ -532,13 +526,7 @@ def _real(q: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(q.shape[0], q.shape[-2], dtype=torch.bool, device=q.device)
 
 
-def build_reformer(config: ReformerAttentionConfig, spec: AttentionSpec) -> ReformerAttention:
-    return ReformerAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="reformer",
-    description="Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N; causal or not)",
-    config_cls=ReformerAttentionConfig,
-    factory=build_reformer,
+    "reformer", "Reformer LSH attention: shared query/key space, hashed buckets, chunked (N log N; causal or not)",
+    ReformerAttentionConfig, ReformerAttention,
 )

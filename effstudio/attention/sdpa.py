@@ -12,32 +12,26 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from effstudio.attention.base import Attention, AttentionSpec
-from effstudio.attention.full import allowed_keys, explicit_attention
-from effstudio.config import param
+from effstudio.attention.base import AttentionOutput
+from effstudio.attention.full import (
+    FullAttention,
+    FullAttentionConfig,
+    allowed_keys,
+    explicit_attention,
+)
 from effstudio.registry import Entry
 
 
 @dataclass(frozen=True)
-class SdpaAttentionConfig:
-    dropout: float = param(
-        0.0, min=0.0, max=0.9, help="Dropout on the attention weights while training"
-    )
+class SdpaAttentionConfig(FullAttentionConfig):
+    """The settings of full attention (the attention-weight dropout)."""
 
 
-class SdpaAttention(Attention):
-    def __init__(self, config: SdpaAttentionConfig, spec: AttentionSpec):
-        super().__init__(spec)
-        self.dropout = config.dropout
+class SdpaAttention(FullAttention):
+    """Full attention's result and settings; the forward takes the fused kernels where it can."""
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None, need_weights: bool = False) -> AttentionOutput:
         nq, nk = q.shape[-2], k.shape[-2]
         dropout_p = self.dropout if self.training else 0.0
         allowed = allowed_keys(key_mask, nq, nk, self.causal, q.device)
@@ -56,13 +50,7 @@ class SdpaAttention(Attention):
         return out.masked_fill(~has_key, 0.0), None  # (B, H, Nq, D)
 
 
-def build_sdpa(config: SdpaAttentionConfig, spec: AttentionSpec) -> SdpaAttention:
-    return SdpaAttention(config, spec)
-
-
 ENTRY = Entry(
-    name="sdpa",
-    description="Exact softmax attention via torch's fused kernels (flash / memory-efficient)",
-    config_cls=SdpaAttentionConfig,
-    factory=build_sdpa,
+    "sdpa", "Exact softmax attention via torch's fused kernels (flash / memory-efficient)",
+    SdpaAttentionConfig, SdpaAttention,
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
-from effstudio.attention.base import Attention, AttentionSpec, exporting
+from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.attention.local import check_window
 from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
@@ -44,9 +44,7 @@ class SparseAttentionConfig:
             raise ConfigError("summary", f"{self.summary} summary tokens do not fit a block of {self.stride}")
 
 
-class SparseAttention(Attention):
-    subquadratic = True
-
+class SparseAttention(bs.BlockSparseAttention):
     def __init__(self, config: SparseAttentionConfig, spec: AttentionSpec):
         super().__init__(spec)
         validate(config)
@@ -61,27 +59,14 @@ class SparseAttention(Attention):
         self.pattern, self.stride = config.pattern, config.stride
         self.local_span, self.summary = config.local_span, config.summary
 
-    def allowed_pattern(self, n: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """The dense (N, N) pattern this kind computes: for tests, and the export path (n may be traced)."""
-        i, j = torch.arange(n, device=device)[:, None], torch.arange(n, device=device)[None, :]
+    def sees(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         s = self.stride
         if self.pattern == "strided":
-            ok = ((i - j).abs() <= self.local_span) | ((i - j) % s == 0)
-        else:
-            ok = (i // s == j // s) | (j % s >= s - self.summary)
-        return ok & (j <= i) if self.causal else ok
+            return ((i - j).abs() <= self.local_span) | ((i - j) % s == 0)
+        return (i // s == j // s) | (j % s >= s - self.summary)
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if exporting():
-            pattern = self.allowed_pattern(q.shape[-2], q.device)  # (N, N)
-            return bs.dense_pattern_attention(q, k, v, key_mask, pattern, need_weights)
+    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                need_weights: bool) -> AttentionOutput:
         s, span = self.stride, self.local_span
         x = bs.pad_inputs(q, k, v, key_mask, s)
         causal = self.causal
@@ -103,16 +88,10 @@ class SparseAttention(Attention):
                     bs.column_part(start, stop, summary, keep=lambda i, j: i // s != j // s),
                 ]
 
-        return bs.crop(x, *bs.attend(x, parts, s, causal, need_weights))
-
-
-def build_sparse(config: SparseAttentionConfig, spec: AttentionSpec) -> SparseAttention:
-    return SparseAttention(config, spec)
+        return bs.attend_cropped(x, parts, s, causal, need_weights)
 
 
 ENTRY = Entry(
-    name="sparse",
-    description="Sparse Transformer: strided or fixed patterns (N*sqrt(N) with stride ~ sqrt(N); causal or not)",
-    config_cls=SparseAttentionConfig,
-    factory=build_sparse,
+    "sparse", "Sparse Transformer: strided or fixed patterns (N*sqrt(N) with stride ~ sqrt(N); causal or not)",
+    SparseAttentionConfig, SparseAttention,
 )

@@ -59,6 +59,7 @@ from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
+from effstudio.gui.views import discover_views
 from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.pipeline import steps_after_training
 from effstudio.registry import Registry, UnknownEntryError, get_registry
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings if settings is not None else keys.user_settings()
         self.registry = registry or get_registry()
+        discover_views(self.registry)  # plugins' model views, before the status bar counts the errors
         if train_fn is None and isolate:
             train_fn = training_process.train_in_process
             training_process.prestart()

@@ -36,6 +36,7 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec, exporting
 from effstudio.config import ConfigError, param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import (
     INIT_STD,
@@ -49,8 +50,8 @@ from effstudio.registry import Entry, get_registry
 
 @dataclass(frozen=True)
 class HierarchicalConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token and segment vector")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
+    d_model: int = fields.width_param(help="Width of every token and segment vector")
+    heads: int = fields.heads_param()
     token_layers: int = param(
         2, min=1, max=48, label="Token layers", help="Blocks that read each segment's tokens"
     )
@@ -68,17 +69,11 @@ class HierarchicalConfig:
     separator: str = param(
         ".", help="The token that ends a sentence when split = separator (a token string of the task's vocabulary)",
     )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix inside a segment; the kind's own settings are in the attention section",
+    attention: str = fields.attention_param(
+        "How tokens mix inside a segment; the kind's own settings are in the attention section"
     )
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)
@@ -179,16 +174,15 @@ class AttentionPool(nn.Module):
 class HierarchicalEncoder(nn.Module):
     """Segments -> token blocks -> attention pooling -> segment blocks -> attention pooling -> classes."""
 
+    objective = "classify"
+
     def __init__(self, config: HierarchicalConfig, spec: ModelSpec):
         super().__init__()
         validate(config)
         task = spec.task
-        require_token_task(task)
-        if task.objective != "classify":
-            raise ConfigError("model", f"the hierarchical encoder classifies documents; task {task.name!r} "
-                                       "is a language-modelling task")
+        require_token_task(task, "classify", "the hierarchical encoder classifies documents; task {task!r} "
+                                             "is a language-modelling task")
         self.config = config
-        self.objective = "classify"
         self.separator_id: int | None = None
         if config.split == "separator":
             if config.separator not in task.vocab:
@@ -310,13 +304,7 @@ class HierarchicalEncoder(nn.Module):
         return out.view(b, heads, n, n)
 
 
-def build_hierarchical(config: HierarchicalConfig, spec: ModelSpec) -> HierarchicalEncoder:
-    return HierarchicalEncoder(config, spec)
-
-
 ENTRY = Entry(
-    name="hierarchical",
-    description="Hierarchical encoder: tokens pooled per segment, segments pooled per document (HAN style)",
-    config_cls=HierarchicalConfig,
-    factory=build_hierarchical,
+    "hierarchical", "Hierarchical encoder: tokens pooled per segment, segments pooled per document (HAN style)",
+    HierarchicalConfig, HierarchicalEncoder,
 )

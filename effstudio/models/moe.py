@@ -38,44 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from effstudio.attention.base import exporting
-from effstudio.config import ConfigError, param
+from effstudio.config import ConfigError
 
 INIT_STD = 0.02
-
-
-# ------------------------------------------------------------- config fields
-# Model configs that offer the option declare these fields (one call per class).
-def ffn_param() -> Any:
-    return param("dense", choices=("dense", "moe"), label="Feed-forward",
-                 help="dense: one MLP per block; moe: a mixture of experts with a learned router "
-                      "(Switch Transformer / GShard)")
-
-
-def experts_param() -> Any:
-    return param(4, min=2, max=256, label="Experts", help="Mixture of experts: expert MLPs per block")
-
-
-def top_k_param() -> Any:
-    return param(1, min=1, max=2, label="Experts per token",
-                 help="Mixture of experts: 1 routes each token to one expert (Switch), 2 to two (GShard)",
-                 advanced=True)
-
-
-def capacity_factor_param() -> Any:
-    return param(1.25, min=0.01, max=64.0, label="Capacity factor",
-                 help="Mixture of experts: an expert takes at most factor x top-k x tokens / experts tokens; "
-                      "tokens over capacity skip the feed-forward and pass through unchanged", advanced=True)
-
-
-def balance_weight_param() -> Any:
-    return param(0.01, min=0.0, max=10.0, label="Load-balancing weight",
-                 help="Mixture of experts: weight (alpha) of the load-balancing loss "
-                      "alpha * experts * sum_i f_i P_i; 0 turns it off", advanced=True)
-
-
-def check_moe_fields(config: Any) -> None:
-    if config.ffn == "moe" and config.top_k > config.experts:
-        raise ConfigError("top_k", f"cannot route each token to {config.top_k} of {config.experts} experts")
 
 
 # -------------------------------------------------------------------- layer

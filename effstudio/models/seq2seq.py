@@ -38,6 +38,7 @@ from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.config import ConfigError, param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
@@ -49,16 +50,13 @@ CROSS_ATTENTION_KINDS = ("full", "sdpa")  # built-in kinds that mix by content a
 class Seq2SeqConfig:
     task_form: ClassVar[str] = "seq2seq"  # build_task hands this model the task's source -> target form
 
-    d_model: int = param(64, min=8, label="Model width", help="Width of every token vector")
-    layers: int = param(2, min=1, max=48, help="Blocks in the encoder, and again in the decoder")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    ff_mult: int = param(4, min=1, max=16, label="Feed-forward multiplier",
-                         help="Feed-forward hidden width as a multiple of the model width", advanced=True)
-    dropout: float = param(0.1, min=0.0, max=0.9,
-                           help="Dropout on embeddings and residual branches while training")
-    attention: str = param("sdpa", choices_from="attention",
-                           help="Self-attention of the encoder and the (causal) decoder; its settings are in "
-                                "the attention section")
+    d_model: int = fields.width_param(64)
+    layers: int = fields.layers_param(help="Blocks in the encoder, and again in the decoder")
+    heads: int = fields.heads_param()
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
+    attention: str = fields.attention_param("Self-attention of the encoder and the (causal) decoder; its settings are "
+                                     "in the attention section")
     cross_attention: str = param("full", choices_from="attention", label="Cross-attention",
                                  help="Decoder-to-encoder attention: a kind that mixes by content (full, sdpa)")
 
@@ -241,13 +239,7 @@ class Seq2SeqTransformer(nn.Module):
         return ModelOutput(logits=logits, attentions=encoder_maps, extras=extras)
 
 
-def build_seq2seq(config: Seq2SeqConfig, spec: ModelSpec) -> Seq2SeqTransformer:
-    return Seq2SeqTransformer(config, spec)
-
-
 ENTRY = Entry(
-    name="seq2seq",
-    description="Encoder-decoder Transformer with cross-attention: teacher forcing, greedy decoding",
-    config_cls=Seq2SeqConfig,
-    factory=build_seq2seq,
+    "seq2seq", "Encoder-decoder Transformer with cross-attention: teacher forcing, greedy decoding",
+    Seq2SeqConfig, Seq2SeqTransformer,
 )

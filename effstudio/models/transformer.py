@@ -21,19 +21,10 @@ import torch
 from torch import nn
 
 from effstudio.attention.base import Attention, AttentionSpec
-from effstudio.config import ConfigError, fields_of, param, validate
+from effstudio.config import ConfigError, fields_of, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.moe import (
-    MoEStats,
-    balance_weight_param,
-    capacity_factor_param,
-    check_moe_fields,
-    experts_param,
-    ffn_param,
-    make_feed_forward,
-    moe_outputs,
-    top_k_param,
-)
+from effstudio.models.moe import MoEStats, make_feed_forward, moe_outputs
 from effstudio.registry import Entry, get_registry
 from effstudio.tasks.base import TaskSpec
 
@@ -41,56 +32,35 @@ INIT_STD = 0.02
 
 
 @dataclass(frozen=True)
+@fields.with_moe_fields
 class TransformerConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
-    layers: int = param(2, min=1, max=48, help="Number of Transformer blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
-    positions: str = param(
-        "learned", choices=("learned", "sinusoidal"),
-        help="learned: a trained table of positions; sinusoidal: fixed sine/cosine waves",
-    )
-    mode: str = param(
-        "auto", choices=("auto", "encoder", "decoder"),
-        help="auto: encoder for classification tasks, causal decoder for language-modelling tasks",
-    )
-    pooling: str = param(
-        "cls", choices=("cls", "mean"),
-        help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
-    )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix; the chosen kind's own settings are in the attention section",
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
-    )
-    ffn: str = ffn_param()
-    experts: int = experts_param()
-    top_k: int = top_k_param()
-    capacity_factor: float = capacity_factor_param()
-    balance_weight: float = balance_weight_param()
+    d_model: int = fields.width_param()
+    layers: int = fields.layers_param()
+    heads: int = fields.heads_param()
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
+    positions: str = fields.positions_param()
+    mode: str = fields.mode_param()
+    pooling: str = fields.pooling_param()
+    attention: str = fields.attention_param()
+    tie_embeddings: bool = fields.tie_embeddings_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)
-        check_moe_fields(self)
+        fields.check_moe_fields(self)
 
 
-def require_token_task(task: TaskSpec) -> None:
-    """Refuse the tasks a token classifier / language model cannot read."""
+def require_token_task(task: TaskSpec, objective: str | None = None, refusal: str = "") -> None:
+    """Refuse the tasks a token classifier / language model cannot read; with ``objective``, also
+    the tasks of another objective, saying ``refusal`` (which may name the task as {task!r})."""
     if task.is_image:
         raise ConfigError("model", f"this model reads token sequences; task {task.name!r} has images "
                                    "(use the vit model type)")
     if task.objective == "seq2seq":
         raise ConfigError("model", f"this model has no separate target sequence; task {task.name!r} is posed "
                                    "as source -> target (use the seq2seq model type)")
+    if objective is not None and task.objective != objective:
+        raise ConfigError("model", refusal.format(task=task.name))
 
 
 def resolve_causal(config: TransformerConfig, task: TaskSpec) -> bool:
@@ -218,12 +188,8 @@ class Transformer(nn.Module):
         if task.objective == "lm" and config.tie_embeddings:
             self.head.weight = self.embed.weight
 
-    def forward(
-        self,
-        inputs: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> ModelOutput:
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
         """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
         n = inputs.shape[1]
         self._check_length(n)
@@ -309,13 +275,7 @@ def _init_weights(module: nn.Module) -> None:
         _init_weights(child)
 
 
-def build_transformer(config: TransformerConfig, spec: ModelSpec) -> Transformer:
-    return Transformer(config, spec)
-
-
 ENTRY = Entry(
-    name="transformer",
-    description="Pre-LN Transformer: encoder for classification, causal decoder for language modelling",
-    config_cls=TransformerConfig,
-    factory=build_transformer,
+    "transformer", "Pre-LN Transformer: encoder for classification, causal decoder for language modelling",
+    TransformerConfig, Transformer,
 )

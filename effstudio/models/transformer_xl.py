@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from effstudio.attention.full import allowed_keys, masked_softmax
-from effstudio.config import ConfigError, param, validate
+from effstudio.config import param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import _init_weights, require_token_task, sinusoidal_positions
 from effstudio.registry import Entry
@@ -53,32 +54,22 @@ Memory = list[torch.Tensor]  # one (B, M, d) tensor per layer
 
 @dataclass(frozen=True)
 class TransformerXLConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
-    layers: int = param(2, min=1, max=48, help="Number of Transformer-XL blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    mem_len: int = param(
-        64, min=0, max=8192, label="Memory length",
-        help="Hidden states of earlier segments each layer keeps and attends to in training (0 = no memory)",
-    )
-    eval_mem_len: int = param(
-        128, min=0, max=65536, label="Evaluation memory",
-        help="Memory length in evaluation; may be longer than in training, as positions are relative",
-    )
+    d_model: int = fields.width_param()
+    layers: int = fields.layers_param(help="Number of Transformer-XL blocks")
+    heads: int = fields.heads_param()
+    mem_len: int = param(64, min=0, max=8192, label="Memory length",
+                         help="Hidden states of earlier segments each layer keeps and attends to in training "
+                              "(0 = no memory)")
+    eval_mem_len: int = param(128, min=0, max=65536, label="Evaluation memory",
+                              help="Memory length in evaluation; may be longer than in training, as positions "
+                                   "are relative")
     compare_memory: bool = param(
         True, label="Compare without memory",
         help="Also run each segment without memory (no gradient) and report both losses",
     )
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="The output layer reuses the token embedding matrix", advanced=True,
-    )
+    ff_mult: int = fields.ff_mult_param()
+    dropout: float = fields.dropout_param()
+    tie_embeddings: bool = fields.tie_embeddings_param("The output layer reuses the token embedding matrix")
 
     def check(self) -> None:
         check_heads_divide_width(self)
@@ -154,17 +145,15 @@ class TransformerXL(nn.Module):
     """Token embedding -> Transformer-XL blocks (with memory) -> final LayerNorm -> LM head."""
 
     recurrent = True  # forward takes ``memory=`` and returns the next one in ModelOutput.memory
+    objective = "lm"
 
     def __init__(self, config: TransformerXLConfig, spec: ModelSpec):
         super().__init__()
         validate(config)
-        task = spec.task
-        require_token_task(task)
-        if task.objective != "lm":
-            raise ConfigError("model", f"Transformer-XL is a causal language model; task {task.name!r} "
-                                       "is a classification task")
         self.config = config
-        self.objective = "lm"
+        task = spec.task
+        require_token_task(task, "lm", "Transformer-XL is a causal language model; task {task!r} "
+                                       "is a classification task")
         d = config.d_model
         self.embed = nn.Embedding(task.vocab_size, d)
         self.dropout = nn.Dropout(config.dropout)
@@ -255,13 +244,7 @@ def _position_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return losses.view(targets.shape)
 
 
-def build_transformer_xl(config: TransformerXLConfig, spec: ModelSpec) -> TransformerXL:
-    return TransformerXL(config, spec)
-
-
 ENTRY = Entry(
-    name="transformer_xl",
-    description="Transformer-XL: causal LM with a memory of earlier segments and relative positions",
-    config_cls=TransformerXLConfig,
-    factory=build_transformer_xl,
+    "transformer_xl", "Transformer-XL: causal LM with a memory of earlier segments and relative positions",
+    TransformerXLConfig, TransformerXL,
 )

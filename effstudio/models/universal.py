@@ -39,17 +39,9 @@ from torch import nn
 
 from effstudio.attention.base import Attention, exporting
 from effstudio.config import param
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.moe import (
-    MoEStats,
-    balance_weight_param,
-    capacity_factor_param,
-    check_moe_fields,
-    experts_param,
-    ffn_param,
-    moe_outputs,
-    top_k_param,
-)
+from effstudio.models.moe import MoEStats, moe_outputs
 from effstudio.models.transformer import INIT_STD, Block, Transformer, sinusoidal_positions
 from effstudio.registry import Entry
 
@@ -57,8 +49,9 @@ HALT_BIAS = 1.0
 
 
 @dataclass(frozen=True)
+@fields.with_moe_fields
 class UniversalConfig:
-    d_model: int = param(128, min=8, label="Model width", help="Width of every token vector")
+    d_model: int = fields.width_param()
     max_steps: int = param(
         6, min=1, max=64, label="Maximum steps",
         help="The most times the shared block is applied to a position (adaptive computation stops earlier)",
@@ -67,47 +60,26 @@ class UniversalConfig:
         0.01, min=0.0, max=10.0, label="Ponder cost (\u03c4)",
         help="Weight of the ponder cost (mean steps + remainder) in the loss: higher means fewer steps",
     )
-    heads: int = param(4, min=1, help="Attention heads of the shared block; must divide the model width")
-    ff_mult: int = param(
-        4, min=1, max=16, label="Feed-forward multiplier",
-        help="Feed-forward hidden width as a multiple of the model width", advanced=True,
-    )
+    heads: int = fields.heads_param("Attention heads of the shared block; must divide the model width")
+    ff_mult: int = fields.ff_mult_param()
     halt_epsilon: float = param(
         0.01, min=1e-4, max=0.5, label="Halting \u03b5",
         help="A position halts once its accumulated halting probability reaches 1 - \u03b5", advanced=True,
     )
-    dropout: float = param(
-        0.1, min=0.0, max=0.9, help="Dropout on embeddings and residual branches while training"
+    dropout: float = fields.dropout_param()
+    positions: str = fields.positions_param(
+        "Position and step embeddings, added before every step: a trained table or fixed sine/cosine waves"
     )
-    positions: str = param(
-        "learned", choices=("learned", "sinusoidal"),
-        help="Position and step embeddings, added before every step: a trained table or fixed sine/cosine waves",
+    mode: str = fields.mode_param()
+    pooling: str = fields.pooling_param()
+    attention: str = fields.attention_param(
+        "How tokens mix in the shared block; the kind's own settings are in the attention section"
     )
-    mode: str = param(
-        "auto", choices=("auto", "encoder", "decoder"),
-        help="auto: encoder for classification tasks, causal decoder for language-modelling tasks",
-    )
-    pooling: str = param(
-        "cls", choices=("cls", "mean"),
-        help="Classification only: read a learned summary token (cls) or average the real tokens (mean)",
-    )
-    attention: str = param(
-        "sdpa", choices_from="attention",
-        help="How tokens mix in the shared block; the kind's own settings are in the attention section",
-    )
-    tie_embeddings: bool = param(
-        True, label="Tie embeddings",
-        help="Language modelling: the output layer reuses the token embedding matrix", advanced=True,
-    )
-    ffn: str = ffn_param()
-    experts: int = experts_param()
-    top_k: int = top_k_param()
-    capacity_factor: float = capacity_factor_param()
-    balance_weight: float = balance_weight_param()
+    tie_embeddings: bool = fields.tie_embeddings_param()
 
     def check(self) -> None:
         check_heads_divide_width(self)
-        check_moe_fields(self)
+        fields.check_moe_fields(self)
 
 
 @dataclass
@@ -151,12 +123,8 @@ class UniversalTransformer(Transformer):
     def block(self) -> Block:
         return self.blocks[0]
 
-    def forward(
-        self,
-        inputs: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        need_weights: bool = False,
-    ) -> ModelOutput:
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
         """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
         n = inputs.shape[1]
         self._check_length(n)
@@ -256,13 +224,7 @@ class UniversalTransformer(Transformer):
         return values[:, :-1] if self.causal else values[:, 1:]
 
 
-def build_universal(config: UniversalConfig, spec: ModelSpec) -> UniversalTransformer:
-    return UniversalTransformer(config, spec)
-
-
 ENTRY = Entry(
-    name="universal",
-    description="Universal Transformer: one shared block repeated, with per-token adaptive computation time",
-    config_cls=UniversalConfig,
-    factory=build_universal,
+    "universal", "Universal Transformer: one shared block repeated, with per-token adaptive computation time",
+    UniversalConfig, UniversalTransformer,
 )

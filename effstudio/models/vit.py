@@ -23,17 +23,9 @@ from torch import nn
 
 from effstudio.attention.base import AttentionSpec
 from effstudio.config import ConfigError, param, validate
+from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
-from effstudio.models.moe import (
-    MoEStats,
-    balance_weight_param,
-    capacity_factor_param,
-    check_moe_fields,
-    experts_param,
-    ffn_param,
-    moe_outputs,
-    top_k_param,
-)
+from effstudio.models.moe import MoEStats, moe_outputs
 from effstudio.models.transformer import INIT_STD, Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
 
@@ -41,27 +33,20 @@ POSITION_STD = 0.3
 
 
 @dataclass(frozen=True)
+@fields.with_moe_fields
 class ViTConfig:
     patch_size: int = param(4, min=1, max=64, label="Patch size",
                             help="Side of the square patches, in pixels; must divide the image size")
-    d_model: int = param(64, min=8, label="Model width", help="Width of every patch token")
-    layers: int = param(4, min=1, max=48, help="Number of Transformer blocks")
-    heads: int = param(4, min=1, help="Attention heads per block; must divide the model width")
-    ff_mult: int = param(2, min=1, max=16, label="Feed-forward multiplier",
-                         help="Feed-forward hidden width as a multiple of the model width", advanced=True)
-    dropout: float = param(0.1, min=0.0, max=0.9,
-                           help="Dropout on embeddings and residual branches while training")
-    attention: str = param("sdpa", choices_from="attention",
-                           help="How patches mix; the chosen kind's own settings are in the attention section")
-    ffn: str = ffn_param()
-    experts: int = experts_param()
-    top_k: int = top_k_param()
-    capacity_factor: float = capacity_factor_param()
-    balance_weight: float = balance_weight_param()
+    d_model: int = fields.width_param(64, "Width of every patch token")
+    layers: int = fields.layers_param(4)
+    heads: int = fields.heads_param()
+    ff_mult: int = fields.ff_mult_param(2)
+    dropout: float = fields.dropout_param()
+    attention: str = fields.attention_param("How patches mix; the chosen kind's own settings are in the attention section")
 
     def check(self) -> None:
         check_heads_divide_width(self)
-        check_moe_fields(self)
+        fields.check_moe_fields(self)
 
 
 class PatchEmbedding(nn.Module):
@@ -135,13 +120,7 @@ class VisionTransformer(nn.Module):
         return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
 
 
-def build_vit(config: ViTConfig, spec: ModelSpec) -> VisionTransformer:
-    return VisionTransformer(config, spec)
-
-
 ENTRY = Entry(
-    name="vit",
-    description="Vision Transformer: image patches as tokens, a class token, any attention kind",
-    config_cls=ViTConfig,
-    factory=build_vit,
+    "vit", "Vision Transformer: image patches as tokens, a class token, any attention kind",
+    ViTConfig, VisionTransformer,
 )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
+from effstudio.config import validate
 from effstudio.tasks import cache
 
 Objective = Literal["classify", "lm", "seq2seq"]
@@ -96,17 +97,20 @@ SPLIT_NAMES = ("train", "val", "test")
 class GeneratedTask:
     """A task whose splits are generated from its config, cached, and decoded by its vocab.
 
-    Subclasses set ``name`` and ``generator_version`` (bump it whenever the
-    generator's output changes, so stale caches are not reused), build
+    Subclasses set ``name``, ``generator_version`` (bump it whenever the
+    generator's output changes, so stale caches are not reused) and ``config_cls``
+    (the config taken when none is given; every config is validated), build
     ``self.spec`` and implement ``generate()`` -> {"<split>/inputs", "<split>/targets"}.
     """
 
     name: str
     generator_version: int
+    config_cls: type
     spec: TaskSpec
 
-    def __init__(self, config: object):
-        self.config = config
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.config_cls()
+        validate(self.config)
         self._tensors: dict[str, torch.Tensor] | None = None
 
     def generate(self) -> dict[str, torch.Tensor]:

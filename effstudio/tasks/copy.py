@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from effstudio.config import ConfigError, param, validate
+from effstudio.config import ConfigError, param
 from effstudio.registry import Entry
 from effstudio.tasks.base import IGNORE_INDEX, SPLIT_NAMES, GeneratedTask, Split, TaskSpec
 
@@ -105,12 +105,10 @@ def generate_splits(config: CopyConfig) -> dict[str, torch.Tensor]:
 class CopyTask(GeneratedTask):
     """The copy / reverse task: spec, cached splits and token decoding."""
 
-    name = TASK_NAME
-    generator_version = GENERATOR_VERSION
+    name, generator_version, config_cls = TASK_NAME, GENERATOR_VERSION, CopyConfig
 
     def __init__(self, config: CopyConfig | None = None):
-        super().__init__(config if config is not None else CopyConfig())
-        validate(self.config)
+        super().__init__(config)
         vocab = vocab_for(self.config.vocab_size)
         self.spec = TaskSpec(
             name=TASK_NAME,

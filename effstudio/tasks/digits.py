@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from effstudio.config import param, validate
+from effstudio.config import param
 from effstudio.registry import Entry
 from effstudio.tasks.base import SPLIT_NAMES
 from effstudio.tasks.image import ImageTask, image_spec
@@ -121,12 +121,10 @@ def generate_splits(config: DigitsConfig) -> dict[str, torch.Tensor]:
 class DigitsTask(ImageTask):
     """Generated digit images: spec (1 channel, image_size), cached splits."""
 
-    name = TASK_NAME
-    generator_version = GENERATOR_VERSION
+    name, generator_version, config_cls = TASK_NAME, GENERATOR_VERSION, DigitsConfig
 
     def __init__(self, config: DigitsConfig | None = None):
-        super().__init__(config if config is not None else DigitsConfig())
-        validate(self.config)
+        super().__init__(config)
         self.spec = image_spec(TASK_NAME, CLASS_NAMES, channels=1, image_size=self.config.image_size)
 
     def generate(self) -> dict[str, torch.Tensor]:

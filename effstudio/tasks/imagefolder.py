@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from effstudio.config import ConfigError, param, validate
+from effstudio.config import ConfigError, param
 from effstudio.read_limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_FILES
 from effstudio.registry import Entry
 from effstudio.tasks.base import SPLIT_NAMES
@@ -155,12 +155,10 @@ def split_indices(counts: list[int], val_fraction: float, test_fraction: float,
 class ImageFolderTask(ImageTask):
     """The user's images: the spec comes from the sub-folders; the pixels are read on first use."""
 
-    name = TASK_NAME
-    generator_version = GENERATOR_VERSION
+    name, generator_version, config_cls = TASK_NAME, GENERATOR_VERSION, ImageFolderConfig
 
     def __init__(self, config: ImageFolderConfig | None = None):
-        super().__init__(config if config is not None else ImageFolderConfig())
-        validate(self.config)
+        super().__init__(config)
         self.classes = scan(self.config.folder)
         channels = 1 if self.config.color == "grayscale" else 3
         check_decoded_size(sum(map(len, self.classes.values())), channels, self.config.image_size,

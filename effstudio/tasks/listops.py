@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from effstudio.config import ConfigError, param, validate
+from effstudio.config import ConfigError, param
 from effstudio.registry import Entry
 from effstudio.tasks.base import SPLIT_NAMES, GeneratedTask, TaskSpec
 
@@ -59,20 +59,10 @@ class ListOpsConfig:
     train_size: int = param(2000, label="Train examples", min=10, max=1_000_000)
     val_size: int = param(500, label="Validation examples", min=1, max=1_000_000)
     test_size: int = param(500, label="Test examples", min=1, max=1_000_000)
-    min_length: int = param(
-        32,
-        label="Min length",
-        min=1,
-        max=4096,
-        help="Shortest expression kept, in tokens (LRA: 500)",
-    )
-    max_length: int = param(
-        256,
-        label="Max length",
-        min=4,
-        max=4096,
-        help="Longest expression kept, in tokens; also the padded sequence length (LRA: 2000)",
-    )
+    min_length: int = param(32, label="Min length", min=1, max=4096,
+                            help="Shortest expression kept, in tokens (LRA: 500)")
+    max_length: int = param(256, label="Max length", min=4, max=4096,
+                            help="Longest expression kept, in tokens; also the padded sequence length (LRA: 2000)")
     max_depth: int = param(
         10, label="Max depth", min=1, max=20, help="Nesting levels, root included"
     )
@@ -231,12 +221,10 @@ def generate_splits(config: ListOpsConfig) -> dict[str, torch.Tensor]:
 class ListOpsTask(GeneratedTask):
     """The ListOps task: spec, cached splits and token decoding."""
 
-    name = TASK_NAME
-    generator_version = GENERATOR_VERSION
+    name, generator_version, config_cls = TASK_NAME, GENERATOR_VERSION, ListOpsConfig
 
     def __init__(self, config: ListOpsConfig | None = None):
-        super().__init__(config if config is not None else ListOpsConfig())
-        validate(self.config)
+        super().__init__(config)
         self.spec = TaskSpec(
             name=TASK_NAME,
             objective="classify",

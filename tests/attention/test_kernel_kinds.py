@@ -25,16 +25,12 @@ from effstudio.config import ConfigError
 from effstudio.models.base import ModelSpec
 from effstudio.models.transformer import Transformer, TransformerConfig
 from effstudio.tasks.base import TaskSpec
+from tests.attention.compare import max_diff, padded_mask
 
 B, H, D = 2, 2, 8
 N = 70  # several chunks of CHUNK, and not a multiple of it
 CHUNK = 16
 TOL = 1e-5
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, f"shape {tuple(a.shape)} != {tuple(b.shape)}"
-    return (a - b).abs().max().item()
 
 
 def inputs(n: int = N, nq: int | None = None, scale: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -44,9 +40,7 @@ def inputs(n: int = N, nq: int | None = None, scale: float = 1.0, seed: int = 0)
 
 
 def padding(n: int = N) -> torch.Tensor:
-    mask = torch.ones(B, n, dtype=torch.bool)  # (B, N), True = real token
-    mask[1, n - 23:] = False  # ends mid-chunk
-    return mask
+    return padded_mask(B, n, 23)  # (B, N); the padding starts mid-chunk
 
 
 def performer(causal: bool, **changes: object) -> PerformerAttention:

@@ -22,6 +22,7 @@ from effstudio.attention.reformer import (
     n_buckets_for,
 )
 from effstudio.config import ConfigError
+from tests.attention.compare import max_diff, padded_mask
 
 B, H, D = 2, 2, 8
 TOL = 1e-5
@@ -47,24 +48,13 @@ def oracle(q: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> tuple[tor
     return weights @ v, weights
 
 
-def padding(n: int) -> torch.Tensor:
-    mask = torch.ones(B, n, dtype=torch.bool)  # (B, N), True = real token
-    mask[1, n - 7:] = False
-    return mask
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
-
-
 @pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
 @pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
 def test_one_bucket_is_full_attention_without_self(causal: bool, padded: bool) -> None:
     n = 20
     attn = build(causal, bucket_size=32)  # one chunk holds the whole sequence
     assert n_buckets_for(n, 32) == 1
-    mask = padding(n) if padded else torch.ones(B, n, dtype=torch.bool)
+    mask = padded_mask(B, n, 7) if padded else torch.ones(B, n, dtype=torch.bool)
     q, v = inputs(n)
     allowed = mask[:, None, :, None] & mask[:, None, None, :]  # (B, 1, N, N) real pairs
     if causal:
@@ -84,7 +74,7 @@ def test_one_bucket_is_full_attention_without_self(causal: bool, padded: bool) -
 def test_hashed_rounds_equal_dense_softmax_over_their_union(causal: bool, padded: bool, n_hashes: int) -> None:
     n = 45  # several buckets of 4, not a multiple of the bucket size
     attn = build(causal, n_hashes=n_hashes)
-    mask = padding(n) if padded else None
+    mask = padded_mask(B, n, 7) if padded else None
     q, v = inputs(n)
     allowed = attn.allowed_pattern(q, mask)  # (B, H, N, N)
     assert 0.02 < allowed.double().mean() < 0.5, "the case must be sparse, or the oracle proves nothing"

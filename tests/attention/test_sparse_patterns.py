@@ -22,6 +22,7 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
 from effstudio.models.transformer import Transformer, TransformerConfig
 from effstudio.tasks.base import TaskSpec
+from tests.attention.compare import max_diff, padded_mask
 
 B, H, D = 2, 2, 16
 TOL = 1e-5
@@ -51,17 +52,6 @@ def inputs(n: int) -> tuple[torch.Tensor, ...]:
     return tuple(torch.randn(B, H, n, D, generator=gen).requires_grad_() for _ in range(3))
 
 
-def padding(n: int) -> torch.Tensor:
-    mask = torch.ones(B, n, dtype=torch.bool)  # (B, N), True = real token
-    mask[1, n - 9:] = False
-    return mask
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
-
-
 @pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
 @pytest.mark.parametrize("case", list(CASES))
@@ -70,7 +60,7 @@ def test_equals_dense_masked_softmax(case: str, causal: bool, padded: bool, n: i
     attn = build(case, causal)
     pattern = attn.allowed_pattern(n)  # (N, N)
     assert 0.05 < pattern.float().mean() < 0.9, "the case must be sparse, or the oracle proves nothing"
-    mask = padding(n) if padded else None
+    mask = padded_mask(B, n, 9) if padded else None
     allowed = pattern[None, None] if mask is None else pattern[None, None] & mask[:, None, None, :]
 
     q, k, v = inputs(n)

@@ -7,14 +7,6 @@ from effstudio.engine.build import build_model, build_task
 from effstudio.engine.checkpoint import save_checkpoint
 from effstudio.engine.run_config import RunConfig
 
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
-
-
 TINY = {
     "model.d_model": 32, "model.layers": 2, "model.heads": 4, "model.dropout": 0.0,
     "task.train_size": 128, "task.val_size": 48, "task.test_size": 16,

@@ -50,15 +50,20 @@ def ponder_steps(model: torch.nn.Module, probe: Batch) -> torch.Tensor:
         return model(probe.inputs, probe.mask).extras["ponder_steps"][probe.mask]  # (real tokens,)
 
 
+def export_checked(ckpt: Path, out: Path) -> None:
+    """Export with the parity check: it passes, and the exported model scores what the checkpoint does."""
+    result = list(export_job(ckpt, out, check=True, eval_batch_size=16))[-1]
+    assert result.details["parity_ok"], result.details["max_abs_diff"]
+    assert result.accuracy == pytest.approx(result.baseline_accuracy, abs=1e-9)
+
+
 @pytest.mark.parametrize(("max_steps", "ffn"), [(4, "dense"), (6, "dense"), (4, "moe")])
 def test_universal_transformer_exports_its_adaptive_loop(tmp_path, max_steps, ffn):
     moe = {"model.ffn": "moe", "model.experts": 4, "model.top_k": 2, "model.capacity_factor": 0.5} if ffn == "moe" else {}
     config = RunConfig.create("universal", "listops", {**UNIVERSAL, "model.max_steps": max_steps, **moe, **LISTOPS})
     ckpt = universal_checkpoint(tmp_path / "u.safetensors", config)
     out = tmp_path / "u.onnx"
-    result = list(export_job(ckpt, out, check=True, eval_batch_size=16))[-1]
-    assert result.details["parity_ok"], result.details["max_abs_diff"]
-    assert result.accuracy == pytest.approx(result.baseline_accuracy, abs=1e-9)
+    export_checked(ckpt, out)
     loaded = load_checkpoint(ckpt)
     vocab = len(loaded.task.spec.vocab)
     steps = torch.cat([ponder_steps(loaded.model, padded_batch(vocab, b, n, seed)) for seed, (b, n) in
@@ -100,9 +105,7 @@ def test_hierarchical_encoder_exports_with_dynamic_segment_counts(tmp_path, spli
     config = RunConfig.create("hierarchical", "listops", {**HIERARCHICAL, **sentences, **LISTOPS})
     ckpt = make_checkpoint(tmp_path / "h.safetensors", config)
     out = tmp_path / "h.onnx"
-    result = list(export_job(ckpt, out, check=True, eval_batch_size=16))[-1]
-    assert result.details["parity_ok"], result.details["max_abs_diff"]
-    assert result.accuracy == pytest.approx(result.baseline_accuracy, abs=1e-9)
+    export_checked(ckpt, out)
     loaded = load_checkpoint(ckpt)
     sess = session(out, threads=1)
     assert_session_matches(loaded, sess, SHAPES)  # 1 to 5 segments of 8 tokens (more with sentences)

@@ -1,13 +1,8 @@
-import pytest
+from pathlib import Path
 
+from effstudio.engine.events import Event, JobControl, StepEvent
 from effstudio.engine.run_config import RunConfig
-
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
+from effstudio.engine.trainer import train
 
 
 def tiny_listops(**overrides) -> RunConfig:
@@ -20,3 +15,14 @@ def tiny_listops(**overrides) -> RunConfig:
     }
     settings.update(overrides)
     return RunConfig.create("transformer", "listops", settings)
+
+
+def train_stopped_at(config: RunConfig, step: int, out_dir: Path) -> list[Event]:
+    """The events of a run into ``out_dir`` that is stopped (JobControl) once it reports ``step``."""
+    control = JobControl()
+    events = []
+    for event in train(config, control=control, out_dir=out_dir):
+        events.append(event)
+        if isinstance(event, StepEvent) and event.step == step:
+            control.stop()
+    return events

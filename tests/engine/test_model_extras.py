@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from effstudio.cli import main
-from effstudio.engine.events import AttentionEvent, DoneEvent, JobControl, StepEvent
+from effstudio.engine.events import AttentionEvent, DoneEvent, StepEvent
 from effstudio.engine.loading import load_model
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.universal import UniversalTransformer
+from tests.engine.conftest import train_stopped_at
 
 TINY = {
     "model.d_model": 16, "model.heads": 2, "model.ff_mult": 2, "model.dropout": 0.0,
@@ -78,12 +79,7 @@ def test_stop_then_resume_equals_one_run(model, tmp_path):
         return [(e.loss, e.metrics) for e in events if isinstance(e, StepEvent)]
 
     straight = history(train(cfg, out_dir=tmp_path / "straight"))
-    control = JobControl()
-    first = []
-    for event in train(cfg, control=control, out_dir=tmp_path / "split"):
-        first.append(event)
-        if isinstance(event, StepEvent) and event.step == 2:
-            control.stop()
+    first = train_stopped_at(cfg, 2, tmp_path / "split")
     checkpoint = tmp_path / "split" / "checkpoint.safetensors"
     second = list(train(cfg, out_dir=tmp_path / "split", resume=checkpoint))
     assert second[0].start_step == 2 and isinstance(second[-1], DoneEvent)

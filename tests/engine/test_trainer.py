@@ -19,7 +19,7 @@ from effstudio.engine.events import (
 from effstudio.engine.loading import load_model
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import lr_at, train
-from tests.engine.conftest import tiny_listops
+from tests.engine.conftest import tiny_listops, train_stopped_at
 
 
 def run(config, **kwargs):
@@ -79,12 +79,7 @@ def test_stop_then_resume_equals_one_run(tmp_path):
     config = tiny_listops(**{"train.steps": 10, "train.grad_accum": 2})
     straight = losses(run(config, out_dir=tmp_path / "straight"))
 
-    control = JobControl()
-    first = []
-    for event in train(config, control=control, out_dir=tmp_path / "split"):
-        first.append(event)
-        if isinstance(event, StepEvent) and event.step == 4:
-            control.stop()
+    first = train_stopped_at(config, 4, tmp_path / "split")
     done = first[-1]
     assert done.status == "stopped" and done.steps == 4
     assert load_train_state(tmp_path / "split" / "checkpoint.safetensors")["step"] == 4

@@ -25,13 +25,6 @@ def tiny_config(**overrides) -> RunConfig:
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
-
-
-@pytest.fixture(autouse=True)
 def isolated_user_settings(tmp_path_factory):
     """Even code that asks for the user's QSettings gets a throwaway INI file."""
     folder = tmp_path_factory.getbasetemp() / "qsettings"

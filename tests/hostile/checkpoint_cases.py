@@ -21,6 +21,10 @@ from effstudio.engine import checkpoint as ckpt
 from effstudio.engine.build import build_model, build_task
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import CHECKPOINT_NAME, make_optimizer
+from tests.hostile.cases import Case, declare_into
+
+CASES: list[Case] = []
+case = declare_into(CASES)
 
 STEP = 3  # the weights' step; the mismatched state is one step behind or ahead
 
@@ -50,21 +54,25 @@ def _replace_state(path: Path, source: Path) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_weights_ahead_of_state(folder: Path) -> Path:
     """Weights of step 3 beside the state of step 2: the issue's SIGKILL between the renames of an old save."""
     return _replace_state(save_pair(folder, STEP), _state_of_another_save(folder, STEP - 1))
 
 
+@case("checkpoint")
 def make_state_ahead_of_weights(folder: Path) -> Path:
     """Weights of step 2 beside the state of step 3 (the renames in the other order)."""
     return _replace_state(save_pair(folder, STEP - 1), _state_of_another_save(folder, STEP))
 
 
+@case("checkpoint")
 def make_state_of_another_save(folder: Path) -> Path:
     """Both at step 3, but the state comes from another save (another pair token, another hash)."""
     return _replace_state(save_pair(folder, STEP), _state_of_another_save(folder, STEP))
 
 
+@case("checkpoint")
 def make_state_cut_short(folder: Path) -> Path:
     """The state file truncated to half (a copy interrupted, a disk that filled)."""
     path = save_pair(folder, STEP)
@@ -74,6 +82,7 @@ def make_state_cut_short(folder: Path) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_state_bytes_flipped(folder: Path) -> Path:
     """One byte of the state's tensor data changed: it still loads, but its hash is not the one saved."""
     path = save_pair(folder, STEP)
@@ -98,6 +107,7 @@ def _rewrite_header(path: Path, **changes: str | None) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_pair_token_escapes_folder(folder: Path) -> Path:
     """A header whose pair token is a relative path: it must never name a file outside the run folder."""
     path = save_pair(folder, STEP)
@@ -107,16 +117,19 @@ def make_pair_token_escapes_folder(folder: Path) -> Path:
     return _rewrite_header(path, pair=f"../{outside.name}/x")
 
 
+@case("checkpoint")
 def make_weights_without_pair_token(folder: Path) -> Path:
     """Weights without pair metadata (as a compressed output) beside a paired training state."""
     return _rewrite_header(save_pair(folder, STEP), pair=None, state_hash=None)
 
 
+@case("checkpoint")
 def make_header_step_differs(folder: Path) -> Path:
     """Same save, same hash, but the header's step says 4 while the state says 3."""
     return _rewrite_header(save_pair(folder, STEP), step=str(STEP + 1))
 
 
+@case("checkpoint")
 def make_legacy_state_not_a_dict(folder: Path) -> Path:
     """An unpaired checkpoint whose state file holds a list of tensors, not a training state."""
     path = _rewrite_header(save_pair(folder, STEP), pair=None, state_hash=None)
@@ -141,17 +154,3 @@ def make_interrupted_commit(folder: Path) -> Path:
     finally:
         ckpt.fault_hook = None
     return path
-
-
-# (name, generator, kind of file)
-CASES = [
-    ("weights_ahead_of_state", make_weights_ahead_of_state, "checkpoint"),
-    ("state_ahead_of_weights", make_state_ahead_of_weights, "checkpoint"),
-    ("state_of_another_save", make_state_of_another_save, "checkpoint"),
-    ("state_cut_short", make_state_cut_short, "checkpoint"),
-    ("state_bytes_flipped", make_state_bytes_flipped, "checkpoint"),
-    ("pair_token_escapes_folder", make_pair_token_escapes_folder, "checkpoint"),
-    ("weights_without_pair_token", make_weights_without_pair_token, "checkpoint"),
-    ("header_step_differs", make_header_step_differs, "checkpoint"),
-    ("legacy_state_not_a_dict", make_legacy_state_not_a_dict, "checkpoint"),
-]

@@ -18,7 +18,11 @@ import safetensors.torch
 import torch
 
 from effstudio.engine import checkpoint as ckpt
+from tests.hostile.cases import Case, declare_into
 from tests.hostile.checkpoint_cases import save_pair
+
+CASES: list[Case] = []
+case = declare_into(CASES)
 
 
 def _rewrite_state(folder: Path, change: Callable[[dict[str, Any]], Any]) -> Path:
@@ -34,25 +38,21 @@ def _rewrite_state(folder: Path, change: Callable[[dict[str, Any]], Any]) -> Pat
     return path
 
 
+@case("checkpoint")
 def make_state_without_optimizer(folder: Path) -> Path:
     return _rewrite_state(folder, lambda state: state.pop("optimizer"))
 
 
+@case("checkpoint")
 def make_state_without_random_state(folder: Path) -> Path:
     return _rewrite_state(folder, lambda state: state.pop("rng_cpu"))
 
 
+@case("checkpoint")
 def make_state_with_optimizer_of_another_model(folder: Path) -> Path:
     return _rewrite_state(folder, lambda state: state["optimizer"]["param_groups"][0]["params"].append(999))
 
 
+@case("checkpoint")
 def make_state_with_random_state_of_another_kind(folder: Path) -> Path:
     return _rewrite_state(folder, lambda state: state.update(rng_cpu=torch.zeros(3)))
-
-
-CASES = [
-    ("state_without_optimizer", make_state_without_optimizer, "checkpoint"),
-    ("state_without_random_state", make_state_without_random_state, "checkpoint"),
-    ("state_with_optimizer_of_another_model", make_state_with_optimizer_of_another_model, "checkpoint"),
-    ("state_with_random_state_of_another_kind", make_state_with_random_state_of_another_kind, "checkpoint"),
-]

@@ -22,6 +22,10 @@ import torch
 
 from effstudio.engine.checkpoint import checkpoint_metadata
 from effstudio.engine.run_config import RunConfig
+from tests.hostile.cases import Case, declare_into
+
+CASES: list[Case] = []
+case = declare_into(CASES)
 
 TINY = {"model.d_model": 16, "model.layers": 1, "model.heads": 2, "task.train_size": 64, "task.val_size": 16,
         "task.test_size": 16, "task.max_length": 8, "train.steps": 2, "train.batch_size": 8,
@@ -96,21 +100,25 @@ def _escape_to(target: Path) -> str:
 
 
 # ------------------------------------------------------------------ outputs
+@case("toml")
 def make_out_parent(folder: Path) -> Path:
     """``[[compress]] out`` climbing out of the run folder with ``..`` onto the victim."""
     return _victim_and_config(folder, f'method = "quantize"\nquantize = "fp16"\nout = "{_escape_to(victim(folder))}"\n')
 
 
+@case("toml")
 def make_out_absolute(folder: Path) -> Path:
     """``[[compress]] out`` naming the victim by its absolute path."""
     return _victim_and_config(folder, f'method = "quantize"\nquantize = "fp16"\nout = "{victim(folder).resolve()}"\n')
 
 
+@case("toml")
 def make_out_home(folder: Path) -> Path:
     """``[[compress]] out`` starting with ``~`` (the user's home)."""
     return _victim_and_config(folder, 'method = "export"\nout = "~/effstudio-hostile-export.onnx"\n')
 
 
+@case("toml")
 def make_out_symlink(folder: Path) -> Path:
     """``[[compress]] out`` through a symbolic link in the run folder that leads to the victim's folder."""
     config = _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "link/VICTIM.txt"\n')
@@ -119,6 +127,7 @@ def make_out_symlink(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_out_symlinked_file(folder: Path) -> Path:
     """``[[compress]] out`` naming a file in the run folder that is a symbolic link to the victim."""
     config = _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "half.safetensors"\n')
@@ -127,16 +136,19 @@ def make_out_symlinked_file(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_out_trained_state(folder: Path) -> Path:
     """``[[compress]] out`` naming the trained checkpoint's training state."""
     return _victim_and_config(folder, 'method = "prune"\namount = 0.5\nout = "checkpoint.state.pt"\n')
 
 
+@case("toml")
 def make_out_trained_spelling(folder: Path) -> Path:
     """``[[compress]] out`` naming the trained checkpoint by another spelling (``sub/../``)."""
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "sub/../checkpoint.safetensors"\n')
 
 
+@case("toml")
 def make_out_trained_alias(folder: Path) -> Path:
     """``[[compress]] out`` naming a link in the run folder to the trained checkpoint."""
     config = _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "alias.safetensors"\n')
@@ -145,11 +157,13 @@ def make_out_trained_alias(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_out_event_log(folder: Path) -> Path:
     """``[[compress]] out`` naming the run's own event log."""
     return _victim_and_config(folder, 'method = "prune"\namount = 0.5\nout = "./events.jsonl"\n')
 
 
+@case("toml")
 def make_distill_set_task_path(folder: Path) -> Path:
     """A distillation step whose student settings point the task at a file outside the config's folder."""
     secret(folder).parent.mkdir(parents=True, exist_ok=True)
@@ -167,16 +181,19 @@ def _secret_config(folder: Path, path_value: str) -> Path:
     return config
 
 
+@case("toml")
 def make_charlm_absolute(folder: Path) -> Path:
     """A charlm ``task.path`` naming a text outside the config's folder by its absolute path."""
     return _secret_config(folder, str(secret(folder).resolve()))
 
 
+@case("toml")
 def make_charlm_parent(folder: Path) -> Path:
     """A charlm ``task.path`` climbing out of the config's folder with ``..``."""
     return _secret_config(folder, "../private/secret.txt")
 
 
+@case("toml")
 def make_charlm_symlink(folder: Path) -> Path:
     """A charlm ``task.path`` naming a link beside the config that leads outside its folder."""
     config = _secret_config(folder, "notes.txt")
@@ -184,6 +201,7 @@ def make_charlm_symlink(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_imagefolder_absolute(folder: Path) -> Path:
     """An imagefolder ``task.folder`` naming a folder outside the config's folder."""
     (folder / "private").mkdir(parents=True, exist_ok=True)
@@ -203,6 +221,7 @@ def _header_checkpoint(path: Path, config: dict) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_header_charlm_outside(folder: Path) -> Path:
     """A checkpoint whose header's charlm ``task.path`` leads outside the checkpoint's folder."""
     secret(folder).parent.mkdir(parents=True, exist_ok=True)
@@ -220,16 +239,19 @@ def _tiny_dict(**model: int) -> dict:
     return config
 
 
+@case("checkpoint")
 def make_header_huge_width(folder: Path) -> Path:
     """A 40-byte checkpoint whose header claims d_model = 1,000,000 (about 4 TB of weights)."""
     return _header_checkpoint(folder / "huge.safetensors", _tiny_dict(d_model=1_000_000, heads=4))
 
 
+@case("checkpoint")
 def make_header_wide_and_deep(folder: Path) -> Path:
     """A checkpoint whose header claims 48 layers of width 65,536."""
     return _header_checkpoint(folder / "deep.safetensors", _tiny_dict(d_model=65_536, layers=48, heads=4))
 
 
+@case("checkpoint")
 def make_header_huge_length(folder: Path) -> Path:
     """A checkpoint whose header claims a task length far beyond the setting's range."""
     config = _tiny_dict()
@@ -237,12 +259,14 @@ def make_header_huge_length(folder: Path) -> Path:
     return _header_checkpoint(folder / "long.safetensors", config)
 
 
+@case("toml")
 def make_toml_huge_width(folder: Path) -> Path:
     path = folder / "huge.toml"
     path.write_text(HEAD.replace("d_model = 16", "d_model = 1000000").replace("heads = 2", "heads = 4"), encoding="utf-8")
     return path
 
 
+@case("toml")
 def make_toml_xl_memory(folder: Path) -> Path:
     """Transformer-XL keeping 8192 states of memory per layer for each of 4096 sequences: small weights,
     terabytes of memory that an estimate from the task's length alone does not see."""
@@ -253,6 +277,7 @@ def make_toml_xl_memory(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_performer_features(folder: Path) -> Path:
     """Performer with 65536 random features per head: each token keeps features, not widths."""
     path = folder / "performer_features.toml"
@@ -262,6 +287,7 @@ def make_toml_performer_features(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_wide_and_deep(folder: Path) -> Path:
     path = folder / "deep.toml"
     path.write_text(HEAD.replace("d_model = 16", "d_model = 65536").replace("layers = 1", "layers = 48"),
@@ -284,16 +310,19 @@ def _run_folder(folder: Path, events: list[dict]) -> Path:
     return run
 
 
+@case("run_folder")
 def make_import_result_absolute(folder: Path) -> Path:
     """An imported run whose compression result names the victim by its absolute path."""
     return _run_folder(folder, [{"event": "result", "method": "fp16", "path": str(victim(folder).resolve())}])
 
 
+@case("run_folder")
 def make_import_checkpoint_parent(folder: Path) -> Path:
     """An imported run whose checkpoint event climbs out of the folder with ``..``."""
     return _run_folder(folder, [{"event": "checkpoint", "step": 1, "path": "../VICTIM.txt"}])
 
 
+@case("run_folder")
 def make_import_artifact_symlink(folder: Path) -> Path:
     """An imported run whose result is a link in its folder that leads to the victim."""
     run = _run_folder(folder, [{"event": "result", "method": "fp16", "path": "/cluster/runs/x/half.safetensors"}])
@@ -301,6 +330,7 @@ def make_import_artifact_symlink(folder: Path) -> Path:
     return run
 
 
+@case("run_folder")
 def make_import_charlm_outside(folder: Path) -> Path:
     """An imported run whose config.toml trains on a text outside the folder."""
     run = _run_folder(folder, [])
@@ -311,6 +341,7 @@ def make_import_charlm_outside(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------ outputs that are not files, inputs that never end
+@case("toml")
 def make_out_existing_folder(folder: Path) -> Path:
     """``[[compress]] out`` naming a folder that exists in the run folder: the write would fail after training."""
     config = _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "exports"\n')
@@ -318,23 +349,28 @@ def make_out_existing_folder(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_out_trailing_slash(folder: Path) -> Path:
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "exports/"\n')
 
 
+@case("toml")
 def make_out_run_folder_itself(folder: Path) -> Path:
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "."\n')
 
 
+@case("toml")
 def make_out_nul(folder: Path) -> Path:
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "half\\u0000.safetensors"\n')
 
 
+@case("toml")
 def make_out_long_name(folder: Path) -> Path:
     """A name of 300 bytes: no common file system takes it, and the write would fail after training."""
     return _victim_and_config(folder, f'method = "quantize"\nquantize = "fp16"\nout = "{"h" * 300}.safetensors"\n')
 
 
+@case("toml")
 def make_charlm_fifo(folder: Path) -> Path:
     """A charlm ``task.path`` naming a pipe beside the config: inside its folder, and read forever."""
     config = folder / "shared" / "run.toml"
@@ -344,6 +380,7 @@ def make_charlm_fifo(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_charlm_device_link(folder: Path) -> Path:
     """A charlm ``task.path`` naming a link beside the config that leads to /dev/zero."""
     config = folder / "shared" / "run.toml"
@@ -353,6 +390,7 @@ def make_charlm_device_link(folder: Path) -> Path:
     return config
 
 
+@case("toml")
 def make_charlm_nul(folder: Path) -> Path:
     config = folder / "shared" / "run.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -360,54 +398,19 @@ def make_charlm_nul(folder: Path) -> Path:
     return config
 
 
-CASES = [
-    ("out_parent", make_out_parent, "toml"),
-    ("out_absolute", make_out_absolute, "toml"),
-    ("out_home", make_out_home, "toml"),
-    ("out_symlink", make_out_symlink, "toml"),
-    ("out_symlinked_file", make_out_symlinked_file, "toml"),
-    ("out_trained_state", make_out_trained_state, "toml"),
-    ("out_trained_spelling", make_out_trained_spelling, "toml"),
-    ("out_trained_alias", make_out_trained_alias, "toml"),
-    ("out_event_log", make_out_event_log, "toml"),
-    ("distill_set_task_path", make_distill_set_task_path, "toml"),
-    ("out_existing_folder", make_out_existing_folder, "toml"),
-    ("out_trailing_slash", make_out_trailing_slash, "toml"),
-    ("out_run_folder_itself", make_out_run_folder_itself, "toml"),
-    ("out_nul", make_out_nul, "toml"),
-    ("out_long_name", make_out_long_name, "toml"),
-    ("charlm_fifo", make_charlm_fifo, "toml"),
-    ("charlm_device_link", make_charlm_device_link, "toml"),
-    ("charlm_nul", make_charlm_nul, "toml"),
-    ("charlm_absolute", make_charlm_absolute, "toml"),
-    ("charlm_parent", make_charlm_parent, "toml"),
-    ("charlm_symlink", make_charlm_symlink, "toml"),
-    ("imagefolder_absolute", make_imagefolder_absolute, "toml"),
-    ("header_charlm_outside", make_header_charlm_outside, "checkpoint"),
-    ("header_huge_width", make_header_huge_width, "checkpoint"),
-    ("header_wide_and_deep", make_header_wide_and_deep, "checkpoint"),
-    ("header_huge_length", make_header_huge_length, "checkpoint"),
-    ("toml_huge_width", make_toml_huge_width, "toml"),
-    ("toml_wide_and_deep", make_toml_wide_and_deep, "toml"),
-    ("toml_xl_memory", make_toml_xl_memory, "toml"),
-    ("toml_performer_features", make_toml_performer_features, "toml"),
-    ("import_result_absolute", make_import_result_absolute, "run_folder"),
-    ("import_checkpoint_parent", make_import_checkpoint_parent, "run_folder"),
-    ("import_artifact_symlink", make_import_artifact_symlink, "run_folder"),
-    ("import_charlm_outside", make_import_charlm_outside, "run_folder"),
-]
-
-
+@case("toml")
 def make_out_lock_file(folder: Path) -> Path:
     """A step that would write over the run folder's lock (or any hidden file: unfinished saves)."""
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = ".effstudio.lock"\n')
 
 
+@case("toml")
 def make_out_other_case(folder: Path) -> Path:
     """A step whose output is the trained checkpoint in other letters (the same file where case is ignored)."""
     return _victim_and_config(folder, 'method = "quantize"\nquantize = "fp16"\nout = "Checkpoint.safetensors"\n')
 
 
+@case("toml")
 def make_charlm_symlink_loop(folder: Path) -> Path:
     """A config whose charlm text is a symbolic link loop."""
     config = folder / "shared" / "run.toml"
@@ -415,10 +418,3 @@ def make_charlm_symlink_loop(folder: Path) -> Path:
     (config.parent / "loop").symlink_to("loop")
     config.write_text(CHARLM_HEAD.format(path=json.dumps("loop/text.txt")), encoding="utf-8")
     return config
-
-
-CASES += [
-    ("out_lock_file", make_out_lock_file, "toml"),
-    ("out_other_case", make_out_other_case, "toml"),
-    ("charlm_symlink_loop", make_charlm_symlink_loop, "toml"),
-]

@@ -29,6 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from tests.hostile.cases import Case, declare_into
+
+CASES: list[Case] = []
+case = declare_into(CASES)
+
 MARKER = "PWNED"  # created by a pickle payload that runs: must never exist
 
 
@@ -90,6 +95,7 @@ def _first_tensor(header: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------- safetensors cases
+@case("checkpoint")
 def make_st_overlapping_offsets(folder: Path) -> Path:
     """A later tensor's data_offsets point at an earlier tensor's bytes."""
     def edit(header):
@@ -100,6 +106,7 @@ def make_st_overlapping_offsets(folder: Path) -> Path:
     return _checkpoint_with(folder, "overlap.safetensors", edit)
 
 
+@case("checkpoint")
 def make_st_duplicate_names(folder: Path) -> Path:
     """One tensor name twice in the header (JSON parsers keep the last one silently)."""
     def edit(header):
@@ -110,6 +117,7 @@ def make_st_duplicate_names(folder: Path) -> Path:
     return _checkpoint_with(folder, "duplicate.safetensors", edit)
 
 
+@case("checkpoint")
 def make_st_shape_true(folder: Path) -> Path:
     """A shape of [true, true]: Python counts True as 1, the format has no booleans there."""
     def edit(header):
@@ -119,6 +127,7 @@ def make_st_shape_true(folder: Path) -> Path:
     return _checkpoint_with(folder, "shape_true.safetensors", edit)
 
 
+@case("checkpoint")
 def make_st_negative_dim(folder: Path) -> Path:
     def edit(header):
         name = _first_tensor(header)
@@ -128,6 +137,7 @@ def make_st_negative_dim(folder: Path) -> Path:
     return _checkpoint_with(folder, "negative_dim.safetensors", edit)
 
 
+@case("checkpoint")
 def make_st_count_disagrees(folder: Path) -> Path:
     """A shape whose element count is twice what the byte range holds."""
     def edit(header):
@@ -138,6 +148,7 @@ def make_st_count_disagrees(folder: Path) -> Path:
     return _checkpoint_with(folder, "count.safetensors", edit)
 
 
+@case("checkpoint")
 def make_st_header_not_object(folder: Path) -> Path:
     """A header that is valid JSON, but a list."""
     path = tiny_checkpoint(folder / "list_header.safetensors")
@@ -145,6 +156,7 @@ def make_st_header_not_object(folder: Path) -> Path:
     return write_safetensors(path, json.dumps([header]), data)
 
 
+@case("checkpoint")
 def make_st_header_too_large(folder: Path) -> Path:
     """The length field claims a 2 GB header."""
     path = tiny_checkpoint(folder / "huge_header.safetensors")
@@ -154,6 +166,7 @@ def make_st_header_too_large(folder: Path) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_st_deep_header(folder: Path) -> Path:
     """A tensor entry carries an extra field nested 100,000 deep (a recursive parser overflows)."""
     def edit(header):
@@ -167,6 +180,7 @@ def make_st_deep_header(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------ PyTorch cases
+@case("pytorch")
 def make_pt_stride0_view(folder: Path) -> Path:
     """torch.save of a 10**12-element view (stride 0) of one float: a 1 KB file."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,6 +189,7 @@ def make_pt_stride0_view(folder: Path) -> Path:
     return path
 
 
+@case("pytorch")
 def make_pt_repeated_rows(folder: Path) -> Path:
     """A 10**9 x 4 view whose rows all share four stored floats (strides (0, 1))."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,12 +241,14 @@ def _torch_members(root: str, pickled: bytes, storage: bytes) -> list[tuple[str,
             (f"{root}/version", b"3\n")]
 
 
+@case("pytorch")
 def make_pt_view_beyond_storage(folder: Path) -> Path:
     """A tensor of 1000 elements (offset 5) over a storage of one float."""
     pickled = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 5, (1000,), (1,))})
     return write_torch_zip(folder / "beyond.pt", _torch_members("beyond", pickled, struct.pack("<f", 1.0)))
 
 
+@case("pytorch")
 def make_pt_storage_larger_than_record(folder: Path) -> Path:
     """A storage that declares 1,000 floats over a record of one: a memory-mapped load read the archive's
     other bytes (its directory) as the tensor's values."""
@@ -249,6 +266,7 @@ class _RunsShell:
         return os.system, (f"touch '{self.marker}'",)
 
 
+@case("pytorch")
 def make_pt_misdirected_pickle(folder: Path) -> Path:
     """A benign a/xdata.pkl before the a/data.pkl that torch loads, which calls os.system."""
     marker = folder / MARKER
@@ -258,6 +276,7 @@ def make_pt_misdirected_pickle(folder: Path) -> Path:
     return write_torch_zip(folder / "misdirected.pt", members)
 
 
+@case("pytorch")
 def make_pt_pickle_in_other_folder(folder: Path) -> Path:
     """b/data.pkl (benign) listed before a/data.pkl (malicious), but the first entry puts torch's root at a/."""
     marker = folder / MARKER
@@ -268,6 +287,7 @@ def make_pt_pickle_in_other_folder(folder: Path) -> Path:
     return write_torch_zip(folder / "other_folder.pt", members)
 
 
+@case("pytorch")
 def make_pt_python2_names(folder: Path) -> Path:
     """A protocol 2 pickle naming commands.getoutput and __builtin__.eval (Python 3: subprocess, builtins)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -280,6 +300,7 @@ def make_pt_python2_names(folder: Path) -> Path:
     return path
 
 
+@case("pytorch")
 def make_pt_memo_hidden_global(folder: Path) -> Path:
     """STACK_GLOBAL whose module and name come from the memo, after decoy strings: still os.system."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -300,6 +321,7 @@ def make_pt_memo_hidden_global(folder: Path) -> Path:
     return path
 
 
+@case("pytorch")
 def make_pt_pickle_declares_4gib(folder: Path) -> Path:
     """A zip checkpoint whose deflated data.pkl declares 4 GiB inflated (in both zip headers)."""
     path = folder / "big_pickle.pt"
@@ -340,6 +362,7 @@ def _zip_of_one(path: Path, name: str, compressed: bytes, inflated_size: int, cr
     return path
 
 
+@case("npz")
 def make_npz_bomb_4gib(folder: Path) -> Path:
     """A 4 MB .npz member that really inflates to 4 GiB of zeros (its CRC is not computed: nobody gets there)."""
     chunk = 16 << 20
@@ -356,6 +379,7 @@ def make_npz_bomb_4gib(folder: Path) -> Path:
     return _zip_of_one(folder / "bomb.npz", "weights.npy", head + zeros * chunks + last, inflated, 0)
 
 
+@case("npz")
 def make_npz_header_disagrees(folder: Path) -> Path:
     """An .npy header inside the .npz that claims 10**12 floats in a member of a few bytes."""
     header = io.BytesIO()
@@ -406,15 +430,18 @@ def _external_model(folder: Path) -> Path:
     return path
 
 
+@case("onnx")
 def make_onnx_external_parent(folder: Path) -> Path:
     return _point_external(_external_model(folder), "../secret.bin")
 
 
+@case("onnx")
 def make_onnx_external_absolute(folder: Path) -> Path:
     path = _external_model(folder)
     return _point_external(path, str((folder / "secret.bin").resolve()))
 
 
+@case("onnx")
 def make_onnx_external_symlink(folder: Path) -> Path:
     """The location is a name in the model's folder, but a symlink to a file outside it."""
     path = _external_model(folder)
@@ -423,22 +450,26 @@ def make_onnx_external_symlink(folder: Path) -> Path:
     return path
 
 
+@case("onnx")
 def make_onnx_external_missing(folder: Path) -> Path:
     path = _external_model(folder)
     (path.parent / "model.onnx.data").unlink()
     return path
 
 
+@case("onnx")
 def make_onnx_external_beyond_end(folder: Path) -> Path:
     """The data file is there, but the tensor's offset lies past its end."""
     path = _external_model(folder)
     return _point_external(path, "model.onnx.data", offset=1 << 20)
 
 
+@case("onnx")
 def make_onnx_metadata_not_json(folder: Path) -> Path:
     return onnx_with_metadata(folder / "not_json.onnx", config_text="{model: transformer")
 
 
+@case("onnx")
 def make_onnx_metadata_not_object(folder: Path) -> Path:
     return onnx_with_metadata(folder / "not_object.onnx", config_text="[1, 2, 3]")
 
@@ -463,18 +494,21 @@ def _zip_with_pickle(path: Path, body: bytes) -> Path:
     return write_torch_zip(path, _torch_members(path.stem, body, struct.pack("<f", 1.0)))
 
 
+@case("pytorch")
 def make_pt_calls_tensor_constructor(folder: Path) -> Path:
     """torch.Tensor(2**33) from a 100-byte pickle: PyTorch's safe loader runs it (32 GB it does not hold)."""
     body = b"\x80\x02" + _global("torch", "Tensor") + b"\x8a\x05" + (2**33).to_bytes(5, "little") + b"\x85R."
     return _zip_with_pickle(folder / "tensor_call.pt", body)
 
 
+@case("pytorch")
 def make_pt_calls_bytearray(folder: Path) -> Path:
     """bytearray(2**34): PyTorch's safe loader allows it and fills 16 GiB of memory with zeros."""
     body = b"\x80\x02" + _global("builtins", "bytearray") + b"\x8a\x05" + (2**34).to_bytes(5, "little") + b"\x85R."
     return _zip_with_pickle(folder / "bytearray.pt", body)
 
 
+@case("pytorch")
 def make_pt_rebuild_from_type_calls_tensor(folder: Path) -> Path:
     """torch._tensor._rebuild_from_type_v2(torch.Tensor, torch.Tensor, (2**33,), {}): an allowed rebuilder
     that calls its first argument."""
@@ -483,6 +517,7 @@ def make_pt_rebuild_from_type_calls_tensor(folder: Path) -> Path:
     return _zip_with_pickle(folder / "from_type.pt", body)
 
 
+@case("pytorch")
 def make_pt_newobj_ex_storage(folder: Path) -> Path:
     """NEWOBJ_EX torch.storage.UntypedStorage (2**40,) {}: a storage created, not read from the file."""
     body = (b"\x80\x04" + _global("torch.storage", "UntypedStorage") + b"\x8a\x06" + (2**40).to_bytes(6, "little")
@@ -490,12 +525,14 @@ def make_pt_newobj_ex_storage(folder: Path) -> Path:
     return _zip_with_pickle(folder / "newobj_ex.pt", body)
 
 
+@case("pytorch")
 def make_pt_build_on_a_class(folder: Path) -> Path:
     """BUILD on the class torch.Tensor: its attributes replaced (the __dict__ state of a class)."""
     body = b"\x80\x02" + _global("torch", "Tensor") + b"N}" + _pickle_text("__repr__") + b"Ns\x86b."
     return _zip_with_pickle(folder / "build.pt", body)
 
 
+@case("pytorch")
 def make_pt_getattr_chain(folder: Path) -> Path:
     """getattr(getattr(torch.serialization, "os"), "system")(command): os.system, never named."""
     fetch = _global("builtins", "getattr")
@@ -504,23 +541,27 @@ def make_pt_getattr_chain(folder: Path) -> Path:
     return _zip_with_pickle(folder / "getattr.pt", body)
 
 
+@case("pytorch")
 def make_pt_attrgetter(folder: Path) -> Path:
     body = (b"\x80\x02" + _global("operator", "attrgetter") + _pickle_text("system") + b"\x85R"
             + _global("os", "path") + b"\x85R.")
     return _zip_with_pickle(folder / "attrgetter.pt", body)
 
 
+@case("pytorch")
 def make_pt_functools_partial(folder: Path) -> Path:
     body = b"\x80\x02" + _global("functools", "partial") + b"(" + _shell_call(folder)[:-1] + b"tR)R."
     return _zip_with_pickle(folder / "partial.pt", body)
 
 
+@case("pytorch")
 def make_pt_copyreg_reconstructor(folder: Path) -> Path:
     body = (b"\x80\x02" + _global("copyreg", "_reconstructor") + b"(" + _global("subprocess", "Popen")
             + _global("builtins", "object") + b"NtR.")
     return _zip_with_pickle(folder / "reconstructor.pt", body)
 
 
+@case("pytorch")
 def make_pt_numpy_reconstruct(folder: Path) -> Path:
     """numpy.core.multiarray._reconstruct(os.system, (0,), b'x'): a numpy helper handed a shell call."""
     body = (b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + b"(" + _global("os", "system")
@@ -528,12 +569,14 @@ def make_pt_numpy_reconstruct(folder: Path) -> Path:
     return _zip_with_pickle(folder / "np_reconstruct.pt", body)
 
 
+@case("pytorch")
 def make_pt_protocol0_inst(folder: Path) -> Path:
     """A protocol 0 text pickle: INST os system, the call in one opcode."""
     body = f"(S'touch {folder / MARKER}'\nios\nsystem\np0\n.".encode()
     return _zip_with_pickle(folder / "protocol0.pt", body)
 
 
+@case("pytorch")
 def make_pt_uppercase_data_pkl(folder: Path) -> Path:
     """Folders a/ and b/: torch loads a/DATA.PKL (found without regard to case); b/data.pkl is the decoy."""
     benign = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 0, (1,), (1,))})
@@ -543,6 +586,7 @@ def make_pt_uppercase_data_pkl(folder: Path) -> Path:
     return write_torch_zip(folder / "upper.pt", members)
 
 
+@case("pytorch")
 def make_pt_data_pkl_is_a_folder(folder: Path) -> Path:
     """a/data.pkl/ is a directory entry (holding the real pickle): no pickle by that name."""
     benign = torch_pickle({"weight": _Rebuild(_StorageRef("0", 1), 0, (1,), (1,))})
@@ -550,6 +594,7 @@ def make_pt_data_pkl_is_a_folder(folder: Path) -> Path:
     return write_torch_zip(folder / "pkl_folder.pt", members)
 
 
+@case("pytorch")
 def make_pt_thousands_of_pickles(folder: Path) -> Path:
     """4,000 stored pickles of 9 kB: each under the pickle limit, 36 MB together (12 s of scanning per reader)."""
     one = pickle.dumps(list(range(3000)), protocol=2)[:9000]
@@ -588,6 +633,7 @@ def _state_zip(members: list[tuple[str, bytes, int]]) -> bytes:
     return buffer.getvalue()
 
 
+@case("training_state")
 def make_state_deflated_pickle(folder: Path) -> Path:
     """A 40 kB state whose deflated data.pkl inflates to 40 MiB (torch inflates it whole, then unpickles)."""
     big = pickle.dumps({"step": 3, "pad": bytes(40 << 20)}, protocol=4)
@@ -595,6 +641,7 @@ def make_state_deflated_pickle(folder: Path) -> Path:
                                                       ("checkpoint.state/byteorder", b"little", zipfile.ZIP_STORED)]))
 
 
+@case("training_state")
 def make_state_calls_bytearray(folder: Path) -> Path:
     """The state's pickle is {"step": 3, "pad": bytearray(2**36)}: 64 GiB of zeros from a 300-byte file."""
     body = (b"\x80\x02}(" + _pickle_text("step") + b"K\x03" + _pickle_text("pad") + _global("builtins", "bytearray")
@@ -602,16 +649,19 @@ def make_state_calls_bytearray(folder: Path) -> Path:
     return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)]))
 
 
+@case("training_state")
 def make_state_runs_shell(folder: Path) -> Path:
     body = b"\x80\x02}(" + _pickle_text("step") + b"K\x03" + _pickle_text("x") + _shell_call(folder) + b"Ru."
     return _checkpoint_with_state(folder, _state_zip([("checkpoint.state/data.pkl", body, zipfile.ZIP_STORED)]))
 
 
+@case("training_state")
 def make_state_legacy_protocol0(folder: Path) -> Path:
     """A legacy (not zip) state file: a protocol 0 text pickle whose INST runs a shell."""
     return _checkpoint_with_state(folder, f"(S'touch {folder / MARKER}'\nios\nsystem\np0\n.".encode())
 
 
+@case("training_state")
 def make_state_storage_declares_10e12(folder: Path) -> Path:
     """The state's optimizer holds a tensor over a storage that declares 10**12 bytes; 4 are stored."""
     body = torch_pickle({"step": 3, "optimizer": {"m": _Rebuild(_StorageRef("0", 250_000_000_000), 0, (4,), (1,))}})
@@ -620,6 +670,7 @@ def make_state_storage_declares_10e12(folder: Path) -> Path:
                                                       ("checkpoint.state/version", b"3\n", zipfile.ZIP_STORED)]))
 
 
+@case("training_state")
 def make_state_storage_zip_bomb(folder: Path) -> Path:
     """A deflated storage member that inflates 4 MB to 1.5 GiB (torch inflates a storage record whole)."""
     numel = 3 << 28
@@ -652,6 +703,7 @@ def _join_zips(first: bytes, second: bytes, extra: zipfile.ZipInfo) -> bytes:
 
 
 # -------------------------------------------------- safetensors, .npy and .npz
+@case("checkpoint")
 def make_st_million_empty_tensors(folder: Path) -> Path:
     """250,000 tensors of shape [0] (a 17 MB header): every reader spent ~15 s checking and showing them."""
     entry = '{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
@@ -668,11 +720,13 @@ def _npy(path: Path, header: str, data: bytes = bytes(64)) -> Path:
     return path
 
 
+@case("npy")
 def make_npy_negative_shape(folder: Path) -> Path:
     """A shape of (-4, -4): numpy's header reader accepts it, and its product is 16."""
     return _npy(folder / "negative.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (-4, -4), }")
 
 
+@case("npz")
 def make_npz_pickled_member(folder: Path) -> Path:
     """An .npz whose object array is a pickle that runs a shell (np.load(allow_pickle=True) would)."""
     header = io.BytesIO()
@@ -712,12 +766,14 @@ def _npy_bytes(values: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@case("npz")
 def make_npz_one_member_listed_500_times(folder: Path) -> Path:
     """500 directory entries for one stored 1 MB array: a 1 MB file read as 500 MB (1 GB as 500 GB)."""
     data = _npy_bytes(np.ones(1 << 18, dtype=np.float32))
     return _stored_zip(folder / "repeated.npz", [("w.npy", data)], [("w.npy", 0, len(data))] * 500)
 
 
+@case("npz")
 def make_npz_overlapping_members(folder: Path) -> Path:
     """The first array's stored bytes run on over the second member (its header and data): read twice."""
     second = _npy_bytes(np.ones(1024, dtype=np.float32))
@@ -737,6 +793,7 @@ def _outside(folder: Path) -> Path:
     return outside / "secret.safetensors"
 
 
+@case("model_folder")
 def make_folder_weights_link_out(folder: Path) -> Path:
     """A Hugging Face style folder whose model.safetensors is a symlink to a file outside it."""
     model = folder / "model"
@@ -745,6 +802,7 @@ def make_folder_weights_link_out(folder: Path) -> Path:
     return model
 
 
+@case("model_folder")
 def make_folder_weights_hard_link(folder: Path) -> Path:
     model = folder / "model"
     model.mkdir(parents=True)
@@ -759,26 +817,31 @@ def _sharded(folder: Path, index: str, shard: str) -> Path:
     return model
 
 
+@case("model_folder")
 def make_folder_index_parent(folder: Path) -> Path:
     _outside(folder)
     return _sharded(folder, "model.safetensors.index.json", "../outside/secret.safetensors")
 
 
+@case("model_folder")
 def make_folder_index_absolute(folder: Path) -> Path:
     return _sharded(folder, "model.safetensors.index.json", str(_outside(folder).resolve()))
 
 
+@case("model_folder")
 def make_folder_index_shard_link_out(folder: Path) -> Path:
     model = _sharded(folder, "model.safetensors.index.json", "model-00001-of-00001.safetensors")
     (model / "model-00001-of-00001.safetensors").symlink_to(_outside(folder).resolve())
     return model
 
 
+@case("model_folder")
 def make_folder_bin_index_parent(folder: Path) -> Path:
     _outside(folder)
     return _sharded(folder, "pytorch_model.bin.index.json", "../outside/secret.safetensors")
 
 
+@case("model_folder")
 def make_folder_index_is_a_link_out(folder: Path) -> Path:
     """The index itself is a symlink to an index outside, which names a shard beside it."""
     secret = _outside(folder)
@@ -789,6 +852,7 @@ def make_folder_index_is_a_link_out(folder: Path) -> Path:
     return model
 
 
+@case("onnx")
 def make_onnx_external_hard_link(folder: Path) -> Path:
     """The data file is in the model's folder, but as a hard link of a file outside it."""
     path = _external_model(folder)
@@ -797,70 +861,7 @@ def make_onnx_external_hard_link(folder: Path) -> Path:
     return path
 
 
+@case("onnx")
 def make_onnx_external_backslashes(folder: Path) -> Path:
     """A Windows-style location, ..\\secret.bin: a path that climbs out, whatever the separator."""
     return _point_external(_external_model(folder), "..\\secret.bin")
-
-
-CASES = [
-    ("st_overlapping_offsets", make_st_overlapping_offsets, "checkpoint"),
-    ("st_duplicate_names", make_st_duplicate_names, "checkpoint"),
-    ("st_shape_true", make_st_shape_true, "checkpoint"),
-    ("st_negative_dim", make_st_negative_dim, "checkpoint"),
-    ("st_count_disagrees", make_st_count_disagrees, "checkpoint"),
-    ("st_header_not_object", make_st_header_not_object, "checkpoint"),
-    ("st_header_too_large", make_st_header_too_large, "checkpoint"),
-    ("st_deep_header", make_st_deep_header, "checkpoint"),
-    ("pt_stride0_view", make_pt_stride0_view, "pytorch"),
-    ("pt_repeated_rows", make_pt_repeated_rows, "pytorch"),
-    ("pt_view_beyond_storage", make_pt_view_beyond_storage, "pytorch"),
-    ("pt_misdirected_pickle", make_pt_misdirected_pickle, "pytorch"),
-    ("pt_pickle_in_other_folder", make_pt_pickle_in_other_folder, "pytorch"),
-    ("pt_python2_names", make_pt_python2_names, "pytorch"),
-    ("pt_memo_hidden_global", make_pt_memo_hidden_global, "pytorch"),
-    ("pt_pickle_declares_4gib", make_pt_pickle_declares_4gib, "pytorch"),
-    ("npz_bomb_4gib", make_npz_bomb_4gib, "npz"),
-    ("npz_header_disagrees", make_npz_header_disagrees, "npz"),
-    ("onnx_external_parent", make_onnx_external_parent, "onnx"),
-    ("onnx_external_absolute", make_onnx_external_absolute, "onnx"),
-    ("onnx_external_symlink", make_onnx_external_symlink, "onnx"),
-    ("onnx_external_missing", make_onnx_external_missing, "onnx"),
-    ("onnx_external_beyond_end", make_onnx_external_beyond_end, "onnx"),
-    ("onnx_metadata_not_json", make_onnx_metadata_not_json, "onnx"),
-    ("onnx_metadata_not_object", make_onnx_metadata_not_object, "onnx"),
-    ("pt_calls_tensor_constructor", make_pt_calls_tensor_constructor, "pytorch"),
-    ("pt_calls_bytearray", make_pt_calls_bytearray, "pytorch"),
-    ("pt_rebuild_from_type_calls_tensor", make_pt_rebuild_from_type_calls_tensor, "pytorch"),
-    ("pt_newobj_ex_storage", make_pt_newobj_ex_storage, "pytorch"),
-    ("pt_build_on_a_class", make_pt_build_on_a_class, "pytorch"),
-    ("pt_getattr_chain", make_pt_getattr_chain, "pytorch"),
-    ("pt_attrgetter", make_pt_attrgetter, "pytorch"),
-    ("pt_functools_partial", make_pt_functools_partial, "pytorch"),
-    ("pt_copyreg_reconstructor", make_pt_copyreg_reconstructor, "pytorch"),
-    ("pt_numpy_reconstruct", make_pt_numpy_reconstruct, "pytorch"),
-    ("pt_protocol0_inst", make_pt_protocol0_inst, "pytorch"),
-    ("pt_uppercase_data_pkl", make_pt_uppercase_data_pkl, "pytorch"),
-    ("pt_data_pkl_is_a_folder", make_pt_data_pkl_is_a_folder, "pytorch"),
-    ("pt_thousands_of_pickles", make_pt_thousands_of_pickles, "pytorch"),
-    ("pt_storage_larger_than_record", make_pt_storage_larger_than_record, "pytorch"),
-    ("state_deflated_pickle", make_state_deflated_pickle, "training_state"),
-    ("state_calls_bytearray", make_state_calls_bytearray, "training_state"),
-    ("state_runs_shell", make_state_runs_shell, "training_state"),
-    ("state_legacy_protocol0", make_state_legacy_protocol0, "training_state"),
-    ("state_storage_declares_10e12", make_state_storage_declares_10e12, "training_state"),
-    ("state_storage_zip_bomb", make_state_storage_zip_bomb, "training_state"),
-    ("st_million_empty_tensors", make_st_million_empty_tensors, "checkpoint"),
-    ("npy_negative_shape", make_npy_negative_shape, "npy"),
-    ("npz_pickled_member", make_npz_pickled_member, "npz"),
-    ("npz_one_member_listed_500_times", make_npz_one_member_listed_500_times, "npz"),
-    ("npz_overlapping_members", make_npz_overlapping_members, "npz"),
-    ("folder_weights_link_out", make_folder_weights_link_out, "model_folder"),
-    ("folder_weights_hard_link", make_folder_weights_hard_link, "model_folder"),
-    ("folder_index_parent", make_folder_index_parent, "model_folder"),
-    ("folder_index_absolute", make_folder_index_absolute, "model_folder"),
-    ("folder_index_shard_link_out", make_folder_index_shard_link_out, "model_folder"),
-    ("folder_bin_index_parent", make_folder_bin_index_parent, "model_folder"),
-    ("folder_index_is_a_link_out", make_folder_index_is_a_link_out, "model_folder"),
-    ("onnx_external_hard_link", make_onnx_external_hard_link, "onnx"),
-    ("onnx_external_backslashes", make_onnx_external_backslashes, "onnx"),
-]

@@ -15,6 +15,11 @@ import safetensors
 import safetensors.torch
 import tomli_w
 
+from tests.hostile.cases import Case, declare_into
+
+CASES: list[Case] = []
+case = declare_into(CASES)
+
 DEEP = 100_000  # the nesting the issue's files used: far past any parser's recursion limit
 TINY = {"model.d_model": 16, "model.layers": 1, "model.heads": 2, "model.dropout": 0.0,
         "task.train_size": 64, "task.val_size": 16, "task.test_size": 16, "task.min_length": 8,
@@ -66,35 +71,43 @@ def _with_config(edit):
 
 
 # ------------------------------------------------------------ checkpoint headers
+@case("checkpoint")
 def make_ckpt_step_text(folder: Path) -> Path:
     return _rewrite_header(folder, "step_text.safetensors", lambda m: m.update(step="abc"))
 
 
+@case("checkpoint")
 def make_ckpt_step_negative(folder: Path) -> Path:
     return _rewrite_header(folder, "step_negative.safetensors", lambda m: m.update(step="-7"))
 
 
+@case("checkpoint")
 def make_ckpt_step_float(folder: Path) -> Path:
     return _rewrite_header(folder, "step_float.safetensors", lambda m: m.update(step="2.5e3x"))
 
 
+@case("checkpoint")
 def make_ckpt_config_deep_list(folder: Path) -> Path:
     return _rewrite_header(folder, "config_deep_list.safetensors", _with_config("[" * DEEP + "]" * DEEP))
 
 
+@case("checkpoint")
 def make_ckpt_config_deep_object(folder: Path) -> Path:
     deep = '{"model": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}"
     return _rewrite_header(folder, "config_deep_object.safetensors", _with_config(deep))
 
 
+@case("checkpoint")
 def make_ckpt_config_list(folder: Path) -> Path:
     return _rewrite_header(folder, "config_list.safetensors", _with_config("[1, 2, 3]"))
 
 
+@case("checkpoint")
 def make_ckpt_config_text(folder: Path) -> Path:
     return _rewrite_header(folder, "config_text.safetensors", _with_config('"transformer"'))
 
 
+@case("checkpoint")
 def make_ckpt_config_model_number(folder: Path) -> Path:
     def edit(config):
         config["model"] = 5
@@ -102,6 +115,7 @@ def make_ckpt_config_model_number(folder: Path) -> Path:
     return _rewrite_header(folder, "config_model_number.safetensors", _with_config(edit))
 
 
+@case("checkpoint")
 def make_ckpt_config_setting_table(folder: Path) -> Path:
     def edit(config):
         config["train"]["lr"] = {"value": 1}
@@ -109,6 +123,7 @@ def make_ckpt_config_setting_table(folder: Path) -> Path:
     return _rewrite_header(folder, "config_setting_table.safetensors", _with_config(edit))
 
 
+@case("checkpoint")
 def make_ckpt_config_missing_type(folder: Path) -> Path:
     def edit(config):
         del config["model"]["type"]
@@ -116,6 +131,7 @@ def make_ckpt_config_missing_type(folder: Path) -> Path:
     return _rewrite_header(folder, "config_missing_type.safetensors", _with_config(edit))
 
 
+@case("checkpoint")
 def make_ckpt_config_not_json(folder: Path) -> Path:
     return _rewrite_header(folder, "config_not_json.safetensors", _with_config("{'model': nope"))
 
@@ -125,36 +141,42 @@ def _good_toml() -> dict:
     return tiny_config().to_dict()
 
 
+@case("toml")
 def make_toml_not_utf8(folder: Path) -> Path:
     path = folder / "not_utf8.toml"
     path.write_bytes(tomli_w.dumps(_good_toml()).encode() + b'# caf\xe9 \xff\n')
     return path
 
 
+@case("toml")
 def make_toml_latin1_value(folder: Path) -> Path:
     path = folder / "latin1_value.toml"
     path.write_bytes(b'[model]\ntype = "transf\xf6rmer"\n')
     return path
 
 
+@case("toml")
 def make_toml_deep_array(folder: Path) -> Path:
     path = folder / "deep_array.toml"
     path.write_text(tomli_w.dumps(_good_toml()) + "x = " + "[" * DEEP + "]" * DEEP + "\n", encoding="utf-8")
     return path
 
 
+@case("toml")
 def make_toml_deep_inline_table(folder: Path) -> Path:
     path = folder / "deep_inline.toml"
     path.write_text("[model]\nextra = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n", encoding="utf-8")
     return path
 
 
+@case("toml")
 def make_toml_deep_dotted_table(folder: Path) -> Path:
     path = folder / "deep_dotted.toml"
     path.write_text("[" + ".".join(["a"] * DEEP) + "]\nb = 1\n", encoding="utf-8")
     return path
 
 
+@case("toml")
 def make_toml_model_number(folder: Path) -> Path:
     data = _good_toml()
     data["model"] = 5
@@ -163,6 +185,7 @@ def make_toml_model_number(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_task_list(folder: Path) -> Path:
     data = _good_toml()
     data["task"] = ["listops"]
@@ -171,12 +194,14 @@ def make_toml_task_list(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_model_array_of_tables(folder: Path) -> Path:
     path = folder / "model_array.toml"
     path.write_text('[[model]]\ntype = "transformer"\n[task]\nname = "listops"\n', encoding="utf-8")
     return path
 
 
+@case("toml")
 def make_toml_steps_text(folder: Path) -> Path:
     data = _good_toml()
     data["train"]["steps"] = "many"
@@ -185,6 +210,7 @@ def make_toml_steps_text(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_setting_table(folder: Path) -> Path:
     data = _good_toml()
     data["model"]["d_model"] = {"wide": True}
@@ -193,6 +219,7 @@ def make_toml_setting_table(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_type_number(folder: Path) -> Path:
     data = _good_toml()
     data["model"]["type"] = 7
@@ -201,6 +228,7 @@ def make_toml_type_number(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_compress_method_list(folder: Path) -> Path:
     data = _good_toml()
     data["compress"] = [{"method": ["prune"]}]
@@ -209,6 +237,7 @@ def make_toml_compress_method_list(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_escaped_quotes(folder: Path) -> Path:
     """Nearly 1 MB of escaped quotes in a string that never ends, then brackets: a scan that retries
     every quote as the start of a string takes hours on it; a bounded reader refuses it at once."""
@@ -217,11 +246,13 @@ def make_toml_escaped_quotes(folder: Path) -> Path:
     return path
 
 
+@case("checkpoint")
 def make_ckpt_config_escaped_quotes(folder: Path) -> Path:
     text = '["' + '\\"' * 400_000 + "[" * 100
     return _rewrite_header(folder, "config_escaped_quotes.safetensors", _with_config(text))
 
 
+@case("toml")
 def make_toml_oversized(folder: Path) -> Path:
     path = folder / "oversized.toml"
     path.write_text(tomli_w.dumps(_good_toml()) + "# " + "x" * (3 << 20) + "\n", encoding="utf-8")
@@ -255,44 +286,53 @@ def make_good_run_folder(folder: Path, name: str = "good_run", lines: list[bytes
     return run
 
 
+@case("run_folder")
 def make_run_list_line(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_list_line", [b'["step", 1, 2]'])
 
 
+@case("run_folder")
 def make_run_step_text(folder: Path) -> Path:
     record = {**_good_events()[2], "step": "three"}
     return make_good_run_folder(folder, "run_step_text", [json.dumps(record).encode()])
 
 
+@case("run_folder")
 def make_run_loss_table(folder: Path) -> Path:
     record = {**_good_events()[2], "loss": {"value": 1.0}}
     return make_good_run_folder(folder, "run_loss_table", [json.dumps(record).encode()])
 
 
+@case("run_folder")
 def make_run_metrics_list(folder: Path) -> Path:
     record = {**_good_events()[2], "metrics": [1, 2]}
     return make_good_run_folder(folder, "run_metrics_list", [json.dumps(record).encode()])
 
 
+@case("run_folder")
 def make_run_event_number(folder: Path) -> Path:
     record = {**_good_events()[2], "event": 5}
     return make_good_run_folder(folder, "run_event_number", [json.dumps(record).encode()])
 
 
+@case("run_folder")
 def make_run_missing_field(folder: Path) -> Path:
     record = {key: value for key, value in _good_events()[2].items() if key != "loss"}
     return make_good_run_folder(folder, "run_missing_field", [json.dumps(record).encode()])
 
 
+@case("run_folder")
 def make_run_deep_line(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_deep_line", [b"[" * 200_000 + b"]" * 200_000])
 
 
+@case("run_folder")
 def make_run_deep_object_line(folder: Path) -> Path:
     deep = b'{"event": "step", "metrics": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}"
     return make_good_run_folder(folder, "run_deep_object_line", [deep])
 
 
+@case("run_folder")
 def make_run_huge_line(folder: Path) -> Path:
     """An event log whose third line is 100 MB long (one log message)."""
     run = make_good_run_folder(folder, "run_huge_line", [b"PLACEHOLDER"])
@@ -307,22 +347,26 @@ def make_run_huge_line(folder: Path) -> Path:
     return run
 
 
+@case("run_folder")
 def make_run_line_not_utf8(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_line_not_utf8",
                                 [b'{"event": "log", "level": "info", "message": "caf\xe9"}'])
 
 
+@case("run_folder")
 def make_run_config_not_utf8(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_config_not_utf8",
                                 config=tomli_w.dumps(_good_toml()).encode() + b"# \xc3\x28\n")
 
 
+@case("run_folder")
 def make_run_config_model_number(folder: Path) -> Path:
     data = _good_toml()
     data["model"] = 5
     return make_good_run_folder(folder, "run_config_model_number", config=tomli_w.dumps(data).encode())
 
 
+@case("run_folder")
 def make_run_events_symlink_loop(folder: Path) -> Path:
     run = make_good_run_folder(folder, "run_events_loop")
     (run / "events.jsonl").unlink()
@@ -330,6 +374,7 @@ def make_run_events_symlink_loop(folder: Path) -> Path:
     return run
 
 
+@case("run_folder")
 def make_run_config_symlink_loop(folder: Path) -> Path:
     run = make_good_run_folder(folder, "run_config_loop")
     (run / "config.toml").unlink()
@@ -339,16 +384,19 @@ def make_run_config_symlink_loop(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------ values of the right syntax and a wrong meaning
+@case("checkpoint")
 def make_ckpt_step_other_digits(folder: Path) -> Path:
     """``step = "\u0663"`` (ARABIC-INDIC DIGIT THREE): Python's int() reads it as 3."""
     return _rewrite_header(folder, "step_other_digits.safetensors", lambda m: m.update(step="\u0663"))
 
 
+@case("checkpoint")
 def make_ckpt_step_underscore(folder: Path) -> Path:
     """``step = "1_0"``: Python's int() reads it as 10."""
     return _rewrite_header(folder, "step_underscore.safetensors", lambda m: m.update(step="1_0"))
 
 
+@case("checkpoint")
 def make_ckpt_config_lone_surrogate(folder: Path) -> Path:
     """Config JSON escaping half of a UTF-16 pair: valid JSON, a string no file or terminal can encode."""
     return _rewrite_header(folder, "config_lone_surrogate.safetensors",
@@ -370,6 +418,7 @@ def _toml_with(folder: Path, name: str, edit) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_seed_max_int(folder: Path) -> Path:
     """A training seed of 2**63 - 1: fits 64 bits, but the seeds derived from it (seed x 1,000,003) do not."""
     data = _good_toml()
@@ -379,24 +428,29 @@ def make_toml_seed_max_int(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_int_for_bool(folder: Path) -> Path:
     return _toml_with(folder, "int_for_bool.toml", lambda t: t.replace("compile = false", "compile = 1"))
 
 
+@case("toml")
 def make_toml_section_typo(folder: Path) -> Path:
     return _toml_with(folder, "section_typo.toml", lambda t: t + "\n[modle]\nd_model = 32\n")
 
 
+@case("toml")
 def make_toml_choice_wrong_case(folder: Path) -> Path:
     return _toml_with(folder, "choice_case.toml", lambda t: t.replace('device = "cpu"', 'device = "CPU"'))
 
 
+@case("toml")
 def make_toml_plugin_attention(folder: Path) -> Path:
     """An attention kind a plugin would provide, not installed here."""
     return _toml_with(folder, "plugin_attention.toml",
                       lambda t: t.replace('attention = "sdpa"', 'attention = "flash_plugin"'))
 
 
+@case("toml")
 def make_toml_attention_not_causal(folder: Path) -> Path:
     """A language-modelling task with an attention kind that cannot be causal: found when the model is built."""
     data = _config_of("transformer", "copy")
@@ -407,6 +461,7 @@ def make_toml_attention_not_causal(folder: Path) -> Path:
     return path
 
 
+@case("toml")
 def make_toml_cross_attention_kind(folder: Path) -> Path:
     """An encoder-decoder whose cross-attention kind assumes queries and keys at the same positions."""
     data = _config_of("seq2seq", "copy")
@@ -424,12 +479,14 @@ def _config_of(model: str, task: str) -> dict:
     return RunConfig.create(model, task, small).to_dict()
 
 
+@case("run_folder")
 def make_run_lone_surrogate(folder: Path) -> Path:
     return make_good_run_folder(folder, "run_lone_surrogate",
                                 [b'{"event": "log", "level": "info", "message": "half \\udc00 a pair"}'])
 
 
 # ------------------------------------------------------------ paths
+@case("path")
 def make_symlink_loop(folder: Path) -> Path:
     """A name that points to itself: any command given it as an input must say "symlink loop"."""
     path = folder / "loop.safetensors"
@@ -437,6 +494,7 @@ def make_symlink_loop(folder: Path) -> Path:
     return path
 
 
+@case("path")
 def make_symlink_loop_pair(folder: Path) -> Path:
     first, second = folder / "a.toml", folder / "b.toml"
     os.symlink(second.name, first)
@@ -444,68 +502,12 @@ def make_symlink_loop_pair(folder: Path) -> Path:
     return first
 
 
+@case("path")
 def make_fifo(folder: Path) -> Path:
     path = folder / "pipe.safetensors"
     os.mkfifo(path)
     return path
 
-
-CASES = [
-    ("ckpt_step_text", make_ckpt_step_text, "checkpoint"),
-    ("ckpt_step_negative", make_ckpt_step_negative, "checkpoint"),
-    ("ckpt_step_float", make_ckpt_step_float, "checkpoint"),
-    ("ckpt_config_deep_list", make_ckpt_config_deep_list, "checkpoint"),
-    ("ckpt_config_deep_object", make_ckpt_config_deep_object, "checkpoint"),
-    ("ckpt_config_list", make_ckpt_config_list, "checkpoint"),
-    ("ckpt_config_text", make_ckpt_config_text, "checkpoint"),
-    ("ckpt_config_model_number", make_ckpt_config_model_number, "checkpoint"),
-    ("ckpt_config_setting_table", make_ckpt_config_setting_table, "checkpoint"),
-    ("ckpt_config_missing_type", make_ckpt_config_missing_type, "checkpoint"),
-    ("ckpt_config_not_json", make_ckpt_config_not_json, "checkpoint"),
-    ("ckpt_config_escaped_quotes", make_ckpt_config_escaped_quotes, "checkpoint"),
-    ("toml_not_utf8", make_toml_not_utf8, "toml"),
-    ("toml_latin1_value", make_toml_latin1_value, "toml"),
-    ("toml_deep_array", make_toml_deep_array, "toml"),
-    ("toml_deep_inline_table", make_toml_deep_inline_table, "toml"),
-    ("toml_deep_dotted_table", make_toml_deep_dotted_table, "toml"),
-    ("toml_model_number", make_toml_model_number, "toml"),
-    ("toml_task_list", make_toml_task_list, "toml"),
-    ("toml_model_array_of_tables", make_toml_model_array_of_tables, "toml"),
-    ("toml_steps_text", make_toml_steps_text, "toml"),
-    ("toml_setting_table", make_toml_setting_table, "toml"),
-    ("toml_type_number", make_toml_type_number, "toml"),
-    ("toml_compress_method_list", make_toml_compress_method_list, "toml"),
-    ("toml_escaped_quotes", make_toml_escaped_quotes, "toml"),
-    ("toml_oversized", make_toml_oversized, "toml"),
-    ("run_list_line", make_run_list_line, "run_folder"),
-    ("run_step_text", make_run_step_text, "run_folder"),
-    ("run_loss_table", make_run_loss_table, "run_folder"),
-    ("run_metrics_list", make_run_metrics_list, "run_folder"),
-    ("run_event_number", make_run_event_number, "run_folder"),
-    ("run_missing_field", make_run_missing_field, "run_folder"),
-    ("run_deep_line", make_run_deep_line, "run_folder"),
-    ("run_deep_object_line", make_run_deep_object_line, "run_folder"),
-    ("run_huge_line", make_run_huge_line, "run_folder"),
-    ("run_line_not_utf8", make_run_line_not_utf8, "run_folder"),
-    ("run_config_not_utf8", make_run_config_not_utf8, "run_folder"),
-    ("run_config_model_number", make_run_config_model_number, "run_folder"),
-    ("run_events_symlink_loop", make_run_events_symlink_loop, "run_folder"),
-    ("run_config_symlink_loop", make_run_config_symlink_loop, "run_folder"),
-    ("ckpt_step_other_digits", make_ckpt_step_other_digits, "checkpoint"),
-    ("ckpt_step_underscore", make_ckpt_step_underscore, "checkpoint"),
-    ("ckpt_config_lone_surrogate", make_ckpt_config_lone_surrogate, "checkpoint"),
-    ("toml_seed_max_int", make_toml_seed_max_int, "toml"),
-    ("toml_int_for_bool", make_toml_int_for_bool, "toml"),
-    ("toml_section_typo", make_toml_section_typo, "toml"),
-    ("toml_choice_wrong_case", make_toml_choice_wrong_case, "toml"),
-    ("toml_plugin_attention", make_toml_plugin_attention, "toml"),
-    ("toml_attention_not_causal", make_toml_attention_not_causal, "toml"),
-    ("toml_cross_attention_kind", make_toml_cross_attention_kind, "toml"),
-    ("run_lone_surrogate", make_run_lone_surrogate, "run_folder"),
-    ("symlink_loop", make_symlink_loop, "path"),
-    ("symlink_loop_pair", make_symlink_loop_pair, "path"),
-    ("fifo", make_fifo, "path"),
-]
 
 # what the one-line message must name besides the file: the field, the line, or the reason
 FIELDS = {

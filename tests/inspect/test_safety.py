@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,27 +102,25 @@ def test_garbage_with_a_known_extension(tmp_path):
         open_model(tmp_path / "noise.onnx")
 
 
+def assert_cut_is_refused(full: Path, cut: Path, size: int, words: str) -> None:
+    """The first ``size`` bytes of ``full`` as ``cut``: opening it is an InspectError that says ``words``."""
+    files.truncated_copy(full, cut, size)
+    with pytest.raises(InspectError, match=words):
+        open_model(cut)
+
+
 def test_truncated_pytorch_onnx_and_numpy_files(tmp_path):
     torch.save({"w": torch.randn(64, 64)}, tmp_path / "full.pt")
-    files.truncated_copy(tmp_path / "full.pt", tmp_path / "cut.pt", (tmp_path / "full.pt").stat().st_size // 2)
-    with pytest.raises(InspectError, match="damaged or truncated"):
-        open_model(tmp_path / "cut.pt")
+    assert_cut_is_refused(tmp_path / "full.pt", tmp_path / "cut.pt", (tmp_path / "full.pt").stat().st_size // 2,
+                          "damaged or truncated")
     torch.save({"w": torch.randn(64, 64)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
-    files.truncated_copy(tmp_path / "legacy.pt", tmp_path / "cut_legacy.pt", 100)
-    with pytest.raises(InspectError, match="cut_legacy.pt"):
-        open_model(tmp_path / "cut_legacy.pt")
+    assert_cut_is_refused(tmp_path / "legacy.pt", tmp_path / "cut_legacy.pt", 100, "cut_legacy.pt")
     full = files.onnx_model(tmp_path / "full.onnx")
-    files.truncated_copy(full, tmp_path / "cut.onnx", full.stat().st_size - 20)
-    with pytest.raises(InspectError, match="cut.onnx"):
-        open_model(tmp_path / "cut.onnx")
+    assert_cut_is_refused(full, tmp_path / "cut.onnx", full.stat().st_size - 20, "cut.onnx")
     np.save(tmp_path / "full.npy", np.ones((100, 100)))
-    files.truncated_copy(tmp_path / "full.npy", tmp_path / "cut.npy", 5000)
-    with pytest.raises(InspectError, match="truncated"):
-        open_model(tmp_path / "cut.npy")
+    assert_cut_is_refused(tmp_path / "full.npy", tmp_path / "cut.npy", 5000, "truncated")
     npz = files.npz_file(tmp_path / "full.npz")
-    files.truncated_copy(npz, tmp_path / "cut.npz", npz.stat().st_size - 30)
-    with pytest.raises(InspectError, match="damaged or truncated"):
-        open_model(tmp_path / "cut.npz")
+    assert_cut_is_refused(npz, tmp_path / "cut.npz", npz.stat().st_size - 30, "damaged or truncated")
 
 
 def test_numpy_object_arrays_are_not_unpickled(tmp_path):

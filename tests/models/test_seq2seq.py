@@ -28,22 +28,6 @@ REVERSE = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread, and a busy machine does not stall them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
-
-
 def small_task(mode: str = "reverse") -> CopyTask:
     return CopyTask(CopyConfig(mode=mode, vocab_size=8, min_length=2, max_length=6, train_size=64,
                                val_size=16, test_size=16))

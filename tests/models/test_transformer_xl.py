@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from effstudio.config import ConfigError
-from effstudio.engine.events import AttentionEvent, EvalEvent, JobControl, StepEvent
+from effstudio.engine.events import AttentionEvent, EvalEvent, StepEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.base import ModelSpec
 from effstudio.models.transformer_xl import TransformerXL, TransformerXLConfig, relative_shift
 from effstudio.tasks.base import TaskSpec
+from tests.engine.conftest import train_stopped_at
 
 VOCAB = ("<pad>",) + tuple("abcdefgh")
 SPEC = TaskSpec("toy-lm", "lm", VOCAB, num_classes=len(VOCAB), max_length=32)
@@ -156,12 +157,7 @@ def test_stop_then_resume_keeps_the_memory_and_equals_one_run(tmp_path, monkeypa
         return [(e.loss, e.metrics) for e in events if isinstance(e, StepEvent)]
 
     straight = list(train(cfg, out_dir=tmp_path / "straight"))
-    control = JobControl()
-    first = []
-    for event in train(cfg, control=control, out_dir=tmp_path / "split"):
-        first.append(event)
-        if isinstance(event, StepEvent) and event.step == 3:
-            control.stop()
+    first = train_stopped_at(cfg, 3, tmp_path / "split")
     second = list(train(cfg, out_dir=tmp_path / "split", resume=tmp_path / "split" / "checkpoint.safetensors"))
     combined = history(first) + history(second)
     assert [loss for loss, _ in combined] == pytest.approx([loss for loss, _ in history(straight)], rel=1e-5)

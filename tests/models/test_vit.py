@@ -23,22 +23,6 @@ TINY = {"model.d_model": 32, "model.layers": 2, "model.heads": 2, "model.dropout
         "train.device": "cpu", "train.batch_size": 64, "train.warmup_steps": 10}
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread, and a busy machine does not stall them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(root / "cache"))
-
-
 def vit(spec: TaskSpec = SPEC, attention: str = "full", attention_config=None, **changes) -> VisionTransformer:
     config = ViTConfig(**{"d_model": 32, "layers": 2, "heads": 2, "dropout": 0.0, "attention": attention, **changes})
     if attention_config is None:

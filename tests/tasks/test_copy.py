@@ -18,16 +18,11 @@ from effstudio.tasks.copy import (
     CopyTask,
     generate_splits,
 )
+from tests.tasks.conftest import assert_read_back_from_cache
 
 SMALL = CopyConfig(
     vocab_size=7, min_length=2, max_length=9, train_size=300, val_size=40, test_size=40
 )
-
-
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-    return tmp_path
 
 
 @pytest.mark.parametrize("mode", ["copy", "reverse", "sort"])
@@ -86,15 +81,8 @@ def test_same_seed_same_tensors_and_different_seed_differs():
 
 
 def test_cache_is_created_then_reused(monkeypatch):
-    first = CopyTask(SMALL).split("val")
+    assert_read_back_from_cache(monkeypatch, copy_task, lambda: CopyTask(SMALL), "val")
     assert len(list(task_cache_dir("copy").glob("*.safetensors"))) == 1
-
-    def refuse(config):
-        raise AssertionError("generator called although the cache holds the data")
-
-    monkeypatch.setattr(copy_task, "generate_splits", refuse)
-    again = CopyTask(SMALL).split("val")
-    assert torch.equal(first.inputs, again.inputs) and torch.equal(first.targets, again.targets)
 
 
 def test_min_length_above_max_length_is_refused():

@@ -11,11 +11,6 @@ from effstudio.tasks.digits import DigitsConfig, DigitsTask, generate_split, gly
 SMALL = DigitsConfig(train_size=200, val_size=50, test_size=50)
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-
-
 @pytest.mark.parametrize("size", [16, 28])
 def test_images_and_labels(size):
     task = DigitsTask(with_values(SMALL, {"image_size": size}))

@@ -13,11 +13,6 @@ from effstudio.config import ConfigError
 from effstudio.tasks.imagefolder import ImageFolderConfig, ImageFolderTask
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def write_folder(root: Path, counts: dict[str, int], size: int = 12) -> Path:
     """Class sub-folders of solid grey images (stored as RGB) whose brightness encodes class and index."""
     for label, (name, count) in enumerate(counts.items()):

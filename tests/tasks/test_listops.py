@@ -18,14 +18,9 @@ from effstudio.tasks.listops import (
     longest_expression,
     sample_expression,
 )
+from tests.tasks.conftest import assert_read_back_from_cache
 
 SMALL = ListOpsConfig(train_size=200, val_size=50, test_size=50, min_length=8, max_length=64)
-
-
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-    return tmp_path
 
 
 def strip_pad(task: ListOpsTask, row: torch.Tensor) -> list[str]:
@@ -173,15 +168,8 @@ def test_infeasible_sizes_raise_instead_of_looping(monkeypatch):
 
 
 def test_cache_file_is_created_then_reused(monkeypatch):
-    first = ListOpsTask(SMALL).split("train")
+    assert_read_back_from_cache(monkeypatch, listops, lambda: ListOpsTask(SMALL), "train")
     assert len(cache_files()) == 1
-
-    def refuse(config):
-        raise AssertionError("generator called although the cache holds the data")
-
-    monkeypatch.setattr(listops, "generate_splits", refuse)
-    again = ListOpsTask(SMALL).split("train")
-    assert torch.equal(first.inputs, again.inputs) and torch.equal(first.targets, again.targets)
 
 
 def test_a_different_config_gets_its_own_file():

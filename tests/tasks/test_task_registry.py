@@ -19,11 +19,6 @@ SMALL_SIZES = {"train_size": 24, "val_size": 12, "test_size": 12}
 ENTRIES = get_registry().all("tasks")
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path))
-
-
 def image_folder(root: Path) -> Path:
     """Two classes of small PNGs, for tasks that read a folder of the user's images."""
     for label, name in enumerate(("dark", "light")):

@@ -20,6 +20,7 @@ from effstudio.gui.views.base import (
     VIEWS,
     MetricStyle,
     ModelView,
+    discover_views,
     metric_style,
     register_view,
     views_for,
@@ -27,7 +28,8 @@ from effstudio.gui.views.base import (
 from effstudio.gui.views.model_area import ModelViewArea
 
 __all__ = [
-    "METRICS", "VIEWS", "MetricStyle", "ModelView", "ModelViewArea", "cross_attention_view", "expert_view",
+    "METRICS", "VIEWS", "MetricStyle", "ModelView", "ModelViewArea", "cross_attention_view", "discover_views",
+    "expert_view",
     "memory_view", "metric_style", "patch_attention_view", "ponder_view", "register_view", "segment_view",
     "views_for",
 ]

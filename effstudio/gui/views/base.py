@@ -15,6 +15,16 @@ The Monitor builds one widget per class whose key an event carries and ignores
 unknown keys. The method is ``set_arrays`` rather than ``update``: QWidget
 already has an ``update()`` (schedule a repaint) that Qt and pyqtgraph call.
 
+A plugin package adds a view through the entry-point group ``effstudio.views``,
+the entry point's name being the extras key::
+
+    [project.entry-points."effstudio.views"]
+    token_segments = "my_package.views:SegmentLengthView"
+
+:func:`discover_views` loads them the registry's tolerant way: a plugin that
+fails to import, is not a ModelView class or claims a key that already has a
+view is recorded in ``Registry.errors`` and skipped.
+
 Step metrics (the 0-dim extras) need no view: the Monitor plots every key, with
 the title and unit given here in ``METRICS`` when the key is known.
 """
@@ -23,11 +33,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
 
 import numpy as np
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from effstudio.gui import theme
+from effstudio.registry import Registry
+
+VIEW_GROUP = "effstudio.views"
 
 
 class ModelView(QWidget):
@@ -89,6 +104,21 @@ def register_view(key: str) -> Callable[[type[ModelView]], type[ModelView]]:
         return cls
 
     return register
+
+
+def register_plugin_view(key: str, view: Any) -> None:
+    """Show the extras array ``key`` with a plugin's ``view`` class; refuse anything else."""
+    if not (isinstance(view, type) and issubclass(view, ModelView)):
+        raise TypeError(f"{view!r} is not a ModelView class")
+    if VIEWS.get(key, view) is not view:
+        raise ValueError(f"the extras key {key!r} already has a view ({VIEWS[key].__name__})")
+    register_view(key)(view)
+
+
+def discover_views(registry: Registry) -> None:
+    """Register the views plugins declare in ``effstudio.views``; failures go to ``registry.errors``."""
+    for ep in entry_points(group=VIEW_GROUP):
+        registry.load_plugin(VIEW_GROUP, ep, lambda view, key=ep.name: register_plugin_view(key, view))
 
 
 def views_for(keys: Iterable[str]) -> list[type[ModelView]]:

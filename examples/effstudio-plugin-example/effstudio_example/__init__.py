@@ -1,0 +1,1 @@
+"""An example effstudio plugin: a cosine-similarity attention kind and a segment-length model view."""
