@@ -2,7 +2,8 @@
 
 The window assembles a RunConfig from the section forms, validates it the way
 the CLI does (errors show next to the field they name), runs it as a
-:class:`~effstudio.gui.job.Job` (its job function is :class:`TrainingRun`) and
+:class:`~effstudio.gui.job.Job` (its job function is a
+:class:`~effstudio.gui.training_run.TrainingRun`) and
 routes the job's events to the panels. A run config's ``[[compress]]`` steps run
 after a run that finished, in the Compress section, as ``effstudio train
 --config`` runs them. Closing the window stops a run and the steps, and waits
@@ -12,8 +13,6 @@ for their threads.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,6 @@ from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
     EvalEvent,
-    Event,
-    JobControl,
     LogEvent,
     MemoryEvent,
     StartEvent,
@@ -63,7 +60,7 @@ from effstudio.gui.command import command_line, torchrun_command_line
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
 from effstudio.gui.job import Job, JobHost
-from effstudio.gui.metrics import RunProgress, format_duration, format_number
+from effstudio.gui.metrics import RunProgress, run_summary
 from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
 from effstudio.gui.panels.compress_panel import CompressPanel
 from effstudio.gui.panels.data_panel import DataPanel
@@ -73,36 +70,14 @@ from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
+from effstudio.gui.training_run import TrainFn, TrainingRun
 from effstudio.registry import Registry, UnknownEntryError, get_registry
-from effstudio.runs.recorder import RunRecordedEvent, record_run, recording_enabled
+from effstudio.runs.recorder import RunRecordedEvent
 
 MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)
 SHUTDOWN_TIMEOUT_MS = 60_000
 THROTTLE_S = 0.05  # at most one batch of steps per 50 ms reaches the GUI thread
 TRAINING = "training"  # the window's job slot
-
-TrainFn = Callable[..., Iterator[Event]]  # train()'s signature: (config, *, control, out_dir, resume, init)
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    """The window's job function: ``train_fn`` (a child process by default) on the plan's config, its
-    events recorded in the run store on their way (here, in the window's process, never in the child
-    that trains, so once), with the plan's compression steps when it has some."""
-
-    plan: RunPlan
-    train_fn: TrainFn = train
-    out_dir: Path | None = None
-    resume: Path | None = None
-    init: Path | None = None
-
-    def __call__(self, control: JobControl) -> Iterator[Event]:
-        events = self.train_fn(self.plan.config, control=control, out_dir=self.out_dir, resume=self.resume,
-                               init=self.init)
-        if recording_enabled():
-            events = record_run(events, self.plan if self.plan.compress else self.plan.config, source="gui")
-        return events
-
 
 class MainWindow(JobHost, QMainWindow):
     def __init__(
@@ -612,17 +587,12 @@ class MainWindow(JobHost, QMainWindow):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        state = getattr(self, "state", "idle")
-        active = self.job is not None
-        can_start = not active and not self.config_problems
-        self.action_map["start"].setEnabled(can_start)
-        if active:
-            self.action_map["start"].setToolTip("A run is in progress")
-        elif self.config_problems:
-            first = self.config_problems[0]
-            self.action_map["start"].setToolTip(f"Fix {first.field}: {first.message}")
-        else:
-            self.action_map["start"].setToolTip("Train the model (F5)")
+        state, active = getattr(self, "state", "idle"), self.job is not None
+        problem = self.config_problems[0] if self.config_problems else None
+        self.action_map["start"].setEnabled(not active and problem is None)
+        self.action_map["start"].setToolTip("A run is in progress" if active else
+                                            f"Fix {problem.field}: {problem.message}" if problem else
+                                            "Train the model (F5)")
         self.action_map["pause"].setEnabled(active and state in ("running", "paused"))
         paused = state == "paused"
         self.action_map["pause"].setText("Resume" if paused else "Pause")
@@ -632,50 +602,40 @@ class MainWindow(JobHost, QMainWindow):
     # --------------------------------------------------------------- job slots
     def _on_event(self, event: Any) -> None:
         if isinstance(event, list):  # a batch of StepEvents
-            self._on_steps(event)
+            self.progress.add_steps(event)
+            self.monitor_panel.add_steps(event, self.progress)
+            if self.state in ("running", "paused", "stopping"):
+                self._set_state(self.state)
         elif isinstance(event, StartEvent):
-            self._on_started(event)
+            self._run_dir = event.run_dir
+            self.progress.start(event)
+            self.status.set_device(event.device)
+            self.monitor_panel.run_started(event, self._run_title, self.progress)
+            self.log.add("info", f"Run folder {event.run_dir} \u00b7 {event.params:,} parameters on {event.device}")
+            if self.state == "starting":
+                self._set_state("running")
         elif isinstance(event, EvalEvent):
-            self._on_eval(event)
+            self.progress.add_eval(event)
+            self.monitor_panel.add_eval(event, self.progress)
+            self.train_panel.metrics.show_progress(self.progress)
         elif isinstance(event, MemoryEvent):
-            self._on_memory(event)
+            self.monitor_panel.add_memory(event)
+            if event.cuda_allocated_mb is not None:
+                self.status.set_cuda_memory(event.cuda_allocated_mb)
+        elif isinstance(event, AttentionEvent):
+            self.monitor_panel.add_attention(event)
         elif isinstance(event, CheckpointEvent):
             self.log.add("info", f"Checkpoint at step {event.step}: {event.path}")
         elif isinstance(event, LogEvent):
             self.log.add(event.level, event.message)
         elif isinstance(event, RunRecordedEvent):
-            self._on_recorded(event.id)
-        elif isinstance(event, AttentionEvent):
-            self.monitor_panel.add_attention(event)
+            self._run_id = event.id
+            self.log.add("info", f"Recorded as run #{event.id} (Runs section)")
+            self.runs_panel.refresh()
         elif isinstance(event, DoneEvent):
             self.last_done = event
         else:
             self.log.add("info", f"{event.kind}: {event.to_json()}")
-
-    def _on_started(self, event: StartEvent) -> None:
-        self._run_dir = event.run_dir
-        self.progress.start(event)
-        self.status.set_device(event.device)
-        self.monitor_panel.run_started(event, self._run_title, self.progress)
-        self.log.add("info", f"Run folder {event.run_dir} \u00b7 {event.params:,} parameters on {event.device}")
-        if self.state == "starting":
-            self._set_state("running")
-
-    def _on_steps(self, events: list) -> None:
-        self.progress.add_steps(events)
-        self.monitor_panel.add_steps(events, self.progress)
-        if self.state in ("running", "paused", "stopping"):
-            self._set_state(self.state)
-
-    def _on_eval(self, event: EvalEvent) -> None:
-        self.progress.add_eval(event)
-        self.monitor_panel.add_eval(event, self.progress)
-        self.train_panel.metrics.show_progress(self.progress)
-
-    def _on_memory(self, event: MemoryEvent) -> None:
-        self.monitor_panel.add_memory(event)
-        if event.cuda_allocated_mb is not None:
-            self.status.set_cuda_memory(event.cuda_allocated_mb)
 
     def _on_paused(self, paused: bool) -> None:
         if self.state in ("running", "paused"):
@@ -708,14 +668,7 @@ class MainWindow(JobHost, QMainWindow):
             self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
         self.monitor_panel.run_ended()
         self.status.set_cuda_memory(None)
-        summary = (f"{done.status.capitalize()} after {done.steps} steps in {format_duration(done.seconds)}"
-                   f" \u00b7 final loss {format_number(done.final_loss)}")
-        if done.val_accuracy is not None:
-            summary += f" \u00b7 val accuracy {100 * done.val_accuracy:.1f}%"
-        if done.checkpoint:
-            summary += f" \u00b7 checkpoint {done.checkpoint}"
-        if done.status == "failed":
-            summary = f"Failed: {done.error or 'unknown error'}"
+        summary = run_summary(done)
         self.log.add("error" if done.status == "failed" else "info", summary)
         self.status.showMessage(html.unescape(summary), 15_000)
         self._set_state(done.status)
@@ -756,11 +709,6 @@ class MainWindow(JobHost, QMainWindow):
         self.log.add(level, text)
         names = ", ".join(Path(p).name for p in done.outputs) or "nothing"
         self.status.showMessage(f"Compression steps {done.status}: wrote {names} (Compress section)", 15_000)
-        self.runs_panel.refresh()
-
-    def _on_recorded(self, run_id: int) -> None:
-        self._run_id = run_id
-        self.log.add("info", f"Recorded as run #{run_id} (Runs section)")
         self.runs_panel.refresh()
 
     def _on_job_ended(self) -> None:
