@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
@@ -120,9 +121,11 @@ class JobWorker(QObject):
                 status = "stopped"
         except Exception as err:  # a plugin, a child process or a bad setting may raise anything
             status = "failed"
-            self.exception = err
             self.error = failure_message(err)
             self.details = getattr(err, "details", "") or traceback.format_exc()
+            # kept without its traceback: its frames hold this worker, a cycle that would free the
+            # worker's QObject later, from the garbage collector, in whichever thread it runs
+            self.exception = err.with_traceback(None)
             if batcher is not None:
                 batcher.flush()  # what came before the failure arrives before it
             self.failed.emit(self.error)
@@ -257,6 +260,9 @@ class Job(QObject):
 
     @Slot()
     def _thread_finished(self) -> None:
+        # QThread.finished is sent from the thread just before it exits: let it exit, so that a
+        # receiver may delete the job (and with it the QThread) at once
+        self.qthread.wait()
         self.ended.emit()
 
 
@@ -274,6 +280,7 @@ class JobHost:
     def init_jobs(self) -> None:
         self._job_slots: dict[str, Job] = {}
         self._live_jobs: list[Job] = []  # running or not yet ended, replaced ones included
+        self._job_callbacks: dict[Job, _Callbacks] = {}
 
     def start_job(self, fn: JobFn, slot: str = "main", *, on_event: Callable[[Any], None] | None = None,
                   on_failed: Callable[[str], None] | None = None,
@@ -286,15 +293,13 @@ class JobHost:
             previous.stop()
         job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", parent=self,  # type: ignore[arg-type]
                   throttle_s=throttle_s)
-
-        def current() -> bool:
-            return self._job_slots.get(slot) is job
-
-        if on_event is not None:
-            job.event.connect(lambda event: on_event(event) if current() else None)
-        job.failed.connect(lambda message: (on_failed or self.show_job_error)(message) if current() else None)
-        job.finished.connect(lambda status: self._job_finished(slot, job, status, on_finished))
-        job.ended.connect(lambda: self._job_ended(job))
+        # the host's own methods, not closures: a closure would tie the host's life to the job's
+        # connections, and a host freed when Qt deletes the job would delete the job a second time
+        self._job_callbacks[job] = _Callbacks(slot, on_event, on_failed or self.show_job_error, on_finished)
+        job.event.connect(self._job_event)
+        job.failed.connect(self._job_failed)
+        job.finished.connect(self._job_finished)
+        job.ended.connect(self._job_ended)
         self._job_slots[slot] = job
         self._live_jobs.append(job)
         job.start()
@@ -329,15 +334,44 @@ class JobHost:
     def show_job_error(self, message: str) -> None:
         """A job raised; panels show ``message`` where their status is."""
 
-    def _job_finished(self, slot: str, job: Job, status: str, on_finished: Callable[[str], None] | None) -> None:
-        if self._job_slots.get(slot) is job:
-            del self._job_slots[slot]
-            if on_finished is not None:
-                on_finished(status)
+    def _reporting(self) -> tuple[Job | None, _Callbacks | None]:
+        """The job that sent the signal being handled, and its callbacks while it is its slot's newest."""
+        job = self.sender()  # type: ignore[attr-defined]
+        callbacks = self._job_callbacks.get(job)
+        if callbacks is None or self._job_slots.get(callbacks.slot) is not job:
+            return job, None
+        return job, callbacks
+
+    def _job_event(self, event: Any) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None and callbacks.on_event is not None:
+            callbacks.on_event(event)
+
+    def _job_failed(self, message: str) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None:
+            callbacks.on_failed(message)
+
+    def _job_finished(self, status: str) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None:
+            del self._job_slots[callbacks.slot]
+            if callbacks.on_finished is not None:
+                callbacks.on_finished(status)
         self.jobs_changed()
 
-    def _job_ended(self, job: Job) -> None:
+    def _job_ended(self) -> None:
+        job = self.sender()  # type: ignore[attr-defined]
         if job in self._live_jobs:
             self._live_jobs.remove(job)
+        self._job_callbacks.pop(job, None)
         job.deleteLater()
         self.jobs_changed()
+
+
+@dataclass(frozen=True)
+class _Callbacks:
+    slot: str
+    on_event: Callable[[Any], None] | None
+    on_failed: Callable[[str], None]
+    on_finished: Callable[[str], None] | None

@@ -299,11 +299,17 @@ def host(qtbot):
 def test_host_runs_a_job_and_reports_in_the_gui_thread(qapp, qtbot, host):
     seen: list = []
     finished: list = []
-    job = host.start_job(lambda control: iter([1, 2, 3]), "work",
-                         on_event=lambda e: seen.append((e, QThread.currentThread())), on_finished=finished.append)
-    assert host.job_of("work") is job and host.changes[-1] is True
+    go = threading.Event()
+
+    def fn(control):
+        go.wait(5)
+        yield from (1, 2, 3)
+
+    job = host.start_job(fn, "work", on_event=lambda e: seen.append((e, QThread.currentThread())),
+                         on_finished=finished.append)
+    assert host.job_of("work") is job and host.job_running("work") and host.changes[-1] is True
     with qtbot.waitSignal(job.ended, timeout=5_000):
-        pass
+        go.set()
     assert [e for e, _ in seen] == [1, 2, 3] and all(t is qapp.thread() for _, t in seen)
     assert finished == ["finished"]
     assert host.job_of("work") is None and not host.job_running("work") and not host.busy
@@ -365,3 +371,12 @@ def test_the_host_passes_batching_on(qtbot, host):
         pass
     assert steps_in(events) == list(range(1, 31))
     assert len([e for e in events if isinstance(e, list)]) < 30
+
+
+def test_a_host_let_go_while_its_ended_job_awaits_deletion_is_freed_once(qtbot):
+    widget = Host()  # a top-level host that only Python holds, like a panel in a test
+    job = widget.start_job(lambda control: iter([1]))
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        pass
+    del widget, job  # the job's deleteLater is still pending
+    qtbot.wait(50)  # Qt deletes the job, then Python frees the host: nothing is deleted twice (no crash)
