@@ -1,13 +1,12 @@
 """The main window: a sidebar of sections, the run controls, and the training job.
 
 The window assembles a RunConfig from the section forms, validates it the way
-the CLI does (errors show next to the field they name), runs it as a
-:class:`~effstudio.gui.job.Job` (its job function is a
-:class:`~effstudio.gui.training_run.TrainingRun`) and
-routes the job's events to the panels. A run config's ``[[compress]]`` steps run
-after a run that finished, in the Compress section, as ``effstudio train
---config`` runs them. Closing the window stops a run and the steps, and waits
-for their threads.
+the CLI does (errors show next to the field they name), runs it as a job (the
+window is a :class:`~effstudio.gui.job.JobHost`; the job function is a
+:class:`~effstudio.gui.training_run.TrainingRun`) and routes the job's events to
+the panels. A run config's ``[[compress]]`` steps run after a run that finished,
+in the Compress section, as ``effstudio train --config`` runs them. Closing the
+window stops a run and the steps, and waits for their threads.
 """
 
 from __future__ import annotations
@@ -78,6 +77,7 @@ MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)
 SHUTDOWN_TIMEOUT_MS = 60_000
 THROTTLE_S = 0.05  # at most one batch of steps per 50 ms reaches the GUI thread
 TRAINING = "training"  # the window's job slot
+
 
 class MainWindow(JobHost, QMainWindow):
     def __init__(
