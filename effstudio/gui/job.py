@@ -10,11 +10,18 @@ lambda connected to a Job runs there too), and cleans up.
 The order of signals is fixed: ``event(object)`` for every event, then
 ``failed(str)`` when the job raised, then ``finished(str)`` with the status
 ("finished", "stopped" or "failed"), then ``ended()`` once the thread is gone.
-No exception ever reaches the GUI thread.
+No exception ever reaches the GUI thread: the job keeps it (``exception``), so
+a window can still read a ConfigError's field.
 
-Stop goes through the JobControl (thread-safe), which the generator checks
-between and, where it can, within its steps; the worker keeps reading until the
-generator returns, so a job can still report what it did before it stopped.
+With ``throttle_s`` set, a fast job cannot flood the GUI thread: step events are
+sent as one list per interval, and only the newest attention map and memory
+sample of an interval are kept (see :class:`StepBatcher`).
+
+Stop and pause go through the JobControl (thread-safe), which the generator
+checks between and, where it can, within its steps; the worker keeps reading
+until the generator returns, so a job can still report what it did before it
+stopped. Training in a child process is a job function like any other
+(``training_process.train_in_process`` forwards the control to the child).
 """
 
 from __future__ import annotations
@@ -22,31 +29,78 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from effstudio.config import ConfigError
-from effstudio.engine.events import JobControl
+from effstudio.engine.events import AttentionEvent, JobControl, MemoryEvent, StepEvent
 
 JobFn = Callable[[JobControl], Iterator[Any]]
 
 _orphans: list[Job] = []  # jobs whose thread outlived shutdown(): kept alive, never destroyed running
 
 
+class StepBatcher:
+    """Coalesces a fast stream: step events in one list per ``throttle_s``, the newest attention map
+    and memory sample of that interval; any other event first sends what is pending, so order holds."""
+
+    def __init__(self, send: Callable[[Any], None], throttle_s: float):
+        self.send = send
+        self.throttle_s = throttle_s
+        self._steps: list[StepEvent] = []
+        self._attention: AttentionEvent | None = None
+        self._memory: MemoryEvent | None = None
+        self._last_flush = float("-inf")  # the first step goes at once
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, StepEvent):
+            self._steps.append(event)
+            if time.perf_counter() - self._last_flush >= self.throttle_s:
+                self.flush()
+        elif isinstance(event, AttentionEvent):
+            self._attention = event
+        elif isinstance(event, MemoryEvent):
+            self._memory = event
+        else:
+            self.flush()
+            self.send(event)
+
+    def flush(self) -> None:
+        self._last_flush = time.perf_counter()
+        if self._steps:
+            batch, self._steps = self._steps, []
+            self.send(batch)
+        for pending in (self._memory, self._attention):
+            if pending is not None:
+                self.send(pending)
+        self._memory = self._attention = None
+
+
+def failure_message(err: BaseException) -> str:
+    """One line for a job's exception: a bad setting or a failure reported from elsewhere (it carries
+    its own ``details``, a child process's traceback) by its message, anything else with its class."""
+    if isinstance(err, ConfigError) or hasattr(err, "details"):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
 class JobWorker(QObject):
     """Runs one job function; lives in the job's thread while it runs."""
 
-    event = Signal(object)
+    event = Signal(object)  # an event, or with batching a list of StepEvents
     failed = Signal(str)  # a one-line message; the traceback is in ``details``
     finished = Signal(str)  # "finished" | "stopped" | "failed", always the last signal
 
-    def __init__(self, fn: JobFn, control: JobControl):
+    def __init__(self, fn: JobFn, control: JobControl, throttle_s: float | None = None):
         super().__init__()
         self.fn = fn
         self.control = control
+        self.throttle_s = throttle_s
         self.status: str | None = None
         self.error: str | None = None
+        self.exception: BaseException | None = None
         self.details = ""
         self.seconds = 0.0
 
@@ -55,16 +109,25 @@ class JobWorker(QObject):
         started = time.perf_counter()
         status = "finished"
         events: Iterator[Any] | None = None
+        batcher = StepBatcher(self.event.emit, self.throttle_s) if self.throttle_s is not None else None
         try:
             events = iter(self.fn(self.control))
             for event in events:
-                self.event.emit(event)
+                if batcher is None:
+                    self.event.emit(event)
+                else:
+                    batcher.add(event)
             if self.control.stop_requested:
                 status = "stopped"
         except Exception as err:  # a plugin, a child process or a bad setting may raise anything
             status = "failed"
-            self.error = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-            self.details = traceback.format_exc()
+            self.error = failure_message(err)
+            self.details = getattr(err, "details", "") or traceback.format_exc()
+            # kept without its traceback: its frames hold this worker, a cycle that would free the
+            # worker's QObject later, from the garbage collector, in whichever thread it runs
+            self.exception = err.with_traceback(None)
+            if batcher is not None:
+                batcher.flush()  # what came before the failure arrives before it
             self.failed.emit(self.error)
         finally:
             if events is not None and hasattr(events, "close"):
@@ -72,6 +135,8 @@ class JobWorker(QObject):
                     events.close()  # a generator left early runs its cleanup now, in this thread
                 except Exception:  # noqa: S110 - the job's outcome is already decided
                     pass
+            if batcher is not None:
+                batcher.flush()
             self.seconds = time.perf_counter() - started
             self.status = status
             self.finished.emit(status)
@@ -93,10 +158,13 @@ class Job(QObject):
     finished = Signal(str)
     ended = Signal()  # the thread has stopped: the job may be dropped
 
-    def __init__(self, fn: JobFn, name: str = "effstudio-job", parent: QObject | None = None):
+    def __init__(self, fn: JobFn, name: str = "effstudio-job", parent: QObject | None = None, *,
+                 throttle_s: float | None = None):
+        """``throttle_s`` batches step events (see :class:`StepBatcher`); None sends each event alone."""
         super().__init__(parent)
+        self.fn = fn
         self.control = JobControl()
-        self.worker = JobWorker(fn, self.control)
+        self.worker = JobWorker(fn, self.control, throttle_s)
         self.qthread = QThread()
         self.qthread.setObjectName(name)
         self.worker.moveToThread(self.qthread)
@@ -127,8 +195,39 @@ class Job(QObject):
     def error(self) -> str | None:
         return self.worker.error
 
+    @property
+    def exception(self) -> BaseException | None:
+        """What the job function raised (a ConfigError names its ``field``), once ``failed`` is sent."""
+        return self.worker.exception
+
+    @property
+    def details(self) -> str:
+        """The failure's traceback (a child process's own, where it sent one)."""
+        return self.worker.details
+
+    @property
+    def seconds(self) -> float:
+        return self.worker.seconds
+
     def stop(self) -> None:
         self.control.stop()
+
+    def pause(self) -> bool:
+        """Ask the job to wait before its next step; False when there is nothing to pause."""
+        if not self.running or self.control.paused or self.control.stop_requested:
+            return False
+        self.control.pause()
+        return True
+
+    def resume(self) -> bool:
+        if not self.control.paused:
+            return False
+        self.control.resume()
+        return True
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         return self.qthread.wait(timeout_ms)
@@ -161,6 +260,9 @@ class Job(QObject):
 
     @Slot()
     def _thread_finished(self) -> None:
+        # QThread.finished is sent from the thread just before it exits: let it exit, so that a
+        # receiver may delete the job (and with it the QThread) at once
+        self.qthread.wait()
         self.ended.emit()
 
 
@@ -178,24 +280,26 @@ class JobHost:
     def init_jobs(self) -> None:
         self._job_slots: dict[str, Job] = {}
         self._live_jobs: list[Job] = []  # running or not yet ended, replaced ones included
+        self._job_callbacks: dict[Job, _Callbacks] = {}
 
     def start_job(self, fn: JobFn, slot: str = "main", *, on_event: Callable[[Any], None] | None = None,
                   on_failed: Callable[[str], None] | None = None,
-                  on_finished: Callable[[str], None] | None = None) -> Job:
-        """Run ``fn`` in its own thread; the callbacks run in the GUI thread while this job is its slot's newest."""
+                  on_finished: Callable[[str], None] | None = None, throttle_s: float | None = None) -> Job:
+        """Run ``fn`` in its own thread; the callbacks run in the GUI thread while this job is its slot's newest.
+
+        ``throttle_s`` batches its step events (see :class:`StepBatcher`)."""
         previous = self._job_slots.get(slot)
         if previous is not None:
             previous.stop()
-        job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", parent=self)  # type: ignore[arg-type]
-
-        def current() -> bool:
-            return self._job_slots.get(slot) is job
-
-        if on_event is not None:
-            job.event.connect(lambda event: on_event(event) if current() else None)
-        job.failed.connect(lambda message: (on_failed or self.show_job_error)(message) if current() else None)
-        job.finished.connect(lambda status: self._job_finished(slot, job, status, on_finished))
-        job.ended.connect(lambda: self._job_ended(job))
+        job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", parent=self,  # type: ignore[arg-type]
+                  throttle_s=throttle_s)
+        # the host's own methods, not closures: a closure would tie the host's life to the job's
+        # connections, and a host freed when Qt deletes the job would delete the job a second time
+        self._job_callbacks[job] = _Callbacks(slot, on_event, on_failed or self.show_job_error, on_finished)
+        job.event.connect(self._job_event)
+        job.failed.connect(self._job_failed)
+        job.finished.connect(self._job_finished)
+        job.ended.connect(self._job_ended)
         self._job_slots[slot] = job
         self._live_jobs.append(job)
         job.start()
@@ -230,15 +334,44 @@ class JobHost:
     def show_job_error(self, message: str) -> None:
         """A job raised; panels show ``message`` where their status is."""
 
-    def _job_finished(self, slot: str, job: Job, status: str, on_finished: Callable[[str], None] | None) -> None:
-        if self._job_slots.get(slot) is job:
-            del self._job_slots[slot]
-            if on_finished is not None:
-                on_finished(status)
+    def _reporting(self) -> tuple[Job | None, _Callbacks | None]:
+        """The job that sent the signal being handled, and its callbacks while it is its slot's newest."""
+        job = self.sender()  # type: ignore[attr-defined]
+        callbacks = self._job_callbacks.get(job)
+        if callbacks is None or self._job_slots.get(callbacks.slot) is not job:
+            return job, None
+        return job, callbacks
+
+    def _job_event(self, event: Any) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None and callbacks.on_event is not None:
+            callbacks.on_event(event)
+
+    def _job_failed(self, message: str) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None:
+            callbacks.on_failed(message)
+
+    def _job_finished(self, status: str) -> None:
+        _job, callbacks = self._reporting()
+        if callbacks is not None:
+            del self._job_slots[callbacks.slot]
+            if callbacks.on_finished is not None:
+                callbacks.on_finished(status)
         self.jobs_changed()
 
-    def _job_ended(self, job: Job) -> None:
+    def _job_ended(self) -> None:
+        job = self.sender()  # type: ignore[attr-defined]
         if job in self._live_jobs:
             self._live_jobs.remove(job)
+        self._job_callbacks.pop(job, None)
         job.deleteLater()
         self.jobs_changed()
+
+
+@dataclass(frozen=True)
+class _Callbacks:
+    slot: str
+    on_event: Callable[[Any], None] | None
+    on_failed: Callable[[str], None]
+    on_finished: Callable[[str], None] | None

@@ -1,11 +1,12 @@
 """The main window: a sidebar of sections, the run controls, and the training job.
 
 The window assembles a RunConfig from the section forms, validates it the way
-the CLI does (errors show next to the field they name), runs it in a
-:class:`~effstudio.gui.worker.TrainingJob` and routes the worker's signals to
-the panels. A run config's ``[[compress]]`` steps run after a run that
-finished, in the Compress section, as ``effstudio train --config`` runs them.
-Closing the window stops a run and the steps, and waits for their threads.
+the CLI does (errors show next to the field they name), runs it as a job (the
+window is a :class:`~effstudio.gui.job.JobHost`; the job function is a
+:class:`~effstudio.gui.training_run.TrainingRun`) and routes the job's events to
+the panels. A run config's ``[[compress]]`` steps run after a run that finished,
+in the Compress section, as ``effstudio train --config`` runs them. Closing the
+window stops a run and the steps, and waits for their threads.
 """
 
 from __future__ import annotations
@@ -39,17 +40,20 @@ from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
     EvalEvent,
+    LogEvent,
     MemoryEvent,
     StartEvent,
 )
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_plan import CompressStep, RunPlan, describe_step, steps_of_run_folder
+from effstudio.engine.trainer import default_run_dir, train
 from effstudio.gui import settings as keys
 from effstudio.gui import training_process
 from effstudio.gui.command import command_line, torchrun_command_line
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, app_icon, icon
-from effstudio.gui.metrics import RunProgress, format_duration, format_number
+from effstudio.gui.job import Job, JobHost
+from effstudio.gui.metrics import RunProgress, run_summary
 from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
 from effstudio.gui.panels.compress_panel import CompressPanel
 from effstudio.gui.panels.data_panel import DataPanel
@@ -59,17 +63,19 @@ from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
+from effstudio.gui.training_run import TrainFn, TrainingRun
 from effstudio.gui.views import discover_views
-from effstudio.gui.worker import TrainFn, TrainingJob, TrainWorker
 from effstudio.pipeline import steps_after_training
 from effstudio.registry import Registry, UnknownEntryError, get_registry
+from effstudio.runs.recorder import RunRecordedEvent
 
 MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)
 SHUTDOWN_TIMEOUT_MS = 60_000
-_orphans: list[TrainingJob] = []  # jobs whose thread outlived the window: kept alive, never destroyed running
+THROTTLE_S = 0.05  # at most one batch of steps per 50 ms reaches the GUI thread
+TRAINING = "training"  # the window's job slot
 
 
-class MainWindow(QMainWindow):
+class MainWindow(JobHost, QMainWindow):
     def __init__(
         self,
         settings: QSettings | None = None,
@@ -86,17 +92,19 @@ class MainWindow(QMainWindow):
         ``bench_fn`` replaces the attention benchmark's generator (tests inject a fake one).
         """
         super().__init__()
+        self.init_jobs()
         self.settings = settings if settings is not None else keys.user_settings()
         self.registry = registry or get_registry()
         discover_views(self.registry)  # plugins' model views, before the status bar counts the errors
         if train_fn is None and isolate:
             train_fn = training_process.train_in_process
             training_process.prestart()
-        self.train_fn = train_fn
+        self.train_fn = train_fn or train
         self.out_dir = out_dir
-        self.job: TrainingJob | None = None
+        self.job: Job | None = None  # the run's job, until its thread has ended
         self.progress = RunProgress()
         self.last_done: DoneEvent | None = None
+        self._failure: str | None = None  # why the current run failed, when its job raised
         self.config_problems: list[ConfigError] = []
         self._run_title = ""
         # [[compress]] steps of the last run config file loaded: kept when the config is saved again,
@@ -466,7 +474,7 @@ class MainWindow(QMainWindow):
         self.show_section(TRAIN)
         self.status.showMessage("Loaded the run's settings: Start runs them again", 10_000)
 
-    def continue_run(self, config: RunConfig, checkpoint: str, run_dir: str) -> TrainWorker | None:
+    def continue_run(self, config: RunConfig, checkpoint: str, run_dir: str) -> Job | None:
         """Resume a recorded run from its checkpoint, in its folder (its record goes on); the
         compression steps its folder's config lists run again on the final checkpoint."""
         if self.job is not None:
@@ -482,7 +490,7 @@ class MainWindow(QMainWindow):
         self.set_compress_steps(steps)
         return self.start_training(resume=Path(checkpoint), out_dir=Path(run_dir))
 
-    def fine_tune(self, checkpoint: str) -> TrainWorker | None:
+    def fine_tune(self, checkpoint: str) -> Job | None:
         """Train a compressed model further: its settings in the forms, a new run from its weights."""
         if self.job is not None:
             self.status.showMessage("A run is in progress: stop it before fine-tuning", 10_000)
@@ -516,7 +524,7 @@ class MainWindow(QMainWindow):
         return self.job is not None
 
     def start_training(self, *, resume: Path | None = None, init: Path | None = None,
-                       out_dir: Path | None = None) -> TrainWorker | None:
+                       out_dir: Path | None = None) -> Job | None:
         """Start a run with the forms' settings; None (and the errors shown) when they are invalid.
 
         ``resume`` continues from a checkpoint, in ``out_dir`` (by default the window's run folder);
@@ -529,8 +537,6 @@ class MainWindow(QMainWindow):
             return None
         out_dir = out_dir or self.out_dir
         if out_dir is None and self.compress_steps:  # the steps' outputs are checked in their folder
-            from effstudio.engine.trainer import default_run_dir
-
             out_dir = default_run_dir(config)
         try:  # the checks of `effstudio train`, before anything is trained or written
             plan = RunPlan(config, self.compress_steps).checked(out_dir)
@@ -540,41 +546,27 @@ class MainWindow(QMainWindow):
             return None
         config = plan.config
         keys.save_run_config(self.settings, config)
-        worker = TrainWorker(config, out_dir=out_dir, resume=resume, init=init,
-                             train_fn=self.train_fn, record_config=plan if plan.compress else config)
         self._run_plan, self._run_dir, self._run_id = plan, None, None
-        job = TrainingJob(worker, self)
-        worker.started.connect(self._on_started)
-        worker.steps.connect(self._on_steps)
-        worker.evaluated.connect(self._on_eval)
-        worker.attention.connect(self._on_attention)
-        worker.memory.connect(self._on_memory)
-        worker.checkpoint.connect(self._on_checkpoint)
-        worker.log.connect(self.log.add)
-        worker.recorded.connect(self._on_recorded)
-        job.paused_changed.connect(self._on_paused)
-        worker.failed.connect(self._on_failed)
-        worker.config_error.connect(self._on_config_error)
-        worker.finished.connect(self._on_finished)
-        job.qthread.finished.connect(self._on_thread_finished)
-        self.job = job
-        self.last_done = None
+        self.last_done, self._failure = None, None
         self.progress = RunProgress()
         self._run_title = f"{config.model_type} on {config.task_name}"
+        self.job = self.start_job(TrainingRun(plan, self.train_fn, out_dir, resume, init), TRAINING,
+                                  throttle_s=THROTTLE_S, on_event=self._on_event, on_failed=self._on_failed,
+                                  on_finished=self._on_finished)
+        self.job.ended.connect(self._on_job_ended)
         self._set_state("starting")
         then = f", then {len(plan.compress)} compression step(s)" if plan.compress else ""
         self.log.add("info", f"Starting {self._run_title}: {config.train.steps} steps{then}")
         self.show_section(MONITOR)
-        job.start()
-        return worker
+        return self.job
 
     def toggle_pause(self) -> None:
         if self.job is None:
             return
-        if self.job.paused:
-            self.job.resume()
-        else:
-            self.job.pause()
+        if self.job.resume():
+            self._on_paused(False)
+        elif self.job.pause():
+            self._on_paused(True)
 
     def stop_training(self) -> None:
         if self.job is None:
@@ -592,54 +584,55 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        state = getattr(self, "state", "idle")
-        active = self.job is not None
-        can_start = not active and not self.config_problems
-        self.action_map["start"].setEnabled(can_start)
-        if active:
-            self.action_map["start"].setToolTip("A run is in progress")
-        elif self.config_problems:
-            first = self.config_problems[0]
-            self.action_map["start"].setToolTip(f"Fix {first.field}: {first.message}")
-        else:
-            self.action_map["start"].setToolTip("Train the model (F5)")
+        state, active = getattr(self, "state", "idle"), self.job is not None
+        problem = self.config_problems[0] if self.config_problems else None
+        self.action_map["start"].setEnabled(not active and problem is None)
+        self.action_map["start"].setToolTip("A run is in progress" if active else
+                                            f"Fix {problem.field}: {problem.message}" if problem else
+                                            "Train the model (F5)")
         self.action_map["pause"].setEnabled(active and state in ("running", "paused"))
         paused = state == "paused"
         self.action_map["pause"].setText("Resume" if paused else "Pause")
         self.action_map["pause"].setIcon(action_icon("start" if paused else "pause"))
         self.action_map["stop"].setEnabled(active and state in ("starting", "running", "paused"))
 
-    # ------------------------------------------------------------ worker slots
-    def _on_started(self, event: StartEvent) -> None:
-        self._run_dir = event.run_dir
-        self.progress.start(event)
-        self.status.set_device(event.device)
-        self.monitor_panel.run_started(event, self._run_title, self.progress)
-        self.log.add("info", f"Run folder {event.run_dir} \u00b7 {event.params:,} parameters on {event.device}")
-        if self.state == "starting":
-            self._set_state("running")
-
-    def _on_steps(self, events: list) -> None:
-        self.progress.add_steps(events)
-        self.monitor_panel.add_steps(events, self.progress)
-        if self.state in ("running", "paused", "stopping"):
-            self._set_state(self.state)
-
-    def _on_eval(self, event: EvalEvent) -> None:
-        self.progress.add_eval(event)
-        self.monitor_panel.add_eval(event, self.progress)
-        self.train_panel.metrics.show_progress(self.progress)
-
-    def _on_attention(self, event: AttentionEvent) -> None:
-        self.monitor_panel.add_attention(event)
-
-    def _on_memory(self, event: MemoryEvent) -> None:
-        self.monitor_panel.add_memory(event)
-        if event.cuda_allocated_mb is not None:
-            self.status.set_cuda_memory(event.cuda_allocated_mb)
-
-    def _on_checkpoint(self, event: CheckpointEvent) -> None:
-        self.log.add("info", f"Checkpoint at step {event.step}: {event.path}")
+    # --------------------------------------------------------------- job slots
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, list):  # a batch of StepEvents
+            self.progress.add_steps(event)
+            self.monitor_panel.add_steps(event, self.progress)
+            if self.state in ("running", "paused", "stopping"):
+                self._set_state(self.state)
+        elif isinstance(event, StartEvent):
+            self._run_dir = event.run_dir
+            self.progress.start(event)
+            self.status.set_device(event.device)
+            self.monitor_panel.run_started(event, self._run_title, self.progress)
+            self.log.add("info", f"Run folder {event.run_dir} \u00b7 {event.params:,} parameters on {event.device}")
+            if self.state == "starting":
+                self._set_state("running")
+        elif isinstance(event, EvalEvent):
+            self.progress.add_eval(event)
+            self.monitor_panel.add_eval(event, self.progress)
+            self.train_panel.metrics.show_progress(self.progress)
+        elif isinstance(event, MemoryEvent):
+            self.monitor_panel.add_memory(event)
+            if event.cuda_allocated_mb is not None:
+                self.status.set_cuda_memory(event.cuda_allocated_mb)
+        elif isinstance(event, AttentionEvent):
+            self.monitor_panel.add_attention(event)
+        elif isinstance(event, CheckpointEvent):
+            self.log.add("info", f"Checkpoint at step {event.step}: {event.path}")
+        elif isinstance(event, LogEvent):
+            self.log.add(event.level, event.message)
+        elif isinstance(event, RunRecordedEvent):
+            self._run_id = event.id
+            self.log.add("info", f"Recorded as run #{event.id} (Runs section)")
+            self.runs_panel.refresh()
+        elif isinstance(event, DoneEvent):
+            self.last_done = event
+        else:
+            self.log.add("info", f"{event.kind}: {event.to_json()}")
 
     def _on_paused(self, paused: bool) -> None:
         if self.state in ("running", "paused"):
@@ -647,25 +640,32 @@ class MainWindow(QMainWindow):
             self.log.add("info", "Paused" if paused else "Resumed")
 
     def _on_failed(self, message: str) -> None:
-        self.status.showMessage(message, 15_000)
+        """The run raised: a bad setting marks its field, anything else logs its traceback."""
+        assert self.job is not None
+        err = self.job.exception
+        if isinstance(err, ConfigError):
+            self.show_config_error(err.field, err.message)
+            self._failure = f"Invalid setting {err.field}: {err.message}"
+        else:
+            self.log.add("error", self.job.details.rstrip())
+            self._failure = f"Training failed: {message}"
+        self.status.showMessage(self._failure, 15_000)
+        self.log.add("error", self._failure)
 
-    def _on_config_error(self, field: str, message: str) -> None:
-        self.show_config_error(field, message)
-
-    def _on_finished(self, done: DoneEvent) -> None:
-        self.last_done = done
+    def _on_finished(self, _status: str) -> None:
+        done = self.last_done
+        if done is None:  # the run raised, or its events ended without a final one
+            if self._failure is None:
+                self._failure = "Training ended without a final event."
+                self.status.showMessage(self._failure, 15_000)
+                self.log.add("error", self._failure)
+            seconds = self.job.seconds if self.job is not None else 0.0
+            done = self.last_done = DoneEvent(0, None, None, None, seconds, "failed", self._failure)
         if done.checkpoint and not self.compress_panel.running:
             self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
         self.monitor_panel.run_ended()
         self.status.set_cuda_memory(None)
-        summary = (f"{done.status.capitalize()} after {done.steps} steps in {format_duration(done.seconds)}"
-                   f" \u00b7 final loss {format_number(done.final_loss)}")
-        if done.val_accuracy is not None:
-            summary += f" \u00b7 val accuracy {100 * done.val_accuracy:.1f}%"
-        if done.checkpoint:
-            summary += f" \u00b7 checkpoint {done.checkpoint}"
-        if done.status == "failed":
-            summary = f"Failed: {done.error or 'unknown error'}"
+        summary = run_summary(done)
         self.log.add("error" if done.status == "failed" else "info", summary)
         self.status.showMessage(html.unescape(summary), 15_000)
         self._set_state(done.status)
@@ -708,15 +708,8 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"Compression steps {done.status}: wrote {names} (Compress section)", 15_000)
         self.runs_panel.refresh()
 
-    def _on_recorded(self, run_id: int) -> None:
-        self._run_id = run_id
-        self.log.add("info", f"Recorded as run #{run_id} (Runs section)")
-        self.runs_panel.refresh()
-
-    def _on_thread_finished(self) -> None:
-        job, self.job = self.job, None
-        if job is not None:
-            job.deleteLater()
+    def _on_job_ended(self) -> None:
+        self.job = None
         self.status.set_device(None)
         self._update_actions()
 
@@ -754,22 +747,18 @@ class MainWindow(QMainWindow):
             pass
         self.settings.sync()
 
-    def shutdown(self) -> bool:
-        """Stop a run and a benchmark, wait for their threads and for background previews; True when all ended."""
-        ended = True
+    def shutdown(self, timeout_ms: int = SHUTDOWN_TIMEOUT_MS) -> bool:
+        """Stop a run and the sections' jobs, wait for their threads; True when all ended."""
         self._closing = True  # a run that ends while the window closes starts no compression steps
         if self.benchmark_panel.running:
             self.status.showMessage("Stopping the benchmark\u2026")
-        ended = self.benchmark_panel.shutdown(SHUTDOWN_TIMEOUT_MS)
-        ended = self.inspect_panel.shutdown(SHUTDOWN_TIMEOUT_MS) and ended
-        ended = self.compress_panel.shutdown(SHUTDOWN_TIMEOUT_MS) and ended
+        ended = self.benchmark_panel.shutdown(timeout_ms)
+        ended = self.inspect_panel.shutdown(timeout_ms) and ended
+        ended = self.compress_panel.shutdown(timeout_ms) and ended
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
-            job = self.job
-            if not job.shutdown(SHUTDOWN_TIMEOUT_MS):
-                ended = False
-                _orphans.append(job)
-        self.data_panel.wait_for_preview(10.0)
+        ended = super().shutdown(timeout_ms) and ended
+        self.data_panel.shutdown(10_000)  # a preview only reads: not worth holding the close for long
         return ended
 
     def closeEvent(self, event: QCloseEvent) -> None:

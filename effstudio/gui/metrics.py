@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from effstudio.engine.events import EvalEvent, StartEvent, StepEvent
+from effstudio.engine.events import DoneEvent, EvalEvent, StartEvent, StepEvent
 from effstudio.gui import theme
 from effstudio.gui.theme import monospace_font
 
@@ -37,6 +37,19 @@ def format_number(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return DASH
     return f"{value:.{digits}g}"
+
+
+def run_summary(done: DoneEvent) -> str:
+    """One line on how a run ended, for the log and the status bar."""
+    if done.status == "failed":
+        return f"Failed: {done.error or 'unknown error'}"
+    summary = (f"{done.status.capitalize()} after {done.steps} steps in {format_duration(done.seconds)}"
+               f" \u00b7 final loss {format_number(done.final_loss)}")
+    if done.val_accuracy is not None:
+        summary += f" \u00b7 val accuracy {100 * done.val_accuracy:.1f}%"
+    if done.checkpoint:
+        summary += f" \u00b7 checkpoint {done.checkpoint}"
+    return summary
 
 
 @dataclass

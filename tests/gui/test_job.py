@@ -1,14 +1,27 @@
-"""The generic job worker: events in order, in the GUI thread; failures, stop, shutdown."""
+"""The one job mechanism: events in order, in the GUI thread; step batching; failures, pause, stop,
+shutdown; and JobHost, the panels' mixin (slots, stop-on-restart, busy state, errors)."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
+import pytest
 from PySide6.QtCore import QThread
+from PySide6.QtWidgets import QWidget
 
 from effstudio.config import ConfigError
-from effstudio.gui.job import Job
+from effstudio.engine.events import (
+    AttentionEvent,
+    DoneEvent,
+    EvalEvent,
+    LogEvent,
+    MemoryEvent,
+    StartEvent,
+    StepEvent,
+)
+from effstudio.gui.job import Job, JobHost
 
 
 def record(job: Job) -> list:
@@ -59,7 +72,7 @@ def test_an_exception_ends_as_failed_and_never_reaches_the_gui(qtbot):
     run_to_end(qtbot, job)
     assert [s[0] for s in seen] == ["event", "failed", "finished", "ended"]
     assert ("failed", "ValueError: bad plugin") in seen and ("finished", "failed") in seen
-    assert "bad plugin" in job.worker.details and "Traceback" in job.worker.details
+    assert "bad plugin" in job.details and "Traceback" in job.details
 
 
 def test_a_config_error_is_reported_by_its_message(qtbot):
@@ -110,3 +123,261 @@ def test_shutdown_stops_and_waits_for_the_thread(qtbot):
     assert job.shutdown(5_000)
     assert not job.running and job.status == "stopped"
     assert job.shutdown(10)  # a second call is harmless
+
+
+# ------------------------------------------------------------- step batching
+def fake_train(steps: int = 100, step_s: float = 0.0, fail_at: int | None = None):
+    """A job function shaped like a training run: a start, steps, evals and attention maps, a done."""
+
+    def fn(control):
+        yield StartEvent("run", "cpu", 10, steps, 0)
+        for step in range(1, steps + 1):
+            if control.paused:
+                yield LogEvent("info", f"paused at step {step - 1}")
+                control.wait_while_paused()
+            if control.stop_requested:
+                yield DoneEvent(step - 1, 1.0, None, None, 0.1, "stopped")
+                return
+            if fail_at == step:
+                raise RuntimeError("boom")
+            time.sleep(step_s)
+            yield StepEvent(step, steps, 1.0 / step, 1e-3, 100.0, 50.0, 1.0, 0.01 * step)
+            if step % 10 == 0:
+                yield EvalEvent(step, 0.5, 0.9)
+                yield AttentionEvent(step, np.full((1, 2, 3, 3), 1 / 3, dtype=np.float32), ("a", "b", "c"))
+        yield DoneEvent(steps, 0.01, 0.9, None, 0.1, "finished")
+
+    return fn
+
+
+def received(seen: list) -> list:
+    return [s[1] for s in seen if s[0] == "event"]
+
+
+def steps_in(events: list) -> list[int]:
+    return [e.step for batch in events if isinstance(batch, list) for e in batch]
+
+
+def test_steps_are_batched_and_all_arrive_in_order(qtbot):
+    job = Job(fake_train(200), throttle_s=0.05)
+    seen = record(job)
+    run_to_end(qtbot, job, timeout=10_000)
+    events = received(seen)
+    assert steps_in(events) == list(range(1, 201))
+    batches = [e for e in events if isinstance(e, list)]
+    assert len(batches) < 50  # batched, not one signal per step
+    assert all(isinstance(e, StepEvent) for batch in batches for e in batch)
+    evals = [i for i, e in enumerate(events) if isinstance(e, EvalEvent)]
+    assert len(evals) == 20
+    for index in evals:  # a rare event sends the pending steps first: order holds
+        assert steps_in(events[:index]) == list(range(1, events[index].step + 1))
+    assert 1 <= sum(isinstance(e, AttentionEvent) for e in events) <= 20
+    assert isinstance(events[0], StartEvent) and events[0].total_steps == 200
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "finished"
+    assert job.status == "finished" and not [s for s in seen if s[0] == "failed"]
+
+
+def test_only_the_newest_attention_map_and_memory_sample_of_a_batch_are_sent(qtbot):
+    def fn(control):
+        yield StepEvent(1, 2, 1.0, 1e-3, 100.0, 50.0, 1.0, 0.01)  # the first step goes at once
+        for step in (2, 3, 4):
+            yield AttentionEvent(step, np.zeros((1, 1, 2, 2), dtype=np.float32), ("a", "b"))
+            yield MemoryEvent(step, 100.0 + step, "cpu")
+        yield StepEvent(2, 2, 1.0, 1e-3, 100.0, 50.0, 1.0, 0.01)
+
+    job = Job(fn, throttle_s=60.0)
+    seen = record(job)
+    run_to_end(qtbot, job)
+    kinds = [(type(e).__name__, getattr(e, "step", None)) if not isinstance(e, list) else ("batch", len(e))
+             for e in received(seen)]
+    assert kinds == [("batch", 1), ("batch", 1), ("MemoryEvent", 4), ("AttentionEvent", 4)]
+
+
+def test_events_before_a_failure_arrive_before_it(qtbot):
+    job = Job(fake_train(50, fail_at=7), throttle_s=60.0)
+    seen = record(job)
+    run_to_end(qtbot, job)
+    assert [s[0] for s in seen][-3:] == ["failed", "finished", "ended"]
+    assert steps_in(received(seen)) == list(range(1, 7))
+    assert ("failed", "RuntimeError: boom") in seen and job.status == "failed"
+    assert isinstance(job.exception, RuntimeError) and "boom" in job.details
+
+
+def test_the_raised_config_error_is_kept_with_its_field(qtbot):
+    def fn(control):
+        raise ConfigError("model.heads", "model width 30 is not divisible by 4 heads")
+        yield  # pragma: no cover
+
+    job = Job(fn, throttle_s=0.05)
+    seen = record(job)
+    run_to_end(qtbot, job)
+    assert ("failed", "model.heads: model width 30 is not divisible by 4 heads") in seen
+    assert isinstance(job.exception, ConfigError) and job.exception.field == "model.heads"
+    assert job.status == "failed"
+
+
+def test_a_failure_from_another_process_keeps_its_message_and_traceback(qtbot):
+    from effstudio.gui.training_process import TrainingProcessError
+
+    def fn(control):
+        raise TrainingProcessError("the training process ended unexpectedly (exit code -9)", "child traceback")
+        yield  # pragma: no cover
+
+    job = Job(fn)
+    seen = record(job)
+    run_to_end(qtbot, job)
+    assert ("failed", "the training process ended unexpectedly (exit code -9)") in seen
+    assert job.details == "child traceback"
+
+
+def test_pause_resume_and_stop_through_the_job(qtbot):
+    job = Job(fake_train(100_000, step_s=0.002), throttle_s=0.05)
+    seen = record(job)
+    with qtbot.waitSignal(job.event, timeout=5_000, check_params_cb=lambda e: isinstance(e, list)):
+        job.start()
+    assert job.pause() and job.paused
+    assert not job.pause()  # already paused
+    qtbot.wait(100)
+    count = len(steps_in(received(seen)))
+    qtbot.wait(200)
+    assert len(steps_in(received(seen))) == count  # nothing moves while paused
+    assert job.resume() and not job.paused
+    qtbot.waitUntil(lambda: len(steps_in(received(seen))) > count, timeout=2_000)
+    with qtbot.waitSignal(job.finished, timeout=2_000) as finished:
+        job.stop()
+    assert finished.args == ["stopped"]
+    assert isinstance(received(seen)[-1], DoneEvent) and received(seen)[-1].status == "stopped"
+    assert not job.pause()  # a stopped job is not paused again
+    assert job.wait(2_000)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_shutdown_ends_the_thread_even_when_paused(qtbot, paused):
+    job = Job(fake_train(100_000, step_s=0.002), throttle_s=0.05)
+    with qtbot.waitSignal(job.event, timeout=5_000):
+        job.start()
+    if paused:
+        assert job.pause()
+    assert job.shutdown(5_000)
+    assert job.qthread.isFinished() and job.status == "stopped"
+
+
+# ------------------------------------------------------------------- JobHost
+class Host(JobHost, QWidget):
+    def __init__(self):
+        super().__init__()
+        self.init_jobs()
+        self.changes: list[bool] = []
+        self.errors: list[str] = []
+
+    def jobs_changed(self) -> None:
+        self.changes.append(self.busy)
+
+    def show_job_error(self, message: str) -> None:
+        self.errors.append(message)
+
+
+def ticking(name: str, gate: threading.Event | None = None):
+    def fn(control):
+        while not control.stop_requested:
+            yield name
+            time.sleep(0.002)
+            if gate is not None:
+                gate.set()
+
+    return fn
+
+
+@pytest.fixture
+def host(qtbot):
+    widget = Host()
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown(5_000)
+
+
+def test_host_runs_a_job_and_reports_in_the_gui_thread(qapp, qtbot, host):
+    seen: list = []
+    finished: list = []
+    go = threading.Event()
+
+    def fn(control):
+        go.wait(5)
+        yield from (1, 2, 3)
+
+    job = host.start_job(fn, "work", on_event=lambda e: seen.append((e, QThread.currentThread())),
+                         on_finished=finished.append)
+    assert host.job_of("work") is job and host.job_running("work") and host.changes[-1] is True
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        go.set()
+    assert [e for e, _ in seen] == [1, 2, 3] and all(t is qapp.thread() for _, t in seen)
+    assert finished == ["finished"]
+    assert host.job_of("work") is None and not host.job_running("work") and not host.busy
+    assert host.changes[-1] is False and len(host.changes) >= 3  # start, finish, end
+
+
+def test_starting_in_a_busy_slot_stops_the_old_job_and_drops_its_events(qtbot, host):
+    first_seen: list = []
+    first_finished: list = []
+    gate = threading.Event()
+    first = host.start_job(ticking("old", gate), on_event=first_seen.append, on_finished=first_finished.append)
+    assert gate.wait(5)
+    qtbot.waitUntil(lambda: bool(first_seen), timeout=5_000)
+    second_seen: list = []
+    second_finished: list = []
+    second = host.start_job(lambda control: iter(["new"]), on_event=second_seen.append,
+                            on_finished=second_finished.append)
+    assert first.control.stop_requested
+    with qtbot.waitSignal(second.ended, timeout=5_000):
+        pass
+    qtbot.waitUntil(lambda: first.status is not None and not first.running, timeout=5_000)
+    count = len(first_seen)
+    qtbot.wait(50)
+    assert first.status == "stopped" and first_finished == [] and len(first_seen) == count
+    assert second_seen == ["new"] and second_finished == ["finished"]
+    assert not host.busy
+
+
+def test_slots_run_side_by_side_and_shutdown_stops_them_all(qtbot, host):
+    jobs = [host.start_job(ticking(slot), slot) for slot in ("left", "right")]
+    qtbot.waitUntil(lambda: host.job_running("left") and host.job_running("right"), timeout=5_000)
+    assert host.busy
+    host.stop_jobs()
+    assert all(job.control.stop_requested for job in jobs)
+    assert host.shutdown(5_000)
+    assert all(job.qthread.isFinished() and job.status == "stopped" for job in jobs)
+
+
+def test_a_failure_goes_to_the_callback_or_the_error_hook(qtbot, host):
+    def failing(control):
+        raise ValueError("bad input")
+        yield  # pragma: no cover
+
+    failures: list = []
+    job = host.start_job(failing, "a", on_failed=failures.append)
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        pass
+    assert failures == ["ValueError: bad input"] and host.errors == []
+    job = host.start_job(failing, "b")
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        pass
+    assert host.errors == ["ValueError: bad input"]
+
+
+def test_the_host_passes_batching_on(qtbot, host):
+    events: list = []
+    job = host.start_job(fake_train(30), on_event=events.append, throttle_s=60.0)
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        pass
+    assert steps_in(events) == list(range(1, 31))
+    # within the interval, steps wait for a rarer event (an eval every 10 steps) or the end
+    assert [len(e) for e in events if isinstance(e, list)] == [10, 10, 10]
+
+
+def test_a_host_let_go_while_its_ended_job_awaits_deletion_is_freed_once(qtbot):
+    widget = Host()  # a top-level host that only Python holds, like a panel in a test
+    job = widget.start_job(lambda control: iter([1]))
+    with qtbot.waitSignal(job.ended, timeout=5_000):
+        pass
+    del widget, job  # the job's deleteLater is still pending
+    qtbot.wait(50)  # Qt deletes the job, then Python frees the host: nothing is deleted twice (no crash)

@@ -163,11 +163,11 @@ def test_fine_tune_the_compress_result_trains_the_pruned_model(window, qtbot, tm
     assert requested.args == [str(panel.trainable_result)]
     assert panel.trainable_result.name == "tiny-heads-50.safetensors"
     qtbot.waitUntil(lambda: window.job is not None or window.last_done is not None, timeout=10_000)
-    worker = window.job.worker
-    assert worker.init_from == panel.trainable_result
-    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+    job = window.job
+    assert job.fn.init == panel.trainable_result
+    with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
         pass
-    done = finished.args[0]
-    assert (done.status, done.steps) == ("finished", 3)
+    done = window.last_done
+    assert finished.args == ["finished"] and (done.status, done.steps) == ("finished", 3)
     tuned = load_checkpoint(done.checkpoint)
     assert [b.heads for b in blocks_of(tuned.model)] == [2, 2]  # the pruned widths trained on

@@ -85,8 +85,8 @@ def test_area_ignores_unknown_keys_and_resets(app, qtbot):
 
 def test_monitor_shows_views_and_metric_curves(window, qtbot):
     window.train_fn = fake_train()
-    worker = window.start_training()
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
+    job = window.start_training()
+    with qtbot.waitSignal(job.finished, timeout=30_000):
         pass
     qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
     assert window.current_section() == MONITOR
@@ -111,7 +111,7 @@ def test_monitor_shows_views_and_metric_curves(window, qtbot):
     assert np.allclose(plot.curves["ponder_mean"][1].getData()[1], y)
 
     window.train_fn = fake_train(views=False)  # a model without views: the tab goes away
-    worker = window.start_training()
-    with qtbot.waitSignal(worker.finished, timeout=30_000):
+    job = window.start_training()
+    with qtbot.waitSignal(job.finished, timeout=30_000):
         pass
     assert tabs.count() == 1 and not area.has_content

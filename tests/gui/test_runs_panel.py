@@ -157,8 +157,8 @@ def test_an_empty_store_says_so(app, qtbot, tmp_path):
 def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
     from effstudio.gui.main_window import RUNS
 
-    worker = window.start_training()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
+    job = window.start_training()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: window.job is None, timeout=10_000)
     with RunStore() as store:
@@ -173,11 +173,12 @@ def test_a_run_from_the_window_is_recorded_once(window, qtbot, tmp_path):
     from effstudio.engine.run_plan import QuantizeStep
 
     window.set_compress_steps((QuantizeStep(quantize="fp16"),))  # of a config loaded since: not this run's
-    worker = window.continue_run(config, str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "run"))
+    job = window.continue_run(config, str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "run"))
     assert window.compress_steps == ()  # the continued run takes the steps of its own folder (none)
-    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+    with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
         pass
-    assert finished.args[0].status == "finished" and finished.args[0].steps == 24
+    assert finished.args == ["finished"]
+    assert window.last_done.status == "finished" and window.last_done.steps == 24
     qtbot.waitUntil(lambda: window.job is None, timeout=10_000)
     with RunStore() as store:
         run = store.get_run(runs[0].id)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
+from effstudio.engine.events import StartEvent, StepEvent
 from effstudio.gui.main_window import MODEL, MONITOR
+from effstudio.gui.training_process import TrainingProcessError
 
 from .conftest import tiny_config
 
@@ -18,13 +21,13 @@ def steps_seen(window) -> int:
 
 
 def test_run_fills_the_plots(window, qtbot):
-    worker = window.start_training()
-    assert worker is not None and window.running
+    job = window.start_training()
+    assert job is not None and window.running
     assert window.current_section() == MONITOR
-    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+    with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
         pass
-    done = finished.args[0]
-    assert done.status == "finished" and done.steps == 20
+    done = window.last_done
+    assert finished.args == ["finished"] and done.status == "finished" and done.steps == 20
     qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
     curves = window.monitor_panel.curves
     x, y = curves.loss_raw_curve.getData()
@@ -46,7 +49,7 @@ def test_run_fills_the_plots(window, qtbot):
 
 def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):
     window.apply_config(tiny_config(**LONG))
-    worker = window.start_training()
+    job = window.start_training()
     qtbot.waitUntil(lambda: steps_seen(window) >= 3, timeout=30_000)
     first = steps_seen(window)
     curve = window.monitor_panel.curves.loss_raw_curve
@@ -56,7 +59,7 @@ def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):
     assert "step" in window.train_panel.progress.format()
 
     window.toggle_pause()
-    assert window.state == "paused"
+    assert window.state == "paused" and job.paused
     assert window.action_map["pause"].text() == "Resume"
     # the step in flight (and the throttled batch) may still land: wait until the count settles,
     # however loaded the machine is, then it must stay put
@@ -72,16 +75,16 @@ def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):
     qtbot.wait(400)
     assert steps_seen(window) == frozen
     window.toggle_pause()
-    assert window.state == "running"
+    assert window.state == "running" and not job.paused
     qtbot.waitUntil(lambda: steps_seen(window) > frozen, timeout=10_000)
 
     begin = time.perf_counter()
-    with qtbot.waitSignal(worker.finished, timeout=10_000) as finished:
+    with qtbot.waitSignal(job.finished, timeout=10_000) as finished:
         window.stop_training()
         assert window.state == "stopping"
         assert not window.action_map["stop"].isEnabled()
-    done = finished.args[0]
-    assert done.status == "stopped" and done.steps < 100_000
+    done = window.last_done
+    assert finished.args == ["stopped"] and done.status == "stopped" and done.steps < 100_000
     assert done.checkpoint  # stopping saves a checkpoint
     assert time.perf_counter() - begin < 5.0
     qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
@@ -96,24 +99,26 @@ def test_closing_the_window_mid_run_stops_cleanly(window, qtbot):
     job = window.job
     assert job is not None and job.running
     window.close()
-    assert job.qthread.isFinished()
-    assert job.worker.done is not None and job.worker.done.status == "stopped"
+    assert job.qthread.isFinished() and job.status == "stopped"
+    qtbot.waitUntil(lambda: window.last_done is not None, timeout=5_000)  # the run's last events, delivered
+    assert window.last_done.status == "stopped"
 
 
-def start_and_fail(window, qtbot) -> None:
-    """Start a run that the model build refuses; wait until the window has let go of its job."""
-    worker = window.start_training()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
+def start_and_fail(window, qtbot) -> str:
+    """Start a run that fails; wait until the window has let go of its job; the job's own status."""
+    job = window.start_training()
+    assert job is not None
+    with qtbot.waitSignal(job.finished, timeout=30_000) as finished:
         pass
-    assert finished.args[0].status == "failed"
+    assert window.last_done.status == "failed"
     qtbot.waitUntil(lambda: window.job is None, timeout=5_000)
+    return finished.args[0]
 
 
 def test_runtime_config_error_marks_the_field(window, qtbot):
     # an encoder cannot learn a language-modelling task: the model refuses at build time
     window.model_panel.model_form.set_value("mode", "encoder")
-    start_and_fail(window, qtbot)
+    assert start_and_fail(window, qtbot) == "failed"  # the job raised the ConfigError
     assert "encoder" in window.model_panel.model_form.error_text("mode")
     assert window.current_section() == MODEL
     assert window.state == "failed"
@@ -126,3 +131,36 @@ def test_start_refuses_a_model_too_large_for_the_machine(window, qtbot):
     start_and_fail(window, qtbot)
     assert "would need about" in window.model_panel.model_form.error_text("d_model")
     assert "EFFSTUDIO_MEMORY_LIMIT_GB" in window.log.text()
+
+
+def failing_train(error: Exception | None):
+    """A train function that starts, takes two steps, then raises ``error`` (or just ends, None)."""
+
+    def train(config, *, control, out_dir=None, resume=None, init=None):
+        yield StartEvent(str(out_dir), "cpu", 10, 5, 0)
+        for step in (1, 2):
+            yield StepEvent(step, 5, 1.0, 1e-3, 100.0, 50.0, 1.0, 0.01)
+        if error is not None:
+            raise error
+
+    return train
+
+
+@pytest.mark.parametrize(("error", "message", "details"), [
+    (RuntimeError("boom"), "Training failed: RuntimeError: boom", "Traceback"),
+    (TrainingProcessError("the training process ended unexpectedly (exit code -9)", "the child's traceback"),
+     "Training failed: the training process ended unexpectedly (exit code -9)", "the child's traceback"),
+    (None, "Training ended without a final event.", None),
+])
+def test_a_run_that_fails_says_why_and_frees_the_controls(window, qtbot, error, message, details):
+    window.train_fn = failing_train(error)
+    assert start_and_fail(window, qtbot) == ("finished" if error is None else "failed")
+    done = window.last_done
+    assert (done.status, done.error, done.steps) == ("failed", message, 0)
+    log = window.log.text()
+    assert message in log and f"Failed: {message}" in log
+    if details is not None:
+        assert details in log
+    assert steps_seen(window) == 2  # the steps before the failure were shown
+    assert window.state == "failed" and window.action_map["start"].isEnabled()
+    assert not window.action_map["stop"].isEnabled()

@@ -33,16 +33,17 @@ def test_window_runs_and_closes_with_a_child_process(app, qtbot, settings, tmp_p
     qtbot.addWidget(window)
     window.apply_config(tiny_config(**{"train.steps": 100_000, "train.eval_every": 1_000}))
     window.show()
-    worker = window.start_training()
-    assert worker is not None and worker.train_fn is training_process.train_in_process
+    job = window.start_training()
+    assert job is not None and job.fn.train_fn is training_process.train_in_process
     qtbot.waitUntil(lambda: len(window.monitor_panel.curves.loss) >= 3, timeout=60_000)
     steps = window.monitor_panel.curves.loss.x
     assert list(steps[:3]) == [1, 2, 3]
     assert window.progress.device == "cpu" and window.state == "running"
-    job = window.job
-    window.close()  # stops the run in the child and waits for the worker thread
-    assert job.qthread.isFinished()
-    done = job.worker.done
-    assert done is not None and done.status == "stopped" and done.steps < 100_000
+    assert window.job is job
+    window.close()  # stops the run in the child and waits for the job's thread
+    assert job.qthread.isFinished() and job.status == "stopped"
+    qtbot.waitUntil(lambda: window.last_done is not None, timeout=5_000)  # the run's last events, delivered
+    done = window.last_done
+    assert done.status == "stopped" and done.steps < 100_000
     assert done.checkpoint and (tmp_path / "run" / "checkpoint.safetensors").exists()
     training_process.shutdown_spare()  # the spare started for the next run is not needed here

@@ -126,11 +126,11 @@ def test_window_trains_the_model_and_shows_its_view(window, qtbot, model, task, 
         "model.d_model": 16, "model.layers": 1, "model.heads": 2, "train.steps": 6, "train.batch_size": 16,
         "train.eval_every": 3, "train.attention_every": 3, "train.warmup_steps": 1, "train.device": "cpu",
         **overrides}))
-    worker = window.start_training()
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+    job = window.start_training()
+    assert job is not None
+    with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
         pass
-    assert finished.args[0].status == "finished"
+    assert finished.args == ["finished"] and window.last_done.status == "finished"
     monitor = window.monitor_panel
     qtbot.waitUntil(lambda: key in monitor.model_view.views, timeout=5_000)
     assert monitor.side_tabs.currentWidget() is monitor.model_view

@@ -1,16 +1,16 @@
 """Data section: the task, its settings and a preview of a few decoded examples.
 
-The preview builds the task in a background thread (generating a data set can
-take a moment) and shows the first validation examples as token strings.
+The preview builds the task in a job (generating a data set can take a moment)
+and shows the first validation examples as token strings.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
 from effstudio.gui.forms.config_form import ConfigForm
+from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
@@ -35,6 +36,7 @@ from effstudio.tasks.base import IGNORE_INDEX
 
 PREVIEW_EXAMPLES = 8
 PREVIEW_CHARS = 160
+PREVIEW = "preview"  # the panel's job slot
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def _clip(text: str) -> str:
 
 
 def build_preview(registry: Registry, task_name: str, config: Any, count: int = PREVIEW_EXAMPLES) -> Preview:
-    """Decoded inputs and targets of the first ``count`` validation examples (runs in a worker thread)."""
+    """Decoded inputs and targets of the first ``count`` validation examples (runs in a job's thread)."""
     task = registry.get("tasks", task_name).factory(config)
     spec = task.spec
     split = task.split("val")
@@ -74,43 +76,16 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     return Preview(" \u00b7 ".join(parts), rows)
 
 
-class PreviewJob(QObject):
-    """Builds a preview in a daemon thread and reports back through queued signals."""
-
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, registry: Registry, task_name: str, config: Any):
-        super().__init__()
-        self.args = (registry, task_name, config)
-        self._thread = threading.Thread(target=self._run, name="effstudio-preview", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            preview = build_preview(*self.args)
-        except Exception as err:  # a task plugin may raise anything
-            self.failed.emit(f"{type(err).__name__}: {err}")
-        else:
-            self.done.emit(preview)
-
-    def wait(self, timeout_s: float) -> bool:
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
-
-class DataPanel(Panel):
+class DataPanel(JobHost, Panel):
     changed = Signal()
     preview_ready = Signal()
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
                          "first use.", parent=parent)
+        self.init_jobs()
         self.registry = registry
         self.form: ConfigForm | None = None
-        self._preview_job: PreviewJob | None = None
         self._preview_stale = True
 
         self.task_box = QComboBox(self)
@@ -214,7 +189,7 @@ class DataPanel(Panel):
             self.refresh_preview()
 
     def refresh_preview(self) -> None:
-        if self.form is None or self._preview_job is not None:
+        if self.form is None or self.job_of(PREVIEW) is not None:
             return
         try:
             config = self.form.config()
@@ -222,16 +197,19 @@ class DataPanel(Panel):
             self.preview_status.setText(f"Cannot preview: {err}")
             return
         self._preview_stale = False
-        self.refresh_button.setEnabled(False)
         self.preview_status.setText("Building the task\u2026")
-        job = PreviewJob(self.registry, self.task_name(), config)
-        job.done.connect(self._show_preview)
-        job.failed.connect(self._preview_failed)
-        self._preview_job = job
-        job.start()
+        registry, task_name = self.registry, self.task_name()
+
+        def preview(_control: Any) -> Iterator[Preview]:
+            yield build_preview(registry, task_name, config)
+
+        self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,
+                       on_finished=self._preview_finished)
+
+    def jobs_changed(self) -> None:
+        self.refresh_button.setEnabled(self.job_of(PREVIEW) is None)
 
     def _show_preview(self, preview: Preview) -> None:
-        self._preview_done()
         self.summary.setText(preview.summary)
         self.table.setRowCount(len(preview.rows))
         for row, (source, target) in enumerate(preview.rows):
@@ -241,29 +219,13 @@ class DataPanel(Panel):
                 self.table.setItem(row, col, item)
         self.preview_status.setText(f"First {len(preview.rows)} validation examples, padding removed.")
 
-        self.preview_ready.emit()
-        self._refresh_if_stale()
-
     def _preview_failed(self, message: str) -> None:
-        self._preview_done()
         self.preview_status.setText(f"Cannot build the task: {message}")
+
+    def _preview_finished(self, _status: str) -> None:
         self.preview_ready.emit()
-        self._refresh_if_stale()
-
-    def _preview_done(self) -> None:
-        self._preview_job = None
-        self.refresh_button.setEnabled(True)
-
-    def _refresh_if_stale(self) -> None:
         if self._preview_stale and self.isVisible():
             self.refresh_preview()
-
-    def preview_running(self) -> bool:
-        return self._preview_job is not None
-
-    def wait_for_preview(self, timeout_s: float = 10.0) -> bool:
-        job = self._preview_job
-        return job is None or job.wait(timeout_s)
 
     # ------------------------------------------------------------------ values
     def forms(self) -> list[ConfigForm]:
