@@ -91,11 +91,12 @@ def _end_last_line(path: Path) -> None:
 class Pipeline:
     """One run of a plan; iterate over it for its events (see the module docstring)."""
 
-    def __init__(self, plan: RunPlan, *, control: JobControl, out_dir: Path | None = None,
+    def __init__(self, plan: RunPlan, *, control: JobControl | None = None, out_dir: Path | None = None,
                  resume: Path | None = None, init: Path | None = None, train_fn: TrainFn | None = None,
                  source: str = "cli", name: str | None = None, record: bool = True,
                  warn: Callable[[str], None] = print_warning):
-        self.plan, self.control, self.warn = plan, control, warn
+        self.plan, self.warn = plan, warn
+        self.control = control if control is not None else JobControl()
         self.out_dir, self.resume, self.init = out_dir, resume, init
         self.train_fn = train_fn
         self.source, self.name, self.record = source, name, record
@@ -107,11 +108,26 @@ class Pipeline:
     def __iter__(self) -> Iterator[Event]:
         dist = context_from_env()
         yield from self._training(dist.is_main, dist.world_size)
-        if self.plan.compress and self.done is not None and dist.is_main:
-            self.stage = COMPRESSING
+        if dist.is_main:
             # under torchrun, rank 0 alone compresses what it saved, as a process of its own
             with single_process():
-                yield from self._compression(self.done)
+                yield from self.compression()
+
+    def training(self, control: JobControl | None = None) -> Iterator[Event]:
+        """The training stage alone, in one process, stopped by ``control`` when given (a front-end that
+        shows the stages in two places, as the window does, drives :meth:`compression` afterwards)."""
+        if control is not None:
+            self.control = control
+        return self._training(True, 1)
+
+    def compression(self, control: JobControl | None = None) -> Iterator[Event]:
+        """The plan's compression steps on what training saved; nothing when the plan has none."""
+        if control is not None:
+            self.control = control
+        if not self.plan.compress or self.done is None:
+            return
+        self.stage = COMPRESSING
+        yield from self._compression(self.done)
 
     def _training(self, is_main: bool, world_size: int) -> Iterator[Event]:
         plan = self.plan
@@ -167,7 +183,7 @@ class Pipeline:
             log.close()
 
 
-def run_pipeline(plan: RunPlan, *, control: JobControl, out_dir: Path | None = None, resume: Path | None = None,
+def run_pipeline(plan: RunPlan, *, control: JobControl | None = None, out_dir: Path | None = None, resume: Path | None = None,
                  init: Path | None = None, train_fn: TrainFn | None = None, source: str = "cli",
                  name: str | None = None, record: bool = True,
                  warn: Callable[[str], None] = print_warning) -> Pipeline:

@@ -2,10 +2,11 @@
 
 The window assembles a RunConfig from the section forms, validates it the way
 the CLI does (errors show next to the field they name), runs it as a job (the
-window is a :class:`~effstudio.gui.job.JobHost`; the job function is a
-:class:`~effstudio.gui.training_run.TrainingRun`) and routes the job's events to
-the panels. A run config's ``[[compress]]`` steps run after a run that finished,
-in the Compress section, as ``effstudio train --config`` runs them. Closing the
+window is a :class:`~effstudio.gui.job.JobHost`) and routes the job's events to
+the panels. The job is the training stage of the one pipeline that ``effstudio
+train`` runs (:mod:`effstudio.pipeline`: train, record, events.jsonl); the same
+pipeline's compression stage, the run config's ``[[compress]]`` steps, runs after
+a run that finished, in the Compress section. Closing the
 window stops a run and the steps, and waits for their threads.
 """
 
@@ -15,7 +16,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -63,9 +64,8 @@ from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.runs_panel import RunsPanel
 from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
-from effstudio.gui.training_run import TrainFn, TrainingRun
 from effstudio.gui.views import discover_views
-from effstudio.pipeline import steps_after_training
+from effstudio.pipeline import Pipeline, TrainFn, run_pipeline
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 from effstudio.runs.recorder import RunRecordedEvent
 
@@ -76,6 +76,8 @@ TRAINING = "training"  # the window's job slot
 
 
 class MainWindow(JobHost, QMainWindow):
+    pipeline_warning = Signal(str)  # a problem with the run's events log, told from the job's thread
+
     def __init__(
         self,
         settings: QSettings | None = None,
@@ -110,8 +112,7 @@ class MainWindow(JobHost, QMainWindow):
         # [[compress]] steps of the last run config file loaded: kept when the config is saved again,
         # run after each run that finishes (as `effstudio train --config` does)
         self.compress_steps: tuple[CompressStep, ...] = ()
-        self._run_plan: RunPlan | None = None  # what the current run was started with, its steps included
-        self._run_dir: str | None = None
+        self.pipeline: Pipeline | None = None  # the current run's, until its compression steps start
         self._run_id: int | None = None
         self._closing = False
 
@@ -158,6 +159,7 @@ class MainWindow(JobHost, QMainWindow):
         for panel in (self.model_panel, self.data_panel, self.train_panel):
             panel.changed.connect(self._config_changed)
         self.log = self.monitor_panel.log
+        self.pipeline_warning.connect(lambda message: self.log.add("warning", message))
         self.inspect_panel.opened.connect(self._remember_recent)
         self.inspect_panel.open_in_lab.connect(self.open_in_lab)
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
@@ -546,11 +548,14 @@ class MainWindow(JobHost, QMainWindow):
             return None
         config = plan.config
         keys.save_run_config(self.settings, config)
-        self._run_plan, self._run_dir, self._run_id = plan, None, None
+        self._run_id = None
         self.last_done, self._failure = None, None
         self.progress = RunProgress()
         self._run_title = f"{config.model_type} on {config.task_name}"
-        self.job = self.start_job(TrainingRun(plan, self.train_fn, out_dir, resume, init), TRAINING,
+        # one pipeline: its training stage runs here, its compression steps in the Compress section
+        self.pipeline = run_pipeline(plan, out_dir=out_dir, resume=resume, init=init,
+                                      train_fn=self.train_fn, source="gui", warn=self.pipeline_warning.emit)
+        self.job = self.start_job(self.pipeline.training, TRAINING,
                                   throttle_s=THROTTLE_S, on_event=self._on_event, on_failed=self._on_failed,
                                   on_finished=self._on_finished)
         self.job.ended.connect(self._on_job_ended)
@@ -604,7 +609,6 @@ class MainWindow(JobHost, QMainWindow):
             if self.state in ("running", "paused", "stopping"):
                 self._set_state(self.state)
         elif isinstance(event, StartEvent):
-            self._run_dir = event.run_dir
             self.progress.start(event)
             self.status.set_device(event.device)
             self.monitor_panel.run_started(event, self._run_title, self.progress)
@@ -674,19 +678,16 @@ class MainWindow(JobHost, QMainWindow):
 
     def _run_compress_steps(self, done: DoneEvent) -> None:
         """The run's [[compress]] steps on its checkpoint, in its folder, each output a file of its record."""
-        plan, self._run_plan = self._run_plan, None
-        if plan is None or not plan.compress or self._closing:
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is None or not pipeline.plan.compress or self._closing:
             return
-        count = len(plan.compress)
+        steps = pipeline.plan.compress
+        count = len(steps)
         if done.status != "finished" or not done.checkpoint:
             self.log.add("info", f"Training {done.status}, so the {count} compression step(s) did not run")
             return
-        run_dir, run_id = self._run_dir or str(Path(done.checkpoint).parent), self._run_id
-
-        def fn(control: Any) -> Any:
-            return steps_after_training(plan, done, run_dir, control, run_id=run_id)
-        chain = " \u2192 ".join(describe_step(s) for s in plan.compress)
-        if self.compress_panel.start_steps(done.checkpoint, fn):
+        chain = " \u2192 ".join(describe_step(s) for s in steps)
+        if self.compress_panel.start_steps(done.checkpoint, pipeline.compression):
             self.log.add("info", f"Running the {count} compression step(s) of the run config ({chain}) on "
                                  f"{done.checkpoint}: see the Compress section")
         else:

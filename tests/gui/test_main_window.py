@@ -164,7 +164,7 @@ def test_fine_tune_the_compress_result_trains_the_pruned_model(window, qtbot, tm
     assert panel.trainable_result.name == "tiny-heads-50.safetensors"
     qtbot.waitUntil(lambda: window.job is not None or window.last_done is not None, timeout=10_000)
     job = window.job
-    assert job.fn.init == panel.trainable_result
+    assert window.pipeline.init == panel.trainable_result and job.fn == window.pipeline.training
     with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
         pass
     done = window.last_done

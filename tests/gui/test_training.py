@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -45,6 +46,11 @@ def test_run_fills_the_plots(window, qtbot):
     assert window.train_panel.progress.value() == 1000
     assert "Finished after 20 steps" in window.log.text()
     assert window.action_map["start"].isEnabled()
+    # the window's run writes the events log that `effstudio train` writes, through the same pipeline
+    records = [json.loads(line) for line in (window.out_dir / "events.jsonl").read_text().splitlines()]
+    kinds = [record["event"] for record in records]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 20
+    assert records[-1]["status"] == "finished" and records[-1]["steps"] == 20
 
 
 def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):

@@ -34,7 +34,7 @@ def test_window_runs_and_closes_with_a_child_process(app, qtbot, settings, tmp_p
     window.apply_config(tiny_config(**{"train.steps": 100_000, "train.eval_every": 1_000}))
     window.show()
     job = window.start_training()
-    assert job is not None and job.fn.train_fn is training_process.train_in_process
+    assert job is not None and window.pipeline.train_fn is training_process.train_in_process
     qtbot.waitUntil(lambda: len(window.monitor_panel.curves.loss) >= 3, timeout=60_000)
     steps = window.monitor_panel.curves.loss.x
     assert list(steps[:3]) == [1, 2, 3]
