@@ -11,6 +11,7 @@ ACCENT = "#2563eb"
 ACCENT_DARK = "#1d4ed8"
 ERROR = "#dc2626"
 ERROR_BACKGROUND = "#fef2f2"  # an invalid field, a failed row
+ERROR_BORDER = "#fecaca"  # around a message on the error background
 WARNING = "#b45309"
 OK = "#15803d"
 MUTED = "#6b7280"
@@ -66,6 +67,10 @@ QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"], 
     border: 1px solid {ERROR};
     border-radius: 3px;
     background: {ERROR_BACKGROUND};
+}}
+QLabel#inspectError {{
+    background: {ERROR_BACKGROUND}; border: 1px solid {ERROR_BORDER}; border-radius: 6px;
+    color: {ERROR}; padding: 8px 10px;
 }}
 QFrame#benchPlots, QFrame#benchEmpty {{ background: {SURFACE}; border: 1px solid {BORDER}; border-radius: 6px; }}
 QPushButton#primary {{

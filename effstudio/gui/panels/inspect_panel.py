@@ -38,7 +38,6 @@ from PySide6.QtWidgets import (
 )
 
 from effstudio.engine.events import JobControl
-from effstudio.gui import theme
 from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.metrics import MetricStrip
 from effstudio.gui.panels.base import Panel, empty_state
@@ -129,8 +128,6 @@ class InspectPanel(JobHost, Panel):
         self.error_banner.setObjectName("inspectError")
         self.error_banner.setWordWrap(True)
         self.error_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_banner.setStyleSheet(f"QLabel#inspectError {{ background: #fef2f2; border: 1px solid #fecaca;"
-                                        f" border-radius: 6px; color: {theme.ERROR}; padding: 8px 10px; }}")
         self.error_banner.hide()
         self.body.addWidget(self.error_banner)
 

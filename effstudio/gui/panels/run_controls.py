@@ -45,7 +45,7 @@ class RunGroup(QGroupBox):
         super().__init__("Run", parent)
         self._layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
-        self.run_button = QPushButton(icon("start", "#ffffff"), "Run", self)
+        self.run_button = QPushButton(icon("start", theme.ON_DARK), "Run", self)
         self.run_button.setObjectName("primary")
         self.run_button.setToolTip(run_tip)
         self.stop_button = QPushButton(action_icon("stop"), "Stop", self)
