@@ -1,17 +1,15 @@
-"""The left column of a section that runs jobs: its settings in a fixed-width column that scrolls, and a
-Run group below them (Run and Stop, a progress bar, a status line, a problem shown in red)."""
+"""The Run group of a section that runs jobs, under its settings in the side column
+(:func:`~effstudio.gui.panels.base.side_column`): Run and Stop, a progress bar, a status line, a problem
+shown in red."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -20,21 +18,6 @@ from PySide6.QtWidgets import (
 from effstudio.gui import theme
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.panels.base import description_label
-
-
-def controls_column(parent: QWidget, width: int) -> tuple[QScrollArea, QVBoxLayout]:
-    """A column ``width`` pixels wide that scrolls vertically, and the layout its groups go into."""
-    column = QWidget(parent)
-    layout = QVBoxLayout(column)
-    layout.setContentsMargins(0, 0, 4, 0)
-    layout.setSpacing(10)
-    scroll = QScrollArea(parent)
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    scroll.setWidget(column)
-    scroll.setFixedWidth(width)
-    return scroll, layout
 
 
 class RunGroup(QGroupBox):
