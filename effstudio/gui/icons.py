@@ -27,6 +27,16 @@ SIZES = (16, 20, 24, 32, 48, 64)
 Glyph = Callable[[QPainter], None]
 
 
+def _path(p: QPainter, *points: tuple[float, float], closed: bool = False) -> None:
+    """A line through ``points``, back to the first when ``closed``."""
+    path = QPainterPath(QPointF(*points[0]))
+    for x, y in points[1:]:
+        path.lineTo(x, y)
+    if closed:
+        path.closeSubpath()
+    p.drawPath(path)
+
+
 def _model(p: QPainter) -> None:
     for y in (4.0, 10.0, 16.0):
         p.drawRoundedRect(QRectF(4, y, 16, 4.5), 1.5, 1.5)
@@ -43,28 +53,17 @@ def _data(p: QPainter) -> None:
 
 def _train(p: QPainter) -> None:
     p.drawEllipse(QRectF(3, 3, 18, 18))
-    path = QPainterPath(QPointF(10, 8))
-    path.lineTo(16.5, 12)
-    path.lineTo(10, 16)
-    path.closeSubpath()
-    p.drawPath(path)
+    _path(p, (10, 8), (16.5, 12), (10, 16), closed=True)
 
 
 def _monitor(p: QPainter) -> None:
     p.drawLine(QPointF(4, 4), QPointF(4, 20))
     p.drawLine(QPointF(4, 20), QPointF(20.5, 20))
-    path = QPainterPath(QPointF(6.5, 16.5))
-    for x, y in ((10, 10), (13, 13.5), (19.5, 6)):
-        path.lineTo(x, y)
-    p.drawPath(path)
+    _path(p, (6.5, 16.5), (10, 10), (13, 13.5), (19.5, 6))
 
 
 def _start(p: QPainter) -> None:
-    path = QPainterPath(QPointF(7, 4.5))
-    path.lineTo(19, 12)
-    path.lineTo(7, 19.5)
-    path.closeSubpath()
-    p.drawPath(path)
+    _path(p, (7, 4.5), (19, 12), (7, 19.5), closed=True)
 
 
 def _pause(p: QPainter) -> None:
@@ -86,31 +85,17 @@ def _save(p: QPainter) -> None:
 
 
 def _open(p: QPainter) -> None:
-    path = QPainterPath(QPointF(3.5, 18.5))
-    for x, y in ((3.5, 5.5), (9, 5.5), (11, 8), (19, 8), (19, 10.5)):
-        path.lineTo(x, y)
-    p.drawPath(path)
-    body = QPainterPath(QPointF(3.5, 18.5))
-    for x, y in ((6.5, 10.5), (21, 10.5), (18, 18.5)):
-        body.lineTo(x, y)
-    body.closeSubpath()
-    p.drawPath(body)
+    _path(p, (3.5, 18.5), (3.5, 5.5), (9, 5.5), (11, 8), (19, 8), (19, 10.5))
+    _path(p, (3.5, 18.5), (6.5, 10.5), (21, 10.5), (18, 18.5), closed=True)
 
 
 def _copy(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(8.5, 8.5, 11, 12), 1.5, 1.5)
-    path = QPainterPath(QPointF(15.5, 6))
-    for x, y in ((15.5, 3.5), (4.5, 3.5), (4.5, 16), (7, 16)):
-        path.lineTo(x, y)
-    p.drawPath(path)
+    _path(p, (15.5, 6), (15.5, 3.5), (4.5, 3.5), (4.5, 16), (7, 16))
 
 
 def _warning(p: QPainter) -> None:
-    path = QPainterPath(QPointF(12, 3.5))
-    path.lineTo(21, 19.5)
-    path.lineTo(3, 19.5)
-    path.closeSubpath()
-    p.drawPath(path)
+    _path(p, (12, 3.5), (21, 19.5), (3, 19.5), closed=True)
     p.drawLine(QPointF(12, 9), QPointF(12, 14))
     p.drawPoint(QPointF(12, 16.8))
 

@@ -9,9 +9,9 @@ from effstudio.engine.events import AttentionEvent, StartEvent, StepEvent
 from effstudio.gui.command import command_line
 from effstudio.gui.icons import GLYPHS, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_count, format_duration
-from effstudio.gui.plots.attention_view import AttentionView
 from effstudio.gui.plots.curves import CurvesView, SmoothedSeries
 from effstudio.gui.plots.heatmap import MEAN_OF_HEADS
+from effstudio.gui.views.attention_view import AttentionView
 
 from .conftest import tiny_config
 

@@ -6,9 +6,11 @@ layer and head selectors whose head list starts with the mean of the heads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QComboBox, QWidget
 
 from effstudio.gui import theme
 
@@ -58,6 +60,17 @@ def show_weights(image: pg.ImageItem, colorbar: pg.ColorBarItem, matrix: np.ndar
     image.setImage(matrix, autoLevels=False, levels=(0.0, top))
     colorbar.setLevels((0.0, top))
     return matrix
+
+
+def layer_head_boxes(parent: QWidget, name: str, changed: Callable[[], None]) -> tuple[QComboBox, QComboBox]:
+    """The layer and head selectors (named ``{name}Layer`` and ``{name}Head``), as wide as their entries;
+    ``changed`` is called when either changes. :func:`fill_layer_head` fills them."""
+    boxes = QComboBox(parent), QComboBox(parent)
+    for box, what in zip(boxes, ("Layer", "Head"), strict=True):
+        box.setObjectName(f"{name}{what}")
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        box.currentIndexChanged.connect(changed)
+    return boxes
 
 
 def fill_layer_head(layer_box: QComboBox, head_box: QComboBox, layers: int, heads: int, *, layer: int | None,

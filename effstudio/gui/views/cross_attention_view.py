@@ -10,7 +10,7 @@ diagonal; one that sorts, a permutation.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtWidgets import QComboBox, QLabel, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.plots.heatmap import (
@@ -19,6 +19,7 @@ from effstudio.gui.plots.heatmap import (
     fill_layer_head,
     head_map,
     label_tokens,
+    layer_head_boxes,
     show_weights,
     weights_heatmap,
 )
@@ -43,11 +44,7 @@ class CrossAttentionView(ModelView):
         self.maps: np.ndarray | None = None  # (L, H, T, S)
         self.sources: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
-        self.layer_box, self.head_box = QComboBox(self), QComboBox(self)
-        self.layer_box.setObjectName("crossLayer")
-        self.head_box.setObjectName("crossHead")
-        for box in (self.layer_box, self.head_box):
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.layer_box, self.head_box = layer_head_boxes(self, "cross", self._redraw)
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
@@ -56,8 +53,6 @@ class CrossAttentionView(ModelView):
                    "the source tokens. Each row is how that output token's query spread over the source.",
                    self.graphics, beside=(QLabel("Layer", self), self.layer_box, QLabel("Head", self), self.head_box),
                    min_height=200)
-        self.layer_box.currentIndexChanged.connect(self._redraw)
-        self.head_box.currentIndexChanged.connect(self._redraw)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         maps = np.asarray(arrays["cross_attention"], dtype=np.float32)

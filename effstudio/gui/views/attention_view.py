@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QStackedWidget, QWidget
 
 from effstudio.engine.events import AttentionEvent
 from effstudio.gui import theme
@@ -17,9 +17,11 @@ from effstudio.gui.plots.heatmap import (
     fill_layer_head,
     head_map,
     label_tokens,
+    layer_head_boxes,
     show_weights,
     weights_heatmap,
 )
+from effstudio.gui.views.base import framed
 
 
 class AttentionView(QWidget):
@@ -29,49 +31,24 @@ class AttentionView(QWidget):
         super().__init__(parent)
         self.current_event: AttentionEvent | None = None
 
-        self.layer_box = QComboBox(self)
-        self.layer_box.setObjectName("attentionLayer")
-        self.head_box = QComboBox(self)
-        self.head_box.setObjectName("attentionHead")
-        for box in (self.layer_box, self.head_box):
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-            box.setMinimumContentsLength(8)
+        self.layer_box, self.head_box = layer_head_boxes(self, "attention", self._redraw)
+        self.layer_box.setMinimumContentsLength(8)
         self.head_box.setMinimumContentsLength(12)
-        self.step_label = QLabel(self)
-        self.step_label.setObjectName("description")
-        controls = QHBoxLayout()
-        controls.setContentsMargins(0, 0, 0, 0)
-        title = QLabel("<b>Attention</b>", self)
-        controls.addWidget(title)
-        controls.addSpacing(8)
-        controls.addWidget(QLabel("Layer", self))
-        controls.addWidget(self.layer_box)
-        controls.addWidget(QLabel("Head", self))
-        controls.addWidget(self.head_box)
-        controls.addStretch(1)
-        controls.addWidget(self.step_label)
-
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
+        self.stack = QStackedWidget(self)
         empty = QLabel("No attention maps yet.\nThey arrive during training, every "
                        "\u201cAttention map every\u201d steps.", self)
         empty.setObjectName("emptyState")
         empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         empty.setWordWrap(True)
-        self.stack = QStackedWidget(self)
         self.stack.addWidget(empty)
         self.stack.addWidget(self.graphics)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(controls)
-        layout.addWidget(self.stack, 1)
+        self.step_label = framed(self, "Attention", "Attention weights of the probe sample: row i is how query i "
+                                 "spread over the keys.", self.stack,
+                                 beside=(QLabel("Layer", self), self.layer_box, QLabel("Head", self), self.head_box))
         self._set_selectors_enabled(False)
-
-        self.layer_box.currentIndexChanged.connect(self._redraw)
-        self.head_box.currentIndexChanged.connect(self._redraw)
 
     def _set_selectors_enabled(self, enabled: bool) -> None:
         self.layer_box.setEnabled(enabled)
