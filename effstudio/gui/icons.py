@@ -37,18 +37,21 @@ def _path(p: QPainter, *points: tuple[float, float], closed: bool = False) -> No
     p.drawPath(path)
 
 
+def _lines(p: QPainter, *segments: tuple[float, float, float, float]) -> None:
+    """Separate straight lines, each (x0, y0, x1, y1)."""
+    for x0, y0, x1, y1 in segments:
+        p.drawLine(QPointF(x0, y0), QPointF(x1, y1))
+
+
 def _model(p: QPainter) -> None:
     for y in (4.0, 10.0, 16.0):
         p.drawRoundedRect(QRectF(4, y, 16, 4.5), 1.5, 1.5)
-    p.drawLine(QPointF(12, 8.5), QPointF(12, 10))
-    p.drawLine(QPointF(12, 14.5), QPointF(12, 16))
+    _lines(p, (12, 8.5, 12, 10), (12, 14.5, 12, 16))
 
 
 def _data(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(3.5, 4.5, 17, 15), 2, 2)
-    p.drawLine(QPointF(3.5, 9.5), QPointF(20.5, 9.5))
-    p.drawLine(QPointF(3.5, 14.5), QPointF(20.5, 14.5))
-    p.drawLine(QPointF(9.5, 4.5), QPointF(9.5, 19.5))
+    _lines(p, (3.5, 9.5, 20.5, 9.5), (3.5, 14.5, 20.5, 14.5), (9.5, 4.5, 9.5, 19.5))
 
 
 def _train(p: QPainter) -> None:
@@ -57,8 +60,7 @@ def _train(p: QPainter) -> None:
 
 
 def _monitor(p: QPainter) -> None:
-    p.drawLine(QPointF(4, 4), QPointF(4, 20))
-    p.drawLine(QPointF(4, 20), QPointF(20.5, 20))
+    _lines(p, (4, 4, 4, 20), (4, 20, 20.5, 20))
     _path(p, (6.5, 16.5), (10, 10), (13, 13.5), (19.5, 6))
 
 
@@ -76,12 +78,8 @@ def _stop(p: QPainter) -> None:
 
 
 def _save(p: QPainter) -> None:
-    p.drawLine(QPointF(12, 4), QPointF(12, 15))
-    p.drawLine(QPointF(7.5, 10.5), QPointF(12, 15))
-    p.drawLine(QPointF(16.5, 10.5), QPointF(12, 15))
-    p.drawLine(QPointF(4.5, 15.5), QPointF(4.5, 19.5))
-    p.drawLine(QPointF(4.5, 19.5), QPointF(19.5, 19.5))
-    p.drawLine(QPointF(19.5, 19.5), QPointF(19.5, 15.5))
+    _lines(p, (12, 4, 12, 15), (7.5, 10.5, 12, 15), (16.5, 10.5, 12, 15), (4.5, 15.5, 4.5, 19.5),
+           (4.5, 19.5, 19.5, 19.5), (19.5, 19.5, 19.5, 15.5))
 
 
 def _open(p: QPainter) -> None:
@@ -96,33 +94,25 @@ def _copy(p: QPainter) -> None:
 
 def _warning(p: QPainter) -> None:
     _path(p, (12, 3.5), (21, 19.5), (3, 19.5), closed=True)
-    p.drawLine(QPointF(12, 9), QPointF(12, 14))
+    _lines(p, (12, 9, 12, 14))
     p.drawPoint(QPointF(12, 16.8))
 
 
 def _benchmark(p: QPainter) -> None:
     p.drawEllipse(QRectF(4, 6, 16, 16))  # a stopwatch
-    p.drawLine(QPointF(12, 14), QPointF(12, 9.5))
-    p.drawLine(QPointF(12, 14), QPointF(15, 16))
-    p.drawLine(QPointF(10, 2.5), QPointF(14, 2.5))
-    p.drawLine(QPointF(12, 2.5), QPointF(12, 6))
-    p.drawLine(QPointF(18, 6.5), QPointF(19.5, 5))
+    _lines(p, (12, 14, 12, 9.5), (12, 14, 15, 16), (10, 2.5, 14, 2.5), (12, 2.5, 12, 6), (18, 6.5, 19.5, 5))
 
 
 def _inspect(p: QPainter) -> None:
     p.drawEllipse(QRectF(4, 4, 12, 12))  # a magnifying glass
-    p.drawLine(QPointF(14.6, 14.6), QPointF(20, 20))
-    p.drawLine(QPointF(7, 10), QPointF(13, 10))
-    p.drawLine(QPointF(10, 7), QPointF(10, 13))
+    _lines(p, (14.6, 14.6, 20, 20), (7, 10, 13, 10), (10, 7, 10, 13))
 
 
 def _compress(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(8, 8, 8, 8), 1.5, 1.5)  # a block squeezed from both sides
     for x0, x1 in ((2.5, 6), (21.5, 18)):
-        p.drawLine(QPointF(x0, 12), QPointF(x1, 12))
         tip = 1.8 if x1 > x0 else -1.8
-        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 10))
-        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 14))
+        _lines(p, (x0, 12, x1, 12), (x1, 12, x1 - tip, 10), (x1, 12, x1 - tip, 14))
 
 
 def _runs(p: QPainter) -> None:

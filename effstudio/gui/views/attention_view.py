@@ -14,10 +14,8 @@ from effstudio.engine.events import AttentionEvent
 from effstudio.gui import theme
 from effstudio.gui.plots.heatmap import (
     TOKEN_LABEL_LIMIT,
-    fill_layer_head,
-    head_map,
+    LayerHeadChoice,
     label_tokens,
-    layer_head_boxes,
     show_weights,
     weights_heatmap,
 )
@@ -31,9 +29,9 @@ class AttentionView(QWidget):
         super().__init__(parent)
         self.current_event: AttentionEvent | None = None
 
-        self.layer_box, self.head_box = layer_head_boxes(self, "attention", self._redraw)
-        self.layer_box.setMinimumContentsLength(8)
-        self.head_box.setMinimumContentsLength(12)
+        self.choice = LayerHeadChoice(self, "attention", self._redraw)
+        self.choice.layer_box.setMinimumContentsLength(8)
+        self.choice.head_box.setMinimumContentsLength(12)
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
@@ -47,21 +45,17 @@ class AttentionView(QWidget):
         self.stack.addWidget(self.graphics)
         self.step_label = framed(self, "Attention", "Attention weights of the probe sample: row i is how query i "
                                  "spread over the keys.", self.stack,
-                                 beside=(QLabel("Layer", self), self.layer_box, QLabel("Head", self), self.head_box))
-        self._set_selectors_enabled(False)
-
-    def _set_selectors_enabled(self, enabled: bool) -> None:
-        self.layer_box.setEnabled(enabled)
-        self.head_box.setEnabled(enabled)
+                                 beside=self.choice.widgets())
+        self.choice.set_enabled(False)
 
     def set_event(self, event: AttentionEvent) -> None:
         """Show a new probe; the chosen layer and head are kept when they still exist."""
         layers, heads = event.maps.shape[:2]
         if self.current_event is None or self.current_event.maps.shape[:2] != (layers, heads):
-            fill_layer_head(self.layer_box, self.head_box, layers, heads, layer=self.layer_box.currentData(),
-                            head=self.head_box.currentData())
+            self.choice.offer(layers, heads, layer=self.choice.layer_box.currentData(),
+                              head=self.choice.head_box.currentData())
         self.current_event = event
-        self._set_selectors_enabled(True)
+        self.choice.set_enabled(True)
         self.stack.setCurrentIndex(1)
         self._redraw()
 
@@ -69,8 +63,7 @@ class AttentionView(QWidget):
         """The (N, N) matrix on screen."""
         if self.current_event is None:
             return None
-        layer = max(self.layer_box.currentData() or 0, 0)
-        return head_map(self.current_event.maps[layer], self.head_box.currentData())  # of (H, N, N)
+        return self.choice.pick(self.current_event.maps, 0)  # of (L, H, N, N)
 
     def _redraw(self) -> None:
         matrix = self.current_map()
@@ -89,8 +82,7 @@ class AttentionView(QWidget):
     def clear(self) -> None:
         self.current_event = None
         self.image.clear()
-        self.layer_box.clear()
-        self.head_box.clear()
+        self.choice.clear()
         self.step_label.setText("")
-        self._set_selectors_enabled(False)
+        self.choice.set_enabled(False)
         self.stack.setCurrentIndex(0)
