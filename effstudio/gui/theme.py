@@ -178,6 +178,15 @@ def style_plot(
     return plot
 
 
+def plot_legend(plot: pg.PlotItem, offset: tuple[float, float], **options: object) -> pg.LegendItem:
+    """The one look of a plot's legend: small labels in the text colour on a nearly opaque plot background
+    in a pale frame. ``offset`` places it (negative: from the right or bottom); ``options`` go to pyqtgraph."""
+    legend = plot.addLegend(offset=offset, labelTextSize="8pt", labelTextColor=TEXT, **options)
+    legend.setBrush(brush(SURFACE, 215))
+    legend.setPen(pen(BORDER))
+    return legend
+
+
 def pen(colour: str, width: float = 1.0, *, alpha: int = 255, dashed: bool = False) -> QPen:
     """A cosmetic pen of a theme colour, ``alpha`` 0-255."""
     c = QColor(colour)

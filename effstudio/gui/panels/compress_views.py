@@ -168,8 +168,7 @@ class ProgressPlots(QWidget):
         layout.setContentsMargins(0, 6, 0, 0)
         sparsity = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", self)
         distill = _plot("Distillation: validation accuracy", "step", "accuracy", self)
-        legend = distill.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
-        legend.setLabelTextColor(theme.TEXT)
+        theme.plot_legend(distill.getPlotItem(), (-10, -10))  # bottom right, clear of the rising curve
         kl = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", self)
         self._curves = {
             "sparsity": sparsity.plot([], [], pen=theme.pen(theme.BLUE, 2), symbol="o", symbolBrush=theme.BLUE,

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from effstudio.engine.events import JobControl
 from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.metrics import MetricStrip
-from effstudio.gui.panels.base import Panel, empty_state
+from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.inspect_diff import DiffView, diff_events
 from effstudio.gui.panels.inspect_tensors import TensorTable
 from effstudio.gui.plots.tensor_view import TensorView
@@ -146,9 +146,7 @@ class InspectPanel(JobHost, Panel):
         self.architecture.setTextFormat(Qt.TextFormat.RichText)
         self.architecture.setWordWrap(True)
         self.architecture.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.notes = QLabel(self)
-        self.notes.setObjectName("description")
-        self.notes.setWordWrap(True)
+        self.notes = description_label(self)  # plain text: the notes quote names read from the file
 
         self.tensors = TensorTable(self)
         self.tensors.selected.connect(self.show_tensor)

@@ -41,9 +41,7 @@ class RunCurves(QStackedWidget):
         self.plot = pg.PlotWidget(self, background=theme.SURFACE)
         plot_item = theme.style_plot(self.plot.getPlotItem(), bottom="step", menu=True, si_prefix=False,
                                      left_width=62)
-        self.legend = plot_item.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
-        self.legend.setBrush(theme.brush(theme.SURFACE, 215))
-        self.legend.setPen(theme.pen(theme.BORDER))
+        self.legend = theme.plot_legend(plot_item, (-8, 8))
         self.curves: dict[int, pg.PlotDataItem] = {}
         self.hint = empty_state(HINT, self)
         self.addWidget(self.hint)

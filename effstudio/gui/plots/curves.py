@@ -165,9 +165,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
         return plot
 
     def _legend(self, plot: pg.PlotItem) -> pg.LegendItem:
-        legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
-        legend.setBrush(theme.brush(theme.SURFACE, 210))
-        legend.setPen(theme.pen(theme.BORDER))
+        legend = theme.plot_legend(plot, (-8, 8))
         for item in plot.listDataItems():
             if item.name() and item not in [i for i, _ in legend.items]:
                 legend.addItem(item, item.name())
