@@ -7,15 +7,8 @@ import shlex
 from typing import Any
 
 from effstudio.engine.run_config import RunConfig
+from effstudio.gui.forms.config_form import format_value
 from effstudio.registry import Registry, get_registry
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def _changed(current: Any, default: Any) -> dict[str, Any]:
@@ -42,7 +35,7 @@ def _overrides(config: RunConfig, registry: Registry | None = None) -> dict[str,
 def _train_words(config: RunConfig, overrides: dict[str, Any]) -> list[str]:
     words = ["train", "--model", config.model_type, "--task", config.task_name]
     for key, value in overrides.items():
-        words += ["--set", f"{key}={_text(value)}"]
+        words += ["--set", f"{key}={format_value(value)}"]
     return words
 
 

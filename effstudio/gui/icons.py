@@ -27,44 +27,45 @@ SIZES = (16, 20, 24, 32, 48, 64)
 Glyph = Callable[[QPainter], None]
 
 
+def _path(p: QPainter, *points: tuple[float, float], closed: bool = False) -> None:
+    """A line through ``points``, back to the first when ``closed``."""
+    path = QPainterPath(QPointF(*points[0]))
+    for x, y in points[1:]:
+        path.lineTo(x, y)
+    if closed:
+        path.closeSubpath()
+    p.drawPath(path)
+
+
+def _lines(p: QPainter, *segments: tuple[float, float, float, float]) -> None:
+    """Separate straight lines, each (x0, y0, x1, y1)."""
+    for x0, y0, x1, y1 in segments:
+        p.drawLine(QPointF(x0, y0), QPointF(x1, y1))
+
+
 def _model(p: QPainter) -> None:
     for y in (4.0, 10.0, 16.0):
         p.drawRoundedRect(QRectF(4, y, 16, 4.5), 1.5, 1.5)
-    p.drawLine(QPointF(12, 8.5), QPointF(12, 10))
-    p.drawLine(QPointF(12, 14.5), QPointF(12, 16))
+    _lines(p, (12, 8.5, 12, 10), (12, 14.5, 12, 16))
 
 
 def _data(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(3.5, 4.5, 17, 15), 2, 2)
-    p.drawLine(QPointF(3.5, 9.5), QPointF(20.5, 9.5))
-    p.drawLine(QPointF(3.5, 14.5), QPointF(20.5, 14.5))
-    p.drawLine(QPointF(9.5, 4.5), QPointF(9.5, 19.5))
+    _lines(p, (3.5, 9.5, 20.5, 9.5), (3.5, 14.5, 20.5, 14.5), (9.5, 4.5, 9.5, 19.5))
 
 
 def _train(p: QPainter) -> None:
     p.drawEllipse(QRectF(3, 3, 18, 18))
-    path = QPainterPath(QPointF(10, 8))
-    path.lineTo(16.5, 12)
-    path.lineTo(10, 16)
-    path.closeSubpath()
-    p.drawPath(path)
+    _path(p, (10, 8), (16.5, 12), (10, 16), closed=True)
 
 
 def _monitor(p: QPainter) -> None:
-    p.drawLine(QPointF(4, 4), QPointF(4, 20))
-    p.drawLine(QPointF(4, 20), QPointF(20.5, 20))
-    path = QPainterPath(QPointF(6.5, 16.5))
-    for x, y in ((10, 10), (13, 13.5), (19.5, 6)):
-        path.lineTo(x, y)
-    p.drawPath(path)
+    _lines(p, (4, 4, 4, 20), (4, 20, 20.5, 20))
+    _path(p, (6.5, 16.5), (10, 10), (13, 13.5), (19.5, 6))
 
 
 def _start(p: QPainter) -> None:
-    path = QPainterPath(QPointF(7, 4.5))
-    path.lineTo(19, 12)
-    path.lineTo(7, 19.5)
-    path.closeSubpath()
-    p.drawPath(path)
+    _path(p, (7, 4.5), (19, 12), (7, 19.5), closed=True)
 
 
 def _pause(p: QPainter) -> None:
@@ -77,67 +78,41 @@ def _stop(p: QPainter) -> None:
 
 
 def _save(p: QPainter) -> None:
-    p.drawLine(QPointF(12, 4), QPointF(12, 15))
-    p.drawLine(QPointF(7.5, 10.5), QPointF(12, 15))
-    p.drawLine(QPointF(16.5, 10.5), QPointF(12, 15))
-    p.drawLine(QPointF(4.5, 15.5), QPointF(4.5, 19.5))
-    p.drawLine(QPointF(4.5, 19.5), QPointF(19.5, 19.5))
-    p.drawLine(QPointF(19.5, 19.5), QPointF(19.5, 15.5))
+    _lines(p, (12, 4, 12, 15), (7.5, 10.5, 12, 15), (16.5, 10.5, 12, 15), (4.5, 15.5, 4.5, 19.5),
+           (4.5, 19.5, 19.5, 19.5), (19.5, 19.5, 19.5, 15.5))
 
 
 def _open(p: QPainter) -> None:
-    path = QPainterPath(QPointF(3.5, 18.5))
-    for x, y in ((3.5, 5.5), (9, 5.5), (11, 8), (19, 8), (19, 10.5)):
-        path.lineTo(x, y)
-    p.drawPath(path)
-    body = QPainterPath(QPointF(3.5, 18.5))
-    for x, y in ((6.5, 10.5), (21, 10.5), (18, 18.5)):
-        body.lineTo(x, y)
-    body.closeSubpath()
-    p.drawPath(body)
+    _path(p, (3.5, 18.5), (3.5, 5.5), (9, 5.5), (11, 8), (19, 8), (19, 10.5))
+    _path(p, (3.5, 18.5), (6.5, 10.5), (21, 10.5), (18, 18.5), closed=True)
 
 
 def _copy(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(8.5, 8.5, 11, 12), 1.5, 1.5)
-    path = QPainterPath(QPointF(15.5, 6))
-    for x, y in ((15.5, 3.5), (4.5, 3.5), (4.5, 16), (7, 16)):
-        path.lineTo(x, y)
-    p.drawPath(path)
+    _path(p, (15.5, 6), (15.5, 3.5), (4.5, 3.5), (4.5, 16), (7, 16))
 
 
 def _warning(p: QPainter) -> None:
-    path = QPainterPath(QPointF(12, 3.5))
-    path.lineTo(21, 19.5)
-    path.lineTo(3, 19.5)
-    path.closeSubpath()
-    p.drawPath(path)
-    p.drawLine(QPointF(12, 9), QPointF(12, 14))
+    _path(p, (12, 3.5), (21, 19.5), (3, 19.5), closed=True)
+    _lines(p, (12, 9, 12, 14))
     p.drawPoint(QPointF(12, 16.8))
 
 
 def _benchmark(p: QPainter) -> None:
     p.drawEllipse(QRectF(4, 6, 16, 16))  # a stopwatch
-    p.drawLine(QPointF(12, 14), QPointF(12, 9.5))
-    p.drawLine(QPointF(12, 14), QPointF(15, 16))
-    p.drawLine(QPointF(10, 2.5), QPointF(14, 2.5))
-    p.drawLine(QPointF(12, 2.5), QPointF(12, 6))
-    p.drawLine(QPointF(18, 6.5), QPointF(19.5, 5))
+    _lines(p, (12, 14, 12, 9.5), (12, 14, 15, 16), (10, 2.5, 14, 2.5), (12, 2.5, 12, 6), (18, 6.5, 19.5, 5))
 
 
 def _inspect(p: QPainter) -> None:
     p.drawEllipse(QRectF(4, 4, 12, 12))  # a magnifying glass
-    p.drawLine(QPointF(14.6, 14.6), QPointF(20, 20))
-    p.drawLine(QPointF(7, 10), QPointF(13, 10))
-    p.drawLine(QPointF(10, 7), QPointF(10, 13))
+    _lines(p, (14.6, 14.6, 20, 20), (7, 10, 13, 10), (10, 7, 10, 13))
 
 
 def _compress(p: QPainter) -> None:
     p.drawRoundedRect(QRectF(8, 8, 8, 8), 1.5, 1.5)  # a block squeezed from both sides
     for x0, x1 in ((2.5, 6), (21.5, 18)):
-        p.drawLine(QPointF(x0, 12), QPointF(x1, 12))
         tip = 1.8 if x1 > x0 else -1.8
-        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 10))
-        p.drawLine(QPointF(x1, 12), QPointF(x1 - tip, 14))
+        _lines(p, (x0, 12, x1, 12), (x1, 12, x1 - tip, 10), (x1, 12, x1 - tip, 14))
 
 
 def _runs(p: QPainter) -> None:

@@ -11,6 +11,7 @@ ACCENT = "#2563eb"
 ACCENT_DARK = "#1d4ed8"
 ERROR = "#dc2626"
 ERROR_BACKGROUND = "#fef2f2"  # an invalid field, a failed row
+ERROR_BORDER = "#fecaca"  # around a message on the error background
 WARNING = "#b45309"
 OK = "#15803d"
 MUTED = "#6b7280"
@@ -66,6 +67,10 @@ QLineEdit[invalid="true"], QSpinBox[invalid="true"], QComboBox[invalid="true"], 
     border: 1px solid {ERROR};
     border-radius: 3px;
     background: {ERROR_BACKGROUND};
+}}
+QLabel#inspectError {{
+    background: {ERROR_BACKGROUND}; border: 1px solid {ERROR_BORDER}; border-radius: 6px;
+    color: {ERROR}; padding: 8px 10px;
 }}
 QFrame#benchPlots, QFrame#benchEmpty {{ background: {SURFACE}; border: 1px solid {BORDER}; border-radius: 6px; }}
 QPushButton#primary {{
@@ -171,6 +176,15 @@ def style_plot(
     if left_width is not None:
         plot.getAxis("left").setWidth(left_width)
     return plot
+
+
+def plot_legend(plot: pg.PlotItem, offset: tuple[float, float], **options: object) -> pg.LegendItem:
+    """The one look of a plot's legend: small labels in the text colour on a nearly opaque plot background
+    in a pale frame. ``offset`` places it (negative: from the right or bottom); ``options`` go to pyqtgraph."""
+    legend = plot.addLegend(offset=offset, labelTextSize="8pt", labelTextColor=TEXT, **options)
+    legend.setBrush(brush(SURFACE, 215))
+    legend.setPen(pen(BORDER))
+    return legend
 
 
 def pen(colour: str, width: float = 1.0, *, alpha: int = 255, dashed: bool = False) -> QPen:

@@ -40,7 +40,7 @@ def test_run_fills_the_plots(window, qtbot):
     attention = window.monitor_panel.attention
     assert attention.current_event is not None
     layers, heads, n, _ = attention.current_event.maps.shape
-    assert attention.layer_box.count() == layers and attention.head_box.count() == heads + 1
+    assert attention.choice.layer_box.count() == layers and attention.choice.head_box.count() == heads + 1
     assert attention.current_map().shape == (n, n)
     assert window.state == "finished"
     assert window.train_panel.progress.value() == 1000

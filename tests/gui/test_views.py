@@ -9,9 +9,9 @@ from effstudio.engine.events import AttentionEvent, StartEvent, StepEvent
 from effstudio.gui.command import command_line
 from effstudio.gui.icons import GLYPHS, app_icon, icon
 from effstudio.gui.metrics import RunProgress, format_count, format_duration
-from effstudio.gui.plots.attention_view import AttentionView
 from effstudio.gui.plots.curves import CurvesView, SmoothedSeries
 from effstudio.gui.plots.heatmap import MEAN_OF_HEADS
+from effstudio.gui.views.attention_view import AttentionView
 
 from .conftest import tiny_config
 
@@ -48,11 +48,11 @@ def test_attention_view_selectors_and_token_labels(app, qtbot, n, labelled):
     qtbot.addWidget(view)
     maps = np.random.default_rng(0).random((2, 3, n, n)).astype(np.float32)
     view.set_event(AttentionEvent(7, maps, tuple(f"t{i}" for i in range(n))))
-    assert view.layer_box.count() == 2 and view.head_box.count() == 4
-    assert view.head_box.currentData() == MEAN_OF_HEADS
+    assert view.choice.layer_box.count() == 2 and view.choice.head_box.count() == 4
+    assert view.choice.head_box.currentData() == MEAN_OF_HEADS
     assert np.allclose(view.current_map(), maps[0].mean(axis=0))
-    view.layer_box.setCurrentIndex(1)
-    view.head_box.setCurrentIndex(2)
+    view.choice.layer_box.setCurrentIndex(1)
+    view.choice.head_box.setCurrentIndex(2)
     assert np.allclose(view.current_map(), maps[1, 1])
     ticks = view.plot.getAxis("bottom")._tickLevels
     assert (ticks is not None) == labelled

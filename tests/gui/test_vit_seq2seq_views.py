@@ -77,8 +77,8 @@ def test_monitor_shows_cross_attention_with_token_labels(monitor):
     assert isinstance(view, CrossAttentionView) and view.isVisible()
     assert view.sources == SOURCE and view.outputs == DECODED[:6]  # rows end at the first <eos>
     assert view.current_map().shape == (6, 5)
-    assert view.layer_box.currentData() == 1  # the last layer first
-    view.head_box.setCurrentIndex(1)  # head 1
+    assert view.choice.layer_box.currentData() == 1  # the last layer first
+    view.choice.head_box.setCurrentIndex(1)  # head 1
     matrix = view.current_map()
     assert np.allclose(matrix[:5], np.eye(5)[::-1])  # the anti-diagonal of a reversal
     ticks = view.plot.getAxis("left")._tickLevels

@@ -45,7 +45,7 @@ INT_LIMIT = 2**31 - 1
 
 
 def format_value(value: Any) -> str:
-    """How a value reads in an editor: floats in their shortest exact form (1e-05, 0.001)."""
+    """How a value reads in an editor and after `--set key=`: floats in their shortest exact form (1e-05, 0.001)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -7,13 +7,11 @@ a wide panel and become two tabs on a narrow one.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QResizeEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFrame,
     QHeaderView,
     QLabel,
@@ -31,6 +29,7 @@ from effstudio.gui import theme
 from effstudio.gui.metrics import DASH
 from effstudio.gui.panels.base import description_label, empty_state, hbox
 from effstudio.gui.plots.scaling import ScalingPlot, SeriesLegend, format_length
+from effstudio.gui.tables import RIGHT, SortItem, fill_table, fixed_text, read_only_rows
 from effstudio.gui.theme import monospace_font
 
 BASELINES = ("full", "sdpa")  # the kinds the summary compares against; drawn dashed
@@ -47,25 +46,8 @@ SUMMARY_TIPS = (
 SIDE_BY_SIDE_WIDTH = 760  # px of results area below which the two tables become tabs
 
 
-def _cell(value: float | None, digits: int) -> str:
-    return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
-
-
 def _times(value: float | None) -> str:
     return DASH if value is None else f"{value:.2f}\u00d7"
-
-
-class SortItem(QTableWidgetItem):
-    """A table cell shown as text and sorted by a key (numbers as numbers, missing values last)."""
-
-    def __init__(self, text: str, key: Any = None):
-        super().__init__(text)
-        self.key = (1, 0) if key is None else (0, key)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        if isinstance(other, SortItem):
-            return self.key < other.key
-        return super().__lt__(other)
 
 
 class BenchResults(QStackedWidget):
@@ -175,19 +157,13 @@ class BenchResults(QStackedWidget):
         for plot in (self.time_plot, self.memory_plot):
             plot.reset(settings.kinds, settings.lengths, palette_order=palette_order, dashed=BASELINES)
         self.setCurrentIndex(1)
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(0)
-        self.table.setSortingEnabled(True)
+        fill_table(self.table, [])
 
     def add_row(self, row: BenchRowEvent) -> None:
         """One case: a point on both plots and a line in the table (failed cases tinted)."""
         self.time_plot.add_point(row.attention, row.length, row.ms if row.ok else None)
         self.memory_plot.add_point(row.attention, row.length, row.peak_mb if row.ok else None)
         self.setCurrentIndex(1)
-        table = self.table
-        table.setSortingEnabled(False)
-        index = table.rowCount()
-        table.insertRow(index)
         skipped = (row.error or "").startswith("skipped")
         if row.ok:
             status = "ok"
@@ -197,25 +173,23 @@ class BenchResults(QStackedWidget):
             status = row.error or "failed"
         cells = (
             SortItem(row.attention, row.attention),
-            SortItem(f"{row.length:,}", row.length),
-            SortItem(_cell(row.ms, 2), row.ms),
-            SortItem(_cell(row.peak_mb, 1), row.peak_mb),
+            SortItem(f"{row.length:,}", row.length, align_right=True),
+            SortItem(fixed_text(row.ms, 2), row.ms, align_right=True),
+            SortItem(fixed_text(row.peak_mb, 1), row.peak_mb, align_right=True),
             SortItem(status, (not row.ok, status)),
         )
         numeric = QFont(monospace_font())
-        for column, item in enumerate(cells):
-            if column in (1, 2, 3):
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                item.setFont(numeric)
-            if not row.ok:
+        for item in cells[1:4]:
+            item.setFont(numeric)
+        if not row.ok:
+            for item in cells:
                 item.setBackground(QColor(theme.ERROR_BACKGROUND))
-            table.setItem(index, column, item)
         colour = theme.OK if row.ok else (theme.MUTED if skipped else theme.ERROR)
         cells[4].setForeground(QColor(colour))
         cells[4].setToolTip(row.error or "measured")
         cells[0].setToolTip(row.error or "")
-        table.setSortingEnabled(True)
-        table.scrollToItem(cells[0])
+        fill_table(self.table, [cells], append=True)
+        self.table.scrollToItem(cells[0])
 
     def show_summary(self, summary: list[dict[str, Any]], lengths: tuple[int, ...] | None, running: bool) -> None:
         """The core's summary of a run of ``lengths`` (None before any run); ``running`` while cases remain."""
@@ -228,13 +202,13 @@ class BenchResults(QStackedWidget):
         fastest = min((e["ms"] for e in summary if e["ms"] is not None), default=None)
         numeric = QFont(monospace_font())
         for index, entry in enumerate(summary):
-            cells = (entry["kind"], _cell(entry["ms"], 2), _times(entry["speedup_vs_full"]),
-                     _times(entry["speedup_vs_sdpa"]), _cell(entry["memory_vs_full"], 2),
+            cells = (entry["kind"], fixed_text(entry["ms"], 2), _times(entry["speedup_vs_full"]),
+                     _times(entry["speedup_vs_sdpa"]), fixed_text(entry["memory_vs_full"], 2),
                      _times(entry["growth"]))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    item.setTextAlignment(RIGHT)
                     item.setFont(numeric)
                 if entry["ms"] is not None and entry["ms"] == fastest and column in (0, 1):
                     font = item.font()
@@ -275,13 +249,9 @@ def _table(name: str, columns: tuple[str, ...], stretch: int | None, parent: QWi
     table = QTableWidget(0, len(columns), parent)
     table.setObjectName(name)
     table.setHorizontalHeaderLabels(list(columns))
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setAlternatingRowColors(True)
-    table.setWordWrap(False)
+    read_only_rows(table)
     table.setTextElideMode(Qt.TextElideMode.ElideRight)
     table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    table.verticalHeader().hide()
     table.verticalHeader().setDefaultSectionSize(22)
     header = table.horizontalHeader()
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)

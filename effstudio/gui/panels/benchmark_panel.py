@@ -29,9 +29,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -48,13 +46,13 @@ from effstudio.config import ConfigError
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.gui import settings as keys
-from effstudio.gui import theme
 from effstudio.gui.forms.config_form import ConfigForm
-from effstudio.gui.icons import action_icon, icon
+from effstudio.gui.icons import action_icon
 from effstudio.gui.job import Job, JobHost
 from effstudio.gui.metrics import format_duration
-from effstudio.gui.panels.base import Panel, description_label, hbox, side_column
+from effstudio.gui.panels.base import Panel, hbox, side_column
 from effstudio.gui.panels.bench_results import BenchResults
+from effstudio.gui.panels.run_controls import RunGroup
 from effstudio.registry import Registry, UnknownEntryError
 
 BenchFn = Callable[[AttentionBenchSettings, JobControl], Iterator[Event]]
@@ -165,38 +163,18 @@ class BenchmarkPanel(JobHost, Panel):
         shape_layout.addWidget(self.form)
         layout.addWidget(shape_group)
 
-        run_layout = QVBoxLayout(run_group := QGroupBox("Run", column))
-        run_layout.setSpacing(8)
-        self.run_button = QPushButton(icon("start", theme.ON_DARK), "Run", run_group)
-        self.run_button.setObjectName("primary")
-        self.run_button.setToolTip("Measure every chosen kind at every length")
-        self.stop_button = QPushButton(action_icon("stop"), "Stop", run_group)
+        self.run_group = RunGroup("Measure every chosen kind at every length", "benchProblem", column)
+        run = self.run_group
+        self.run_button, self.stop_button, self.progress = run.run_button, run.stop_button, run.progress
+        self.progress_label, self.problem = run.status_label, run.problem
         self.stop_button.setToolTip("Stop now: the running case is ended and not reported")
-        for button in (self.run_button, self.stop_button):
-            button.setMinimumHeight(30)
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.run_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
-        run_layout.addLayout(hbox(self.run_button, self.stop_button, spacing=6))
-        self.progress = QProgressBar(run_group)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        self.progress.setMinimumHeight(20)
-        run_layout.addWidget(self.progress)
-        self.progress_label = description_label(run_group)
-        run_layout.addWidget(self.progress_label)
-        self.problem = QLabel("", run_group)
-        self.problem.setObjectName("benchProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet(f"color: {theme.ERROR};")
-        self.problem.hide()
-        run_layout.addWidget(self.problem)
         self.save_button = QPushButton(action_icon("save"), "Save JSON\u2026", self)
         self.save_button.setToolTip("Save settings, rows and summary in the format of "
                                     "`effstudio bench attention --json`")
         self.save_button.clicked.connect(self.save_json_dialog)
-        layout.addWidget(run_group)
+        layout.addWidget(run)
         layout.addStretch(1)
         return scroll
 
@@ -224,17 +202,14 @@ class BenchmarkPanel(JobHost, Panel):
             raise ConfigError("kinds", str(err)) from None
 
     def _show_problem(self, err: ConfigError) -> None:
-        self.problem.setText(f"Cannot run: {err.field}: {err.message}")
-        self.problem.show()
+        self.run_group.show_problem(f"Cannot run: {err.field}: {err.message}")
         _mark_invalid(self.lengths_edit, err.field == "lengths")
         _mark_invalid(self.kind_list, err.field == "kinds")
         (self.lengths_edit if err.field == "lengths" else self.kind_list).setFocus()
         self.message.emit(f"Benchmark: {err.field}: {err.message}")
 
     def _clear_problem(self) -> None:
-        if self.problem.isVisible() or self.problem.text():
-            self.problem.hide()
-            self.problem.setText("")
+        self.run_group.clear_problem()
         _mark_invalid(self.lengths_edit, False)
         _mark_invalid(self.kind_list, False)
 
@@ -307,8 +282,7 @@ class BenchmarkPanel(JobHost, Panel):
 
     def _on_failed(self, message: str) -> None:
         self.error = message
-        self.problem.setText(f"The benchmark failed: {message}")
-        self.problem.show()
+        self.run_group.show_problem(f"The benchmark failed: {message}")
         self.message.emit(f"Benchmark failed: {message}")
 
     def _on_finished(self, status: str) -> None:
@@ -407,8 +381,7 @@ class BenchmarkPanel(JobHost, Panel):
         try:
             path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as err:
-            self.problem.setText(f"Cannot save {path}: {err.strerror or err}")
-            self.problem.show()
+            self.run_group.show_problem(f"Cannot save {path}: {err.strerror or err}")
             return False
         self.message.emit(f"Saved the benchmark results to {path}")
         return True

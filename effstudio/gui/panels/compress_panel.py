@@ -56,14 +56,14 @@ from effstudio.engine.run_plan import DistillStep, ExportStep, PruneStep, Quanti
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobHost
-from effstudio.gui.panels.base import Panel, description_label
+from effstudio.gui.panels.base import Panel, description_label, side_column
 from effstudio.gui.panels.compress_views import (
     CompareTable,
     ParetoScatter,
     ProgressPlots,
     describe_result,
 )
-from effstudio.gui.panels.run_controls import RunGroup, controls_column
+from effstudio.gui.panels.run_controls import RunGroup
 from effstudio.registry import Registry
 
 JobFn = Callable[[JobControl], Iterator[Any]]
@@ -157,8 +157,8 @@ class CompressPanel(JobHost, Panel):
 
     # ---------------------------------------------------------------- controls
     def _make_controls(self) -> QWidget:
-        scroll, layout = controls_column(self, 290)
-        column = layout.parentWidget()
+        scroll, layout = side_column(self, 290)
+        column = scroll.widget()
         source = QGroupBox("Checkpoint", column)
         source_layout = QVBoxLayout(source)
         source_layout.setSpacing(6)

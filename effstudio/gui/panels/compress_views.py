@@ -7,23 +7,13 @@ and says what each variant is called.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QHBoxLayout,
-    QHeaderView,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTableWidget, QVBoxLayout, QWidget
 
 from effstudio.compress.compare import pareto_indices
 from effstudio.compress.events import (
@@ -34,8 +24,8 @@ from effstudio.compress.events import (
     ResultEvent,
 )
 from effstudio.gui import theme
-from effstudio.gui.metrics import DASH
 from effstudio.gui.plots.scaling import LogAxis
+from effstudio.gui.tables import SortItem, fill_table, fixed_text, read_only_rows
 
 COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
 COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
@@ -55,11 +45,6 @@ def file_size(n: float) -> str:
     return f"{n}"
 
 
-def fixed_text(value: float | None, digits: int = 2) -> str:
-    """``value`` with ``digits`` decimals and thousands separators; a dash when missing or not finite."""
-    return DASH if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
-
-
 def describe_result(event: ResultEvent) -> str:
     """A finished operation in one line: its file, parameters and accuracy, and the check it passed."""
     acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
@@ -71,36 +56,16 @@ def describe_result(event: ResultEvent) -> str:
     return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
 
 
-class _Item(QTableWidgetItem):
-    """A cell sorted by ``key`` (numbers as numbers, right-aligned; missing keys last)."""
-
-    def __init__(self, text: str, key: Any = None):
-        super().__init__(text)
-        self.key = (1, 0) if key is None else (0, key)
-        if key is not None and not isinstance(key, str):
-            self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return self.key < other.key if isinstance(other, _Item) else super().__lt__(other)
-
-
-def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> None:
-    item = widget.getPlotItem()
-    item.setTitle(f"<span style='color:{theme.TEXT}; font-size:10pt'>{title}</span>")
-    item.setLabel("bottom", x_label, color="#4b5563")
-    item.setLabel("left", y_label, color="#4b5563")
-    item.showGrid(x=True, y=True, alpha=0.15)
-    for side in ("bottom", "left"):
-        item.getAxis(side).enableAutoSIPrefix(False)
-        item.getAxis(side).setPen(pg.mkPen("#9ca3af"))
-        item.getAxis(side).setTextPen(pg.mkPen("#4b5563"))
+def _styled(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    """``widget`` in the theme's plot style, its values unscaled (no "x0.001" on the axes)."""
+    theme.style_plot(widget.getPlotItem(), title=title, bottom=x_label, left=y_label, si_prefix=False,
+                     label_colour=theme.SECONDARY)
     widget.setMinimumHeight(180)
+    return widget
 
 
 def _plot(title: str, x_label: str, y_label: str, parent: QWidget) -> pg.PlotWidget:
-    widget = pg.PlotWidget(parent=parent, background="w")
-    _style(widget, title, x_label, y_label)
-    return widget
+    return _styled(pg.PlotWidget(parent, background=theme.SURFACE), title, x_label, y_label)
 
 
 class CompareTable(QTableWidget):
@@ -115,45 +80,37 @@ class CompareTable(QTableWidget):
         self.setHorizontalHeaderLabels(list(COLUMNS))
         for column, tip in enumerate(COLUMN_TIPS):
             self.horizontalHeaderItem(column).setToolTip(tip)
-        self.verticalHeader().setVisible(False)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setAlternatingRowColors(True)
+        read_only_rows(self)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(60)
-        self.setWordWrap(False)
         self.setSortingEnabled(True)
 
     def show_rows(self, rows: list[CompareRowEvent], names: list[str]) -> None:
         """Show ``rows``, each called by its entry of ``names`` ("original", "heads 50%", ...)."""
         front = set(pareto_indices(rows))
-        self.setSortingEnabled(False)  # a sorting table moves a row while its cells are being set
-        self.setRowCount(len(rows))
         bold = QFont()
         bold.setBold(True)
+        table = []
         for r, (row, name) in enumerate(zip(rows, names, strict=True)):
-            cells = [
-                _Item(name, row.name),
-                _Item(f"{row.params:,}", row.params),
-                _Item(file_size(row.file_bytes), row.file_bytes),
-                _Item(fixed_text(row.accuracy, 3), row.accuracy),
-                _Item(fixed_text(row.latency_ms_b1), row.latency_ms_b1),
-                _Item(fixed_text(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
-                _Item(fixed_text(row.latency_ms_b32, 1), row.latency_ms_b32),
-                _Item(fixed_text(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
-                _Item(fixed_text(row.peak_mb, 1), row.peak_mb),
-            ]
+            numbers = ((f"{row.params:,}", row.params), (file_size(row.file_bytes), row.file_bytes),
+                       (fixed_text(row.accuracy, 3), row.accuracy), (fixed_text(row.latency_ms_b1), row.latency_ms_b1),
+                       (fixed_text(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
+                       (fixed_text(row.latency_ms_b32, 1), row.latency_ms_b32),
+                       (fixed_text(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
+                       (fixed_text(row.peak_mb, 1), row.peak_mb))
+            cells = [SortItem(name, row.name),
+                     *(SortItem(text, value, align_right=value is not None) for text, value in numbers)]
             cells[0].setData(Qt.ItemDataRole.UserRole, row.path)
             cells[0].setToolTip(f"{row.path}\n{row.error}" if row.error else row.path)
-            for c, cell in enumerate(cells):
+            for cell in cells:
                 if r in front:
                     cell.setFont(bold)
                 if row.error:
                     cell.setForeground(QColor(theme.ERROR))
-                self.setItem(r, c, cell)
-        self.setSortingEnabled(True)
+            table.append(cells)
+        fill_table(self, table)
 
     def selected_paths(self) -> list[str]:
         rows = sorted({index.row() for index in self.selectedIndexes()})
@@ -164,8 +121,8 @@ class ParetoScatter(pg.PlotWidget):
     """Accuracy against batch-1 latency (log scale), the Pareto front joined in orange, every point named."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent=parent, background="w", axisItems={"bottom": LogAxis("bottom")})
-        _style(self, "Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
+        super().__init__(parent=parent, background=theme.SURFACE, axisItems={"bottom": LogAxis("bottom")})
+        _styled(self, "Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
                "accuracy")
         self.setMinimumHeight(230)
 
@@ -179,11 +136,12 @@ class ParetoScatter(pg.PlotWidget):
         xs = np.log10([max(rows[i].latency_ms_b1, 1e-3) for i in usable])
         ys = np.array([rows[i].accuracy for i in usable])
         others = [k for k, i in enumerate(usable) if i not in front]
-        plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=pg.mkBrush(POINT_COLOUR),
-                                        pen=pg.mkPen("w")))
+        plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=theme.brush(POINT_COLOUR),
+                                        pen=theme.pen(theme.SURFACE)))
         on_front = sorted((k for k, i in enumerate(usable) if i in front), key=lambda k: xs[k])
-        plot.addItem(pg.PlotDataItem(xs[on_front], ys[on_front], pen=pg.mkPen(FRONT_COLOUR, width=2),
-                                     symbol="o", symbolSize=12, symbolBrush=FRONT_COLOUR, symbolPen=pg.mkPen("w")))
+        plot.addItem(pg.PlotDataItem(xs[on_front], ys[on_front], pen=theme.pen(FRONT_COLOUR, 2),
+                                     symbol="o", symbolSize=12, symbolBrush=FRONT_COLOUR,
+                                     symbolPen=theme.pen(theme.SURFACE)))
         # labels alternate above and below their points (by latency), so neighbours do not overwrite each other
         for rank, k in enumerate(sorted(range(len(usable)), key=lambda k: xs[k])):
             i = usable[k]
@@ -210,17 +168,16 @@ class ProgressPlots(QWidget):
         layout.setContentsMargins(0, 6, 0, 0)
         sparsity = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", self)
         distill = _plot("Distillation: validation accuracy", "step", "accuracy", self)
-        legend = distill.getPlotItem().addLegend(offset=(-10, -10))  # bottom right, clear of the rising curve
-        legend.setLabelTextColor(theme.TEXT)
+        theme.plot_legend(distill.getPlotItem(), (-10, -10))  # bottom right, clear of the rising curve
         kl = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", self)
         self._curves = {
-            "sparsity": sparsity.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o", symbolBrush=theme.BLUE,
+            "sparsity": sparsity.plot([], [], pen=theme.pen(theme.BLUE, 2), symbol="o", symbolBrush=theme.BLUE,
                                       symbolPen=None, symbolSize=7),
-            "student": distill.plot([], [], pen=pg.mkPen(theme.BLUE, width=2), symbol="o", symbolSize=6,
+            "student": distill.plot([], [], pen=theme.pen(theme.BLUE, 2), symbol="o", symbolSize=6,
                                     symbolBrush=theme.BLUE, symbolPen=None, name="student"),
-            "teacher": distill.plot([], [], pen=pg.mkPen(theme.ORANGE, width=2, style=Qt.PenStyle.DashLine),
+            "teacher": distill.plot([], [], pen=theme.pen(theme.ORANGE, 2, dashed=True),
                                     name="teacher"),
-            "kl": kl.plot([], [], pen=pg.mkPen(theme.GREEN, width=2)),
+            "kl": kl.plot([], [], pen=theme.pen(theme.GREEN, 2)),
         }
         self.points: dict[str, list[tuple[float, float]]] = {name: [] for name in self._curves}
         layout.addWidget(sparsity, 1)

@@ -38,10 +38,9 @@ from PySide6.QtWidgets import (
 )
 
 from effstudio.engine.events import JobControl
-from effstudio.gui import theme
 from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.metrics import MetricStrip
-from effstudio.gui.panels.base import Panel, empty_state
+from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.inspect_diff import DiffView, diff_events
 from effstudio.gui.panels.inspect_tensors import TensorTable
 from effstudio.gui.plots.tensor_view import TensorView
@@ -129,8 +128,6 @@ class InspectPanel(JobHost, Panel):
         self.error_banner.setObjectName("inspectError")
         self.error_banner.setWordWrap(True)
         self.error_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_banner.setStyleSheet(f"QLabel#inspectError {{ background: #fef2f2; border: 1px solid #fecaca;"
-                                        f" border-radius: 6px; color: {theme.ERROR}; padding: 8px 10px; }}")
         self.error_banner.hide()
         self.body.addWidget(self.error_banner)
 
@@ -149,9 +146,7 @@ class InspectPanel(JobHost, Panel):
         self.architecture.setTextFormat(Qt.TextFormat.RichText)
         self.architecture.setWordWrap(True)
         self.architecture.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.notes = QLabel(self)
-        self.notes.setObjectName("description")
-        self.notes.setWordWrap(True)
+        self.notes = description_label(self)  # plain text: the notes quote names read from the file
 
         self.tensors = TensorTable(self)
         self.tensors.selected.connect(self.show_tensor)

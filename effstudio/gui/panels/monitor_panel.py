@@ -27,10 +27,10 @@ from effstudio.engine.events import AttentionEvent, EvalEvent, MemoryEvent, Star
 from effstudio.gui.log_view import LogView
 from effstudio.gui.metrics import MetricStrip, RunProgress, format_count
 from effstudio.gui.panels.base import Panel, empty_state
-from effstudio.gui.plots.attention_view import AttentionView
 from effstudio.gui.plots.curves import CurvesView
 from effstudio.gui.theme import monospace_font
 from effstudio.gui.views import ModelViewArea
+from effstudio.gui.views.attention_view import AttentionView
 
 REFRESH_HZ = 10
 PAINT_SHARE = 0.2  # at most this share of the GUI thread goes to repainting curves during a run

@@ -1,17 +1,15 @@
-"""The left column of a section that runs jobs: its settings in a fixed-width column that scrolls, and a
-Run group below them (Run and Stop, a progress bar, a status line, a problem shown in red)."""
+"""The Run group of a section that runs jobs, under its settings in the side column
+(:func:`~effstudio.gui.panels.base.side_column`): Run and Stop, a progress bar, a status line, a problem
+shown in red."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -22,21 +20,6 @@ from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.panels.base import description_label
 
 
-def controls_column(parent: QWidget, width: int) -> tuple[QScrollArea, QVBoxLayout]:
-    """A column ``width`` pixels wide that scrolls vertically, and the layout its groups go into."""
-    column = QWidget(parent)
-    layout = QVBoxLayout(column)
-    layout.setContentsMargins(0, 0, 4, 0)
-    layout.setSpacing(10)
-    scroll = QScrollArea(parent)
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    scroll.setWidget(column)
-    scroll.setFixedWidth(width)
-    return scroll, layout
-
-
 class RunGroup(QGroupBox):
     """Run and Stop side by side, the progress bar ("idle" until a job starts), a status line and a
     problem label (hidden until :meth:`show_problem`). The section connects the buttons."""
@@ -45,7 +28,7 @@ class RunGroup(QGroupBox):
         super().__init__("Run", parent)
         self._layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
-        self.run_button = QPushButton(icon("start", "#ffffff"), "Run", self)
+        self.run_button = QPushButton(icon("start", theme.ON_DARK), "Run", self)
         self.run_button.setObjectName("primary")
         self.run_button.setToolTip(run_tip)
         self.stop_button = QPushButton(action_icon("stop"), "Stop", self)

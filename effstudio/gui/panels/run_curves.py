@@ -6,15 +6,13 @@ chooser and the smoothing switch belong to this view; the panel places them.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QCheckBox, QComboBox, QStackedWidget, QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.panels.base import empty_state
+from effstudio.gui.plots.curves import ema
 from effstudio.runs.store import MetricSeries
 
 # (metric, label in the chooser, y-axis label)
@@ -25,22 +23,7 @@ METRICS = (("loss", "Training loss", "loss"), ("val_loss", "Validation loss", "l
 SMOOTHED = ("loss", "tokens_per_s", "grad_norm")
 RISING = ("val_accuracy",)  # curves that climb: the legend goes to the bottom right, out of their way
 POINTS = ("val_loss", "val_accuracy")  # a few evaluations: drawn with a marker on each
-PALETTE = (theme.BLUE, theme.ORANGE, theme.GREEN, theme.PURPLE, theme.RED, theme.SKY, "#000000", "#8c6d31")
 HINT = "Select runs in the table to compare their curves (Ctrl or Shift + click to pick several)."
-
-
-def ema(values: np.ndarray, weight: float) -> np.ndarray:
-    """Bias-corrected exponential moving average (NaNs stay NaN and are skipped)."""
-    out = np.empty_like(values)
-    last, scale = 0.0, 1.0
-    for i, value in enumerate(values.tolist()):
-        if not math.isfinite(value):
-            out[i] = np.nan
-            continue
-        last = weight * last + (1 - weight) * value
-        scale *= weight
-        out[i] = last / (1 - scale)
-    return out
 
 
 class RunCurves(QStackedWidget):
@@ -55,24 +38,10 @@ class RunCurves(QStackedWidget):
         self.smooth_box.setChecked(True)
         self.smooth_box.setToolTip("Exponential moving average (0.9) of the training loss, throughput and "
                                    "gradient norm")
-        self.plot = pg.PlotWidget(self)
-        self.plot.setBackground("w")
-        plot_item = self.plot.getPlotItem()
-        plot_item.showGrid(x=True, y=True, alpha=0.15)
-        plot_item.setLabel("bottom", "step", color=theme.MUTED)
-        plot_item.hideButtons()
-        font = QFont()
-        font.setPointSize(8)
-        for name in ("left", "bottom"):
-            axis = plot_item.getAxis(name)
-            axis.setTickFont(font)
-            axis.setTextPen(theme.MUTED)
-            axis.setPen(theme.BORDER)
-            axis.enableAutoSIPrefix(False)
-        plot_item.getAxis("left").setWidth(62)
-        self.legend = plot_item.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
-        self.legend.setBrush(pg.mkBrush(255, 255, 255, 215))
-        self.legend.setPen(pg.mkPen(theme.BORDER))
+        self.plot = pg.PlotWidget(self, background=theme.SURFACE)
+        plot_item = theme.style_plot(self.plot.getPlotItem(), bottom="step", menu=True, si_prefix=False,
+                                     left_width=62)
+        self.legend = theme.plot_legend(plot_item, (-8, 8))
         self.curves: dict[int, pg.PlotDataItem] = {}
         self.hint = empty_state(HINT, self)
         self.addWidget(self.hint)
@@ -92,7 +61,7 @@ class RunCurves(QStackedWidget):
     def show_runs(self, series: dict[int, tuple[str, MetricSeries | None]]) -> None:
         """Draw the selected metric of each run: ``series`` maps a run id to its legend label and values.
 
-        Colours follow the order of ``series`` (len(PALETTE) distinct ones, then they repeat).
+        Colours follow the order of ``series`` (len(theme.SERIES) distinct ones, then they repeat).
         """
         plot_item = self.plot.getPlotItem()
         for curve in self.curves.values():
@@ -115,9 +84,9 @@ class RunCurves(QStackedWidget):
                 continue
             ys = values.values * (100.0 if metric == "val_accuracy" else 1.0)
             if smooth:
-                ys = ema(ys, 0.9)
-            colour = PALETTE[number % len(PALETTE)]
-            curve = plot_item.plot(values.steps.astype(np.float64), ys, pen=pg.mkPen(QColor(colour), width=2),
+                ys, _ = ema(ys, 0.9)
+            colour = theme.SERIES[number % len(theme.SERIES)]
+            curve = plot_item.plot(values.steps.astype(np.float64), ys, pen=theme.pen(colour, 2),
                                    name=name, symbol="o" if metric in POINTS else None, symbolSize=5,
                                    symbolBrush=colour, symbolPen=None)
             curve.setDownsampling(auto=True, method="mean" if smooth else "peak")

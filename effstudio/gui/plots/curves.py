@@ -60,6 +60,24 @@ class Series:
         return self.size
 
 
+def ema(values: np.ndarray, weight: float,
+        state: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, tuple[float, float]]:
+    """Bias-corrected exponential moving average of ``values`` (NaNs stay NaN and are skipped).
+
+    ``state`` carries on from the values before these (what an earlier call returned); the start is (0, 1).
+    """
+    out = np.empty_like(values)
+    last, scale = state
+    for i, value in enumerate(values.tolist()):
+        if not np.isfinite(value):
+            out[i] = np.nan
+            continue
+        last = weight * last + (1 - weight) * value
+        scale *= weight
+        out[i] = last / (1 - scale)
+    return out, (last, scale)
+
+
 class SmoothedSeries(Series):
     """A series that keeps its EMA up to date as points arrive."""
 
@@ -67,23 +85,13 @@ class SmoothedSeries(Series):
         super().__init__()
         self.weight = weight
         self.smooth = Series()
-        self._last, self._scale = 0.0, 1.0
+        self._state = (0.0, 1.0)
 
     def extend(self, xs: Iterable[float], ys: Iterable[float]) -> None:
         start = self.size
         super().extend(xs, ys)
-        new = self.y[start:]
-        out = np.empty_like(new)
-        w, last, scale = self.weight, self._last, self._scale
-        for i, value in enumerate(new.tolist()):
-            if not np.isfinite(value):
-                out[i] = np.nan
-                continue
-            last = w * last + (1 - w) * value
-            scale *= w
-            out[i] = last / (1 - scale) if w > 0 else value
-        self._last, self._scale = last, scale
-        self.smooth.extend(self.x[start:], out)
+        smoothed, self._state = ema(self.y[start:], self.weight, self._state)
+        self.smooth.extend(self.x[start:], smoothed)
 
     def set_weight(self, weight: float) -> None:
         xs, ys = self.x.copy(), self.y.copy()
@@ -94,7 +102,7 @@ class SmoothedSeries(Series):
     def clear(self) -> None:
         super().clear()
         self.smooth.clear()
-        self._last, self._scale = 0.0, 1.0
+        self._state = (0.0, 1.0)
 
 
 class CurvesView(pg.GraphicsLayoutWidget):
@@ -157,9 +165,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
         return plot
 
     def _legend(self, plot: pg.PlotItem) -> pg.LegendItem:
-        legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT)
-        legend.setBrush(theme.brush(theme.SURFACE, 210))
-        legend.setPen(theme.pen(theme.BORDER))
+        legend = theme.plot_legend(plot, (-8, 8))
         for item in plot.listDataItems():
             if item.name() and item not in [i for i, _ in legend.items]:
                 legend.addItem(item, item.name())

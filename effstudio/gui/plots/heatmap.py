@@ -6,9 +6,11 @@ layer and head selectors whose head list starts with the mean of the heads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
 from effstudio.gui import theme
 
@@ -60,21 +62,48 @@ def show_weights(image: pg.ImageItem, colorbar: pg.ColorBarItem, matrix: np.ndar
     return matrix
 
 
-def fill_layer_head(layer_box: QComboBox, head_box: QComboBox, layers: int, heads: int, *, layer: int | None,
-                    head: int | None) -> None:
-    """Offer ``layers`` layers and the mean of ``heads`` heads, then each head; ``layer`` and ``head`` stay
-    chosen when offered, else the first entry is. No change signal fires."""
-    for box, items, chosen in ((layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)], layer),
-                               (head_box, [("mean of heads", MEAN_OF_HEADS)]
-                                + [(f"{h + 1} of {heads}", h) for h in range(heads)], head)):
-        box.blockSignals(True)
-        box.clear()
-        for text, data in items:
-            box.addItem(text, data)
-        box.setCurrentIndex(max(box.findData(chosen), 0))
-        box.blockSignals(False)
+class LayerHeadChoice:
+    """The layer and head selectors of a view of (layers, heads, rows, columns) maps: the head list starts
+    with the mean of the heads. The boxes are named ``{name}Layer`` and ``{name}Head``; ``changed`` is
+    called when the user picks another entry."""
 
+    def __init__(self, parent: QWidget, name: str, changed: Callable[[], None]):
+        self.layer_box, self.head_box = QComboBox(parent), QComboBox(parent)
+        self.labels = QLabel("Layer", parent), QLabel("Head", parent)
+        for box, what in ((self.layer_box, "Layer"), (self.head_box, "Head")):
+            box.setObjectName(f"{name}{what}")
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            box.currentIndexChanged.connect(changed)
 
-def head_map(layer_maps: np.ndarray, head: int | None) -> np.ndarray:
-    """One head's map, or the mean of the heads, from a layer's (H, rows, cols) maps."""
-    return layer_maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else layer_maps[head]
+    def widgets(self) -> tuple[QWidget, ...]:
+        """Labels and boxes in reading order, for a view's header."""
+        return self.labels[0], self.layer_box, self.labels[1], self.head_box
+
+    def offer(self, layers: int, heads: int, *, layer: int | None, head: int | None) -> None:
+        """Offer ``layers`` layers and the mean of ``heads`` heads, then each head; ``layer`` and ``head``
+        stay chosen when offered, else the first entry is. No change signal fires."""
+        for box, items, chosen in ((self.layer_box, [(f"{i + 1} of {layers}", i) for i in range(layers)], layer),
+                                   (self.head_box, [("mean of heads", MEAN_OF_HEADS)]
+                                    + [(f"{h + 1} of {heads}", h) for h in range(heads)], head)):
+            box.blockSignals(True)
+            box.clear()
+            for text, data in items:
+                box.addItem(text, data)
+            box.setCurrentIndex(max(box.findData(chosen), 0))
+            box.blockSignals(False)
+
+    def pick(self, maps: np.ndarray, default_layer: int) -> np.ndarray:
+        """The chosen head's map, or the mean of the heads, of the chosen layer (``default_layer`` while
+        nothing is offered) of (layers, heads, rows, columns) ``maps``."""
+        layer = self.layer_box.currentData()
+        layer_maps = maps[default_layer if layer is None else layer]  # (H, rows, columns)
+        head = self.head_box.currentData()
+        return layer_maps.mean(axis=0) if head is None or head == MEAN_OF_HEADS else layer_maps[head]
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.layer_box.setEnabled(enabled)
+        self.head_box.setEnabled(enabled)
+
+    def clear(self) -> None:
+        self.layer_box.clear()
+        self.head_box.clear()

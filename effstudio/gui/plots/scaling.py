@@ -108,10 +108,7 @@ class ScalingPlot(pg.PlotWidget):
                                 left=f"{quantity} ({unit})", left_width=54, label_colour=theme.SECONDARY)
         self.legend: pg.LegendItem | None = None
         if legend:
-            self.legend = plot.addLegend(offset=(8, 8), labelTextSize="8pt", labelTextColor=theme.TEXT,
-                                         verSpacing=-4)
-            self.legend.setBrush(theme.brush(theme.SURFACE, 225))
-            self.legend.setPen(theme.pen(theme.BORDER))
+            self.legend = theme.plot_legend(plot, (8, 8), verSpacing=-4)
         self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
                                         tip=lambda x, y, data: data)
         self.hover.setZValue(20)

@@ -53,28 +53,8 @@ class ModelView(QWidget):
 
     def frame(self, heading: str, explanation: str, body: QWidget, *, beside: Sequence[QWidget] = (),
               min_height: int = 0) -> None:
-        """Every view's layout: a bold heading (its tooltip explains the view), ``beside`` it a legend
-        or selectors, ``self.summary`` on the right, and ``body`` below taking the height."""
-        title = QLabel(f"<b>{heading}</b>", self)
-        title.setToolTip(explanation)
-        self.summary = QLabel(self)
-        self.summary.setObjectName("description")
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(title)
-        if beside:
-            top.addSpacing(8)
-        for widget in beside:
-            top.addWidget(widget)
-        top.addStretch(1)
-        top.addWidget(self.summary)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(top)
-        layout.addWidget(body, 1)
-        if min_height:
-            self.setMinimumHeight(min_height)
+        """Lay the view out as every view is (see :func:`framed`); ``self.summary`` is its top-right label."""
+        self.summary = framed(self, heading, explanation, body, beside=beside, min_height=min_height)
 
     def token_text(self, object_name: str) -> QTextBrowser:
         """A white, frameless rich-text area for a view that colours the probe's tokens."""
@@ -90,6 +70,33 @@ class ModelView(QWidget):
 
     def clear(self) -> None:
         """Forget the shown data (a new run)."""
+
+
+def framed(widget: QWidget, heading: str, explanation: str, body: QWidget, *, beside: Sequence[QWidget] = (),
+           min_height: int = 0) -> QLabel:
+    """A view's layout: a bold heading (its tooltip explains the view), ``beside`` it a legend or
+    selectors, a summary label on the right (returned), and ``body`` below taking the height."""
+    title = QLabel(f"<b>{heading}</b>", widget)
+    title.setToolTip(explanation)
+    summary = QLabel(widget)
+    summary.setObjectName("description")
+    top = QHBoxLayout()
+    top.setContentsMargins(0, 0, 0, 0)
+    top.addWidget(title)
+    if beside:
+        top.addSpacing(8)
+    for item in beside:
+        top.addWidget(item)
+    top.addStretch(1)
+    top.addWidget(summary)
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(6)
+    layout.addLayout(top)
+    layout.addWidget(body, 1)
+    if min_height:
+        widget.setMinimumHeight(min_height)
+    return summary
 
 
 VIEWS: dict[str, type[ModelView]] = {}

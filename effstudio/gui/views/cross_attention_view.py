@@ -10,14 +10,13 @@ diagonal; one that sorts, a permutation.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtWidgets import QComboBox, QLabel, QWidget
+from PySide6.QtWidgets import QWidget
 
 from effstudio.gui import theme
 from effstudio.gui.plots.heatmap import (
     MEAN_OF_HEADS,
     TOKEN_LABEL_LIMIT,
-    fill_layer_head,
-    head_map,
+    LayerHeadChoice,
     label_tokens,
     show_weights,
     weights_heatmap,
@@ -43,21 +42,15 @@ class CrossAttentionView(ModelView):
         self.maps: np.ndarray | None = None  # (L, H, T, S)
         self.sources: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
-        self.layer_box, self.head_box = QComboBox(self), QComboBox(self)
-        self.layer_box.setObjectName("crossLayer")
-        self.head_box.setObjectName("crossHead")
-        for box in (self.layer_box, self.head_box):
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.choice = LayerHeadChoice(self, "cross", self._redraw)
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
 
         self.frame("Cross-attention", "Rows: the tokens the decoder wrote (greedy decoding of the probe). Columns: "
                    "the source tokens. Each row is how that output token's query spread over the source.",
-                   self.graphics, beside=(QLabel("Layer", self), self.layer_box, QLabel("Head", self), self.head_box),
+                   self.graphics, beside=self.choice.widgets(),
                    min_height=200)
-        self.layer_box.currentIndexChanged.connect(self._redraw)
-        self.head_box.currentIndexChanged.connect(self._redraw)
 
     def set_arrays(self, arrays: dict[str, np.ndarray], tokens: tuple[str, ...]) -> None:
         maps = np.asarray(arrays["cross_attention"], dtype=np.float32)
@@ -69,7 +62,7 @@ class CrossAttentionView(ModelView):
             outputs = output_labels.index(END) + 1
             output_labels, maps = output_labels[:outputs], maps[:, :, :outputs]
         if self.maps is None or self.maps.shape[:2] != (layers, heads):
-            fill_layer_head(self.layer_box, self.head_box, layers, heads, layer=layers - 1, head=MEAN_OF_HEADS)
+            self.choice.offer(layers, heads, layer=layers - 1, head=MEAN_OF_HEADS)
         self.maps, self.sources, self.outputs = maps, source_labels, output_labels
         self._redraw()
 
@@ -77,9 +70,7 @@ class CrossAttentionView(ModelView):
         """The (T, S) matrix on screen."""
         if self.maps is None:
             return None
-        layer = self.layer_box.currentData()
-        layer = len(self.maps) - 1 if layer is None else layer
-        return head_map(self.maps[layer], self.head_box.currentData())  # of (H, T, S)
+        return self.choice.pick(self.maps, len(self.maps) - 1)  # of (L, H, T, S)
 
     def _redraw(self) -> None:
         matrix = self.current_map()
@@ -95,6 +86,5 @@ class CrossAttentionView(ModelView):
     def clear(self) -> None:
         self.maps = None
         self.image.clear()
-        self.layer_box.clear()
-        self.head_box.clear()
+        self.choice.clear()
         self.summary.setText("")

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QStackedWidget, QWidget
 
 from effstudio.engine.events import AttentionEvent
 from effstudio.gui import theme
 from effstudio.gui.plots.heatmap import (
     TOKEN_LABEL_LIMIT,
-    fill_layer_head,
-    head_map,
+    LayerHeadChoice,
     label_tokens,
     show_weights,
     weights_heatmap,
 )
+from effstudio.gui.views.base import framed
 
 
 class AttentionView(QWidget):
@@ -29,62 +29,33 @@ class AttentionView(QWidget):
         super().__init__(parent)
         self.current_event: AttentionEvent | None = None
 
-        self.layer_box = QComboBox(self)
-        self.layer_box.setObjectName("attentionLayer")
-        self.head_box = QComboBox(self)
-        self.head_box.setObjectName("attentionHead")
-        for box in (self.layer_box, self.head_box):
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-            box.setMinimumContentsLength(8)
-        self.head_box.setMinimumContentsLength(12)
-        self.step_label = QLabel(self)
-        self.step_label.setObjectName("description")
-        controls = QHBoxLayout()
-        controls.setContentsMargins(0, 0, 0, 0)
-        title = QLabel("<b>Attention</b>", self)
-        controls.addWidget(title)
-        controls.addSpacing(8)
-        controls.addWidget(QLabel("Layer", self))
-        controls.addWidget(self.layer_box)
-        controls.addWidget(QLabel("Head", self))
-        controls.addWidget(self.head_box)
-        controls.addStretch(1)
-        controls.addWidget(self.step_label)
-
+        self.choice = LayerHeadChoice(self, "attention", self._redraw)
+        self.choice.layer_box.setMinimumContentsLength(8)
+        self.choice.head_box.setMinimumContentsLength(12)
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(self.graphics, "key position", "query position")
 
+        self.stack = QStackedWidget(self)
         empty = QLabel("No attention maps yet.\nThey arrive during training, every "
                        "\u201cAttention map every\u201d steps.", self)
         empty.setObjectName("emptyState")
         empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         empty.setWordWrap(True)
-        self.stack = QStackedWidget(self)
         self.stack.addWidget(empty)
         self.stack.addWidget(self.graphics)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        layout.addLayout(controls)
-        layout.addWidget(self.stack, 1)
-        self._set_selectors_enabled(False)
-
-        self.layer_box.currentIndexChanged.connect(self._redraw)
-        self.head_box.currentIndexChanged.connect(self._redraw)
-
-    def _set_selectors_enabled(self, enabled: bool) -> None:
-        self.layer_box.setEnabled(enabled)
-        self.head_box.setEnabled(enabled)
+        self.step_label = framed(self, "Attention", "Attention weights of the probe sample: row i is how query i "
+                                 "spread over the keys.", self.stack,
+                                 beside=self.choice.widgets())
+        self.choice.set_enabled(False)
 
     def set_event(self, event: AttentionEvent) -> None:
         """Show a new probe; the chosen layer and head are kept when they still exist."""
         layers, heads = event.maps.shape[:2]
         if self.current_event is None or self.current_event.maps.shape[:2] != (layers, heads):
-            fill_layer_head(self.layer_box, self.head_box, layers, heads, layer=self.layer_box.currentData(),
-                            head=self.head_box.currentData())
+            self.choice.offer(layers, heads, layer=self.choice.layer_box.currentData(),
+                              head=self.choice.head_box.currentData())
         self.current_event = event
-        self._set_selectors_enabled(True)
+        self.choice.set_enabled(True)
         self.stack.setCurrentIndex(1)
         self._redraw()
 
@@ -92,8 +63,7 @@ class AttentionView(QWidget):
         """The (N, N) matrix on screen."""
         if self.current_event is None:
             return None
-        layer = max(self.layer_box.currentData() or 0, 0)
-        return head_map(self.current_event.maps[layer], self.head_box.currentData())  # of (H, N, N)
+        return self.choice.pick(self.current_event.maps, 0)  # of (L, H, N, N)
 
     def _redraw(self) -> None:
         matrix = self.current_map()
@@ -112,8 +82,7 @@ class AttentionView(QWidget):
     def clear(self) -> None:
         self.current_event = None
         self.image.clear()
-        self.layer_box.clear()
-        self.head_box.clear()
+        self.choice.clear()
         self.step_label.setText("")
-        self._set_selectors_enabled(False)
+        self.choice.set_enabled(False)
         self.stack.setCurrentIndex(0)
