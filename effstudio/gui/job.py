@@ -315,11 +315,17 @@ class JobHost:
 
     @property
     def busy(self) -> bool:
-        return any(job.running for job in self._live_jobs)
+        """A job has not ended yet (its last events may still be on their way to the GUI thread)."""
+        return bool(self._live_jobs)
 
     def stop_jobs(self) -> None:
         for job in self._live_jobs:
             job.stop()
+
+    def cancel_jobs(self) -> None:
+        """Stop every job and forget it: nothing it still sends reaches the panel (what it worked on is gone)."""
+        self.stop_jobs()
+        self._job_slots.clear()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Stop every job and wait for its thread; True when all ended."""

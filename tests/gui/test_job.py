@@ -348,6 +348,35 @@ def test_slots_run_side_by_side_and_shutdown_stops_them_all(qtbot, host):
     assert all(job.qthread.isFinished() and job.status == "stopped" for job in jobs)
 
 
+def test_cancel_stops_every_job_and_drops_what_they_still_send(qtbot, host):
+    seen: list = []
+    finished: list = []
+    errors: list = []
+    gate = threading.Event()
+
+    def failing_after_stop(control):
+        gate.wait(5)
+        while not control.stop_requested:
+            time.sleep(0.002)
+        yield "late"
+        raise RuntimeError("raised after the stop")
+
+    jobs = [host.start_job(ticking("tick"), "ticks", on_event=seen.append, on_finished=finished.append),
+            host.start_job(failing_after_stop, "fails", on_event=seen.append, on_failed=errors.append,
+                           on_finished=finished.append)]
+    qtbot.waitUntil(lambda: "tick" in seen, timeout=5_000)
+    host.cancel_jobs()
+    count = len(seen)
+    assert host.job_of("ticks") is None and host.job_of("fails") is None
+    assert host.busy  # until their threads end: their last signals may still be queued
+    gate.set()
+    for job in jobs:
+        qtbot.waitUntil(lambda job=job: job.status is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: not host.busy, timeout=5_000)
+    assert [job.status for job in jobs] == ["stopped", "failed"]
+    assert len(seen) == count and "late" not in seen and finished == [] and errors == [] and host.errors == []
+
+
 def test_a_failure_goes_to_the_callback_or_the_error_hook(qtbot, host):
     def failing(control):
         raise ValueError("bad input")

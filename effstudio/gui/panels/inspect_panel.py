@@ -90,7 +90,6 @@ class InspectPanel(JobHost, Panel):
         self.stats: dict[str, TensorStats] = {}
         self.state = "empty"  # empty | opening | ready | failed
         self.stats_done = False
-        self._generation = 0  # bumped per opened file: events of older jobs are ignored
         self._selected: str | None = None
 
         self.open_button = QPushButton("Open file\u2026", self)
@@ -183,20 +182,9 @@ class InspectPanel(JobHost, Panel):
 
     # ------------------------------------------------------------------ jobs
     def _run(self, slot: str, fn: JobFn, on_event: Callable[[Any], None]) -> Job:
-        """Start ``fn`` in ``slot``; its events and errors count only while its file is the one open."""
-        generation = self._generation  # open() stops every job, but a slot keeps its stopped job as newest
-
-        def current() -> bool:
-            return generation == self._generation
-
-        return self.start_job(fn, slot, on_event=lambda event: on_event(event) if current() else None,
-                              on_failed=lambda text: self.show_error(f"Unexpected error while reading: {text}")
-                              if current() else None)
-
-    @property
-    def busy(self) -> bool:
-        """A job has not ended yet (its last events may still be on their way to the GUI thread)."""
-        return bool(self._live_jobs)
+        """Start ``fn`` in ``slot``; opening another file cancels it (its late events are dropped)."""
+        return self.start_job(fn, slot, on_event=on_event,
+                              on_failed=lambda text: self.show_error(f"Unexpected error while reading: {text}"))
 
     def jobs_changed(self) -> None:
         self._update_buttons()
@@ -205,8 +193,7 @@ class InspectPanel(JobHost, Panel):
     def open(self, path: str | Path) -> Job:
         """Start reading a file or folder; the result arrives as the section fills (or a banner says why not)."""
         path = Path(path)
-        self._generation += 1
-        self.stop_jobs()
+        self.cancel_jobs()
         self.state = "opening"
         self.stats_done = False
         self.error_banner.hide()
