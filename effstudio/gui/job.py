@@ -340,7 +340,7 @@ class JobHost:
     def show_job_error(self, message: str) -> None:
         """A job raised; panels show ``message`` where their status is."""
 
-    def _reporting(self) -> tuple[Job | None, _Callbacks | None]:
+    def _job_sender(self) -> tuple[Job | None, _Callbacks | None]:
         """The job that sent the signal being handled, and its callbacks while it is its slot's newest."""
         job = self.sender()  # type: ignore[attr-defined]
         callbacks = self._job_callbacks.get(job)
@@ -349,17 +349,17 @@ class JobHost:
         return job, callbacks
 
     def _job_event(self, event: Any) -> None:
-        _job, callbacks = self._reporting()
+        _job, callbacks = self._job_sender()
         if callbacks is not None and callbacks.on_event is not None:
             callbacks.on_event(event)
 
     def _job_failed(self, message: str) -> None:
-        _job, callbacks = self._reporting()
+        _job, callbacks = self._job_sender()
         if callbacks is not None:
             callbacks.on_failed(message)
 
     def _job_finished(self, status: str) -> None:
-        _job, callbacks = self._reporting()
+        _job, callbacks = self._job_sender()
         if callbacks is not None:
             del self._job_slots[callbacks.slot]
             if callbacks.on_finished is not None:

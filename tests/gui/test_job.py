@@ -410,3 +410,15 @@ def test_a_host_let_go_while_its_ended_job_awaits_deletion_is_freed_once(qtbot):
         pass
     del widget, job  # the job's deleteLater is still pending
     qtbot.wait(50)  # Qt deletes the job, then Python frees the host: nothing is deleted twice (no crash)
+
+
+def test_no_host_in_the_window_shadows_a_name_of_job_host(window):
+    """A panel's own attribute named like one of JobHost's would silently break its job bookkeeping."""
+    hosts = [window] + [child for child in window.findChildren(QWidget) if isinstance(child, JobHost)]
+    assert len(hosts) >= 5  # the window, compress, benchmark, inspect, data
+    own = {name for name in vars(JobHost) if not name.startswith("__")}
+    for host in hosts:
+        for name in own:
+            assert name not in vars(host), f"{type(host).__name__} sets {name} on itself"
+            if name not in ("jobs_changed", "show_job_error", "busy", "shutdown"):  # the hooks a host overrides
+                assert getattr(type(host), name) is getattr(JobHost, name), f"{type(host).__name__}.{name}"
