@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -36,6 +35,8 @@ from torch import nn
 from effstudio.config import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from effstudio.tasks.base import TaskSpec
 
 LIMIT_ENV = "EFFSTUDIO_MEMORY_LIMIT_GB"
