@@ -14,11 +14,14 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import platformdirs
 
 from effstudio.config import ConfigError
+
+if TYPE_CHECKING:
+    import argparse
 
 APP_NAME = "effstudio"
 
@@ -70,7 +73,7 @@ def forget_allowed_paths() -> None:
     _allowed.clear()
 
 
-def add_allow_path_option(parser: Any) -> None:
+def add_allow_path_option(parser: argparse.ArgumentParser) -> None:
     """``--allow-path PATH`` on a command (an argparse parser): the command line calls allow_path."""
     parser.add_argument("--allow-path", action="append", type=Path, metavar="PATH",
                         help="read this file or folder (e.g. a charlm text) where a run config, a checkpoint "

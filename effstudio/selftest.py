@@ -29,7 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from effstudio.engine.data import Batch
+    from effstudio.engine.run_config import RunConfig
+    from effstudio.registry import Entry
+    from effstudio.tasks.base import TaskSpec
 
 # A check raises on failure; a returned string is its detail line.
 CheckFn = Callable[[], "str | None"]
@@ -111,7 +117,7 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------ checks
-def toy_specs() -> dict[str, Any]:
+def toy_specs() -> dict[str, TaskSpec]:
     """Task shapes every model type may read: token classification, LM, images, seq2seq."""
     from effstudio.tasks.base import TaskSpec
 
@@ -125,7 +131,7 @@ def toy_specs() -> dict[str, Any]:
     }
 
 
-def _toy_batch(spec: Any, objective: str) -> Any:
+def _toy_batch(spec: TaskSpec, objective: str) -> Batch:
     import torch
 
     from effstudio.engine.data import Batch
@@ -149,7 +155,7 @@ def _toy_batch(spec: Any, objective: str) -> Any:
     return Batch(inputs, mask, targets)
 
 
-def train_one_step(entry: Any) -> str:
+def train_one_step(entry: Entry) -> str:
     """Build ``entry`` for the first toy task form it accepts and take one AdamW step."""
     import torch
 
@@ -189,7 +195,7 @@ def train_one_step(entry: Any) -> str:
     raise SelfTestFailure("refuses every task form: " + "; ".join(refusals))
 
 
-def _tiny_run_config() -> Any:
+def _tiny_run_config() -> RunConfig:
     from effstudio.engine.run_config import RunConfig
 
     return RunConfig.create("transformer", "copy", {

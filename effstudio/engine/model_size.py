@@ -26,13 +26,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import torch
 from torch import nn
 
 from effstudio.config import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from effstudio.tasks.base import TaskSpec
 
 LIMIT_ENV = "EFFSTUDIO_MEMORY_LIMIT_GB"
 FLOAT_BYTES = 4
@@ -85,7 +90,7 @@ def _setting(config: Any, name: str, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
-def analytic_params(model_config: Any, spec: Any) -> int:
+def analytic_params(model_config: Any, spec: TaskSpec) -> int:
     """Parameters from the widths a model config names: embeddings, positions and head, and per
     layer the attention projections (4 d^2) and the MLP (2 ff_mult d^2, per expert of a mixture)."""
     width = _setting(model_config, "d_model", 0)
@@ -108,7 +113,7 @@ def depth(model_config: Any) -> int:
     return 2 * layers if hasattr(model_config, "cross_attention") else layers
 
 
-def context_length(model_config: Any, spec: Any) -> int:
+def context_length(model_config: Any, spec: TaskSpec) -> int:
     """The positions a layer keeps per sequence: the task's length, plus a recurrent model's memory of
     earlier segments (Transformer-XL keeps ``mem_len`` hidden states per layer, ``eval_mem_len`` in
     evaluation), which a batch of long memories can make far larger than the length itself."""
@@ -131,7 +136,7 @@ def attention_floats(attention: Any, model_config: Any) -> int:
     return floats
 
 
-def estimate(model_config: Any, spec: Any, build: Callable[[], nn.Module] | None, *, batch: int,
+def estimate(model_config: Any, spec: TaskSpec, build: Callable[[], nn.Module] | None, *, batch: int,
              training: bool, attention: Any = None) -> SizeEstimate:
     """The memory the model ``build()`` makes for ``model_config`` and the task ``spec`` needs
     (parameters counted on the meta device; from the widths without ``build`` or where that fails)."""
@@ -160,7 +165,7 @@ def available_bytes(device: torch.device | None) -> tuple[int, str]:
     return int(psutil.virtual_memory().available), "available"
 
 
-def _describe(model_type: str, model_config: Any, spec: Any, attention: Any) -> tuple[str, str]:
+def _describe(model_type: str, model_config: Any, spec: TaskSpec, attention: Any) -> tuple[str, str]:
     """The field a form highlights and the settings the message names: the width and depth, and a
     recurrent memory or an attention kind's per-token state where it outweighs the width."""
     if not hasattr(model_config, "d_model"):
@@ -176,8 +181,8 @@ def _describe(model_type: str, model_config: Any, spec: Any, attention: Any) -> 
     return "model.d_model", f"{model_config.d_model}{depth}"
 
 
-def check_fits(model_type: str, model_config: Any, spec: Any, build: Callable[[], nn.Module], *, batch: int = 1,
-               training: bool = False, device: torch.device | None = None, named_by: Any = None,
+def check_fits(model_type: str, model_config: Any, spec: TaskSpec, build: Callable[[], nn.Module], *, batch: int = 1,
+               training: bool = False, device: torch.device | None = None, named_by: str | Path | None = None,
                attention: Any = None) -> SizeEstimate:
     """Refuse (ModelTooLarge) a model whose estimate exceeds the memory available; return the estimate.
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     return SafetensorsHeader(length, metadata, tensors, size)
 
 
-def _parse(text: bytes, fail: Any) -> dict[str, Any]:
+def _parse(text: bytes, fail: Callable[[str], HeaderError]) -> dict[str, Any]:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: dict[str, Any] = {}
         for key, value in items:
@@ -128,7 +129,7 @@ def _json_kind(value: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(type(value), "not an object")
 
 
-def _check_values(root: Any, fail: Any) -> None:
+def _check_values(root: Any, fail: Callable[[str], HeaderError]) -> None:
     """Depth and text of every value: what the library's JSON parser would refuse, refused here too."""
     pending = [(root, 1)]
     while pending:
@@ -147,14 +148,14 @@ def _check_values(root: Any, fail: Any) -> None:
             raise fail("the header holds a number too large for JSON")
 
 
-def _check_text(text: str, fail: Any) -> None:
+def _check_text(text: str, fail: Callable[[str], HeaderError]) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise fail(f"the header holds an invalid \\u escape (a lone surrogate) in {text[:40]!r}") from None
 
 
-def _metadata(value: Any, fail: Any) -> dict[str, str]:
+def _metadata(value: Any, fail: Callable[[str], HeaderError]) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -169,7 +170,7 @@ def _is_unsigned(value: Any) -> bool:
     return type(value) is int and 0 <= value < _UNSIGNED_LIMIT  # bool is an int subclass: not a size
 
 
-def _tensor(name: str, entry: Any, fail: Any) -> HeaderTensor:
+def _tensor(name: str, entry: Any, fail: Callable[[str], HeaderError]) -> HeaderTensor:
     if not isinstance(entry, dict):
         raise fail(f"tensor {name!r} is {_json_kind(entry)} in the header, not an object with its dtype, shape "
                    "and data_offsets")
@@ -204,7 +205,7 @@ def _tensor(name: str, entry: Any, fail: Any) -> HeaderTensor:
     return HeaderTensor(name, dtype, tuple(shape), begin, end)
 
 
-def _check_layout(tensors: list[HeaderTensor], data_start: int, size: int, fail: Any) -> None:
+def _check_layout(tensors: list[HeaderTensor], data_start: int, size: int, fail: Callable[[str], HeaderError]) -> None:
     """The byte ranges follow each other from 0 to the end of the file, each byte in exactly one tensor."""
     data_bytes = size - data_start
     needed = max((t.end for t in tensors), default=0)

@@ -13,8 +13,8 @@ window stops a run and the steps, and waits for their threads.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -41,9 +41,11 @@ from effstudio.engine.events import (
     CheckpointEvent,
     DoneEvent,
     EvalEvent,
+    Event,
     LogEvent,
     MemoryEvent,
     StartEvent,
+    StepEvent,
 )
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_plan import CompressStep, RunPlan, describe_step, steps_of_run_folder
@@ -196,7 +198,8 @@ class MainWindow(JobHost, QMainWindow):
     def current_section(self) -> int:
         return self.stack.currentIndex()
 
-    def _action(self, key: str, text: str, slot: Any, shortcut: Any = None, glyph: str | None = None,
+    def _action(self, key: str, text: str, slot: Callable[..., object],
+                shortcut: str | QKeySequence.StandardKey | None = None, glyph: str | None = None,
                 tip: str = "") -> QAction:
         action = QAction(text, self)
         if glyph:
@@ -270,7 +273,7 @@ class MainWindow(JobHost, QMainWindow):
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
 
     # ------------------------------------------------------------------ config
-    def _sections(self) -> list[tuple[int, Any]]:
+    def _sections(self) -> list[tuple[int, ModelPanel | DataPanel | TrainPanel]]:
         return [(MODEL, self.model_panel), (DATA, self.data_panel), (TRAIN, self.train_panel)]
 
     def _forms(self) -> list[tuple[int, ConfigForm]]:
@@ -602,7 +605,7 @@ class MainWindow(JobHost, QMainWindow):
         self.action_map["stop"].setEnabled(active and state in ("starting", "running", "paused"))
 
     # --------------------------------------------------------------- job slots
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: Event | list[StepEvent]) -> None:
         if isinstance(event, list):  # a batch of StepEvents
             self.progress.add_steps(event)
             self.monitor_panel.add_steps(event, self.progress)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import header_step
 from effstudio.engine.run_config import config_tables
 from effstudio.inspect.tensors import Inspected
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENCODERS = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
             "camembert", "mpnet", "ernie", "xlm", "flaubert", "megatron-bert", "luke", "modernbert", "nomic_bert"}
@@ -33,7 +36,7 @@ _HIDDEN = ("hidden_size", "n_embd", "d_model", "dim", "hidden_dim")
 _HEADS = ("num_attention_heads", "n_head", "num_heads", "n_heads", "encoder_attention_heads")
 
 
-def _first(config: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+def _first(config: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
     for key in keys:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -49,7 +52,7 @@ def _join(head: str, parts: list[str]) -> str:
     return ", ".join([head, *parts])
 
 
-def effstudio_header(metadata: Mapping[str, str], source: Any) -> tuple[dict[str, Any], int]:
+def effstudio_header(metadata: Mapping[str, str], source: str | Path) -> tuple[dict[str, Any], int]:
     """The run config and step an effstudio header carries, through the bounded parser and the checks
     of :func:`config_tables` and :func:`header_step`; a bad one is a ConfigError naming ``source`` and
     the field. Settings are not checked against the registry: a file of a plugin that is not

@@ -16,7 +16,7 @@ import math
 import struct
 import zipfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def read_npz(path: Path) -> Inspected:
 def _compressed(path: Path, info: zipfile.ZipInfo, dtype: np.dtype, shape: tuple[int, ...], fortran: bool):
     """Inflate the member into a buffer of the size its header declares (checked against the limits)."""
 
-    def load() -> Any:
+    def load() -> np.ndarray:
         buffer = bytearray(math.prod(shape) * dtype.itemsize)
         try:
             with zipfile.ZipFile(path) as archive, archive.open(info.filename) as stream:
@@ -155,7 +155,7 @@ def _compressed(path: Path, info: zipfile.ZipInfo, dtype: np.dtype, shape: tuple
 
 
 def _refused(path: Path, name: str, problem: str):
-    def load() -> Any:
+    def load() -> np.ndarray:
         raise InspectError(f"{path.name}: the array {name!r} is not read: {problem}")
 
     return load

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.inspect.dtypes import STORAGE
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
+
+if TYPE_CHECKING:  # onnx is imported where a file is read (see effstudio.engine.onnx_model)
+    from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 
 def _fail(path: Path, reason: str) -> InspectError:
@@ -43,7 +46,7 @@ def _type_name(elem_type: int) -> str:
         return f"type {elem_type}"
 
 
-def _value_info(value: Any) -> dict[str, Any]:
+def _value_info(value: ValueInfoProto) -> dict[str, Any]:
     tensor_type = value.type.tensor_type
     shape: list[int | str] = []
     for dim in tensor_type.shape.dim:
@@ -54,7 +57,7 @@ def _value_info(value: Any) -> dict[str, Any]:
     return {"name": value.name, "dtype": _type_name(tensor_type.elem_type), "shape": shape}
 
 
-def _count_ops(graph: Any, counts: Counter) -> None:
+def _count_ops(graph: GraphProto, counts: Counter) -> None:
     from onnx import AttributeProto
 
     for node in graph.node:
@@ -68,7 +71,7 @@ def _count_ops(graph: Any, counts: Counter) -> None:
                     _count_ops(sub, counts)
 
 
-def graph_info(model: Any) -> dict[str, Any]:
+def graph_info(model: ModelProto) -> dict[str, Any]:
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
     counts: Counter = Counter()
@@ -85,7 +88,7 @@ def graph_info(model: Any) -> dict[str, Any]:
     }
 
 
-def _external(path: Path, init: Any, dtype: str, shape: tuple[int, ...]):
+def _external(path: Path, init: TensorProto, dtype: str, shape: tuple[int, ...]):
     """A loader of external data whose location and range load_checked has accepted."""
     info = {entry.key: entry.value for entry in init.external_data}
     offset, length = int(info.get("offset") or 0), info.get("length")
@@ -107,7 +110,7 @@ def _external(path: Path, init: Any, dtype: str, shape: tuple[int, ...]):
     return load
 
 
-def _embedded(init: Any, dtype: str, shape: tuple[int, ...]):
+def _embedded(init: TensorProto, dtype: str, shape: tuple[int, ...]):
     storage = STORAGE[dtype]
 
     def load() -> np.ndarray:

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from effstudio import read_limits
 from effstudio.engine.torch_file import TorchFileError, load_torch_file
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
+
+if TYPE_CHECKING:
+    import torch
 
 # keys under which training scripts keep the weights, most specific first
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params",
@@ -35,7 +39,7 @@ def _is_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor)
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+def _flatten(value: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
     if _is_tensor(value):
         out[prefix or "tensor"] = value
     elif isinstance(value, dict):
@@ -47,12 +51,12 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def _count_tensors(value: Any) -> int:
-    found: dict[str, Any] = {}
+    found: dict[str, torch.Tensor] = {}
     _flatten(value, "", found)
     return len(found)
 
 
-def unwrap(obj: Any) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def unwrap(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
     """(tensors by dotted name, scalar metadata, notes) of whatever torch.load returned."""
     notes: list[str] = []
     metadata: dict[str, str] = {}
@@ -69,7 +73,7 @@ def unwrap(obj: Any) -> tuple[dict[str, Any], dict[str, str], list[str]]:
                 notes.append(f"weights unwrapped from the checkpoint's {key!r} entry"
                              + (f" (also holds tensors in: {', '.join(others[:4])})" if others else ""))
                 break
-    tensors: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
     _flatten(weights, "", tensors)
     for prefix in ("module.", "_orig_mod."):
         if tensors and all(name.startswith(prefix) for name in tensors):
@@ -78,7 +82,7 @@ def unwrap(obj: Any) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     return tensors, metadata, notes
 
 
-def _raw_array(tensor: Any) -> tuple[str, Any] | None:
+def _raw_array(tensor: torch.Tensor) -> tuple[str, Callable[[], np.ndarray]] | None:
     """(canonical dtype, a function giving the raw numpy array) or None for unreadable tensors."""
     import torch
 
@@ -99,7 +103,7 @@ def _raw_array(tensor: Any) -> tuple[str, Any] | None:
     return name, t.numpy
 
 
-def _view_problem(tensor: Any, repeated_so_far: int) -> tuple[str | None, int]:
+def _view_problem(tensor: torch.Tensor, repeated_so_far: int) -> tuple[str | None, int]:
     """(why the tensor's elements are not read, or None; elements of repeating views in the file so far).
 
     A strided view may show each stored element many times (``expand``, stride

@@ -14,10 +14,13 @@ empty and complex tensors, or when not computed (``--no-stats``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effstudio.inspect.stats import TensorStats
 from effstudio.inspect.tensors import Inspected
+
+if TYPE_CHECKING:
+    from effstudio.inspect.diff import CheckpointDiff
 
 TENSOR_FIELDS = ("name", "shape", "dtype", "numel", "min", "max", "mean", "std", "sparsity")
 
@@ -110,7 +113,7 @@ def table_lines(inspected: Inspected, stats: dict[str, TensorStats | str]) -> li
     return lines
 
 
-def diff_lines(diff: Any) -> list[str]:
+def diff_lines(diff: CheckpointDiff) -> list[str]:
     summary = diff.summary()
     lines = [f"A: {diff.a}", f"B: {diff.b}",
              ", ".join(f"{count} {what}" for what, count in summary.items())]

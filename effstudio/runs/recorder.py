@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import effstudio
 from effstudio.bounded_parse import json_lines
@@ -44,6 +44,9 @@ from effstudio.engine.events import (
 from effstudio.engine.run_plan import RunPlan, artifact_kind
 from effstudio.paths import confine, open_regular_file, refuse_symlink_loop
 from effstudio.runs.store import RunStore, RunStoreError, default_path
+
+if TYPE_CHECKING:
+    from effstudio.engine.run_config import RunConfig
 
 FLUSH_S = 2.0  # at most this long between writes of step metrics
 HEARTBEAT_S = 30.0
@@ -122,7 +125,7 @@ class _Writer(threading.Thread):
 class RunRecorder:
     """Writes one run's events to the store; drive it with :meth:`wrap`."""
 
-    def __init__(self, config: Any, *, source: str = "cli", name: str | None = None,
+    def __init__(self, config: RunConfig | RunPlan, *, source: str = "cli", name: str | None = None,
                  path: str | Path | None = None, flush_s: float = FLUSH_S, world_size: int = 1):
         self.config = config
         self.source, self.name, self.world_size = source, name, world_size
@@ -286,7 +289,7 @@ class RunRecorder:
         return [LogEvent("warning", f"the run store {self.path} could not record this run: {self.error}")]
 
 
-def record_run(events: Iterable[Event], config: Any, *, source: str = "cli", name: str | None = None,
+def record_run(events: Iterable[Event], config: RunConfig | RunPlan, *, source: str = "cli", name: str | None = None,
                path: str | Path | None = None, flush_s: float = FLUSH_S, world_size: int = 1) -> Iterator[Event]:
     """``events`` passed through, recorded in the run store (see the module docstring)."""
     recorder = RunRecorder(config, source=source, name=name, path=path, flush_s=flush_s, world_size=world_size)

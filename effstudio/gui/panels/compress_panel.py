@@ -18,10 +18,8 @@ step by step, its outputs measured into the table like results made by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -50,12 +48,12 @@ from effstudio.compress.prune import PruneSettings, prune_job
 from effstudio.compress.quantize import quantize_job
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent
 from effstudio.config import ConfigError, param
-from effstudio.engine.events import JobControl, LogEvent
+from effstudio.engine.events import Event, LogEvent
 from effstudio.engine.loading import config_of_file
-from effstudio.engine.run_plan import DistillStep, ExportStep, PruneStep, QuantizeStep
+from effstudio.engine.run_plan import CompressStep, DistillStep, ExportStep, PruneStep, QuantizeStep
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
-from effstudio.gui.job import Job, JobHost
+from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.panels.base import Panel, description_label, side_column
 from effstudio.gui.panels.compress_views import (
     CompareTable,
@@ -66,7 +64,6 @@ from effstudio.gui.panels.compress_views import (
 from effstudio.gui.panels.run_controls import RunGroup
 from effstudio.registry import Registry
 
-JobFn = Callable[[JobControl], Iterator[Any]]
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
 
 
@@ -105,7 +102,7 @@ HELP = {"prune": "magnitude: smallest weights per layer; global-magnitude: over 
         "out": "where the result is written (suggested beside the checkpoint)"}
 
 
-def operation_job(step: Any, source: Path, out: Path) -> tuple[JobFn, str]:
+def operation_job(step: CompressStep, source: Path, out: Path) -> tuple[JobFn, str]:
     """The job that runs a tab's step on ``source`` into ``out``, and what the table calls its result."""
     if isinstance(step, PruneStep):
         settings = PruneSettings(step.prune, step.amount, step.importance, step.finetune_steps, step.schedule_steps)
@@ -409,7 +406,7 @@ class CompressPanel(JobHost, Panel):
         step = self._step if self.job_kind == "steps" else None
         return f"{step.index}/{step.total} {step.method} \u00b7 " if step is not None else ""
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: Event) -> None:
         if isinstance(event, CompressStepEvent):
             self._on_step(event)
         elif isinstance(event, CompressDoneEvent):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,6 +33,11 @@ from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QShowEvent
+
+    from effstudio.engine.events import JobControl
 
 PREVIEW_EXAMPLES = 8
 PREVIEW_CHARS = 160
@@ -183,7 +188,7 @@ class DataPanel(JobHost, Panel):
         if self.isVisible():
             self.refresh_preview()
 
-    def showEvent(self, event: Any) -> None:
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._preview_stale and self.form is not None:
             self.refresh_preview()
@@ -200,7 +205,7 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText("Building the task\u2026")
         registry, task_name = self.registry, self.task_name()
 
-        def preview(_control: Any) -> Iterator[Preview]:
+        def preview(_control: JobControl) -> Iterator[Preview]:
             yield build_preview(registry, task_name, config)
 
         self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,

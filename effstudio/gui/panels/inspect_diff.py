@@ -11,7 +11,6 @@ import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
@@ -25,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from effstudio.engine.events import JobControl
+from effstudio.engine.events import Event, JobControl
 from effstudio.gui import theme
 from effstudio.gui.panels.inspect_tensors import natural_key, shape_text
 from effstudio.gui.tables import MISSING, SORT_ROLE, set_number, sort_item
@@ -54,7 +53,7 @@ class CannotCompare:
     error: str
 
 
-def diff_events(base: Inspected, path: Path, control: JobControl) -> Iterator[Any]:
+def diff_events(base: Inspected, path: Path, control: JobControl) -> Iterator[CannotCompare | CheckpointDiff | Event]:
     """Open ``path`` and compare it with ``base``: a CheckpointDiff, then its TensorChangeEvents and DiffDoneEvent."""
     try:
         other = open_model(path)
@@ -113,7 +112,7 @@ class DiffView(QWidget):
         self.model.removeRows(0, self.model.rowCount())
         self.summary.setText(text)
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: CannotCompare | CheckpointDiff | Event) -> None:
         if isinstance(event, CannotCompare):
             self.summary.setText(f"<span style='color:{theme.ERROR}'><b>Cannot compare:</b> "
                                  f"{html.escape(event.error)}</span>")

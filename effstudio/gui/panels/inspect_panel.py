@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from effstudio.engine.events import JobControl
+from effstudio.engine.events import Event, JobControl
 from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.metrics import MetricStrip
 from effstudio.gui.panels.base import Panel, description_label, empty_state
@@ -253,7 +253,7 @@ class InspectPanel(JobHost, Panel):
         self._update_buttons()
         self.tensors.select_first()
 
-    def _on_stats(self, event: Any) -> None:
+    def _on_stats(self, event: Event) -> None:
         if isinstance(event, TensorStatsEvent):
             stats = event.stats
             if stats is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QModelIndex, QObject, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -44,7 +44,7 @@ def shape_text(shape: tuple[int, ...]) -> str:
 class TensorFilter(QSortFilterProxyModel):
     """Shows tensors whose full name contains the filter text, with the module rows above them."""
 
-    def __init__(self, parent: Any = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setRecursiveFilteringEnabled(True)
         self.setSortRole(SORT_ROLE)
@@ -64,7 +64,7 @@ class TensorFilter(QSortFilterProxyModel):
 class TensorTree(QStandardItemModel):
     """Tensors grouped by module path; module rows add up elements and bytes."""
 
-    def __init__(self, parent: Any = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(0, len(COLUMNS), parent)
         self.setHorizontalHeaderLabels(list(COLUMNS))
         self.leaves: dict[str, list[QStandardItem]] = {}

@@ -7,10 +7,9 @@ REFRESH_HZ times a second, and only while the section is on screen.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -184,7 +183,7 @@ class MonitorPanel(Panel):
         self.curves.refresh()
         self.model_view.refresh()
 
-    def showEvent(self, event: Any) -> None:
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self.curves.refresh()
         self.model_view.refresh()

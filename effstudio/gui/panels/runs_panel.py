@@ -14,7 +14,7 @@ refreshes itself every few seconds when the section is on screen. The table is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -40,6 +40,9 @@ from effstudio.gui.panels.run_files import RunFiles
 from effstudio.gui.panels.runs_table import RunsTable
 from effstudio.registry import UnknownEntryError
 from effstudio.runs.store import RunRecord, RunStore, RunStoreError
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QShowEvent
 
 LIVE_REFRESH_MS = 3000
 
@@ -197,7 +200,7 @@ class RunsPanel(Panel):
         if self.isVisible():
             self.refresh()
 
-    def showEvent(self, event: Any) -> None:
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self.refresh()
 

@@ -10,6 +10,7 @@ from PySide6.QtCore import (
     QAbstractTableModel,
     QItemSelectionModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
@@ -70,7 +71,7 @@ def sort_key(run: RunRecord, column: str) -> Any:
 class RunsTableModel(QAbstractTableModel):
     """Run records as rows; DisplayRole is formatted text, SORT_ROLE the raw value to sort by."""
 
-    def __init__(self, parent: Any = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.runs: list[RunRecord] = []
 
@@ -115,7 +116,7 @@ class RunsTableModel(QAbstractTableModel):
 class RunsFilter(QSortFilterProxyModel):
     """Keeps rows whose text contains every word of the filter, and whose status matches."""
 
-    def __init__(self, parent: Any = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.words: list[str] = []
         self.status: str | None = None

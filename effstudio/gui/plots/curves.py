@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,6 +18,9 @@ from PySide6.QtWidgets import QWidget
 
 from effstudio.engine.events import EvalEvent, MemoryEvent, StepEvent
 from effstudio.gui import theme
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QPaintEvent
 
 CURVE_GROUPS = ("loss", "val", "lr", "speed", "rss", "cuda")
 
@@ -226,7 +229,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
     def plots(self) -> tuple[pg.PlotItem, ...]:
         return (self.loss_plot, self.acc_plot, self.lr_plot, self.speed_plot, self.memory_plot)
 
-    def paintEvent(self, event: Any) -> None:
+    def paintEvent(self, event: QPaintEvent) -> None:
         begin = time.perf_counter()
         super().paintEvent(event)
         spent = time.perf_counter() - begin
