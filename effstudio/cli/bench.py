@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from effstudio.bench.startup import measure_startup
 from effstudio.cli.arg_types import comma_list, non_negative, whole
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -47,6 +48,14 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
     inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     _add_compress_bench(benches)
+    startup = benches.add_parser(
+        "startup", help="seconds for `effstudio --version` and to the first window, in fresh processes",
+        description="Median, minimum and maximum over --repeats fresh processes. With --compare DIR (the root "
+                    "of another effstudio checkout) both are timed alternately, so a busier machine slows both.")
+    startup.add_argument("--repeats", type=whole(1, 1000), default=7, help="processes per figure (default: 7)")
+    startup.add_argument("--compare", type=Path, metavar="DIR", help="another effstudio checkout to time alongside")
+    startup.add_argument("--json", action="store_true", help="print one JSON object")
+    startup.set_defaults(func=cmd_bench_startup)
 
 
 def _add_attention_bench(benches: argparse._SubParsersAction) -> None:
@@ -116,6 +125,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
     return EXIT_FAILED if result.get("problems") else EXIT_OK  # the fault bench found a defect
+
+
+def cmd_bench_startup(args: argparse.Namespace) -> int:
+    if args.compare is not None and not (args.compare / "effstudio" / "__init__.py").is_file():
+        raise UsageError(f"--compare {args.compare}: not the root of an effstudio checkout "
+                         "(no effstudio/__init__.py in it)")
+    result = measure_startup(repeats=args.repeats, compare=args.compare)
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    for name in ("this", "compare"):
+        figures = result.get(name)
+        if isinstance(figures, dict):
+            label = "this installation" if name == "this" else str(args.compare)
+            for what, spread in figures.items():
+                print(f"{label:>32} {what:>13}: {spread['median_s']:.3f} s "
+                      f"(min {spread['min_s']:.3f}, max {spread['max_s']:.3f})")
+    print(f"{'load average (1 min)':>32}: {result['load_average']}")
+    return EXIT_OK
 
 
 def cmd_bench_inspect(args: argparse.Namespace) -> int:
