@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from effstudio.cli import main
+from effstudio.engine.checkpoint import read_info
 from effstudio.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,16 +60,19 @@ def test_sigkill_mid_run_then_interrupted_then_resumed(tmp_path, capsys):
         assert len(store.metrics(run_id)["loss"]) >= 10
         killed_at = run.steps
 
-    stop = checkpoint.step + 5
+    # the file is the truth: the run may have saved again (step 15) after the store's last flush (step 10)
+    saved = read_info(checkpoint.path).step
+    assert saved >= checkpoint.step
+    stop = saved + 5
     code = main(["train", "--resume", checkpoint.path, "--steps", str(stop), "--json"])
     assert code == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     steps = [r["step"] for r in records if r["event"] == "step"]
-    assert steps == list(range(checkpoint.step + 1, stop + 1))
+    assert steps == list(range(saved + 1, stop + 1))
     assert next(r for r in records if r["event"] == "run")["id"] == run_id  # the same run goes on
     with RunStore() as store:
         run = store.get_run(run_id)
         assert (run.status, run.steps) == ("finished", stop)
         losses = store.metrics(run_id)["loss"].steps.tolist()
         assert losses == list(range(1, stop + 1))  # steps past the checkpoint were redone, not doubled
-        assert killed_at >= checkpoint.step
+        assert killed_at >= checkpoint.step  # what the store saw before the kill
