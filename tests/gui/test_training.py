@@ -67,17 +67,11 @@ def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):
     window.toggle_pause()
     assert window.state == "paused" and job.paused
     assert window.action_map["pause"].text() == "Resume"
-    # the step in flight (and the throttled batch) may still land: wait until the count settles,
-    # however loaded the machine is, then it must stay put
-    settled = [steps_seen(window)]
-
-    def settles() -> bool:
-        qtbot.wait(250)
-        settled.append(steps_seen(window))
-        return settled[-1] == settled[-2]
-
-    qtbot.waitUntil(settles, timeout=10_000)
-    frozen = settled[-1]
+    # the step in flight may still land; the trainer says "paused at step N" once it has stopped between
+    # steps, and the batched steps before it arrive before that line
+    qtbot.waitUntil(lambda: "paused at step" in window.log.text(), timeout=10_000)
+    frozen = steps_seen(window)
+    assert f"paused at step {frozen}" in window.log.text()
     qtbot.wait(400)
     assert steps_seen(window) == frozen
     window.toggle_pause()
