@@ -66,3 +66,6 @@ MAX_TABLE_ROWS = 20_000_000
 MAX_FIELD_BYTES = 16 * MiB
 # a folder of .txt files, one sub-folder per class: counted while listed, so a folder of millions stops early
 MAX_TEXT_FILES = 1_000_000
+
+# a file a task keeps beside each checkpoint (a tokenizer.json: a 250,000-token vocabulary is ~20 MB)
+MAX_TASK_FILE_BYTES = 256 * MiB
