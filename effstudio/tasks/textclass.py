@@ -35,6 +35,7 @@ from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 from effstudio.tasks import cache
 from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData, Split, TaskSpec
+from effstudio.tasks.progress import report
 from effstudio.tasks.text_table import KINDS as FORMATS
 from effstudio.tasks.text_table import (
     DataError,
@@ -158,15 +159,18 @@ def data_path(config: TextClassConfig) -> Path:
 def file_sha256(path: Path) -> tuple[str, int]:
     """(SHA-256 of the file's bytes, its size); a folder's from its files' names and bytes, in order."""
     digest, size = hashlib.sha256(), 0
+    total = None if path.is_dir() else path.stat().st_size
     files = [path] if not path.is_dir() else [f for fs in scan_folder(path).values() for f in fs]
     for file in files:
         if file is not path:
             digest.update(f"{file.parent.name}/{file.name}\0".encode())
         try:
             with open(file, "rb") as handle:
-                while block := handle.read(1 << 20):
+                while block := handle.read(1 << 22):
                     digest.update(block)
                     size += len(block)
+                    if file is path:
+                        report(f"hashing {path.name}", size, total)
         except OSError as err:
             raise DataError(f"cannot read {file}: {err.strerror or err}") from None
     return digest.hexdigest(), size
@@ -269,6 +273,7 @@ class TextClassTask:
             rows = self._rows(source)
             roles = self._roles(source)
             for chunk in rows:
+                report(f"reading {source.path.name}", rows.bytes_read, rows.size)
                 chunk_labels = np.empty(len(chunk), dtype=np.int32)
                 chunk_splits = np.full(len(chunk), UNASSIGNED if source.split is None else source.split, np.int8)
                 chunk_keys = np.empty(len(chunk), dtype=np.uint64)
@@ -380,17 +385,19 @@ class TextClassTask:
     # ------------------------------------------------------------ second pass: the tokenizer
     def _train_texts(self) -> Iterator[str]:
         plan = self._plan()
-        for _, values in self._kept_rows(plan, SPLIT_CODES["train"]):
+        for _, values in self._kept_rows(plan, "training the tokenizer on", SPLIT_CODES["train"]):
             yield values["text"]
             if "pair" in values:
                 yield values["pair"]
 
-    def _kept_rows(self, plan: _Plan, only: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    def _kept_rows(self, plan: _Plan, doing: str, only: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
         """(row number, text and pair by role) of every row kept in a split (``only``: of that split)."""
         row = 0
         for source in self.sources:
             roles = self._roles(source)
-            for chunk in self._rows(source):
+            rows = self._rows(source)
+            for chunk in rows:
+                report(f"{doing} {source.path.name}", rows.bytes_read, rows.size)
                 for _, values in chunk:
                     split = plan.splits[row]
                     if split != UNASSIGNED and (only is None or split == only):
@@ -459,7 +466,7 @@ class TextClassTask:
                 part["lengths"].append(np.asarray(full, dtype=np.int32)[chosen])
             batch.clear()
 
-        for item in self._kept_rows(plan):
+        for item in self._kept_rows(plan, "tokenizing"):
             batch.append(item)
             if len(batch) >= 10_000:
                 flush()
