@@ -65,6 +65,7 @@ PADDING_ROWS = 65_536  # rows padded at a time when a split becomes a tensor
 # a tokenizer learns its pieces from the first 32 million characters of the training split (~6 million words):
 # more changes its vocabulary little and costs time that a large data set (a million documents) would feel
 TOKENIZER_SAMPLE_CHARS = 32_000_000
+ENCODE_ROWS = 8192  # rows encoded in one call: enough for the tokenizer's threads, few encodings held at once
 
 
 @dataclass
@@ -467,9 +468,9 @@ class TextClassTask:
         config = self.config
         parts: dict[int, dict[str, list[np.ndarray]]] = {
             code: {"ids": [], "lengths_cut": [], "labels": [], "lengths": []} for code in SPLIT_CODES.values()}
-        for batch in self._kept_chunks(plan, "tokenizing"):
-            if not batch:
-                continue
+        batches = (chunk[begin:begin + ENCODE_ROWS] for chunk in self._kept_chunks(plan, "tokenizing")
+                   for begin in range(0, len(chunk), ENCODE_ROWS))
+        for batch in batches:
             rows_of, texts, pairs = zip(*batch, strict=True)
             ids, full = self.tokenizer.encode_batch(texts, pairs if config.text_pair_column else None,
                                                     max_length=config.max_length, truncation=config.truncation)
@@ -518,7 +519,7 @@ class TextClassTask:
         if name not in self._splits:
             data = self._data()
             ids, offsets = data[f"{name}/ids"].numpy(), data[f"{name}/offsets"].numpy()
-            self._splits[name] = Split(torch.from_numpy(_padded(ids, offsets, self.spec.pad_id)),
+            self._splits[name] = Split(torch.from_numpy(_padded(ids, offsets, self.spec.pad_id, self.spec.max_length)),
                                        self._labels_of(name))
         return self._splits[name]
 
@@ -575,11 +576,10 @@ def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def _padded(ids: np.ndarray, offsets: np.ndarray, pad_id: int) -> np.ndarray:
-    """(S, L) int64 rows of ``ids`` cut at ``offsets``, padded with ``pad_id`` to the longest (L >= 1)."""
+def _padded(ids: np.ndarray, offsets: np.ndarray, pad_id: int, width: int) -> np.ndarray:
+    """(S, width) int64 rows of ``ids`` cut at ``offsets`` (each at most ``width`` long), padded with ``pad_id``."""
     counts = np.diff(offsets)
     rows = len(counts)
-    width = max(int(counts.max()) if rows else 1, 1)
     out = np.full((rows, width), pad_id, dtype=np.int64)
     for begin in range(0, rows, PADDING_ROWS):
         end = min(begin + PADDING_ROWS, rows)
