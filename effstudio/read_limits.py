@@ -56,3 +56,7 @@ MAX_TEXT_BYTES = 128 * MiB
 # the most the digits task makes; the folder is counted while it is listed, so a million files stop early
 MAX_IMAGE_FILES = 200_000
 MAX_DECODED_IMAGE_BYTES = 8 * GiB
+
+# a tokenizer file (tokenizer.json, vocab.txt, vocab.json, merges.txt) is parsed whole: the largest real ones, for
+# multilingual vocabularies of 250,000 pieces, are ~35 MB
+MAX_TOKENIZER_BYTES = 64 * MiB
