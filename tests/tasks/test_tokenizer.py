@@ -165,7 +165,8 @@ def test_a_vocab_txt_without_specials_gets_them(tmp_path) -> None:
 def write_bpe_pair(folder) -> None:
     """A tiny byte-level BPE pair in GPT-2's format (a space is 'Ġ')."""
     folder.mkdir(exist_ok=True)
-    vocab = {"<|endoftext|>": 0, "l": 1, "a": 2, "m": 3, "p": 4, "Ġ": 5, "la": 6, "mp": 7, "lamp": 8, "Ġlamp": 9}
+    vocab = {"<|endoftext|>": 0, "l": 1, "a": 2, "m": 3, "p": 4, "Ġ": 5, "la": 6, "mp": 7, "lamp": 8, "Ġlamp": 9,
+             "model": 10}  # a token named like a tokenizer.json's key
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\nl a\nm p\nla mp\nĠ lamp\n", encoding="utf-8")
 
@@ -176,7 +177,7 @@ def test_a_bpe_vocab_json_and_merges_load(tmp_path) -> None:
         tok = TextTokenizer.load(path)
         assert tok.sep_id == 0  # GPT-2's end of text separates; a pad, an unknown and a start are added
         assert {tok.tokens()[i] for i in (tok.pad_id, tok.unk_id, tok.cls_id)} == {"[PAD]", "[UNK]", "[CLS]"}
-        assert min(tok.pad_id, tok.unk_id, tok.cls_id) == 10 and tok.vocab_size == 13
+        assert min(tok.pad_id, tok.unk_id, tok.cls_id) == 11 and tok.vocab_size == 14
         (ids,), _ = tok.encode_batch(["lamp lamp"], max_length=8)
         assert tok.id_to_tokens(ids) == ["[CLS]", "lamp", "▁lamp", "<|endoftext|>"]
         assert tok.decode(ids) == "lamp lamp"
