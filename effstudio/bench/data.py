@@ -82,6 +82,8 @@ def _first_build(config: TextClassConfig) -> tuple[float, float]:
 
 def measure_data(rows: int, folder: Path | None = None, seed: int = 0) -> dict[str, Any]:
     """``{"rows", "file_mb", "load_s", "tokenize_s", "cached_load_s", "peak_rss_mb"}`` for ``rows`` rows."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="effstudio-bench-data-", dir=folder) as tmp:
         path = Path(tmp) / "rows.csv"
         write_csv(path, short_rows(rows, seed))

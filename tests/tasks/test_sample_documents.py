@@ -21,6 +21,7 @@ from effstudio.tasks.sample_documents import (
     survey_reports,
     write_csv,
 )
+from effstudio.tasks.textclass import TextClassConfig, TextClassTask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +84,18 @@ def test_the_wheel_ships_the_csv():
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     patterns = package_data["package-data"]["effstudio.tasks"]
     assert any(SAMPLE_DOCUMENTS.relative_to(SAMPLE_DOCUMENTS.parents[1]).match(p) for p in patterns)
+
+
+def test_the_task_reads_the_sample_when_no_path_is_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    task = TextClassTask(TextClassConfig(vocab_size=2000, max_length=256, truncation="head+tail"))
+    assert task.source()["path"] == str(SAMPLE_DOCUMENTS)
+    assert task.label_names == sorted(f"{site}_{verdict}" for site, verdict in CLASS_WEIGHTS)
+    sizes = {name: len(task.split(name).targets) for name in ("train", "val", "test")}
+    assert sum(sizes.values()) == 350 and sizes["val"] >= 30 and sizes["test"] >= 30
+    lengths = task.lengths("train")
+    assert lengths.min() >= 1000 and lengths.max() <= 4200  # 1-4k tokens before truncation
+    example = task.examples("val", 1)[0]
+    assert len(example.ids) == 256 and example.tokens[0] == "[CLS]"
+    pieces = {piece.lstrip("▁Ġ") for piece in task.decode(task.split("train").inputs[:, :40].flatten().tolist())}
+    assert {"mill", "quarry", "council"} <= pieces  # whole words of the opening lines are pieces of their own
