@@ -37,6 +37,7 @@ from effstudio.registry import Entry
 from effstudio.tasks import cache
 from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData, Split, TaskSpec
 from effstudio.tasks.progress import ProgressCallback, bound_report, report
+from effstudio.tasks.sample_documents import SAMPLE_DOCUMENTS
 from effstudio.tasks.text_table import KINDS as FORMATS
 from effstudio.tasks.text_table import (
     DataError,
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "textclass"
 GENERATOR_VERSION = 1
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "resources" / "sample" / "textclass_sample.csv"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_KEY = "effstudio.task.labels"
 SOURCE_KEY = "effstudio.task.source"
@@ -156,8 +156,8 @@ class _Plan:
 def data_path(config: TextClassConfig) -> Path:
     if config.path.strip():
         return Path(config.path).expanduser()
-    if SAMPLE_DATA.is_file():
-        return SAMPLE_DATA
+    if SAMPLE_DOCUMENTS.is_file():
+        return SAMPLE_DOCUMENTS
     raise ConfigError("path", "set task.path to a CSV, TSV or JSON Lines file, or a folder of .txt files per class")
 
 
