@@ -519,7 +519,7 @@ class TextClassTask:
         if name not in self._splits:
             data = self._data()
             ids, offsets = data[f"{name}/ids"].numpy(), data[f"{name}/offsets"].numpy()
-            self._splits[name] = Split(torch.from_numpy(_padded(ids, offsets, self.spec.pad_id, self.spec.max_length)),
+            self._splits[name] = Split(torch.from_numpy(_padded(ids, offsets, self.spec.pad_id)),
                                        self._labels_of(name))
         return self._splits[name]
 
@@ -576,10 +576,12 @@ def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def _padded(ids: np.ndarray, offsets: np.ndarray, pad_id: int, width: int) -> np.ndarray:
-    """(S, width) int64 rows of ``ids`` cut at ``offsets`` (each at most ``width`` long), padded with ``pad_id``."""
+def _padded(ids: np.ndarray, offsets: np.ndarray, pad_id: int) -> np.ndarray:
+    """(S, L) int64 rows of ``ids`` cut at ``offsets``, padded with ``pad_id`` to the longest (L >= 1): not to
+    max_length, which a million short documents would pay for in gigabytes of padding."""
     counts = np.diff(offsets)
     rows = len(counts)
+    width = max(int(counts.max()) if rows else 1, 1)
     out = np.full((rows, width), pad_id, dtype=np.int64)
     for begin in range(0, rows, PADDING_ROWS):
         end = min(begin + PADDING_ROWS, rows)

@@ -114,7 +114,7 @@ def test_seeded_stratified_split_keeps_each_class_share_and_is_repeatable(tmp_pa
     assert val_texts(task) == val_texts(again) and val_texts(task) != val_texts(other)
     assert torch.equal(task.split("val").targets, again.split("val").targets)
     split = task.split("train")
-    assert split.inputs.dtype == torch.int64 and split.inputs.shape[1] == 24
+    assert split.inputs.dtype == torch.int64 and split.inputs.shape[1] <= 24
     assert (split.inputs[:, 0] == task.tokenizer.cls_id).all()
 
 
