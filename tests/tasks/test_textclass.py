@@ -44,8 +44,9 @@ def make(path: Path, **changes) -> TextClassTask:
 
 
 def cached_files() -> list[Path]:
-    folder = task_cache_dir("textclass")
-    return sorted(folder.glob("*")) if folder.is_dir() else []
+    """The encoded splits and trained tokenizers in the cache."""
+    folders = [task_cache_dir("textclass"), task_cache_dir("tokenizers")]
+    return sorted(file for folder in folders if folder.is_dir() for file in folder.glob("*"))
 
 
 # ------------------------------------------------------------------ readers
@@ -208,6 +209,17 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
     assert main(["compare", str(checkpoint), "--allow-path", str(data), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert 0.0 <= row["accuracy"] <= 1.0
+
+    # a compressed model is written with the same tokenizer beside it, and a resumed run keeps it
+    quantized = tmp_path / "small.safetensors"
+    assert main(["quantize", str(checkpoint), "--method", "dynamic-int8", "--out", str(quantized),
+                 "--allow-path", str(data), "--json"]) == 0
+    assert quantized.with_name("small.tokenizer.json").read_bytes() == stored.read_bytes()
+    assert load_checkpoint(quantized).task.label_names == ["10", "2", "alpha"]
+    assert main(["train", "--resume", str(checkpoint), "--steps", "3", "--allow-path", str(data),
+                 "--no-record", "--json"]) == 0
+    assert read_info(checkpoint).step == 3 and stored.read_bytes() == quantized.with_name(
+        "small.tokenizer.json").read_bytes()
 
     stored.write_text(stored.read_text() + " ")
     with pytest.raises(Exception, match="does not belong to"):
