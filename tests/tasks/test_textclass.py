@@ -306,3 +306,20 @@ def test_a_row_with_too_many_fields_names_its_line(tmp_path):
     path.write_text("text,label\ngood,a\nun, quoted,b\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"fields\.csv: line 3: 3 fields where the header names 2"):
         list(read_rows(path, sniff_table(path), ["text", "label"]))
+
+
+@pytest.mark.parametrize("name", ["../outside.json", "/etc/passwd", "sub/dir.json", ".."])
+def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, name):
+    import safetensors.torch
+
+    from effstudio.engine.checkpoint import CheckpointError, checkpoint_metadata, read_info, saved_task_data
+    from effstudio.engine.run_config import RunConfig
+
+    (tmp_path / "outside.json").write_text("{}")
+    metadata = checkpoint_metadata(RunConfig.create("transformer", "listops", []), 1,
+                                   {"effstudio.task_files": json.dumps({name: "0" * 64})})
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    path.parent.mkdir()
+    safetensors.torch.save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
+    with pytest.raises(CheckpointError, match="not a task file name"):
+        saved_task_data(read_info(path))
