@@ -216,6 +216,12 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
                  "--allow-path", str(data), "--json"]) == 0
     assert quantized.with_name("small.tokenizer.json").read_bytes() == stored.read_bytes()
     assert load_checkpoint(quantized).task.label_names == ["10", "2", "alpha"]
+    exported = tmp_path / "model.onnx"
+    assert main(["export", "onnx", str(checkpoint), "--out", str(exported), "--allow-path", str(data), "--json"]) == 0
+    assert exported.with_name("model.tokenizer.json").read_bytes() == stored.read_bytes()
+    capsys.readouterr()
+    assert main(["compare", str(exported), str(quantized), "--allow-path", str(data), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rows"]) == 2
     assert main(["train", "--resume", str(checkpoint), "--steps", "3", "--allow-path", str(data),
                  "--no-record", "--json"]) == 0
     assert read_info(checkpoint).step == 3 and stored.read_bytes() == quantized.with_name(
