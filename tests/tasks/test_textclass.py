@@ -4,6 +4,7 @@ and one clear line (exit code 2, nothing cached) for each kind of bad input."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -197,8 +198,8 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
     assert source["path"] == str(data) and source["bytes"] == data.stat().st_size and len(source["sha256"]) == 64
     stored = checkpoint.with_name("checkpoint.tokenizer.json")
     assert stored.is_file()
-    assert json.loads(info.metadata["effstudio.task_files"])["tokenizer.json"] == __import__(
-        "hashlib").sha256(stored.read_bytes()).hexdigest()
+    assert json.loads(info.metadata["effstudio.task_files"])["tokenizer.json"] == hashlib.sha256(
+        stored.read_bytes()).hexdigest()
 
     # the data grows new words: a tokenizer trained again would differ, the stored one is used
     write_csv(data, documents(40, ("10", "2", "alpha")) + [("zebra quokka narwhal axolotl", "2")] * 5)
@@ -318,7 +319,12 @@ def test_a_row_with_too_many_fields_names_its_line(tmp_path):
 def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, name):
     import safetensors.torch
 
-    from effstudio.engine.checkpoint import CheckpointError, checkpoint_metadata, read_info, saved_task_data
+    from effstudio.engine.checkpoint import (
+        CheckpointError,
+        checkpoint_metadata,
+        read_info,
+        saved_task_data,
+    )
     from effstudio.engine.run_config import RunConfig
 
     (tmp_path / "outside.json").write_text("{}")
