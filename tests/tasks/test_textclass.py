@@ -148,6 +148,20 @@ def test_text_pair_becomes_one_sequence_with_a_separator(tmp_path):
     assert ids.count(task.tokenizer.sep_id) == 2
 
 
+def test_a_folder_per_class_and_a_tokenizer_file(tmp_path):
+    root = tmp_path / "docs"
+    for text, label in documents(30, ("ham", "spam")):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{len(list((root / label).iterdir()))}.txt").write_text(text, encoding="utf-8")
+    task = make(root, val_fraction=0.2, test_fraction=0.0)
+    assert task.label_names == ["ham", "spam"] and task.class_counts("val") == {"ham": 3, "spam": 3}
+    saved = tmp_path / "tokenizer.json"
+    task.tokenizer.save(saved)
+    again = make(root, val_fraction=0.2, test_fraction=0.0, tokenizer="file", tokenizer_path=str(saved))
+    assert again.tokenizer.fingerprint() == task.tokenizer.fingerprint()
+    assert torch.equal(again.split("train").inputs, task.split("train").inputs)
+
+
 def test_second_build_reads_the_cache_without_encoding(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "c.csv", documents(40))
     first = make(path)
@@ -227,6 +241,11 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
                  "--no-record", "--json"]) == 0
     assert read_info(checkpoint).step == 3 and stored.read_bytes() == quantized.with_name(
         "small.tokenizer.json").read_bytes()
+
+    # data that gained a label the model never saw is refused, naming it
+    write_csv(data, documents(40, ("10", "2", "alpha", "beta")))
+    with pytest.raises(DataError, match="label 'beta' is not one the model was trained on"):
+        load_checkpoint(checkpoint).task.split("val")
 
     stored.write_text(stored.read_text() + " ")
     with pytest.raises(Exception, match="does not belong to"):
