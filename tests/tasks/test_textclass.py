@@ -354,3 +354,21 @@ def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, nam
     safetensors.torch.save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
     with pytest.raises(CheckpointError, match="not a task file name"):
         saved_task_data(read_info(path))
+
+
+def test_the_same_settings_from_a_toml_config(tmp_path, one_thread):
+    from effstudio.engine.checkpoint import read_info
+    from effstudio.engine.run_config import RunConfig, write_toml
+
+    rows = [(text, f"note {i % 5}", label) for i, (text, label) in enumerate(documents(30))]
+    data = write_csv(tmp_path / "notes.tsv", rows, header=("body", "extra", "kind"), delimiter="\t")
+    config = RunConfig.create("transformer", "textclass", [
+        f"task.path={data}", "task.text_column=body", "task.text_pair_column=extra", "task.label_column=kind",
+        "task.tokenizer=wordpiece", "task.vocab_size=300", "task.max_length=24", "model.d_model=32",
+        "model.layers=1", "model.heads=2", "train.steps=2"])
+    toml = tmp_path / "run.toml"
+    write_toml(toml, config)
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "run"), "--no-record", "--json"]) == 0
+    saved = read_info(tmp_path / "run" / "checkpoint.safetensors").config.task
+    assert (saved.text_column, saved.text_pair_column, saved.label_column, saved.tokenizer) == (
+        "body", "extra", "kind", "wordpiece")
