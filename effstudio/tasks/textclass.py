@@ -26,6 +26,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 
@@ -203,7 +204,7 @@ class TextClassTask:
     def __init__(self, config: TextClassConfig | None = None, saved: SavedTaskData | None = None):
         self.config = config if config is not None else TextClassConfig()
         validate(self.config)
-        self.sources = self._sources()
+        self._saved = saved
         self._source_info: list[tuple[str, int]] | None = None
         self._plan_value: _Plan | None = None
         self._arrays: dict[str, torch.Tensor] | None = None
@@ -223,7 +224,10 @@ class TextClassTask:
         return cls(config, saved)
 
     # ------------------------------------------------------------ sources
-    def _sources(self) -> list[_Source]:
+    @cached_property
+    def sources(self) -> list[_Source]:
+        """The data files, sniffed when first needed (a task rebuilt from a checkpoint has its spec without
+        them: a model can be inspected or exported where its data is not)."""
         config = self.config
         main = data_path(config)
         sources = [_Source(main, self._sniff(main, "path"), None)]
@@ -567,8 +571,13 @@ class TextClassTask:
         return lines
 
     def saved_data(self) -> SavedTaskData:
-        """The tokenizer and the label map, and where the data came from, for every checkpoint."""
-        metadata = {LABELS_KEY: json.dumps(self.label_names), SOURCE_KEY: json.dumps(self.source())}
+        """The tokenizer and the label map, and where the data came from, for every checkpoint (a task rebuilt
+        from a checkpoint passes on the source that checkpoint was trained on)."""
+        if self._saved is not None and SOURCE_KEY in self._saved.metadata:
+            source = self._saved.metadata[SOURCE_KEY]
+        else:
+            source = json.dumps(self.source())
+        metadata = {LABELS_KEY: json.dumps(self.label_names), SOURCE_KEY: source}
         return SavedTaskData(metadata, {TOKENIZER_FILE: self.tokenizer.to_json().encode("utf-8")})
 
 

@@ -372,3 +372,14 @@ def test_the_same_settings_from_a_toml_config(tmp_path, one_thread):
     saved = read_info(tmp_path / "run" / "checkpoint.safetensors").config.task
     assert (saved.text_column, saved.text_pair_column, saved.label_column, saved.tokenizer) == (
         "body", "extra", "kind", "wordpiece")
+
+
+def test_a_task_rebuilt_from_saved_data_needs_no_data_until_a_split_is_asked_for(tmp_path):
+    data = write_csv(tmp_path / "gone.csv", documents(30))
+    task = make(data)
+    saved = task.saved_data()
+    data.unlink()
+    rebuilt = TextClassTask.from_saved(TextClassConfig(path=str(data), **SMALL), saved)
+    assert rebuilt.spec == task.spec and rebuilt.saved_data() == saved
+    with pytest.raises(DataError, match="no such file"):
+        rebuilt.split("val")
