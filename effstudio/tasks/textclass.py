@@ -297,6 +297,11 @@ class TextClassTask:
                             raise DataError(f"{rows.where(line)}, column {column!r}: empty {what}")
                     label = values[label_at].strip()
                     chunk_labels[i] = index.setdefault(label, len(index))
+                    if len(index) > config.max_classes:  # the wrong column, most likely: stop at once
+                        raise DataError(f"{rows.where(line)}, column {self._column(source, 'label')!r}: "
+                                        f"{label[:40]!r} is label number {len(index)}, more than "
+                                        f"task.max_classes={config.max_classes} (is it the label column?)",
+                                        "max_classes")
                     if split_at is not None:
                         code = SPLIT_ALIASES.get(values[split_at].strip().lower())
                         if code is None:
@@ -315,13 +320,10 @@ class TextClassTask:
         if len(names) < 2:
             raise DataError(f"{main.path}, column {self._column(main, 'label')!r}: every row has the label "
                             f"{names[0]!r}; classification needs at least two classes")
-        if len(names) > config.max_classes:
-            raise DataError(f"{main.path}, column {self._column(main, 'label')!r}: {len(names):,} different "
-                            f"labels, more than task.max_classes={config.max_classes} (is it the label column?)",
-                            "max_classes")
+        position = {name: i for i, name in enumerate(names)}
         remap = np.empty(len(index), dtype=np.int32)
         for name, first_seen in index.items():
-            remap[first_seen] = names.index(name)
+            remap[first_seen] = position[name]
         all_labels = remap[np.concatenate(labels)]
         all_splits = np.concatenate(splits)
         all_keys = np.concatenate(keys)

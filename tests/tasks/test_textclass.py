@@ -271,7 +271,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
     cases.append(("single class", [f"task.path={path}"], f"{path}, column 'label': every row has the label 'same'"))
     path = write_csv(tmp_path / "many.csv", [(text, str(i)) for i, (text, _) in enumerate(good)])
     cases.append(("too many classes", [f"task.path={path}", "task.max_classes=5"],
-                  f"{path}, column 'label': 20 different labels, more than task.max_classes=5"))
+                  f"{path}: line 7, column 'label': '5' is label number 6, more than task.max_classes=5"))
     path = tmp_path / "binary.csv"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     cases.append(("binary", [f"task.path={path}"], f"{path} looks like a binary file"))
