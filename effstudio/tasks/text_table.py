@@ -93,7 +93,7 @@ def sniff_table(path: str | Path, *, kind: str = "auto", delimiter: str = "auto"
         else:
             kind = "tsv" if suffix == ".tsv" else "csv"
     if kind == "jsonl":
-        return TableFormat("jsonl", None, chosen, _jsonl_keys(path, text))
+        return TableFormat("jsonl", None, chosen, _jsonl_keys(path, chosen))
     sep = _delimiter(delimiter, text, kind)
     return TableFormat(kind, sep, chosen, _csv_header(path, text, sep, size))
 
@@ -181,12 +181,18 @@ def _csv_header(path: Path, text: str, sep: str, size: int) -> tuple[str, ...]:
     return tuple(name.strip() for name in header)
 
 
-def _jsonl_keys(path: Path, text: str) -> tuple[str, ...]:
-    first = next((line for line in text.splitlines() if line.strip()), "")
+def _jsonl_keys(path: Path, encoding: str) -> tuple[str, ...]:
+    """The keys of the first object: its whole line is read (a document may be longer than the head)."""
+    with open_regular_file(path, what="data file") as handle:
+        first = b""
+        while not first.strip():
+            first = handle.readline(MAX_FIELD_BYTES + 1)
+            if not first:
+                break
     try:
-        record = json.loads(first)
-    except ValueError as err:
-        raise DataError(f"{path}: line 1: not a JSON object ({err})") from None
+        record = json.loads(first.decode(encoding, errors="replace").removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{path}: line 1: not a JSON object ({str(err)[:80]})") from None
     if not isinstance(record, dict):
         raise DataError(f"{path}: line 1: a JSON Lines table holds one object per line, got {type(record).__name__}")
     return tuple(str(key) for key in record)

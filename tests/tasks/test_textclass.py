@@ -78,11 +78,11 @@ def test_delimiter_and_encoding_are_detected(tmp_path, name, delimiter, encoding
 
 def test_json_lines_and_a_folder_per_class(tmp_path):
     lines = tmp_path / "data.jsonl"
-    lines.write_text('{"body": "one text", "y": 3}\n\n{"body": "two", "y": 10}\n', encoding="utf-8")
+    long = "word " * 20_000  # longer than the head that is sniffed
+    lines.write_text(json.dumps({"body": long, "y": 3}) + '\n\n{"body": "two", "y": 10}\n', encoding="utf-8")
     fmt = sniff_table(lines)
     assert fmt.kind == "jsonl" and fmt.columns == ("body", "y")
-    assert [r for c in read_rows(lines, fmt, ["body", "y"]) for r in c] == [(1, ("one text", "3")),
-                                                                           (3, ("two", "10"))]
+    assert [r for c in read_rows(lines, fmt, ["body", "y"]) for r in c] == [(1, (long, "3")), (3, ("two", "10"))]
     root = tmp_path / "docs"
     for label, texts in {"spam": ["buy now", "cheap"], "ham": ["hello friend"]}.items():
         (root / label).mkdir(parents=True)
