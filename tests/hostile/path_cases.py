@@ -212,6 +212,31 @@ def make_imagefolder_absolute(folder: Path) -> Path:
     return config
 
 
+def _textclass_config(folder: Path, field: str) -> Path:
+    """A textclass config whose data sits beside it and whose ``field`` names the secret outside its folder."""
+    secret(folder).parent.mkdir(parents=True, exist_ok=True)
+    secret(folder).write_text(SECRET_TEXT, encoding="utf-8")
+    config = folder / "shared" / "run.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    (config.parent / "data.csv").write_text("text,label\nan example,a\nanother one,b\n", encoding="utf-8")
+    extra = 'tokenizer = "file"\n' if field == "tokenizer_path" else ""
+    config.write_text(f'[model]\ntype = "transformer"\n[task]\nname = "textclass"\npath = "data.csv"\n{extra}'
+                      f"{field} = {json.dumps(str(secret(folder).resolve()))}\n", encoding="utf-8")
+    return config
+
+
+@case("toml")
+def make_textclass_val_path(folder: Path) -> Path:
+    """A textclass ``task.val_path`` naming a file outside the config's folder."""
+    return _textclass_config(folder, "val_path")
+
+
+@case("toml")
+def make_textclass_tokenizer_path(folder: Path) -> Path:
+    """A textclass ``task.tokenizer_path`` naming a file outside the config's folder."""
+    return _textclass_config(folder, "tokenizer_path")
+
+
 def _header_checkpoint(path: Path, config: dict) -> Path:
     """A tiny safetensors file whose effstudio header claims ``config``."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,9 @@ def test_a_config_output_outside_the_run_folder_is_refused_before_training(tmp_p
 
 
 @pytest.mark.parametrize("name, field", [("charlm_absolute", "task.path"), ("charlm_parent", "task.path"),
-                                         ("charlm_symlink", "task.path"), ("imagefolder_absolute", "task.folder")])
+                                         ("charlm_symlink", "task.path"), ("imagefolder_absolute", "task.folder"),
+                                         ("textclass_val_path", "task.val_path"),
+                                         ("textclass_tokenizer_path", "task.tokenizer_path")])
 def test_a_config_input_outside_its_folder_is_refused_before_training(tmp_path, capsys, name, field):
     config = dict((n, f) for n, f, _ in cases.CASES)[name](tmp_path)
     code, stdout, err = run(capsys, "train", "--config", config, "--out", cases.run_folder(tmp_path))
