@@ -39,6 +39,15 @@ from effstudio.tasks import cache
 from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData, Split, TaskSpec
 from effstudio.tasks.progress import ProgressCallback, bound_report, report
 from effstudio.tasks.sample_documents import SAMPLE_DOCUMENTS
+from effstudio.tasks.text_splits import (
+    SPLIT_ALIASES,
+    SPLIT_CODES,
+    UNASSIGNED,
+    assign_by_shares,
+    drop_duplicates,
+    label_order,
+    row_key,
+)
 from effstudio.tasks.text_table import KINDS as FORMATS
 from effstudio.tasks.text_table import (
     DataError,
@@ -58,10 +67,6 @@ GENERATOR_VERSION = 1
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_KEY = "effstudio.task.labels"
 SOURCE_KEY = "effstudio.task.source"
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-SPLIT_ALIASES = {"train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "dev": 1, "test": 2,
-                 "testing": 2}
-UNASSIGNED = -1
 PADDING_ROWS = 65_536  # rows padded at a time when a split becomes a tensor
 # a tokenizer learns its pieces from the first 32 million characters of the training split (~6 million words):
 # more changes its vocabulary little and costs time that a large data set (a million documents) would feel
@@ -182,20 +187,6 @@ def file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def label_order(names: set[str] | list[str]) -> list[str]:
-    """Label names sorted: as numbers when every one is a whole number, else as text."""
-    names = list(names)
-    try:
-        return sorted(names, key=lambda name: (int(name), name))
-    except ValueError:
-        return sorted(names)
-
-
-def _row_key(text: str, pair: str | None) -> int:
-    whole = text if pair is None else f"{text}\0{pair}"
-    return int.from_bytes(hashlib.blake2b(whole.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
 class TextClassTask:
     """The user's documents and labels as padded token ids (objective "classify")."""
 
@@ -308,7 +299,7 @@ class TextClassTask:
                             raise DataError(f"{rows.where(line)}, column {config.split_column!r}: "
                                             f"{values[split_at][:40]!r} is not train, val or test")
                         chunk_splits[i] = code
-                    chunk_keys[i] = _row_key(values[text_at], None if pair_at is None else values[pair_at])
+                    chunk_keys[i] = row_key(values[text_at], None if pair_at is None else values[pair_at])
                 labels.append(chunk_labels)
                 splits.append(chunk_splits)
                 keys.append(chunk_keys)
@@ -328,7 +319,7 @@ class TextClassTask:
         all_splits = np.concatenate(splits)
         all_keys = np.concatenate(keys)
         self._assign(all_labels, all_splits, len(names))
-        duplicates = self._drop_duplicates(all_splits, all_keys)
+        duplicates = drop_duplicates(all_splits, all_keys)
         self._check_splits(all_labels, all_splits)
         return _Plan(names, all_labels, all_splits, duplicates, skipped)
 
@@ -352,39 +343,12 @@ class TextClassTask:
         return {"text": config.text_column, "pair": config.text_pair_column, "label": config.label_column}[role]
 
     def _assign(self, labels: np.ndarray, splits: np.ndarray, classes: int) -> None:
-        """Give the rows without a split one: each class shuffled (seeded) and cut by the shares of the
-        splits that no file or column provides; training keeps at least one row of every class."""
+        """Give the rows without a split one, by the shares of the splits that no file provides."""
         config = self.config
         has_file = {source.split for source in self.sources}
         val_share = 0.0 if SPLIT_CODES["val"] in has_file else config.val_fraction
         test_share = 0.0 if SPLIT_CODES["test"] in has_file else config.test_fraction
-        rng = np.random.default_rng(config.seed)
-        open_rows = splits == UNASSIGNED
-        for label in range(classes):
-            rows = rng.permutation(np.flatnonzero(open_rows & (labels == label)))
-            count = len(rows)
-            n_val = round(count * val_share)
-            if val_share > 0 and count > 1:
-                n_val = max(n_val, 1)
-            n_val = min(n_val, max(count - 1, 0))
-            n_test = min(round(count * test_share), max(count - 1 - n_val, 0))
-            splits[rows[:n_val]] = SPLIT_CODES["val"]
-            splits[rows[n_val:n_val + n_test]] = SPLIT_CODES["test"]
-            splits[rows[n_val + n_test:]] = SPLIT_CODES["train"]
-
-    @staticmethod
-    def _drop_duplicates(splits: np.ndarray, keys: np.ndarray) -> int:
-        """Leave out (split -1) each validation row whose text is in training, and each test row whose text
-        is in training or validation; return how many."""
-        removed = 0
-        seen = keys[splits == SPLIT_CODES["train"]]
-        for name in ("val", "test"):
-            rows = splits == SPLIT_CODES[name]
-            duplicate = rows & np.isin(keys, seen)
-            removed += int(duplicate.sum())
-            splits[duplicate] = UNASSIGNED
-            seen = np.concatenate([seen, keys[splits == SPLIT_CODES[name]]])
-        return removed
+        assign_by_shares(labels, splits, classes, val_share, test_share, config.seed)
 
     def _check_splits(self, labels: np.ndarray, splits: np.ndarray) -> None:
         main = self.sources[0].path

@@ -14,8 +14,9 @@ import torch
 from effstudio.cli import main
 from effstudio.config import ConfigError
 from effstudio.paths import task_cache_dir
+from effstudio.tasks.text_splits import label_order
 from effstudio.tasks.text_table import DataError, read_rows, sniff_table
-from effstudio.tasks.textclass import TextClassConfig, TextClassTask, label_order
+from effstudio.tasks.textclass import TextClassConfig, TextClassTask
 
 WORDS = "river stone cloud lamp seed frost ember moss tide fern wheel bell".split()
 SMALL = {"vocab_size": 300, "max_length": 24}
