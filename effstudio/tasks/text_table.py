@@ -337,8 +337,10 @@ class TableRows:
                                         f"{len(header)}; a field holding the delimiter {self.fmt.delimiter!r}, a "
                                         "quote or a line break must be quoted")
                     values = tuple(row[i] for i in indices)
-                    self.bytes_read = raw.tell()
+                    if line & 1023 == 0:  # how far the file is read, for progress: not a system call per row
+                        self.bytes_read = raw.tell()
                     yield line, values, self._bad_column(values, seen_before)
+                self.bytes_read = self.size
             except csv.Error as err:
                 raise DataError(f"{self.path}: line {previous_end + 1}: {err}") from None
             except UnicodeDecodeError:  # a codec whose errors cannot be escaped byte by byte (UTF-16)
