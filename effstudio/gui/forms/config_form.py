@@ -4,7 +4,8 @@ The form knows nothing about a particular config: ``fields_of(config_cls)`` says
 the type, range, choices and help of every field. Integers get spin boxes
 (clamped to the declared range), floats a monospace line edit checked as you type
 (learning rates need more than a fixed number of decimals), choices a combo box,
-booleans a check box. Advanced fields go into a collapsible group at the end.
+booleans a check box, path settings a line edit with a browse button. Advanced
+fields go into a collapsible group at the end.
 
 Values are checked with the same ``parse_value``/``check_value``/``check()`` that
 the CLI uses; a ConfigError shows in red under the field it names.
@@ -38,6 +39,7 @@ from effstudio.config import (
     parse_value,
     with_values,
 )
+from effstudio.gui.forms.path_field import BrowseButton
 from effstudio.gui.theme import MUTED, monospace_font
 from effstudio.registry import get_registry
 
@@ -121,6 +123,7 @@ class ConfigForm(QWidget):
         self._help = dict(help or {})
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
+        self._browse_buttons: dict[str, BrowseButton] = {}
         self._errors: dict[str, str] = {}
 
         layout = QVBoxLayout(self)
@@ -164,7 +167,7 @@ class ConfigForm(QWidget):
             column = QVBoxLayout(cell)
             column.setContentsMargins(0, 0, 0, 0)
             column.setSpacing(2)
-            column.addWidget(editor.widget)
+            column.addWidget(self._with_browse_button(spec, editor.widget, cell))
             error = QLabel(cell)
             error.setObjectName("fieldError")
             error.setWordWrap(True)
@@ -178,6 +181,23 @@ class ConfigForm(QWidget):
             label.setBuddy(editor.widget)
             form.addRow(label, cell)
         return box
+
+    def _with_browse_button(self, spec: FieldSpec, widget: QWidget, cell: QWidget) -> QWidget:
+        """A path setting's line edit with its browse button beside it; any other editor as it is."""
+        if spec.path is None or not isinstance(widget, QLineEdit):
+            return widget
+        row = QWidget(cell)
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        widget.setParent(row)
+        layout.addWidget(widget, 1)
+        button = BrowseButton(spec.path, spec.label, widget, row)
+        button.setObjectName(f"browse_{spec.name}")
+        button.chosen.connect(lambda path, n=spec.name: self.set_value(n, path))
+        layout.addWidget(button)
+        self._browse_buttons[spec.name] = button
+        return row
 
     def _tooltip(self, spec: FieldSpec) -> str:
         lines = [f"<b>{spec.label}</b> <code>{self.prefix + '.' if self.prefix else ''}{spec.name}</code>"]
@@ -242,6 +262,14 @@ class ConfigForm(QWidget):
 
     def editor(self, name: str) -> QWidget:
         return self._editors[name].widget
+
+    def browse_button(self, name: str) -> BrowseButton:
+        """The browse button of a path setting (KeyError for any other field)."""
+        return self._browse_buttons[name]
+
+    def path_fields(self) -> list[str]:
+        """The path settings, in their order."""
+        return [name for name, spec in self.specs.items() if spec.path is not None]
 
     def set_values(self, config: Any) -> None:
         """Show a config instance's (or a mapping's) values; unknown keys are ignored."""

@@ -30,12 +30,14 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
+from effstudio.gui.panels.data_drop import DataTarget, data_target
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
 
 if TYPE_CHECKING:
-    from PySide6.QtGui import QShowEvent
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent, QShowEvent
 
     from effstudio.engine.events import JobControl
 
@@ -87,7 +89,7 @@ class DataPanel(JobHost, Panel):
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
-                         "first use.", parent=parent)
+                         "first use; drop a data file or folder here to train on it.", parent=parent)
         self.init_jobs()
         self.registry = registry
         self.form: ConfigForm | None = None
@@ -158,6 +160,7 @@ class DataPanel(JobHost, Panel):
             return
         self.task_box.currentIndexChanged.connect(self._task_changed)
         self._task_changed()
+        self.setAcceptDrops(True)
 
     def task_name(self) -> str | None:
         return self.task_box.currentData()
@@ -180,6 +183,37 @@ class DataPanel(JobHost, Panel):
     def _form_changed(self, _name: str) -> None:
         self._mark_stale()
         self.changed.emit()
+
+    # -------------------------------------------------------------- data files
+    def _dropped_target(self, urls: list[QUrl]) -> tuple[str, DataTarget] | None:
+        if not urls or not urls[0].isLocalFile():
+            return None
+        path = urls[0].toLocalFile()
+        target = data_target(self.registry, path, self.task_name())
+        return (path, target) if target is not None else None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        # what is not a data set (a model file, a run config) is left to the window, which opens it
+        if self._dropped_target(event.mimeData().urls()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        found = self._dropped_target(event.mimeData().urls())
+        if found is None:
+            event.ignore()
+            return
+        self.use_data_path(*found)
+        event.acceptProposedAction()
+
+    def use_data_path(self, path: str, target: DataTarget) -> None:
+        """Train on ``path``: switch to the task that reads it and put it in that task's path setting."""
+        index = self.task_box.findData(target.task)
+        if index != self.task_box.currentIndex():
+            self.task_box.setCurrentIndex(index)
+        assert self.form is not None
+        self.form.set_value(target.field, path)
 
     # ----------------------------------------------------------------- preview
     def _mark_stale(self) -> None:
