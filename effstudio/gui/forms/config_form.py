@@ -4,8 +4,9 @@ The form knows nothing about a particular config: ``fields_of(config_cls)`` says
 the type, range, choices and help of every field. Integers get spin boxes
 (clamped to the declared range), floats a monospace line edit checked as you type
 (learning rates need more than a fixed number of decimals), choices a combo box,
-booleans a check box, path settings a line edit with a browse button. Advanced
-fields go into a collapsible group at the end.
+booleans a check box, path settings a line edit with a browse button, and text
+fields the caller suggests values for (a table's column names) an editable combo
+box. Advanced fields go into a collapsible group at the end.
 
 Values are checked with the same ``parse_value``/``check_value``/``check()`` that
 the CLI uses; a ConfigError shows in red under the field it names.
@@ -65,6 +66,8 @@ class _Editor:
         w = self.widget
         if isinstance(w, QCheckBox):
             return w.isChecked()
+        if isinstance(w, QComboBox) and w.isEditable():  # any text; the list only suggests
+            return w.currentText()
         if isinstance(w, QComboBox):
             data = w.currentData()
             return data if data is not None else w.currentText()
@@ -77,6 +80,8 @@ class _Editor:
         w = self.widget
         if isinstance(w, QCheckBox):
             w.setChecked(bool(value))
+        elif isinstance(w, QComboBox) and w.isEditable():
+            w.setCurrentText(format_value(value))
         elif isinstance(w, QComboBox):
             index = w.findData(value)
             if index < 0:  # a value this machine does not offer (a device, a removed plugin)
@@ -97,7 +102,8 @@ class ConfigForm(QWidget):
     ``prefix`` ("model", "train") is stripped from ConfigError field names;
     ``columns`` spreads the basic fields over that many side-by-side columns;
     ``fields`` names the fields to draw, in their order (the others keep their defaults);
-    ``help`` replaces a field's declared help where the form's context gives the field another meaning.
+    ``help`` replaces a field's declared help where the form's context gives the field another meaning;
+    ``suggest`` names text fields drawn as editable combo boxes, whose list ``suggest_values`` fills.
     ``changed(name)`` fires when the user edits a field.
     """
 
@@ -112,6 +118,7 @@ class ConfigForm(QWidget):
         columns: int = 1,
         fields: Sequence[str] | None = None,
         help: Mapping[str, str] | None = None,
+        suggest: Sequence[str] = (),
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -121,6 +128,7 @@ class ConfigForm(QWidget):
         self.specs = {name: specs[name] for name in fields} if fields is not None else specs
         self._choices = dict(choices or {})
         self._help = dict(help or {})
+        self._suggested = set(suggest)
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
         self._browse_buttons: dict[str, BrowseButton] = {}
@@ -236,6 +244,11 @@ class ConfigForm(QWidget):
                 if tip:
                     widget.setItemData(widget.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             widget.currentIndexChanged.connect(lambda _=None, n=spec.name: self._edited(n))
+        elif spec.name in self._suggested and spec.type is str:
+            widget = QComboBox(self)
+            widget.setEditable(True)
+            widget.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # typing edits the value, not the list
+            widget.currentTextChanged.connect(lambda _=None, n=spec.name: self._edited(n))
         elif spec.type is int:
             widget = QSpinBox(self)
             low = int(spec.min) if spec.min is not None else -INT_LIMIT
@@ -266,6 +279,24 @@ class ConfigForm(QWidget):
     def browse_button(self, name: str) -> BrowseButton:
         """The browse button of a path setting (KeyError for any other field)."""
         return self._browse_buttons[name]
+
+    def suggest_values(self, name: str, values: Sequence[str]) -> None:
+        """Offer ``values`` in a suggested field's list; its value stays as it is (no signal)."""
+        widget = self._editors[name].widget
+        assert isinstance(widget, QComboBox) and widget.isEditable(), f"{name} is not a suggested field"
+        current = widget.currentText()
+        widget.blockSignals(True)
+        try:
+            widget.clear()
+            widget.addItems(list(values))
+            widget.setCurrentText(current)
+        finally:
+            widget.blockSignals(False)
+
+    def suggested_values(self, name: str) -> list[str]:
+        widget = self._editors[name].widget
+        assert isinstance(widget, QComboBox)
+        return [widget.itemText(i) for i in range(widget.count())]
 
     def path_fields(self) -> list[str]:
         """The path settings, in their order."""

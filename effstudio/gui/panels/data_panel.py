@@ -1,7 +1,10 @@
 """Data section: the task, its settings and a preview of a few decoded examples.
 
-The preview builds the task in a job (generating a data set can take a moment)
-and shows the first validation examples as token strings.
+The preview builds the task in a job (generating a data set or training a
+tokenizer can take a moment) and shows the first validation examples as token
+strings. A task read from a table of text (textclass) gets column choosers filled
+from the file's header and a richer view: examples as word pieces, a histogram of
+token lengths and a bar chart of the classes (text_data_view).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.data_drop import DataTarget, data_target
+from effstudio.gui.panels.text_data_view import TableHeader, TextDataView, TextPreview, build_text_preview
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
+from effstudio.tasks.text_table import sniff_table
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QUrl
@@ -44,6 +49,9 @@ if TYPE_CHECKING:
 PREVIEW_EXAMPLES = 8
 PREVIEW_CHARS = 160
 PREVIEW = "preview"  # the panel's job slot
+# the settings of a task read from a table that name its columns (textclass's); the optional ones may be empty
+COLUMN_FIELDS = ("text_column", "text_pair_column", "label_column", "split_column")
+OPTIONAL_COLUMNS = ("text_pair_column", "split_column")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,28 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
         parts.append(f"{spec.num_classes} classes")
     parts.append(f"{len(split)} validation examples")
     return Preview(" \u00b7 ".join(parts), rows)
+
+
+def reads_a_table(config: Any) -> bool:
+    """A task whose settings name a table's text and label columns (its preview is a TextPreview)."""
+    return hasattr(config, "text_column") and hasattr(config, "label_column")
+
+
+def table_header(path: str, config: Any) -> TableHeader:
+    """The columns of the data file ``path`` as the task's format settings read it (a bounded head)."""
+    found = sniff_table(path, kind=config.format, delimiter=config.delimiter, encoding=config.encoding)
+    return TableHeader(path, tuple(found.columns))
+
+
+def table_preview(registry: Registry, task_name: str, config: Any) -> Iterator[TableHeader | TextPreview]:
+    """The file's header first (the column choosers fill even when the chosen columns are wrong), then
+    the built task's preview (runs in a job's thread)."""
+    if config.path:
+        yield table_header(config.path, config)
+    task = registry.get("tasks", task_name).factory(config)
+    if not config.path:  # the shipped sample
+        yield table_header(task.source()["path"], config)
+    yield build_text_preview(task, config.max_length)
 
 
 class DataPanel(JobHost, Panel):
@@ -140,6 +170,9 @@ class DataPanel(JobHost, Panel):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         preview_layout.addWidget(self.table, 1)
+        self.text_view = TextDataView(self)
+        self.text_view.hide()
+        preview_layout.addWidget(self.text_view, 1)
         self.preview_status = QLabel(self)
         self.preview_status.setObjectName("description")
         preview_layout.addWidget(self.preview_status)
@@ -173,9 +206,12 @@ class DataPanel(JobHost, Panel):
         self.description.setText(entry.description)
         if self.form is not None:
             self.form.deleteLater()
-        self.form = ConfigForm(entry.config_cls, prefix="task", parent=self.settings_group)
+        self.form = ConfigForm(entry.config_cls, prefix="task", suggest=COLUMN_FIELDS, parent=self.settings_group)
         self.form.changed.connect(self._form_changed)
         self.settings_layout.addWidget(self.form)
+        table = reads_a_table(self.form.config_cls())
+        self.table.setVisible(not table)
+        self.text_view.setVisible(table)
         self.settings_group.setTitle(f"Task settings \u00b7 {name}")
         self._mark_stale()
         self.changed.emit()
@@ -239,8 +275,11 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText("Building the task\u2026")
         registry, task_name = self.registry, self.task_name()
 
-        def preview(_control: JobControl) -> Iterator[Preview]:
-            yield build_preview(registry, task_name, config)
+        def preview(_control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
+            if reads_a_table(config):
+                yield from table_preview(registry, task_name, config)
+            else:
+                yield build_preview(registry, task_name, config)
 
         self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,
                        on_finished=self._preview_finished)
@@ -248,7 +287,16 @@ class DataPanel(JobHost, Panel):
     def jobs_changed(self) -> None:
         self.refresh_button.setEnabled(self.job_of(PREVIEW) is None)
 
-    def _show_preview(self, preview: Preview) -> None:
+    def _show_preview(self, preview: Preview | TableHeader | TextPreview) -> None:
+        if isinstance(preview, TableHeader):
+            self._offer_columns(preview.columns)
+            return
+        if isinstance(preview, TextPreview):
+            self.summary.setText(preview.summary)
+            self.text_view.show_preview(preview)
+            self.preview_status.setText(f"The first {len(preview.examples)} training examples as the tokenizer "
+                                        "cuts them into word pieces.")
+            return
         self.summary.setText(preview.summary)
         self.table.setRowCount(len(preview.rows))
         for row, (source, target) in enumerate(preview.rows):
@@ -257,6 +305,13 @@ class DataPanel(JobHost, Panel):
                 item.setToolTip(text)
                 self.table.setItem(row, col, item)
         self.preview_status.setText(f"First {len(preview.rows)} validation examples, padding removed.")
+
+    def _offer_columns(self, columns: tuple[str, ...]) -> None:
+        """Fill the column choosers with the file's header (the optional ones may be left empty)."""
+        assert self.form is not None
+        for name in COLUMN_FIELDS:
+            if name in self.form.specs:
+                self.form.suggest_values(name, ([""] if name in OPTIONAL_COLUMNS else []) + list(columns))
 
     def _preview_failed(self, message: str) -> None:
         self.preview_status.setText(f"Cannot build the task: {message}")

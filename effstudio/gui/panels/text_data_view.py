@@ -1,0 +1,182 @@
+"""The Data section's view of a text-classification data set: examples as word pieces, lengths, classes.
+
+``build_text_preview`` runs in the preview job's thread and gathers everything the
+view draws (a few decoded examples with their tokens, a histogram of the training
+split's full token lengths, its class counts); ``TextDataView`` draws it: each
+example as its label, the start of its text and its tokens as alternating chips,
+the length histogram with the chosen maximum length marked, and one bar per class.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
+
+from effstudio.gui import theme
+
+PREVIEW_EXAMPLES = 6
+PREVIEW_CHARS = 220  # of each example's text, shown above its tokens
+PREVIEW_TOKENS = 64  # word pieces shown per example
+LENGTH_BINS = 40
+CLASS_TICKS = 16  # class names written under the bars at most (every n-th beyond that)
+CLASS_NAME_CHARS = 14
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TableHeader:
+    """The columns a data file's header names (sent before the task is built, so the choosers fill
+    even when the chosen columns are wrong)."""
+
+    path: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    text: str  # clipped to PREVIEW_CHARS
+    label: str
+    tokens: list[str]  # the first PREVIEW_TOKENS word pieces
+    token_count: int  # all of them, before truncation to the maximum length
+
+
+@dataclass(frozen=True)
+class TextPreview:
+    summary: str
+    examples: list[ExampleRow]
+    length_counts: np.ndarray  # examples per bin, (bins,)
+    length_edges: np.ndarray  # bin edges in tokens, (bins + 1,)
+    max_length: int
+    longer: int  # training examples longer than max_length (cut by the truncation)
+    classes: dict[str, int] = field(default_factory=dict)  # training examples per class
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # a preview line: newlines and runs of spaces read as one space
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def length_histogram(lengths: np.ndarray, bins: int = LENGTH_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of integer token lengths, in at most ``bins`` bins of whole tokens."""
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(1)
+    low, high = int(lengths.min()), int(lengths.max()) + 1
+    width = max(1, math.ceil((high - low) / bins))
+    edges = np.arange(low, high + width, width, dtype=np.float64)
+    counts, edges = np.histogram(lengths, bins=edges)
+    return counts, edges
+
+
+def build_text_preview(task: Any, max_length: int, count: int = PREVIEW_EXAMPLES) -> TextPreview:
+    """What the view draws of a built text-classification task (runs in a job's thread)."""
+    lengths = np.asarray(task.lengths("train"))
+    counts, edges = length_histogram(lengths)
+    examples = [ExampleRow(_clip(e.text, PREVIEW_CHARS), str(e.label), list(e.tokens[:PREVIEW_TOKENS]),
+                           len(e.tokens))
+                for e in task.examples("train", count)]
+    classes = {str(name): int(n) for name, n in task.class_counts("train").items()}
+    sizes = []
+    for name in SPLITS:
+        try:
+            sizes.append(f"{len(task.split(name))} {name}")
+        except (KeyError, ValueError):  # a task without that split
+            continue
+    parts = [f"{len(classes)} classes", f"vocabulary {task.spec.vocab_size}", " / ".join(sizes)]
+    if getattr(task, "duplicates_removed", 0):
+        parts.append(f"{task.duplicates_removed} duplicates removed")
+    return TextPreview(" \u00b7 ".join(parts), examples, counts, edges, max_length,
+                       int((lengths > max_length).sum()), classes)
+
+
+def _is_special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("[") and token.endswith("]")
+
+
+def chips_html(tokens: list[str]) -> str:
+    """Word pieces as chips of alternating tints, so where one ends and the next begins shows."""
+    shades = (theme.tint(theme.BLUE, 0.16), theme.tint(theme.ORANGE, 0.22))
+    special = theme.tint(theme.SECONDARY, 0.18)
+    spans = []
+    for i, token in enumerate(tokens):
+        background = special if _is_special(token) else shades[i % 2]
+        shown = html.escape(token).replace(" ", "\u2423")  # a space inside a piece stays visible
+        spans.append(f"<span style='background-color:{background}; color:{theme.TEXT}'>{shown}</span>")
+    return "".join(spans)
+
+
+def example_html(row: ExampleRow) -> str:
+    more = row.token_count - len(row.tokens)
+    tail = f" <span style='color:{theme.MUTED}'>\u2026 +{more} tokens</span>" if more > 0 else ""
+    return (f"<p style='margin-bottom:10px'><b style='color:{theme.ACCENT}'>{html.escape(row.label)}</b>"
+            f" <span style='color:{theme.MUTED}'>{row.token_count} tokens \u00b7 {html.escape(row.text)}</span>"
+            f"<br><span style='font-family:monospace'>{chips_html(row.tokens)}</span>{tail}</p>")
+
+
+class TextDataView(QWidget):
+    """Examples with their word pieces above a token-length histogram and a class bar chart."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(8)
+        self.examples = QTextBrowser(self)
+        self.examples.setObjectName("textExamples")
+        self.examples.setOpenLinks(False)
+        self.examples.setMinimumHeight(180)
+        layout.addWidget(self.examples, 3)
+
+        self.graphics = theme.plot_canvas(self)
+        self.graphics.setMinimumHeight(220)
+        self.lengths_plot = theme.style_plot(self.graphics.addPlot(row=0, col=0), title="Token lengths (train)",
+                                             bottom="tokens per example", left="examples", grid="y", mouse="")
+        self.length_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=theme.brush(theme.BLUE, 0xb0),
+                                           pen=theme.pen(theme.BLUE))
+        self.lengths_plot.addItem(self.length_bars)
+        self.max_line = pg.InfiniteLine(0, angle=90, pen=theme.pen(theme.RED, 1.5, dashed=True),
+                                        label="max length {value:.0f}",
+                                        labelOpts={"color": theme.RED, "position": 0.92, "anchors": [(1, 0), (1, 0)]})
+        self.lengths_plot.addItem(self.max_line)
+        self.classes_plot = theme.style_plot(self.graphics.addPlot(row=0, col=1), title="Classes (train)",
+                                             left="examples", grid="y", mouse="")
+        self.class_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=theme.brush(theme.GREEN, 0xb0),
+                                          pen=theme.pen(theme.GREEN))
+        self.classes_plot.addItem(self.class_bars)
+        layout.addWidget(self.graphics, 2)
+        self.preview: TextPreview | None = None
+
+    def show_preview(self, preview: TextPreview) -> None:
+        self.preview = preview
+        self.examples.setHtml("".join(example_html(row) for row in preview.examples))
+        self.length_bars.setData(preview.length_edges, preview.length_counts)
+        self.max_line.setValue(preview.max_length)
+        longer = preview.longer
+        total = int(preview.length_counts.sum())
+        title = "Token lengths (train)"
+        if total:
+            title += f": {longer} of {total} longer than the maximum"
+        self.lengths_plot.setTitle(theme.plot_title(title))
+        names = list(preview.classes)
+        self.class_bars.setOpts(x=np.arange(len(names)), height=np.array(list(preview.classes.values())))
+        step = max(1, math.ceil(len(names) / CLASS_TICKS))
+        ticks = [(i, _clip(name, CLASS_NAME_CHARS)) for i, name in enumerate(names) if i % step == 0]
+        self.classes_plot.getAxis("bottom").setTicks([ticks])
+        self.classes_plot.setXRange(-0.6, max(len(names), 1) - 0.4, padding=0)
+        # the marked maximum stays in view when every example is shorter (or all far longer)
+        edges = preview.length_edges
+        low = min(float(edges[0]), preview.max_length) if edges.size else 0.0
+        high = max(float(edges[-1]), preview.max_length) if edges.size else float(preview.max_length)
+        self.lengths_plot.setXRange(low, high, padding=0.04)
+        self.lengths_plot.enableAutoRange(axis="y")
+
+    def bar_heights(self) -> dict[str, int]:
+        """The class chart's bars by class name (what the chart shows)."""
+        heights = self.class_bars.opts.get("height")
+        names = list(self.preview.classes) if self.preview is not None else []
+        return {name: int(h) for name, h in zip(names, heights if heights is not None else [], strict=False)}
