@@ -56,3 +56,16 @@ MAX_TEXT_BYTES = 128 * MiB
 # the most the digits task makes; the folder is counted while it is listed, so a million files stop early
 MAX_IMAGE_FILES = 200_000
 MAX_DECODED_IMAGE_BYTES = 8 * GiB
+
+# a text-classification table (CSV, TSV, JSON Lines) is streamed in chunks, never held whole: the limits bound
+# the work and the disk cache of its encoded splits. The format, delimiter and header are read from a head of
+# TABLE_HEAD_BYTES; one field (a document) or one JSON line holds at most MAX_FIELD_BYTES (a book is ~1 MB)
+TABLE_HEAD_BYTES = 64 * 1024
+MAX_TABLE_BYTES = 8 * GiB
+MAX_TABLE_ROWS = 20_000_000
+MAX_FIELD_BYTES = 16 * MiB
+# a folder of .txt files, one sub-folder per class: counted while listed, so a folder of millions stops early
+MAX_TEXT_FILES = 1_000_000
+
+# a file a task keeps beside each checkpoint (a tokenizer.json: a 250,000-token vocabulary is ~20 MB)
+MAX_TASK_FILE_BYTES = 256 * MiB

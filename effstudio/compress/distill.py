@@ -213,7 +213,8 @@ def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out
     if control.stop_requested:
         raise CompressError("distillation was stopped; nothing was written")
     student_accuracy = evaluate(student, val, spec.pad_id, spec.objective, eval_batch_size, CPU)[1]
-    save_float(Path(out), student, config, settings.steps, extra={"effstudio.distilled_from": str(teacher.info.path)})
+    save_float(Path(out), student, config, settings.steps, extra={"effstudio.distilled_from": str(teacher.info.path)},
+               task=teacher.task)
     details = {"student_model": config.model_type, "attention": config.attention_kind,
                "param_ratio": student_params / teacher_params,
                "accuracy_ratio": student_accuracy / teacher_accuracy if teacher_accuracy else None,

@@ -9,7 +9,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from effstudio.engine.checkpoint import atomic_write, checkpoint_metadata, save_checkpoint
+from effstudio.engine.checkpoint import (
+    atomic_write,
+    checkpoint_metadata,
+    save_checkpoint,
+    write_task_files,
+)
 from effstudio.engine.loading import (
     DTYPE_KEY,
     DTYPES,
@@ -20,6 +25,7 @@ from effstudio.engine.loading import (
 )
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.structure import structure_metadata
+from effstudio.tasks.base import Task, saved_data_of
 
 
 def count_params(model: nn.Module) -> int:
@@ -34,18 +40,19 @@ def count_params(model: nn.Module) -> int:
 
 # ------------------------------------------------------------------- saving
 def save_float(path: Path, model: nn.Module, config: RunConfig, step: int = 0,
-               extra: dict[str, str] | None = None) -> Path:
-    """A float (or half) model, with its structure recorded when it differs from the config."""
+               extra: dict[str, str] | None = None, task: Task | None = None) -> Path:
+    """A float (or half) model, with its structure recorded when it differs from the config, and what
+    ``task`` (the source checkpoint's) keeps with its checkpoints (a tokenizer, a label map)."""
     metadata = {**(extra or {}), **structure_metadata(model, config.model)}
     dtype = next(model.parameters()).dtype
     for name, value in DTYPES.items():
         if dtype == value:
             metadata[DTYPE_KEY] = name
-    return save_checkpoint(Path(path), model, config, step, extra_metadata=metadata)
+    return save_checkpoint(Path(path), model, config, step, extra_metadata=metadata, task_data=saved_data_of(task))
 
 
 def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int = 0,
-                      extra: dict[str, str] | None = None) -> Path:
+                      extra: dict[str, str] | None = None, task: Task | None = None) -> Path:
     """A torch.ao dynamic-int8 model as int8 weights, scales and zero points (see the module docstring)."""
     tensors: dict[str, torch.Tensor] = {}
     quantized: list[str] = []
@@ -73,6 +80,9 @@ def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int
         tensors.setdefault(name, tensor.detach().contiguous())
     metadata = {QUANT_KEY: "dynamic-int8", QUANTIZED_KEY: json.dumps(quantized), **(extra or {}),
                 **structure_metadata(model, config.model)}
+    task_data = saved_data_of(task)
+    if task_data is not None:
+        metadata.update(write_task_files(Path(path), task_data))
     metadata = checkpoint_metadata(config, step, metadata)
     atomic_write(Path(path), lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
     return Path(path)

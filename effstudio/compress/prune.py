@@ -356,7 +356,8 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
     else:
         details["layers"] = sparsity_report(model)
         details["sparsity"] = overall_sparsity(model)
-    save_float(Path(out), model, loaded.config, loaded.info.step, extra={"effstudio.pruned": settings.method})
+    save_float(Path(out), model, loaded.config, loaded.info.step, extra={"effstudio.pruned": settings.method},
+               task=loaded.task)
     yield ResultEvent(settings.method, str(out), count_params(model), params0, Path(out).stat().st_size,
                       accuracy, baseline, details)
 

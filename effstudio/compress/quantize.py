@@ -100,11 +100,11 @@ def quantize_job(checkpoint: Path, method: str, out: Path, control: JobControl |
     if method == "dynamic-int8":
         quantized = quantize_dynamic_int8(model)
         accuracy = _accuracy(quantized, loaded, eval_batch_size)
-        save_dynamic_int8(out, quantized, loaded.config, loaded.info.step)
+        save_dynamic_int8(out, quantized, loaded.config, loaded.info.step, task=loaded.task)
     else:
         quantized = copy.deepcopy(model).to(DTYPES["float16" if method == "fp16" else "bfloat16"])
         accuracy = _accuracy(quantized, loaded, eval_batch_size)
-        save_float(out, quantized, loaded.config, loaded.info.step)
+        save_float(out, quantized, loaded.config, loaded.info.step, task=loaded.task)
     details: dict[str, Any] = {
         "linear_weight_bytes_before": linear_weight_bytes(model),
         "linear_weight_bytes_after": linear_weight_bytes(quantized),

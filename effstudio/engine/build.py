@@ -8,23 +8,29 @@ import torch
 from torch import nn
 
 from effstudio.config import ConfigError
-from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo
+from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, saved_task_data
 from effstudio.engine.model_size import ModelTooLarge, check_fits
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
 from effstudio.models.structure import Structure, StructureError, apply_structure
 from effstudio.registry import Registry, get_registry
-from effstudio.tasks.base import Task, TaskSpec
+from effstudio.tasks.base import SavedTaskData, Task, TaskSpec
 
 
-def build_task(config: RunConfig, registry: Registry | None = None) -> Task:
+def build_task(config: RunConfig, registry: Registry | None = None, saved: SavedTaskData | None = None) -> Task:
     """The task, in the form the model type reads: an encoder-decoder model (whose config
-    class sets ``task_form = "seq2seq"``) gets the task's source -> target form."""
+    class sets ``task_form = "seq2seq"``) gets the task's source -> target form.
+
+    ``saved``: what a checkpoint's task kept with it (its tokenizer, its label map): a task
+    that can be rebuilt from it (its factory's ``from_saved``) is, so that a model meets the
+    tokens and labels it was trained on."""
     registry = registry or get_registry()
     config.check_paths()  # a file a config or checkpoint names is read only if it may be
+    factory = registry.get("tasks", config.task_name).factory
+    from_saved = getattr(factory, "from_saved", None) if saved is not None else None
     try:
-        task = registry.get("tasks", config.task_name).factory(config.task)
+        task = from_saved(config.task, saved) if from_saved is not None else factory(config.task)
     except ConfigError as err:  # a task reading its data: said of its setting, and of the file that named it
         key = err.field if err.field.startswith("task.") else f"task.{err.field}"
         raise ConfigError(key, err.message, err.source or config.sources.get(key)) from None
@@ -58,6 +64,11 @@ def build_model(config: RunConfig, task_spec: TaskSpec, registry: Registry | Non
         if err.source is not None or named_by is None:
             raise
         raise ConfigError(err.field, err.message, str(named_by)) from None
+
+
+def task_of_checkpoint(info: CheckpointInfo) -> Task:
+    """The task of a checkpoint, rebuilt with what it kept beside it (see :func:`build_task`)."""
+    return build_task(info.config, saved=saved_task_data(info))
 
 
 def model_of_checkpoint(info: CheckpointInfo, task_spec: TaskSpec, *, training: bool = False,

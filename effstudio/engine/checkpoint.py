@@ -14,6 +14,14 @@ Layout of a checkpoint ``NAME`` (a run's is ``checkpoint``) in its folder:
 A checkpoint without a training state (a compressed or exported model) is the
 weights file alone, written atomically: a temporary file beside it, fsync, rename.
 
+A task that reads the user's data keeps what rebuilds it exactly with every
+checkpoint (:class:`~effstudio.tasks.base.SavedTaskData`): header entries
+(``effstudio.task.*``: a label map, the data source) and files beside the weights
+(``NAME.tokenizer.json``), each written atomically before the save's first step and
+bound to the weights by its SHA-256 in ``effstudio.task_files``. A run writes the
+same files at every save, so a file already there with those bytes is left alone;
+:func:`saved_task_data` reads them back and refuses a file whose hash differs.
+
 Commit protocol of a checkpoint with a training state (one writer per folder):
 
 1. the state is written to ``.NAME.state.pt.<token>.tmp``, fsynced and hashed;
@@ -45,6 +53,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -59,17 +68,22 @@ import torch
 from torch import nn
 
 import effstudio
-from effstudio.config import ConfigError, param, with_values
+from effstudio.bounded_parse import loads_json
+from effstudio.config import ConfigError, param, parse_typed, with_values
 from effstudio.engine.events import LogEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.safetensors_header import check_file
 from effstudio.engine.torch_file import TorchFileError, load_torch_file
 from effstudio.paths import PathError, open_regular_file
+from effstudio.read_limits import MAX_TASK_FILE_BYTES
+from effstudio.tasks.base import SavedTaskData
 
 FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
 PAIR_KEY = "effstudio.pair"
 STATE_HASH_KEY = "effstudio.state_sha256"
+TASK_FILES_KEY = "effstudio.task_files"  # JSON {name: sha256} of the task's files beside the weights
+TASK_KEY_PREFIX = "effstudio.task."
 # the points of the commit protocol, in order (see the module docstring)
 SAVE_POINTS = ("state_write", "state_synced", "weights_write", "weights_synced", "committed", "completed")
 FULL_DISK_BYTES = 1 << 20  # a write that failed with less free space than this failed for want of space
@@ -145,10 +159,12 @@ def save_checkpoint(
     step: int,
     train_state: dict[str, Any] | None = None,
     extra_metadata: dict[str, str] | None = None,
+    task_data: SavedTaskData | None = None,
 ) -> Path:
     """Write weights (and the training state, if given, as one committed pair); return the weights path.
 
-    ``extra_metadata`` adds header entries (a pruned structure, a storage dtype).
+    ``extra_metadata`` adds header entries (a pruned structure, a storage dtype); ``task_data``
+    what the task keeps with its checkpoints (see the module docstring).
     Any failure raises CheckpointError and leaves the previous checkpoint as it was.
     """
     path = Path(path)
@@ -156,6 +172,8 @@ def save_checkpoint(
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves its original module
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if task_data is not None:
+            metadata.update(write_task_files(path, task_data))
         if train_state is None:
             atomic_write(path, lambda tmp: _write_weights(model, tmp, metadata))
         else:
@@ -226,6 +244,58 @@ def _commit_pair(path: Path, model: nn.Module, metadata: dict[str, str], state: 
         if not isinstance(err, Exception):  # interrupted (Ctrl+C): nothing half-written stays behind either
             raise
         raise _SaveFailed(err, free, state_tmp if committed and state_tmp.exists() else None) from err
+
+
+def task_file_path(weights_path: Path, name: str) -> Path:
+    """Where the task file ``name`` of the checkpoint ``weights_path`` lies: ``<stem>.<name>`` beside it."""
+    if not _TASK_FILE_NAME.fullmatch(name):
+        raise CheckpointError(f"{weights_path}: {name!r} is not a task file name (letters, digits, '.', '_', '-')")
+    return weights_path.with_name(f"{weights_path.stem}.{name}")
+
+
+_TASK_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def write_task_files(path: Path, data: SavedTaskData) -> dict[str, str]:
+    """Write ``data``'s files beside the weights ``path`` (atomically; a file already there with the same
+    bytes is kept) and return the header entries that name them and carry its metadata."""
+    hashes = {}
+    for name, content in data.files.items():
+        target = task_file_path(path, name)
+        digest = hashlib.sha256(content).hexdigest()
+        if not (target.is_file() and _sha256(target) == digest):
+            atomic_write(target, lambda tmp, content=content: tmp.write_bytes(content))
+        hashes[name] = digest
+    entries = {key: value for key, value in data.metadata.items() if key.startswith(TASK_KEY_PREFIX)}
+    return {**entries, TASK_FILES_KEY: json.dumps(hashes, sort_keys=True)}
+
+
+def saved_task_data(info: CheckpointInfo) -> SavedTaskData | None:
+    """What the task of the checkpoint ``info`` kept with it, its files checked against the header's hashes;
+    None for a checkpoint of a task that keeps nothing."""
+    entries = {key: value for key, value in info.metadata.items() if key.startswith(TASK_KEY_PREFIX)}
+    text = info.metadata.get(TASK_FILES_KEY)
+    if text is None and not entries:
+        return None
+    try:
+        hashes = parse_typed(TASK_FILES_KEY, dict[str, str],
+                             loads_json(text or "{}", source=info.path, field=TASK_FILES_KEY))
+    except ConfigError as err:
+        raise CheckpointError(f"{info.path}: header metadata {err.field}: {err.message}") from None
+    files = {}
+    for name, digest in hashes.items():
+        file = task_file_path(info.path, name)
+        try:
+            with open_regular_file(file, what="task file") as handle:
+                content = handle.read(MAX_TASK_FILE_BYTES + 1)
+        except (PathError, OSError):
+            raise CheckpointError(f"{info.path} was saved with {file.name} beside it (what its task was built "
+                                  f"with), and it is missing or unreadable; keep the two files together") from None
+        if len(content) > MAX_TASK_FILE_BYTES or hashlib.sha256(content).hexdigest() != digest:
+            raise CheckpointError(f"{file} does not belong to {info.path}: its SHA-256 differs from the one the "
+                                  "checkpoint names (replaced or edited since); restore the file saved with it")
+        files[name] = content
+    return SavedTaskData(entries, files)
 
 
 def _at(point: str, file: Path, step: int) -> None:

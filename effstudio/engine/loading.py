@@ -37,7 +37,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError, parse_typed
-from effstudio.engine.build import build_task, model_of_checkpoint
+from effstudio.engine.build import model_of_checkpoint, task_of_checkpoint
 from effstudio.engine.checkpoint import CheckpointError, CheckpointInfo, load_weights, read_info
 from effstudio.engine.onnx_model import OnnxFileError, load_checked, metadata_json
 from effstudio.engine.run_config import RunConfig
@@ -98,7 +98,7 @@ def is_dynamic_quantized(module: nn.Module) -> bool:
 def load_checkpoint(path: str | Path) -> LoadedModel:
     """Any effstudio checkpoint (plain, pruned, half precision or dynamic int8), in eval mode."""
     info = read_info(path)
-    task = build_task(info.config)
+    task = task_of_checkpoint(info)
     model = model_of_checkpoint(info, task.spec)
     kind = "float32"
     dtype_name = info.metadata.get(DTYPE_KEY)
@@ -202,7 +202,7 @@ def load_model(path: str | Path, *, training: bool = False) -> tuple[nn.Module, 
     if any(key in info.metadata for key in ("effstudio.quantization", "effstudio.dtype")):
         loaded = load_checkpoint(info.path)
         return loaded.model, loaded.config, loaded.task
-    task = build_task(info.config)
+    task = task_of_checkpoint(info)
     model = model_of_checkpoint(info, task.spec, training=training)
     load_weights(model, info.path)
     return model.eval(), info.config, task

@@ -57,7 +57,7 @@ from effstudio.engine.run_lock import RunFolderLock
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
-from effstudio.tasks.base import Split, Task
+from effstudio.tasks.base import Split, Task, saved_data_of
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 EVENT_LOG_NAME = "events.jsonl"  # written by the CLI beside the checkpoint
@@ -162,7 +162,11 @@ class _Run:
         init_process_group(self.dist, self.device)
 
         torch.manual_seed(self.train_cfg.seed)
-        self.task: Task = build_task(config)
+        start = resume if resume is not None else init
+        # a run that goes on from a checkpoint keeps the tokenizer and label map its task saved there
+        saved = ckpt.saved_task_data(ckpt.read_info(start)) if start is not None else None
+        self.task: Task = build_task(config, saved=saved)
+        self.task_data = saved_data_of(self.task)
         self.spec = self.task.spec
         self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
         if resume is not None and init is not None:
@@ -307,7 +311,8 @@ class _Run:
             try:
                 ckpt.save_checkpoint(self.checkpoint_path, self.model, self.config, self.state.step,
                                      self._train_state(),
-                                     extra_metadata=structure_metadata(self.model, self.config.model))
+                                     extra_metadata=structure_metadata(self.model, self.config.model),
+                                     task_data=self.task_data)
             except ckpt.CheckpointError as err:
                 written, error = False, str(err)
             else:

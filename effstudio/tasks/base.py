@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
@@ -77,6 +77,26 @@ class Split:
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+
+@dataclass(frozen=True)
+class SavedTaskData:
+    """What a task keeps with every checkpoint so that it is rebuilt as it was trained (a tokenizer, a label map).
+
+    ``metadata``: header entries, each key starting with ``effstudio.task.``; ``files``: name -> bytes, written
+    beside the checkpoint as ``<checkpoint stem>.<name>`` and bound to it by their SHA-256 in its header.
+    A task offers it with a ``saved_data()`` method; its registered factory rebuilds the task from it with a
+    ``from_saved(config, saved)`` class method (the engine uses both when present).
+    """
+
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def saved_data_of(task: object) -> SavedTaskData | None:
+    """What ``task`` keeps with a checkpoint; None for a task that needs nothing (generated data)."""
+    saved_data = getattr(task, "saved_data", None)
+    return saved_data() if callable(saved_data) else None
 
 
 class Task(Protocol):
