@@ -16,7 +16,7 @@ from pathlib import Path
 from effstudio.config import fields_of
 from effstudio.registry import Registry
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 TEXT_SUFFIXES = (".txt",)
 TABLE_TASK, TEXT_TASK, TEXT_FOLDER_TASK, IMAGE_FOLDER_TASK = "textclass", "charlm", "textclass", "imagefolder"
 LOOKED_AT = 200  # entries of a dropped folder looked at to tell a data set from anything else

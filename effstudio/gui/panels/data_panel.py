@@ -314,7 +314,12 @@ class DataPanel(JobHost, Panel):
                 self.form.suggest_values(name, ([""] if name in OPTIONAL_COLUMNS else []) + list(columns))
 
     def _preview_failed(self, message: str) -> None:
+        self.text_view.clear_preview()
         self.preview_status.setText(f"Cannot build the task: {message}")
+        job = self.job_of(PREVIEW)
+        err = job.exception if job is not None else None
+        if isinstance(err, ConfigError) and self.form is not None:  # a bad column or file: mark its field
+            self.form.set_error(err.field, err.message)
 
     def _preview_finished(self, _status: str) -> None:
         self.preview_ready.emit()

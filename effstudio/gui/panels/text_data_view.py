@@ -99,7 +99,8 @@ def _is_special(token: str) -> bool:
 
 
 def chips_html(tokens: list[str]) -> str:
-    """Word pieces as chips of alternating tints, so where one ends and the next begins shows."""
+    """Word pieces as chips of alternating tints, so where one ends and the next begins shows (a space
+    between them lets a long example wrap)."""
     shades = (theme.tint(theme.BLUE, 0.16), theme.tint(theme.ORANGE, 0.22))
     special = theme.tint(theme.SECONDARY, 0.18)
     spans = []
@@ -107,7 +108,7 @@ def chips_html(tokens: list[str]) -> str:
         background = special if _is_special(token) else shades[i % 2]
         shown = html.escape(token).replace(" ", "\u2423")  # a space inside a piece stays visible
         spans.append(f"<span style='background-color:{background}; color:{theme.TEXT}'>{shown}</span>")
-    return "".join(spans)
+    return " ".join(spans)
 
 
 def example_html(row: ExampleRow) -> str:
@@ -141,13 +142,15 @@ class TextDataView(QWidget):
         self.lengths_plot.addItem(self.length_bars)
         self.max_line = pg.InfiniteLine(0, angle=90, pen=theme.pen(theme.RED, 1.5, dashed=True),
                                         label="max length {value:.0f}",
-                                        labelOpts={"color": theme.RED, "position": 0.92, "anchors": [(1, 0), (1, 0)]})
+                                        labelOpts={"color": theme.RED, "position": 0.95, "anchors": [(0, 0), (0, 0)]})
         self.lengths_plot.addItem(self.max_line)
         self.classes_plot = theme.style_plot(self.graphics.addPlot(row=0, col=1), title="Classes (train)",
                                              left="examples", grid="y", mouse="")
         self.class_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=theme.brush(theme.GREEN, 0xb0),
                                           pen=theme.pen(theme.GREEN))
         self.classes_plot.addItem(self.class_bars)
+        self.graphics.ci.layout.setColumnStretchFactor(0, 3)
+        self.graphics.ci.layout.setColumnStretchFactor(1, 2)
         layout.addWidget(self.graphics, 2)
         self.preview: TextPreview | None = None
 
@@ -174,6 +177,15 @@ class TextDataView(QWidget):
         high = max(float(edges[-1]), preview.max_length) if edges.size else float(preview.max_length)
         self.lengths_plot.setXRange(low, high, padding=0.04)
         self.lengths_plot.enableAutoRange(axis="y")
+
+    def clear_preview(self) -> None:
+        """Nothing shown (the data set could not be read: what was shown belongs to another one)."""
+        self.preview = None
+        self.examples.clear()
+        self.length_bars.clear()
+        self.class_bars.setOpts(x=[], height=[])
+        self.classes_plot.getAxis("bottom").setTicks([[]])
+        self.lengths_plot.setTitle(theme.plot_title("Token lengths (train)"))
 
     def bar_heights(self) -> dict[str, int]:
         """The class chart's bars by class name (what the chart shows)."""

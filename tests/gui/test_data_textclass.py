@@ -1,0 +1,123 @@
+"""The Data section with a dropped CSV: textclass, its columns, its word pieces, its lengths and classes."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from effstudio.gui.panels.data_panel import PREVIEW, DataPanel
+from effstudio.registry import get_registry
+
+TIMEOUT = 60_000
+TOPICS = {
+    "sport": "the keeper saved a penalty and the striker scored twice before the final whistle",
+    "weather": "heavy rainfall and strong winds are expected along the coast until the evening",
+    "cooking": "simmer the onions slowly then add garlic tomatoes and a pinch of salt",
+}
+KEPT: list[QMimeData] = []  # an event only points to its data
+
+
+def write_csv(path, rows, header=("text", "label")):
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def documents(count: int = 60) -> list[tuple[str, str]]:
+    """Distinct short documents; every fifth one has a quoted newline (and a comma) inside its text."""
+    rows = []
+    for i in range(count):
+        label = list(TOPICS)[i % len(TOPICS)]
+        text = f"report {i}: {TOPICS[label]}"
+        if i % 5 == 0:
+            text += f",\nsecond line {i} of the report"
+        rows.append((text, label))
+    return rows
+
+
+def drop(panel: DataPanel, path) -> None:
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    KEPT.append(data)
+    panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                               Qt.KeyboardModifier.NoModifier))
+
+
+def shown_panel(qtbot) -> DataPanel:
+    panel = DataPanel(get_registry())
+    qtbot.addWidget(panel)
+    panel.resize(1200, 800)
+    panel.task_box.setCurrentIndex(panel.task_box.findData("copy"))
+    panel.show()
+    qtbot.waitUntil(lambda: panel.job_of(PREVIEW) is None, timeout=TIMEOUT)
+    return panel
+
+
+def settle(qtbot, panel: DataPanel) -> None:
+    qtbot.waitUntil(lambda: panel.job_of(PREVIEW) is None and not panel._preview_stale, timeout=TIMEOUT)
+
+
+def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app, qtbot, tmp_path):
+    path = write_csv(tmp_path / "news.csv", documents(), header=("body", "topic"))
+    panel = shown_panel(qtbot)
+    form_settings = {"text_column": "body", "label_column": "topic", "tokenizer": "wordpiece",
+                     "vocab_size": 120, "max_length": 16, "val_fraction": 0.2, "test_fraction": 0.0}
+    drop(panel, path)
+    assert panel.task_name() == "textclass"
+    assert panel.overrides()["task.path"] == str(path)
+    settle(qtbot, panel)  # the default columns "text" and "label" are not in this file
+    assert "'body'" in panel.preview_status.text() and "'topic'" in panel.preview_status.text()
+    for name in ("text_column", "label_column"):
+        assert panel.form.suggested_values(name) == ["body", "topic"]
+    for name in ("text_pair_column", "split_column"):  # these may name no column
+        assert panel.form.suggested_values(name) == ["", "body", "topic"]
+
+    panel.form.set_values(form_settings)
+    panel.refresh_preview()
+    settle(qtbot, panel)
+    preview = panel.text_view.preview
+    assert preview is not None, panel.preview_status.text()
+    task = get_registry().get("tasks", "textclass").factory(panel.form.config())
+
+    # examples decoded into word pieces: wordpiece marks a piece that continues a word with "##"
+    assert [row.tokens for row in preview.examples] == [e.tokens[:64] for e in task.examples("train", 6)]
+    pieces = [t for row in preview.examples for t in row.tokens]
+    assert any(t.startswith("##") for t in pieces)
+    assert "[CLS]" in panel.text_view.examples.toPlainText()
+
+    # the histogram counts every training example; the line marks max_length
+    lengths = task.lengths("train")
+    assert int(preview.length_counts.sum()) == len(lengths) == 48
+    assert preview.longer == int((np.asarray(lengths) > 16).sum())
+    assert panel.text_view.max_line.value() == 16
+    x, y = panel.text_view.length_bars.getData()
+    assert int(np.sum(y)) == 48
+
+    # one bar per class with the training split's counts (stratified: 16 of each)
+    assert panel.text_view.bar_heights() == dict(task.class_counts("train")) == {t: 16 for t in TOPICS}
+    assert sum(Counter(label for _text, label in documents()).values()) == 60
+    panel.grab().save(str(tmp_path / "data_textclass.png"))
+    assert panel.shutdown(5_000)
+
+
+def test_a_csv_without_the_label_column_says_which_columns_there_are(app, qtbot, tmp_path):
+    path = write_csv(tmp_path / "reviews.csv", [(f"review {i}", i % 2) for i in range(20)],
+                     header=("review", "stars"))
+    panel = shown_panel(qtbot)
+    drop(panel, path)
+    panel.form.set_values({"text_column": "review"})
+    panel.refresh_preview()
+    settle(qtbot, panel)
+    message = panel.preview_status.text()
+    assert message.startswith("Cannot build the task: ")
+    assert "reviews.csv" in message and "'label'" in message and "'review', 'stars'" in message
+    assert "\n" not in message and "Traceback" not in message
+    assert panel.text_view.preview is None  # nothing of another data set left on show
+    assert panel.form.suggested_values("label_column") == ["review", "stars"]
+    assert panel.shutdown(5_000)
