@@ -34,7 +34,12 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.data_drop import DataTarget, data_target
-from effstudio.gui.panels.text_data_view import TableHeader, TextDataView, TextPreview, build_text_preview
+from effstudio.gui.panels.text_data_view import (
+    TableHeader,
+    TextDataView,
+    TextPreview,
+    build_text_preview,
+)
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
