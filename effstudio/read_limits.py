@@ -68,4 +68,8 @@ MAX_FIELD_BYTES = 16 * MiB
 MAX_TEXT_FILES = 1_000_000
 
 # a file a task keeps beside each checkpoint (a tokenizer.json: a 250,000-token vocabulary is ~20 MB)
-MAX_TASK_FILE_BYTES = 256 * MiB
+MAX_TASK_FILE_BYTES = 256 * MiB  # the largest tokenizer (MAX_TOKENIZER_BYTES) fits
+
+# a tokenizer file (tokenizer.json, vocab.txt, vocab.json, merges.txt) is parsed whole: the largest real ones, for
+# multilingual vocabularies of 250,000 pieces, are ~35 MB
+MAX_TOKENIZER_BYTES = 64 * MiB

@@ -20,6 +20,7 @@ from effstudio.cli.output import print_json
 from effstudio.config import ConfigError
 from effstudio.engine.run_plan import CompressStep, RunPlan, steps_of_run_folder
 from effstudio.paths import add_allow_path_option
+from effstudio.tasks.progress import reporting
 
 if TYPE_CHECKING:  # the core brings torch, which `effstudio --version` and `--help` need not load
     from tqdm import tqdm
@@ -103,7 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress: tqdm | None = None
     compressing = False
     compress_status = "failed"  # until the steps' CompressDoneEvent says otherwise
-    with graceful_interrupt(control), closing(iter(pipeline)) as events:
+    data_progress = DataProgress()
+    with graceful_interrupt(control), closing(iter(pipeline)) as events, reporting(data_progress), \
+            closing(data_progress):
         try:
             for event in events:
                 if pipeline.stage == TRAINING:
@@ -188,6 +191,30 @@ def _show_progress(event: Event, progress: tqdm | None) -> tqdm | None:
     elif kind == "log":
         progress.write(f"{event.level}: {event.message}")
     return progress
+
+
+class DataProgress:
+    """A tqdm bar on stderr for each data step a task reports (hashing, reading, tokenizing its files)."""
+
+    def __init__(self) -> None:
+        self.what: str | None = None
+        self.bar: tqdm | None = None
+
+    def __call__(self, what: str, done: float, total: float | None) -> None:
+        from tqdm import tqdm
+
+        if what != self.what:
+            self.close()
+            self.what = what
+            self.bar = tqdm(total=total, desc=what, unit="B", unit_scale=True, file=sys.stderr, leave=False,
+                            disable=None, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.what, self.bar = None, None
 
 
 def _closed(progress: tqdm | None) -> None:

@@ -57,7 +57,7 @@ from effstudio.engine.run_lock import RunFolderLock
 from effstudio.models.base import ModelOutput
 from effstudio.models.structure import structure_metadata
 from effstudio.paths import runs_dir
-from effstudio.tasks.base import Split, Task, saved_data_of
+from effstudio.tasks.base import Split, Task, data_notes, saved_data_of
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 EVENT_LOG_NAME = "events.jsonl"  # written by the CLI beside the checkpoint
@@ -205,6 +205,8 @@ class _Run:
         if self.dist.is_main and self.keeps_checkpoints:
             self.notes = ckpt.recover(self.checkpoint_path)
             ckpt.clean_stale_temporaries(self.run_dir, ("config.toml",))
+        if self.dist.is_main:
+            self.notes.extend(LogEvent("info", line) for line in data_notes(self.task))
         self.dist.any(False, self.device)  # a barrier: the other ranks read a checkpoint rank 0 has completed
         self.optimizer = make_optimizer(self.model, self.train_cfg)
         self.scaler = torch.amp.GradScaler("cuda") if self.train_cfg.precision == "fp16" else None

@@ -99,6 +99,12 @@ def saved_data_of(task: object) -> SavedTaskData | None:
     return saved_data() if callable(saved_data) else None
 
 
+def data_notes(task: object) -> list[str]:
+    """What building a task's data did that a person should know (rows left out, duplicates), one line each."""
+    notes = getattr(task, "notes", None)
+    return list(notes()) if callable(notes) else []
+
+
 class Task(Protocol):
     spec: TaskSpec
 
