@@ -67,7 +67,7 @@ PADDING_ROWS = 65_536  # rows padded at a time when a split becomes a tensor
 class TextClassConfig:
     path: str = param("", label="Data file",
                       help="A CSV, TSV or JSON Lines file, or a folder with one sub-folder of .txt files per class; "
-                           "empty = the shipped sample", path=True)
+                           "empty = the shipped sample", path="file or folder")
     format: str = param("auto", choices=FORMATS, label="Format", help="The file's kind; auto = from its name and head",
                         advanced=True)
     delimiter: str = param("auto", label="Delimiter", help="CSV delimiter (one character, or tab); auto = detected",

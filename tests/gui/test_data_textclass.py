@@ -86,7 +86,7 @@ def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app,
     task = get_registry().get("tasks", "textclass").factory(panel.form.config())
 
     # examples decoded into word pieces: wordpiece marks a piece that continues a word with "##"
-    assert [row.tokens for row in preview.examples] == [e.tokens[:64] for e in task.examples("train", 6)]
+    assert [row.tokens for row in preview.examples] == [list(e.tokens[:64]) for e in task.examples("train", 6)]
     pieces = [t for row in preview.examples for t in row.tokens]
     assert any(t.startswith("##") for t in pieces)
     assert "[CLS]" in panel.text_view.examples.toPlainText()

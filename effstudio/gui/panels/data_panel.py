@@ -210,6 +210,7 @@ class DataPanel(JobHost, Panel):
         entry = self.registry.get("tasks", name)
         self.description.setText(entry.description)
         if self.form is not None:
+            self.form.hide()  # at once: it is deleted when the event loop next runs
             self.form.deleteLater()
         self.form = ConfigForm(entry.config_cls, prefix="task", suggest=COLUMN_FIELDS, parent=self.settings_group)
         self.form.changed.connect(self._form_changed)
@@ -218,6 +219,7 @@ class DataPanel(JobHost, Panel):
         self.table.setVisible(not table)
         self.text_view.setVisible(table)
         self.settings_group.setTitle(f"Task settings \u00b7 {name}")
+        self.summary.clear()  # another task's
         self._mark_stale()
         self.changed.emit()
 
@@ -319,6 +321,7 @@ class DataPanel(JobHost, Panel):
                 self.form.suggest_values(name, ([""] if name in OPTIONAL_COLUMNS else []) + list(columns))
 
     def _preview_failed(self, message: str) -> None:
+        self.summary.clear()
         self.text_view.clear_preview()
         self.preview_status.setText(f"Cannot build the task: {message}")
         job = self.job_of(PREVIEW)

@@ -42,8 +42,9 @@ class TableHeader:
 class ExampleRow:
     text: str  # clipped to PREVIEW_CHARS
     label: str
-    tokens: list[str]  # the first PREVIEW_TOKENS word pieces
-    token_count: int  # all of them, before truncation to the maximum length
+    tokens: list[str]  # the first PREVIEW_TOKENS word pieces the model reads
+    kept: int  # how many pieces the model reads (cut to the maximum length)
+    length: int  # how many pieces the whole text has
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def build_text_preview(task: Any, max_length: int, count: int = PREVIEW_EXAMPLES
     lengths = np.asarray(task.lengths("train"))
     counts, edges = length_histogram(lengths)
     examples = [ExampleRow(_clip(e.text, PREVIEW_CHARS), str(e.label), list(e.tokens[:PREVIEW_TOKENS]),
-                           len(e.tokens))
-                for e in task.examples("train", count)]
+                           len(e.tokens), int(full))
+                for e, full in zip(task.examples("train", count), lengths, strict=False)]
     classes = {str(name): int(n) for name, n in task.class_counts("train").items()}
     sizes = []
     for name in SPLITS:
@@ -112,10 +113,11 @@ def chips_html(tokens: list[str]) -> str:
 
 
 def example_html(row: ExampleRow) -> str:
-    more = row.token_count - len(row.tokens)
-    tail = f" <span style='color:{theme.MUTED}'>\u2026 +{more} tokens</span>" if more > 0 else ""
+    more = row.kept - len(row.tokens)
+    tail = f" <span style='color:{theme.MUTED}'>\u2026 +{more} more</span>" if more > 0 else ""
+    size = f"{row.length} tokens" + (f", the model reads {row.kept}" if row.kept < row.length else "")
     return (f"<p style='margin-bottom:10px'><b style='color:{theme.ACCENT}'>{html.escape(row.label)}</b>"
-            f" <span style='color:{theme.MUTED}'>{row.token_count} tokens \u00b7 {html.escape(row.text)}</span>"
+            f" <span style='color:{theme.MUTED}'>{size} \u00b7 {html.escape(row.text)}</span>"
             f"<br><span style='font-family:monospace'>{chips_html(row.tokens)}</span>{tail}</p>")
 
 
@@ -136,7 +138,8 @@ class TextDataView(QWidget):
         self.graphics = theme.plot_canvas(self)
         self.graphics.setMinimumHeight(220)
         self.lengths_plot = theme.style_plot(self.graphics.addPlot(row=0, col=0), title="Token lengths (train)",
-                                             bottom="tokens per example", left="examples", grid="y", mouse="")
+                                             bottom="tokens per example", left="examples", grid="y", mouse="",
+                                             si_prefix=False)
         self.length_bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=theme.brush(theme.BLUE, 0xb0),
                                            pen=theme.pen(theme.BLUE))
         self.lengths_plot.addItem(self.length_bars)
@@ -144,11 +147,14 @@ class TextDataView(QWidget):
                                         label="max length {value:.0f}",
                                         labelOpts={"color": theme.RED, "position": 0.95, "anchors": [(0, 0), (0, 0)]})
         self.lengths_plot.addItem(self.max_line)
+        self.max_line.hide()  # until there are lengths to mark it among
         self.classes_plot = theme.style_plot(self.graphics.addPlot(row=0, col=1), title="Classes (train)",
-                                             left="examples", grid="y", mouse="")
+                                             left="examples", grid="y", mouse="", si_prefix=False)
         self.class_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=theme.brush(theme.GREEN, 0xb0),
                                           pen=theme.pen(theme.GREEN))
         self.classes_plot.addItem(self.class_bars)
+        # room for the class names kept while there are none (it would not grow back in time for them)
+        self.classes_plot.getAxis("bottom").setStyle(autoReduceTextSpace=False)
         self.graphics.ci.layout.setColumnStretchFactor(0, 3)
         self.graphics.ci.layout.setColumnStretchFactor(1, 2)
         layout.addWidget(self.graphics, 2)
@@ -159,6 +165,7 @@ class TextDataView(QWidget):
         self.examples.setHtml("".join(example_html(row) for row in preview.examples))
         self.length_bars.setData(preview.length_edges, preview.length_counts)
         self.max_line.setValue(preview.max_length)
+        self.max_line.show()
         longer = preview.longer
         total = int(preview.length_counts.sum())
         title = "Token lengths (train)"
@@ -183,6 +190,7 @@ class TextDataView(QWidget):
         self.preview = None
         self.examples.clear()
         self.length_bars.clear()
+        self.max_line.hide()
         self.class_bars.setOpts(x=[], height=[])
         self.classes_plot.getAxis("bottom").setTicks([[]])
         self.lengths_plot.setTitle(theme.plot_title("Token lengths (train)"))
