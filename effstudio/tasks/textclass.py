@@ -92,7 +92,7 @@ class TextClassConfig:
                            help="Trained on the training split (bpe = byte-level BPE), char, or file = tokenizer path")
     tokenizer_path: str = param("", label="Tokenizer file",
                                 help="tokenizer.json, vocab.txt, or vocab.json + merges.txt (for tokenizer = file)",
-                                path=True)
+                                path="file or folder")
     vocab_size: int = param(8000, label="Vocabulary size", min=64, max=1_000_000,
                             help="Tokens the trained tokenizer learns")
     max_length: int = param(512, label="Max tokens", min=4, max=65_536,

@@ -9,7 +9,8 @@ import numpy as np
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from effstudio.gui.panels.data_panel import PREVIEW, DataPanel
+from effstudio.gui.panels import data_panel
+from effstudio.gui.panels.data_panel import PREVIEW, DataPanel, ThrottledProgress
 from effstudio.registry import get_registry
 
 TIMEOUT = 60_000
@@ -78,9 +79,13 @@ def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app,
     for name in ("text_pair_column", "split_column"):  # these may name no column
         assert panel.form.suggested_values(name) == ["", "body", "topic"]
 
+    reports: list[tuple[str, float, float]] = []
+    panel.data_progress.connect(lambda *report: reports.append(report))
     panel.form.set_values(form_settings)
     panel.refresh_preview()
     settle(qtbot, panel)
+    assert any(what.endswith(" news.csv") and 0 < done <= total for what, done, total in reports), reports
+    assert panel.progress.isHidden()  # shown while the data were read
     preview = panel.text_view.preview
     assert preview is not None, panel.preview_status.text()
     task = get_registry().get("tasks", "textclass").factory(panel.form.config())
@@ -120,4 +125,33 @@ def test_a_csv_without_the_label_column_says_which_columns_there_are(app, qtbot,
     assert "\n" not in message and "Traceback" not in message
     assert panel.text_view.preview is None  # nothing of another data set left on show
     assert panel.form.suggested_values("label_column") == ["review", "stars"]
+    assert panel.shutdown(5_000)
+
+
+def test_progress_reaches_the_gui_at_most_every_tenth_of_a_second(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(data_panel.time, "monotonic", lambda: now[0])
+    sent: list[tuple[str, float, float]] = []
+    progress = ThrottledProgress(lambda *report: sent.append(report))
+    progress("reading a.csv", 1, 10)
+    progress("reading a.csv", 2, 10)  # too soon
+    now[0] += 0.2
+    progress("reading a.csv", 3, 10)
+    progress("tokenizing a.csv", 0, None)  # a new step is always sent
+    progress("tokenizing a.csv", 5, 5)  # and a step's end
+    assert sent == [("reading a.csv", 1.0, 10.0), ("reading a.csv", 3.0, 10.0), ("tokenizing a.csv", 0.0, -1.0),
+                    ("tokenizing a.csv", 5.0, 5.0)]
+
+
+def test_a_dropped_folder_of_text_files_per_class_is_a_textclass_data_set(app, qtbot, tmp_path):
+    root = tmp_path / "letters"
+    for label, text in TOPICS.items():
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            (root / label / f"{i}.txt").write_text(f"{text} {i}", encoding="utf-8")
+    panel = DataPanel(get_registry())
+    qtbot.addWidget(panel)
+    panel.task_box.setCurrentIndex(panel.task_box.findData("copy"))
+    drop(panel, root)
+    assert panel.task_name() == "textclass" and panel.overrides()["task.path"] == str(root)
     assert panel.shutdown(5_000)

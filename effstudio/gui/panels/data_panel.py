@@ -9,7 +9,8 @@ token lengths and a bar chart of the classes (text_data_view).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -43,6 +45,7 @@ from effstudio.gui.panels.text_data_view import (
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
+from effstudio.tasks.progress import reporting
 from effstudio.tasks.text_table import sniff_table
 
 if TYPE_CHECKING:
@@ -57,6 +60,8 @@ PREVIEW = "preview"  # the panel's job slot
 # the settings of a task read from a table that name its columns (textclass's); the optional ones may be empty
 COLUMN_FIELDS = ("text_column", "text_pair_column", "label_column", "split_column")
 OPTIONAL_COLUMNS = ("text_pair_column", "split_column")
+PROGRESS_EVERY_S = 0.1  # a data step's progress reaches the GUI at most this often
+PROGRESS_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,22 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     return Preview(" \u00b7 ".join(parts), rows)
 
 
+class ThrottledProgress:
+    """A task's progress reports (``effstudio.tasks.progress``) passed on at most every PROGRESS_EVERY_S,
+    except a new step's first report and a step's last; an unknown total is sent as -1."""
+
+    def __init__(self, send: Callable[[str, float, float], None]):
+        self.send, self.what, self.sent_at = send, "", 0.0
+
+    def __call__(self, what: str, done: float, total: float | None) -> None:
+        now = time.monotonic()
+        last = total is not None and done >= total
+        if what == self.what and not last and now - self.sent_at < PROGRESS_EVERY_S:
+            return
+        self.what, self.sent_at = what, now
+        self.send(what, float(done), -1.0 if total is None else float(total))
+
+
 def reads_a_table(config: Any) -> bool:
     """A task whose settings name a table's text and label columns (its preview is a TextPreview)."""
     return hasattr(config, "text_column") and hasattr(config, "label_column")
@@ -121,6 +142,8 @@ def table_preview(registry: Registry, task_name: str, config: Any) -> Iterator[T
 class DataPanel(JobHost, Panel):
     changed = Signal()
     preview_ready = Signal()
+    # (what, done, total or -1): sent from the preview job's thread, so it arrives queued in the GUI thread
+    data_progress = Signal(str, float, float)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
@@ -181,6 +204,11 @@ class DataPanel(JobHost, Panel):
         self.preview_status = QLabel(self)
         self.preview_status.setObjectName("description")
         preview_layout.addWidget(self.preview_status)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.hide()
+        preview_layout.addWidget(self.progress)
+        self.data_progress.connect(self._show_progress)
 
         columns = QHBoxLayout()
         columns.setSpacing(12)
@@ -282,17 +310,35 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText("Building the task\u2026")
         registry, task_name = self.registry, self.task_name()
 
+        progress = ThrottledProgress(self.data_progress.emit)
+
         def preview(_control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
-            if reads_a_table(config):
-                yield from table_preview(registry, task_name, config)
-            else:
-                yield build_preview(registry, task_name, config)
+            with reporting(progress):
+                if reads_a_table(config):
+                    yield from table_preview(registry, task_name, config)
+                else:
+                    yield build_preview(registry, task_name, config)
 
         self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,
                        on_finished=self._preview_finished)
 
     def jobs_changed(self) -> None:
-        self.refresh_button.setEnabled(self.job_of(PREVIEW) is None)
+        idle = self.job_of(PREVIEW) is None
+        self.refresh_button.setEnabled(idle)
+        if idle:
+            self.progress.hide()
+
+    def _show_progress(self, what: str, done: float, total: float) -> None:
+        if self.job_of(PREVIEW) is None:  # a report still on its way from a job that has ended
+            return
+        if total > 0:
+            self.progress.setRange(0, PROGRESS_STEPS)
+            self.progress.setValue(round(PROGRESS_STEPS * min(done / total, 1.0)))
+            self.progress.setFormat(f"{what} \u00b7 %p%")
+        else:
+            self.progress.setRange(0, 0)  # busy: no known end
+            self.progress.setFormat(what)
+        self.progress.show()
 
     def _show_preview(self, preview: Preview | TableHeader | TextPreview) -> None:
         if isinstance(preview, TableHeader):
