@@ -344,6 +344,8 @@ class DataPanel(JobHost, Panel):
         if isinstance(preview, TableHeader):
             self._offer_columns(preview.columns)
             return
+        if self.form is not None:
+            self.form.validate()  # what a failed preview marked is mended: only the settings' own errors stay
         if isinstance(preview, TextPreview):
             self.summary.setText(preview.summary)
             self.text_view.show_preview(preview)
@@ -372,7 +374,8 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText(f"Cannot build the task: {message}")
         job = self.job_of(PREVIEW)
         err = job.exception if job is not None else None
-        if isinstance(err, ConfigError) and self.form is not None:  # a bad column or file: mark its field
+        # a bad column or file: mark its field, unless the settings changed since (the next preview says)
+        if isinstance(err, ConfigError) and self.form is not None and not self._preview_stale:
             self.form.set_error(err.field, err.message)
 
     def _preview_finished(self, _status: str) -> None:

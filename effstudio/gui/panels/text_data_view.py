@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 
 from effstudio.gui import theme
@@ -24,8 +25,9 @@ PREVIEW_EXAMPLES = 6
 PREVIEW_CHARS = 220  # of each example's text, shown above its tokens
 PREVIEW_TOKENS = 64  # word pieces shown per example
 LENGTH_BINS = 40
-CLASS_TICKS = 16  # class names written under the bars at most (every n-th beyond that)
-CLASS_NAME_CHARS = 14
+CLASS_TICKS = 16  # class names written beside the bars at most (every n-th beyond that)
+CLASS_NAME_CHARS = 18
+AXIS_PADDING = 14  # pixels beside the class names for the ticks
 SPLITS = ("train", "val", "test")
 
 
@@ -148,13 +150,13 @@ class TextDataView(QWidget):
                                         labelOpts={"color": theme.RED, "position": 0.95, "anchors": [(0, 0), (0, 0)]})
         self.lengths_plot.addItem(self.max_line)
         self.max_line.hide()  # until there are lengths to mark it among
+        # one horizontal bar per class: the names read along the left axis, however long or many
         self.classes_plot = theme.style_plot(self.graphics.addPlot(row=0, col=1), title="Classes (train)",
-                                             left="examples", grid="y", mouse="", si_prefix=False)
-        self.class_bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=theme.brush(theme.GREEN, 0xb0),
+                                             bottom="examples", grid="x", mouse="", si_prefix=False)
+        self.classes_plot.invertY(True)  # the first class on top
+        self.class_bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.7, brush=theme.brush(theme.GREEN, 0xb0),
                                           pen=theme.pen(theme.GREEN))
         self.classes_plot.addItem(self.class_bars)
-        # room for the class names kept while there are none (it would not grow back in time for them)
-        self.classes_plot.getAxis("bottom").setStyle(autoReduceTextSpace=False)
         self.graphics.ci.layout.setColumnStretchFactor(0, 3)
         self.graphics.ci.layout.setColumnStretchFactor(1, 2)
         layout.addWidget(self.graphics, 2)
@@ -164,8 +166,8 @@ class TextDataView(QWidget):
         self.preview = preview
         self.examples.setHtml("".join(example_html(row) for row in preview.examples))
         self.length_bars.setData(preview.length_edges, preview.length_counts)
+        self.max_line.show()  # before moving it: a hidden line's label keeps its old value
         self.max_line.setValue(preview.max_length)
-        self.max_line.show()
         longer = preview.longer
         total = int(preview.length_counts.sum())
         title = "Token lengths (train)"
@@ -173,11 +175,17 @@ class TextDataView(QWidget):
             title += f": {longer} of {total} longer than the maximum"
         self.lengths_plot.setTitle(theme.plot_title(title))
         names = list(preview.classes)
-        self.class_bars.setOpts(x=np.arange(len(names)), height=np.array(list(preview.classes.values())))
+        counts = np.array(list(preview.classes.values()), dtype=np.float64)
+        self.class_bars.setOpts(x0=np.zeros(len(names)), y=np.arange(len(names)), width=counts)
         step = max(1, math.ceil(len(names) / CLASS_TICKS))
         ticks = [(i, _clip(name, CLASS_NAME_CHARS)) for i, name in enumerate(names) if i % step == 0]
-        self.classes_plot.getAxis("bottom").setTicks([ticks])
-        self.classes_plot.setXRange(-0.6, max(len(names), 1) - 0.4, padding=0)
+        axis = self.classes_plot.getAxis("left")
+        axis.setTicks([ticks])
+        # as wide as the longest name: the axis would otherwise keep the width it had without names
+        metrics = QFontMetrics(axis.style["tickFont"] or self.font())
+        axis.setWidth(max((metrics.horizontalAdvance(text) for _i, text in ticks), default=0) + AXIS_PADDING)
+        self.classes_plot.setYRange(-0.6, max(len(names), 1) - 0.4, padding=0)
+        self.classes_plot.setXRange(0, max(float(counts.max()) if counts.size else 1.0, 1.0), padding=0.05)
         # the marked maximum stays in view when every example is shorter (or all far longer)
         edges = preview.length_edges
         low = min(float(edges[0]), preview.max_length) if edges.size else 0.0
@@ -191,12 +199,12 @@ class TextDataView(QWidget):
         self.examples.clear()
         self.length_bars.clear()
         self.max_line.hide()
-        self.class_bars.setOpts(x=[], height=[])
-        self.classes_plot.getAxis("bottom").setTicks([[]])
+        self.class_bars.setOpts(x0=[], y=[], width=[])
+        self.classes_plot.getAxis("left").setTicks([[]])
         self.lengths_plot.setTitle(theme.plot_title("Token lengths (train)"))
 
     def bar_heights(self) -> dict[str, int]:
         """The class chart's bars by class name (what the chart shows)."""
-        heights = self.class_bars.opts.get("height")
+        widths = self.class_bars.opts.get("width")
         names = list(self.preview.classes) if self.preview is not None else []
-        return {name: int(h) for name, h in zip(names, heights if heights is not None else [], strict=False)}
+        return {name: int(w) for name, w in zip(names, widths if widths is not None else [], strict=False)}
