@@ -203,6 +203,7 @@ class DataPanel(JobHost, Panel):
         preview_layout.addWidget(self.text_view, 1)
         self.preview_status = QLabel(self)
         self.preview_status.setObjectName("description")
+        self.preview_status.setWordWrap(True)  # a long path in a message must not widen the section
         preview_layout.addWidget(self.preview_status)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, PROGRESS_STEPS)
