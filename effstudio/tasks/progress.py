@@ -32,3 +32,14 @@ def report(what: str, done: float, total: float | None = None) -> None:
     callback = _callback.get()
     if callback is not None:
         callback(what, done, total)
+
+
+def bound_report() -> ProgressCallback:
+    """:func:`report` bound to this context's callback, for work that another thread will run (a library that
+    consumes an iterator from a thread of its own does not see this thread's context)."""
+    callback = _callback.get()
+    return callback if callback is not None else _ignore
+
+
+def _ignore(what: str, done: float, total: float | None) -> None:
+    """Nobody is shown the progress."""

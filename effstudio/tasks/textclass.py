@@ -26,6 +26,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from effstudio.config import ConfigError, param, validate
 from effstudio.registry import Entry
 from effstudio.tasks import cache
 from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData, Split, TaskSpec
-from effstudio.tasks.progress import report
+from effstudio.tasks.progress import ProgressCallback, bound_report, report
 from effstudio.tasks.text_table import KINDS as FORMATS
 from effstudio.tasks.text_table import (
     DataError,
@@ -61,6 +62,9 @@ SPLIT_ALIASES = {"train": 0, "training": 0, "val": 1, "valid": 1, "validation": 
                  "testing": 2}
 UNASSIGNED = -1
 PADDING_ROWS = 65_536  # rows padded at a time when a split becomes a tensor
+# a tokenizer learns its pieces from the first 32 million characters of the training split (~6 million words):
+# more changes its vocabulary little and costs time that a large data set (a million documents) would feel
+TOKENIZER_SAMPLE_CHARS = 32_000_000
 
 
 @dataclass
@@ -272,26 +276,29 @@ class TextClassTask:
         for source in self.sources:
             rows = self._rows(source)
             roles = self._roles(source)
+            at = {role: roles.index(role) for role in roles}
+            checked = [(at[role], self._column(source, role), "label" if role == "label" else "text")
+                       for role in ("text", "pair", "label") if role in at]
+            text_at, pair_at, label_at = at["text"], at.get("pair"), at["label"]
+            split_at = at.get("split")
             for chunk in rows:
                 report(f"reading {source.path.name}", rows.bytes_read, rows.size)
                 chunk_labels = np.empty(len(chunk), dtype=np.int32)
                 chunk_splits = np.full(len(chunk), UNASSIGNED if source.split is None else source.split, np.int8)
                 chunk_keys = np.empty(len(chunk), dtype=np.uint64)
                 for i, (line, values) in enumerate(chunk):
-                    named = dict(zip(roles, values, strict=True))
-                    for role in ("text", "pair", "label"):
-                        if role in named and not named[role].strip():
-                            raise DataError(f"{rows.where(line)}, column {self._column(source, role)!r}: empty "
-                                            f"{'label' if role == 'label' else 'text'}")
-                    label = named["label"].strip()
+                    for position, column, what in checked:
+                        if not values[position].strip():
+                            raise DataError(f"{rows.where(line)}, column {column!r}: empty {what}")
+                    label = values[label_at].strip()
                     chunk_labels[i] = index.setdefault(label, len(index))
-                    if "split" in named:
-                        code = SPLIT_ALIASES.get(named["split"].strip().lower())
+                    if split_at is not None:
+                        code = SPLIT_ALIASES.get(values[split_at].strip().lower())
                         if code is None:
                             raise DataError(f"{rows.where(line)}, column {config.split_column!r}: "
-                                            f"{named['split'][:40]!r} is not train, val or test")
+                                            f"{values[split_at][:40]!r} is not train, val or test")
                         chunk_splits[i] = code
-                    chunk_keys[i] = _row_key(named["text"], named.get("pair"))
+                    chunk_keys[i] = _row_key(values[text_at], None if pair_at is None else values[pair_at])
                 labels.append(chunk_labels)
                 splits.append(chunk_splits)
                 keys.append(chunk_keys)
@@ -384,25 +391,40 @@ class TextClassTask:
 
     # ------------------------------------------------------------ second pass: the tokenizer
     def _train_texts(self) -> Iterator[str]:
-        plan = self._plan()
-        for _, values in self._kept_rows(plan, "training the tokenizer on", SPLIT_CODES["train"]):
-            yield values["text"]
-            if "pair" in values:
-                yield values["pair"]
+        """The training split's texts (and second texts) up to TOKENIZER_SAMPLE_CHARS characters, in file order.
+        Called where the work starts: the tokenizer library reads the iterator from a thread of its own."""
+        chunks = self._kept_chunks(self._plan(), "training the tokenizer on", SPLIT_CODES["train"], bound_report())
 
-    def _kept_rows(self, plan: _Plan, doing: str, only: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
-        """(row number, text and pair by role) of every row kept in a split (``only``: of that split)."""
+        def texts() -> Iterator[str]:
+            characters = 0
+            for chunk in chunks:
+                for _, text, pair in chunk:
+                    yield text
+                    characters += len(text)
+                    if pair is not None:
+                        yield pair
+                        characters += len(pair)
+                if characters >= TOKENIZER_SAMPLE_CHARS:
+                    return
+
+        return texts()
+
+    def _kept_chunks(self, plan: _Plan, doing: str, only: int | None = None, notify: ProgressCallback = report
+                     ) -> Iterator[list[tuple[int, str, str | None]]]:
+        """Chunks of (row number, text, second text or None) of the rows kept in a split (``only``: in that one)."""
         row = 0
         for source in self.sources:
             roles = self._roles(source)
+            text_at = roles.index("text")
+            pair_at = roles.index("pair") if "pair" in roles else None
             rows = self._rows(source)
             for chunk in rows:
-                report(f"{doing} {source.path.name}", rows.bytes_read, rows.size)
-                for _, values in chunk:
-                    split = plan.splits[row]
-                    if split != UNASSIGNED and (only is None or split == only):
-                        yield row, dict(zip(roles, values, strict=True))
-                    row += 1
+                notify(f"{doing} {source.path.name}", rows.bytes_read, rows.size)
+                splits = plan.splits[row:row + len(chunk)]
+                wanted = splits != UNASSIGNED if only is None else splits == only
+                yield [(row + i, chunk[i][1][text_at], None if pair_at is None else chunk[i][1][pair_at])
+                       for i in np.flatnonzero(wanted).tolist()]
+                row += len(chunk)
 
     def _tokenizer(self) -> TextTokenizer:
         config = self.config
@@ -445,16 +467,16 @@ class TextClassTask:
         config = self.config
         parts: dict[int, dict[str, list[np.ndarray]]] = {
             code: {"ids": [], "lengths_cut": [], "labels": [], "lengths": []} for code in SPLIT_CODES.values()}
-        batch: list[tuple[int, dict[str, str]]] = []
-
-        def flush() -> None:
-            texts = [values["text"] for _, values in batch]
-            pairs = [values["pair"] for _, values in batch] if config.text_pair_column else None
-            ids, full = self.tokenizer.encode_batch(texts, pairs, max_length=config.max_length,
-                                                    truncation=config.truncation)
-            rows = np.fromiter((row for row, _ in batch), dtype=np.int64, count=len(batch))
+        for batch in self._kept_chunks(plan, "tokenizing"):
+            if not batch:
+                continue
+            rows_of, texts, pairs = zip(*batch, strict=True)
+            ids, full = self.tokenizer.encode_batch(texts, pairs if config.text_pair_column else None,
+                                                    max_length=config.max_length, truncation=config.truncation)
+            rows = np.asarray(rows_of, dtype=np.int64)
             cut = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            flat = np.fromiter((i for seq in ids for i in seq), dtype=np.int32, count=int(cut.sum()))
+            flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(cut.sum()))
+            del ids
             splits = plan.splits[rows]
             for code, part in parts.items():
                 chosen = np.flatnonzero(splits == code)
@@ -464,14 +486,6 @@ class TextClassTask:
                 part["lengths_cut"].append(cut[chosen])
                 part["labels"].append(plan.labels[rows[chosen]])
                 part["lengths"].append(np.asarray(full, dtype=np.int32)[chosen])
-            batch.clear()
-
-        for item in self._kept_rows(plan, "tokenizing"):
-            batch.append(item)
-            if len(batch) >= 10_000:
-                flush()
-        if batch:
-            flush()
         tensors: dict[str, torch.Tensor] = {}
         for name, code in SPLIT_CODES.items():
             part = parts[code]
