@@ -9,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from effstudio.gui.main_window import DATA, INSPECT
 from effstudio.gui.panels import data_panel
 from effstudio.gui.panels.data_panel import PREVIEW, DataPanel, ThrottledProgress
 from effstudio.registry import get_registry
@@ -155,3 +156,16 @@ def test_a_dropped_folder_of_text_files_per_class_is_a_textclass_data_set(app, q
     drop(panel, root)
     assert panel.task_name() == "textclass" and panel.overrides()["task.path"] == str(root)
     assert panel.shutdown(5_000)
+
+
+def test_a_csv_dropped_anywhere_on_the_window_opens_in_the_data_section(window, qtbot, tmp_path):
+    path = write_csv(tmp_path / "notes.csv", documents(12))
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    KEPT.append(data)
+    window.show_section(INSPECT)
+    window.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                                Qt.KeyboardModifier.NoModifier))
+    assert window.current_section() == DATA
+    assert window.data_panel.task_name() == "textclass"
+    assert window.data_panel.overrides()["task.path"] == str(path)

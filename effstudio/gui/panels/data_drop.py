@@ -28,6 +28,12 @@ class DataTarget:
     field: str  # the task's path setting that gets the dropped path
 
 
+def is_table(path: str | Path) -> bool:
+    """A file named as a table of texts (never a model file, whatever section it is dropped on)."""
+    path = Path(path)
+    return path.suffix.lower() in TABLE_SUFFIXES and path.is_file()
+
+
 def _class_folders(folder: Path) -> list[Path] | None:
     """The sub-folders of a folder that holds only sub-folders (hidden entries aside), else None."""
     entries = [e for e in itertools.islice(folder.iterdir(), LOOKED_AT) if not e.name.startswith(".")]
@@ -65,7 +71,7 @@ def data_target(registry: Registry, path: str | Path, current: str | None) -> Da
         except OSError:  # unreadable: not something to train on
             return None
         candidates = [by_content, current]
-    elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+    elif is_table(path):
         candidates = [TABLE_TASK, current]
     elif path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
         candidates = [TEXT_TASK, current]

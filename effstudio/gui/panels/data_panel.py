@@ -35,7 +35,7 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
-from effstudio.gui.panels.data_drop import DataTarget, data_target
+from effstudio.gui.panels.data_drop import DataTarget, data_target, is_table
 from effstudio.gui.panels.text_data_view import (
     TableHeader,
     TextDataView,
@@ -263,6 +263,15 @@ class DataPanel(JobHost, Panel):
         path = urls[0].toLocalFile()
         target = data_target(self.registry, path, self.task_name())
         return (path, target) if target is not None else None
+
+    def open_data_table(self, path: str) -> bool:
+        """Train on a table of texts (CSV, TSV, JSON Lines) dropped anywhere or given at start;
+        False for any other path (a model file, which the window opens in Inspect)."""
+        target = data_target(self.registry, path, self.task_name()) if is_table(path) else None
+        if target is None:
+            return False
+        self.use_data_path(path, target)
+        return True
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         # what is not a data set (a model file, a run config) is left to the window, which opens it
