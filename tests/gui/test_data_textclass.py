@@ -11,7 +11,7 @@ from PySide6.QtGui import QDropEvent
 
 from effstudio.gui.main_window import DATA, INSPECT
 from effstudio.gui.panels import data_panel
-from effstudio.gui.panels.data_panel import PREVIEW, DataPanel, ThrottledProgress
+from effstudio.gui.panels.data_panel import DataPanel, ThrottledProgress
 from effstudio.registry import get_registry
 
 TIMEOUT = 60_000
@@ -57,12 +57,12 @@ def shown_panel(qtbot) -> DataPanel:
     panel.resize(1200, 800)
     panel.task_box.setCurrentIndex(panel.task_box.findData("copy"))
     panel.show()
-    qtbot.waitUntil(lambda: panel.job_of(PREVIEW) is None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.preview_settled, timeout=TIMEOUT)
     return panel
 
 
 def settle(qtbot, panel: DataPanel) -> None:
-    qtbot.waitUntil(lambda: panel.job_of(PREVIEW) is None and not panel._preview_stale, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.preview_settled, timeout=TIMEOUT)
 
 
 def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app, qtbot, tmp_path):
@@ -102,6 +102,7 @@ def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app,
     assert int(preview.length_counts.sum()) == len(lengths) == 48
     assert preview.longer == int((np.asarray(lengths) > 16).sum())
     assert panel.text_view.max_line.value() == 16
+    assert panel.text_view.max_line.label.toPlainText() == f"max length 16: {preview.longer} of 48 longer"
     x, y = panel.text_view.length_bars.getData()
     assert int(np.sum(y)) == 48
 

@@ -297,6 +297,11 @@ class DataPanel(JobHost, Panel):
         self.form.set_value(target.field, path)
 
     # ----------------------------------------------------------------- preview
+    @property
+    def preview_settled(self) -> bool:
+        """No preview is running and the one shown (or its error) is of the current settings."""
+        return self.job_of(PREVIEW) is None and not self._preview_stale
+
     def _mark_stale(self) -> None:
         self._preview_stale = True
         self.preview_status.setText("Press \u201cShow examples\u201d to decode a few validation examples.")

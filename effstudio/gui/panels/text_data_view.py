@@ -147,7 +147,8 @@ class TextDataView(QWidget):
         self.lengths_plot.addItem(self.length_bars)
         self.max_line = pg.InfiniteLine(0, angle=90, pen=theme.pen(theme.RED, 1.5, dashed=True),
                                         label="max length {value:.0f}",
-                                        labelOpts={"color": theme.RED, "position": 0.95, "anchors": [(0, 0), (0, 0)]})
+                                        labelOpts={"color": theme.RED, "position": 0.95, "anchors": [(0, 0), (0, 0)],
+                                                   "fill": theme.brush(theme.SURFACE, 215)})
         self.lengths_plot.addItem(self.max_line)
         self.max_line.hide()  # until there are lengths to mark it among
         # one horizontal bar per class: the names read along the left axis, however long or many
@@ -166,14 +167,11 @@ class TextDataView(QWidget):
         self.preview = preview
         self.examples.setHtml("".join(example_html(row) for row in preview.examples))
         self.length_bars.setData(preview.length_edges, preview.length_counts)
+        # in the line's label, not the title: a long title would widen the plot past the section
+        total = int(preview.length_counts.sum())
+        self.max_line.label.setFormat(f"max length {{value:.0f}}: {preview.longer} of {total} longer")
         self.max_line.show()  # before moving it: a hidden line's label keeps its old value
         self.max_line.setValue(preview.max_length)
-        longer = preview.longer
-        total = int(preview.length_counts.sum())
-        title = "Token lengths (train)"
-        if total:
-            title += f": {longer} of {total} longer than the maximum"
-        self.lengths_plot.setTitle(theme.plot_title(title))
         names = list(preview.classes)
         counts = np.array(list(preview.classes.values()), dtype=np.float64)
         self.class_bars.setOpts(x0=np.zeros(len(names)), y=np.arange(len(names)), width=counts)
@@ -191,6 +189,10 @@ class TextDataView(QWidget):
         low = min(float(edges[0]), preview.max_length) if edges.size else 0.0
         high = max(float(edges[-1]), preview.max_length) if edges.size else float(preview.max_length)
         self.lengths_plot.setXRange(low, high, padding=0.04)
+        # the label on the side of the line with more room
+        side = (1, 0) if preview.max_length > (low + high) / 2 else (0, 0)
+        self.max_line.label.anchors = [side, side]
+        self.max_line.label.updatePosition()
         self.lengths_plot.enableAutoRange(axis="y")
 
     def clear_preview(self) -> None:
@@ -201,7 +203,6 @@ class TextDataView(QWidget):
         self.max_line.hide()
         self.class_bars.setOpts(x0=[], y=[], width=[])
         self.classes_plot.getAxis("left").setTicks([[]])
-        self.lengths_plot.setTitle(theme.plot_title("Token lengths (train)"))
 
     def bar_heights(self) -> dict[str, int]:
         """The class chart's bars by class name (what the chart shows)."""
