@@ -89,6 +89,7 @@ def test_a_dropped_csv_previews_as_word_pieces_with_its_lengths_and_classes(app,
     assert panel.progress.isHidden()  # shown while the data were read
     preview = panel.text_view.preview
     assert preview is not None, panel.preview_status.text()
+    assert panel.summary.text() == "3 classes \u00b7 vocabulary 120 \u00b7 48 train / 12 val / 0 test"
     task = get_registry().get("tasks", "textclass").factory(panel.form.config())
 
     # examples decoded into word pieces: wordpiece marks a piece that continues a word with "##"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,7 @@ class TextPreview:
     length_edges: np.ndarray  # bin edges in tokens, (bins + 1,)
     max_length: int
     longer: int  # training examples longer than max_length (cut by the truncation)
-    classes: dict[str, int] = field(default_factory=dict)  # training examples per class
+    classes: dict[str, int]  # training examples per class
 
 
 def _clip(text: str, limit: int) -> str:
@@ -84,14 +84,10 @@ def build_text_preview(task: Any, max_length: int, count: int = PREVIEW_EXAMPLES
                            len(e.tokens), int(full))
                 for e, full in zip(task.examples("train", count), lengths, strict=False)]
     classes = {str(name): int(n) for name, n in task.class_counts("train").items()}
-    sizes = []
-    for name in SPLITS:
-        try:
-            sizes.append(f"{len(task.split(name))} {name}")
-        except (KeyError, ValueError):  # a task without that split
-            continue
-    parts = [f"{len(classes)} classes", f"vocabulary {task.spec.vocab_size}", " / ".join(sizes)]
-    if getattr(task, "duplicates_removed", 0):
+    # split sizes from the class counts: cheap, where a split's padded tensor of a large file is not
+    sizes = " / ".join(f"{sum(task.class_counts(name).values())} {name}" for name in SPLITS)
+    parts = [f"{len(classes)} classes", f"vocabulary {task.spec.vocab_size}", sizes]
+    if task.duplicates_removed:
         parts.append(f"{task.duplicates_removed} duplicates removed")
     return TextPreview(" \u00b7 ".join(parts), examples, counts, edges, max_length,
                        int((lengths > max_length).sum()), classes)
