@@ -48,6 +48,16 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
     inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     _add_compress_bench(benches)
+    data = benches.add_parser(
+        "data", help="textclass reading, tokenizing and cached reload of a synthetic CSV",
+        description="Writes a CSV of --rows short labelled documents, then times reading and splitting it, "
+                    "training the tokenizer and encoding, and building the task again from its cache; with "
+                    "the process's peak resident memory.")
+    data.add_argument("--rows", type=whole(100, 100_000_000), default=100_000,
+                      help="rows of the CSV, 100 or more (default: 100000)")
+    data.add_argument("--dir", type=Path, help="folder for the CSV and its cache (default: a temporary folder)")
+    data.add_argument("--json", action="store_true", help="print one JSON object")
+    data.set_defaults(func=cmd_bench_data, output_folders=("dir",))
     startup = benches.add_parser(
         "startup", help="seconds for `effstudio --version` and to the first window, in fresh processes",
         description="Median, minimum and maximum over --repeats fresh processes. With --compare DIR (the root "
@@ -150,6 +160,18 @@ def cmd_bench_inspect(args: argparse.Namespace) -> int:
     from effstudio.bench.inspect import measure_inspect
 
     result = measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir)
+    if args.json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    return EXIT_OK
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from effstudio.bench.data import measure_data
+
+    result = measure_data(rows=args.rows, folder=args.dir)
     if args.json:
         print_json(result)
     else:

@@ -31,7 +31,7 @@ from effstudio.compress.export import (
 )
 from effstudio.compress.formats import count_params
 from effstudio.engine.build import build_task
-from effstudio.engine.checkpoint import TASK_FILES_KEY, CheckpointError, read_info, saved_task_data
+from effstudio.engine.checkpoint import TASK_FILES_KEY, CheckpointError, task_data_beside
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
@@ -53,22 +53,23 @@ def compare_task(paths: Sequence[Path], task_name: str | None = None) -> tuple[T
         if not path.is_file():
             raise CompressError(f"{path} does not exist or is not a file")
         config, metadata = config_of_file(path)
-        configs.append((path, config, metadata.get(TASK_FILES_KEY)))
+        configs.append((path, config, metadata))
     wanted = task_name or configs[0][1].task_name
-    chosen = next(((p, c, f) for p, c, f in configs if c.task_name == wanted), None)
+    chosen = next(((p, c, m) for p, c, m in configs if c.task_name == wanted), None)
     if chosen is None:
         raise CompressError(f"none of the files was made for task {wanted!r}")
-    chosen_path, chosen_config, chosen_files = chosen
-    for path, config, files in configs:
+    chosen_path, chosen_config, chosen_metadata = chosen
+    chosen_files = chosen_metadata.get(TASK_FILES_KEY)
+    for path, config, metadata in configs:
+        files = metadata.get(TASK_FILES_KEY)
         if (config.task_name, config.task) != (chosen_config.task_name, chosen_config.task):
             raise CompressError(f"{path.name} was made for {config.task_name!r} with other task settings than "
                                 f"{wanted!r}; compare files of one task")
         if files is not None and chosen_files is not None and files != chosen_files:
             raise CompressError(f"{path.name} was trained with another tokenizer or label map than "
                                 f"{chosen_path.name}; compare files of one run and what was made from it")
-    # a checkpoint's task is rebuilt with the tokenizer and labels it kept; an ONNX file's from its config
-    saved = None if chosen_path.suffix.lower() == ".onnx" else saved_task_data(read_info(chosen_path))
-    return build_task(chosen_config, saved=saved), chosen_config
+    # the task is rebuilt with the tokenizer and label map kept beside the file (checkpoint or ONNX)
+    return build_task(chosen_config, saved=task_data_beside(chosen_path, chosen_metadata)), chosen_config
 
 
 def timing_batches(split: Split, pad_id: int) -> tuple[Batch, Batch]:

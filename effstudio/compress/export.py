@@ -36,7 +36,7 @@ from effstudio.attention.base import Attention
 from effstudio.compress.events import ResultEvent
 from effstudio.compress.formats import count_params
 from effstudio.config import ConfigError
-from effstudio.engine.checkpoint import atomic_write
+from effstudio.engine.checkpoint import atomic_write, write_task_files
 from effstudio.engine.data import Batch, eval_batches, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import (
@@ -49,7 +49,7 @@ from effstudio.engine.loading import (
 from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
-from effstudio.tasks.base import Split, TaskSpec
+from effstudio.tasks.base import SavedTaskData, Split, TaskSpec, saved_data_of
 
 if TYPE_CHECKING:  # onnxruntime is imported when a session opens
     from onnxruntime import InferenceSession
@@ -83,8 +83,9 @@ def example_batch(split: Split, spec: TaskSpec, size: int) -> Batch:
 
 
 def export_onnx(model: nn.Module, config: RunConfig, spec: TaskSpec, example: Batch, path: Path,
-                opset: int = OPSET) -> Path:
-    """Write ``model`` as ONNX with dynamic batch and sequence axes (atomically)."""
+                opset: int = OPSET, task_data: SavedTaskData | None = None) -> Path:
+    """Write ``model`` as ONNX with dynamic batch and sequence axes (atomically), with what its task keeps
+    with every model file (``task_data``: a tokenizer beside it, a label map in its metadata)."""
     model = model.float().eval()
     try:
         for module in model.modules():
@@ -109,8 +110,9 @@ def export_onnx(model: nn.Module, config: RunConfig, spec: TaskSpec, example: Ba
                     f"model type {config.model_type!r} with attention kind {config.attention_kind!r} cannot be "
                     f"exported to ONNX ({type(err).__name__}: {str(err)[:200]})"
                 ) from None
-        _add_metadata(tmp, config, spec)
+        _add_metadata(tmp, config, spec, task_entries)
 
+    task_entries = write_task_files(Path(path), task_data) if task_data is not None else None
     atomic_write(Path(path), write)
     model.eval()
     return Path(path)
@@ -230,7 +232,7 @@ def export_job(checkpoint: Path, out: Path, check: bool = True, control: JobCont
     val = loaded.task.split("val")
     yield LogEvent("info", f"exporting {checkpoint} ({loaded.config.model_type}, attention "
                            f"{loaded.config.attention_kind}) to {out}")
-    export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), out)
+    export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), out, task_data=saved_data_of(loaded.task))
     details: dict[str, Any] = {"opset": OPSET, "dynamic_axes": ["batch", "sequence"]}
     accuracy = baseline = None
     if check and not (control and control.stop_requested):

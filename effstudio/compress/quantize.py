@@ -37,7 +37,7 @@ from effstudio.compress.export import (
     session,
 )
 from effstudio.compress.formats import count_params, save_dynamic_int8, save_float
-from effstudio.engine.checkpoint import atomic_write
+from effstudio.engine.checkpoint import atomic_write, write_task_files
 from effstudio.engine.data import eval_batches
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import (
@@ -50,6 +50,7 @@ from effstudio.engine.loading import (
 )
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_plan import QUANTIZE_METHODS
+from effstudio.tasks.base import saved_data_of
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 16
@@ -162,8 +163,10 @@ def _onnx_int8(loaded: LoadedModel, method: str, out: Path, baseline: float, par
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
                 details["calibration_batches"] = reader.used
                 details["calibration_batch_size"] = CALIBRATION_BATCH_SIZE
-            copy_metadata(fp32, tmp, {"effstudio.quantization": method})
+            copy_metadata(fp32, tmp, {"effstudio.quantization": method, **task_entries})
 
+        task_data = saved_data_of(loaded.task)
+        task_entries = write_task_files(out, task_data) if task_data is not None else {}
         yield LogEvent("info", f"quantizing with onnxruntime ({method})")
         atomic_write(out, write)
         float_bytes = fp32.stat().st_size

@@ -273,26 +273,32 @@ def write_task_files(path: Path, data: SavedTaskData) -> dict[str, str]:
 def saved_task_data(info: CheckpointInfo) -> SavedTaskData | None:
     """What the task of the checkpoint ``info`` kept with it, its files checked against the header's hashes;
     None for a checkpoint of a task that keeps nothing."""
-    entries = {key: value for key, value in info.metadata.items() if key.startswith(TASK_KEY_PREFIX)}
-    text = info.metadata.get(TASK_FILES_KEY)
+    return task_data_beside(info.path, info.metadata)
+
+
+def task_data_beside(path: Path, metadata: dict[str, str]) -> SavedTaskData | None:
+    """What a task kept with the model file ``path`` (a checkpoint, an ONNX file) whose metadata is ``metadata``."""
+    path = Path(path)
+    entries = {key: value for key, value in metadata.items() if key.startswith(TASK_KEY_PREFIX)}
+    text = metadata.get(TASK_FILES_KEY)
     if text is None and not entries:
         return None
     try:
         hashes = parse_typed(TASK_FILES_KEY, dict[str, str],
-                             loads_json(text or "{}", source=info.path, field=TASK_FILES_KEY))
+                             loads_json(text or "{}", source=path, field=TASK_FILES_KEY))
     except ConfigError as err:
-        raise CheckpointError(f"{info.path}: header metadata {err.field}: {err.message}") from None
+        raise CheckpointError(f"{path}: header metadata {err.field}: {err.message}") from None
     files = {}
     for name, digest in hashes.items():
-        file = task_file_path(info.path, name)
+        file = task_file_path(path, name)
         try:
             with open_regular_file(file, what="task file") as handle:
                 content = handle.read(MAX_TASK_FILE_BYTES + 1)
         except (PathError, OSError):
-            raise CheckpointError(f"{info.path} was saved with {file.name} beside it (what its task was built "
+            raise CheckpointError(f"{path} was saved with {file.name} beside it (what its task was built "
                                   f"with), and it is missing or unreadable; keep the two files together") from None
         if len(content) > MAX_TASK_FILE_BYTES or hashlib.sha256(content).hexdigest() != digest:
-            raise CheckpointError(f"{file} does not belong to {info.path}: its SHA-256 differs from the one the "
+            raise CheckpointError(f"{file} does not belong to {path}: its SHA-256 differs from the one the "
                                   "checkpoint names (replaced or edited since); restore the file saved with it")
         files[name] = content
     return SavedTaskData(entries, files)

@@ -62,7 +62,8 @@ class TaskSpec:
 class Split:
     """One split of a task as padded tensors.
 
-    inputs:  (S, N) int64, padded with spec.pad_id to the task's max_length,
+    inputs:  (S, N) int64, padded with spec.pad_id to the task's max_length (or, N < max_length, to
+             the split's longest example),
              or (S, C, H, W) float32 for image tasks
     targets: (S,) int64 for "classify", (S, N) int64 for "lm",
              (S, T) int64 for "seq2seq" (a sequence of its own: ``aligned`` is False)

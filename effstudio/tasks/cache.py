@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save
+from safetensors.torch import save_file
 
 from effstudio.paths import task_cache_dir
 
@@ -60,23 +60,30 @@ def _read(
 
 
 def _write_atomic(path: Path, tensors: Mapping[str, torch.Tensor], identity: str) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
+    """Write via a temp file in the same folder and os.replace, so readers never see half a file.
+
+    The tensors are written straight to the file: a task's encoded splits can be hundreds of megabytes,
+    and a copy of them in memory (or of the whole file as bytes) would double or triple the peak."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # safetensors refuses non-contiguous or memory-sharing tensors, so hand it fresh copies.
-    data = save(
-        {k: v.detach().contiguous().clone() for k, v in tensors.items()}, {"identity": identity}
-    )
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        save_file({k: _standalone(v) for k, v in tensors.items()}, tmp_name, {"identity": identity})
+        with open(tmp_name, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def _standalone(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` itself when it owns its whole storage; else a copy. safetensors refuses tensors that are
+    not contiguous or that share memory with another (a view into a larger tensor)."""
+    tensor = tensor.detach()
+    whole = tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    return tensor if tensor.is_contiguous() and whole and tensor.storage_offset() == 0 else tensor.clone()
 
 
 def load_or_create(

@@ -37,6 +37,7 @@ from effstudio.registry import Entry
 from effstudio.tasks import cache
 from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData, Split, TaskSpec
 from effstudio.tasks.progress import ProgressCallback, bound_report, report
+from effstudio.tasks.sample_documents import SAMPLE_DOCUMENTS
 from effstudio.tasks.text_table import KINDS as FORMATS
 from effstudio.tasks.text_table import (
     DataError,
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "textclass"
 GENERATOR_VERSION = 1
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "resources" / "sample" / "textclass_sample.csv"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_KEY = "effstudio.task.labels"
 SOURCE_KEY = "effstudio.task.source"
@@ -65,6 +65,7 @@ PADDING_ROWS = 65_536  # rows padded at a time when a split becomes a tensor
 # a tokenizer learns its pieces from the first 32 million characters of the training split (~6 million words):
 # more changes its vocabulary little and costs time that a large data set (a million documents) would feel
 TOKENIZER_SAMPLE_CHARS = 32_000_000
+ENCODE_ROWS = 8192  # rows encoded in one call: enough for the tokenizer's threads, few encodings held at once
 
 
 @dataclass
@@ -155,8 +156,8 @@ class _Plan:
 def data_path(config: TextClassConfig) -> Path:
     if config.path.strip():
         return Path(config.path).expanduser()
-    if SAMPLE_DATA.is_file():
-        return SAMPLE_DATA
+    if SAMPLE_DOCUMENTS.is_file():
+        return SAMPLE_DOCUMENTS
     raise ConfigError("path", "set task.path to a CSV, TSV or JSON Lines file, or a folder of .txt files per class")
 
 
@@ -467,9 +468,9 @@ class TextClassTask:
         config = self.config
         parts: dict[int, dict[str, list[np.ndarray]]] = {
             code: {"ids": [], "lengths_cut": [], "labels": [], "lengths": []} for code in SPLIT_CODES.values()}
-        for batch in self._kept_chunks(plan, "tokenizing"):
-            if not batch:
-                continue
+        batches = (chunk[begin:begin + ENCODE_ROWS] for chunk in self._kept_chunks(plan, "tokenizing")
+                   for begin in range(0, len(chunk), ENCODE_ROWS))
+        for batch in batches:
             rows_of, texts, pairs = zip(*batch, strict=True)
             ids, full = self.tokenizer.encode_batch(texts, pairs if config.text_pair_column else None,
                                                     max_length=config.max_length, truncation=config.truncation)
@@ -576,7 +577,8 @@ def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
 
 
 def _padded(ids: np.ndarray, offsets: np.ndarray, pad_id: int) -> np.ndarray:
-    """(S, L) int64 rows of ``ids`` cut at ``offsets``, padded with ``pad_id`` to the longest (L >= 1)."""
+    """(S, L) int64 rows of ``ids`` cut at ``offsets``, padded with ``pad_id`` to the longest (L >= 1): not to
+    max_length, which a million short documents would pay for in gigabytes of padding."""
     counts = np.diff(offsets)
     rows = len(counts)
     width = max(int(counts.max()) if rows else 1, 1)

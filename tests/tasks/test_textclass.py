@@ -44,8 +44,9 @@ def make(path: Path, **changes) -> TextClassTask:
 
 
 def cached_files() -> list[Path]:
-    folder = task_cache_dir("textclass")
-    return sorted(folder.glob("*")) if folder.is_dir() else []
+    """The encoded splits and trained tokenizers in the cache."""
+    folders = [task_cache_dir("textclass"), task_cache_dir("tokenizers")]
+    return sorted(file for folder in folders if folder.is_dir() for file in folder.glob("*"))
 
 
 # ------------------------------------------------------------------ readers
@@ -209,6 +210,23 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert 0.0 <= row["accuracy"] <= 1.0
 
+    # a compressed model is written with the same tokenizer beside it, and a resumed run keeps it
+    quantized = tmp_path / "small.safetensors"
+    assert main(["quantize", str(checkpoint), "--method", "dynamic-int8", "--out", str(quantized),
+                 "--allow-path", str(data), "--json"]) == 0
+    assert quantized.with_name("small.tokenizer.json").read_bytes() == stored.read_bytes()
+    assert load_checkpoint(quantized).task.label_names == ["10", "2", "alpha"]
+    exported = tmp_path / "model.onnx"
+    assert main(["export", "onnx", str(checkpoint), "--out", str(exported), "--allow-path", str(data), "--json"]) == 0
+    assert exported.with_name("model.tokenizer.json").read_bytes() == stored.read_bytes()
+    capsys.readouterr()
+    assert main(["compare", str(exported), str(quantized), "--allow-path", str(data), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rows"]) == 2
+    assert main(["train", "--resume", str(checkpoint), "--steps", "3", "--allow-path", str(data),
+                 "--no-record", "--json"]) == 0
+    assert read_info(checkpoint).step == 3 and stored.read_bytes() == quantized.with_name(
+        "small.tokenizer.json").read_bytes()
+
     stored.write_text(stored.read_text() + " ")
     with pytest.raises(Exception, match="does not belong to"):
         load_checkpoint(checkpoint)
@@ -294,3 +312,20 @@ def test_a_row_with_too_many_fields_names_its_line(tmp_path):
     path.write_text("text,label\ngood,a\nun, quoted,b\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"fields\.csv: line 3: 3 fields where the header names 2"):
         list(read_rows(path, sniff_table(path), ["text", "label"]))
+
+
+@pytest.mark.parametrize("name", ["../outside.json", "/etc/passwd", "sub/dir.json", ".."])
+def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, name):
+    import safetensors.torch
+
+    from effstudio.engine.checkpoint import CheckpointError, checkpoint_metadata, read_info, saved_task_data
+    from effstudio.engine.run_config import RunConfig
+
+    (tmp_path / "outside.json").write_text("{}")
+    metadata = checkpoint_metadata(RunConfig.create("transformer", "listops", []), 1,
+                                   {"effstudio.task_files": json.dumps({name: "0" * 64})})
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    path.parent.mkdir()
+    safetensors.torch.save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
+    with pytest.raises(CheckpointError, match="not a task file name"):
+        saved_task_data(read_info(path))
