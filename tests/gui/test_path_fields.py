@@ -9,7 +9,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit
 
-from effstudio.config import param
+from effstudio.config import fields_of, param
 from effstudio.gui.forms import path_field
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.main_window import DATA
@@ -41,6 +41,13 @@ def test_every_path_setting_gets_a_browse_button_of_its_kind(app, qtbot):
     with pytest.raises(KeyError):
         both.browse_button("name")
     assert isinstance(charlm.editor("path"), QLineEdit)  # the value stays a line edit to type in
+
+
+def test_a_path_declaration_says_what_it_names():
+    assert [(s.name, s.path) for s in fields_of(CharLMConfig) if s.path] == [("path", "file")]  # path=True
+    assert [(s.name, s.path) for s in fields_of(Paths)] == [("data", "file or folder"), ("name", None)]
+    with pytest.raises(TypeError, match="path='directory'"):
+        param("", path="directory")
 
 
 def test_browsing_sets_the_field_and_starts_where_its_value_is(app, qtbot, monkeypatch, tmp_path):
