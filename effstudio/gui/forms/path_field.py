@@ -1,7 +1,7 @@
 """The browse button beside a path setting's line edit (``param(..., path=...)``).
 
 A "file" setting opens a file dialog, a "folder" setting a folder dialog, and a
-"file or folder" setting offers both in the button's menu. The dialog starts where
+"file or folder" setting a file dialog with a folder dialog in the button's menu. The dialog starts where
 the field's current value is, so browsing again lands beside the last choice.
 """
 
@@ -35,7 +35,7 @@ def ask_for_path(parent: QWidget, kind: str, title: str, value: str) -> str:
 
 
 class BrowseButton(QToolButton):
-    """"Browse…" for the path in ``line_edit``; ``chosen(path)`` fires with the picked path."""
+    """A "Browse…" button for the path in ``line_edit``; ``chosen(path)`` fires with the picked path."""
 
     chosen = Signal(str)
 
@@ -48,11 +48,12 @@ class BrowseButton(QToolButton):
             menu.addAction("File\u2026", lambda: self.browse(FILE))
             menu.addAction("Folder\u2026", lambda: self.browse(FOLDER))
             self.setMenu(menu)
-            self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-            self.setToolTip(f"Choose the {label.lower()}: a file or a folder")
+            # the button itself picks a file, the usual choice; its arrow offers a folder too
+            self.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+            self.setToolTip(f"Choose the {label.lower()}: a file, or a folder from the arrow's menu")
         else:
-            self.clicked.connect(lambda: self.browse(kind))
             self.setToolTip(f"Choose the {label.lower()} ({kind})")
+        self.clicked.connect(lambda: self.browse(FOLDER if kind == FOLDER else FILE))
 
     def browse(self, kind: str) -> str:
         """Ask for a ``kind`` ("file" or "folder") and emit it; the path, or "" when cancelled."""
