@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import threading
 from collections import Counter
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from effstudio.gui.main_window import DATA, INSPECT
 from effstudio.gui.panels import data_panel
-from effstudio.gui.panels.data_panel import DataPanel, ThrottledProgress
+from effstudio.gui.panels.data_panel import DataPanel, PreviewStopped, ThrottledProgress
 from effstudio.registry import get_registry
 
 TIMEOUT = 60_000
@@ -135,7 +137,7 @@ def test_progress_reaches_the_gui_at_most_every_tenth_of_a_second(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(data_panel.time, "monotonic", lambda: now[0])
     sent: list[tuple[str, float, float]] = []
-    progress = ThrottledProgress(lambda *report: sent.append(report))
+    progress = ThrottledProgress(lambda *report: sent.append(report), stop_requested=lambda: False)
     progress("reading a.csv", 1, 10)
     progress("reading a.csv", 2, 10)  # too soon
     now[0] += 0.2
@@ -171,3 +173,25 @@ def test_a_csv_dropped_anywhere_on_the_window_opens_in_the_data_section(window, 
     assert window.current_section() == DATA
     assert window.data_panel.task_name() == "textclass"
     assert window.data_panel.overrides()["task.path"] == str(path)
+
+
+def test_a_stopped_preview_leaves_its_data_step_at_the_next_report_of_its_own_thread():
+    stop = [False]
+    progress = ThrottledProgress(lambda *report: None, stop_requested=lambda: stop[0])
+    progress.job_thread = threading.current_thread()
+    progress("reading a.csv", 1, 10)
+    stop[0] = True
+    raised: list[BaseException] = []
+
+    def helper_reports():  # a helper thread of the task (a tokenizer's) reports too: it must not be ended
+        try:
+            progress("tokenizing a.csv", 1, 10)
+        except PreviewStopped as err:
+            raised.append(err)
+
+    helper = threading.Thread(target=helper_reports)
+    helper.start()
+    helper.join()
+    assert raised == []
+    with pytest.raises(PreviewStopped):
+        progress("reading a.csv", 2, 10)

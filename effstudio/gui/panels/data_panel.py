@@ -9,6 +9,7 @@ token lengths and a bar chart of the classes (text_data_view).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,14 +102,26 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     return Preview(" \u00b7 ".join(parts), rows)
 
 
+class PreviewStopped(Exception):
+    """Raised from a progress report to leave a data step the preview no longer needs."""
+
+
 class ThrottledProgress:
     """A task's progress reports (``effstudio.tasks.progress``) passed on at most every PROGRESS_EVERY_S,
-    except a new step's first report and a step's last; an unknown total is sent as -1."""
+    except a new step's first report and a step's last; an unknown total is sent as -1.
 
-    def __init__(self, send: Callable[[str, float, float], None]):
-        self.send, self.what, self.sent_at = send, "", 0.0
+    A report made in the job's own thread after ``stop_requested()`` raises PreviewStopped, so a long
+    read or tokenization of settings gone stale ends at its next report (a helper thread's report
+    does not: the exception would end that thread, not the job)."""
+
+    def __init__(self, send: Callable[[str, float, float], None], stop_requested: Callable[[], bool]):
+        self.send, self.stop_requested = send, stop_requested
+        self.job_thread: threading.Thread | None = None  # set when the job starts
+        self.what, self.sent_at = "", 0.0
 
     def __call__(self, what: str, done: float, total: float | None) -> None:
+        if self.stop_requested() and threading.current_thread() is self.job_thread:
+            raise PreviewStopped(what)
         now = time.monotonic()
         last = total is not None and done >= total
         if what == self.what and not last and now - self.sent_at < PROGRESS_EVERY_S:
@@ -304,6 +317,9 @@ class DataPanel(JobHost, Panel):
 
     def _mark_stale(self) -> None:
         self._preview_stale = True
+        job = self.job_of(PREVIEW)
+        if job is not None:  # a long read of settings gone stale ends at its next progress report
+            job.stop()
         self.preview_status.setText("Press \u201cShow examples\u201d to decode a few validation examples.")
         if self.isVisible():
             self.refresh_preview()
@@ -325,14 +341,17 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText("Building the task\u2026")
         registry, task_name = self.registry, self.task_name()
 
-        progress = ThrottledProgress(self.data_progress.emit)
-
-        def preview(_control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
-            with reporting(progress):
-                if reads_a_table(config):
-                    yield from table_preview(registry, task_name, config)
-                else:
-                    yield build_preview(registry, task_name, config)
+        def preview(control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
+            progress = ThrottledProgress(self.data_progress.emit, lambda: control.stop_requested)
+            progress.job_thread = threading.current_thread()
+            try:
+                with reporting(progress):
+                    if reads_a_table(config):
+                        yield from table_preview(registry, task_name, config)
+                    else:
+                        yield build_preview(registry, task_name, config)
+            except PreviewStopped:  # the settings changed: the next preview reads them
+                return
 
         self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,
                        on_finished=self._preview_finished)
