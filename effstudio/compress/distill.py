@@ -195,7 +195,8 @@ def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out
     student_accuracy: float | None = None
     try:
         # the student is trained in memory and saved once, below: no checkpoints to write and throw away
-        for event in train(config, control=control, model=student, loss_hook=hook, keep_checkpoints=False):
+        for event in train(config, control=control, model=student, loss_hook=hook, keep_checkpoints=False,
+                           task=teacher.task):
             if isinstance(event, StepEvent):
                 kl_first = hook.last.get("kl") if kl_first is None else kl_first
                 yield DistillStepEvent(event.step, event.total_steps, event.loss, hook.last.get("kl", 0.0),

@@ -294,9 +294,10 @@ def finetune_config(config: RunConfig, steps: int) -> RunConfig:
     return dataclasses.replace(config, train=train_cfg)
 
 
-def _finetune(model: nn.Module, config: RunConfig, steps: int, control: JobControl) -> Iterator[Event]:
+def _finetune(model: nn.Module, loaded: LoadedModel, steps: int, control: JobControl) -> Iterator[Event]:
     # the fine-tuned model is the one in memory: its checkpoints would be files to write and throw away
-    for event in train(finetune_config(config, steps), control=control, model=model, keep_checkpoints=False):
+    for event in train(finetune_config(loaded.config, steps), control=control, model=model, keep_checkpoints=False,
+                       task=loaded.task):
         if isinstance(event, DoneEvent) and event.status == "failed":
             raise CompressError(f"fine-tuning failed: {event.error}")
         if isinstance(event, (EvalEvent, LogEvent)):
@@ -341,7 +342,7 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
         if per_step:
             yield LogEvent("info", f"step {index}/{len(schedule)}: fine-tuning {per_step} steps at sparsity "
                                    f"{target:.2f}")
-            yield from _finetune(model, loaded.config, per_step, control)
+            yield from _finetune(model, loaded, per_step, control)
         sparsity = removed_fraction(model, weights0) if structured else overall_sparsity(model)
         yield PruneStepEvent(index, len(schedule), sparsity, _accuracy(model, loaded, settings.eval_batch_size),
                              count_params(model))

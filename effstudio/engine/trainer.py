@@ -149,7 +149,7 @@ class _Run:
 
     def __init__(self, config: RunConfig, control: JobControl, out_dir: Path | None, resume: Path | None,
                  model: nn.Module | None = None, loss_hook: LossHook | None = None, init: Path | None = None,
-                 keep_checkpoints: bool = True):
+                 keep_checkpoints: bool = True, task: Task | None = None):
         config.validate()
         if not keep_checkpoints and (out_dir is not None or resume is not None):
             raise ConfigError("out", "a run that keeps no checkpoint has no run folder to write or resume")
@@ -164,8 +164,8 @@ class _Run:
         torch.manual_seed(self.train_cfg.seed)
         start = resume if resume is not None else init
         # a run that goes on from a checkpoint keeps the tokenizer and label map its task saved there
-        saved = ckpt.saved_task_data(ckpt.read_info(start)) if start is not None else None
-        self.task: Task = build_task(config, saved=saved)
+        saved = ckpt.saved_task_data(ckpt.read_info(start)) if start is not None and task is None else None
+        self.task: Task = task if task is not None else build_task(config, saved=saved)
         self.task_data = saved_data_of(self.task)
         self.spec = self.task.spec
         self.train_split, self.val_split = self.task.split("train"), self.task.split("val")
@@ -529,6 +529,7 @@ def train(
     loss_hook: LossHook | None = None,
     init: Path | None = None,
     keep_checkpoints: bool = True,
+    task: Task | None = None,
 ) -> Iterator[Event]:
     """Train ``config`` and yield events; see the module docstring.
 

@@ -4,6 +4,7 @@ and one clear line (exit code 2, nothing cached) for each kind of bad input."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -147,6 +148,20 @@ def test_text_pair_becomes_one_sequence_with_a_separator(tmp_path):
     assert ids.count(task.tokenizer.sep_id) == 2
 
 
+def test_a_folder_per_class_and_a_tokenizer_file(tmp_path):
+    root = tmp_path / "docs"
+    for text, label in documents(30, ("ham", "spam")):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{len(list((root / label).iterdir()))}.txt").write_text(text, encoding="utf-8")
+    task = make(root, val_fraction=0.2, test_fraction=0.0)
+    assert task.label_names == ["ham", "spam"] and task.class_counts("val") == {"ham": 3, "spam": 3}
+    saved = tmp_path / "tokenizer.json"
+    task.tokenizer.save(saved)
+    again = make(root, val_fraction=0.2, test_fraction=0.0, tokenizer="file", tokenizer_path=str(saved))
+    assert again.tokenizer.fingerprint() == task.tokenizer.fingerprint()
+    assert torch.equal(again.split("train").inputs, task.split("train").inputs)
+
+
 def test_second_build_reads_the_cache_without_encoding(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "c.csv", documents(40))
     first = make(path)
@@ -197,8 +212,8 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
     assert source["path"] == str(data) and source["bytes"] == data.stat().st_size and len(source["sha256"]) == 64
     stored = checkpoint.with_name("checkpoint.tokenizer.json")
     assert stored.is_file()
-    assert json.loads(info.metadata["effstudio.task_files"])["tokenizer.json"] == __import__(
-        "hashlib").sha256(stored.read_bytes()).hexdigest()
+    assert json.loads(info.metadata["effstudio.task_files"])["tokenizer.json"] == hashlib.sha256(
+        stored.read_bytes()).hexdigest()
 
     # the data grows new words: a tokenizer trained again would differ, the stored one is used
     write_csv(data, documents(40, ("10", "2", "alpha")) + [("zebra quokka narwhal axolotl", "2")] * 5)
@@ -226,6 +241,11 @@ def test_label_map_and_tokenizer_survive_a_checkpoint(tmp_path, capsys, one_thre
                  "--no-record", "--json"]) == 0
     assert read_info(checkpoint).step == 3 and stored.read_bytes() == quantized.with_name(
         "small.tokenizer.json").read_bytes()
+
+    # data that gained a label the model never saw is refused, naming it
+    write_csv(data, documents(40, ("10", "2", "alpha", "beta")))
+    with pytest.raises(DataError, match="label 'beta' is not one the model was trained on"):
+        load_checkpoint(checkpoint).task.split("val")
 
     stored.write_text(stored.read_text() + " ")
     with pytest.raises(Exception, match="does not belong to"):
@@ -318,7 +338,12 @@ def test_a_row_with_too_many_fields_names_its_line(tmp_path):
 def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, name):
     import safetensors.torch
 
-    from effstudio.engine.checkpoint import CheckpointError, checkpoint_metadata, read_info, saved_task_data
+    from effstudio.engine.checkpoint import (
+        CheckpointError,
+        checkpoint_metadata,
+        read_info,
+        saved_task_data,
+    )
     from effstudio.engine.run_config import RunConfig
 
     (tmp_path / "outside.json").write_text("{}")
@@ -329,3 +354,21 @@ def test_a_header_naming_a_task_file_outside_its_folder_is_refused(tmp_path, nam
     safetensors.torch.save_file({"x": torch.zeros(1)}, str(path), metadata=metadata)
     with pytest.raises(CheckpointError, match="not a task file name"):
         saved_task_data(read_info(path))
+
+
+def test_the_same_settings_from_a_toml_config(tmp_path, one_thread):
+    from effstudio.engine.checkpoint import read_info
+    from effstudio.engine.run_config import RunConfig, write_toml
+
+    rows = [(text, f"note {i % 5}", label) for i, (text, label) in enumerate(documents(30))]
+    data = write_csv(tmp_path / "notes.tsv", rows, header=("body", "extra", "kind"), delimiter="\t")
+    config = RunConfig.create("transformer", "textclass", [
+        f"task.path={data}", "task.text_column=body", "task.text_pair_column=extra", "task.label_column=kind",
+        "task.tokenizer=wordpiece", "task.vocab_size=300", "task.max_length=24", "model.d_model=32",
+        "model.layers=1", "model.heads=2", "train.steps=2"])
+    toml = tmp_path / "run.toml"
+    write_toml(toml, config)
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "run"), "--no-record", "--json"]) == 0
+    saved = read_info(tmp_path / "run" / "checkpoint.safetensors").config.task
+    assert (saved.text_column, saved.text_pair_column, saved.label_column, saved.tokenizer) == (
+        "body", "extra", "kind", "wordpiece")
