@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 SCALAR_TYPES = (bool, int, float, str)
+# what a path setting names, so a form offers the right picker; ``param(path=True)`` means "file"
+PATH_KINDS = ("file", "folder", "file or folder")
 
 
 class ConfigError(ValueError):
@@ -50,13 +52,18 @@ def param(
     choices: Sequence[Any] | None = None,
     choices_from: str | None = None,
     advanced: bool = False,
-    path: bool = False,
+    path: bool | str = False,
 ) -> Any:
     """Declare a config field with the metadata a form needs.
 
     ``choices_from`` names a registry kind ("attention", ...) whose entry names are
     the allowed values; it is resolved lazily so plugins can add choices.
+    ``path`` marks a file the run reads (True or "file"), a folder ("folder"), or either ("file or folder").
     """
+    if path is True:
+        path = "file"
+    if path and path not in PATH_KINDS:
+        raise TypeError(f"param(path={path!r}): expected True or one of {', '.join(PATH_KINDS)}")
     meta = {
         "label": label,
         "help": help,
@@ -84,6 +91,7 @@ class FieldSpec:
     choices: tuple[Any, ...] | None
     choices_from: str | None
     advanced: bool
+    path: str | None = None  # one of PATH_KINDS for a file or folder the run reads
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +147,7 @@ def fields_of(config_cls: type) -> list[FieldSpec]:
                 choices=choices,
                 choices_from=meta.get("choices_from"),
                 advanced=meta.get("advanced", False),
+                path=meta.get("path") or None,
             )
         )
     return specs

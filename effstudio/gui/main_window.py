@@ -341,9 +341,13 @@ class MainWindow(JobHost, QMainWindow):
 
     # ------------------------------------------------------------------- files
     def open_path(self, path: str | Path) -> bool:
-        """A TOML run config goes into the forms; any other file or folder opens in the Inspect section."""
+        """A TOML run config goes into the forms, a table of texts (CSV, TSV, JSON Lines) into the Data
+        section; any other file or folder opens in the Inspect section."""
         if Path(path).suffix.lower() == ".toml":
             return self.load_settings(path)
+        if self.data_panel.open_data_table(str(path)):
+            self.show_section(DATA)
+            return True
         self.inspect_path(path)
         return True
 

@@ -206,3 +206,10 @@ def brush(colour: str, alpha: int = 255) -> QBrush:
 def text_on(background: QColor) -> str:
     """The colour that reads on ``background``: white on dark cells, the text colour on light ones."""
     return ON_DARK if background.lightnessF() < 0.55 else TEXT
+
+
+def tint(colour: str, alpha: float) -> str:
+    """A theme colour laid over the surface at ``alpha`` (0-1), as an opaque #rrggbb for rich text."""
+    top, ground = QColor(colour), QColor(SURFACE)
+    mixed = [round(alpha * a + (1 - alpha) * b) for a, b in zip(top.getRgb()[:3], ground.getRgb()[:3], strict=True)]
+    return QColor(*mixed).name()

@@ -39,7 +39,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 @dataclass
 class ImageFolderConfig:
-    folder: str = param("", label="Folder", help="A folder with one sub-folder of images per class", path=True)
+    folder: str = param("", label="Folder", help="A folder with one sub-folder of images per class",
+                         path="folder")
     image_size: int = param(32, label="Image size", min=8, max=256,
                             help="Images are resized to this height and width, in pixels")
     color: str = param("grayscale", choices=("grayscale", "rgb"), label="Colour",

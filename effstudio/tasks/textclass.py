@@ -78,7 +78,7 @@ ENCODE_ROWS = 8192  # rows encoded in one call: enough for the tokenizer's threa
 class TextClassConfig:
     path: str = param("", label="Data file",
                       help="A CSV, TSV or JSON Lines file, or a folder with one sub-folder of .txt files per class; "
-                           "empty = the shipped sample", path=True)
+                           "empty = the shipped sample", path="file or folder")
     format: str = param("auto", choices=FORMATS, label="Format", help="The file's kind; auto = from its name and head",
                         advanced=True)
     delimiter: str = param("auto", label="Delimiter", help="CSV delimiter (one character, or tab); auto = detected",
@@ -103,7 +103,7 @@ class TextClassConfig:
                            help="Trained on the training split (bpe = byte-level BPE), char, or file = tokenizer path")
     tokenizer_path: str = param("", label="Tokenizer file",
                                 help="tokenizer.json, vocab.txt, or vocab.json + merges.txt (for tokenizer = file)",
-                                path=True)
+                                path="file or folder")
     vocab_size: int = param(8000, label="Vocabulary size", min=64, max=1_000_000,
                             help="Tokens the trained tokenizer learns")
     max_length: int = param(512, label="Max tokens", min=4, max=65_536,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 
-from effstudio.config import ConfigError, fields_of
+from effstudio.config import ConfigError, fields_of, param
 from effstudio.engine.run_config import TrainConfig
 from effstudio.gui.forms.config_form import ConfigForm, format_value
 from effstudio.registry import get_registry
@@ -122,3 +122,24 @@ def test_a_form_draws_the_fields_it_is_given_with_help_of_its_own(app, qtbot):
     config = form.config()  # the fields not drawn keep their defaults
     assert config.lr == pytest.approx(3e-4) and config.batch_size == TrainConfig().batch_size
     assert set(form.values()) == {"steps", "lr"}
+
+
+def test_a_suggested_field_offers_values_and_keeps_any_text(app, qtbot):
+    @dataclasses.dataclass
+    class Columns:
+        text_column: str = param("text", label="Text column")
+
+    form = ConfigForm(Columns, suggest=["text_column"])
+    qtbot.addWidget(form)
+    box = form.editor("text_column")
+    assert isinstance(box, QComboBox) and box.isEditable()
+    form.suggest_values("text_column", ["review", "stars"])
+    assert form.suggested_values("text_column") == ["review", "stars"]
+    assert form.values() == {"text_column": "text"}  # offering values leaves the value alone
+    with qtbot.waitSignal(form.changed) as changed:
+        box.setCurrentIndex(0)
+    assert changed.args == ["text_column"] and form.values() == {"text_column": "review"}
+    box.setEditText("body")  # a name not (yet) in the list is kept as typed
+    assert form.values() == {"text_column": "body"}
+    form.set_values({"text_column": "stars"})
+    assert form.values() == {"text_column": "stars"}

@@ -4,7 +4,9 @@ The form knows nothing about a particular config: ``fields_of(config_cls)`` says
 the type, range, choices and help of every field. Integers get spin boxes
 (clamped to the declared range), floats a monospace line edit checked as you type
 (learning rates need more than a fixed number of decimals), choices a combo box,
-booleans a check box. Advanced fields go into a collapsible group at the end.
+booleans a check box, path settings a line edit with a browse button, and text
+fields the caller suggests values for (a table's column names) an editable combo
+box. Advanced fields go into a collapsible group at the end.
 
 Values are checked with the same ``parse_value``/``check_value``/``check()`` that
 the CLI uses; a ConfigError shows in red under the field it names.
@@ -38,6 +40,7 @@ from effstudio.config import (
     parse_value,
     with_values,
 )
+from effstudio.gui.forms.path_field import BrowseButton
 from effstudio.gui.theme import MUTED, monospace_font
 from effstudio.registry import get_registry
 
@@ -63,6 +66,8 @@ class _Editor:
         w = self.widget
         if isinstance(w, QCheckBox):
             return w.isChecked()
+        if isinstance(w, QComboBox) and w.isEditable():  # any text; the list only suggests
+            return w.currentText()
         if isinstance(w, QComboBox):
             data = w.currentData()
             return data if data is not None else w.currentText()
@@ -75,6 +80,8 @@ class _Editor:
         w = self.widget
         if isinstance(w, QCheckBox):
             w.setChecked(bool(value))
+        elif isinstance(w, QComboBox) and w.isEditable():
+            w.setCurrentText(format_value(value))
         elif isinstance(w, QComboBox):
             index = w.findData(value)
             if index < 0:  # a value this machine does not offer (a device, a removed plugin)
@@ -95,7 +102,8 @@ class ConfigForm(QWidget):
     ``prefix`` ("model", "train") is stripped from ConfigError field names;
     ``columns`` spreads the basic fields over that many side-by-side columns;
     ``fields`` names the fields to draw, in their order (the others keep their defaults);
-    ``help`` replaces a field's declared help where the form's context gives the field another meaning.
+    ``help`` replaces a field's declared help where the form's context gives the field another meaning;
+    ``suggest`` names text fields drawn as editable combo boxes, whose list ``suggest_values`` fills.
     ``changed(name)`` fires when the user edits a field.
     """
 
@@ -110,6 +118,7 @@ class ConfigForm(QWidget):
         columns: int = 1,
         fields: Sequence[str] | None = None,
         help: Mapping[str, str] | None = None,
+        suggest: Sequence[str] = (),
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -119,8 +128,10 @@ class ConfigForm(QWidget):
         self.specs = {name: specs[name] for name in fields} if fields is not None else specs
         self._choices = dict(choices or {})
         self._help = dict(help or {})
+        self._suggested = set(suggest)
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
+        self._browse_buttons: dict[str, BrowseButton] = {}
         self._errors: dict[str, str] = {}
 
         layout = QVBoxLayout(self)
@@ -164,7 +175,7 @@ class ConfigForm(QWidget):
             column = QVBoxLayout(cell)
             column.setContentsMargins(0, 0, 0, 0)
             column.setSpacing(2)
-            column.addWidget(editor.widget)
+            column.addWidget(self._with_browse_button(spec, editor.widget, cell))
             error = QLabel(cell)
             error.setObjectName("fieldError")
             error.setWordWrap(True)
@@ -178,6 +189,23 @@ class ConfigForm(QWidget):
             label.setBuddy(editor.widget)
             form.addRow(label, cell)
         return box
+
+    def _with_browse_button(self, spec: FieldSpec, widget: QWidget, cell: QWidget) -> QWidget:
+        """A path setting's line edit with its browse button beside it; any other editor as it is."""
+        if spec.path is None or not isinstance(widget, QLineEdit):
+            return widget
+        row = QWidget(cell)
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        widget.setParent(row)
+        layout.addWidget(widget, 1)
+        button = BrowseButton(spec.path, spec.label, widget, row)
+        button.setObjectName(f"browse_{spec.name}")
+        button.chosen.connect(lambda path, n=spec.name: self.set_value(n, path))
+        layout.addWidget(button)
+        self._browse_buttons[spec.name] = button
+        return row
 
     def _tooltip(self, spec: FieldSpec) -> str:
         lines = [f"<b>{spec.label}</b> <code>{self.prefix + '.' if self.prefix else ''}{spec.name}</code>"]
@@ -216,6 +244,11 @@ class ConfigForm(QWidget):
                 if tip:
                     widget.setItemData(widget.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             widget.currentIndexChanged.connect(lambda _=None, n=spec.name: self._edited(n))
+        elif spec.name in self._suggested and spec.type is str:
+            widget = QComboBox(self)
+            widget.setEditable(True)
+            widget.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # typing edits the value, not the list
+            widget.currentTextChanged.connect(lambda _=None, n=spec.name: self._edited(n))
         elif spec.type is int:
             widget = QSpinBox(self)
             low = int(spec.min) if spec.min is not None else -INT_LIMIT
@@ -242,6 +275,32 @@ class ConfigForm(QWidget):
 
     def editor(self, name: str) -> QWidget:
         return self._editors[name].widget
+
+    def browse_button(self, name: str) -> BrowseButton:
+        """The browse button of a path setting (KeyError for any other field)."""
+        return self._browse_buttons[name]
+
+    def suggest_values(self, name: str, values: Sequence[str]) -> None:
+        """Offer ``values`` in a suggested field's list; its value stays as it is (no signal)."""
+        widget = self._editors[name].widget
+        assert isinstance(widget, QComboBox) and widget.isEditable(), f"{name} is not a suggested field"
+        current = widget.currentText()
+        widget.blockSignals(True)
+        try:
+            widget.clear()
+            widget.addItems(list(values))
+            widget.setCurrentText(current)
+        finally:
+            widget.blockSignals(False)
+
+    def suggested_values(self, name: str) -> list[str]:
+        widget = self._editors[name].widget
+        assert isinstance(widget, QComboBox)
+        return [widget.itemText(i) for i in range(widget.count())]
+
+    def path_fields(self) -> list[str]:
+        """The path settings, in their order."""
+        return [name for name, spec in self.specs.items() if spec.path is not None]
 
     def set_values(self, config: Any) -> None:
         """Show a config instance's (or a mapping's) values; unknown keys are ignored."""

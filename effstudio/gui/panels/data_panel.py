@@ -1,12 +1,17 @@
 """Data section: the task, its settings and a preview of a few decoded examples.
 
-The preview builds the task in a job (generating a data set can take a moment)
-and shows the first validation examples as token strings.
+The preview builds the task in a job (generating a data set or training a
+tokenizer can take a moment) and shows the first validation examples as token
+strings. A task read from a table of text (textclass) gets column choosers filled
+from the file's header and a richer view: examples as word pieces, a histogram of
+token lengths and a bar chart of the classes (text_data_view).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -30,18 +36,33 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
+from effstudio.gui.panels.data_drop import DataTarget, data_target, is_table
+from effstudio.gui.panels.text_data_view import (
+    TableHeader,
+    TextDataView,
+    TextPreview,
+    build_text_preview,
+)
 from effstudio.gui.theme import monospace_font
 from effstudio.registry import Registry, UnknownEntryError
 from effstudio.tasks.base import IGNORE_INDEX
+from effstudio.tasks.progress import reporting
+from effstudio.tasks.text_table import sniff_table
 
 if TYPE_CHECKING:
-    from PySide6.QtGui import QShowEvent
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent, QShowEvent
 
     from effstudio.engine.events import JobControl
 
 PREVIEW_EXAMPLES = 8
 PREVIEW_CHARS = 160
 PREVIEW = "preview"  # the panel's job slot
+# the settings of a task read from a table that name its columns (textclass's); the optional ones may be empty
+COLUMN_FIELDS = ("text_column", "text_pair_column", "label_column", "split_column")
+OPTIONAL_COLUMNS = ("text_pair_column", "split_column")
+PROGRESS_EVERY_S = 0.1  # a data step's progress reaches the GUI at most this often
+PROGRESS_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -81,13 +102,65 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     return Preview(" \u00b7 ".join(parts), rows)
 
 
+class PreviewStopped(Exception):
+    """Raised from a progress report to leave a data step the preview no longer needs."""
+
+
+class ThrottledProgress:
+    """A task's progress reports (``effstudio.tasks.progress``) passed on at most every PROGRESS_EVERY_S,
+    except a new step's first report and a step's last; an unknown total is sent as -1.
+
+    A report made in the job's own thread after ``stop_requested()`` raises PreviewStopped, so a long
+    read or tokenization of settings gone stale ends at its next report (a helper thread's report
+    does not: the exception would end that thread, not the job)."""
+
+    def __init__(self, send: Callable[[str, float, float], None], stop_requested: Callable[[], bool]):
+        self.send, self.stop_requested = send, stop_requested
+        self.job_thread: threading.Thread | None = None  # set when the job starts
+        self.what, self.sent_at = "", 0.0
+
+    def __call__(self, what: str, done: float, total: float | None) -> None:
+        if self.stop_requested() and threading.current_thread() is self.job_thread:
+            raise PreviewStopped(what)
+        now = time.monotonic()
+        last = total is not None and done >= total
+        if what == self.what and not last and now - self.sent_at < PROGRESS_EVERY_S:
+            return
+        self.what, self.sent_at = what, now
+        self.send(what, float(done), -1.0 if total is None else float(total))
+
+
+def reads_a_table(config: Any) -> bool:
+    """A task whose settings name a table's text and label columns (its preview is a TextPreview)."""
+    return hasattr(config, "text_column") and hasattr(config, "label_column")
+
+
+def table_header(path: str, config: Any) -> TableHeader:
+    """The columns of the data file ``path`` as the task's format settings read it (a bounded head)."""
+    found = sniff_table(path, kind=config.format, delimiter=config.delimiter, encoding=config.encoding)
+    return TableHeader(path, tuple(found.columns))
+
+
+def table_preview(registry: Registry, task_name: str, config: Any) -> Iterator[TableHeader | TextPreview]:
+    """The file's header first (the column choosers fill even when the chosen columns are wrong), then
+    the built task's preview (runs in a job's thread)."""
+    if config.path:
+        yield table_header(config.path, config)
+    task = registry.get("tasks", task_name).factory(config)
+    if not config.path:  # the shipped sample
+        yield table_header(task.source()["path"], config)
+    yield build_text_preview(task, config.max_length)
+
+
 class DataPanel(JobHost, Panel):
     changed = Signal()
     preview_ready = Signal()
+    # (what, done, total or -1): sent from the preview job's thread, so it arrives queued in the GUI thread
+    data_progress = Signal(str, float, float)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
-                         "first use.", parent=parent)
+                         "first use; drop a data file or folder here to train on it.", parent=parent)
         self.init_jobs()
         self.registry = registry
         self.form: ConfigForm | None = None
@@ -138,9 +211,18 @@ class DataPanel(JobHost, Panel):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         preview_layout.addWidget(self.table, 1)
+        self.text_view = TextDataView(self)
+        self.text_view.hide()
+        preview_layout.addWidget(self.text_view, 1)
         self.preview_status = QLabel(self)
         self.preview_status.setObjectName("description")
+        self.preview_status.setWordWrap(True)  # a long path in a message must not widen the section
         preview_layout.addWidget(self.preview_status)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.hide()
+        preview_layout.addWidget(self.progress)
+        self.data_progress.connect(self._show_progress)
 
         columns = QHBoxLayout()
         columns.setSpacing(12)
@@ -158,6 +240,7 @@ class DataPanel(JobHost, Panel):
             return
         self.task_box.currentIndexChanged.connect(self._task_changed)
         self._task_changed()
+        self.setAcceptDrops(True)
 
     def task_name(self) -> str | None:
         return self.task_box.currentData()
@@ -169,11 +252,16 @@ class DataPanel(JobHost, Panel):
         entry = self.registry.get("tasks", name)
         self.description.setText(entry.description)
         if self.form is not None:
+            self.form.hide()  # at once: it is deleted when the event loop next runs
             self.form.deleteLater()
-        self.form = ConfigForm(entry.config_cls, prefix="task", parent=self.settings_group)
+        self.form = ConfigForm(entry.config_cls, prefix="task", suggest=COLUMN_FIELDS, parent=self.settings_group)
         self.form.changed.connect(self._form_changed)
         self.settings_layout.addWidget(self.form)
+        table = reads_a_table(self.form.config_cls())
+        self.table.setVisible(not table)
+        self.text_view.setVisible(table)
         self.settings_group.setTitle(f"Task settings \u00b7 {name}")
+        self.summary.clear()  # another task's
         self._mark_stale()
         self.changed.emit()
 
@@ -181,9 +269,57 @@ class DataPanel(JobHost, Panel):
         self._mark_stale()
         self.changed.emit()
 
+    # -------------------------------------------------------------- data files
+    def _dropped_target(self, urls: list[QUrl]) -> tuple[str, DataTarget] | None:
+        if not urls or not urls[0].isLocalFile():
+            return None
+        path = urls[0].toLocalFile()
+        target = data_target(self.registry, path, self.task_name())
+        return (path, target) if target is not None else None
+
+    def open_data_table(self, path: str) -> bool:
+        """Train on a table of texts (CSV, TSV, JSON Lines) dropped anywhere or given at start;
+        False for any other path (a model file, which the window opens in Inspect)."""
+        target = data_target(self.registry, path, self.task_name()) if is_table(path) else None
+        if target is None:
+            return False
+        self.use_data_path(path, target)
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        # what is not a data set (a model file, a run config) is left to the window, which opens it
+        if self._dropped_target(event.mimeData().urls()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        found = self._dropped_target(event.mimeData().urls())
+        if found is None:
+            event.ignore()
+            return
+        self.use_data_path(*found)
+        event.acceptProposedAction()
+
+    def use_data_path(self, path: str, target: DataTarget) -> None:
+        """Train on ``path``: switch to the task that reads it and put it in that task's path setting."""
+        index = self.task_box.findData(target.task)
+        if index != self.task_box.currentIndex():
+            self.task_box.setCurrentIndex(index)
+        assert self.form is not None
+        self.form.set_value(target.field, path)
+
     # ----------------------------------------------------------------- preview
+    @property
+    def preview_settled(self) -> bool:
+        """No preview is running and the one shown (or its error) is of the current settings."""
+        return self.job_of(PREVIEW) is None and not self._preview_stale
+
     def _mark_stale(self) -> None:
         self._preview_stale = True
+        job = self.job_of(PREVIEW)
+        if job is not None:  # a long read of settings gone stale ends at its next progress report
+            job.stop()
         self.preview_status.setText("Press \u201cShow examples\u201d to decode a few validation examples.")
         if self.isVisible():
             self.refresh_preview()
@@ -205,16 +341,51 @@ class DataPanel(JobHost, Panel):
         self.preview_status.setText("Building the task\u2026")
         registry, task_name = self.registry, self.task_name()
 
-        def preview(_control: JobControl) -> Iterator[Preview]:
-            yield build_preview(registry, task_name, config)
+        def preview(control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
+            progress = ThrottledProgress(self.data_progress.emit, lambda: control.stop_requested)
+            progress.job_thread = threading.current_thread()
+            try:
+                with reporting(progress):
+                    if reads_a_table(config):
+                        yield from table_preview(registry, task_name, config)
+                    else:
+                        yield build_preview(registry, task_name, config)
+            except PreviewStopped:  # the settings changed: the next preview reads them
+                return
 
         self.start_job(preview, PREVIEW, on_event=self._show_preview, on_failed=self._preview_failed,
                        on_finished=self._preview_finished)
 
     def jobs_changed(self) -> None:
-        self.refresh_button.setEnabled(self.job_of(PREVIEW) is None)
+        idle = self.job_of(PREVIEW) is None
+        self.refresh_button.setEnabled(idle)
+        if idle:
+            self.progress.hide()
 
-    def _show_preview(self, preview: Preview) -> None:
+    def _show_progress(self, what: str, done: float, total: float) -> None:
+        if self.job_of(PREVIEW) is None:  # a report still on its way from a job that has ended
+            return
+        if total > 0:
+            self.progress.setRange(0, PROGRESS_STEPS)
+            self.progress.setValue(round(PROGRESS_STEPS * min(done / total, 1.0)))
+            self.progress.setFormat(f"{what} \u00b7 %p%")
+        else:
+            self.progress.setRange(0, 0)  # busy: no known end
+            self.progress.setFormat(what)
+        self.progress.show()
+
+    def _show_preview(self, preview: Preview | TableHeader | TextPreview) -> None:
+        if isinstance(preview, TableHeader):
+            self._offer_columns(preview.columns)
+            return
+        if self.form is not None:
+            self.form.validate()  # what a failed preview marked is mended: only the settings' own errors stay
+        if isinstance(preview, TextPreview):
+            self.summary.setText(preview.summary)
+            self.text_view.show_preview(preview)
+            self.preview_status.setText(f"The first {len(preview.examples)} training examples as the tokenizer "
+                                        "cuts them into word pieces.")
+            return
         self.summary.setText(preview.summary)
         self.table.setRowCount(len(preview.rows))
         for row, (source, target) in enumerate(preview.rows):
@@ -224,8 +395,22 @@ class DataPanel(JobHost, Panel):
                 self.table.setItem(row, col, item)
         self.preview_status.setText(f"First {len(preview.rows)} validation examples, padding removed.")
 
+    def _offer_columns(self, columns: tuple[str, ...]) -> None:
+        """Fill the column choosers with the file's header (the optional ones may be left empty)."""
+        assert self.form is not None
+        for name in COLUMN_FIELDS:
+            if name in self.form.specs:
+                self.form.suggest_values(name, ([""] if name in OPTIONAL_COLUMNS else []) + list(columns))
+
     def _preview_failed(self, message: str) -> None:
+        self.summary.clear()
+        self.text_view.clear_preview()
         self.preview_status.setText(f"Cannot build the task: {message}")
+        job = self.job_of(PREVIEW)
+        err = job.exception if job is not None else None
+        # a bad column or file: mark its field, unless the settings changed since (the next preview says)
+        if isinstance(err, ConfigError) and self.form is not None and not self._preview_stale:
+            self.form.set_error(err.field, err.message)
 
     def _preview_finished(self, _status: str) -> None:
         self.preview_ready.emit()
