@@ -61,6 +61,25 @@ def test_attention_view_selectors_and_token_labels(app, qtbot, n, labelled):
     assert view.current_map() is None
 
 
+def test_a_long_probe_shows_its_word_pieces_where_the_view_is_zoomed_in_and_under_the_mouse(app, qtbot):
+    view = AttentionView()
+    qtbot.addWidget(view)
+    n = 300
+    tokens = ("[CLS]", *(f"\u2581piece{i}" for i in range(1, n - 1)), "[SEP]")
+    maps = np.random.default_rng(1).random((1, 2, n, n)).astype(np.float32)
+    view.set_event(AttentionEvent(3, maps, tokens))
+    assert view.plot.getAxis("bottom")._tickLevels is None  # 300 tokens in view: positions
+    view.plot.setRange(xRange=(100, 120), yRange=(0, 300), padding=0)
+    ticks = [label for level in view.plot.getAxis("bottom")._tickLevels for _, label in level]
+    assert set(ticks) <= {f"\u2581piece{i}" for i in range(100, 121)} and "\u2581piece110" in ticks
+    assert view.plot.getAxis("left")._tickLevels is None  # the query axis still shows all 300
+    view.show_cell(0, 110)
+    expected = maps[0].mean(axis=0)[0, 110]
+    assert view.readout.text() == f"query [CLS] (0) \u2192 key \u2581piece110 (110): {expected:.4f}"
+    view.show_cell(5, n)  # outside the map
+    assert view.readout.text() == ""
+
+
 def test_progress_and_formatting():
     progress = RunProgress()
     progress.start(StartEvent("run", "cpu", 1000, 100, 0))

@@ -37,16 +37,20 @@ def weights_heatmap(
     return plot, image, colorbar
 
 
-def token_ticks(tokens: tuple[str, ...]) -> list[list[tuple[float, str]]]:
-    """Tick levels for token labels: every 4th first, then the rest, so crowded axes thin out."""
+def token_ticks(tokens: tuple[str | None, ...]) -> list[list[tuple[float, str]]]:
+    """Tick levels for token labels (None: no label at that position): every 4th first, then the rest,
+    so crowded axes thin out."""
     levels: list[list[tuple[float, str]]] = [[], [], []]
     for i, token in enumerate(tokens):
+        if token is None:
+            continue
         level = 0 if i % 4 == 0 else (1 if i % 2 == 0 else 2)
         levels[level].append((i + 0.5, token.strip() or "\u2423"))
     return levels
 
 
-def label_tokens(plot: pg.PlotItem, columns: tuple[str, ...] | None, rows: tuple[str, ...] | None) -> None:
+def label_tokens(plot: pg.PlotItem, columns: tuple[str | None, ...] | None,
+                 rows: tuple[str | None, ...] | None) -> None:
     """Tokens as the labels of the columns and rows; None: positions."""
     plot.getAxis("bottom").setTicks(token_ticks(columns) if columns is not None else None)
     plot.getAxis("left").setTicks(token_ticks(rows) if rows is not None else None)
