@@ -20,6 +20,7 @@ from effstudio import read_limits
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.inspect.architecture import describe
+from effstudio.inspect.task_data import task_notes
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 from effstudio.paths import escape_reason
 
@@ -253,4 +254,6 @@ def open_model(path: str | Path) -> Inspected:
     except Exception as err:  # a reader met a case it does not know: still a message, never a crash
         raise InspectError(f"{path.name}: cannot be read ({type(err).__name__}: {err})") from None
     inspected.architecture = describe(inspected)
+    if inspected.format == "safetensors":
+        inspected.notes += task_notes(inspected.files[0] if inspected.files else inspected.path, inspected.metadata)
     return inspected

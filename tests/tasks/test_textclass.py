@@ -17,6 +17,7 @@ from effstudio.paths import task_cache_dir
 from effstudio.tasks.text_splits import label_order
 from effstudio.tasks.text_table import DataError, read_rows, sniff_table
 from effstudio.tasks.textclass import TextClassConfig, TextClassTask
+from effstudio.tasks.tokenizer import TextTokenizer
 
 WORDS = "river stone cloud lamp seed frost ember moss tide fern wheel bell".split()
 SMALL = {"vocab_size": 300, "max_length": 24}
@@ -384,3 +385,23 @@ def test_a_task_rebuilt_from_saved_data_needs_no_data_until_a_split_is_asked_for
     assert rebuilt.spec == task.spec and rebuilt.saved_data() == saved
     with pytest.raises(DataError, match="no such file"):
         rebuilt.split("val")
+
+
+def test_the_inspector_names_the_labels_the_data_and_the_word_pieces(tmp_path, capsys, one_thread):
+    from effstudio.inspect import open_model
+
+    data = write_csv(tmp_path / "reviews.csv", documents(40, ("bad", "good", "mixed")))
+    checkpoint = train_run(tmp_path, data)
+    capsys.readouterr()
+    notes = open_model(checkpoint).notes
+    assert "labels (3): bad, good, mixed" in notes
+    assert any(note.startswith(f"trained on reviews.csv, {data.stat().st_size:,} bytes, sha256 ") for note in notes)
+    tokenizer = TextTokenizer.load(checkpoint.with_name("checkpoint.tokenizer.json"))
+    note = next(note for note in notes if note.startswith("tokenizer checkpoint.tokenizer.json: "))
+    assert f"{tokenizer.vocab_size:,} word pieces, e.g. " in note
+    assert set(note.split("e.g. ")[1].split(" ")) <= set(tokenizer.tokens())
+    # a replaced tokenizer file is a note, and the weights are still inspected
+    checkpoint.with_name("checkpoint.tokenizer.json").write_text("{}", encoding="utf-8")
+    inspected = open_model(checkpoint)
+    assert inspected.params > 0
+    assert any(note.startswith("task data: ") and "does not belong" in note for note in inspected.notes)
