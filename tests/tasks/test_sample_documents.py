@@ -86,8 +86,7 @@ def test_the_wheel_ships_the_csv():
     assert any(SAMPLE_DOCUMENTS.relative_to(SAMPLE_DOCUMENTS.parents[1]).match(p) for p in patterns)
 
 
-def test_the_task_reads_the_sample_when_no_path_is_set(tmp_path, monkeypatch):
-    monkeypatch.setenv("EFFSTUDIO_CACHE_DIR", str(tmp_path / "cache"))
+def test_the_task_reads_the_sample_when_no_path_is_set():  # conftest gives the test an empty cache
     task = TextClassTask(TextClassConfig(vocab_size=2000, max_length=256, truncation="head+tail"))
     assert task.source()["path"] == str(SAMPLE_DOCUMENTS)
     assert task.label_names == sorted(f"{site}_{verdict}" for site, verdict in CLASS_WEIGHTS)
