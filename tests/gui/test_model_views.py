@@ -26,7 +26,7 @@ def probe(i: int, views: dict) -> AttentionEvent:
 
 def fake_train(total: int = 30, views: bool = True):
     def train(config, *, control, out_dir=None, resume=None, init=None):
-        yield StartEvent("run", "cpu", 10, total, 0)
+        yield StartEvent(str(out_dir), "cpu", 10, total, 0)
         for i in range(1, total + 1):
             metrics = {"ponder_mean": 3.0 - i / total, "moe_dropped": 0.1, "moe_balance_loss": 1.2} if views else {}
             yield step(i, total, **metrics)
