@@ -395,7 +395,8 @@ def recover(path: Path) -> list[LogEvent]:
     """Finish what an interrupted save of the checkpoint ``path`` left, and say what was done.
 
     A state left under its temporary name by a save interrupted after its commit
-    point is moved into place; every other temporary file of the checkpoint is removed.
+    point is moved into place; every other temporary file of the checkpoint (its task
+    files' included) is removed.
     """
     path = Path(path)
     notes = []
@@ -409,11 +410,24 @@ def recover(path: Path) -> list[LogEvent]:
                                   f"into place failed ({err.strerror or err})") from None
         notes.append(LogEvent("warning", f"completed the save of step {_header_step(path)} that was interrupted after "
                                          f"its weights were written: its training state is now in place"))
-    removed = clean_stale_temporaries(path.parent, (path.name, state_path(path).name))
+    removed = clean_stale_temporaries(path.parent, (path.name, state_path(path).name, *_task_file_names(path)))
     if removed:
         notes.append(LogEvent("info", f"removed {len(removed)} temporary file(s) left by an interrupted save "
                                       f"in {path.parent}"))
     return notes
+
+
+def _task_file_names(path: Path) -> list[str]:
+    """The names of the task files the header of ``path`` binds to it (``checkpoint.tokenizer.json``); a
+    header that names none, or none readable, gives none."""
+    text = (_header_metadata(path) or {}).get(TASK_FILES_KEY)
+    try:
+        names = loads_json(text, source=path, field=TASK_FILES_KEY) if text else {}
+    except ConfigError:
+        return []
+    if not isinstance(names, dict):
+        return []
+    return [f"{path.stem}.{name}" for name in names if isinstance(name, str) and _TASK_FILE_NAME.fullmatch(name)]
 
 
 def _pending_state(path: Path) -> tuple[Path, str] | None:

@@ -26,10 +26,13 @@ from effstudio.bench.faults import SETTINGS, WRITE_POINTS
 from effstudio.cli import main
 from effstudio.config import ConfigError
 from effstudio.engine import checkpoint as ckpt
+from effstudio.engine.build import build_model, build_task
 from effstudio.engine.events import CheckpointEvent, DoneEvent, LogEvent, StepEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
+from effstudio.tasks.base import SavedTaskData
 from tests.hostile.checkpoint_cases import CASES, make_interrupted_commit, save_pair
+from tests.hostile.checkpoint_cases import tiny_config as checkpoint_config
 
 CHECKPOINT = "checkpoint.safetensors"
 BEFORE_COMMIT = ("state_write", "state_synced", "weights_write", "weights_synced")
@@ -144,6 +147,21 @@ def test_a_failing_state_rename_after_the_commit_is_completed_later(tmp_path, mo
     notes = ckpt.recover(path)
     assert "completed the save of step 3" in notes[0].message
     assert temporaries(tmp_path) == [] and ckpt.resume_point(path).state_file == ckpt.state_path(path)
+
+
+def test_recover_removes_what_an_interrupted_write_of_a_task_file_left(tmp_path):
+    config = checkpoint_config()
+    model = build_model(config, build_task(config).spec)
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.safetensors", model, config, 1, None,
+                                task_data=SavedTaskData({"effstudio.task.labels": "[]"}, {"tokenizer.json": b"{}"}))
+    assert ckpt.task_file_path(path, "tokenizer.json").read_bytes() == b"{}"
+    stale = tmp_path / ".checkpoint.tokenizer.json.k1ll3d.tmp"  # a save killed while writing the file
+    stale.write_bytes(b"{")
+    other = tmp_path / ".notes.txt.abc.tmp"  # not the checkpoint's: left alone
+    other.write_bytes(b"x")
+    notes = ckpt.recover(path)
+    assert not stale.exists() and other.exists()
+    assert "removed 1 temporary file(s)" in notes[-1].message
 
 
 # ------------------------------------------------------------ full disks, injected
