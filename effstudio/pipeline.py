@@ -22,12 +22,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO, Protocol
 
+from effstudio.atomic_file import write_text_atomic
 from effstudio.compress.events import ResultEvent
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent, run_steps
 from effstudio.engine import trainer
 from effstudio.engine.distributed import context_from_env, leave_process_group, single_process
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent, StartEvent
-from effstudio.engine.run_config import RunConfig, write_text_atomic
+from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_lock import RunFolderBusy, RunFolderLock
 from effstudio.engine.run_plan import RunPlan
 from effstudio.runs.recorder import RunRecordedEvent, record_artifact, record_run, recording_enabled

@@ -33,6 +33,7 @@ from typing import Any
 
 import tomli_w
 
+from effstudio.atomic_file import write_text_atomic
 from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
@@ -313,22 +314,6 @@ def write_toml(path: str | Path, config: RunConfig) -> None:
                               err.source or str(path)) from None
         data.update({key: existing[key] for key in PLAN_SECTIONS if key in existing})
     write_text_atomic(path, tomli_w.dumps(data))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, rename it over ``path``: a run
-    killed mid-write, or a full disk, keeps the whole old file (an OSError says why)."""
-    path = Path(path)
-    # a hidden .NAME.*.tmp name: what the trainer's clean-up of a killed write looks for
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -9,12 +9,9 @@ used instead of ``torch.save`` so that loading a cache file never unpickles code
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from effstudio.atomic_file import write_atomic
 from effstudio.paths import task_cache_dir
 
 log = logging.getLogger(__name__)
@@ -64,18 +62,8 @@ def _write_atomic(path: Path, tensors: Mapping[str, torch.Tensor], identity: str
 
     The tensors are written straight to the file: a task's encoded splits can be hundreds of megabytes,
     and a copy of them in memory (or of the whole file as bytes) would double or triple the peak."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: _standalone(v) for k, v in tensors.items()}, tmp_name, {"identity": identity})
-        with open(tmp_name, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    write_atomic(path, lambda temporary: save_file({k: _standalone(v) for k, v in tensors.items()}, str(temporary),
+                                                   {"identity": identity}))
 
 
 def _standalone(tensor: torch.Tensor) -> torch.Tensor:

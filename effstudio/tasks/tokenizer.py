@@ -29,12 +29,9 @@ stand for ('Ġword' as '▁word'), bytes that are part of a character as <0xNN>,
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -50,6 +47,7 @@ from tokenizers import (
     trainers,
 )
 
+from effstudio.atomic_file import write_text_atomic
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.paths import PathError, open_regular_file, task_cache_dir
@@ -170,7 +168,7 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer.json to ``path`` through a temporary file, so no reader sees half of it."""
-        _write_text_atomic(Path(path), self.to_json())
+        write_text_atomic(path, self.to_json())
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
@@ -500,16 +498,3 @@ def trained_tokenizer(kind: str, vocab_size: int, texts: Callable[[], Iterable[s
     return tokenizer
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
