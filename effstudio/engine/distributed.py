@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from effstudio.config import ConfigError
+
+LEAVE_TIMEOUT_S = 60  # how long a rank that is done waits for the others before leaving the group
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,20 @@ TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "G
 
 
 def leave_process_group() -> None:
-    """End this process's part in the job's process group (every rank calls it after training)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """End this process's part in the job's process group (every rank calls it after training).
+
+    The ranks meet first: a rank that tears its gloo connections down while a peer still uses them can
+    abort at exit ("terminate called without an active exception"). A peer that never comes (it failed)
+    is waited for at most LEAVE_TIMEOUT_S; the group is destroyed either way.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    with suppress(RuntimeError):  # a peer that failed or left: nothing to wait for
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=LEAVE_TIMEOUT_S))
+        else:
+            dist.barrier()
+    dist.destroy_process_group()
 
 
 @contextmanager
