@@ -159,25 +159,24 @@ def cmd_bench_startup(args: argparse.Namespace) -> int:
 def cmd_bench_inspect(args: argparse.Namespace) -> int:
     from effstudio.bench.inspect import measure_inspect
 
-    result = measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir)
-    if args.json:
-        print_json(result)
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    _print_figures(measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir), args.json)
     return EXIT_OK
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
     from effstudio.bench.data import measure_data
 
-    result = measure_data(rows=args.rows, folder=args.dir)
-    if args.json:
+    _print_figures(measure_data(rows=args.rows, folder=args.dir), args.json)
+    return EXIT_OK
+
+
+def _print_figures(result: dict[str, Any], as_json: bool) -> None:
+    """A benchmark's flat result: one JSON object, or one aligned ``name: value`` line per figure."""
+    if as_json:
         print_json(result)
     else:
         for key, value in result.items():
             print(f"{key:>20}: {value}")
-    return EXIT_OK
 
 
 def cmd_bench_compress(args: argparse.Namespace) -> int:
