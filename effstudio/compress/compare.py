@@ -1,46 +1,60 @@
 """Side-by-side measurement of model variants: checkpoints of any kind and ONNX files.
 
 Every file is evaluated on the same validation split (its task must be the
-compared task) and timed on the same inputs: batch 1 (the first validation
-example) and batch 32 (the first 32, padded to the longest), median (p50) and
-95th percentile of repeated forward passes after a warm-up, on the CPU with
-torch's thread count. ``peak_mb`` is the peak resident memory above the
-baseline while running the batch of 32 (the kernel's high-water mark).
+compared task); all of them are then timed together, alternately, on the same
+stated length: batch 1 is one sequence of ``length`` tokens (default: the
+longest validation example), batch 32 the 32 longest examples at that length
+(a shorter one is repeated up to it, a longer one cut). The CPU runs with
+torch's thread count; median (p50) and 95th percentile of the passes after a
+warm-up, and a :class:`CompareVerdictEvent` after the rows says whether the
+spread of the passes lets the comparison hold (see :mod:`effstudio.engine.timing`).
+
+``peak_mb`` is the peak of the tensors a forward pass of the batch of 32
+allocates, weights excluded (:class:`effstudio.engine.memory.TensorPeak`): the
+same computation gives the same figure whatever the process did before. An
+onnxruntime graph allocates from its own arena, which no reading in this process
+sees: its ``peak_mb`` is None and ``peak_mb_note`` says why.
+
+Figures of a file that is unchanged since they were taken (its size and
+modification time; :class:`Measurements`) are reused instead of measured again:
+its accuracy and its peak memory at the length. Latency is always timed anew,
+with the other variants of the comparison.
 
 The CLI's ``--json`` rows carry exactly ``name, params, file_bytes, accuracy,
-latency_ms_b1, latency_ms_b32, peak_mb``; the p95 figures are for the table.
+latency_ms_b1, latency_ms_b32, peak_mb``; the p95 figures and notes are for the table.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from effstudio.compress.events import CompareRowEvent
-from effstudio.compress.export import (
-    evaluate_onnx,
-    latency_ms,
-    onnx_params,
-    run_session,
-    session,
-)
+from effstudio.compress.events import CompareRowEvent, CompareVerdictEvent, ProgressEvent
+from effstudio.compress.export import onnx_evaluation, onnx_param_counts, run_session, session
 from effstudio.compress.formats import count_params
+from effstudio.compress.progress import evaluated, reported
 from effstudio.engine.build import build_task
 from effstudio.engine.checkpoint import TASK_FILES_KEY, CheckpointError, task_data_beside
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
-from effstudio.engine.memory import PeakMemory
-from effstudio.engine.objective import evaluate
+from effstudio.engine.memory import forward_peak_mb
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.timing import comparison_verdict, time_alternately
 from effstudio.tasks.base import Split, Task
 
 CPU = torch.device("cpu")
+BATCH = 32  # the larger timed batch
+ONNX_MEMORY_NOTE = ("onnxruntime allocates from its own memory arena, which no reading in this process can see; "
+                    "no figure rather than a wrong one")
 
 
 def compare_task(paths: Sequence[Path], task_name: str | None = None) -> tuple[Task, RunConfig]:
@@ -72,10 +86,85 @@ def compare_task(paths: Sequence[Path], task_name: str | None = None) -> tuple[T
     return build_task(chosen_config, saved=task_data_beside(chosen_path, chosen_metadata)), chosen_config
 
 
-def timing_batches(split: Split, pad_id: int) -> tuple[Batch, Batch]:
-    one = make_batch(split, torch.arange(1), pad_id)
-    many = make_batch(split, torch.arange(min(32, len(split))), pad_id)
-    return one, many
+# ------------------------------------------------------------ what is timed
+def _at_length(tokens: torch.Tensor, length: int) -> torch.Tensor:
+    """(length,) the real tokens of one example, cut to ``length`` or repeated up to it."""
+    return tokens.repeat(math.ceil(length / max(len(tokens), 1)))[:length]
+
+
+def timing_batches(split: Split, pad_id: int, length: int | None = None) -> tuple[Batch, Batch, int | None]:
+    """(batch 1, batch 32, the length in tokens) every variant of a comparison is timed on.
+
+    Batch 1 is the longest validation example, batch 32 the 32 longest, every row at ``length``
+    tokens (default: the longest example's), all real (no padding). Images are taken whole (the
+    first one and the first 32) and have no length.
+    """
+    if split.inputs.is_floating_point():
+        if length is not None:
+            raise CompressError("image models are timed on whole images: a length does not apply")
+        return (make_batch(split, torch.arange(1), pad_id),
+                make_batch(split, torch.arange(min(BATCH, len(split))), pad_id), None)
+    real = split.inputs != pad_id  # (S, N)
+    lengths = real.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)[:BATCH]
+    n = int(length or max(int(lengths[order[0]]), 1))
+    rows = torch.stack([_at_length(split.inputs[i][real[i]], n) for i in order.tolist()])  # (32, n)
+    mask = torch.ones_like(rows, dtype=torch.bool)
+    targets = split.targets[order]
+    return Batch(rows[:1], mask[:1], targets[:1]), Batch(rows, mask, targets), n
+
+
+def check_length(length: int | None, task: Task) -> None:
+    if length is not None and not 1 <= length <= task.spec.max_length:
+        raise CompressError(f"a timing length of {length} tokens is outside what the task's models take "
+                            f"(1 to {task.spec.max_length})")
+
+
+# ----------------------------------------------------- figures kept per file
+FileKey = tuple[str, int, int]
+
+
+def file_key(path: Path) -> FileKey:
+    """What identifies a file's content for reuse: where it is, its size and its modification time (ns)."""
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+@dataclass
+class Measurements:
+    """Figures of files, valid while the file is unchanged: ``accuracy`` (validation split),
+    ``peak_mb@LENGTH``, an ONNX file's ``max_abs_diff``. A changed file's figures are dropped."""
+
+    figures: dict[FileKey, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, path: Path, name: str) -> Any | None:
+        try:
+            return self.figures.get(file_key(path), {}).get(name)
+        except OSError:
+            return None
+
+    def put(self, path: Path, **values: Any) -> None:
+        try:
+            key = file_key(path)
+        except OSError:
+            return
+        for stale in [k for k in self.figures if k[0] == key[0] and k != key]:
+            del self.figures[stale]
+        self.figures.setdefault(key, {}).update({k: v for k, v in values.items() if v is not None})
+
+
+# --------------------------------------------------------------- a variant
+@dataclass
+class Variant:
+    """One file opened for measuring: how to run it, and what is known of it."""
+
+    path: Path
+    forward: Callable[[Batch], Any]
+    params: int
+    params_note: str
+    accuracy: float | None
+    weights: list[torch.Tensor] | None  # what a forward does not allocate; None: not PyTorch (no tensor peak)
+    reused: list[str]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -89,52 +178,107 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def measure_file(path: Path, task: Task, repeats: int = 20, eval_batch_size: int = 64) -> CompareRowEvent:
-    path = Path(path)
+def open_variant(path: Path, task: Task, known: Measurements,
+                 eval_batch_size: int = 64) -> Iterator[Event]:
+    """Open ``path`` and evaluate it unless its accuracy is known; yields progress, returns a Variant."""
     spec = task.spec
     val = task.split("val")
-    one, many = timing_batches(val, spec.pad_id)
+    accuracy = known.get(path, "accuracy")
+    reused = ["accuracy"] if accuracy is not None else []
+    stage = f"evaluating {path.name}"
     if path.suffix.lower() == ".onnx":
         sess = session(path)
-        params = onnx_params(path)
-        accuracy = evaluate_onnx(sess, val, spec, eval_batch_size)[1]
+        params, note = onnx_param_counts(path)
+        if accuracy is None:
+            accuracy = (yield from reported(stage, onnx_evaluation(sess, val, spec, eval_batch_size), len(val)))[1]
+        return Variant(path, lambda batch: run_session(sess, batch.inputs, batch.mask), params, note, accuracy,
+                       None, reused)
+    model = load_checkpoint(path).model.eval()
+    if accuracy is None:
+        accuracy = yield from evaluated(stage, model, val, spec, eval_batch_size)
 
-        def forward(batch: Batch) -> Any:
-            return run_session(sess, batch.inputs, batch.mask)
-    else:
-        loaded = load_checkpoint(path)
-        model = loaded.model
-        params = count_params(model)
-        accuracy = evaluate(model, val, spec.pad_id, spec.objective, eval_batch_size, CPU)[1]
+    def forward(batch: Batch) -> Any:
+        with torch.inference_mode():
+            return model(batch.inputs, batch.mask)
 
-        def forward(batch: Batch) -> Any:
-            with torch.inference_mode():
-                return model(batch.inputs, batch.mask)
-    b1 = latency_ms(lambda: forward(one), repeats=repeats)
-    forward(many)
-    memory = PeakMemory(CPU)
-    b32 = latency_ms(lambda: forward(many), repeats=max(3, repeats // 4), warmup=0)
-    peak = memory.peak_mb()
-    return CompareRowEvent(path.name, int(params), path.stat().st_size, float(accuracy), b1[0], b32[0],
-                           round(peak, 2), b1[1], b32[1], str(path))
+    weights = [*model.parameters(), *model.buffers()]
+    return Variant(path, forward, count_params(model), "", accuracy, weights, reused)
+
+
+def peak_of(variant: Variant, many: Batch, length: int | None, known: Measurements) -> tuple[float | None, str]:
+    """(peak MB of a batch-32 forward, what it is) of a variant; reused when the file is unchanged."""
+    shape = f"{many.inputs.shape[0]} x {length} tokens" if length is not None else f"{many.inputs.shape[0]} images"
+    if variant.weights is None:
+        return None, ONNX_MEMORY_NOTE
+    note = f"peak of the tensors a forward pass of {shape} allocates, weights excluded"
+    name = f"peak_mb@{length}"
+    peak = known.get(variant.path, name)
+    if peak is None:
+        with torch.inference_mode():
+            peak = forward_peak_mb(lambda: variant.forward(many), [*variant.weights, many.inputs, many.mask])
+        known.put(variant.path, **{name: peak})
+    return round(float(peak), 3), note
 
 
 def compare_job(paths: Sequence[Path], task_name: str | None = None, control: JobControl | None = None,
-                repeats: int = 20) -> Iterator[Event]:
-    """Measure every file; yields one CompareRowEvent each (a file that fails gets a row with its error)."""
+                repeats: int = 20, length: int | None = None,
+                measurements: Measurements | None = None) -> Iterator[Event]:
+    """Measure every file and time them together; yields progress, one CompareRowEvent per file (a file
+    that fails gets a row with its error), then a CompareVerdictEvent on the timings."""
     control = control or JobControl()
+    known = measurements if measurements is not None else Measurements()
     paths = [Path(p) for p in paths]
     task, _ = compare_task(paths, task_name)
-    task.split("val")
-    for path in paths:
+    check_length(length, task)
+    one, many, length = timing_batches(task.split("val"), task.spec.pad_id, length)
+    opened: dict[int, Variant] = {}
+    failed: dict[int, CompareRowEvent] = {}
+    for index, path in enumerate(paths):
         if control.stop_requested:
             return
         yield LogEvent("info", f"measuring {path.name}")
         try:
-            yield measure_file(path, task, repeats)
+            opened[index] = yield from open_variant(path, task, known)
+            known.put(path, accuracy=opened[index].accuracy)
         except (CompressError, CheckpointError, RuntimeError, ValueError) as err:
-            yield CompareRowEvent(path.name, 0, path.stat().st_size, None, None, None, None, path=str(path),
-                                  error=str(err))
+            failed[index] = CompareRowEvent(path.name, 0, path.stat().st_size, None, None, None, None,
+                                            path=str(path), error=str(err), length=length)
+    timed = {str(i): (lambda v=v: v.forward(one)) for i, v in opened.items()}
+    shape = f"{length} tokens" if length is not None else "whole images"
+    yield LogEvent("info", f"timing {len(timed)} variant(s) alternately at batch 1 and {BATCH}, {shape}")
+    started = time.perf_counter()
+    progress: list[ProgressEvent] = []
+
+    def tick(stage: str) -> Callable[[int, int], None]:
+        return lambda done, total: progress.append(
+            ProgressEvent(stage, done, total, time.perf_counter() - started))
+
+    try:
+        b1 = time_alternately(timed, repeats=repeats, stop=lambda: control.stop_requested, on_round=tick("timing b1"))
+        yield from progress
+        progress.clear()
+        batched = {str(i): (lambda v=v: v.forward(many)) for i, v in opened.items()}
+        b32 = time_alternately(batched, repeats=max(3, repeats // 4), warmup=1, rounds=3,
+                               stop=lambda: control.stop_requested, on_round=tick(f"timing b{BATCH}"))
+        yield from progress
+    except (RuntimeError, ValueError) as err:  # a variant that runs for evaluation but not at this length
+        raise CompressError(f"timing at {shape} failed: {err}") from None
+    if control.stop_requested:
+        return
+    for index, path in enumerate(paths):
+        if index in failed:
+            yield failed[index]
+            continue
+        variant = opened[index]
+        peak, peak_note = peak_of(variant, many, length, known)
+        t1, t32 = b1[str(index)], b32[str(index)]
+        yield CompareRowEvent(path.name, int(variant.params), path.stat().st_size, float(variant.accuracy),
+                              t1.p50_ms, t32.p50_ms, peak, t1.p95_ms, t32.p95_ms, str(path), length=length,
+                              peak_mb_note=peak_note, params_note=variant.params_note,
+                              max_abs_diff=known.get(path, "max_abs_diff"), reused=tuple(variant.reused))
+    verdict = comparison_verdict({**{f"{paths[int(i)].name} at batch 1": t for i, t in b1.items()},
+                                  **{f"{paths[int(i)].name} at batch {BATCH}": t for i, t in b32.items()}})
+    yield CompareVerdictEvent(length, verdict.holds, verdict.text)
 
 
 # ------------------------------------------------------------------ exports

@@ -67,12 +67,46 @@ class CompareRowEvent(Event):
     latency_p95_ms_b32: float | None = None
     path: str = ""
     error: str | None = None
+    length: int | None = None  # tokens of every timed sequence (None: images, taken whole)
+    peak_mb_note: str = ""  # what Peak MB measured, or why it is missing
+    params_note: str = ""  # what differs in the parameter count (an ONNX graph's extra constants)
+    max_abs_diff: float | None = None  # an ONNX file's largest logit difference against PyTorch, when checked
+    reused: tuple[str, ...] = ()  # figures taken from an earlier measurement of the same file ("accuracy", ...)
 
     CONTRACT: ClassVar[tuple[str, ...]] = ("name", "params", "file_bytes", "accuracy", "latency_ms_b1",
                                            "latency_ms_b32", "peak_mb")
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.CONTRACT}
+
+
+@dataclass(frozen=True)
+class CompareVerdictEvent(Event):
+    """After the rows of one comparison: the length every variant was timed at, and whether the
+    timings hold (``holds`` false: the machine was too busy, ``text`` says by how much)."""
+
+    kind: ClassVar[str] = "compare_verdict"
+    length: int | None
+    holds: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class ProgressEvent(Event):
+    """A long step's progress: ``done`` of ``total`` units (examples, steps, rounds) after ``elapsed_s``."""
+
+    kind: ClassVar[str] = "progress"
+    stage: str  # what runs: "evaluating the original", "fine-tuning", "timing"...
+    done: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate so far; None before the first unit is done."""
+        if self.done <= 0 or self.total <= 0:
+            return None
+        return self.elapsed_s * (self.total - self.done) / self.done
 
 
 @dataclass(frozen=True)

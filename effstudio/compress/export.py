@@ -23,7 +23,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,9 +110,10 @@ def export_onnx(model: nn.Module, config: RunConfig, spec: TaskSpec, example: Ba
                     f"model type {config.model_type!r} with attention kind {config.attention_kind!r} cannot be "
                     f"exported to ONNX ({type(err).__name__}: {str(err)[:200]})"
                 ) from None
-        _add_metadata(tmp, config, spec, task_entries)
+        _add_metadata(tmp, config, spec, {**(task_entries or {}), PARAMS_KEY: str(params)})
 
     task_entries = write_task_files(Path(path), task_data) if task_data is not None else None
+    params = count_params(model)
     atomic_write(Path(path), write)
     model.eval()
     return Path(path)
@@ -147,10 +148,35 @@ def copy_metadata(source: Path, target: Path, extra: dict[str, str] | None = Non
     onnx.save(proto, str(target))
 
 
+PARAMS_KEY = "effstudio.params"  # the exported model's parameter count, as count_params gives it
+
+
 def onnx_params(path: Path) -> int:
-    """Elements of the initializers, counted from their shapes (no data is read)."""
+    """The parameters of the model a graph was exported from (recorded at export), else its initializers' size."""
+    return onnx_param_counts(path)[0]
+
+
+def onnx_param_counts(path: Path) -> tuple[int, str]:
+    """(parameters, what the count is) of an ONNX file.
+
+    The graph's initializers hold the parameters and also every constant the exporter kept: a
+    buffer (Performer's random projection, a position table) or a tensor it folded from them. An
+    export records the model's own count, so the graph is counted as its checkpoint is; for a file
+    without it the initializers are counted, and the note says so.
+    """
     proto = checked_onnx(Path(path))
-    return int(sum(math.prod(t.dims) for t in proto.graph.initializer))
+    stored = int(sum(math.prod(t.dims) for t in proto.graph.initializer))
+    recorded = {p.key: p.value for p in proto.metadata_props}.get(PARAMS_KEY, "")
+    if not recorded.isdigit():
+        return stored, (f"{stored:,} values in the graph's initializers: buffers and constants the exporter folded "
+                        "are counted with the parameters (the file does not record its model's count)")
+    params = int(recorded)
+    if stored == params:
+        return params, "the parameters of the exported model; the graph's initializers hold exactly these"
+    return params, (f"the parameters of the exported model, counted as in its checkpoint; the graph's initializers "
+                    f"hold {stored:,} values ({stored - params:+,}): constants that are not parameters (buffers such "
+                    "as a random projection or a position table, tensors the exporter folded, quantization "
+                    "scales) or weights stored once that the model shares")
 
 
 def session(path: Path, threads: int | None = None) -> InferenceSession:
@@ -175,9 +201,10 @@ def run_session(sess: InferenceSession, inputs: torch.Tensor, mask: torch.Tensor
     return sess.run(["logits"], {name: value for name, value in feeds.items() if name in names})[0]
 
 
-def evaluate_onnx(sess: InferenceSession, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
-    """(mean loss, accuracy) of an onnxruntime session over a split, as ``evaluate`` does for a module."""
-    total_loss, correct, count = 0.0, 0, 0
+def onnx_evaluation(sess: InferenceSession, split: Split, spec: TaskSpec,
+                    batch_size: int) -> Generator[int, None, tuple[float, float]]:
+    """:func:`evaluate_onnx` batch by batch: yields the examples done so far, returns (mean loss, accuracy)."""
+    total_loss, correct, count, done = 0.0, 0, 0, 0
     for batch in eval_batches(split, spec.pad_id, batch_size):
         output = ModelOutput(logits=torch.from_numpy(run_session(sess, batch.inputs, batch.mask)))
         n = scored_count(batch.targets)
@@ -185,7 +212,19 @@ def evaluate_onnx(sess: InferenceSession, split: Split, spec: TaskSpec, batch_si
         right, scored = correct_and_count(output, batch.targets)
         correct += right
         count += scored
+        done += batch.targets.shape[0]
+        yield done
     return (total_loss / count, correct / count) if count else (float("nan"), float("nan"))
+
+
+def evaluate_onnx(sess: InferenceSession, split: Split, spec: TaskSpec, batch_size: int) -> tuple[float, float]:
+    """(mean loss, accuracy) of an onnxruntime session over a split, as ``evaluate`` does for a module."""
+    steps = onnx_evaluation(sess, split, spec, batch_size)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
 
 
 def parity(model: nn.Module, sess: InferenceSession, batches: list[Batch]) -> float:

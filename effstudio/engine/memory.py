@@ -1,12 +1,18 @@
-"""Memory readings: process RSS, the peak memory of a computation and, on CUDA, the caching allocator's counters."""
+"""Memory readings: process RSS, the peak memory of a computation (resident, or of the tensors it allocates) and,
+on CUDA, the caching allocator's counters."""
 
 from __future__ import annotations
 
 import gc
 import sys
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 _process = psutil.Process()
 MB = 1024 * 1024
@@ -94,3 +100,68 @@ class PeakMemory:
         else:
             peak = _peak_rss()
         return max(0, peak - self.baseline) / MB
+
+
+# --------------------------------------------------- tensor memory of a computation
+class TensorPeak(TorchDispatchMode):
+    """Peak bytes of the tensors that PyTorch operators allocate inside the ``with`` block.
+
+    Every operator's outputs are seen on their way out; a storage counts once however many views
+    share it, from the moment an operator returns it until the last tensor on it is freed. Storages
+    that existed before the block (weights, inputs, views of them) never count. What a fused
+    kernel allocates for itself and frees before returning is not seen, nor memory outside
+    PyTorch's tensors. Unlike the process's resident memory this does not depend on what the
+    allocator kept from earlier work, so it measures the computation, not the process's history.
+    """
+
+    def __init__(self, existing: Iterable[torch.Tensor] = ()):
+        super().__init__()
+        self._existing = {t.untyped_storage().data_ptr() for t in existing}
+        self._live: dict[int, list[int]] = {}  # storage address -> [bytes, tensors on it]
+        self.live_bytes = 0
+        self.peak_bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)
+                  and not a.is_quantized}
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and not tensor.is_quantized:
+                self._track(tensor, inputs)
+        return out
+
+    def _track(self, tensor: torch.Tensor, inputs: set[int]) -> None:
+        storage = tensor.untyped_storage()
+        address = storage.data_ptr()
+        if address == 0 or address in self._existing:
+            return
+        entry = self._live.get(address)
+        if entry is None:
+            if address in inputs:  # an alias of an operand allocated before the block started
+                return
+            entry = self._live[address] = [storage.nbytes(), 0]
+            self.live_bytes += entry[0]
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        entry[1] += 1
+        weakref.finalize(tensor, self._release, address)
+
+    def _release(self, address: int) -> None:
+        entry = self._live.get(address)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._live[address]
+            self.live_bytes -= entry[0]
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / MB
+
+
+def forward_peak_mb(run: Callable[[], object], existing: Iterable[torch.Tensor]) -> float:
+    """Peak MB of the tensors ``run()`` allocates (see :class:`TensorPeak`), its result freed before returning."""
+    with TensorPeak(existing) as peak:
+        result = run()
+        del result
+    return peak.peak_mb

@@ -8,6 +8,7 @@ included; their loss is the teacher-forced per-token loss.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
@@ -61,15 +62,17 @@ def scored_count(targets: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, batch_size: int,
-             device: torch.device, autocast: AbstractContextManager | None = None) -> tuple[float, float]:
-    """(mean loss per scored prediction, accuracy) over a whole split.
+def evaluation(model: nn.Module, split: Split, pad_id: int, objective: Objective, batch_size: int,
+               device: torch.device, autocast: AbstractContextManager | None = None
+               ) -> Generator[int, None, tuple[float, float]]:
+    """:func:`evaluate` batch by batch: yields the examples evaluated so far (of ``len(split)``) after each
+    batch, so that a long evaluation can report its progress; returns (mean loss, accuracy).
 
     A recurrent model reads a contiguous split as parallel streams in order and
     carries its memory from one segment to the next."""
     was_training = model.training
     model.eval()
-    total_loss, correct, count, tokens = 0.0, 0, 0, 0
+    total_loss, correct, count, tokens, done = 0.0, 0, 0, 0, 0
     streams = split.contiguous and getattr(model, "recurrent", False)
     batches = stream_eval_batches(split, pad_id, batch_size) if streams else eval_batches(split, pad_id, batch_size)
     memory = None
@@ -89,8 +92,24 @@ def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, 
                 right, scored = correct_and_count(output, batch.targets)
             correct += right
             count += scored
+            done += batch.targets.shape[0]
+            yield done
     finally:
         model.train(was_training)
     if count == 0:
         return float("nan"), float("nan")
     return total_loss / max(tokens, 1), correct / count
+
+
+def evaluate(model: nn.Module, split: Split, pad_id: int, objective: Objective, batch_size: int,
+             device: torch.device, autocast: AbstractContextManager | None = None) -> tuple[float, float]:
+    """(mean loss per scored prediction, accuracy) over a whole split.
+
+    A recurrent model reads a contiguous split as parallel streams in order and
+    carries its memory from one segment to the next."""
+    steps = evaluation(model, split, pad_id, objective, batch_size, device, autocast)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
