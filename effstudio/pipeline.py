@@ -5,7 +5,8 @@ compression steps -> artifacts.
 after the start), then, when the plan has ``[[compress]]`` steps, the steps' events ending with a
 CompressDoneEvent. On the way it appends every event to the run folder's ``events.jsonl`` (what
 ``effstudio runs import`` reads back) and, through the steps, records each output file as an
-artifact of the run. ``effstudio train`` drives it with a progress bar, the window with its worker
+artifact of the run. :func:`recorded_outputs` does the same for one compression job run by hand
+(``effstudio prune``, the Compress section). ``effstudio train`` drives it with a progress bar, the window with its worker
 (passing its child-process training function as ``train_fn``), the tests with a plain loop.
 
 ``stage`` on the :class:`Pipeline` says which part the event just yielded belongs to, for a
@@ -23,15 +24,21 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from effstudio.atomic_file import write_text_atomic
-from effstudio.compress.events import ResultEvent
+from effstudio.compress.events import ProgressEvent, ResultEvent
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent, run_steps
 from effstudio.engine import trainer
 from effstudio.engine.distributed import context_from_env, leave_process_group, single_process
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent, StartEvent
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_lock import RunFolderBusy, RunFolderLock
-from effstudio.engine.run_plan import RunPlan
-from effstudio.runs.recorder import RunRecordedEvent, record_artifact, record_run, recording_enabled
+from effstudio.engine.run_plan import RunPlan, artifact_kind
+from effstudio.runs.recorder import (
+    RunRecordedEvent,
+    record_artifact,
+    record_output,
+    record_run,
+    recording_enabled,
+)
 
 TRAINING, COMPRESSING = "training", "compressing"
 
@@ -178,7 +185,8 @@ class Pipeline:
         log = EventLog(self.run_dir or Path(done.checkpoint).parent, self.warn)
         try:
             for event in events:
-                log.write(event)
+                if not isinstance(event, ProgressEvent):  # the log keeps what happened, not how far it got
+                    log.write(event)
                 yield event
         finally:
             log.close()
@@ -243,3 +251,21 @@ def _steps_in_locked_folder(plan: RunPlan, done: DoneEvent, folder: Path, contro
         yield event
         if problem:
             yield LogEvent("warning", f"the run store could not record {event.path}: {problem}")
+
+
+def recorded_outputs(events: Iterator[Event], source: str | Path, *,
+                     store_path: str | Path | None = None) -> Iterator[Event]:
+    """A compression job's ``events``, with the file it writes recorded as a file of the run that its
+    input ``source`` belongs to (a recorded run's checkpoint, or another file made from it).
+
+    The CLI's compress commands and the window's Compress section both run their jobs through
+    this, so a file made either way is listed by ``effstudio runs show ID`` and in Runs -> Files.
+    When it is recorded, a LogEvent says so just before the job's ResultEvent; an input of no
+    recorded run (or a store that cannot be written) records nothing and says nothing.
+    """
+    for event in events:
+        if isinstance(event, ResultEvent):
+            run_id = record_output(source, event.path, artifact_kind(event.method), store_path=store_path)
+            if run_id is not None:
+                yield LogEvent("info", f"recorded as a file of run {run_id} (effstudio runs show {run_id})")
+        yield event

@@ -62,7 +62,11 @@ def _describe(event: Event) -> str | None:
 
 
 def show_event(event: Event, as_json: bool) -> None:
-    """Print one event of a compression job as the compress commands do (also for `train --config`)."""
+    """Print one event of a compression job as the compress commands do (also for `train --config`).
+
+    Progress events are the window's (its progress bar and ETA): the commands print what they always did."""
+    if event.kind == "progress":
+        return
     if as_json:
         print_json(event.to_json())
         return
@@ -96,10 +100,11 @@ def _drive(events: Iterator[Event], as_json: bool, source: Path | None = None) -
     """Print a job's events; record its output as an artifact of the run that ``source`` belongs to."""
     from effstudio.engine.checkpoint import CheckpointError
     from effstudio.engine.loading import CompressError
+    from effstudio.pipeline import recorded_outputs
 
     result = None
     try:
-        for event in events:
+        for event in recorded_outputs(events, source) if source is not None else events:
             if event.kind == "result":
                 result = event
             else:
@@ -112,21 +117,9 @@ def _drive(events: Iterator[Event], as_json: bool, source: Path | None = None) -
         return EXIT_FAILED
     if result is not None:
         show_event(result, as_json)
-        if source is not None:
-            _record(source, result, as_json)
     if result is None or result.details.get("parity_ok") is False:
         return EXIT_FAILED  # a failed parity check leaves the file for inspection, but says it failed
     return EXIT_OK
-
-
-def _record(source: Path, result: ResultEvent, as_json: bool) -> None:
-    """A file made from a recorded run's checkpoint (or from another of its files) joins that run."""
-    from effstudio.engine.run_plan import artifact_kind
-    from effstudio.runs.recorder import record_output
-
-    run_id = record_output(source, result.path, artifact_kind(result.method))
-    if run_id is not None and not as_json:
-        print(f"recorded as a file of run {run_id} (effstudio runs show {run_id})", file=sys.stderr)
 
 
 def _refuse_same(source: Path, out: Path | None, option: str = "--out") -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,18 +40,18 @@ from effstudio.compress.events import CompareRowEvent, CompareVerdictEvent, Prog
 from effstudio.compress.export import onnx_evaluation, onnx_param_counts, run_session, session
 from effstudio.compress.formats import count_params
 from effstudio.compress.progress import evaluated, reported
+from effstudio.compress.timed import BATCH, check_length, timing_batches
 from effstudio.engine.build import build_task
 from effstudio.engine.checkpoint import TASK_FILES_KEY, CheckpointError, task_data_beside
-from effstudio.engine.data import Batch, make_batch
+from effstudio.engine.data import Batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
 from effstudio.engine.memory import forward_peak_mb
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.timing import comparison_verdict, time_alternately
-from effstudio.tasks.base import Split, Task
+from effstudio.tasks.base import Task
 
 CPU = torch.device("cpu")
-BATCH = 32  # the larger timed batch
 ONNX_MEMORY_NOTE = ("onnxruntime allocates from its own memory arena, which no reading in this process can see; "
                     "no figure rather than a wrong one")
 
@@ -84,40 +83,6 @@ def compare_task(paths: Sequence[Path], task_name: str | None = None) -> tuple[T
                                 f"{chosen_path.name}; compare files of one run and what was made from it")
     # the task is rebuilt with the tokenizer and label map kept beside the file (checkpoint or ONNX)
     return build_task(chosen_config, saved=task_data_beside(chosen_path, chosen_metadata)), chosen_config
-
-
-# ------------------------------------------------------------ what is timed
-def _at_length(tokens: torch.Tensor, length: int) -> torch.Tensor:
-    """(length,) the real tokens of one example, cut to ``length`` or repeated up to it."""
-    return tokens.repeat(math.ceil(length / max(len(tokens), 1)))[:length]
-
-
-def timing_batches(split: Split, pad_id: int, length: int | None = None) -> tuple[Batch, Batch, int | None]:
-    """(batch 1, batch 32, the length in tokens) every variant of a comparison is timed on.
-
-    Batch 1 is the longest validation example, batch 32 the 32 longest, every row at ``length``
-    tokens (default: the longest example's), all real (no padding). Images are taken whole (the
-    first one and the first 32) and have no length.
-    """
-    if split.inputs.is_floating_point():
-        if length is not None:
-            raise CompressError("image models are timed on whole images: a length does not apply")
-        return (make_batch(split, torch.arange(1), pad_id),
-                make_batch(split, torch.arange(min(BATCH, len(split))), pad_id), None)
-    real = split.inputs != pad_id  # (S, N)
-    lengths = real.sum(dim=1)
-    order = torch.argsort(lengths, descending=True, stable=True)[:BATCH]
-    n = int(length or max(int(lengths[order[0]]), 1))
-    rows = torch.stack([_at_length(split.inputs[i][real[i]], n) for i in order.tolist()])  # (32, n)
-    mask = torch.ones_like(rows, dtype=torch.bool)
-    targets = split.targets[order]
-    return Batch(rows[:1], mask[:1], targets[:1]), Batch(rows, mask, targets), n
-
-
-def check_length(length: int | None, task: Task) -> None:
-    if length is not None and not 1 <= length <= task.spec.max_length:
-        raise CompressError(f"a timing length of {length} tokens is outside what the task's models take "
-                            f"(1 to {task.spec.max_length})")
 
 
 # ----------------------------------------------------- figures kept per file

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,10 @@ from torch import nn
 
 import effstudio
 from effstudio.attention.base import Attention
-from effstudio.compress.events import ResultEvent
+from effstudio.compress.events import ProgressEvent, ResultEvent
 from effstudio.compress.formats import count_params
+from effstudio.compress.progress import evaluated, reported
+from effstudio.compress.timed import timed_pair, timing_batches
 from effstudio.config import ConfigError
 from effstudio.engine.checkpoint import atomic_write, write_task_files
 from effstudio.engine.data import Batch, eval_batches, make_batch
@@ -46,7 +47,7 @@ from effstudio.engine.loading import (
     load_checkpoint,
     read_onnx_metadata,
 )
-from effstudio.engine.objective import correct_and_count, evaluate, scored_count, task_loss
+from effstudio.engine.objective import correct_and_count, scored_count, task_loss
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import SavedTaskData, Split, TaskSpec, saved_data_of
@@ -246,21 +247,13 @@ def parity_batches(split: Split, spec: TaskSpec) -> list[Batch]:
     return [first, single]
 
 
-def latency_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> tuple[float, float]:
-    """(p50, p95) milliseconds of ``run()``."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
-
-
 def export_job(checkpoint: Path, out: Path, check: bool = True, control: JobControl | None = None,
-               eval_batch_size: int = 64) -> Iterator[Event]:
-    """Export a checkpoint to ONNX; with ``check``, parity, accuracy and latency against PyTorch."""
+               eval_batch_size: int = 64, baseline_accuracy: float | None = None) -> Iterator[Event]:
+    """Export a checkpoint to ONNX; with ``check``, parity, accuracy and latency against PyTorch.
+
+    ``baseline_accuracy``: the checkpoint's accuracy on the validation split when it is already
+    measured (the window's comparison has it), so it is not evaluated again.
+    """
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise CompressError(f"the ONNX file name must end in .onnx (got {out.name})")
@@ -271,6 +264,7 @@ def export_job(checkpoint: Path, out: Path, check: bool = True, control: JobCont
     val = loaded.task.split("val")
     yield LogEvent("info", f"exporting {checkpoint} ({loaded.config.model_type}, attention "
                            f"{loaded.config.attention_kind}) to {out}")
+    yield ProgressEvent("exporting to ONNX", 0, 1, 0.0)
     export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), out, task_data=saved_data_of(loaded.task))
     details: dict[str, Any] = {"opset": OPSET, "dynamic_axes": ["batch", "sequence"]}
     accuracy = baseline = None
@@ -278,16 +272,29 @@ def export_job(checkpoint: Path, out: Path, check: bool = True, control: JobCont
         sess = session(out)
         details["max_abs_diff"] = parity(model, sess, parity_batches(val, spec))
         details["parity_ok"] = details["max_abs_diff"] <= PARITY_LIMIT
-        baseline = evaluate(model, val, spec.pad_id, spec.objective, eval_batch_size, torch.device("cpu"))[1]
-        accuracy = evaluate_onnx(sess, val, spec, eval_batch_size)[1]
-        one = example_batch(val, spec, 1)
-        with torch.inference_mode():
-            details["latency_ms_torch_b1"] = latency_ms(lambda: model(one.inputs, one.mask), repeats=10)[0]
-        details["latency_ms_onnx_b1"] = latency_ms(lambda: run_session(sess, one.inputs, one.mask), repeats=10)[0]
-        yield LogEvent("info", f"max |PyTorch - onnxruntime| = {details['max_abs_diff']:.2e}")
+        yield LogEvent("info" if details["parity_ok"] else "warning", parity_text(details["max_abs_diff"]))
         if not details["parity_ok"]:
             yield LogEvent("warning", f"the ONNX graph differs from PyTorch by more than {PARITY_LIMIT:g} "
                                       f"({loaded.config.model_type}, attention {loaded.config.attention_kind!r}): "
                                       "part of the model did not trace faithfully; do not use this file")
+        baseline = baseline_accuracy
+        if baseline is None:
+            baseline = yield from evaluated("evaluating the checkpoint", model, val, spec, eval_batch_size)
+        accuracy = (yield from reported("evaluating the ONNX file", onnx_evaluation(sess, val, spec, eval_batch_size),
+                                        len(val)))[1]
+        one, _, length = timing_batches(val, spec.pad_id)
+        yield ProgressEvent(f"timing PyTorch and onnxruntime alternately ({length} tokens)", 0, 1, 0.0)
+        with torch.inference_mode():
+            torch_ms, onnx_ms = timed_pair(lambda: model(one.inputs, one.mask),
+                                           lambda: run_session(sess, one.inputs, one.mask), repeats=10)
+        details["latency_ms_torch_b1"] = torch_ms.p50_ms
+        details["latency_ms_onnx_b1"] = onnx_ms.p50_ms
+        details["timing_length"] = length
     params = count_params(model)
     yield ResultEvent("onnx", str(out), params, params, out.stat().st_size, accuracy, baseline, details)
+
+
+def parity_text(max_abs_diff: float) -> str:
+    """The ONNX check in one line, as the log, the status and the comparison table give it."""
+    verdict = "passed" if max_abs_diff <= PARITY_LIMIT else "FAILED"
+    return f"ONNX check {verdict}: max |PyTorch - onnxruntime| = {max_abs_diff:.2e} (limit {PARITY_LIMIT:g})"

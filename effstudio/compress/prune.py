@@ -33,7 +33,7 @@ trainer between steps; each step reports its sparsity and accuracy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,13 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from effstudio.compress.events import PruneStepEvent, ResultEvent
+from effstudio.compress.events import ProgressEvent, PruneStepEvent, ResultEvent
 from effstudio.compress.formats import count_params, save_float
+from effstudio.compress.progress import evaluated
 from effstudio.engine.data import MicroBatchIndices, make_batch
-from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent
+from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent, StepEvent
 from effstudio.engine.loading import CompressError, LoadedModel, load_checkpoint
-from effstudio.engine.objective import evaluate, task_loss
+from effstudio.engine.objective import task_loss
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
 from effstudio.engine.trainer import train
@@ -281,9 +282,8 @@ def removed_fraction(model: nn.Module, original_weights: int) -> float:
 
 
 # ------------------------------------------------------------------------ job
-def _accuracy(model: nn.Module, loaded: LoadedModel, batch_size: int) -> float:
-    spec = loaded.task.spec
-    return evaluate(model, loaded.task.split("val"), spec.pad_id, spec.objective, batch_size, CPU)[1]
+def _accuracy(stage: str, model: nn.Module, loaded: LoadedModel, batch_size: int) -> Generator[Event, None, float]:
+    return (yield from evaluated(stage, model, loaded.task.split("val"), loaded.task.spec, batch_size))
 
 
 def finetune_config(config: RunConfig, steps: int) -> RunConfig:
@@ -294,13 +294,17 @@ def finetune_config(config: RunConfig, steps: int) -> RunConfig:
     return dataclasses.replace(config, train=train_cfg)
 
 
-def _finetune(model: nn.Module, loaded: LoadedModel, steps: int, control: JobControl) -> Iterator[Event]:
+def _finetune(model: nn.Module, loaded: LoadedModel, steps: int, control: JobControl,
+              stage: str = "fine-tuning") -> Iterator[Event]:
     # the fine-tuned model is the one in memory: its checkpoints would be files to write and throw away
+    yield ProgressEvent(stage, 0, steps, 0.0)
     for event in train(finetune_config(loaded.config, steps), control=control, model=model, keep_checkpoints=False,
                        task=loaded.task):
         if isinstance(event, DoneEvent) and event.status == "failed":
             raise CompressError(f"fine-tuning failed: {event.error}")
-        if isinstance(event, (EvalEvent, LogEvent)):
+        if isinstance(event, StepEvent):
+            yield ProgressEvent(stage, event.step, event.total_steps, event.elapsed_s)
+        elif isinstance(event, (EvalEvent, LogEvent)):
             yield event
     model.eval()
 
@@ -314,15 +318,21 @@ def check_prunable(loaded: LoadedModel, method: str) -> None:
         raise CompressError(f"{loaded.info.path}: cannot prune this model: {err}") from None
 
 
-def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
-              control: JobControl | None = None) -> Iterator[Event]:
-    """Prune a checkpoint; yields PruneStepEvents (step 0 is the original) and a ResultEvent last."""
+def prune_job(checkpoint: Path, settings: PruneSettings, out: Path, control: JobControl | None = None,
+              baseline_accuracy: float | None = None) -> Iterator[Event]:
+    """Prune a checkpoint; yields PruneStepEvents (step 0 is the original), progress, and a ResultEvent last.
+
+    ``baseline_accuracy``: the checkpoint's validation accuracy when it is already measured (the
+    window's comparison has it), so the original is not evaluated again.
+    """
     settings.check()
     control = control or JobControl()
     loaded = load_checkpoint(checkpoint)
     check_prunable(loaded, settings.method)
     model = loaded.model
-    baseline = _accuracy(model, loaded, settings.eval_batch_size)
+    baseline = baseline_accuracy
+    if baseline is None:
+        baseline = yield from _accuracy("evaluating the original", model, loaded, settings.eval_batch_size)
     params0 = count_params(model)
     original = [(int(b.heads), ff_width(b.mlp)) for b in blocks_of(model)]
     weights0 = prunable_size(model)
@@ -333,6 +343,7 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
     for index, target in enumerate(schedule, start=1):
         if control.stop_requested:
             raise CompressError("stopped before the pruning schedule ended; nothing was written")
+        yield ProgressEvent(f"step {index}/{len(schedule)}: pruning to {target:.2f}", 0, 1, 0.0)
         if structured:
             structured_prune(model, loaded, target, settings.method in ("heads", "structured"),
                              settings.method in ("neurons", "structured"), settings.importance, original)
@@ -342,12 +353,12 @@ def prune_job(checkpoint: Path, settings: PruneSettings, out: Path,
         if per_step:
             yield LogEvent("info", f"step {index}/{len(schedule)}: fine-tuning {per_step} steps at sparsity "
                                    f"{target:.2f}")
-            yield from _finetune(model, loaded, per_step, control)
+            yield from _finetune(model, loaded, per_step, control, f"step {index}/{len(schedule)}: fine-tuning")
         sparsity = removed_fraction(model, weights0) if structured else overall_sparsity(model)
-        yield PruneStepEvent(index, len(schedule), sparsity, _accuracy(model, loaded, settings.eval_batch_size),
-                             count_params(model))
-    _remove_masks(model)
-    accuracy = _accuracy(model, loaded, settings.eval_batch_size)
+        accuracy = yield from _accuracy(f"step {index}/{len(schedule)}: evaluating", model, loaded,
+                                        settings.eval_batch_size)
+        yield PruneStepEvent(index, len(schedule), sparsity, accuracy, count_params(model))
+    _remove_masks(model)  # the zeros stay: removing the masks leaves the pruned weights as they were
     details: dict[str, Any] = {"amount": settings.amount, "importance": settings.importance,
                                "schedule": schedule, "finetune_steps": per_step * len(schedule)}
     if structured:

@@ -16,27 +16,28 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from effstudio.compress.events import ResultEvent
+from effstudio.compress.events import ProgressEvent, ResultEvent
 from effstudio.compress.export import (
     LogitsOnly,
     check_exportable,
     copy_metadata,
-    evaluate_onnx,
     example_batch,
     export_onnx,
-    latency_ms,
+    onnx_evaluation,
     onnx_params,
     run_session,
     session,
 )
 from effstudio.compress.formats import count_params, save_dynamic_int8, save_float
+from effstudio.compress.progress import evaluated, reported
+from effstudio.compress.timed import timed_pair, timing_batches
 from effstudio.engine.checkpoint import atomic_write, write_task_files
 from effstudio.engine.data import eval_batches
 from effstudio.engine.events import Event, JobControl, LogEvent
@@ -48,7 +49,6 @@ from effstudio.engine.loading import (
     load_checkpoint,
     quantize_dynamic_int8,
 )
-from effstudio.engine.objective import evaluate
 from effstudio.engine.run_plan import QUANTIZE_METHODS
 from effstudio.tasks.base import saved_data_of
 
@@ -57,9 +57,8 @@ CALIBRATION_BATCH_SIZE = 16
 CPU = torch.device("cpu")
 
 
-def _accuracy(model: nn.Module, loaded: LoadedModel, batch_size: int) -> float:
-    spec = loaded.task.spec
-    return evaluate(model, loaded.task.split("val"), spec.pad_id, spec.objective, batch_size, CPU)[1]
+def _accuracy(stage: str, model: nn.Module, loaded: LoadedModel, batch_size: int) -> Generator[Event, None, float]:
+    return (yield from evaluated(stage, model, loaded.task.split("val"), loaded.task.spec, batch_size))
 
 
 def linear_weight_bytes(model: nn.Module) -> int:
@@ -80,8 +79,13 @@ def check_source(loaded: LoadedModel) -> None:
 
 
 def quantize_job(checkpoint: Path, method: str, out: Path, control: JobControl | None = None,
-                 eval_batch_size: int = 64, calibration_batches: int = CALIBRATION_BATCHES) -> Iterator[Event]:
-    """Quantize a float32 checkpoint with ``method``, evaluate both, write ``out``; yields a ResultEvent last."""
+                 eval_batch_size: int = 64, calibration_batches: int = CALIBRATION_BATCHES,
+                 baseline_accuracy: float | None = None) -> Iterator[Event]:
+    """Quantize a float32 checkpoint with ``method``, evaluate both, write ``out``; yields a ResultEvent last.
+
+    ``baseline_accuracy``: the checkpoint's validation accuracy when it is already measured (the
+    window's comparison has it), so the original is not evaluated again.
+    """
     if method not in QUANTIZE_METHODS:
         raise CompressError(f"unknown quantization method {method!r}; use one of {', '.join(QUANTIZE_METHODS)}")
     out = Path(out)
@@ -92,19 +96,25 @@ def quantize_job(checkpoint: Path, method: str, out: Path, control: JobControl |
     loaded = load_checkpoint(checkpoint)
     check_source(loaded)
     model = loaded.model.eval()
-    yield LogEvent("info", f"evaluating the original on {loaded.config.task_name} (validation split)")
-    baseline = _accuracy(model, loaded, eval_batch_size)
+    baseline = baseline_accuracy
+    if baseline is None:
+        yield LogEvent("info", f"evaluating the original on {loaded.config.task_name} (validation split)")
+        baseline = yield from _accuracy("evaluating the original", model, loaded, eval_batch_size)
+    else:
+        yield LogEvent("info", f"the original's accuracy is already measured ({100 * baseline:.1f}%): not evaluated "
+                               "again")
     params = count_params(model)
     if wants_onnx:
         yield from _onnx_int8(loaded, method, out, baseline, params, eval_batch_size, calibration_batches)
         return
     if method == "dynamic-int8":
+        yield ProgressEvent("quantizing", 0, 1, 0.0)
         quantized = quantize_dynamic_int8(model)
-        accuracy = _accuracy(quantized, loaded, eval_batch_size)
+        accuracy = yield from _accuracy("evaluating the quantized model", quantized, loaded, eval_batch_size)
         save_dynamic_int8(out, quantized, loaded.config, loaded.info.step, task=loaded.task)
     else:
         quantized = copy.deepcopy(model).to(DTYPES["float16" if method == "fp16" else "bfloat16"])
-        accuracy = _accuracy(quantized, loaded, eval_batch_size)
+        accuracy = yield from _accuracy("evaluating the quantized model", quantized, loaded, eval_batch_size)
         save_float(out, quantized, loaded.config, loaded.info.step, task=loaded.task)
     details: dict[str, Any] = {
         "linear_weight_bytes_before": linear_weight_bytes(model),
@@ -168,15 +178,21 @@ def _onnx_int8(loaded: LoadedModel, method: str, out: Path, baseline: float, par
         task_data = saved_data_of(loaded.task)
         task_entries = write_task_files(out, task_data) if task_data is not None else {}
         yield LogEvent("info", f"quantizing with onnxruntime ({method})")
+        yield ProgressEvent(f"quantizing with onnxruntime ({method})", 0, 1, 0.0)
         atomic_write(out, write)
         float_bytes = fp32.stat().st_size
     sess = session(out)
-    accuracy = evaluate_onnx(sess, val, spec, eval_batch_size)[1]
-    one = example_batch(val, spec, 1)
-    details["latency_ms_onnx_int8_b1"] = latency_ms(lambda: run_session(sess, one.inputs, one.mask))[0]
+    accuracy = (yield from reported("evaluating the quantized model", onnx_evaluation(sess, val, spec, eval_batch_size),
+                                    len(val)))[1]
+    one, _, length = timing_batches(val, spec.pad_id)
     wrapper = LogitsOnly(loaded.model).eval()
+    yield ProgressEvent(f"timing PyTorch and onnxruntime alternately ({length} tokens)", 0, 1, 0.0)
     with torch.inference_mode():
-        details["latency_ms_torch_b1"] = latency_ms(lambda: wrapper(one.inputs, one.mask))[0]
+        torch_ms, int8_ms = timed_pair(lambda: wrapper(one.inputs, one.mask),
+                                       lambda: run_session(sess, one.inputs, one.mask))
+    details["latency_ms_onnx_int8_b1"] = int8_ms.p50_ms
+    details["latency_ms_torch_b1"] = torch_ms.p50_ms
+    details["timing_length"] = length
     details["onnx_float_bytes"] = float_bytes
     details["accuracy_drop_points"] = 100 * (baseline - accuracy)
     yield ResultEvent(method, str(out), onnx_params(out), params, out.stat().st_size, accuracy, baseline, details)
