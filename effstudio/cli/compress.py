@@ -3,7 +3,8 @@
 Each command drives one of the compression generators. With ``--json`` stdout
 carries one JSON object per line, each with an ``event`` (``log``,
 ``prune_step``, ``distill_step``, ``distill_eval``) and a ``result`` record last;
-``compare --json`` prints one object ``{"rows": [...]}``. A file made from a
+``compare --json`` prints one object ``{"rows": [...], "timing": {...}}`` (the length every
+variant was timed at, and whether the timings hold). A file made from a
 checkpoint of a recorded run (or from another file of that run) is added to
 that run's files in the run store (``effstudio runs show ID``). Bad input (a file of
 the wrong kind, an amount outside (0, 1), a student that cannot take the
@@ -194,27 +195,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _refuse_same(source, args.markdown, "--markdown")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
-    for event in compare_job(args.files, task_name=args.task, repeats=args.repeats):
+    rows, verdict = [], None
+    for event in compare_job(args.files, task_name=args.task, repeats=args.repeats, length=args.length):
         if event.kind == "compare_row":
             rows.append(event)
             if event.error:
                 print_error(f"{event.name}: {event.error}")
-        elif not args.json:
+        elif event.kind == "compare_verdict":
+            verdict = event
+        elif event.kind == "log" and not args.json:
             print(event.message, file=sys.stderr, flush=True)
     if args.csv:
         args.csv.write_text(rows_to_csv(rows), encoding="utf-8")
     if args.markdown:
         args.markdown.write_text(rows_to_markdown(rows), encoding="utf-8")
     if args.json:
-        print_json({"rows": [row.to_json() for row in rows]})
+        timing = None if verdict is None else {"length": verdict.length, "holds": verdict.holds, "verdict": verdict.text}
+        print_json({"rows": [row.to_json() for row in rows], "timing": timing})
     else:
         print(rows_to_markdown(rows), end="")
+        if verdict is not None:
+            where = f"{verdict.length} tokens" if verdict.length is not None else "whole images"
+            print(f"\nevery variant timed alternately at {where}; {verdict.text}")
     return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
 
 
 MAX_REPEATS = 100_000  # timed passes per file: far more than a stable median needs
 MAX_THREADS = 4096
+MAX_LENGTH = 1_000_000  # tokens; the task's own maximum is checked by the job
 
 
 def add_compress_parsers(commands: argparse._SubParsersAction) -> None:
@@ -280,6 +288,8 @@ def add_compress_parsers(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("files", type=Path, nargs="+", metavar="FILE")
     compare.add_argument("--task", help="the task to evaluate on (default: the first file's)")
     compare.add_argument("--repeats", type=whole(1, MAX_REPEATS), default=20, help="timed batch-1 passes per file (default: 20)")
+    compare.add_argument("--length", type=whole(1, MAX_LENGTH), default=None, metavar="N",
+                         help="tokens of every timed sequence (default: the longest validation example's)")
     compare.add_argument("--threads", type=whole(0, MAX_THREADS), default=1,
                          help="CPU threads for PyTorch and onnxruntime (default: 1; 0 keeps torch's default)")
     compare.add_argument("--csv", type=Path, help="also write the table as CSV")

@@ -6,9 +6,15 @@ config's step (``PruneStep``, ``QuantizeStep``, ``DistillStep``, ``ExportStep``)
 drawn by :class:`~effstudio.gui.forms.config_form.ConfigForm`; the panel only
 turns them into a job, and events into plots and rows (its views are in
 :mod:`effstudio.gui.panels.compress_views`). A finished job's file joins the
-variants list with the source checkpoint, and both are measured (accuracy,
-latency at batch 1 and 32, size, memory) by the same ``compare`` job as
-``effstudio compare``. The comparison table exports as CSV or Markdown; the
+variants list with the source checkpoint, and is recorded as a file of the
+source's run exactly as the CLI records it. Every variant is then measured by
+the same ``compare`` job as ``effstudio compare``: all of them timed together,
+alternately, at one stated length (the longest validation example unless the
+user picks one), with the spread and a verdict on whether the machine was quiet
+enough; accuracy and memory already measured on an unchanged file are reused
+(also by the next job, which does not evaluate its source again). Long steps
+show their progress and the time left. Accuracy is a percentage, as in the
+rest of the window. The comparison table exports as CSV or Markdown; the
 scatter plots accuracy against batch-1 latency with the Pareto front drawn.
 
 A run config's ``[[compress]]`` steps run here too, after the window trains
@@ -26,20 +32,24 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from effstudio.compress.compare import compare_job, rows_to_csv, rows_to_markdown
+from effstudio.compress.compare import Measurements, compare_job, rows_to_csv, rows_to_markdown
 from effstudio.compress.distill import DistillSettings, distill_job
 from effstudio.compress.events import (
     CompareRowEvent,
+    CompareVerdictEvent,
     DistillEvalEvent,
     DistillStepEvent,
+    ProgressEvent,
     PruneStepEvent,
     ResultEvent,
 )
@@ -51,9 +61,11 @@ from effstudio.config import ConfigError, param
 from effstudio.engine.events import Event, LogEvent
 from effstudio.engine.loading import config_of_file
 from effstudio.engine.run_plan import CompressStep, DistillStep, ExportStep, PruneStep, QuantizeStep
+from effstudio.gui import theme
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import Job, JobFn, JobHost
+from effstudio.gui.metrics import format_duration
 from effstudio.gui.panels.base import Panel, description_label, side_column
 from effstudio.gui.panels.compress_views import (
     CompareTable,
@@ -62,6 +74,7 @@ from effstudio.gui.panels.compress_views import (
     describe_result,
 )
 from effstudio.gui.panels.run_controls import RunGroup
+from effstudio.pipeline import recorded_outputs
 from effstudio.registry import Registry
 
 SUFFIX = {"onnx-int8": ".onnx", "onnx-int8-static": ".onnx"}
@@ -102,19 +115,32 @@ HELP = {"prune": "magnitude: smallest weights per layer; global-magnitude: over 
         "out": "where the result is written (suggested beside the checkpoint)"}
 
 
-def operation_job(step: CompressStep, source: Path, out: Path) -> tuple[JobFn, str]:
-    """The job that runs a tab's step on ``source`` into ``out``, and what the table calls its result."""
+def operation_job(step: CompressStep, source: Path, out: Path,
+                  baseline_accuracy: float | None = None) -> tuple[JobFn, str]:
+    """The job that runs a tab's step on ``source`` into ``out``, and what the table calls its result.
+
+    The job records its output as a file of the source's run, as the CLI does
+    (:func:`effstudio.pipeline.recorded_outputs`); ``baseline_accuracy`` is the source's accuracy when
+    the comparison already measured it, so the job does not evaluate it again.
+    """
+    def recorded(job: JobFn) -> JobFn:
+        return lambda control: recorded_outputs(job(control), source)
+
     if isinstance(step, PruneStep):
         settings = PruneSettings(step.prune, step.amount, step.importance, step.finetune_steps, step.schedule_steps)
-        return (lambda control: prune_job(source, settings, out, control)), f"{step.prune} {round(step.amount * 100)}%"
+        return (recorded(lambda control: prune_job(source, settings, out, control, baseline_accuracy)),
+                f"{step.prune} {round(step.amount * 100)}%")
     if isinstance(step, QuantizeStep):
-        return (lambda control: quantize_job(source, step.quantize, out, control,
-                                             calibration_batches=step.calibration_batches)), step.quantize
+        return recorded(lambda control: quantize_job(source, step.quantize, out, control,
+                                                     calibration_batches=step.calibration_batches,
+                                                     baseline_accuracy=baseline_accuracy)), step.quantize
     if isinstance(step, ExportStep):
-        return (lambda control: export_job(source, out, step.check, control)), "ONNX"
+        return recorded(lambda control: export_job(source, out, step.check, control,
+                                                   baseline_accuracy=baseline_accuracy)), "ONNX"
     settings = DistillSettings(step.student_model, step.student_settings(), step.steps, step.temperature, step.alpha,
                                step.hidden_weight)
-    return (lambda control: distill_job(source, settings, out, control)), f"student {step.attention} d{step.d_model}"
+    return (recorded(lambda control: distill_job(source, settings, out, control)),
+            f"student {step.attention} d{step.d_model}")
 
 
 class CompressPanel(JobHost, Panel):
@@ -124,7 +150,7 @@ class CompressPanel(JobHost, Panel):
     fine_tune_requested = Signal(str)  # a result checkpoint to train further in the Train section
     job_finished = Signal(str)
     steps_done = Signal(object)  # the CompressDoneEvent of a run config's steps (start_steps)
-    steps_log = Signal(str, str)  # level, message: what the steps report (a failure, a run-store warning)
+    steps_log = Signal(str, str)  # level, message: what the jobs report (a check, a failure, a run-store warning)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Compress", "Prune, quantize, distill and export a checkpoint. Every result is an ordinary "
@@ -135,6 +161,8 @@ class CompressPanel(JobHost, Panel):
         self.forms: dict[str, ConfigForm] = {}  # by operation, one per settings tab
         self.job_kind = ""
         self.rows: dict[str, CompareRowEvent] = {}  # by path, in insertion order
+        self.measurements = Measurements()  # figures of unchanged files, reused by later jobs and comparisons
+        self.verdict: CompareVerdictEvent | None = None  # whether the last comparison's timings hold
         self.variants: list[Path] = []
         self.labels: dict[str, str] = {}  # path -> what made it ("original", "heads 50%", ...)
         self.last_result: ResultEvent | None = None
@@ -232,8 +260,18 @@ class CompressPanel(JobHost, Panel):
         self.add_button.setToolTip("Add checkpoints or ONNX files of the same task to the comparison")
         self.add_button.clicked.connect(self._add_files_dialog)
         self.measure_button = QPushButton("Measure", compare)
-        self.measure_button.setToolTip("Measure the variants that have no figures yet")
-        self.measure_button.clicked.connect(self.measure_pending)
+        self.measure_button.setToolTip("Measure every variant again: latency timed alternately at the chosen "
+                                       "length; accuracy and memory of unchanged files are reused")
+        self.measure_button.clicked.connect(self.measure_all)
+        self.length_box = QSpinBox(compare)
+        self.length_box.setObjectName("compareLength")
+        self.length_box.setRange(0, 1_000_000)
+        self.length_box.setSpecialValueText("longest example")
+        self.length_box.setSuffix(" tokens")
+        self.length_box.setToolTip("Tokens of every timed sequence, for every variant alike (as `effstudio compare "
+                                   "--length`); the default is the longest validation example")
+        length_label = QLabel("Timed at", compare)
+        length_label.setBuddy(self.length_box)
         self.remove_button = QPushButton("Remove", compare)
         self.remove_button.clicked.connect(self._remove_selected)
         self.csv_button = QPushButton(action_icon("save"), "CSV\u2026", compare)
@@ -242,6 +280,9 @@ class CompressPanel(JobHost, Panel):
         self.markdown_button.clicked.connect(lambda: self._export_dialog("md"))
         for button in (self.add_button, self.measure_button, self.remove_button):
             bar.addWidget(button)
+        bar.addSpacing(12)
+        bar.addWidget(length_label)
+        bar.addWidget(self.length_box)
         bar.addStretch(1)
         bar.addWidget(self.csv_button)
         bar.addWidget(self.markdown_button)
@@ -255,6 +296,9 @@ class CompressPanel(JobHost, Panel):
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
         compare_layout.addWidget(splitter, 1)
+        self.verdict_label = description_label(compare)
+        self.verdict_label.setObjectName("compareVerdict")
+        compare_layout.addWidget(self.verdict_label)
         self.result_tabs.addTab(compare, "Compare")
 
         self.live = ProgressPlots(self)
@@ -341,7 +385,7 @@ class CompressPanel(JobHost, Panel):
         if out.resolve() == source.resolve():
             self.run_group.show_problem("The output would overwrite the checkpoint; name another file.")
             return False
-        fn, label = operation_job(step, source, out)
+        fn, label = operation_job(step, source, out, self.measurements.get(source, "accuracy"))
         self.labels.setdefault(str(source), "original")
         self.labels[str(out)] = label
         if operation in ("prune", "distill"):
@@ -351,8 +395,16 @@ class CompressPanel(JobHost, Panel):
         return True
 
     def measure_pending(self) -> bool:
-        pending = [p for p in self.variants if str(p) not in self.rows]
-        if not pending or self.running:
+        """Measure when a variant has no figures yet; False when every one has (or a job runs)."""
+        if all(str(p) in self.rows for p in self.variants):
+            return False
+        return self.measure_all()
+
+    def measure_all(self) -> bool:
+        """Measure every variant in one comparison: timings only compare when they are taken together,
+        alternately, at one length; accuracy and memory of files that did not change are reused."""
+        variants = list(self.variants)
+        if not variants or self.running:
             return False
         task = None
         if self.rows:  # new variants are measured on the task of those already in the table
@@ -360,8 +412,10 @@ class CompressPanel(JobHost, Panel):
                 task = config_of_file(Path(next(iter(self.rows))))[0].task_name
             except Exception:  # the file is gone or unreadable: each new file then brings its own task
                 task = None
+        length = self.length_box.value() or None
         self.result_tabs.setCurrentIndex(0)
-        self._run("compare", lambda control: compare_job(pending, task_name=task, control=control, repeats=20))
+        self._run("compare", lambda control: compare_job(variants, task_name=task, control=control, repeats=20,
+                                                         length=length, measurements=self.measurements))
         return True
 
     def start_steps(self, checkpoint: str | Path, fn: JobFn) -> bool:
@@ -406,8 +460,20 @@ class CompressPanel(JobHost, Panel):
         step = self._step if self.job_kind == "steps" else None
         return f"{step.index}/{step.total} {step.method} \u00b7 " if step is not None else ""
 
+    def _on_progress(self, event: ProgressEvent) -> None:
+        """A long step's bar: how far it got and, once a unit is done, the time left at its rate so far."""
+        total = max(event.total, 1)
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(event.done, total))
+        eta = event.eta_s
+        left = f" \u00b7 {format_duration(eta)} left" if eta is not None and event.done < event.total else ""
+        count = f" {event.done}/{event.total}" if event.total > 1 else ""
+        self.progress.setFormat(f"{self._step_prefix()}{event.stage}{count}{left}")
+
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, CompressStepEvent):
+        if isinstance(event, ProgressEvent):
+            self._on_progress(event)
+        elif isinstance(event, CompressStepEvent):
             self._on_step(event)
         elif isinstance(event, CompressDoneEvent):
             self._steps_done = event
@@ -418,6 +484,7 @@ class CompressPanel(JobHost, Panel):
                 self.progress.setValue(event.step)
                 self.progress.setFormat(f"{self._step_prefix()}step {event.step}/{event.total_steps}")
         elif isinstance(event, ResultEvent):
+            self._remember(event)
             self.last_result = event
             self.trainable_result = Path(event.path) if event.path.endswith(".safetensors") else None
             self.fine_tune_button.setEnabled(self.trainable_result is not None)
@@ -435,12 +502,31 @@ class CompressPanel(JobHost, Panel):
             self._show_rows()
             if event.error:
                 self.run_group.show_problem(f"{event.name}: {event.error}")
+        elif isinstance(event, CompareVerdictEvent):
+            self._show_verdict(event)
         elif isinstance(event, LogEvent):
             step = self._step if self.job_kind == "steps" else None
             self.status_label.setText(f"Step {step.index} of {step.total}, {step.description}: {event.message}"
                                       if step is not None else event.message)
-            if self.job_kind == "steps":
-                self.steps_log.emit(event.level, event.message)
+            self.steps_log.emit(event.level, event.message)
+
+    def _remember(self, result: ResultEvent) -> None:
+        """Keep what a job measured of its input and its output for the comparison that follows."""
+        if self.job_kind == "steps" and self._step is not None:
+            source = Path(self._step.source)
+        else:
+            source = self.source
+        if source is not None and result.baseline_accuracy is not None:
+            self.measurements.put(source, accuracy=result.baseline_accuracy)
+        self.measurements.put(Path(result.path), accuracy=result.accuracy,
+                              max_abs_diff=result.details.get("max_abs_diff"))
+
+    def _show_verdict(self, verdict: CompareVerdictEvent) -> None:
+        self.verdict = verdict
+        where = f"{verdict.length} tokens" if verdict.length is not None else "whole images"
+        self.verdict_label.setText(f"Every variant timed alternately at {where} (batch 1 and 32). "
+                                   f"{verdict.text[0].upper()}{verdict.text[1:]}.")
+        self.verdict_label.setStyleSheet("" if verdict.holds else f"color: {theme.WARNING};")
 
     def _on_step(self, event: CompressStepEvent) -> None:
         self._step = event
@@ -521,6 +607,7 @@ class CompressPanel(JobHost, Panel):
             return
         if kind != "compare" and result is not None:
             self.last_result = None
+            self._steps_summary = describe_result(result)  # kept in view (the ONNX check) while measuring
             self._join(self.source, Path(result.path))
             self.measure_pending()
 
@@ -584,7 +671,7 @@ class CompressPanel(JobHost, Panel):
         source = self.source
         self.run_button.setEnabled(not busy and source is not None and source.is_file())
         self.stop_button.setEnabled(busy)
-        self.measure_button.setEnabled(not busy and any(str(p) not in self.rows for p in self.variants))
+        self.measure_button.setEnabled(not busy and bool(self.variants))
         has_rows = bool(self.rows)
         for button in (self.csv_button, self.markdown_button, self.remove_button):
             button.setEnabled(has_rows and not busy)

@@ -23,16 +23,24 @@ from effstudio.compress.events import (
     PruneStepEvent,
     ResultEvent,
 )
+from effstudio.compress.export import PARITY_LIMIT, parity_text
+from effstudio.engine.timing import BUSY_SPREAD
 from effstudio.gui import theme
+from effstudio.gui.metrics import DASH
 from effstudio.gui.plots.scaling import LogAxis
 from effstudio.gui.tables import SortItem, fill_table, fixed_text, read_only_rows
 
-COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB")
+COLUMNS = ("Variant", "Params", "Size", "Accuracy", "b1 p50", "b1 p95", "b32 p50", "b32 p95", "Peak MB",
+           "ONNX check")
 COLUMN_TIPS = ("What made the variant; the file is in the tooltip", "Parameters (quantized weights included)",
-               "File size on disk", "Accuracy on the validation split",
-               "Median latency of one sequence (ms)", "95th percentile latency of one sequence (ms)",
-               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms)",
-               "Peak resident memory above the baseline while running the batch of 32 (MB)")
+               "File size on disk", "Accuracy on the validation split (%)",
+               "Median latency of one sequence (ms); every variant is timed on the same length, alternately",
+               "95th percentile latency of one sequence (ms), and the spread p95/p50 (x); a spread above "
+               f"{BUSY_SPREAD:g}x means the machine was too busy for the comparison to hold",
+               "Median latency of a batch of 32 (ms)", "95th percentile latency of a batch of 32 (ms) and its spread",
+               "Peak memory of the tensors a forward pass of the batch of 32 allocates, weights excluded (MB); "
+               "a dash says in its tooltip why there is no figure",
+               "ONNX files: the largest absolute difference of the logits against PyTorch, from the export's check")
 FRONT_COLOUR = theme.ORANGE
 POINT_COLOUR = theme.BLUE
 
@@ -45,12 +53,24 @@ def file_size(n: float) -> str:
     return f"{n}"
 
 
+def percent(fraction: float | None, digits: int = 1) -> str:
+    """An accuracy as the rest of the window shows it: a percentage ("87.5%"), a dash when missing."""
+    return fixed_text(None if fraction is None else 100 * fraction, digits) + ("%" if fraction is not None else "")
+
+
+def spread_text(p95: float | None, p50: float | None, digits: int) -> str:
+    """A p95 with its spread p95/p50: "12.4 (x1.3)"."""
+    if p95 is None or not p50:
+        return fixed_text(p95, digits)
+    return f"{fixed_text(p95, digits)} (\u00d7{p95 / p50:.1f})"
+
+
 def describe_result(event: ResultEvent) -> str:
     """A finished operation in one line: its file, parameters and accuracy, and the check it passed."""
-    acc = f"accuracy {fixed_text(event.accuracy, 3)} (was {fixed_text(event.baseline_accuracy, 3)})"
+    acc = f"accuracy {percent(event.accuracy)} (was {percent(event.baseline_accuracy)})"
     extra = ""
     if "max_abs_diff" in event.details:
-        extra = f"; max |\u0394| vs PyTorch {event.details['max_abs_diff']:.1e}"
+        extra = f"; {parity_text(event.details['max_abs_diff'])}"
     elif "sparsity" in event.details:
         extra = f"; sparsity {event.details['sparsity']:.2f}"
     return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
@@ -94,16 +114,18 @@ class CompareTable(QTableWidget):
         bold.setBold(True)
         table = []
         for r, (row, name) in enumerate(zip(rows, names, strict=True)):
+            check = None if row.max_abs_diff is None else f"{row.max_abs_diff:.1e}"
             numbers = ((f"{row.params:,}", row.params), (file_size(row.file_bytes), row.file_bytes),
-                       (fixed_text(row.accuracy, 3), row.accuracy), (fixed_text(row.latency_ms_b1), row.latency_ms_b1),
-                       (fixed_text(row.latency_p95_ms_b1), row.latency_p95_ms_b1),
+                       (percent(row.accuracy), row.accuracy), (fixed_text(row.latency_ms_b1), row.latency_ms_b1),
+                       (spread_text(row.latency_p95_ms_b1, row.latency_ms_b1, 2), row.latency_p95_ms_b1),
                        (fixed_text(row.latency_ms_b32, 1), row.latency_ms_b32),
-                       (fixed_text(row.latency_p95_ms_b32, 1), row.latency_p95_ms_b32),
-                       (fixed_text(row.peak_mb, 1), row.peak_mb))
+                       (spread_text(row.latency_p95_ms_b32, row.latency_ms_b32, 1), row.latency_p95_ms_b32),
+                       (fixed_text(row.peak_mb, 2), row.peak_mb), (check or DASH, row.max_abs_diff))
             cells = [SortItem(name, row.name),
                      *(SortItem(text, value, align_right=value is not None) for text, value in numbers)]
             cells[0].setData(Qt.ItemDataRole.UserRole, row.path)
             cells[0].setToolTip(f"{row.path}\n{row.error}" if row.error else row.path)
+            self._explain(cells, row)
             for cell in cells:
                 if r in front:
                     cell.setFont(bold)
@@ -111,6 +133,32 @@ class CompareTable(QTableWidget):
                     cell.setForeground(QColor(theme.ERROR))
             table.append(cells)
         fill_table(self, table)
+
+    @staticmethod
+    def _explain(cells: list[SortItem], row: CompareRowEvent) -> None:
+        """Tooltips that say what a figure is, or why it is missing."""
+        if row.params_note:
+            cells[COLUMNS.index("Params")].setToolTip(row.params_note)
+        if "accuracy" in row.reused:
+            cells[COLUMNS.index("Accuracy")].setToolTip("Measured earlier on this unchanged file (same size and "
+                                                        "modification time): not evaluated again")
+        if row.length is not None:
+            for column in ("b1 p50", "b1 p95", "b32 p50", "b32 p95"):
+                cells[COLUMNS.index(column)].setToolTip(f"Timed at {row.length} tokens, alternately with the other "
+                                                        "variants")
+        if row.peak_mb_note:
+            cells[COLUMNS.index("Peak MB")].setToolTip(row.peak_mb_note)
+        check = cells[COLUMNS.index("ONNX check")]
+        if row.max_abs_diff is not None:
+            check.setToolTip(parity_text(row.max_abs_diff))
+            if row.max_abs_diff > PARITY_LIMIT:
+                check.setForeground(QColor(theme.ERROR))
+        elif row.path.lower().endswith(".onnx"):
+            check.setToolTip("Not checked in this window: export with the check on to compare it with PyTorch")
+        for column, p95, p50 in (("b1 p95", row.latency_p95_ms_b1, row.latency_ms_b1),
+                                 ("b32 p95", row.latency_p95_ms_b32, row.latency_ms_b32)):
+            if p95 is not None and p50 and p95 / p50 > BUSY_SPREAD:
+                cells[COLUMNS.index(column)].setForeground(QColor(theme.WARNING))
 
     def selected_paths(self) -> list[str]:
         rows = sorted({index.row() for index in self.selectedIndexes()})
@@ -123,7 +171,7 @@ class ParetoScatter(pg.PlotWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent=parent, background=theme.SURFACE, axisItems={"bottom": LogAxis("bottom")})
         _styled(self, "Accuracy against latency (batch 1); Pareto front in orange", "latency p50, batch 1 (ms)",
-               "accuracy")
+               "accuracy (%)")
         self.setMinimumHeight(230)
 
     def draw(self, rows: list[CompareRowEvent], names: list[str]) -> None:
@@ -134,7 +182,7 @@ class ParetoScatter(pg.PlotWidget):
             return
         front = pareto_indices(rows)
         xs = np.log10([max(rows[i].latency_ms_b1, 1e-3) for i in usable])
-        ys = np.array([rows[i].accuracy for i in usable])
+        ys = np.array([100 * rows[i].accuracy for i in usable])
         others = [k for k, i in enumerate(usable) if i not in front]
         plot.addItem(pg.ScatterPlotItem(xs[others], ys[others], size=10, brush=theme.brush(POINT_COLOUR),
                                         pen=theme.pen(theme.SURFACE)))
@@ -150,14 +198,16 @@ class ParetoScatter(pg.PlotWidget):
             text.setFont(QFont(self.font().family(), 8))
             text.setPos(xs[k], ys[k])
             plot.addItem(text)
-        spread_y = max(float(ys.max() - ys.min()), 0.02)
+        spread_y = max(float(ys.max() - ys.min()), 2.0)
         spread_x = max(float(xs.max() - xs.min()), 0.3)
         plot.setXRange(float(xs.min()) - 0.1 * spread_x, float(xs.max()) + 0.45 * spread_x, padding=0)
-        plot.setYRange(float(ys.min()) - 0.25 * spread_y, float(ys.max()) + 0.25 * spread_y, padding=0)
+        plot.setYRange(max(0.0, float(ys.min()) - 0.25 * spread_y), min(100.0, float(ys.max()) + 0.25 * spread_y),
+                       padding=0)
 
 
 class ProgressPlots(QWidget):
     """A pruning job's accuracy against sparsity; a distillation's student and teacher accuracy and its KL.
+    Accuracy and sparsity are percentages, as everywhere in the window.
 
     ``points`` keeps what each curve shows ("sparsity", "student", "teacher", "kl": (x, y) pairs).
     """
@@ -166,8 +216,8 @@ class ProgressPlots(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
-        sparsity = _plot("Pruning: accuracy against sparsity", "sparsity", "accuracy", self)
-        distill = _plot("Distillation: validation accuracy", "step", "accuracy", self)
+        sparsity = _plot("Pruning: accuracy against sparsity", "sparsity (%)", "accuracy (%)", self)
+        distill = _plot("Distillation: validation accuracy", "step", "accuracy (%)", self)
         theme.plot_legend(distill.getPlotItem(), (-10, -10))  # bottom right, clear of the rising curve
         kl = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", self)
         self._curves = {
@@ -194,12 +244,12 @@ class ProgressPlots(QWidget):
 
     def add(self, event: PruneStepEvent | DistillStepEvent | DistillEvalEvent) -> None:
         if isinstance(event, PruneStepEvent):
-            self._extend("sparsity", event.sparsity, event.accuracy)
+            self._extend("sparsity", 100 * event.sparsity, 100 * event.accuracy)
         elif isinstance(event, DistillStepEvent):  # redrawn every 5 steps: a distillation reports every step
             self._extend("kl", event.step, event.kl, draw=event.step % 5 == 0 or event.step == event.total_steps)
         else:
-            self._extend("student", event.step, event.student_accuracy)
-            self._extend("teacher", event.step, event.teacher_accuracy)
+            self._extend("student", event.step, 100 * event.student_accuracy)
+            self._extend("teacher", event.step, 100 * event.teacher_accuracy)
 
     def _extend(self, name: str, x: float, y: float, draw: bool = True) -> None:
         self.points[name].append((x, y))
