@@ -81,3 +81,25 @@ def test_without_recording_or_steps_the_log_is_still_written(tmp_path):
     assert pipeline.stage == TRAINING and pipeline.recorded is None and pipeline.done is events[-1]
     lines = (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["event"] for line in lines] == [e.kind for e in events]
+
+
+def test_a_compression_job_run_by_hand_records_its_output_in_the_source_run(tmp_path):
+    from effstudio.compress.events import ResultEvent
+    from effstudio.engine.events import LogEvent
+    from effstudio.pipeline import recorded_outputs
+    from effstudio.runs.store import RunStore
+
+    checkpoint, stray = tmp_path / "checkpoint.safetensors", tmp_path / "stray.safetensors"
+    store_path = tmp_path / "runs.sqlite"
+    with RunStore(store_path) as store:
+        run_id = store.create_run(config={}, model_type="transformer", task="listops", total_steps=1)
+        store.add_artifact(run_id, "checkpoint", str(checkpoint))
+    result = ResultEvent("onnx", str(tmp_path / "model.onnx"), 10, 10, 100, None, None)
+    events = list(recorded_outputs(iter([LogEvent("info", "exporting"), result]), checkpoint, store_path=store_path))
+    assert events[0].message == "exporting" and events[-1] is result
+    assert events[1].message == f"recorded as a file of run {run_id} (effstudio runs show {run_id})"
+    with RunStore(store_path) as store:
+        assert [(a.kind, a.path) for a in store.artifacts(run_id)] == [
+            ("checkpoint", str(checkpoint)), ("onnx", str(tmp_path / "model.onnx"))]
+    # a file of no recorded run: passed through, nothing recorded, nothing said
+    assert list(recorded_outputs(iter([result]), stray, store_path=store_path)) == [result]

@@ -77,3 +77,67 @@ def test_the_tabs_are_the_steps_settings_and_a_bad_one_is_refused(panel, tmp_pat
     assert "must be <= 1.0" in panel.forms["prune"].error_text("amount")
     assert not panel.start_operation("prune") and not panel.running
     assert "amount" in panel.problem.text() and not panel.problem.isHidden()
+
+
+def test_an_export_in_the_window_joins_its_run_and_shows_its_check(panel, qtbot, tmp_path):
+    from effstudio.gui.panels.compress_views import COLUMNS
+    from effstudio.runs.store import RunStore
+
+    source = make_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    with RunStore() as store:  # a recorded run whose checkpoint the window compresses
+        run_id = store.create_run(config={}, model_type="transformer", task="listops", total_steps=1)
+        store.add_artifact(run_id, "checkpoint", str(source.absolute()))
+    logged, stages = [], []
+    panel.steps_log.connect(lambda level, message: logged.append(message))
+    show_progress = panel._on_progress
+    panel._on_progress = lambda event: (stages.append(event.stage), show_progress(event))
+    panel.set_checkpoint(source)
+    assert panel.start_operation("export")
+    qtbot.waitUntil(lambda: len(panel.rows) == 2 and panel.job is None, timeout=TIMEOUT)
+    assert panel.error is None
+    onnx = source.parent / "checkpoint.onnx"
+    with RunStore() as store:  # as `effstudio runs show ID --json` and Runs -> Files list them
+        assert ("onnx", str(onnx.absolute())) in [(a.kind, a.path) for a in store.artifacts(run_id)]
+    assert f"recorded as a file of run {run_id} (effstudio runs show {run_id})" in logged
+    assert any(m.startswith("ONNX check passed: max |PyTorch - onnxruntime| = ") for m in logged)
+    assert "ONNX check passed" in panel.status_label.text()  # still in view after the comparison
+    assert {"exporting to ONNX", "evaluating the checkpoint", "evaluating the ONNX file"} <= set(stages)
+
+    table = panel.table
+    cells = {table.item(r, 0).text(): [table.item(r, c) for c in range(table.columnCount())]
+             for r in range(table.rowCount())}
+    original, exported = cells["original"], cells["ONNX"]
+    check = exported[COLUMNS.index("ONNX check")]
+    assert float(check.text()) < 1e-4 and check.toolTip().startswith("ONNX check passed")
+    assert original[COLUMNS.index("ONNX check")].text() == "\u2014"
+    assert original[COLUMNS.index("Params")].text() == exported[COLUMNS.index("Params")].text()
+    assert exported[COLUMNS.index("Accuracy")].text().endswith("%")
+    peak = original[COLUMNS.index("Peak MB")]
+    assert float(peak.text()) > 0 and "weights excluded" in peak.toolTip()
+    onnx_peak = exported[COLUMNS.index("Peak MB")]
+    assert onnx_peak.text() == "\u2014" and "own memory arena" in onnx_peak.toolTip()
+    # both variants timed together at the longest validation example, with a verdict on the spread
+    lengths = {row.length for row in panel.ordered_rows()}
+    assert len(lengths) == 1 and f"at {lengths.pop()} tokens" in panel.verdict_label.text()
+    assert "(\u00d7" in original[COLUMNS.index("b1 p95")].text()
+
+    # the original is measured: quantizing it does not evaluate it again, and the table is timed anew
+    stages.clear()
+    panel.tabs.setCurrentIndex(1)
+    panel.forms["quantize"].editor("quantize").setCurrentText("dynamic-int8")
+    assert panel.start_operation("quantize")
+    qtbot.waitUntil(lambda: len(panel.rows) == 3 and panel.job is None, timeout=TIMEOUT)
+    # only the new file is evaluated, in the job; the comparison reuses what the job measured
+    assert {stage for stage in stages if stage.startswith("evaluating")} == {"evaluating the quantized model"}
+    rows = panel.ordered_rows()
+    assert {row.reused for row in rows} == {("accuracy",)}
+    assert len({row.length for row in rows}) == 1
+
+
+def test_a_chosen_length_times_every_variant(panel, qtbot, tmp_path):
+    source = make_checkpoint(tmp_path / "tiny.safetensors")
+    panel.length_box.setValue(16)
+    panel.add_variants([source])
+    qtbot.waitUntil(lambda: len(panel.rows) == 1 and panel.job is None, timeout=TIMEOUT)
+    assert panel.ordered_rows()[0].length == 16
+    assert "at 16 tokens" in panel.verdict_label.text()
