@@ -166,3 +166,16 @@ def test_quantized_checkpoints_fine_tune_in_float32(method, tiny_checkpoint, tmp
 def test_init_and_resume_together_is_a_usage_error(tiny_checkpoint, capsys):
     assert main(["train", "--init", str(tiny_checkpoint), "--resume", str(tiny_checkpoint)]) == 2
     assert "use one" in capsys.readouterr().err
+
+
+def test_compare_times_at_a_chosen_length_and_says_whether_the_timings_hold(tiny_checkpoint, tmp_path, capsys):
+    assert main(["compare", str(tiny_checkpoint), "--repeats", "3", "--length", "12", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    timing = report["timing"]
+    assert timing["length"] == 12 and isinstance(timing["holds"], bool)
+    assert timing["verdict"].startswith("machine too busy") != timing["holds"]
+    assert main(["compare", str(tiny_checkpoint), "--repeats", "3", "--length", "12"]) == 0
+    assert "every variant timed alternately at 12 tokens; " in capsys.readouterr().out
+    csv_file = tmp_path / "t.csv"
+    assert main(["compare", str(tiny_checkpoint), "--length", "5000", "--csv", str(csv_file)]) == 2
+    assert "outside what the task's models take (1 to 40)" in capsys.readouterr().err and not csv_file.exists()
