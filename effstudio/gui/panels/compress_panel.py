@@ -214,6 +214,8 @@ class CompressPanel(JobHost, Panel):
         run = self.run_group
         self.run_button, self.stop_button, self.progress = run.run_button, run.stop_button, run.progress
         self.status_label, self.problem = run.status_label, run.problem
+        # room for a result, its check and the comparison's summary: a full side column would squeeze it to a line
+        self.status_label.setMinimumHeight(6 * self.status_label.fontMetrics().lineSpacing())
         self.run_button.clicked.connect(self.start_current)
         self.stop_button.clicked.connect(self.stop)
         self.fine_tune_button = QPushButton(icon("start"), "Fine-tune the result", run)
@@ -298,6 +300,7 @@ class CompressPanel(JobHost, Panel):
         compare_layout.addWidget(splitter, 1)
         self.verdict_label = description_label(compare)
         self.verdict_label.setObjectName("compareVerdict")
+        self.verdict_label.setMinimumHeight(2 * self.verdict_label.fontMetrics().lineSpacing() + 4)
         compare_layout.addWidget(self.verdict_label)
         self.result_tabs.addTab(compare, "Compare")
 
@@ -461,14 +464,17 @@ class CompressPanel(JobHost, Panel):
         return f"{step.index}/{step.total} {step.method} \u00b7 " if step is not None else ""
 
     def _on_progress(self, event: ProgressEvent) -> None:
-        """A long step's bar: how far it got and, once a unit is done, the time left at its rate so far."""
+        """A long step: the bar says how far it got and, once a unit is done, the time left at its rate so
+        far; the status line says what runs."""
         total = max(event.total, 1)
         self.progress.setRange(0, total)
         self.progress.setValue(min(event.done, total))
         eta = event.eta_s
         left = f" \u00b7 {format_duration(eta)} left" if eta is not None and event.done < event.total else ""
-        count = f" {event.done}/{event.total}" if event.total > 1 else ""
-        self.progress.setFormat(f"{self._step_prefix()}{event.stage}{count}{left}")
+        self.progress.setFormat(f"{self._step_prefix()}%p%{left}" if event.total > 1 else
+                                f"{self._step_prefix()}{event.stage}\u2026")
+        count = f" ({event.done:,} of {event.total:,})" if event.total > 1 else ""
+        self.status_label.setText(f"{event.stage[0].upper()}{event.stage[1:]}{count}\u2026")
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ProgressEvent):

@@ -70,7 +70,9 @@ def describe_result(event: ResultEvent) -> str:
     acc = f"accuracy {percent(event.accuracy)} (was {percent(event.baseline_accuracy)})"
     extra = ""
     if "max_abs_diff" in event.details:
-        extra = f"; {parity_text(event.details['max_abs_diff'])}"
+        diff = event.details["max_abs_diff"]
+        extra = (f"; ONNX check {'passed' if diff <= PARITY_LIMIT else 'FAILED'}: max |\u0394| vs PyTorch "
+                 f"{diff:.1e}")
     elif "sparsity" in event.details:
         extra = f"; sparsity {event.details['sparsity']:.2f}"
     return f"Wrote {Path(event.path).name}: {event.params:,} parameters, {acc}{extra}."
