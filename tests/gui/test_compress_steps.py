@@ -107,7 +107,10 @@ def test_stop_in_the_compress_section_stops_the_chain(window, qtbot, tmp_path):
     folder = _wait_for_the_prune_step(window, qtbot)
     panel = window.compress_panel
     assert panel.stop_button.isEnabled() and not panel.run_button.isEnabled()
-    assert panel.progress.format().startswith("1/2 prune \u00b7 step")
+    # the step in the bar with how far its fine-tuning got and the time left; what runs in the status line
+    qtbot.waitUntil(lambda: "left" in panel.progress.format(), timeout=TIMEOUT)
+    assert panel.progress.format().startswith("1/2 prune \u00b7 ")
+    assert "fine-tuning (" in panel.status_label.text()
     _screenshot(window, str(tmp_path / "compress-steps-running.png"))
     with qtbot.waitSignal(panel.steps_done, timeout=TIMEOUT) as ended:
         panel.stop_button.click()
