@@ -17,10 +17,16 @@ ListOps (fixed seed, sequences of 64 to 128 tokens), then:
   trained on the labels alone (alpha 0) for context. ListOps is no test of
   distillation: a briefly trained model there barely beats the majority class.
 
-Latencies are medians of repeated passes after a warm-up, each pair of
-variants timed in alternation, with ``threads`` CPU threads for both PyTorch and
-onnxruntime (default 1, so that other processes on a shared machine disturb
-the figures least).
+Latencies are timed as ``effstudio compare`` and the Compress section's table
+time them (:mod:`effstudio.compress.timed`): the float32 model, int8, onnxruntime
+and the pruned model all together, alternately, batch 1 on the longest
+validation example (or ``length`` tokens) and batch 32 on the 32 longest at that
+length, medians of the passes after a warm-up, with ``threads`` CPU threads for
+both PyTorch and onnxruntime (default 1, so that other processes on a shared
+machine disturb the figures least). ``timing`` in the report gives every
+variant's spread (p95 / p50) and a verdict: the machine was too busy for the
+comparison to hold when a spread is too wide, or when a longer prefix measured
+faster than a shorter one.
 """
 
 from __future__ import annotations
@@ -33,10 +39,8 @@ from typing import Any
 
 import torch
 
-from effstudio.compress.compare import timing_batches
 from effstudio.compress.distill import DistillSettings, distill_job
 from effstudio.compress.export import (
-    LogitsOnly,
     example_batch,
     export_onnx,
     parity,
@@ -47,11 +51,19 @@ from effstudio.compress.export import (
 from effstudio.compress.formats import count_params
 from effstudio.compress.prune import structured_prune
 from effstudio.compress.quantize import linear_weight_bytes
-from effstudio.engine.data import Batch, eval_batches, make_batch
+from effstudio.compress.timed import check_length, timed_pair, timing_batches
+from effstudio.engine.data import Batch, eval_batches
 from effstudio.engine.events import DoneEvent
 from effstudio.engine.loading import load_checkpoint, quantize_dynamic_int8
 from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
+from effstudio.engine.timing import (
+    Timing,
+    Verdict,
+    comparison_verdict,
+    ordering_verdict,
+    time_alternately,
+)
 from effstudio.engine.trainer import train
 from effstudio.models.structure import blocks_of, ff_width
 from effstudio.tasks.base import Split
@@ -82,55 +94,46 @@ def distill_teacher_config(steps: int) -> RunConfig:
     })
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return times[len(times) // 2]
-
-
-def alternating(a: Callable[[], object], b: Callable[[], object], repeats: int = 30, warmup: int = 3) -> tuple[float, float]:
-    """Median ms of ``a()`` and ``b()``, timed in alternating rounds so that load changes hit both."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb = [], []
-    rounds = 5
-    for _ in range(rounds):
-        ta.append(_median_ms(a, max(1, repeats // rounds)))
-        tb.append(_median_ms(b, max(1, repeats // rounds)))
-    ta.sort()
-    tb.sort()
-    return ta[rounds // 2], tb[rounds // 2]
-
-
-def _longest(split: Split, pad_id: int) -> Batch:
-    lengths = (split.inputs != pad_id).sum(dim=1)
-    return make_batch(split, lengths.argmax().reshape(1), pad_id)
-
-
-def _forward(model: torch.nn.Module, batch: Batch) -> Callable[[], object]:
-    def run() -> object:
+def _forward(model: torch.nn.Module) -> Callable[[Batch], object]:
+    def run(batch: Batch) -> object:
         with torch.inference_mode():
             return model(batch.inputs, batch.mask)
     return run
 
 
+def timing_report(b1: dict[str, Timing], b32: dict[str, Timing], by_length: dict[int, dict[str, float]],
+                  length: int) -> dict[str, Any]:
+    """Every variant's p50, p95 and spread, and whether the comparison holds: no spread too wide, and no
+    longer prefix measured faster than a shorter one (eager PyTorch and onnxruntime)."""
+    spread = comparison_verdict({**{f"{name} at batch 1": t for name, t in b1.items()},
+                                 **{f"{name} at batch 32": t for name, t in b32.items()}})
+    verdicts = [spread]
+    for runtime, key, full in (("eager PyTorch", "eager_ms", b1["float32"].p50_ms),
+                               ("onnxruntime", "onnx_ms", b1["onnxruntime"].p50_ms)):
+        order = ordering_verdict([(n, v[key]) for n, v in by_length.items()] + [(length, full)])
+        verdicts.append(order if order.holds else Verdict(False, f"{runtime}: {order.text}"))
+    failed = [v for v in verdicts if not v.holds]
+    return {
+        "length_b1": length, "length_b32": length,
+        "b1": {name: {"p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "spread": t.spread} for name, t in b1.items()},
+        "b32": {name: {"p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "spread": t.spread} for name, t in b32.items()},
+        "holds": not failed,
+        "verdict": "; ".join(v.text for v in failed) if failed else spread.text,
+    }
+
+
 def measure_compress(train_steps: int = 300, distill_steps: int = 800, threads: int = 1,
-                     folder: Path | None = None) -> dict[str, Any]:
+                     folder: Path | None = None, length: int | None = None) -> dict[str, Any]:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
         with tempfile.TemporaryDirectory(prefix="effstudio-bench-compress-") as tmp:
-            return _measure(train_steps, distill_steps, Path(folder) if folder else Path(tmp))
+            return _measure(train_steps, distill_steps, Path(folder) if folder else Path(tmp), length)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _measure(train_steps: int, distill_steps: int, folder: Path) -> dict[str, Any]:
+def _measure(train_steps: int, distill_steps: int, folder: Path, length: int | None = None) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     config = bench_config(train_steps)
     started = time.perf_counter()
@@ -144,8 +147,8 @@ def _measure(train_steps: int, distill_steps: int, folder: Path) -> dict[str, An
     loaded = load_checkpoint(done.checkpoint)
     model, spec = loaded.model, loaded.task.spec
     val = loaded.task.split("val")
-    one = _longest(val, spec.pad_id)
-    _, many = timing_batches(val, spec.pad_id)
+    check_length(length, loaded.task)
+    one, many, length = timing_batches(val, spec.pad_id, length)
 
     def accuracy(m: torch.nn.Module) -> float:
         return evaluate(m, val, spec.pad_id, spec.objective, 64, CPU)[1]
@@ -160,42 +163,46 @@ def _measure(train_steps: int, distill_steps: int, folder: Path) -> dict[str, An
                   "timing_length_b32": int(many.inputs.shape[1]), "threads": torch.get_num_threads()},
     }
 
-    # dynamic int8
+    # the variants, made first, then timed together as the comparison table times them
     q = quantize_dynamic_int8(model)
-    fp_ms, q_ms = alternating(_forward(model, one), _forward(q, one))
-    q_acc = accuracy(q)
-    report["dynamic_int8"] = {
-        "fp32_ms_b1": fp_ms, "int8_ms_b1": q_ms, "speedup_b1": fp_ms / q_ms,
-        "linear_ratio": linear_weight_bytes(model) / linear_weight_bytes(q),
-        "accuracy_fp32": base_acc, "accuracy_int8": q_acc, "accuracy_drop_points": 100 * (base_acc - q_acc)}
-
-    # onnxruntime
     path = export_onnx(model, loaded.config, spec, example_batch(val, spec, 2), folder / "model.onnx")
     sess = session(path)
-    wrapper = LogitsOnly(model).eval()
-    eager_ms, ort_ms = alternating(_forward(wrapper, one), lambda: run_session(sess, one.inputs, one.mask))
-    # shorter inputs (prefixes of the same example): where per-operator overhead, not matrix maths, dominates
-    by_length = {}
-    for length in SHORTER_LENGTHS:
-        part = Batch(one.inputs[:, :length], one.mask[:, :length], one.targets)
-        e_ms, o_ms = alternating(_forward(wrapper, part), lambda p=part: run_session(sess, p.inputs, p.mask))
-        by_length[length] = {"eager_ms": e_ms, "onnx_ms": o_ms, "speedup": e_ms / o_ms}
-    report["onnx"] = {"eager_ms_b1": eager_ms, "onnx_ms_b1": ort_ms, "speedup_b1": eager_ms / ort_ms,
-                      "speedup_b1_by_length": by_length,
-                      "max_abs_diff": parity(model, sess, parity_batches(val, spec))}
-
-    # structured pruning: half the heads and half the neurons of every block
     pruned = load_checkpoint(done.checkpoint)
     original = [(int(b.heads), ff_width(b.mlp)) for b in blocks_of(pruned.model)]
     structured_prune(pruned.model, pruned, 0.5, True, True, "magnitude", original)
     pm = pruned.model.eval()
-    full_b1, pruned_b1 = alternating(_forward(model, one), _forward(pm, one))
-    full_b32, pruned_b32 = alternating(_forward(model, many), _forward(pm, many), repeats=10, warmup=1)
+    variants = {"float32": _forward(model), "dynamic-int8": _forward(q),
+                "onnxruntime": lambda batch: run_session(sess, batch.inputs, batch.mask), "pruned": _forward(pm)}
+    b1 = time_alternately({name: (lambda f=f: f(one)) for name, f in variants.items()}, repeats=30, warmup=3)
+    b32 = time_alternately({name: (lambda f=f: f(many)) for name, f in variants.items()}, repeats=10, warmup=1,
+                           rounds=5)
+    fp_ms = b1["float32"].p50_ms
+
+    q_acc = accuracy(q)
+    report["dynamic_int8"] = {
+        "fp32_ms_b1": fp_ms, "int8_ms_b1": b1["dynamic-int8"].p50_ms, "speedup_b1": fp_ms / b1["dynamic-int8"].p50_ms,
+        "linear_ratio": linear_weight_bytes(model) / linear_weight_bytes(q),
+        "accuracy_fp32": base_acc, "accuracy_int8": q_acc, "accuracy_drop_points": 100 * (base_acc - q_acc)}
+
+    # shorter inputs (prefixes of the same example): where per-operator overhead, not matrix maths, dominates
+    by_length = {}
+    for prefix in (n for n in SHORTER_LENGTHS if n < length):
+        part = Batch(one.inputs[:, :prefix], one.mask[:, :prefix], one.targets)
+        eager, ort = timed_pair(lambda p=part: variants["float32"](p), lambda p=part: variants["onnxruntime"](p))
+        by_length[prefix] = {"eager_ms": eager.p50_ms, "onnx_ms": ort.p50_ms, "speedup": eager.p50_ms / ort.p50_ms}
+    report["onnx"] = {"eager_ms_b1": fp_ms, "onnx_ms_b1": b1["onnxruntime"].p50_ms,
+                      "speedup_b1": fp_ms / b1["onnxruntime"].p50_ms, "speedup_b1_by_length": by_length,
+                      "max_abs_diff": parity(model, sess, parity_batches(val, spec))}
+
+    # structured pruning: half the heads and half the neurons of every block
     report["pruned"] = {"heads": [int(b.heads) for b in blocks_of(pm)], "ff": [ff_width(b.mlp)
                                                                               for b in blocks_of(pm)],
-                        "params": count_params(pm), "ms_b1": pruned_b1, "full_ms_b1": full_b1,
-                        "speedup_b1": full_b1 / pruned_b1, "ms_b32": pruned_b32, "full_ms_b32": full_b32,
-                        "speedup_b32": full_b32 / pruned_b32, "accuracy_no_finetune": accuracy(pm)}
+                        "params": count_params(pm), "ms_b1": b1["pruned"].p50_ms, "full_ms_b1": fp_ms,
+                        "speedup_b1": fp_ms / b1["pruned"].p50_ms, "ms_b32": b32["pruned"].p50_ms,
+                        "full_ms_b32": b32["float32"].p50_ms,
+                        "speedup_b32": b32["float32"].p50_ms / b32["pruned"].p50_ms,
+                        "accuracy_no_finetune": accuracy(pm)}
+    report["timing"] = timing_report(b1, b32, by_length, length)
 
     report["distill"] = _measure_distill(folder / "distill", distill_steps)
     report["targets"] = _verdicts(report)
@@ -259,7 +266,8 @@ def format_report(report: dict[str, Any]) -> str:
              f"{m['train_steps']} steps in {m['train_s']} s, accuracy {m['accuracy']:.3f} (majority class "
              f"{m['majority_class_accuracy']:.3f}); "
              f"{m['threads']} thread(s); batch 1 at {m['timing_length_b1']} tokens, batch 32 at "
-             f"{m['timing_length_b32']}", "",
+             f"{m['timing_length_b32']}, every variant timed alternately",
+             f"timing {'holds' if report['timing']['holds'] else 'DOES NOT HOLD'}: {report['timing']['verdict']}", "",
              f"{'target':<28} {'measured':>12} {'goal':>10}  met"]
     for name, verdict in report["targets"].items():
         value = verdict["value"]

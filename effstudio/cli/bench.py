@@ -105,6 +105,8 @@ def _add_compress_bench(benches: argparse._SubParsersAction) -> None:
     bench.add_argument("--distill-steps", type=int, default=800,
                        help="training steps of the digits teacher, and of each student (default: 800)")
     bench.add_argument("--threads", type=whole(1, MAX_THREADS), default=1, help="CPU threads for timing (default: 1)")
+    bench.add_argument("--length", type=whole(1, 128), default=None, metavar="N",
+                       help="tokens of every timed sequence (default: the longest validation example's)")
     bench.add_argument("--dir", type=Path, help="keep the files here (default: a temporary folder)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=cmd_bench_compress, output_folders=("dir",))
@@ -183,7 +185,7 @@ def cmd_bench_compress(args: argparse.Namespace) -> int:
     from effstudio.bench.compress import format_report, measure_compress
 
     report = measure_compress(train_steps=args.train_steps, distill_steps=args.distill_steps, threads=args.threads,
-                              folder=args.dir)
+                              folder=args.dir, length=args.length)
     if args.json:
         print_json(report)
     else:

@@ -30,3 +30,11 @@ def test_bench_compress_json_reports_every_target(tmp_path, capsys):
     assert report["dynamic_int8"]["linear_ratio"] >= 3.5
     assert (tmp_path / "b" / "distill" / "teacher" / "checkpoint.safetensors").is_file()
     assert "distill (ViT on digits, 2 steps)" in format_report(report)
+    # every variant timed alternately on one length, as the comparison table times them, with a verdict
+    timing = report["timing"]
+    assert timing["length_b1"] == report["model"]["timing_length_b1"] == 128  # the longest validation example
+    assert set(timing["b1"]) == set(timing["b32"]) == {"float32", "dynamic-int8", "onnxruntime", "pruned"}
+    assert report["dynamic_int8"]["fp32_ms_b1"] == report["onnx"]["eager_ms_b1"] == report["pruned"]["full_ms_b1"]
+    assert all(v["spread"] == v["p95_ms"] / v["p50_ms"] for v in timing["b1"].values())
+    assert timing["verdict"].startswith("steady") == timing["holds"]
+    assert f"timing {'holds' if timing['holds'] else 'DOES NOT HOLD'}: " in format_report(report)
