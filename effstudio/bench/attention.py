@@ -32,6 +32,7 @@ import psutil
 from effstudio.config import ConfigError, fields_of, param
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import Event, JobControl, LogEvent
+from effstudio.engine.timing import Verdict, ordering_verdict
 from effstudio.registry import Registry, get_registry
 
 MB = 1024 * 1024
@@ -131,6 +132,8 @@ class BenchDoneEvent(Event):
     status: str
     seconds: float
     summary: tuple[dict[str, Any], ...]
+    timing_holds: bool = True  # False: a longer length measured faster than a shorter one (a busy machine)
+    timing_verdict: str = ""
 
 
 # ------------------------------------------------------------------ summary
@@ -169,6 +172,19 @@ def summarise(rows: list[BenchRowEvent], lengths: tuple[int, ...]) -> list[dict[
     return summary
 
 
+def timing_verdict(rows: Sequence[BenchRowEvent]) -> Verdict:
+    """Whether the times hold: no kind measured faster at a longer length than at a shorter one."""
+    problems = []
+    for kind in dict.fromkeys(r.attention for r in rows):
+        series = [(r.length, r.ms) for r in rows if r.attention == kind and r.ok and r.ms is not None]
+        verdict = ordering_verdict(series)
+        if not verdict.holds:
+            problems.append(f"{kind}: {verdict.text}")
+    if problems:
+        return Verdict(False, "; ".join(problems))
+    return Verdict(True, "every kind took longer at longer lengths")
+
+
 def bench_report(
     settings: AttentionBenchSettings,
     rows: Sequence[BenchRowEvent],
@@ -186,6 +202,7 @@ def bench_report(
         "rows": [row.row() for row in rows],
         "summary": list(done.summary) if done is not None else [],
         "errors": [{"kind": r.attention, "length": r.length, "error": r.error} for r in rows if not r.ok],
+        "timing": {"holds": done.timing_holds, "verdict": done.timing_verdict} if done is not None else None,
     }
 
 
@@ -309,4 +326,7 @@ def run_attention_bench(
         if status == "stopped":
             break
     seconds = time.perf_counter() - started
-    yield BenchDoneEvent(status, seconds, tuple(summarise(rows, settings.lengths)))
+    verdict = timing_verdict(rows)
+    if not verdict.holds:
+        yield LogEvent("warning", verdict.text)
+    yield BenchDoneEvent(status, seconds, tuple(summarise(rows, settings.lengths)), verdict.holds, verdict.text)

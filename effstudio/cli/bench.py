@@ -246,6 +246,8 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
             elif isinstance(event, BenchDoneEvent):
                 done = event
     _print_bench_summary(list(done.summary) if done is not None else [])
+    if done is not None and done.timing_verdict:
+        print(f"timing {'holds' if done.timing_holds else 'DOES NOT HOLD'}: {done.timing_verdict}", flush=True)
     if args.json:
         report = bench_report(settings, rows, done)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
