@@ -286,7 +286,7 @@ def test_save_json_writes_the_cli_report(make_panel, qtbot, tmp_path):
     assert panel.save_json(path)
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved == json.loads(json.dumps(bench_report(panel.run_settings, panel.rows, panel.done)))
-    assert list(saved) == ["settings", "status", "rows", "summary", "errors"]
+    assert list(saved) == ["settings", "status", "rows", "summary", "errors", "timing"]
     assert saved["status"] == "finished"
     assert saved["settings"]["kinds"] == ["full", "local", "sdpa"] and saved["settings"]["backward"] is False
     assert saved["rows"][0] == {"kind": "full", "length": 64, "ms": 0.192, "peak_mb": 2.92, "ok": True}
