@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 import torch
 
-from effstudio.compress.events import CompareRowEvent, CompareVerdictEvent, ProgressEvent
+from effstudio.compress.events import CompareRowEvent, CompareVerdictEvent
 from effstudio.compress.export import onnx_evaluation, onnx_param_counts, run_session, session
 from effstudio.compress.formats import count_params
 from effstudio.compress.progress import evaluated, reported
@@ -48,7 +47,7 @@ from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
 from effstudio.engine.memory import forward_peak_mb
 from effstudio.engine.run_config import RunConfig
-from effstudio.engine.timing import comparison_verdict, time_alternately
+from effstudio.engine.timing import comparison_verdict, timing_rounds
 from effstudio.tasks.base import Task
 
 CPU = torch.device("cpu")
@@ -208,26 +207,27 @@ def compare_job(paths: Sequence[Path], task_name: str | None = None, control: Jo
         except (CompressError, CheckpointError, RuntimeError, ValueError) as err:
             failed[index] = CompareRowEvent(path.name, 0, path.stat().st_size, None, None, None, None,
                                             path=str(path), error=str(err), length=length)
-    timed = {str(i): (lambda v=v: v.forward(one)) for i, v in opened.items()}
     shape = f"{length} tokens" if length is not None else "whole images"
-    yield LogEvent("info", f"timing {len(timed)} variant(s) alternately at batch 1 and {BATCH}, {shape}")
-    started = time.perf_counter()
-    progress: list[ProgressEvent] = []
+    for index, variant in list(opened.items()):  # a variant that cannot run at this length gets its row's error
+        try:
+            variant.forward(one)
+            variant.forward(many)
+        except (RuntimeError, ValueError) as err:
+            del opened[index]
+            failed[index] = CompareRowEvent(variant.path.name, variant.params, variant.path.stat().st_size,
+                                            variant.accuracy, None, None, None, path=str(variant.path),
+                                            error=f"does not run at {shape}: {err}", length=length)
+    yield LogEvent("info", f"timing {len(opened)} variant(s) alternately at batch 1 and {BATCH}, {shape}")
 
-    def tick(stage: str) -> Callable[[int, int], None]:
-        return lambda done, total: progress.append(
-            ProgressEvent(stage, done, total, time.perf_counter() - started))
+    def stop() -> bool:
+        return control.stop_requested
 
-    try:
-        b1 = time_alternately(timed, repeats=repeats, stop=lambda: control.stop_requested, on_round=tick("timing b1"))
-        yield from progress
-        progress.clear()
-        batched = {str(i): (lambda v=v: v.forward(many)) for i, v in opened.items()}
-        b32 = time_alternately(batched, repeats=max(3, repeats // 4), warmup=1, rounds=3,
-                               stop=lambda: control.stop_requested, on_round=tick(f"timing b{BATCH}"))
-        yield from progress
-    except (RuntimeError, ValueError) as err:  # a variant that runs for evaluation but not at this length
-        raise CompressError(f"timing at {shape} failed: {err}") from None
+    single = {str(i): (lambda v=v: v.forward(one)) for i, v in opened.items()}
+    rounds = min(5, repeats)
+    b1 = yield from reported("timing batch 1", timing_rounds(single, repeats, rounds=rounds, stop=stop), rounds)
+    batched = {str(i): (lambda v=v: v.forward(many)) for i, v in opened.items()}
+    b32 = yield from reported(f"timing batch {BATCH}", timing_rounds(batched, max(3, repeats // 4), warmup=1,
+                                                                      rounds=3, stop=stop), 3)
     if control.stop_requested:
         return
     for index, path in enumerate(paths):

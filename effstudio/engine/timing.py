@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +49,12 @@ class Verdict:
     text: str
 
 
-def time_alternately(runs: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 2,
-                     rounds: int = 5, stop: Callable[[], bool] = lambda: False,
-                     on_round: Callable[[int, int], None] | None = None) -> dict[str, Timing]:
+def timing_rounds(runs: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 2, rounds: int = 5,
+                  stop: Callable[[], bool] = lambda: False) -> Generator[int, None, dict[str, Timing]]:
     """Time every ``runs`` entry ``repeats`` times, in ``rounds`` alternating turns, after ``warmup`` passes each.
 
-    ``stop`` is asked between turns (a stopped timing returns what it has, possibly nothing);
-    ``on_round(done, rounds)`` is told after every round.
+    Yields the rounds done after each one (for a progress bar) and returns the timings. ``stop`` is
+    asked between turns: a stopped timing returns what it has, possibly nothing.
     """
     names = list(runs)
     for _ in range(warmup):
@@ -74,9 +73,19 @@ def time_alternately(runs: Mapping[str, Callable[[], object]], repeats: int = 20
                 start = time.perf_counter()
                 run()
                 samples[name].append((time.perf_counter() - start) * 1000)
-        if on_round is not None:
-            on_round(index + 1, rounds)
+        yield index + 1
     return {name: Timing.of(s) for name, s in samples.items() if s}
+
+
+def time_alternately(runs: Mapping[str, Callable[[], object]], repeats: int = 20, warmup: int = 2,
+                     rounds: int = 5, stop: Callable[[], bool] = lambda: False) -> dict[str, Timing]:
+    """:func:`timing_rounds` without its progress."""
+    steps = timing_rounds(runs, repeats, warmup, rounds, stop)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
 
 
 def comparison_verdict(timings: Mapping[str, Timing], limit: float = BUSY_SPREAD) -> Verdict:

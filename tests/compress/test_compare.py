@@ -137,3 +137,28 @@ def test_an_onnx_file_counts_the_parameters_of_its_checkpoint(tmp_path):
     assert f"hold {params + buffers:,} values (+{buffers:,})" in note and "buffers" in note
     row = [e for e in compare_job([source, onnx], repeats=3) if e.kind == "compare_row"][1]
     assert row.params == count_params(model) and row.params_note == note
+
+
+def test_a_variant_that_cannot_run_at_the_length_gets_an_error_row(tiny_checkpoint, tmp_path, monkeypatch):
+    from effstudio.compress import compare as compare_module
+    from effstudio.compress.compare import Variant
+
+    opened = compare_module.open_variant
+
+    def refusing(path, task, known, eval_batch_size=64):
+        variant = yield from opened(path, task, known, eval_batch_size)
+        if path.name == "second.safetensors":
+            def forward(batch):
+                raise RuntimeError(f"sequence of {batch.inputs.shape[1]} tokens is too long")
+            return Variant(variant.path, forward, variant.params, "", variant.accuracy, variant.weights, [])
+        return variant
+
+    second = make_checkpoint(tmp_path / "second.safetensors", seed=1)
+    monkeypatch.setattr(compare_module, "open_variant", refusing)
+    events = list(compare_job([tiny_checkpoint, second], repeats=3, length=20))
+    good, bad = [e for e in events if e.kind == "compare_row"]
+    assert good.error is None and good.latency_ms_b1 > 0
+    assert bad.error == "does not run at 20 tokens: sequence of 20 tokens is too long"
+    assert bad.latency_ms_b1 is None and bad.accuracy is not None  # what was measured stays
+    timing = [e for e in events if e.kind == "progress" and e.stage == "timing batch 1"]
+    assert [e.done for e in timing] == [0, 1, 2, 3] and timing[-1].total == 3  # reported round by round
