@@ -222,6 +222,9 @@ class ProgressPlots(QWidget):
         distill = _plot("Distillation: validation accuracy", "step", "accuracy (%)", self)
         theme.plot_legend(distill.getPlotItem(), (-10, -10))  # bottom right, clear of the rising curve
         kl = _plot("Distillation: KL to the teacher", "step", "KL (x T\u00b2)", self)
+        # percentages cannot leave 0..100: a single point must not stretch the axis to -0.3 or past 100
+        sparsity.getPlotItem().setLimits(xMin=0, xMax=100, yMin=0, yMax=100)
+        distill.getPlotItem().setLimits(yMin=0, yMax=100)
         self._curves = {
             "sparsity": sparsity.plot([], [], pen=theme.pen(theme.BLUE, 2), symbol="o", symbolBrush=theme.BLUE,
                                       symbolPen=None, symbolSize=7),
