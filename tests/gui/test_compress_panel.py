@@ -141,3 +141,21 @@ def test_a_chosen_length_times_every_variant(panel, qtbot, tmp_path):
     qtbot.waitUntil(lambda: len(panel.rows) == 1 and panel.job is None, timeout=TIMEOUT)
     assert panel.ordered_rows()[0].length == 16
     assert "at 16 tokens" in panel.verdict_label.text()
+
+
+def test_accuracy_is_a_percentage_in_every_compress_view(panel):
+    from effstudio.compress.events import CompareRowEvent, PruneStepEvent, ResultEvent
+    from effstudio.gui.panels.compress_views import describe_result
+
+    panel.live.add(PruneStepEvent(0, 1, 0.0, 0.5, 100))  # one point: the axis stays inside 0..100
+    assert panel.live.points["sparsity"] == [(0.0, 50.0)]
+    plot = panel.live._curves["sparsity"].getViewBox()
+    plot.autoRange()
+    low, high = plot.viewRange()[1]
+    assert 0.0 <= low <= 50.0 <= high <= 100.0
+    row = CompareRowEvent("a.safetensors", 10, 100, 0.875, 1.0, 2.0, 0.5, 1.2, 2.2, path="/tmp/a.safetensors")
+    panel.table.show_rows([row], ["original"])
+    assert panel.table.item(0, 3).text() == "87.5%"
+    panel.scatter.draw([row], ["original"])
+    assert "87.5%" in describe_result(ResultEvent("fp16", "/tmp/b.safetensors", 10, 10, 100, 0.875, 0.9)) and \
+        "was 90.0%" in describe_result(ResultEvent("fp16", "/tmp/b.safetensors", 10, 10, 100, 0.875, 0.9))
