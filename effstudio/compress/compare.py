@@ -50,7 +50,6 @@ from effstudio.engine.run_config import RunConfig
 from effstudio.engine.timing import comparison_verdict, timing_rounds
 from effstudio.tasks.base import Task
 
-CPU = torch.device("cpu")
 ONNX_MEMORY_NOTE = ("onnxruntime allocates from its own memory arena, which no reading in this process can see; "
                     "no figure rather than a wrong one")
 

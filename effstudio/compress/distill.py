@@ -30,19 +30,17 @@ from torch import nn
 
 from effstudio.compress.events import DistillEvalEvent, DistillStepEvent, ResultEvent
 from effstudio.compress.formats import count_params, save_float
+from effstudio.compress.progress import evaluated
 from effstudio.config import ConfigError
 from effstudio.engine.build import build_model
 from effstudio.engine.data import Batch, make_batch
 from effstudio.engine.events import DoneEvent, EvalEvent, Event, JobControl, LogEvent, StepEvent
 from effstudio.engine.loading import CompressError, LoadedModel, load_checkpoint
 from effstudio.engine.model_size import ModelTooLarge
-from effstudio.engine.objective import evaluate
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.trainer import train
 from effstudio.models.base import ModelOutput
 from effstudio.tasks.base import IGNORE_INDEX
-
-CPU = torch.device("cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +171,12 @@ def build_student(teacher: LoadedModel, config: RunConfig) -> nn.Module:
 
 
 def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out: Path,
-                control: JobControl | None = None, eval_batch_size: int = 64) -> Iterator[Event]:
-    """Distill a teacher into a new student; yields distill_step / distill_eval events and a ResultEvent last."""
+                control: JobControl | None = None, eval_batch_size: int = 64,
+                teacher_accuracy: float | None = None) -> Iterator[Event]:
+    """Distill a teacher into a new student; yields distill_step / distill_eval events and a ResultEvent last.
+
+    ``teacher_accuracy``: the teacher's validation accuracy when it is already measured, so it is not
+    evaluated again."""
     settings.check()
     control = control or JobControl()
     teacher = teacher_path if isinstance(teacher_path, LoadedModel) else load_checkpoint(teacher_path)
@@ -184,7 +186,8 @@ def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out
     student = build_student(teacher, config)
     spec = teacher.task.spec
     val = teacher.task.split("val")
-    teacher_accuracy = evaluate(teacher.model, val, spec.pad_id, spec.objective, eval_batch_size, CPU)[1]
+    if teacher_accuracy is None:
+        teacher_accuracy = yield from evaluated("evaluating the teacher", teacher.model, val, spec, eval_batch_size)
     teacher_params, student_params = count_params(teacher.model), count_params(student)
     yield LogEvent("info", f"teacher: {teacher_params:,} parameters, accuracy {teacher_accuracy:.3f}; student "
                            f"{config.model_type} ({config.attention_kind}): {student_params:,} parameters")
@@ -213,7 +216,7 @@ def distill_job(teacher_path: Path | LoadedModel, settings: DistillSettings, out
     student.eval()
     if control.stop_requested:
         raise CompressError("distillation was stopped; nothing was written")
-    student_accuracy = evaluate(student, val, spec.pad_id, spec.objective, eval_batch_size, CPU)[1]
+    student_accuracy = yield from evaluated("evaluating the student", student, val, spec, eval_batch_size)
     save_float(Path(out), student, config, settings.steps, extra={"effstudio.distilled_from": str(teacher.info.path)},
                task=teacher.task)
     details = {"student_model": config.model_type, "attention": config.attention_kind,

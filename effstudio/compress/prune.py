@@ -55,7 +55,6 @@ from effstudio.models.moe import MoEFeedForward
 from effstudio.models.structure import StructureError, blocks_of, ff_width
 
 GRADIENT_BATCHES = 4
-CPU = torch.device("cpu")
 
 
 @dataclasses.dataclass(frozen=True)

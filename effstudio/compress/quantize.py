@@ -54,7 +54,6 @@ from effstudio.tasks.base import saved_data_of
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 16
-CPU = torch.device("cpu")
 
 
 def _accuracy(stage: str, model: nn.Module, loaded: LoadedModel, batch_size: int) -> Generator[Event, None, float]:

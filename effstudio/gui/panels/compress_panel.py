@@ -139,7 +139,8 @@ def operation_job(step: CompressStep, source: Path, out: Path,
                                                    baseline_accuracy=baseline_accuracy)), "ONNX"
     settings = DistillSettings(step.student_model, step.student_settings(), step.steps, step.temperature, step.alpha,
                                step.hidden_weight)
-    return (recorded(lambda control: distill_job(source, settings, out, control)),
+    return (recorded(lambda control: distill_job(source, settings, out, control,
+                                                 teacher_accuracy=baseline_accuracy)),
             f"student {step.attention} d{step.d_model}")
 
 
