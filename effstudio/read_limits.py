@@ -73,3 +73,11 @@ MAX_TASK_FILE_BYTES = 256 * MiB  # the largest tokenizer (MAX_TOKENIZER_BYTES) f
 # a tokenizer file (tokenizer.json, vocab.txt, vocab.json, merges.txt) is parsed whole: the largest real ones, for
 # multilingual vocabularies of 250,000 pieces, are ~35 MB
 MAX_TOKENIZER_BYTES = 64 * MiB
+
+# the inspector's Graph tab lays out one box per operator (constants and weights attached, not drawn). A 12-layer
+# encoder exported from PyTorch has ~1,100 such operators and lays out in ~0.3 s; the layered layout grows faster
+# than linearly (dummy vertices on long edges), so a graph beyond this many operators is refused with this reason
+MAX_GRAPH_NODES = 12_000
+# ONNX shape inference (for the shapes on the edges) runs on the graph without its weights; past this many operators
+# the edges are labelled with the shapes stored in the file only
+MAX_SHAPE_INFERENCE_NODES = 12_000
