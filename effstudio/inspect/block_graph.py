@@ -27,6 +27,7 @@ from effstudio.config import ConfigError
 from effstudio.engine.build import model_of_checkpoint, task_of_checkpoint
 from effstudio.engine.checkpoint import CheckpointError, read_info
 from effstudio.inspect.graph import GraphError, GraphNode, ModelGraph, check_size, shape_text
+from effstudio.inspect.name_graph import name_graph
 from effstudio.models.moe import MoEFeedForward
 from effstudio.models.structure import ff_width
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 
 def _built(inspected: Inspected) -> tuple[nn.Module, RunConfig, TaskSpec]:
+    """The checkpoint's model on the meta device; GraphError saying why when it cannot be rebuilt (a plugin's
+    model type that is not installed, a task whose data the header names but this machine lacks)."""
     path = inspected.files[0] if inspected.files else inspected.path
     try:
         info = read_info(path)
@@ -98,7 +101,10 @@ def _prefix(name: str) -> str:
 
 
 def block_graph(inspected: Inspected) -> ModelGraph:
-    model, config, spec = _built(inspected)
+    try:
+        model, config, spec = _built(inspected)
+    except GraphError as err:
+        return name_graph(inspected, str(err))
     readable = {tensor.name for tensor in inspected.tensors}
     graph = ModelGraph(f"effstudio {config.model_type} blocks")
     # token models read max_length positions; a ViT one per patch, plus its class token

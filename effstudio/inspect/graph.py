@@ -1,9 +1,10 @@
 """The graph of an opened model: boxes (operators or blocks) joined by the values that flow between them.
 
-Two builders fill a :class:`ModelGraph`: :mod:`effstudio.inspect.onnx_graph`
-(an ONNX file's operators, weights attached to the operator that reads them)
-and :mod:`effstudio.inspect.block_graph` (an effstudio checkpoint's module tree
-as embedding -> blocks -> head). :func:`lay_out` places the boxes top to bottom
+Builders fill a :class:`ModelGraph`: :mod:`effstudio.inspect.onnx_graph`
+(an ONNX file's operators, weights attached to the operator that reads them),
+:mod:`effstudio.inspect.block_graph` (an effstudio checkpoint's module tree
+as embedding -> blocks -> head) and, for other files of numbered layers,
+:mod:`effstudio.inspect.name_graph` (blocks grouped from the tensor names). :func:`lay_out` places the boxes top to bottom
 with igraph's layered (Sugiyama) layout: every edge points down, long edges bend
 through the layers they cross. Qt-free: the GUI only draws what this computes.
 """
@@ -102,9 +103,10 @@ def check_size(count: int, what: str) -> None:
 
 
 def graph_of(inspected: Inspected) -> ModelGraph:
-    """The laid-out graph of an opened file: ONNX operators, or an effstudio checkpoint's blocks.
+    """The laid-out graph of an opened file: ONNX operators, an effstudio checkpoint's blocks, or the blocks
+    that the tensor names of another file (a Hugging Face folder) spell out.
 
-    GraphError when the file has no graph (a bare tensor file), or it is too large to lay out."""
+    GraphError when the file has no graph (tensors without numbered blocks), or it is too large to lay out."""
     started = time.perf_counter()
     if inspected.format == "onnx":
         from effstudio.inspect.onnx_graph import onnx_graph
@@ -115,7 +117,8 @@ def graph_of(inspected: Inspected) -> ModelGraph:
 
         graph = block_graph(inspected)
     else:
-        raise GraphError(f"{inspected.path.name} holds tensors only ({inspected.format}); a graph is drawn for ONNX "
-                         "files (operators) and effstudio checkpoints (blocks)")
+        from effstudio.inspect.name_graph import name_graph
+
+        graph = name_graph(inspected, f"a {inspected.format} file without effstudio's model description")
     graph.seconds["build"] = time.perf_counter() - started
     return lay_out(graph)

@@ -79,7 +79,7 @@ def test_shape_inference_and_size_are_bounded(tmp_path, monkeypatch):
 
 
 def test_a_tensor_file_has_no_graph(tmp_path):
-    with pytest.raises(GraphError, match="holds tensors only"):
+    with pytest.raises(GraphError, match="holds tensors only .*no numbered blocks"):
         graph_of(open_model(files.npz_file(tmp_path / "a.npz")))
 
 
@@ -115,3 +115,37 @@ def test_checkpoint_blocks_show_experts(tmp_path):
     graph = graph_of(open_model(checkpoint(tmp_path / "moe.safetensors", **{
         "model.layers": 1, "model.ffn": "moe", "model.experts": 4, "model.top_k": 2})))
     assert by_kind(graph, "Block")[0].details[1] == "4 experts × 64, top-2"
+
+
+def test_other_files_get_blocks_from_their_tensor_names(tmp_path):
+    graph = graph_of(open_model(files.bert_folder(tmp_path / "bert")))
+    assert graph.title == "blocks from tensor names" and "grouped from the tensor names" in graph.notes[0]
+    assert [(n.name, n.kind) for n in graph.nodes] == [
+        ("embeddings", "Embedding"), ("encoder.layer.0", "Block"), ("encoder.layer.1", "Block")]
+    assert all(t.startswith("encoder.layer.1.") for t in graph.nodes[2].tensors)
+    assert_layered_down(graph)
+
+
+def test_names_order_blocks_naturally_and_heads_last():
+    from effstudio.inspect.name_graph import name_graph
+    from effstudio.inspect.tensors import Inspected, TensorRef
+
+    names = ["lm_head.weight", "transformer.h.10.attn.weight", "transformer.h.2.attn.weight", "transformer.ln_f.weight",
+             "transformer.wte.weight"]
+    inspected = Inspected(Path("gpt.safetensors"), "safetensors", 0, [TensorRef(n, (2,), "float32", None)
+                                                                       for n in names])
+    graph = name_graph(inspected, "a test")
+    assert [n.name for n in graph.nodes] == ["transformer.wte", "transformer.h.2", "transformer.h.10",
+                                             "transformer.ln_f", "lm_head"]
+
+
+def test_a_checkpoint_whose_model_cannot_be_rebuilt_falls_back_to_names(tmp_path, monkeypatch):
+    from effstudio.inspect import block_graph
+
+    def refuse(_inspected):
+        raise GraphError("model type 'plugin' is not installed")
+
+    monkeypatch.setattr(block_graph, "_built", refuse)
+    graph = graph_of(open_model(checkpoint(tmp_path / "c.safetensors", **{"model.layers": 2})))
+    assert "model type 'plugin' is not installed" in graph.notes[0]
+    assert [n.name for n in graph.nodes if n.kind == "Block"] == ["blocks.0", "blocks.1"]
