@@ -64,7 +64,8 @@ def _weightless_copy(model: ModelProto) -> ModelProto:
             typed.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
         else:
             small.append(init)
-    inputs = [v for v in graph.input if v.name not in {t.name for t in typed}]
+    typed_names = {t.name for t in typed}
+    inputs = [v for v in graph.input if v.name not in typed_names]  # old IR lists initializers as inputs too
     light = helper.make_graph(list(graph.node), graph.name or "graph", inputs + typed, list(graph.output),
                               initializer=small, value_info=list(graph.value_info))
     copy = helper.make_model(light, opset_imports=list(model.opset_import), ir_version=model.ir_version)

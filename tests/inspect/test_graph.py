@@ -149,3 +149,12 @@ def test_a_checkpoint_whose_model_cannot_be_rebuilt_falls_back_to_names(tmp_path
     graph = graph_of(open_model(checkpoint(tmp_path / "c.safetensors", **{"model.layers": 2})))
     assert "model type 'plugin' is not installed" in graph.notes[0]
     assert [n.name for n in graph.nodes if n.kind == "Block"] == ["blocks.0", "blocks.1"]
+
+
+def test_external_data_is_never_read_for_the_graph(tmp_path):
+    path = files.onnx_model(tmp_path / "ext.onnx", external=True)
+    inspected = open_model(path)
+    (tmp_path / "ext.onnx.data").write_bytes(b"")  # emptied after opening: reading it now would fail
+    graph = graph_of(inspected)
+    assert {n.kind: n.tensors for n in graph.nodes}["MatMul"] == ["dense.weight"]
+    assert any(e.value == "h" and e.shape == "batch×4" for e in graph.edges)  # inferred without the weights

@@ -46,6 +46,7 @@ X_UNIT, Y_UNIT = 210.0, 104.0  # scene pixels per layout unit (boxes in a layer,
 BOX_WIDTH, LINE = 184.0, 15.0
 DETAIL_LINES = 2  # attribute lines drawn in a box; all of them are in its tooltip and the side pane
 MIN_SCALE, MAX_SCALE = 0.03, 4.0
+READABLE_SCALE = 0.7  # a graph is first shown whole only if its text stays readable
 
 _PLUMBING = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "Slice", "Transpose", "Range",
              "ConstantOfShape", "Expand", "Flatten", "Identity", "Where", "Equal", "Not", "Or", "And", "Greater",
@@ -312,10 +313,9 @@ class GraphTab(QWidget):
         counts = f"{len(graph.nodes):,} boxes, {len(graph.edges):,} edges in {graph.layers:,} layers"
         self.summary.setText(" \u00b7 ".join([graph.title, counts, timing, *graph.notes]))
         self.stack.setCurrentIndex(1)
-        self.view.resetTransform()
-        if graph.layers <= 14:
-            self.view.fit()
-        else:  # a deep graph: start readable, at its inputs
+        self.view.fit()
+        if self.view.transform().m11() < READABLE_SCALE:  # a large graph: start readable, at its inputs
+            self.view.resetTransform()
             first = min(self.items, key=lambda item: (item.node.y, item.node.x))
             self.view.centerOn(first.rect.center() + QPointF(0, self.view.viewport().height() / 2 - 40))
         self._search_changed(self.search.text())
