@@ -15,7 +15,7 @@ def add_graph_bench(benches: argparse._SubParsersAction) -> None:
         description="Exports an effstudio Transformer encoder to ONNX in a temporary folder (12 layers of width "
                     "384 and a 10,000-token vocabulary make about 100 MB), then times opening it as the inspector "
                     "does, building its operator graph and laying it out; median and slowest of --repeats.")
-    graph.add_argument("--layers", type=whole(1, 200), default=12, help="encoder blocks (default: 12)")
+    graph.add_argument("--layers", type=whole(1, 48), default=12, help="encoder blocks, up to 48 (default: 12)")
     graph.add_argument("--d-model", type=whole(8, 4096), default=384, help="width (default: 384)")
     graph.add_argument("--vocab", type=whole(2, 1_000_000), default=10_000, help="vocabulary (default: 10000)")
     graph.add_argument("--repeats", type=whole(1, 100), default=3, help="timed runs (default: 3)")

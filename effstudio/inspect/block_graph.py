@@ -46,7 +46,7 @@ def _built(inspected: Inspected) -> tuple[nn.Module, RunConfig, TaskSpec]:
         spec = task_of_checkpoint(info).spec
         with torch.device("meta"):  # shapes only: nothing allocated, nothing read
             model = model_of_checkpoint(info, spec)
-    except (CheckpointError, ConfigError) as err:
+    except (CheckpointError, ConfigError, RuntimeError, NotImplementedError) as err:  # meta: a value read at build
         raise GraphError(f"the model of {path.name} cannot be rebuilt to draw its blocks: {err}") from None
     return model, info.config, spec
 
@@ -100,107 +100,123 @@ def _prefix(name: str) -> str:
     return name.split("_", 1)[0] if "_" in name else name
 
 
+class _Builder:
+    """Fills a ModelGraph from the model's top-level parts, in the order the module docstring describes."""
+
+    def __init__(self, model: nn.Module, config: RunConfig, spec: TaskSpec, readable: set[str]):
+        self.model, self.config, self.spec, self.readable = model, config, spec, readable
+        self.graph = ModelGraph(f"effstudio {config.model_type} blocks")
+        self.canonical = {id(p): n for n, p in model.named_parameters()}  # a tied weight is stored once, by this name
+        # token models read max_length positions; a ViT one per patch, plus its class token
+        self.positions = spec.max_length if not spec.is_image else getattr(model, "grid", 0) ** 2 + 1
+        self.width: int | None = None
+        self.first_attention: type | None = None
+
+    def tensors_of(self, prefix: str, part: nn.Module | nn.Parameter) -> list[str]:
+        if isinstance(part, nn.Parameter):
+            names = [prefix]
+        else:
+            names = [self.canonical.get(id(p), f"{prefix}.{n}") for n, p in part.named_parameters(remove_duplicate=False)]
+        return [n for n in dict.fromkeys(names) if n in self.readable]
+
+    def sized(self) -> str:
+        return f"batch×{self.positions}×{self.width}" if self.width else ""
+
+    def link(self, sources: list[int], target: int, value: str, shape: str) -> None:
+        for source in sources:
+            self.graph.connect(source, target, value, shape)
+
+    def inputs(self, embeddings: list[tuple[str, nn.Module | nn.Parameter]]) -> list[int]:
+        """The input box and the embeddings it feeds (a model's own vectors, such as a class token, feed on
+        their own); returns what the first block reads."""
+        spec = self.spec
+        tokens = f"batch×{self.positions}" if not spec.is_image else shape_text(("batch", *spec.image_shape))
+        source = self.graph.add(GraphNode("inputs", "Input", [("images " if spec.is_image else "token ids ") + tokens]))
+        added = []
+        for name, part in embeddings:
+            if isinstance(part, nn.Parameter):
+                node = GraphNode(name, "Parameter", [shape_text(tuple(part.shape))], self.tensors_of(name, part))
+            else:
+                size = [f"{part.num_embeddings}×{part.embedding_dim}"] if isinstance(part, nn.Embedding) else []
+                node = GraphNode(name, type(part).__name__, size, self.tensors_of(name, part))
+            added.append(self.graph.add(node))
+            if not isinstance(part, nn.Parameter):
+                self.graph.connect(source, added[-1], "inputs", tokens)
+        return added or [source]
+
+    def stack(self, name: str, blocks: nn.ModuleList, previous: list[int], embeddings: list[int]) -> list[int]:
+        """One box per block, chained; a block with cross-attention reads the previous stack's output too."""
+        attention = type(getattr(blocks[0], "attention", None))
+        self.first_attention = self.first_attention or attention
+        kind = self.config.attention_kind if attention is self.first_attention else None
+        kind = kind or _kind_words(attention.__name__)  # a model with an attention of its own (XL)
+        steps = getattr(self.config.model, "max_steps", None)
+        memory = previous
+        for number, block in enumerate(blocks):
+            details = _block_details(block, kind)
+            if len(blocks) == 1 and steps:  # one block applied again and again (Universal Transformer)
+                details.append(f"applied up to {steps} times")
+            index = self.graph.add(GraphNode(f"{name}.{number}", "Block", details,
+                                             self.tensors_of(f"{name}.{number}", block)))
+            crossing = getattr(block, "cross", None) is not None and memory is not embeddings
+            self.link(embeddings if crossing and number == 0 else previous, index, "hidden", self.sized())
+            if crossing:
+                self.link(memory, index, "encoder output", self.sized())
+            previous = [index]
+        return previous
+
+    def follow(self, previous: list[int], name: str, part: nn.Module) -> list[int]:
+        """A norm, pool or head after the blocks; the head of a classifier reads one pooled vector."""
+        pooled = name == "head" and self.spec.objective == "classify"
+        shape = f"batch×{self.width}" if pooled else self.sized()
+        details = []
+        if isinstance(part, nn.Linear):
+            details.append(f"{part.in_features} → {part.out_features}")
+        elif isinstance(part, nn.LayerNorm):
+            details.append(f"width {part.normalized_shape[-1]}")
+        tensors = self.tensors_of(name, part)
+        details += [f"shares {tensor}" for tensor in tensors if not tensor.startswith(f"{name}.")]  # tied weights
+        index = self.graph.add(GraphNode(name, type(part).__name__, details, tensors))
+        self.link(previous, index, "hidden", shape)
+        return [index]
+
+    def output(self, previous: list[int], width: int | None) -> None:
+        self.width = width or self.width
+        shape = f"batch×{self.spec.num_classes}" if self.spec.objective == "classify" else self.sized()
+        self.link(previous, self.graph.add(GraphNode("logits", "Output", [shape])), "logits", shape)
+
+
 def block_graph(inspected: Inspected) -> ModelGraph:
     try:
         model, config, spec = _built(inspected)
     except GraphError as err:
         return name_graph(inspected, str(err))
-    readable = {tensor.name for tensor in inspected.tensors}
-    graph = ModelGraph(f"effstudio {config.model_type} blocks")
-    # token models read max_length positions; a ViT one per patch, plus its class token
-    positions = spec.max_length if not spec.is_image else getattr(model, "grid", 0) ** 2 + 1
-    tokens = f"batch×{positions}" if not spec.is_image else shape_text(("batch", *spec.image_shape))
-    source = graph.add(GraphNode("inputs", "Input", [("images " if spec.is_image else "token ids ") + tokens]))
-
-    canonical = {id(p): n for n, p in model.named_parameters()}  # a tied weight is stored once, by this name
-
-    def tensors_of(prefix: str, module: nn.Module | nn.Parameter) -> list[str]:
-        if isinstance(module, nn.Parameter):
-            names = [prefix]
-        else:
-            names = [canonical.get(id(p), f"{prefix}.{n}") for n, p in module.named_parameters(remove_duplicate=False)]
-        return [n for n in dict.fromkeys(names) if n in readable]
-
-    def sized(width: int | None) -> str:
-        return f"batch×{positions}×{width}" if width else ""
-
-    embeddings: list[int] = []
-    stacks: list[tuple[str, list[int]]] = []
-    after: dict[str, list[tuple[str, nn.Module]]] = {}
     parts: list[tuple[str, nn.Module | nn.Parameter]] = [
-        *((n, p) for n, p in model.named_parameters(recurse=False)), *model.named_children()]
+        *model.named_parameters(recurse=False),
+        *((n, m) for n, m in model.named_children() if any(True for _ in m.parameters()))]  # no dropouts
+    embeddings = [(n, p) for n, p in parts if not isinstance(p, nn.ModuleList) and _is_embedding(n, p)]
+    stacks = [(n, m) for n, m in parts if isinstance(m, nn.ModuleList) and len(m)]
+    embedded = {name for name, _ in embeddings}
+    after: dict[str, list[tuple[str, nn.Module]]] = {}  # norms, pools, heads: after the stack of their name
     for name, part in parts:
-        if isinstance(part, nn.Module) and not any(True for _ in part.parameters()):
-            continue  # dropout, activations: nothing to show
-        if isinstance(part, nn.ModuleList):
-            stacks.append((name, []))
-            continue
-        if _is_embedding(name, part):
-            shape = shape_text(tuple(part.shape)) if isinstance(part, nn.Parameter) else (
-                f"{part.num_embeddings}×{part.embedding_dim}" if isinstance(part, nn.Embedding) else "")
-            kind = "Parameter" if isinstance(part, nn.Parameter) else type(part).__name__
-            index = graph.add(GraphNode(name, kind, [shape] if shape else [], tensors_of(name, part)))
-            if kind != "Parameter":
-                graph.connect(source, index, "inputs", tokens)
-            embeddings.append(index)
-            continue
-        owner = next((stack for stack in reversed([s for s, _ in stacks]) if _prefix(stack) == _prefix(name)), None)
-        after.setdefault(owner or "", []).append((name, part))
-    check_size(len(graph.nodes) + sum(len(getattr(model, s)) for s, _ in stacks), "blocks and layers")
+        if name not in embedded and not isinstance(part, nn.ModuleList):
+            owner = next((s for s, _ in stacks if _prefix(s) == _prefix(name)), "")
+            after.setdefault(owner, []).append((name, part))
+    check_size(1 + len(parts) + sum(len(m) for _, m in stacks), "blocks and layers")
 
-    first_kind = None
-    previous: list[int] = embeddings or [source]
-    width = next((_width(m) for _, m in parts if isinstance(m, nn.Module) and _width(m)), None)
-    for stack_name, indices in stacks:
-        blocks = getattr(model, stack_name)
-        attention_class = type(getattr(blocks[0], "attention", None)) if len(blocks) else None
-        if first_kind is None:
-            first_kind = attention_class
-        kind = config.attention_kind if attention_class is first_kind else None
-        kind = kind or _kind_words(attention_class.__name__)  # a model with an attention of its own (XL)
-        stack_input = previous
-        for number, block in enumerate(blocks):
-            name = f"{stack_name}.{number}"
-            details = _block_details(block, kind or "?")
-            steps = getattr(config.model, "max_steps", None)
-            if len(blocks) == 1 and steps:  # one block applied again and again (Universal Transformer)
-                details.append(f"applied up to {steps} times")
-            index = graph.add(GraphNode(name, "Block", details, tensors_of(name, block)))
-            crossing = getattr(block, "cross", None) is not None and stack_input is not (embeddings or [source])
-            for before in (embeddings or [source]) if crossing and number == 0 else previous:
-                graph.connect(before, index, "hidden", sized(width))
-            if crossing:  # a decoder block also reads what the encoder stack made of the source
-                for memory in stack_input:
-                    graph.connect(memory, index, "encoder output", sized(width))
-            previous = [index]
-            indices.append(index)
-        for name, part in after.pop(stack_name, []):
-            previous = [_follow(graph, previous, name, part, tensors_of(name, part), sized(width))]
+    builder = _Builder(model, config, spec, {tensor.name for tensor in inspected.tensors})
+    builder.width = next((_width(m) for _, m in parts if isinstance(m, nn.Module) and _width(m)), None)
+    fed = builder.inputs(embeddings)
+    previous = fed
+    for name, blocks in stacks:
+        previous = builder.stack(name, blocks, previous, fed)
+        for follower, part in after.pop(name, []):
+            previous = builder.follow(previous, follower, part)
     # the head last: modules registered after it (a halting unit) work beside the blocks, not on the logits
-    for name, part in sorted(after.pop("", []), key=lambda item: item[0] == "head"):
-        label = sized(width)
-        if name == "head":
-            label = f"batch×{width}" if spec.objective == "classify" else sized(width)
-        previous = [_follow(graph, previous, name, part, tensors_of(name, part), label)]
-        width = _width(part) or width
-    out_shape = f"batch×{spec.num_classes}" if spec.objective == "classify" else sized(width)
-    output = graph.add(GraphNode("logits", "Output", [out_shape]))
-    for before in previous:
-        graph.connect(before, output, "logits", out_shape)
+    rest = sorted(after.pop("", []), key=lambda item: item[0] == "head")
+    for follower, part in rest:
+        previous = builder.follow(previous, follower, part)
+    builder.output(previous, _width(rest[-1][1]) if rest else None)
     if inspected.metadata.get("effstudio.structure"):
-        graph.notes.append("structurally pruned: each block shows the heads and feed-forward width it kept")
-    return graph
-
-
-def _follow(graph: ModelGraph, previous: list[int], name: str, part: nn.Module, tensors: list[str],
-            label: str) -> int:
-    details = []
-    if isinstance(part, nn.Linear):
-        details.append(f"{part.in_features} → {part.out_features}")
-    elif isinstance(part, nn.LayerNorm):
-        details.append(f"width {part.normalized_shape[-1]}")
-    details += [f"shares {tensor}" for tensor in tensors if not tensor.startswith(f"{name}.")]  # tied weights
-    index = graph.add(GraphNode(name, type(part).__name__, details, tensors))
-    for before in previous:
-        graph.connect(before, index, "hidden", label)
-    return index
+        builder.graph.notes.append("structurally pruned: each block shows the heads and feed-forward width it kept")
+    return builder.graph

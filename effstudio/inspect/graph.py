@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from effstudio import read_limits
 from effstudio.inspect.tensors import Inspected, InspectError
@@ -76,22 +77,49 @@ def shape_text(dims: list[int | str] | tuple[int | str, ...]) -> str:
     return "×".join(str(d) for d in dims) if dims else "scalar"
 
 
+# crossing reduction sweeps over every box and bend point: 100 sweeps for a graph of up to 20,000 points, fewer
+# for larger ones, so the layout's time stays about that of 2,000,000 point moves
+CROSSING_WORK = 2_000_000
+MAX_SWEEPS, MIN_SWEEPS = 100, 5
+
+
+def _longest_path_layers(ig: Any) -> list[int] | None:
+    """Each node one layer below its deepest input (what igraph does for a DAG); None for a graph with cycles."""
+    if not ig.is_dag():
+        return None
+    successors = ig.get_adjlist("out")
+    layers = [0] * ig.vcount()
+    for node in ig.topological_sorting():
+        for after in successors[node]:
+            layers[after] = max(layers[after], layers[node] + 1)
+    return layers
+
+
 def lay_out(graph: ModelGraph) -> ModelGraph:
     """Place the nodes in layers, top to bottom, with igraph's Sugiyama layout (in place; returns ``graph``).
 
     Layout units: layers are 1 apart (``y``), boxes at least 1 apart within a layer (``x``); an edge
-    that spans several layers gets a bend point in each layer between its ends."""
+    that spans several layers gets a bend point in each layer between its ends. GraphError when
+    boxes and bend points together exceed MAX_LAYOUT_POINTS."""
     import igraph
 
     started = time.perf_counter()
     if not graph.nodes:
         return graph
     ig = igraph.Graph(n=len(graph.nodes), edges=[(e.source, e.target) for e in graph.edges], directed=True)
-    layout = ig.layout_sugiyama(hgap=1, vgap=1, maxiter=100)
+    layers = _longest_path_layers(ig)
+    points = len(graph.nodes) + (sum(layers[e.target] - layers[e.source] - 1 for e in graph.edges)
+                                 if layers is not None else 0)
+    if points > read_limits.MAX_LAYOUT_POINTS:
+        raise GraphError(f"the graph's {len(graph.nodes):,} boxes and the bends of its long edges make {points:,} "
+                         f"points to place, more than the {read_limits.MAX_LAYOUT_POINTS:,} the Graph tab lays out "
+                         "(MAX_LAYOUT_POINTS)")
+    sweeps = max(MIN_SWEEPS, min(MAX_SWEEPS, CROSSING_WORK // points))
+    layout = ig.layout_sugiyama(layers=layers, hgap=1, vgap=1, maxiter=sweeps)
     for node, (x, y) in zip(graph.nodes, layout.coords, strict=False):  # rows past the nodes are bend points
         node.x, node.y = float(x), float(y)
-    for edge, points in zip(graph.edges, layout.edge_routing, strict=True):
-        edge.bends = [(float(x), float(y)) for x, y in points]
+    for edge, bends in zip(graph.edges, layout.edge_routing, strict=True):
+        edge.bends = [(float(x), float(y)) for x, y in bends]
     graph.seconds["layout"] = time.perf_counter() - started
     return graph
 

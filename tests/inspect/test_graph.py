@@ -73,6 +73,9 @@ def test_shape_inference_and_size_are_bounded(tmp_path, monkeypatch):
     assert "MAX_SHAPE_INFERENCE_NODES" in graph.notes[0]
     inner = [e for e in graph.edges if e.value == "h"]
     assert inner[0].shape == ""  # only the file's own shapes: the inputs' and outputs'
+    monkeypatch.setattr(read_limits, "MAX_LAYOUT_POINTS", 9)  # 7 boxes, and Cast's edge to Mul bends 3 times
+    with pytest.raises(GraphError, match="7 boxes and the bends of its long edges make 10 points.*MAX_LAYOUT_POINTS"):
+        graph_of(inspected)
     monkeypatch.setattr(read_limits, "MAX_GRAPH_NODES", 4)
     with pytest.raises(GraphError, match="5 operators, more than the 4 .*MAX_GRAPH_NODES"):
         graph_of(inspected)
