@@ -47,6 +47,7 @@ BOX_WIDTH, LINE = 184.0, 15.0
 DETAIL_LINES = 2  # attribute lines drawn in a box; all of them are in its tooltip and the side pane
 MIN_SCALE, MAX_SCALE = 0.03, 4.0
 READABLE_SCALE = 0.7  # a graph is first shown whole only if its text stays readable
+TEXT_SCALE = 0.35  # below this zoom boxes and edges are drawn without their text
 
 _PLUMBING = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "Slice", "Transpose", "Range",
              "ConstantOfShape", "Expand", "Flatten", "Identity", "Where", "Equal", "Not", "Or", "And", "Greater",
@@ -113,7 +114,7 @@ class NodeItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
         return self.rect.adjusted(-3, -3, 3, 3)
 
-    def paint(self, painter: QPainter, _option: QStyleOptionGraphicsItem, _widget: QWidget | None = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, _widget: QWidget | None = None) -> None:
         if self.isSelected():
             painter.setPen(theme.pen(theme.ACCENT, 2.5))
         elif self.matched:
@@ -122,6 +123,8 @@ class NodeItem(QGraphicsItem):
             painter.setPen(theme.pen(theme.BORDER, 1.0))
         painter.setBrush(self.fill)
         painter.drawRoundedRect(self.rect, 5, 5)
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < TEXT_SCALE:
+            return  # too small to read: the box alone, which paints a whole large graph quickly
         text = self.rect.adjusted(8, 4, -8, 0)
         painter.setPen(QColor(theme.TEXT))
         painter.setFont(self.bold)
@@ -154,6 +157,8 @@ def _edge_path(source: NodeItem, target: NodeItem, bends: list[tuple[float, floa
 class GraphView(QGraphicsView):
     """A QGraphicsView that zooms with the wheel around the pointer and pans by dragging."""
 
+    zoomed = Signal(float)  # the new scale
+
     def __init__(self, scene: QGraphicsScene, parent: QWidget | None = None):
         super().__init__(scene, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -166,6 +171,7 @@ class GraphView(QGraphicsView):
         scale = self.transform().m11()
         factor = max(MIN_SCALE / scale, min(MAX_SCALE / scale, factor))
         self.scale(factor, factor)
+        self.zoomed.emit(self.transform().m11())
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.zoom(1.15 ** (event.angleDelta().y() / 120))
@@ -174,6 +180,11 @@ class GraphView(QGraphicsView):
         self.fitInView(self.scene().itemsBoundingRect(), Qt.AspectRatioMode.KeepAspectRatio)
         if self.transform().m11() > 1.0:
             self.resetTransform()
+        self.zoomed.emit(self.transform().m11())
+
+    def actual_size(self) -> None:
+        self.resetTransform()
+        self.zoomed.emit(1.0)
 
 
 class GraphTab(QWidget):
@@ -212,8 +223,11 @@ class GraphTab(QWidget):
         toolbar.addWidget(self.fit_button)
 
         self.scene = QGraphicsScene(self)
+        self.scene.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)  # filled once, never moved
         self.scene.selectionChanged.connect(self._selection_changed)
         self.view = GraphView(self.scene, self)
+        self.view.zoomed.connect(self._zoomed)
+        self.labels: list[QGraphicsSimpleTextItem] = []
         self.node_title = QLabel(self)
         self.node_title.setWordWrap(True)
         self.node_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -280,7 +294,7 @@ class GraphTab(QWidget):
 
     def _clear(self) -> None:
         self.scene.clear()
-        self.items = []
+        self.items, self.labels = [], []
         self.matches, self.match = [], -1
         self.found.clear()
         self._show_node(None)
@@ -308,6 +322,7 @@ class GraphTab(QWidget):
                 label.setPos(middle + QPointF(5, -7))
                 label.setZValue(2)
                 self.scene.addItem(label)
+                self.labels.append(label)
         self.scene.setSceneRect(self.scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
         timing = " + ".join(f"{name} {seconds:.2f} s" for name, seconds in graph.seconds.items())
         counts = f"{len(graph.nodes):,} boxes, {len(graph.edges):,} edges in {graph.layers:,} layers"
@@ -315,10 +330,16 @@ class GraphTab(QWidget):
         self.stack.setCurrentIndex(1)
         self.view.fit()
         if self.view.transform().m11() < READABLE_SCALE:  # a large graph: start readable, at its inputs
-            self.view.resetTransform()
+            self.view.actual_size()
             first = min(self.items, key=lambda item: (item.node.y, item.node.x))
             self.view.centerOn(first.rect.center() + QPointF(0, self.view.viewport().height() / 2 - 40))
         self._search_changed(self.search.text())
+
+    def _zoomed(self, scale: float) -> None:
+        readable = scale >= TEXT_SCALE
+        if self.labels and self.labels[0].isVisible() != readable:
+            for label in self.labels:
+                label.setVisible(readable)
 
     # ------------------------------------------------------- search, select
     def _search_changed(self, text: str) -> None:
