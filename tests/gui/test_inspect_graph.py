@@ -53,6 +53,11 @@ def test_search_selects_a_box_and_its_weight(panel, qtbot, tmp_path):
     assert [tab.weights.item(i).text() for i in range(tab.weights.count())] == ["dense.weight"]
     assert panel.tensors.tree.currentIndex().data() == "weight"
     assert panel._selected == "dense.weight"
+    tab.search.setText("mul")  # MatMul and Mul
+    assert tab.found.text() == "1 of 2" and tab.selected_node().kind == "MatMul"
+    qtbot.keyClick(tab.search, Qt.Key.Key_Return)
+    assert tab.found.text() == "2 of 2" and tab.selected_node().kind == "Mul"
+    assert sum(item.matched for item in tab.items) == 2
     tab.search.setText("nothing like this")
     assert tab.found.text() == "no match" and not any(item.matched for item in tab.items)
 
