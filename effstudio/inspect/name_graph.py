@@ -44,6 +44,25 @@ def _root(stack: str, loose: list[str]) -> str:
     return ""
 
 
+def _block_settings(config: dict) -> list[str]:
+    """What a Hugging Face style config.json says of every block: heads, feed-forward width, experts."""
+    def first(*keys: str) -> int | None:
+        values = [config.get(key) for key in keys]
+        return next((v for v in values if isinstance(v, int) and not isinstance(v, bool)), None)
+
+    settings = []
+    heads = first("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads")
+    if heads:
+        settings.append(f"{heads} heads (config.json)")
+    width = first("intermediate_size", "n_inner", "ffn_dim", "encoder_ffn_dim", "d_ff")
+    experts = first("num_local_experts", "num_experts", "n_routed_experts")
+    if experts:
+        settings.append(f"{experts} experts" + (f" × {width}" if width else ""))
+    elif width:
+        settings.append(f"feed-forward {width}")
+    return settings
+
+
 def name_graph(inspected: Inspected, reason: str) -> ModelGraph:
     """The grouped graph; ``reason`` (why the model itself was not used) becomes its first note."""
     placed = {t.name: _stack(t.name) for t in inspected.tensors}
@@ -81,9 +100,11 @@ def name_graph(inspected: Inspected, reason: str) -> ModelGraph:
                                    groups[group]))
 
     previous = [add(group, "Embedding") for group in inputs]
+    settings = _block_settings(inspected.config or {})
     for stack in stacks:
         for group in (g for g in ordered if stack_of[g] == stack):
             index = add(group, "Block")
+            graph.nodes[index].details += settings
             for before in previous:
                 graph.connect(before, index, "hidden")
             previous = [index]

@@ -126,6 +126,7 @@ def test_other_files_get_blocks_from_their_tensor_names(tmp_path):
     assert [(n.name, n.kind) for n in graph.nodes] == [
         ("embeddings", "Embedding"), ("encoder.layer.0", "Block"), ("encoder.layer.1", "Block")]
     assert all(t.startswith("encoder.layer.1.") for t in graph.nodes[2].tensors)
+    assert graph.nodes[2].details[1:] == ["4 heads (config.json)", "feed-forward 128"]  # 4 × hidden 32
     assert_layered_down(graph)
 
 
