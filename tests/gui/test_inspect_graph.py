@@ -70,7 +70,9 @@ def test_clicking_a_box_selects_its_tensor_in_the_tensors_tab(panel, qtbot, tmp_
     qtbot.mouseClick(tab.view.viewport(), Qt.MouseButton.LeftButton, pos=point)
     assert tab.selected_node() is add.node
     assert panel._selected == "dense.bias"
-    assert "Add" in tab.node_title.text()
+    assert "Add" in tab.node_title.text() and tab.weights_title.text() == "Weights (1)"
+    tab.select_node(next(i for i, item in enumerate(tab.items) if item.node.kind == "Relu"))
+    assert tab.weights_title.text() == "Weights: none" and panel._selected == "dense.bias"  # nothing to select
 
 
 def test_zoom_is_bounded_and_fit_shows_everything(panel, qtbot, tmp_path):

@@ -132,13 +132,12 @@ class NodeItem(QGraphicsItem):
                          QFontMetricsF(self.bold).elidedText(self.node.kind, Qt.TextElideMode.ElideRight, text.width()))
         painter.setFont(self.small)
         metrics = QFontMetricsF(self.small)
-        painter.setPen(QColor(theme.MUTED))
         lines = [self.node.name, *self.node.details[:DETAIL_LINES]]
         for row, line in enumerate(lines, start=1):
+            painter.setPen(QColor(theme.MUTED if row == 1 else theme.SECONDARY))  # the name lighter than attributes
             mode = Qt.TextElideMode.ElideLeft if row == 1 else Qt.TextElideMode.ElideRight  # a name ends in its part
             painter.drawText(QRectF(text.left(), text.top() + row * LINE, text.width(), LINE),
                              Qt.AlignmentFlag.AlignLeft, metrics.elidedText(line, mode, text.width()))
-            painter.setPen(QColor(theme.SECONDARY))
 
 
 def _edge_path(source: NodeItem, target: NodeItem, bends: list[tuple[float, float]]) -> tuple[QPainterPath, QPointF]:
@@ -241,7 +240,8 @@ class GraphTab(QWidget):
         side_layout.setContentsMargins(4, 0, 0, 0)
         side_layout.addWidget(self.node_title)
         side_layout.addWidget(self.node_details)
-        side_layout.addWidget(QLabel("Weights", side))
+        self.weights_title = QLabel("Weights", side)
+        side_layout.addWidget(self.weights_title)
         side_layout.addWidget(self.weights, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.setChildrenCollapsible(False)
@@ -391,6 +391,9 @@ class GraphTab(QWidget):
             self.node_title.setText(f"<b>{html.escape(node.kind)}</b><br>{html.escape(node.name)}")
             self.node_details.setText("\n".join(node.details) or "no attributes")
             self.weights.addItems(node.tensors)
+        count = len(node.tensors) if node is not None else 0
+        self.weights_title.setText(f"Weights ({count})" if count else "Weights: none" if node is not None
+                                   else "Weights")
         self.weights.blockSignals(False)
 
     def _weight_chosen(self, name: str) -> None:
