@@ -1,14 +1,15 @@
 """Inspect section: open any model file or folder and look at every tensor in it, safely.
 
 Opening, statistics, pictures and diffs each run as a job (:class:`~effstudio.gui.job.JobHost`
-slots "open", "stats", "picture", "diff") in a worker thread over the Qt-free
+slots "open", "stats", "picture", "diff", "graph") in a worker thread over the Qt-free
 :mod:`effstudio.inspect` core, so a multi-gigabyte file never freezes the
 window: the summary appears as soon as the header is read, and each tensor's
 statistics fill the tree as they arrive. A file that cannot be read (refused
 pickle, truncated, wrong extension...) shows its reason in a banner; the
 section and the window keep working. The tensor tree is
 :mod:`~effstudio.gui.panels.inspect_tensors`, the Diff tab
-:mod:`~effstudio.gui.panels.inspect_diff`; this file wires them together.
+:mod:`~effstudio.gui.panels.inspect_diff`, the Graph tab (built when first shown)
+:mod:`~effstudio.gui.panels.inspect_graph`; this file wires them together.
 """
 
 from __future__ import annotations
