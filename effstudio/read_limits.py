@@ -73,3 +73,15 @@ MAX_TASK_FILE_BYTES = 256 * MiB  # the largest tokenizer (MAX_TOKENIZER_BYTES) f
 # a tokenizer file (tokenizer.json, vocab.txt, vocab.json, merges.txt) is parsed whole: the largest real ones, for
 # multilingual vocabularies of 250,000 pieces, are ~35 MB
 MAX_TOKENIZER_BYTES = 64 * MiB
+
+# the inspector's Graph tab lays out one box per operator (constants and weights attached, not drawn); beyond this
+# many boxes the picture is no longer something to read, and the layout's time grows with the bend points below
+MAX_GRAPH_NODES = 10_000
+# the layered layout routes an edge through every layer it crosses, one bend point per layer: a 12-layer encoder
+# exported from PyTorch has ~940 operators and 7,300 bend points (its attention masks and residuals reach far down)
+# and lays out in 0.3 s; 48 layers have 104,000 and take ~2 s with fewer crossing-reduction sweeps. Boxes and bend
+# points together are refused past this, before the layout starts
+MAX_LAYOUT_POINTS = 400_000
+# ONNX shape inference (for the shapes on the edges) runs on the graph without its weights; past this many operators
+# the edges are labelled with the shapes stored in the file only
+MAX_SHAPE_INFERENCE_NODES = 10_000

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from effstudio.bench.startup import measure_startup
 from effstudio.cli.arg_types import comma_list, non_negative, whole
+from effstudio.cli.bench_graph import add_graph_bench
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from effstudio.cli.interrupt import graceful_interrupt
@@ -48,6 +49,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
     inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     _add_compress_bench(benches)
+    add_graph_bench(benches)
     data = benches.add_parser(
         "data", help="textclass reading, tokenizing and cached reload of a synthetic CSV",
         description="Writes a CSV of --rows short labelled documents, then times reading and splitting it, "
@@ -161,18 +163,18 @@ def cmd_bench_startup(args: argparse.Namespace) -> int:
 def cmd_bench_inspect(args: argparse.Namespace) -> int:
     from effstudio.bench.inspect import measure_inspect
 
-    _print_figures(measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir), args.json)
+    print_figures(measure_inspect(size_mb=args.size_mb, tensors=args.tensors, folder=args.dir), args.json)
     return EXIT_OK
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
     from effstudio.bench.data import measure_data
 
-    _print_figures(measure_data(rows=args.rows, folder=args.dir), args.json)
+    print_figures(measure_data(rows=args.rows, folder=args.dir), args.json)
     return EXIT_OK
 
 
-def _print_figures(result: dict[str, Any], as_json: bool) -> None:
+def print_figures(result: dict[str, Any], as_json: bool) -> None:
     """A benchmark's flat result: one JSON object, or one aligned ``name: value`` line per figure."""
     if as_json:
         print_json(result)

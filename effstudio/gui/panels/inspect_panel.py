@@ -1,14 +1,15 @@
 """Inspect section: open any model file or folder and look at every tensor in it, safely.
 
 Opening, statistics, pictures and diffs each run as a job (:class:`~effstudio.gui.job.JobHost`
-slots "open", "stats", "picture", "diff") in a worker thread over the Qt-free
+slots "open", "stats", "picture", "diff", "graph") in a worker thread over the Qt-free
 :mod:`effstudio.inspect` core, so a multi-gigabyte file never freezes the
 window: the summary appears as soon as the header is read, and each tensor's
 statistics fill the tree as they arrive. A file that cannot be read (refused
 pickle, truncated, wrong extension...) shows its reason in a banner; the
 section and the window keep working. The tensor tree is
 :mod:`~effstudio.gui.panels.inspect_tensors`, the Diff tab
-:mod:`~effstudio.gui.panels.inspect_diff`; this file wires them together.
+:mod:`~effstudio.gui.panels.inspect_diff`, the Graph tab (built when first shown)
+:mod:`~effstudio.gui.panels.inspect_graph`; this file wires them together.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from effstudio.gui.job import Job, JobFn, JobHost
 from effstudio.gui.metrics import MetricStrip
 from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.inspect_diff import DiffView, diff_events
+from effstudio.gui.panels.inspect_graph import GraphTab, graph_job
 from effstudio.gui.panels.inspect_tensors import TensorTable
 from effstudio.gui.plots.tensor_view import TensorView
 from effstudio.gui.theme import monospace_font
@@ -165,7 +167,11 @@ class InspectPanel(JobHost, Panel):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.splitter, "Tensors")
         self.tabs.addTab(self.diff_view, "Diff")
+        self.graph_tab = GraphTab(self)
+        self.graph_tab.tensor_chosen.connect(self.select_tensor)
+        self.tabs.addTab(self.graph_tab, "Graph")
         self.tabs.addTab(self.details, "Details")
+        self.tabs.currentChanged.connect(self._build_graph_if_shown)
 
         content = QWidget(self)
         content_layout = QVBoxLayout(content)
@@ -243,6 +249,7 @@ class InspectPanel(JobHost, Panel):
         self.tensors.fill(inspected.tensors)
         self.details.setPlainText(details_text(inspected))
         self.diff_view.reset()
+        self.graph_tab.forget()
         self.tensor_view.show_message("Select a tensor in the tree to see its histogram and heatmap.")
         self.stack.setCurrentIndex(1)
         self.tabs.setCurrentIndex(0)
@@ -265,6 +272,13 @@ class InspectPanel(JobHost, Panel):
             self.progress.hide()
             if event.status == "finished":
                 self.message.emit(f"Statistics of {event.tensors:,} tensors in {event.seconds:.1f} s")
+
+    def _build_graph_if_shown(self, _index: int = -1) -> None:
+        """The Graph tab is built when first shown for the open file (in a job: a large ONNX takes a second)."""
+        inspected = self.inspected
+        if self.tabs.currentWidget() is self.graph_tab and inspected is not None and self.graph_tab.wants(inspected):
+            self.graph_tab.building(inspected)
+            self._run("graph", graph_job(inspected), self.graph_tab.on_event)
 
     # -------------------------------------------------------------- selection
     def select_tensor(self, name: str) -> bool:
