@@ -1,0 +1,1 @@
+"""Pretrained models: Hugging Face folders imported exactly onto effstudio's own model types."""
