@@ -110,11 +110,27 @@ class VisionTransformer(nn.Module):
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """inputs (B, C, H, W) float images; ``mask`` is ignored (every patch is real)."""
+        b = inputs.shape[0]
+        x, maps, moe = self._encode(inputs, need_weights)  # (B, T + P, d)
+        logits = self._logits(x)  # (B, C)
+        aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
+        if maps:
+            last = maps[-1].detach().float().mean(dim=1)  # (B, T + P, T + P)
+            extras["cls_patch_attention"] = last[:, 0, self.tokens:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
+            extras["image"] = inputs.detach()  # (B, C, H, W)
+        return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
+
+    def hidden_states(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final states (B, T + P, d) of the learned tokens and the patches, after the last LayerNorm."""
+        return self._encode(inputs, False)[0]
+
+    def _encode(self, inputs: torch.Tensor, need_weights: bool
+                ) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[MoEStats]]:
+        """(final states (B, T + P, d) after the LayerNorm, attention maps or None, MoE statistics)."""
         if tuple(inputs.shape[1:]) != self.image_shape:
             raise ValueError(f"expected images of shape {self.image_shape}, got {tuple(inputs.shape[1:])}")
-        b = inputs.shape[0]
         x = self.patches(inputs)  # (B, P, d)
-        x = torch.cat([self._learned_tokens(b, x.dtype), x], dim=1)  # (B, T + P, d), T = 1 or 2 learned tokens
+        x = torch.cat([self._learned_tokens(inputs.shape[0], x.dtype), x], dim=1)  # (B, T + P, d), T learned tokens
         x = self.dropout(x + self.positions)
 
         maps: list[torch.Tensor] | None = [] if need_weights else None
@@ -122,16 +138,10 @@ class VisionTransformer(nn.Module):
         for block in self.blocks:
             x, weights, stats = block(x, None, need_weights)
             if maps is not None:
-                maps.append(weights)  # (B, H, 1 + P, 1 + P)
+                maps.append(weights)  # (B, H, T + P, T + P)
             if stats is not None:
                 moe.append(stats)
-        logits = self._logits(self.norm(x))  # (B, C)
-        aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
-        if maps:
-            last = maps[-1].detach().float().mean(dim=1)  # (B, 1 + P, 1 + P)
-            extras["cls_patch_attention"] = last[:, 0, self.tokens:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
-            extras["image"] = inputs.detach()  # (B, C, H, W)
-        return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
+        return self.norm(x), maps, moe
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C) from the final states (B, T + P, d): the class token's head (averaged with the
@@ -145,14 +155,6 @@ class VisionTransformer(nn.Module):
         """(B, T, d): the class token, and the distillation token when the model has one."""
         tokens = self.cls[None] if self.distillation is None else torch.stack([self.cls, self.distillation])
         return tokens.expand(b, -1, -1).to(dtype)
-
-    def hidden_states(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The final states (B, T + P, d) of the learned tokens and the patches, after the last LayerNorm."""
-        x = torch.cat([self._learned_tokens(inputs.shape[0], torch.float32), self.patches(inputs)], dim=1)
-        x = x + self.positions
-        for block in self.blocks:
-            x, _, _ = block(x, None, False)
-        return self.norm(x)
 
 
 ENTRY = Entry(
