@@ -3,6 +3,9 @@
 PATH is the folder (config.json beside model.safetensors, pytorch_model.bin or a sharded
 index, and the tokenizer files) or a weights file in it. The checkpoint is written to
 --out (default: ``<folder name>.safetensors`` here) with its tokenizer beside it.
+``--set task.SETTING=VALUE`` points the task at the user's data (``task.path=reviews.csv``
+for a text model, ``task.folder=images/`` for an image model): its labels become the task's,
+and a pretrained classifier for other labels is replaced by a new head sized by them.
 ``--set attention=KIND`` (and ``--set attention.SETTING=VALUE``) and ``--max-length N``
 make the model efficient on the way (effstudio.pretrained.efficient): another attention
 kind with the same weights, a position table grown by copying. ``--check`` compares the
@@ -38,8 +41,9 @@ def add_import_parser(commands: argparse._SubParsersAction) -> None:
     command.add_argument("path", type=Path, help="the model folder, or a weights file beside its config.json")
     command.add_argument("--out", type=Path, help="the checkpoint to write (default: <folder name>.safetensors)")
     command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="attention=KIND swaps the attention kind (weights kept); attention.SETTING=VALUE "
-                              "sets one of its settings (repeatable)")
+                         help="task.SETTING=VALUE points the task at your data (task.path=FILE for text, "
+                              "task.folder=DIR for images); attention=KIND swaps the attention kind (weights "
+                              "kept); attention.SETTING=VALUE sets one of its settings (repeatable)")
     command.add_argument("--max-length", type=whole(1, 1 << 20), metavar="N",
                          help="grow the position table to N tokens by copying (Longformer's recipe)")
     command.add_argument("--check", action="store_true",
@@ -48,9 +52,9 @@ def add_import_parser(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(func=cmd_import, output_files=("out",))
 
 
-def efficient_choices(overrides: list[str]) -> tuple[str | None, dict[str, Any]]:
-    """(the attention kind, its settings) from ``--set`` items."""
-    kind, settings = None, {}
+def set_choices(overrides: list[str]) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """(the attention kind, its settings, the task's settings) from ``--set`` items."""
+    kind, settings, task = None, {}, {}
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -60,10 +64,12 @@ def efficient_choices(overrides: list[str]) -> tuple[str | None, dict[str, Any]]
             kind = value.strip()
         elif key.startswith("attention.") and len(key) > len("attention."):
             settings[key.removeprefix("attention.")] = value
+        elif key.startswith("task.") and len(key) > len("task."):
+            task[key] = value
         else:
-            raise ConfigError(key, "import --set takes attention=KIND and attention.SETTING=VALUE; other settings "
-                                   "change with train --init")
-    return kind, settings
+            raise ConfigError(key, "import --set takes task.SETTING=VALUE, attention=KIND and "
+                                   "attention.SETTING=VALUE; other settings change with train --init")
+    return kind, settings, task
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -71,8 +77,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from effstudio.pretrained.efficient import make_efficient, parameter_count
     from effstudio.pretrained.importer import import_folder, save_imported
 
-    kind, settings = efficient_choices(args.overrides)
-    imported = import_folder(args.path)
+    kind, settings, task = set_choices(args.overrides)
+    imported = import_folder(args.path, task_settings=task)
     differences = None
     check_problem = None
     if args.check:

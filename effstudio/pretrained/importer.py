@@ -21,6 +21,13 @@ The task each architecture gets, so that every section works on the checkpoint:
 
 A folder without a tokenizer is imported with an id tokenizer (token i is written "i"):
 a warning says so, and views show ids instead of text.
+
+``task_settings`` point the task at the user's data (``path`` of a textclass table,
+``folder`` of images, and the task's other settings): the data's labels become the
+task's label map. A pretrained classifier whose labels are the data's (in any order)
+is kept, its rows put in the data's order; otherwise a new head sized by the data's
+labels replaces it. Without them the task reads the shipped sample and the labels are
+config.json's id2label, so the sections that evaluate on data want them (or a fine-tune).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 
+from effstudio.config import ConfigError
 from effstudio.engine.build import build_model
 from effstudio.engine.checkpoint import save_checkpoint, task_file_path
 from effstudio.engine.run_config import RunConfig
@@ -42,6 +50,7 @@ from effstudio.models.hf.base import Converted, MappingError, Tensors
 from effstudio.pretrained.hf_folder import CONFIG, FolderError, HFFolder, read_folder
 from effstudio.tasks.base import SavedTaskData, TaskSpec
 from effstudio.tasks.image import image_spec
+from effstudio.tasks.imagefolder import ImageFolderTask
 from effstudio.tasks.textclass import LABELS_KEY, SOURCE_KEY, TOKENIZER_FILE, TextClassTask
 from effstudio.tasks.tokenizer import TextTokenizer
 
@@ -65,9 +74,10 @@ class Imported:
     image_normalisation: tuple[list[float], list[float]] | None = None
 
 
-def import_folder(path: Path) -> Imported:
-    """The model of the Hugging Face folder (or weights file beside a config.json) ``path``;
-    ConfigError with one line on bad input."""
+def import_folder(path: Path, *, task_settings: dict[str, Any] | None = None) -> Imported:
+    """The model of the Hugging Face folder (or weights file beside a config.json) ``path``, its task
+    reading the data ``task_settings`` name (see the module docstring); ConfigError with one line on
+    bad input."""
     folder = read_folder(Path(path))
     architecture = folder.config.get("model_type")
     if architecture not in SUPPORTED:
@@ -82,10 +92,11 @@ def import_folder(path: Path) -> Imported:
         raise FolderError(f"weights do not match config.json: {err}" if str(err).startswith("tensor ")
                           else str(err), source) from None
     notes, warnings = list(converted.notes), list(converted.warnings)
+    settings = _task_settings(task_settings or {}, converted)
     if converted.task == "image":
-        spec, task_data, overrides = _image_task(folder, converted, notes)
+        spec, task_data, overrides = _image_task(folder, converted, notes, settings)
     else:
-        spec, task_data, overrides = _text_task(folder, converted, notes, warnings)
+        spec, task_data, overrides = _text_task(folder, converted, notes, warnings, settings)
     overrides.update({f"model.{key}": value for key, value in converted.model.items()})
     overrides.update({f"attention.{key}": value for key, value in converted.attention.items()})
     config = RunConfig.create(converted.model_type, IMAGE_TASK if converted.task == "image" else TEXT_TASK,
@@ -98,7 +109,7 @@ def import_folder(path: Path) -> Imported:
 def save_imported(imported: Imported, out: Path) -> Path:
     """Write the imported model as an ordinary checkpoint at ``out``, its tokenizer and labels beside it."""
     out = Path(out)
-    config = imported.config
+    config = imported.config.with_absolute_paths()  # the data named from here, wherever the checkpoint goes
     if config.task_name == TEXT_TASK:
         # the task file beside the checkpoint is the tokenizer a later run of this config reads
         config = config.with_overrides({"task.tokenizer_path": task_file_path(out, TOKENIZER_FILE).name})
@@ -106,10 +117,60 @@ def save_imported(imported: Imported, out: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- tasks
-def _text_task(folder: HFFolder, converted: Converted, notes: list[str], warnings: list[str]
-               ) -> tuple[TaskSpec, SavedTaskData, dict[str, Any]]:
+# settings the model fixes: its positions, its image size, its own tokenizer
+_FIXED = {"text": ("max_length", "tokenizer", "tokenizer_path"), "image": ("image_size", "color")}
+
+
+def _task_settings(settings: dict[str, Any], converted: Converted) -> dict[str, Any]:
+    """``task.NAME`` -> value, refusing the settings the pretrained model fixes."""
+    found = {}
+    for key, value in settings.items():
+        name = key.removeprefix("task.")
+        if name in _FIXED[converted.task]:
+            hint = " (grow it with --max-length)" if name == "max_length" else ""
+            raise ConfigError(f"task.{name}", f"fixed by the pretrained model{hint}")
+        found[f"task.{name}"] = value
+    return found
+
+
+def _fit_head(converted: Converted, labels: list[str], notes: list[str]) -> None:
+    """Make the classification head answer for ``labels`` (the data's): rows reordered when the checkpoint's
+    labels are the same set, else a new head sized by them."""
+    if labels == converted.labels or "head" in converted.fresh:
+        converted.labels = labels
+        return
+    heads = [name for name in ("head", "distillation_head") if f"{name}.weight" in converted.state]
+    if sorted(labels) == sorted(converted.labels):
+        order = [converted.labels.index(label) for label in labels]
+        for name in heads:
+            for part in ("weight", "bias"):
+                converted.state[f"{name}.{part}"] = converted.state[f"{name}.{part}"][order]
+        notes.append("the classifier's rows are put in the data's label order")
+    else:
+        for name in heads:
+            for part in ("weight", "bias"):
+                del converted.state[f"{name}.{part}"]
+            converted.fresh.append(name)
+        notes.append(f"the data's labels ({', '.join(labels[:5])}) are not the checkpoint's "
+                     f"({', '.join(converted.labels[:5])}): a new head for {len(labels)} labels, initialised at "
+                     "random, replaces its classifier")
+    converted.labels = labels
+
+
+def _text_task(folder: HFFolder, converted: Converted, notes: list[str], warnings: list[str],
+               settings: dict[str, Any]) -> tuple[TaskSpec, SavedTaskData, dict[str, Any]]:
     tokenizer = folder.tokenizer
     rows = converted.model["vocab_size"]
+    overrides: dict[str, Any] = {"task.max_length": converted.max_length, "task.tokenizer": "file",
+                                 "task.tokenizer_path": TOKENIZER_FILE, **settings}
+    if settings:
+        if tokenizer is None:
+            raise FolderError(f"reading your documents needs the model's tokenizer, and the folder has none "
+                              f"({folder.tokenizer_problem})", folder.path)
+        config = RunConfig.create("transformer", TEXT_TASK, {**overrides, "task.tokenizer_path": str(folder.path)})
+        task = TextClassTask(config.task)  # reads the data: its labels, encoded with the model's tokenizer
+        _fit_head(converted, list(task.label_names), notes)
+        notes.extend(f"data: {line}" for line in task.notes())
     if tokenizer is None:
         tokenizer = id_tokenizer(rows, folder.config)
         warnings.append(f"no usable tokenizer ({folder.tokenizer_problem}): imported with an id tokenizer, so "
@@ -118,16 +179,15 @@ def _text_task(folder: HFFolder, converted: Converted, notes: list[str], warning
         _grow_vocabulary(converted, tokenizer.vocab_size)
         notes.append(f"the tokenizer has {tokenizer.vocab_size - rows} tokens the embedding lacks (special tokens "
                      f"effstudio adds): {rows} -> {tokenizer.vocab_size} rows, the new ones the mean of the others")
-    source = {"path": str(folder.path), "files": [f.name for f in folder.weight_files]}
-    saved = SavedTaskData({LABELS_KEY: json.dumps(converted.labels), SOURCE_KEY: json.dumps(source)},
+    source = json.dumps(task.source()) if settings else json.dumps(
+        {"path": str(folder.path), "files": [f.name for f in folder.weight_files]})
+    saved = SavedTaskData({LABELS_KEY: json.dumps(converted.labels), SOURCE_KEY: source},
                           {TOKENIZER_FILE: tokenizer.to_json().encode("utf-8")})
-    overrides: dict[str, Any] = {"task.max_length": converted.max_length, "task.tokenizer": "file",
-                                 "task.tokenizer_path": TOKENIZER_FILE}
     config = RunConfig.create("transformer", TEXT_TASK, overrides).task
     return TextClassTask.from_saved(config, saved).spec, saved, overrides
 
 
-def _image_task(folder: HFFolder, converted: Converted, notes: list[str]
+def _image_task(folder: HFFolder, converted: Converted, notes: list[str], settings: dict[str, Any]
                 ) -> tuple[TaskSpec, None, dict[str, Any]]:
     channels, size, _, _ = converted.image
     if channels != 3:
@@ -136,8 +196,12 @@ def _image_task(folder: HFFolder, converted: Converted, notes: list[str]
     mean, std = _normalisation(folder, channels, notes)
     _fold_normalisation(converted, mean, std)
     converted.image = (channels, size, mean, std)
+    overrides = {"task.image_size": size, "task.color": "rgb", **settings}
+    if settings:
+        task = ImageFolderTask(RunConfig.create("vit", IMAGE_TASK, overrides).task)  # the data's classes
+        _fit_head(converted, list(task.spec.class_names), notes)
     spec = image_spec(IMAGE_TASK, converted.labels, channels, size)
-    return spec, None, {"task.image_size": size, "task.color": "rgb"}
+    return spec, None, overrides
 
 
 def _normalisation(folder: HFFolder, channels: int, notes: list[str]) -> tuple[list[float], list[float]]:

@@ -235,3 +235,47 @@ def test_missing_transformers_is_one_line(folders, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "transformers", None)
     with pytest.raises(ConfigError, match="not installed"):
         load_reference(folders["bert-classify"])
+
+
+def write_documents(path: Path, labels: list[str]) -> None:
+    rows = ["text,label"] + [f"w{i} w{i + 1} w{(i * 7) % 90} w{(i * 3) % 90},{labels[i % len(labels)]}"
+                             for i in range(60)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def bert_with_vocab(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vocab") / "bert"
+    make_config, class_name, _ = CASES["bert-classify"]
+    torch.manual_seed(0)
+    config = make_config()
+    config.id2label = {0: "neg", 1: "neutral", 2: "pos"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    getattr(T, class_name)(config).eval().save_pretrained(folder)
+    words = [f"w{i}" for i in range(99 - 5)]
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    return folder
+
+
+def test_the_users_data_keeps_a_classifier_of_its_labels_in_its_order(bert_with_vocab, tmp_path):
+    data = tmp_path / "docs.csv"
+    write_documents(data, ["pos", "neg", "neutral"])
+    plain = import_folder(bert_with_vocab)
+    imported = import_folder(bert_with_vocab, task_settings={"task.path": str(data)})
+    assert imported.config.task.path == str(data) and imported.new_parts == []
+    ids = torch.tensor([[2, 9, 10, 3]])
+    with torch.no_grad():  # the data's labels sort as neg, neutral, pos: the checkpoint's order already
+        assert torch.equal(imported.model(ids).logits, plain.model(ids).logits)
+    out = save_imported(imported, tmp_path / "bert.safetensors")  # beside its data: the header may name it
+    task = task_of_checkpoint(read_info(out))
+    assert task.spec.class_names == ("neg", "neutral", "pos") and len(task.split("train")) > 0
+
+
+def test_data_of_other_labels_gets_a_new_head_sized_by_them(bert_with_vocab, tmp_path):
+    data = tmp_path / "docs.csv"
+    write_documents(data, ["spam", "ham"])
+    imported = import_folder(bert_with_vocab, task_settings={"task.path": str(data)})
+    assert imported.new_parts == ["head"] and imported.model.head.out_features == 2
+    assert any("a new head for 2 labels" in note for note in imported.notes)
+    with pytest.raises(ConfigError, match="fixed by the pretrained model"):
+        import_folder(bert_with_vocab, task_settings={"task.max_length": 128})

@@ -50,7 +50,7 @@ def test_import_makes_the_model_efficient_on_the_way(bert, tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--max-length", "32"], "below the model's own 64"),
-    (["--set", "model.layers=3"], "import --set takes attention=KIND"),
+    (["--set", "model.layers=3"], "import --set takes task.SETTING=VALUE, attention=KIND"),
     (["--set", "attention=nonsense"], "nonsense"),
 ])
 def test_bad_choices_write_nothing(bert, tmp_path, capsys, args, message):
