@@ -14,7 +14,8 @@ The task each architecture gets, so that every section works on the checkpoint:
   GPT-2 runs as a causal decoder classifying from its last real token (as
   GPT2ForSequenceClassification does); its language-model head is the tied embedding,
   kept as the token head.
-- ViT and DeiT: ``imagefolder`` in RGB at the model's image size. effstudio's images are
+- ViT and DeiT: ``imagefolder`` in RGB at the model's image size, config.json's labels
+  kept as its class names (the folder is read when images are asked for). effstudio's images are
   in [0, 1]; the image processor's normalisation ((x - mean) / std, from
   preprocessor_config.json) is folded into the patch projection, so the model reads
   them as they are.
@@ -49,8 +50,7 @@ from effstudio.models.hf import FAMILIES
 from effstudio.models.hf.base import Converted, MappingError, Tensors
 from effstudio.pretrained.hf_folder import CONFIG, FolderError, HFFolder, read_folder
 from effstudio.tasks.base import SavedTaskData, TaskSpec
-from effstudio.tasks.image import image_spec
-from effstudio.tasks.imagefolder import ImageFolderTask
+from effstudio.tasks.imagefolder import CLASSES_KEY, ImageFolderTask
 from effstudio.tasks.textclass import LABELS_KEY, SOURCE_KEY, TOKENIZER_FILE, TextClassTask
 from effstudio.tasks.tokenizer import TextTokenizer
 
@@ -188,7 +188,7 @@ def _text_task(folder: HFFolder, converted: Converted, notes: list[str], warning
 
 
 def _image_task(folder: HFFolder, converted: Converted, notes: list[str], settings: dict[str, Any]
-                ) -> tuple[TaskSpec, None, dict[str, Any]]:
+                ) -> tuple[TaskSpec, SavedTaskData, dict[str, Any]]:
     channels, size, _, _ = converted.image
     if channels != 3:
         raise FolderError(f"num_channels is {channels}; effstudio's image tasks read RGB (3) or grey (1) images "
@@ -200,8 +200,9 @@ def _image_task(folder: HFFolder, converted: Converted, notes: list[str], settin
     if settings:
         task = ImageFolderTask(RunConfig.create("vit", IMAGE_TASK, overrides).task)  # the data's classes
         _fit_head(converted, list(task.spec.class_names), notes)
-    spec = image_spec(IMAGE_TASK, converted.labels, channels, size)
-    return spec, None, overrides
+    saved = SavedTaskData({CLASSES_KEY: json.dumps(converted.labels)})
+    config = RunConfig.create("vit", IMAGE_TASK, overrides).task
+    return ImageFolderTask.from_saved(config, saved).spec, saved, overrides
 
 
 def _normalisation(folder: HFFolder, channels: int, notes: list[str]) -> tuple[list[float], list[float]]:

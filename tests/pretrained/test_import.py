@@ -13,7 +13,7 @@ from effstudio.config import ConfigError
 from effstudio.engine.build import task_of_checkpoint
 from effstudio.engine.checkpoint import read_info
 from effstudio.engine.loading import load_checkpoint
-from effstudio.pretrained.check import TOLERANCE, compare, load_reference
+from effstudio.pretrained.check import TOLERANCE, compare, load_reference, sample_batch
 from effstudio.pretrained.efficient import make_efficient
 from effstudio.pretrained.importer import SUPPORTED, import_folder, save_imported
 
@@ -279,3 +279,15 @@ def test_data_of_other_labels_gets_a_new_head_sized_by_them(bert_with_vocab, tmp
     assert any("a new head for 2 labels" in note for note in imported.notes)
     with pytest.raises(ConfigError, match="fixed by the pretrained model"):
         import_folder(bert_with_vocab, task_settings={"task.max_length": 128})
+
+
+@pytest.mark.parametrize("case", ["bert-masked", "albert-classify", "gpt2-lm", "deit-teacher"])
+def test_a_saved_import_loads_as_it_was(folders, tmp_path, case):
+    imported = import_folder(folders[case])
+    loaded = load_checkpoint(save_imported(imported, tmp_path / f"{case}.safetensors")).model
+    reference = load_reference(folders[case])
+    _, (inputs, mask) = sample_batch(imported, reference)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs, mask).logits, imported.model(inputs, mask).logits)
+        if imported.config.task_name == "textclass" and imported.config.model.token_head != "none":
+            assert torch.equal(loaded.token_logits(inputs, mask), imported.model.token_logits(inputs, mask))
