@@ -21,6 +21,7 @@ The importer is imported by the command, not here: it brings torch.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from effstudio.cli.arg_types import whole
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK
 from effstudio.cli.output import print_json
 from effstudio.config import ConfigError
-from effstudio.messages import print_error
+from effstudio.messages import one_line, print_error
 
 
 def add_import_parser(commands: argparse._SubParsersAction) -> None:
@@ -84,7 +85,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.check:
         try:
             differences = compare(imported, load_reference(args.path))
-        except ConfigError as err:  # transformers is not installed
+        except ConfigError as err:  # transformers is not installed, or cannot read the folder
             check_problem = err.message
     notes = list(imported.notes)
     if kind is not None or settings or args.max_length is not None:
@@ -111,13 +112,13 @@ def cmd_import(args: argparse.Namespace) -> int:
               f"attention, task {imported.config.task_name}): {parameter_count(imported.model):,} parameters")
         for line in notes:
             print(f"  {line}")
-        for line in imported.warnings:
-            print(f"  warning: {line}")
         if differences is not None:
             for d in differences:
                 verdict = "exact" if d.exact else f"NOT exact (tolerance {TOLERANCE:g})"
                 print(f"check {d.output} {list(d.shape)}: max abs difference {d.max_abs:.3g} ({verdict})")
         print(f"wrote {written}")
+    for line in imported.warnings:  # on stderr also with --json: a person should see them
+        print(f"effstudio: warning: {one_line(line)}", file=sys.stderr)
     if check_problem is not None and not args.json:
         print_error(f"check skipped: {check_problem}")
     return EXIT_OK if exact else EXIT_FAILED

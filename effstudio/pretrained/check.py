@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from effstudio.config import ConfigError
+from effstudio.messages import one_line
 from effstudio.pretrained.hf_folder import folder_of, read_json
 from effstudio.pretrained.importer import Imported
 
@@ -53,9 +54,11 @@ def load_reference(path: Path) -> torch.nn.Module:
     names = config.get("architectures") or []
     cls = getattr(transformers, names[0], None) if names and isinstance(names[0], str) else None
     cls = cls if cls is not None else transformers.AutoModel
-    model = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32,
-                                attn_implementation="eager")
-    return model.eval()
+    try:
+        model = cls.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager")
+    except Exception as err:  # whatever the library refuses: the check cannot run, the import stands
+        raise ConfigError("check", f"transformers cannot read {folder}: {one_line(str(err))}") from None
+    return model.float().eval()  # float32 whatever the checkpoint stores, as the import is
 
 
 def sample_batch(imported: Imported, reference: torch.nn.Module, *, batch: int = 3, length: int = 16,

@@ -67,3 +67,12 @@ def test_a_folder_without_config_writes_nothing(tmp_path, capsys):
     assert main(["import", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no config.json here" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_check_without_transformers_is_one_line_and_the_import_stands(bert, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    out = tmp_path / "bert.safetensors"
+    assert main(["import", str(bert), "--out", str(out), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "check skipped" in err and "not installed" in err
+    assert out.is_file()
