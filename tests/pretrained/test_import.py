@@ -291,3 +291,28 @@ def test_a_saved_import_loads_as_it_was(folders, tmp_path, case):
         assert torch.equal(loaded(inputs, mask).logits, imported.model(inputs, mask).logits)
         if imported.config.task_name == "textclass" and imported.config.model.token_head != "none":
             assert torch.equal(loaded.token_logits(inputs, mask), imported.model.token_logits(inputs, mask))
+
+
+def test_a_byte_level_tokenizer_json_is_the_tasks_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    texts = ["the lighthouse keeper counted ships", "ships passed the lighthouse at night"] * 20
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    folder = tmp_path / "roberta"
+    torch.manual_seed(0)
+    config = T.RobertaConfig(hidden_size=32, **{**SMALL, "vocab_size": tokenizer.get_vocab_size()})
+    reference = T.RobertaForSequenceClassification(config).eval()
+    reference.save_pretrained(folder)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    imported = import_folder(folder)
+    assert imported.warnings == [] and imported.config.model.vocab_size == tokenizer.get_vocab_size()
+    assert all(d.exact for d in compare(imported, reference))
+    task = task_of_checkpoint(read_info(save_imported(imported, tmp_path / "roberta.safetensors")))
+    ids = tokenizer.encode("the lighthouse").ids
+    assert "".join(task.decode(ids)).replace("\u2581", " ") == "the lighthouse"
+    assert (task.spec.pad_id, task.spec.vocab[0], task.spec.vocab[2]) == (1, "<s>", "</s>")
