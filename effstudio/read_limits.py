@@ -74,6 +74,9 @@ MAX_TASK_FILE_BYTES = 256 * MiB  # the largest tokenizer (MAX_TOKENIZER_BYTES) f
 # multilingual vocabularies of 250,000 pieces, are ~35 MB
 MAX_TOKENIZER_BYTES = 64 * MiB
 
+# a Hugging Face checkpoint split into shards (model-00001-of-00042.safetensors): the largest published models
+# have a few hundred; more is a broken or hostile index
+MAX_SHARDS = 1000
 # the inspector's Graph tab lays out one box per operator (constants and weights attached, not drawn); beyond this
 # many boxes the picture is no longer something to read, and the layout's time grows with the bend points below
 MAX_GRAPH_NODES = 10_000

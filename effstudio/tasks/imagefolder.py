@@ -18,6 +18,7 @@ folder gives fresh data.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ import torch
 from effstudio.config import ConfigError, param
 from effstudio.read_limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_FILES
 from effstudio.registry import Entry
-from effstudio.tasks.base import SPLIT_NAMES
+from effstudio.tasks.base import SPLIT_NAMES, SavedTaskData
 from effstudio.tasks.image import ImageTask, image_spec
 
 TASK_NAME = "imagefolder"
 GENERATOR_VERSION = 1
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+CLASSES_KEY = "effstudio.task.classes"
 
 
 @dataclass
@@ -154,17 +156,43 @@ def split_indices(counts: list[int], val_fraction: float, test_fraction: float,
 
 
 class ImageFolderTask(ImageTask):
-    """The user's images: the spec comes from the sub-folders; the pixels are read on first use."""
+    """The user's images: the spec comes from the sub-folders; the pixels are read on first use.
+
+    Checkpoints keep the class names (:meth:`saved_data`): a task rebuilt from one
+    (:meth:`from_saved`) has its spec without the folder, which is read, and must hold
+    the same classes, only when its images are asked for.
+    """
 
     name, generator_version, config_cls = TASK_NAME, GENERATOR_VERSION, ImageFolderConfig
 
-    def __init__(self, config: ImageFolderConfig | None = None):
+    def __init__(self, config: ImageFolderConfig | None = None, saved: SavedTaskData | None = None):
         super().__init__(config)
-        self.classes = scan(self.config.folder)
         channels = 1 if self.config.color == "grayscale" else 3
-        check_decoded_size(sum(map(len, self.classes.values())), channels, self.config.image_size,
-                           self.config.folder)
-        self.spec = image_spec(TASK_NAME, tuple(self.classes), channels, self.config.image_size)
+        self._classes: dict[str, list[Path]] | None = None
+        names = _saved_classes(saved) if saved is not None else tuple(self.classes)
+        self.spec = image_spec(TASK_NAME, names, channels, self.config.image_size)
+
+    @classmethod
+    def from_saved(cls, config: ImageFolderConfig, saved: SavedTaskData) -> ImageFolderTask:
+        """The task a checkpoint was trained on: its class names, the folder read when needed."""
+        return cls(config, saved)
+
+    def saved_data(self) -> SavedTaskData:
+        return SavedTaskData({CLASSES_KEY: json.dumps(list(self.spec.class_names))})
+
+    @property
+    def classes(self) -> dict[str, list[Path]]:
+        """Class name -> its image files, from the folder (scanned on first use)."""
+        if self._classes is None:
+            found = scan(self.config.folder)
+            channels = 1 if self.config.color == "grayscale" else 3
+            check_decoded_size(sum(map(len, found.values())), channels, self.config.image_size, self.config.folder)
+            expected = getattr(self, "spec", None)
+            if expected is not None and tuple(found) != expected.class_names:
+                raise ConfigError("folder", f"{self.config.folder} holds the classes {', '.join(list(found)[:8])}; "
+                                            f"the model knows {', '.join(expected.class_names[:8])}")
+            self._classes = found
+        return self._classes
 
     def cache_identity(self) -> dict[str, object]:
         identity = super().cache_identity()
@@ -187,6 +215,17 @@ class ImageFolderTask(ImageTask):
             tensors[f"{name}/inputs"] = torch.from_numpy(images)
             tensors[f"{name}/targets"] = torch.tensor([label for label, _ in rows], dtype=torch.int64)
         return tensors
+
+
+def _saved_classes(saved: SavedTaskData) -> tuple[str, ...]:
+    text = saved.metadata.get(CLASSES_KEY)
+    try:
+        names = json.loads(text) if text is not None else None
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise ConfigError("folder", f"the checkpoint keeps no list of class names ({CLASSES_KEY})")
+    return tuple(names)
 
 
 ENTRY = Entry(

@@ -97,3 +97,14 @@ def test_bad_folders_are_refused_clearly(tmp_path):
         make(broken).split("train")
     with pytest.raises(ConfigError, match="leave images for training"):
         make(broken, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_a_task_rebuilt_from_its_saved_classes_reads_the_folder_only_for_images(tmp_path):
+    root = write_folder(tmp_path / "images", {"circle": 4, "square": 4})
+    saved = make(root).saved_data()
+    absent = ImageFolderTask.from_saved(ImageFolderConfig(folder=str(tmp_path / "gone"), image_size=8), saved)
+    assert absent.spec.class_names == ("circle", "square")  # no folder needed for the spec
+    assert len(ImageFolderTask.from_saved(ImageFolderConfig(folder=str(root), image_size=8), saved).split("train"))
+    other = write_folder(tmp_path / "other", {"circle": 4, "star": 4})
+    with pytest.raises(ConfigError, match="the model knows circle, square"):
+        ImageFolderTask.from_saved(ImageFolderConfig(folder=str(other), image_size=8), saved).split("train")
