@@ -17,6 +17,9 @@ def add_evaluate_bench_parsers(benches: argparse._SubParsersAction) -> None:
                     "training steps of the same model on the same examples, alternately, and reports "
                     "examples per second of each and their ratio.")
     evaluate.add_argument("--repeats", type=whole(1, 100), default=3, help="alternating rounds (default: 3)")
+    evaluate.add_argument("--examples", type=whole(8, 1_000_000), default=256,
+                          help="ListOps examples read per round (default: 256)")
+    evaluate.add_argument("--max-length", type=whole(16, 4096), default=256, help="longest expression (default: 256)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=cmd_bench_evaluate)
     lra = benches.add_parser(
@@ -27,6 +30,8 @@ def add_evaluate_bench_parsers(benches: argparse._SubParsersAction) -> None:
     lra.add_argument("--kinds", help="comma-separated attention kinds (default: all)")
     lra.add_argument("--max-length", type=whole(16, 4096), default=256, help="longest expression (default: 256)")
     lra.add_argument("--train-size", type=whole(10, 1_000_000), default=5000, help="training examples (default: 5000)")
+    lra.add_argument("--test-size", type=whole(1, 1_000_000), default=500, help="test examples (default: 500)")
+    lra.add_argument("--d-model", type=whole(8, 4096), default=128, help="model width (default: 128)")
     lra.add_argument("--json", action="store_true", help='print {"rows": [...]} (one row per kind)')
     lra.set_defaults(func=cmd_bench_lra)
 
@@ -34,7 +39,7 @@ def add_evaluate_bench_parsers(benches: argparse._SubParsersAction) -> None:
 def cmd_bench_evaluate(args: argparse.Namespace) -> int:
     from effstudio.bench.evaluate import measure_evaluate
 
-    result = measure_evaluate(repeats=args.repeats)
+    result = measure_evaluate(repeats=args.repeats, examples=args.examples, max_length=args.max_length)
     if args.json:
         print_json(result)
     else:
@@ -53,7 +58,8 @@ def cmd_bench_lra(args: argparse.Namespace) -> int:
     rows = []
     if not args.json:
         print(HEADER, flush=True)
-    for row in run_lra(args.steps, kinds, max_length=args.max_length, train_size=args.train_size):
+    for row in run_lra(args.steps, kinds, max_length=args.max_length, train_size=args.train_size,
+                       test_size=args.test_size, d_model=args.d_model):
         rows.append(row)
         if args.json:
             print(f"{row.kind}: done in {row.seconds:.0f} s", file=sys.stderr, flush=True)
