@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from effstudio.cli.arg_types import amount, whole
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from effstudio.cli.evaluating import evaluation_table
 from effstudio.cli.output import print_json
 from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
 from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
@@ -217,6 +218,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_json({"rows": [row.to_json() for row in rows]})
     else:
         print(rows_to_markdown(rows), end="")
+        print(evaluation_table(list(args.files)), end="")  # figures of `effstudio evaluate`, where recorded
     return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
 
 

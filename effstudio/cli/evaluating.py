@@ -149,3 +149,18 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print_error(str(err))
         return EXIT_USAGE
     return EXIT_OK
+
+
+def evaluation_table(files: list[Path]) -> str:
+    """The headline figures of the evaluations recorded beside ``files`` (`effstudio evaluate`), as a
+    Markdown table that joins the Compare table; empty when none of them was evaluated."""
+    from effstudio.evaluate.record import HEADLINE, read_headline
+
+    rows = [(path.name, read_headline(path)) for path in files]
+    if not any(figures for _, figures in rows):
+        return ""
+    lines = ["| Variant | " + " | ".join(f"eval {key}" for key in HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+    for name, figures in rows:
+        cells = [cell((figures or {}).get(key), ".4f") for key in HEADLINE]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -183,3 +183,27 @@ def test_drift_command_prints_the_json_keys(learned, tmp_path, capsys):
 def test_drift_of_a_missing_current_file_is_one_line(learned, tmp_path, capsys):
     assert main(["drift", str(learned), "--reference", "val", "--current", str(tmp_path / "no.csv")]) == 2
     assert "neither a split" in capsys.readouterr().err
+
+
+def test_recorded_evaluation_figures_join_the_compare_table(tmp_path, capsys):
+    path = checkpoint(tmp_path / "joined.safetensors")
+    assert main(["evaluate", str(path), "--factors", "1", "--no-robustness", "--json"]) == 0
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    assert main(["compare", str(path), "--repeats", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "eval accuracy" in table and f"| joined.safetensors | {accuracy:.4f} |" in table
+
+
+def test_an_evaluation_is_recorded_as_a_file_of_the_models_run(tmp_path, capsys):
+    from effstudio.runs.store import RunStore
+
+    sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    assert main(["train", "--model", "transformer", "--task", "listops", *sets, "--set", "train.attention_every=0",
+                 "--steps", "1", "--out", str(tmp_path / "run")]) == 0
+    model = tmp_path / "run" / "checkpoint.safetensors"
+    assert main(["evaluate", str(model), "--factors", "1", "--no-robustness", "--json"]) == 0
+    capsys.readouterr()
+    with RunStore() as store:
+        run_id = store.run_of_file(model)
+        kinds = {(a.kind, Path(a.path).name) for a in store.artifacts(run_id)}
+    assert ("evaluation", "checkpoint.evaluation.json") in kinds
