@@ -80,7 +80,9 @@ class Evaluable:
             logits = self.logits(batch)
         finally:
             hook.remove()
-        hidden = seen[-1].float()  # (B, N', d): a summary token may make N' = N + 1
+        hidden = seen[-1].float()  # (B, N', d): a summary token may make N' = N + 1; (B, d) when pooled already
+        if hidden.dim() == 2:
+            return logits, hidden.numpy()
         mask = batch.mask if batch.mask.dim() == 2 and batch.mask.shape[1] == hidden.shape[1] else None
         if mask is None:
             pooled = hidden.mean(dim=1)
