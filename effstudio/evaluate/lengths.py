@@ -45,11 +45,11 @@ def can_lengthen(task_name: str) -> bool:
     return task_name in LONGER
 
 
-def longer_task(config: RunConfig, factor: int, saved: object = None) -> Task:
-    """The config's task with inputs up to ``factor`` times its maximum length (same vocabulary)."""
+def longer_task(config: RunConfig, factor: int) -> Task:
+    """The config's task with inputs up to ``factor`` times its maximum length (same vocabulary: these
+    tasks generate their data, or read the same text)."""
     changes = LONGER[config.task_name](config.task, factor)
-    longer = dataclasses.replace(config, task=dataclasses.replace(config.task, **changes))
-    return build_task(longer, saved=saved)
+    return build_task(dataclasses.replace(config, task=dataclasses.replace(config.task, **changes)))
 
 
 def bucket_edges(lengths: np.ndarray, buckets: int = BUCKETS) -> list[tuple[int, int]]:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from effstudio.engine.checkpoint import task_data_beside
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.evaluate import metrics
 from effstudio.evaluate.data_file import label_names, read_data_file, refuse_unknown_tokens
@@ -170,32 +169,29 @@ def _robustness(job: _Job, split: Split, evaluation: Evaluation) -> Iterator[Eve
 def _length_generalisation(job: _Job, evaluation: Evaluation, factors: Sequence[int],
                            extend: bool) -> Iterator[Event]:
     model = job.model
-    config = model.config
     trained = model.spec.max_length
-    saved = task_data_beside(model.path, {}) if model.session is not None else None
     for n, factor in enumerate(sorted(set(factors))):
         if job.control.stop_requested:
             return
         yield job.progress(f"length x{factor}", n, len(factors))
-        task = model.task if factor == 1 else longer_task(config, factor, saved)
+        task = model.task if factor == 1 else longer_task(model.config, factor)
         split = task.split(job.split_name if factor == 1 and job.split_name in SPLITS else "test")
         length = int(split.inputs.shape[1])
         learned = model.learned_length()
-        extended = False
         if learned is not None and length > learned:
             if not extend:
                 evaluation.length_generalisation.append(LengthPoint(factor, trained * factor, None, None, False))
                 yield LogEvent("info", f"{model.name}: learned positions end at {learned}; length x{factor} "
                                        "needs them extended (extend_positions)")
                 continue
-            extended = model.lengthened(length)
+            model.lengthened(length)
         try:
             accuracy, bits = accuracy_of(model, split)
-        except (RuntimeError, ValueError) as err:  # a kind sized for the trained length (Linformer, BigBird)
+        except (RuntimeError, ValueError) as err:  # a kind sized for the trained length (BigBird), a fixed ONNX graph
             yield LogEvent("info", f"{model.name}: length x{factor} cannot run: {str(err).splitlines()[0]}")
             accuracy, bits = None, None
-        evaluation.length_generalisation.append(
-            LengthPoint(factor, trained * factor, accuracy, bits, extended or (model.extended and factor > 1)))
+        # growing a table is kept for the longer factors: every point from the first growth on is marked
+        evaluation.length_generalisation.append(LengthPoint(factor, trained * factor, accuracy, bits, model.extended))
 
 
 @dataclass
