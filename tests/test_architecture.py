@@ -53,4 +53,4 @@ def test_the_layers_go_down_from_the_front_ends():
     assert order["cli"] < order["gui"] < order["pipeline"] < order["bench"] < order["compress"] < order["engine"]
     assert order["engine"] < order["models"] < order["attention"] < order["registry"] < order["config"]
     # independent: none of them imports another
-    assert any({"runs", "compress", "inspect", "pretrained"} <= set(layer) for layer in layers)
+    assert any({"runs", "compress", "inspect", "pretrained", "evaluate"} <= set(layer) for layer in layers)

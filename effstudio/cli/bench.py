@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from effstudio.bench.startup import measure_startup
 from effstudio.cli.arg_types import comma_list, non_negative, whole
+from effstudio.cli.bench_evaluating import add_evaluate_bench_parsers
 from effstudio.cli.bench_graph import add_graph_bench
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -68,6 +69,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     startup.add_argument("--compare", type=Path, metavar="DIR", help="another effstudio checkout to time alongside")
     startup.add_argument("--json", action="store_true", help="print one JSON object")
     startup.set_defaults(func=cmd_bench_startup)
+    add_evaluate_bench_parsers(benches)
 
 
 def _add_attention_bench(benches: argparse._SubParsersAction) -> None:

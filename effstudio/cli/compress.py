@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from effstudio.cli.arg_types import amount, whole
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from effstudio.cli.evaluating import evaluation_table
 from effstudio.cli.output import print_json
 from effstudio.engine.run_plan import IMPORTANCE, PRUNE_METHODS
 from effstudio.engine.run_plan import QUANTIZE_METHODS as QUANT_METHODS
@@ -214,6 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_json({"rows": [row.to_json() for row in rows], "timing": timing})
     else:
         print(rows_to_markdown(rows), end="")
+        print(evaluation_table(list(args.files)), end="")  # figures of `effstudio evaluate`, where recorded
         if verdict is not None:
             where = f"{verdict.length} tokens" if verdict.length is not None else "whole images"
             print(f"\nevery variant timed alternately at {where}; {verdict.text}")
