@@ -1,0 +1,52 @@
+"""The Evaluate section's jobs: the core's evaluation, drift check and example look-up as JobHost job
+functions. The core's generators take no JobControl, so a stop ends a job at its next event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from effstudio.engine.events import JobControl
+from effstudio.evaluate.results import Evaluation
+from effstudio.evaluate.run import drift, evaluate, examples_of
+
+JobFn = Callable[[JobControl], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class ExampleFetched:
+    """An example of an evaluated file, decoded (and its attention map), for the window's lists."""
+
+    file: str
+    index: int
+    detail: Any  # effstudio.evaluate.run.ExampleDetail
+
+
+def _until_stopped(events: Iterator[Any], control: JobControl) -> Iterator[Any]:
+    for event in events:
+        yield event
+        if control.stop_requested:
+            return
+
+
+def evaluate_job(files: list[Path], **options: Any) -> JobFn:
+    """``options`` are evaluate()'s keywords (task, split, factors, extend_positions, robustness, calibrate)."""
+    return lambda control: _until_stopped(evaluate(files, **options), control)
+
+
+def drift_job(checkpoint: Path, reference: str, current: Path) -> JobFn:
+    return lambda control: _until_stopped(drift(checkpoint, reference=reference, current=current), control)
+
+
+def examples_job(file: Path, evaluation: Evaluation, indices: list[int]) -> JobFn:
+    """Decode ``indices`` of the evaluated split one after the other (the first is shown first)."""
+
+    def job(control: JobControl) -> Iterator[ExampleFetched]:
+        for index in indices:
+            if control.stop_requested:
+                return
+            yield ExampleFetched(str(file), index, examples_of(file, evaluation, index))
+
+    return job

@@ -1,0 +1,81 @@
+"""One evaluated example as the model saw it: its decoded text (or its image), what it is and what the model
+said, and the model's attention map for it (the Monitor's attention view, on this example)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QStackedWidget, QVBoxLayout, QWidget
+
+from effstudio.engine.events import AttentionEvent
+from effstudio.gui import theme
+from effstudio.gui.views.attention_view import AttentionView
+from effstudio.gui.views.patch_attention_view import as_image
+
+NO_ATTENTION = "No attention map: pick an example above (a model that reports none, such as an ONNX file, shows none)."
+
+
+class ExampleView(QWidget):
+    """The selected example: a caption, its text or image, and its attention map."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.index: int | None = None
+        self.caption = QLabel("Pick an example to see it and where the model looked.", self)
+        self.caption.setObjectName("description")
+        self.caption.setWordWrap(True)
+        self.text = QPlainTextEdit(self)
+        self.text.setObjectName("exampleText")
+        self.text.setReadOnly(True)
+        self.text.setFont(theme.monospace_font())
+        self.text.setMaximumHeight(90)
+        self.picture = theme.plot_canvas(self)
+        plot = theme.style_plot(self.picture.addPlot(), grid="", mouse="")
+        plot.setAspectLocked(True)
+        plot.invertY(True)
+        plot.hideAxis("left")
+        plot.hideAxis("bottom")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        plot.addItem(self.image)
+        self.picture.setFixedHeight(140)
+        self.input = QStackedWidget(self)
+        self.input.addWidget(self.text)
+        self.input.addWidget(self.picture)
+        self.input.setMaximumHeight(140)
+        self.attention = AttentionView(self)
+        self.attention.stack.widget(0).setText(NO_ATTENTION)  # its empty state speaks of training otherwise
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.input)
+        layout.addWidget(self.attention, 1)
+
+    def show_example(self, index: int, caption: str, text: str, image: np.ndarray | None,
+                     maps: np.ndarray | None, tokens: tuple[str, ...]) -> None:
+        """``maps`` (layers, heads, N, N) of this example, or None when the model gives none."""
+        self.index = index
+        self.caption.setText(caption)
+        if image is not None:
+            picture = as_image(image)
+            self.image.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
+            self.image.setRect(QRectF(0, 0, picture.shape[1], picture.shape[0]))
+            self.input.setCurrentWidget(self.picture)
+        else:
+            self.text.setPlainText(text)
+            self.input.setCurrentWidget(self.text)
+        if maps is not None and np.asarray(maps).ndim == 4 and np.asarray(maps).shape[0] > 0:
+            self.attention.set_event(AttentionEvent(step=0, maps=np.asarray(maps, dtype=np.float32),
+                                                    tokens=tuple(tokens)))
+            n = np.asarray(maps).shape[-1]
+            self.attention.step_label.setText(f"example {index} \u00b7 {n}\u00d7{n}")
+        else:
+            self.attention.clear()
+
+    def clear(self) -> None:
+        self.index = None
+        self.caption.setText("Pick an example to see it and where the model looked.")
+        self.text.clear()
+        self.image.clear()
+        self.input.setCurrentWidget(self.text)
+        self.attention.clear()

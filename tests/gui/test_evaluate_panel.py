@@ -1,0 +1,137 @@
+"""The Evaluate section: hand-made results drawn as they should be (a confusion cell lists exactly its
+examples, one length curve per model, extended models named), the drift verdicts, and a real
+evaluation of a tiny trained ListOps checkpoint run from the panel."""
+
+from __future__ import annotations
+
+import pytest
+
+from effstudio.evaluate.results import (
+    ClassFigures,
+    DriftReport,
+    DriftSignal,
+    Evaluation,
+    ExampleRow,
+    LengthBucket,
+    LengthPoint,
+    ReliabilityBin,
+    RobustnessPoint,
+)
+from effstudio.gui.panels.evaluate_panel import TABS, EvaluatePanel
+from effstudio.gui.views.evaluation_tables import example_indices
+from effstudio.registry import get_registry
+
+LABELS = ["neg", "neu", "pos"]
+# (true, predicted, confidence) of 10 examples: true neg predicted pos at indices 2, 5 and 7
+PREDICTIONS = [(0, 0, 0.9), (1, 1, 0.8), (0, 2, 0.55), (2, 2, 0.95), (1, 0, 0.6),
+               (0, 2, 0.85), (2, 1, 0.5), (0, 2, 0.7), (1, 1, 0.65), (2, 2, 0.9)]
+
+
+def confusion_of(predictions: list[tuple[int, int, float]], classes: int = 3) -> list[list[int]]:
+    matrix = [[0] * classes for _ in range(classes)]
+    for true, predicted, _confidence in predictions:
+        matrix[true][predicted] += 1
+    return matrix
+
+
+def evaluation(model: str, *, extended: bool = False, learned_stop: int | None = None, shift: float = 0.0,
+               predictions: list[tuple[int, int, float]] = PREDICTIONS) -> Evaluation:
+    """A three-class evaluation at 64..512 tokens; ``learned_stop``: no figure from that length on."""
+    lengths = [LengthPoint(f, 64 * f, None if learned_stop and 64 * f >= learned_stop else 0.8 - 0.1 * k - shift,
+                           extended=extended and f > 1)
+               for k, f in enumerate((1, 2, 4, 8))]
+    mistakes = sorted((ExampleRow(i, f"example {i} text", LABELS[t], LABELS[p], c)
+                       for i, (t, p, c) in enumerate(predictions) if t != p), key=lambda r: -r.confidence)
+    return Evaluation(
+        model=model, task="textclass", split="val", examples=len(predictions), labels=list(LABELS),
+        accuracy=0.6 - shift, macro_f1=0.55 - shift,
+        per_class=[ClassFigures(label, 0.6, 0.5, 0.55, 3 + (label == "neu")) for label in LABELS],
+        confusion=confusion_of(predictions),
+        by_length=[LengthBucket("1-32", 1, 32, 6, 0.7 - shift), LengthBucket("33-64", 33, 64, 4, 0.45 - shift)],
+        length_generalisation=lengths, ece=0.12 + shift, temperature=1.4,
+        reliability=[ReliabilityBin(0.4, 0.6, 3, 0.55, 0.33), ReliabilityBin(0.6, 0.8, 3, 0.68, 0.67),
+                     ReliabilityBin(0.8, 1.0, 4, 0.9, 0.75 - shift)],
+        robustness=[RobustnessPoint(kind, rate, 0.6 - shift - rate * (1 + k))
+                    for k, kind in enumerate(("substitution", "deletion", "insertion")) for rate in (0.0, 0.1, 0.3)],
+        mistakes=mistakes, predictions=list(predictions))
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = EvaluatePanel(get_registry())
+    qtbot.addWidget(widget)
+    widget.resize(1280, 800)
+    yield widget
+    widget.shutdown()
+
+
+def test_a_cell_click_lists_exactly_its_examples_surest_first(panel, qtbot):
+    panel.add_files(["a.safetensors"])
+    panel.show_evaluation("a.safetensors", evaluation("a"))
+    assert panel.confusion.cell_texts() == ["1", "0", "3", "1", "2", "0", "0", "1", "2"]
+    with qtbot.waitSignal(panel.confusion.cell_clicked) as clicked:
+        panel.confusion.select(0, 2)  # true neg, predicted pos
+    assert clicked.args == [0, 2]
+    assert example_indices(panel.cell_examples) == [5, 7, 2]  # by confidence 0.85, 0.7, 0.55
+    assert [panel.cell_examples.item(r, 2).text() for r in range(3)] == ["neg"] * 3
+    assert [panel.cell_examples.item(r, 3).text() for r in range(3)] == ["pos"] * 3
+    assert "true neg \u2192 predicted pos: 3 examples" in panel.cell_title.text()
+    panel.confusion.select(2, 1)
+    assert example_indices(panel.cell_examples) == [6]
+    panel.confusion.select(1, 2)
+    assert example_indices(panel.cell_examples) == []
+
+
+def test_one_length_curve_per_model_and_the_extended_one_is_named(panel):
+    panel.add_files(["a.safetensors", "b.safetensors", "c.onnx"])
+    panel.show_evaluation("b.safetensors", evaluation("b", extended=True, shift=0.1))
+    panel.show_evaluation("a.safetensors", evaluation("a", learned_stop=256))
+    panel.show_evaluation("c.onnx", evaluation("c", shift=0.2))
+    assert panel.tabs.tabText(0) == TABS[0] == "Length" and panel.tabs.currentIndex() == 0
+    plot = panel.length_plot
+    assert [line.name for line in plot.lines] == ["a", "b", "c"]  # in the order of the files
+    assert len(plot.curves) == 3
+    legend = plot.legend_texts()
+    assert legend[1] == "b (positions extended: hollow)"
+    assert "none from 256" in legend[0]
+    assert plot.lines[1].marked == [False, True, True, True]
+    xs, ys = plot.curves[0].getData()
+    assert ys[0] == pytest.approx(0.8) and all(y != y for y in ys[2:])  # a gap from 256 tokens on
+    assert "Extend positions" in panel.length_note.text() and "b" in panel.length_note.text()
+    assert panel.headline.rowCount() == 3
+    assert [panel.headline.item(r, 4).text() for r in range(3)] == ["0.600", "0.500", "0.400"]
+    assert [panel.model_box.itemText(i) for i in range(3)] == ["a", "b", "c"]
+    assert len(panel.robustness_plots.plots) == 3
+    assert all(len(p.curves) == 3 for p in panel.robustness_plots.plots.values())
+    assert "(ECE 0.220)" in panel.reliability_plot.legend_texts()[1]
+
+
+def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):
+    other = [(t, t, 0.9) for t, _p, _c in PREDICTIONS]  # a model that is always right
+    panel.add_files(["a.safetensors", "b.safetensors"])
+    panel.show_evaluation("a.safetensors", evaluation("a"))
+    panel.show_evaluation("b.safetensors", evaluation("b", predictions=other))
+    panel.model_box.setCurrentIndex(1)
+    assert panel.confusion.cell_texts() == ["4", "0", "0", "0", "3", "0", "0", "0", "3"]
+    assert panel.mistakes.rowCount() == 0
+    panel.model_box.setCurrentIndex(0)
+    assert example_indices(panel.mistakes) == [5, 7, 4, 2, 6]
+
+
+def test_the_drift_tab_shows_each_verdict(panel):
+    report = DriftReport(
+        signals=[DriftSignal("length PSI", 0.45, 0.2, True), DriftSignal("token JS", 0.01, 0.05, False),
+                 DriftSignal("unknown tokens", 0.0, 0.01, False), DriftSignal("MMD", 0.3, 0.02, True)],
+        mmd=0.3, p_value=0.001, drift=True, reference_xy=[(0.0, 0.1), (0.2, -0.1)], current_xy=[(1.0, 1.2)])
+    panel.drift.show_report(report)
+    results = panel.drift.results
+    assert results.verdicts() == {"length PSI": "drift", "token JS": "no drift", "unknown tokens": "no drift",
+                                  "MMD": "drift"}
+    assert results.verdict.text().count("Drift") == 1 and "2 of 4 signals" in results.verdict.text()
+    assert results.bars.signals == report.signals
+    assert len(results.projection.reference.data) == 2 and len(results.projection.current.data) == 1
+
+
+def test_running_without_files_or_inputs_is_refused(panel):
+    assert not panel.start() and "Add a checkpoint" in panel.run_group.problem.text()
+    assert not panel.drift.start() and "checkpoint and the current" in panel.drift.status_label.text()
