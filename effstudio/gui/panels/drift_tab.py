@@ -20,14 +20,14 @@ from PySide6.QtWidgets import (
 )
 
 from effstudio.config import ConfigError, param
+from effstudio.evaluate.events import Drifted, DriftProgress
 from effstudio.evaluate.results import DriftReport
-from effstudio.evaluate.run import Drifted
 from effstudio.gui import theme
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon, icon
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import description_label
-from effstudio.gui.panels.evaluate_jobs import drift_job
+from effstudio.gui.panels.evaluate_jobs import bad_input_line, drift_job
 from effstudio.gui.views.drift_view import DriftResults
 
 
@@ -109,10 +109,10 @@ class DriftTab(JobHost, QWidget):
     def _on_event(self, event: object) -> None:
         if isinstance(event, Drifted):
             self.show_report(event.report)
-        elif hasattr(event, "done") and hasattr(event, "total"):  # the check's progress
-            self.progress.setRange(0, max(int(event.total), 1))
-            self.progress.setValue(int(event.done))
-            self.progress.setFormat(f"{getattr(event, 'stage', 'drift')} {event.done}/{event.total}")
+        elif isinstance(event, DriftProgress):
+            self.progress.setRange(0, max(event.total, 1))
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"{event.stage} {event.done}/{event.total}")
 
     def show_report(self, report: DriftReport) -> None:
         self.report = report
@@ -128,8 +128,8 @@ class DriftTab(JobHost, QWidget):
             self.status_label.setText("Stopped.")
 
     def show_job_error(self, message: str) -> None:
-        self.error = message
-        self._problem(message)
+        self.error = bad_input_line(message)
+        self._problem(self.error)
 
     def _problem(self, text: str) -> None:
         self.status_label.setStyleSheet(f"color: {theme.ERROR};")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from effstudio.engine.events import JobControl
+from effstudio.evaluate.events import EvaluateError
 from effstudio.evaluate.results import Evaluation
 from effstudio.evaluate.run import drift, evaluate, examples_of
 
@@ -22,6 +23,11 @@ class ExampleFetched:
     file: str
     index: int
     detail: Any  # effstudio.evaluate.run.ExampleDetail
+
+
+def bad_input_line(message: str) -> str:
+    """A job's failure as the user reads it: bad input is its own one line, without the error's class name."""
+    return message.removeprefix(f"{EvaluateError.__name__}: ")
 
 
 def _until_stopped(events: Iterator[Any], control: JobControl) -> Iterator[Any]:

@@ -33,14 +33,19 @@ from PySide6.QtWidgets import (
 )
 
 from effstudio.config import ConfigError, param
+from effstudio.evaluate.events import Evaluated, EvaluateProgress
 from effstudio.evaluate.results import Evaluation, ExampleRow
-from effstudio.evaluate.run import Evaluated, EvaluateProgress
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, side_column
 from effstudio.gui.panels.drift_tab import DriftTab
-from effstudio.gui.panels.evaluate_jobs import ExampleFetched, evaluate_job, examples_job
+from effstudio.gui.panels.evaluate_jobs import (
+    ExampleFetched,
+    bad_input_line,
+    evaluate_job,
+    examples_job,
+)
 from effstudio.gui.panels.run_controls import RunGroup
 from effstudio.gui.plots.evaluation_plots import (
     ByLengthPlot,
@@ -107,6 +112,7 @@ class EvaluatePanel(JobHost, Panel):
         self.evaluations: dict[str, Evaluation] = {}  # by file path, in the order of the files
         self.details: dict[tuple[str, int], object] = {}  # (file, index) -> ExampleDetail
         self.error: str | None = None
+        self.warnings: list[str] = []  # what the last evaluation warned of, one line each
         self._files_done = 0
         columns = QHBoxLayout()
         columns.setSpacing(14)
@@ -301,6 +307,7 @@ class EvaluatePanel(JobHost, Panel):
         self.error = None
         self.cancel_jobs()  # an example look-up of the old results is no longer wanted
         self._files_done = 0
+        self.warnings = []
         self.progress.setRange(0, 0)
         self.progress.setFormat("starting\u2026")
         self.status_label.setText(f"Evaluating {len(self.files)} model{'s' if len(self.files) != 1 else ''}\u2026")
@@ -318,6 +325,7 @@ class EvaluatePanel(JobHost, Panel):
             self.progress.setFormat(f"{place + 1}/{len(self.files)} {Path(event.file).name}: {event.stage}")
         elif isinstance(event, Evaluated):
             self._files_done += 1
+            self.warnings += [f"{Path(event.file).name}: {warning}" for warning in event.warnings]
             self.show_evaluation(str(event.file), event.evaluation)
 
     def _on_finished(self, status: str) -> None:
@@ -326,14 +334,15 @@ class EvaluatePanel(JobHost, Panel):
         self.progress.setFormat(status)
         count = len(self.evaluations)
         if status == "finished":
-            self.status_label.setText(f"Evaluated {count} model{'s' if count != 1 else ''}.")
+            self.status_label.setText(f"Evaluated {count} model{'s' if count != 1 else ''}."
+                                      + "".join(f"\n{warning}" for warning in self.warnings))
             self.message.emit(f"evaluation finished: {count} model(s)")
         elif status == "stopped":
             self.status_label.setText(f"Stopped after {self._files_done} model(s).")
 
     def show_job_error(self, message: str) -> None:
-        self.error = message
-        self.run_group.show_problem(message)
+        self.error = bad_input_line(message)
+        self.run_group.show_problem(self.error)
         self.status_label.setText("The evaluation failed.")
 
     def jobs_changed(self) -> None:
