@@ -135,3 +135,56 @@ def test_the_drift_tab_shows_each_verdict(panel):
 def test_running_without_files_or_inputs_is_refused(panel):
     assert not panel.start() and "Add a checkpoint" in panel.run_group.problem.text()
     assert not panel.drift.start() and "checkpoint and the current" in panel.drift.status_label.text()
+
+
+TIMEOUT = 120_000
+LISTOPS = {"model.d_model": 32, "model.layers": 1, "model.heads": 2, "model.dropout": 0.0,
+           "task.train_size": 128, "task.val_size": 48, "task.test_size": 16, "task.min_length": 8,
+           "task.max_length": 32, "train.steps": 8, "train.batch_size": 16, "train.eval_every": 8,
+           "train.attention_every": 0, "train.warmup_steps": 1, "train.device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def listops_checkpoint(tmp_path_factory):
+    """A one-layer transformer trained for a few steps on short ListOps expressions (learned positions)."""
+    import torch
+
+    from effstudio.engine.events import DoneEvent
+    from effstudio.engine.run_config import RunConfig
+    from effstudio.engine.trainer import train
+
+    torch.manual_seed(0)
+    config = RunConfig.create("transformer", "listops", LISTOPS)
+    done = [e for e in train(config, out_dir=tmp_path_factory.mktemp("listops")) if isinstance(e, DoneEvent)][-1]
+    assert done.status == "finished" and done.checkpoint
+    return done.checkpoint
+
+
+def test_an_evaluation_runs_from_the_panel_end_to_end(panel, qtbot, listops_checkpoint):
+    from PySide6.QtCore import QCoreApplication
+
+    panel.add_files([listops_checkpoint])
+    panel.form.set_values({"longest": 2, "robustness": False})
+    assert panel.start()
+    qtbot.waitUntil(lambda: not panel.job_running() and panel.job_of() is None, timeout=TIMEOUT)
+    assert panel.error is None, panel.error
+    evaluation = panel.evaluations[str(listops_checkpoint)]
+    assert evaluation.task == "listops" and evaluation.examples == 48
+    assert sum(map(sum, evaluation.confusion)) == 48 and len(evaluation.predictions) == 48
+    assert panel.headline.rowCount() == 1
+    assert panel.headline.item(0, 4).text() == f"{evaluation.accuracy:.3f}"
+    line = panel.length_plot.lines[0]
+    assert len(panel.length_plot.curves) == 1 and [p.factor for p in evaluation.length_generalisation] == [1, 2]
+    assert len(line.xs) == 2 and panel.progress.text() == "finished"
+    # the fullest cell lists its examples, which are then decoded into text
+    true, predicted = max(((t, p) for t in range(len(evaluation.labels)) for p in range(len(evaluation.labels))),
+                          key=lambda cell: evaluation.confusion[cell[0]][cell[1]])
+    panel.tabs.setCurrentIndex(TABS.index("Classes"))
+    panel.confusion.select(true, predicted)
+    assert len(example_indices(panel.cell_examples)) == evaluation.confusion[true][predicted]
+    qtbot.waitUntil(lambda: bool(panel.cell_examples.item(0, 4).text()), timeout=TIMEOUT)
+    panel.cell_examples.selectRow(0)
+    QCoreApplication.processEvents()
+    qtbot.waitUntil(lambda: panel.cell_example.index == example_indices(panel.cell_examples)[0], timeout=TIMEOUT)
+    assert panel.cell_example.text.toPlainText()
+    assert panel.cell_example.attention.current_map() is not None

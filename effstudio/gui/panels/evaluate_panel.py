@@ -58,6 +58,7 @@ from effstudio.gui.views.confusion_view import ConfusionView
 from effstudio.gui.views.evaluation_tables import (
     example_indices,
     examples_table,
+    fit_rows,
     headline_table,
     one_line,
     per_class_table,
@@ -218,7 +219,6 @@ class EvaluatePanel(JobHost, Panel):
         self.cell_examples.itemSelectionChanged.connect(lambda: self._example_picked(self.cell_examples,
                                                                                     self.cell_example))
         self.cell_example = ExampleView(self)
-        self.per_class.setMaximumHeight(180)
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -365,8 +365,7 @@ class EvaluatePanel(JobHost, Panel):
         self.length_plot.show_models(models)
         self.length_note.setText(self._length_note(models))
         show_headline(self.headline, models, list(self.evaluations))
-        rows_height = sum(self.headline.rowHeight(r) for r in range(self.headline.rowCount()))
-        self.headline.setMaximumHeight(self.headline.horizontalHeader().height() + rows_height + 4)
+        fit_rows(self.headline, 240)
         self.by_length_plot.show_models(models)
         self.reliability_plot.show_models(models)
         self.robustness_plots.show_models(models)
@@ -406,6 +405,7 @@ class EvaluatePanel(JobHost, Panel):
         _path, evaluation = current
         self.confusion.set_matrix(evaluation.confusion, evaluation.labels)
         show_per_class(self.per_class, evaluation.per_class)
+        fit_rows(self.per_class, 220)
         self.cell_examples.setRowCount(0)
         self.cell_title.setText("Click a cell of the confusion matrix to list its examples.")
         self.cell_example.clear()

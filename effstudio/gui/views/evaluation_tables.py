@@ -97,6 +97,12 @@ def show_examples(table: QTableWidget, rows: Sequence[ExampleRow]) -> None:
     fill_table(table, cells)
 
 
+def fit_rows(table: QTableWidget, limit: int) -> None:
+    """As tall as the table's rows need (no blank space under them), ``limit`` pixels at most."""
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    table.setMaximumHeight(min(limit, table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth()))
+
+
 def one_line(text: str, limit: int = 200) -> str:
     """A long or multi-line input as one short line for a table cell."""
     flat = " ".join(text.split())

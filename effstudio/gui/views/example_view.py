@@ -13,7 +13,9 @@ from effstudio.gui import theme
 from effstudio.gui.views.attention_view import AttentionView
 from effstudio.gui.views.patch_attention_view import as_image
 
-NO_ATTENTION = "No attention map: pick an example above (a model that reports none, such as an ONNX file, shows none)."
+NOT_PICKED = "Pick an example above to see where the model looked."
+NO_ATTENTION = "This model gives no attention map (an ONNX file, or a model that reports none)."
+TEXT_HEIGHT, PICTURE_HEIGHT = 64, 140
 
 
 class ExampleView(QWidget):
@@ -29,7 +31,6 @@ class ExampleView(QWidget):
         self.text.setObjectName("exampleText")
         self.text.setReadOnly(True)
         self.text.setFont(theme.monospace_font())
-        self.text.setMaximumHeight(90)
         self.picture = theme.plot_canvas(self)
         plot = theme.style_plot(self.picture.addPlot(), grid="", mouse="")
         plot.setAspectLocked(True)
@@ -38,13 +39,14 @@ class ExampleView(QWidget):
         plot.hideAxis("bottom")
         self.image = pg.ImageItem(axisOrder="row-major")
         plot.addItem(self.image)
-        self.picture.setFixedHeight(140)
+        self.picture.setFixedHeight(PICTURE_HEIGHT)
         self.input = QStackedWidget(self)
         self.input.addWidget(self.text)
         self.input.addWidget(self.picture)
-        self.input.setMaximumHeight(140)
+        self.input.setMaximumHeight(TEXT_HEIGHT)
         self.attention = AttentionView(self)
-        self.attention.stack.widget(0).setText(NO_ATTENTION)  # its empty state speaks of training otherwise
+        self.empty_attention = self.attention.stack.widget(0)  # its own words speak of training
+        self.empty_attention.setText(NOT_PICKED)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
@@ -61,9 +63,11 @@ class ExampleView(QWidget):
             self.image.setImage(picture, autoLevels=False, levels=(0.0, 1.0))
             self.image.setRect(QRectF(0, 0, picture.shape[1], picture.shape[0]))
             self.input.setCurrentWidget(self.picture)
+            self.input.setMaximumHeight(PICTURE_HEIGHT)
         else:
             self.text.setPlainText(text)
             self.input.setCurrentWidget(self.text)
+            self.input.setMaximumHeight(TEXT_HEIGHT)
         if maps is not None and np.asarray(maps).ndim == 4 and np.asarray(maps).shape[0] > 0:
             self.attention.set_event(AttentionEvent(step=0, maps=np.asarray(maps, dtype=np.float32),
                                                     tokens=tuple(tokens)))
@@ -71,6 +75,7 @@ class ExampleView(QWidget):
             self.attention.step_label.setText(f"example {index} \u00b7 {n}\u00d7{n}")
         else:
             self.attention.clear()
+            self.empty_attention.setText(NO_ATTENTION)
 
     def clear(self) -> None:
         self.index = None
@@ -78,4 +83,6 @@ class ExampleView(QWidget):
         self.text.clear()
         self.image.clear()
         self.input.setCurrentWidget(self.text)
+        self.input.setMaximumHeight(TEXT_HEIGHT)
         self.attention.clear()
+        self.empty_attention.setText(NOT_PICKED)
