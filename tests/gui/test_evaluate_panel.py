@@ -137,6 +137,55 @@ def test_running_without_files_or_inputs_is_refused(panel):
     assert not panel.drift.start() and "checkpoint and the current" in panel.drift.status_label.text()
 
 
+def test_the_job_s_events_fill_the_section_and_bad_input_is_one_line(panel, qtbot, monkeypatch):
+    from effstudio.evaluate.events import Evaluated, EvaluateError, EvaluateProgress
+    from effstudio.gui.panels import evaluate_panel
+
+    def fake_job(files, **options):
+        assert options["factors"] == (1, 2, 4) and options["task"] is None and options["split"] == "test"
+
+        def job(control):
+            for done in range(3):
+                yield EvaluateProgress(str(files[0]), "predicting", done, 3)
+            yield Evaluated(str(files[0]), evaluation("a"), ("2 examples have labels the model never saw",))
+        return job
+
+    monkeypatch.setattr(evaluate_panel, "evaluate_job", fake_job)
+    panel.add_files(["a.safetensors"])
+    panel.form.set_values({"longest": 4, "split": "test"})
+    assert panel.start() and not panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.job_of() is None, timeout=10_000)
+    assert list(panel.evaluations) == ["a.safetensors"] and panel.progress.text() == "finished"
+    assert "labels the model never saw" in panel.status_label.text()
+
+    def failing_job(files, **options):
+        def job(control):
+            raise EvaluateError("b.onnx: no effstudio metadata; name the task")
+            yield
+        return job
+
+    monkeypatch.setattr(evaluate_panel, "evaluate_job", failing_job)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.job_of() is None, timeout=10_000)
+    assert panel.run_group.problem.text() == "b.onnx: no effstudio metadata; name the task"
+
+
+def test_an_example_is_shown_as_text_or_image_with_its_attention_map(qtbot):
+    import numpy as np
+
+    from effstudio.gui.views.example_view import NO_ATTENTION, ExampleView
+
+    view = ExampleView()
+    qtbot.addWidget(view)
+    maps = np.full((2, 2, 4, 4), 0.25, dtype=np.float32)  # (layers, heads, N, N)
+    view.show_example(3, "Example 3", "[MAX 1 2 ]", None, maps, ("[MAX", "1", "2", "]"))
+    assert view.input.currentWidget() is view.text and view.text.toPlainText() == "[MAX 1 2 ]"
+    assert view.attention.current_map().shape == (4, 4)
+    assert view.attention.step_label.text() == "example 3 \u00b7 4\u00d74"
+    view.show_example(4, "Example 4", "", np.zeros((3, 8, 8), dtype=np.float32), None, ())
+    assert view.input.currentWidget() is view.picture and view.image.image.shape == (8, 8, 3)
+    assert view.attention.current_map() is None and view.empty_attention.text() == NO_ATTENTION
+
 TIMEOUT = 120_000
 LISTOPS = {"model.d_model": 32, "model.layers": 1, "model.heads": 2, "model.dropout": 0.0,
            "task.train_size": 128, "task.val_size": 48, "task.test_size": 16, "task.min_length": 8,
