@@ -106,6 +106,18 @@ def test_one_length_curve_per_model_and_the_extended_one_is_named(panel):
     assert "(ECE 0.220)" in panel.reliability_plot.legend_texts()[1]
 
 
+def test_files_of_the_same_name_are_told_apart_by_their_folder(panel):
+    panel.add_files(["/runs/sdpa/checkpoint.safetensors", "/runs/local/checkpoint.safetensors", "/x/other.onnx"])
+    assert [panel.file_list.item(i).text() for i in range(3)] == [
+        "sdpa/checkpoint.safetensors", "local/checkpoint.safetensors", "other.onnx"]
+    for path in ("/runs/sdpa/checkpoint.safetensors", "/runs/local/checkpoint.safetensors"):
+        panel.show_evaluation(path, evaluation("checkpoint.safetensors"))
+    assert [line.name for line in panel.length_plot.lines] == ["sdpa/checkpoint.safetensors",
+                                                               "local/checkpoint.safetensors"]
+    assert panel.headline.item(1, 0).text() == "local/checkpoint.safetensors"
+    assert panel.evaluations["/runs/sdpa/checkpoint.safetensors"].model == "checkpoint.safetensors"
+
+
 def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):
     other = [(t, t, 0.9) for t, _p, _c in PREDICTIONS]  # a model that is always right
     panel.add_files(["a.safetensors", "b.safetensors"])
@@ -119,16 +131,22 @@ def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):
 
 
 def test_the_drift_tab_shows_each_verdict(panel):
+    from effstudio.gui.views.drift_view import ratio
+
     report = DriftReport(
-        signals=[DriftSignal("length PSI", 0.45, 0.2, True), DriftSignal("token JS", 0.01, 0.05, False),
-                 DriftSignal("unknown tokens", 0.0, 0.01, False), DriftSignal("MMD", 0.3, 0.02, True)],
-        mmd=0.3, p_value=0.001, drift=True, reference_xy=[(0.0, 0.1), (0.2, -0.1)], current_xy=[(1.0, 1.2)])
+        signals=[DriftSignal("length_psi", 0.45, 0.2, True), DriftSignal("token_js", 0.01, 0.05, False),
+                 DriftSignal("unknown_rate", 0.0, 0.01, False), DriftSignal("mmd_p_value", 0.002, 0.01, True),
+                 DriftSignal("predicted_class_psi", 0.1, 0.2, False)],
+        mmd=0.3, p_value=0.002, drift=True, reference_xy=[(0.0, 0.1), (0.2, -0.1)], current_xy=[(1.0, 1.2)])
     panel.drift.show_report(report)
     results = panel.drift.results
-    assert results.verdicts() == {"length PSI": "drift", "token JS": "no drift", "unknown tokens": "no drift",
-                                  "MMD": "drift"}
-    assert results.verdict.text().count("Drift") == 1 and "2 of 4 signals" in results.verdict.text()
-    assert results.bars.signals == report.signals
+    assert results.verdicts() == {"length_psi": "drift", "token_js": "no drift", "unknown_rate": "no drift",
+                                  "mmd_p_value": "drift", "predicted_class_psi": "no drift"}
+    assert results.table.item(3, 0).text() == "MMD p-value" and results.table.item(3, 2).text() == "< 0.01"
+    assert results.verdict.text().count("Drift") == 1 and "2 of 5 signals" in results.verdict.text()
+    # a bar past the threshold line for each signal that says drift, a p-value below its threshold included
+    assert [ratio(s) > 1 for s in results.bars.signals] == [True, False, False, True, False]
+    assert ratio(report.signals[3]) == pytest.approx(5.0) and ratio(report.signals[0]) == pytest.approx(2.25)
     assert len(results.projection.reference.data) == 2 and len(results.projection.current.data) == 1
 
 
@@ -156,7 +174,7 @@ def test_the_job_s_events_fill_the_section_and_bad_input_is_one_line(panel, qtbo
     assert panel.start() and not panel.run_button.isEnabled()
     qtbot.waitUntil(lambda: panel.job_of() is None, timeout=10_000)
     assert list(panel.evaluations) == ["a.safetensors"] and panel.progress.text() == "finished"
-    assert "labels the model never saw" in panel.status_label.text()
+    assert "1 note" in panel.status_label.text() and "labels the model never saw" in panel.status_label.toolTip()
 
     def failing_job(files, **options):
         def job(control):
@@ -182,6 +200,9 @@ def test_an_example_is_shown_as_text_or_image_with_its_attention_map(qtbot):
     assert view.input.currentWidget() is view.text and view.text.toPlainText() == "[MAX 1 2 ]"
     assert view.attention.current_map().shape == (4, 4)
     assert view.attention.step_label.text() == "example 3 \u00b7 4\u00d74"
+    view.show_example(5, "Example 5", "[MAX 1 2 ]", None, maps[0, 0], ("[MAX", "1", "2", "]"))
+    assert view.attention.current_map().shape == (4, 4) and view.attention.choice.layer_box.isHidden()
+    assert view.attention.step_label.text() == "last layer, mean of heads \u00b7 example 5 \u00b7 4\u00d74"
     view.show_example(4, "Example 4", "", np.zeros((3, 8, 8), dtype=np.float32), None, ())
     assert view.input.currentWidget() is view.picture and view.image.image.shape == (8, 8, 3)
     assert view.attention.current_map() is None and view.empty_attention.text() == NO_ATTENTION
@@ -237,3 +258,25 @@ def test_an_evaluation_runs_from_the_panel_end_to_end(panel, qtbot, listops_chec
     qtbot.waitUntil(lambda: panel.cell_example.index == example_indices(panel.cell_examples)[0], timeout=TIMEOUT)
     assert panel.cell_example.text.toPlainText()
     assert panel.cell_example.attention.current_map() is not None
+
+
+def test_a_drift_check_runs_from_the_tab_end_to_end(panel, qtbot, listops_checkpoint, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    rows = ["text"] + [f"[MAX {' '.join(rng.choice('0123456789') for _ in range(28))} ]" for _ in range(40)]
+    current = tmp_path / "current.csv"
+    current.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    panel.add_files([listops_checkpoint])  # the first model is offered to the Drift tab
+    tab = panel.drift
+    assert tab.form.raw_values()["checkpoint"] == str(listops_checkpoint)
+    tab.form.set_values({"reference": "val", "current": str(current)})
+    assert tab.start()
+    qtbot.waitUntil(lambda: tab.job_of() is None, timeout=TIMEOUT)
+    assert tab.error is None, tab.error
+    report = tab.report
+    verdicts = tab.results.verdicts()
+    assert list(verdicts) == [s.name for s in report.signals] and "length_psi" in verdicts
+    assert all(verdicts[s.name] == ("drift" if s.drift else "no drift") for s in report.signals)
+    assert verdicts["length_psi"] == "drift"  # 30 tokens each against the 8 to 32 of the reference
+    assert len(tab.results.projection.current.data) == 40

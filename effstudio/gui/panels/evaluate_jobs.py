@@ -1,5 +1,5 @@
 """The Evaluate section's jobs: the core's evaluation, drift check and example look-up as JobHost job
-functions. The core's generators take no JobControl, so a stop ends a job at its next event."""
+functions (the core honours the job's stop request between its steps)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from effstudio.engine.events import JobControl
+from effstudio.evaluate.drift import drift
 from effstudio.evaluate.events import EvaluateError
 from effstudio.evaluate.results import Evaluation
-from effstudio.evaluate.run import drift, evaluate, examples_of
+from effstudio.evaluate.run import ExampleDetail, evaluate, examples_of
 
 JobFn = Callable[[JobControl], Iterator[Any]]
 
@@ -22,7 +23,7 @@ class ExampleFetched:
 
     file: str
     index: int
-    detail: Any  # effstudio.evaluate.run.ExampleDetail
+    detail: ExampleDetail
 
 
 def bad_input_line(message: str) -> str:
@@ -30,20 +31,13 @@ def bad_input_line(message: str) -> str:
     return message.removeprefix(f"{EvaluateError.__name__}: ")
 
 
-def _until_stopped(events: Iterator[Any], control: JobControl) -> Iterator[Any]:
-    for event in events:
-        yield event
-        if control.stop_requested:
-            return
-
-
 def evaluate_job(files: list[Path], **options: Any) -> JobFn:
     """``options`` are evaluate()'s keywords (task, split, factors, extend_positions, robustness, calibrate)."""
-    return lambda control: _until_stopped(evaluate(files, **options), control)
+    return lambda control: evaluate(files, control=control, **options)
 
 
 def drift_job(checkpoint: Path, reference: str, current: Path) -> JobFn:
-    return lambda control: _until_stopped(drift(checkpoint, reference=reference, current=current), control)
+    return lambda control: drift(checkpoint, reference=reference, current=current, control=control)
 
 
 def examples_job(file: Path, evaluation: Evaluation, indices: list[int]) -> JobFn:

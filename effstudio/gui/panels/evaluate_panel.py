@@ -12,7 +12,8 @@ diagram, robustness and the most confident mistakes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -33,8 +34,10 @@ from PySide6.QtWidgets import (
 )
 
 from effstudio.config import ConfigError, param
+from effstudio.engine.events import LogEvent
 from effstudio.evaluate.events import Evaluated, EvaluateProgress
 from effstudio.evaluate.results import Evaluation, ExampleRow
+from effstudio.evaluate.run import ExampleDetail
 from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.icons import action_icon
 from effstudio.gui.job import JobHost
@@ -98,6 +101,13 @@ class EvaluateOptions:
         return tuple(2**k for k in range(self.longest.bit_length()))
 
 
+def display_names(names: dict[str, str]) -> dict[str, str]:
+    """What the section calls each file (path -> its name): the name, with its folder in front where
+    names repeat (every run's checkpoint is called checkpoint.safetensors)."""
+    counts = Counter(names.values())
+    return {path: name if counts[name] == 1 else f"{Path(path).parent.name}/{name}" for path, name in names.items()}
+
+
 class EvaluatePanel(JobHost, Panel):
     """Files and options on the left, the results in tabs on the right; ``evaluations`` by file path."""
 
@@ -111,7 +121,7 @@ class EvaluatePanel(JobHost, Panel):
         self.registry = registry
         self.init_jobs()
         self.evaluations: dict[str, Evaluation] = {}  # by file path, in the order of the files
-        self.details: dict[tuple[str, int], object] = {}  # (file, index) -> ExampleDetail
+        self.details: dict[tuple[str, int], ExampleDetail] = {}  # by (file, index)
         self.error: str | None = None
         self.warnings: list[str] = []  # what the last evaluation warned of, one line each
         self._files_done = 0
@@ -270,11 +280,14 @@ class EvaluatePanel(JobHost, Panel):
         known = {str(p) for p in self.files}
         for path in paths:
             if str(path) not in known:
-                item = QListWidgetItem(Path(path).name)
+                item = QListWidgetItem()
                 item.setData(PATH_ROLE, str(path))
                 item.setToolTip(str(path))
                 self.file_list.addItem(item)
                 known.add(str(path))
+        names = display_names({str(p): p.name for p in self.files})
+        for row, path in enumerate(self.files):
+            self.file_list.item(row).setText(names[str(path)])
         if self.files:
             self.drift.offer_checkpoint(self.files[0])
         self.jobs_changed()
@@ -323,6 +336,8 @@ class EvaluatePanel(JobHost, Panel):
             self.progress.setRange(0, max(event.total, 1))
             self.progress.setValue(event.done)
             self.progress.setFormat(f"{place + 1}/{len(self.files)} {Path(event.file).name}: {event.stage}")
+        elif isinstance(event, LogEvent):  # what the evaluation could not do (a length that cannot run...)
+            self.warnings.append(event.message)
         elif isinstance(event, Evaluated):
             self._files_done += 1
             self.warnings += [f"{Path(event.file).name}: {warning}" for warning in event.warnings]
@@ -334,8 +349,10 @@ class EvaluatePanel(JobHost, Panel):
         self.progress.setFormat(status)
         count = len(self.evaluations)
         if status == "finished":
-            self.status_label.setText(f"Evaluated {count} model{'s' if count != 1 else ''}."
-                                      + "".join(f"\n{warning}" for warning in self.warnings))
+            notes = f" {len(self.warnings)} note{'s' if len(self.warnings) != 1 else ''} (hover)." \
+                if self.warnings else ""
+            self.status_label.setText(f"Evaluated {count} model{'s' if count != 1 else ''}.{notes}")
+            self.status_label.setToolTip("\n".join(self.warnings))
             self.message.emit(f"evaluation finished: {count} model(s)")
         elif status == "stopped":
             self.status_label.setText(f"Stopped after {self._files_done} model(s).")
@@ -361,7 +378,9 @@ class EvaluatePanel(JobHost, Panel):
         self.evaluations[path] = evaluation
         order = {str(p): i for i, p in enumerate(self.files)}
         self.evaluations = dict(sorted(self.evaluations.items(), key=lambda kv: order.get(kv[0], len(order))))
-        models = list(self.evaluations.values())
+        # named as the section names them: a run's checkpoint is always checkpoint.safetensors
+        names = display_names({key: model.model for key, model in self.evaluations.items()})
+        models = [replace(model, model=names[key]) for key, model in self.evaluations.items()]
         self.length_plot.show_models(models)
         self.length_note.setText(self._length_note(models))
         show_headline(self.headline, models, list(self.evaluations))
@@ -372,7 +391,7 @@ class EvaluatePanel(JobHost, Panel):
         chosen = self.model_box.currentData()
         self.model_box.blockSignals(True)
         self.model_box.clear()
-        for key, model in self.evaluations.items():
+        for key, model in zip(self.evaluations, models, strict=True):
             self.model_box.addItem(model.model, key)
         self.model_box.setCurrentIndex(max(self.model_box.findData(chosen if chosen is not None else path), 0))
         self.model_box.blockSignals(False)
@@ -427,7 +446,7 @@ class EvaluatePanel(JobHost, Panel):
 
     def _text_of(self, path: str, index: int) -> str:
         detail = self.details.get((path, index))
-        return "" if detail is None else getattr(detail, "text", "")
+        return "" if detail is None else detail.text
 
     def list_cell(self, true: int, predicted: int) -> None:
         """List a confusion cell's examples, then decode the first of them (texts and attention maps)."""
@@ -451,7 +470,7 @@ class EvaluatePanel(JobHost, Panel):
         for table, view in ((self.cell_examples, self.cell_example), (self.mistakes, self.mistake_example)):
             indices = example_indices(table)
             if event.index in indices and self.current is not None and self.current[0] == event.file:
-                table.item(indices.index(event.index), 4).setText(one_line(getattr(event.detail, "text", "")))
+                table.item(indices.index(event.index), 4).setText(one_line(event.detail.text))
                 if selected_index(table) == event.index:
                     self._show_detail(view, event.detail)
 
@@ -473,8 +492,7 @@ class EvaluatePanel(JobHost, Panel):
                            on_failed=self._examples_failed)
 
     @staticmethod
-    def _show_detail(view: ExampleView, detail: object) -> None:
+    def _show_detail(view: ExampleView, detail: ExampleDetail) -> None:
         caption = (f"Example {detail.index}: true {detail.label}, predicted {detail.predicted} "
                    f"({detail.confidence:.0%} sure)")
-        view.show_example(detail.index, caption, detail.text, getattr(detail, "image", None),
-                          getattr(detail, "attention", None), tuple(getattr(detail, "tokens", ())))
+        view.show_example(detail.index, caption, detail.text, detail.image, detail.attention, tuple(detail.tokens))

@@ -117,7 +117,8 @@ class ReliabilityPlot(ModelCurves):
                                    tips, legend=f"{evaluation.model} (ECE {fixed_text(evaluation.ece, 3)})"))
         self.draw(lines)
         self.add_item(pg.PlotDataItem([0.0, 1.0], [0.0, 1.0], pen=theme.pen(theme.MUTED, 1.2, dashed=True)))
-        self.plot_item.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.03)
+        self.plot_item.setXRange(0, 1, padding=0.03)
+        self.fit_y(0.0, 1.0)
 
 
 class RobustnessPlots(QWidget):
@@ -147,3 +148,9 @@ class RobustnessPlots(QWidget):
                     lines.append(ModelLine(evaluation.model, index, [100 * p.rate for p in points],
                                            [p.accuracy for p in points], tips))
             self.plots[kind].draw(lines)
+        # one accuracy scale for every perturbation, so that the plots compare at a glance
+        ranges = [plot.value_range() for plot in self.plots.values() if plot.lines]
+        if ranges:
+            low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+            for plot in self.plots.values():
+                plot.fit_y(low, high, legend_lines=len(evaluations))

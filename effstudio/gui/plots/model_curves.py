@@ -4,7 +4,8 @@ length, calibration and robustness.
 A model keeps its colour and marker in every plot of the section (its place in the list of evaluated
 files picks them). A missing value is a gap in its line; a marked point (a model that needed its
 position table extended to reach that length) is drawn hollow. Hovering a marker names the model and
-its values, as the benchmark's scaling plots do.
+its values, as the benchmark's scaling plots do. The legend sits in the top right corner, above the
+lines: the y range leaves it room.
 """
 
 from __future__ import annotations
@@ -89,7 +90,22 @@ class ModelCurves(pg.PlotWidget):
             spots += [{"pos": (x, y), "data": tip} for x, y, tip in zip(xs, ys, line.tips, strict=True)
                       if np.isfinite(y)]
         self.hover.setData(spots)
-        self.plot_item.enableAutoRange()
+        self.plot_item.enableAutoRange(x=True)
+        self.fit_y(*self.value_range())
+
+    def value_range(self) -> tuple[float, float]:
+        """The lowest and highest value drawn ((0, 1) when none)."""
+        values = [y for line in self.lines for y in line.ys if y is not None and np.isfinite(y)]
+        return (min(values), max(values)) if values else (0.0, 1.0)
+
+    def fit_y(self, low: float, high: float, legend_lines: int | None = None) -> None:
+        """Show values from ``low`` to ``high`` with room above them for ``legend_lines`` lines of a legend
+        (by default this plot's own)."""
+        span = max(high - low, 0.02)
+        if legend_lines is None:
+            legend_lines = len(self.lines) if self.legend is not None else 0
+        top = high + span * (0.08 + 0.12 * legend_lines)
+        self.plot_item.setYRange(low - 0.08 * span, top, padding=0)
 
     def add_item(self, item: pg.GraphicsObject) -> None:
         """A guide (a diagonal, a threshold line) that the next :meth:`draw` removes with the lines."""

@@ -1,9 +1,11 @@
 """What a drift check found: the verdict, one bar per signal against its threshold, the signals' table,
 and the model's pooled representations of the reference and the current data in two dimensions (PCA).
 
-Signals have different scales (a population stability index, a divergence, a rate), so a bar is the
-signal's value over its threshold: past the dashed line at 1 the signal says drift. Bars longer than
-RATIO_LIMIT are cut there and say so; hovering a bar gives its figures.
+Signals have different scales (a population stability index, a divergence, a rate, a p-value), so a
+bar is how far the signal is towards its threshold: its value over the threshold, or for a signal that
+says drift BELOW its threshold (the MMD test's p-value) the threshold over its value. Past the dashed
+line at 1 the signal says drift. Bars longer than RATIO_LIMIT are cut there and say so; hovering a bar
+gives its figures.
 """
 
 from __future__ import annotations
@@ -22,11 +24,26 @@ RATIO_LIMIT = 4.0  # bars are drawn up to this many thresholds
 REFERENCE_COLOUR, CURRENT_COLOUR = theme.BLUE, theme.ORANGE
 
 
+WORDS = {"psi": "PSI", "js": "JS", "mmd": "MMD", "p": "p-", "value": "value"}
+
+
+def signal_label(name: str) -> str:
+    """"length_psi" -> "length PSI", "mmd_p_value" -> "MMD p-value"."""
+    return " ".join(WORDS.get(word, word) for word in name.split("_")).replace("p- value", "p-value")
+
+
+def drifts_below(signal: DriftSignal) -> bool:
+    """Whether the signal says drift below its threshold (a p-value): its verdict disagrees with
+    "above the threshold"."""
+    return signal.value != signal.threshold and signal.drift != (signal.value > signal.threshold)
+
+
 def ratio(signal: DriftSignal) -> float:
-    """The signal's value in thresholds (1 is the threshold)."""
-    if signal.threshold > 0:
-        return signal.value / signal.threshold
-    return RATIO_LIMIT if signal.value > 0 else 0.0
+    """How far the signal is towards drift, in thresholds (1 is the threshold)."""
+    high, low = (signal.threshold, signal.value) if drifts_below(signal) else (signal.value, signal.threshold)
+    if low > 0:
+        return high / low
+    return RATIO_LIMIT if high > 0 else 0.0
 
 
 def verdict_text(drift: bool) -> str:
@@ -34,7 +51,9 @@ def verdict_text(drift: bool) -> str:
 
 
 def describe(signal: DriftSignal) -> str:
-    return f"{signal.name}: {signal.value:.4g} (threshold {signal.threshold:.4g}) \u2192 {verdict_text(signal.drift)}"
+    side = "below" if drifts_below(signal) else "above"
+    return (f"{signal_label(signal.name)}: {signal.value:.4g} (drift {side} {signal.threshold:.4g}) \u2192 "
+            f"{verdict_text(signal.drift)}")
 
 
 class SignalBars(pg.PlotWidget):
@@ -43,7 +62,7 @@ class SignalBars(pg.PlotWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, background=theme.SURFACE)
         self.plot_item = theme.style_plot(self.getPlotItem(), title="Signals against their thresholds",
-                                          bottom="value / threshold (drift past 1)", grid="x", mouse="",
+                                          bottom="towards the threshold (drift past 1)", grid="x", mouse="",
                                           si_prefix=False, label_colour=theme.SECONDARY)
         self.plot_item.invertY(True)
         self.hover = pg.ScatterPlotItem(size=22, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
@@ -70,7 +89,8 @@ class SignalBars(pg.PlotWidget):
         font.setPointSize(8)
         for position, signal, shown in zip(positions, signals, ratios, strict=True):
             cut = " \u2192" if ratio(signal) > RATIO_LIMIT else ""
-            label = pg.TextItem(f"{signal.value:.3g} / {signal.threshold:.3g}{cut}", color=theme.TEXT,
+            compared = "vs" if drifts_below(signal) else "/"
+            label = pg.TextItem(f"{signal.value:.3g} {compared} {signal.threshold:.3g}{cut}", color=theme.TEXT,
                                 anchor=(0, 0.5))
             label.setFont(font)
             label.setPos(shown + 0.05, position)
@@ -78,8 +98,10 @@ class SignalBars(pg.PlotWidget):
             self._items.append(label)
         self.hover.setData([{"pos": (shown, position), "data": describe(signal)}
                             for position, signal, shown in zip(positions, signals, ratios, strict=True)])
-        self.plot_item.getAxis("left").setTicks([[(p, s.name) for p, s in zip(positions, signals, strict=True)]])
-        self.plot_item.setRange(xRange=(0, RATIO_LIMIT + 0.9), yRange=(-0.6, max(len(signals), 1) - 0.4), padding=0)
+        self.plot_item.getAxis("left").setTicks([[(p, signal_label(s.name))
+                                                  for p, s in zip(positions, signals, strict=True)]])
+        # room right of the longest bar for its figures
+        self.plot_item.setRange(xRange=(0, RATIO_LIMIT * 1.45), yRange=(-0.6, max(len(signals), 1) - 0.4), padding=0)
 
 
 class ProjectionPlot(pg.PlotWidget):
@@ -118,7 +140,7 @@ class DriftResults(QWidget):
         self.projection = ProjectionPlot(self)
         self.table = QTableWidget(0, 4, self)
         self.table.setObjectName("driftSignals")
-        self.table.setHorizontalHeaderLabels(["Signal", "Value", "Threshold", "Verdict"])
+        self.table.setHorizontalHeaderLabels(["Signal", "Value", "Drift when", "Verdict"])
         read_only_rows(self.table)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -135,7 +157,7 @@ class DriftResults(QWidget):
 
     def show_report(self, report: DriftReport) -> None:
         colour = theme.ERROR if report.drift else theme.OK
-        flagged = [s.name for s in report.signals if s.drift]
+        flagged = [signal_label(s.name) for s in report.signals if s.drift]
         said = f": {', '.join(flagged)}" if flagged else ""
         self.verdict.setText(f"<span style='color:{colour};font-size:14pt;font-weight:600'>"
                              f"{verdict_text(report.drift).capitalize()}</span>"
@@ -147,13 +169,16 @@ class DriftResults(QWidget):
         for signal in report.signals:
             verdict = SortItem(verdict_text(signal.drift), signal.drift)
             verdict.setForeground(QColor(theme.ERROR if signal.drift else theme.OK))
-            rows.append([SortItem(signal.name, signal.name), SortItem(f"{signal.value:.4g}", signal.value, True),
-                         SortItem(f"{signal.threshold:.4g}", signal.threshold, True), verdict])
+            side = "< " if drifts_below(signal) else "> "
+            name = SortItem(signal_label(signal.name), signal.name)
+            name.setToolTip(signal.name)
+            rows.append([name, SortItem(f"{signal.value:.4g}", signal.value, True),
+                         SortItem(f"{side}{signal.threshold:.4g}", signal.threshold, True), verdict])
         fill_table(self.table, rows)
 
     def verdicts(self) -> dict[str, str]:
-        """Signal name -> the verdict its row says."""
-        return {self.table.item(r, 0).text(): self.table.item(r, 3).text() for r in range(self.table.rowCount())}
+        """Signal name (as the report names it) -> the verdict its row says."""
+        return {self.table.item(r, 0).toolTip(): self.table.item(r, 3).text() for r in range(self.table.rowCount())}
 
     def clear(self) -> None:
         self.verdict.setText("")

@@ -54,8 +54,9 @@ class ExampleView(QWidget):
         layout.addWidget(self.attention, 1)
 
     def show_example(self, index: int, caption: str, text: str, image: np.ndarray | None,
-                     maps: np.ndarray | None, tokens: tuple[str, ...]) -> None:
-        """``maps`` (layers, heads, N, N) of this example, or None when the model gives none."""
+                     attention: np.ndarray | None, tokens: tuple[str, ...]) -> None:
+        """``attention``: the example's (N, N) map (the last layer, mean of its heads, as the evaluation
+        gives it) or every (layers, heads, N, N) map; None when the model gives none."""
         self.index = index
         self.caption.setText(caption)
         if image is not None:
@@ -68,14 +69,19 @@ class ExampleView(QWidget):
             self.text.setPlainText(text)
             self.input.setCurrentWidget(self.text)
             self.input.setMaximumHeight(TEXT_HEIGHT)
-        if maps is not None and np.asarray(maps).ndim == 4 and np.asarray(maps).shape[0] > 0:
-            self.attention.set_event(AttentionEvent(step=0, maps=np.asarray(maps, dtype=np.float32),
-                                                    tokens=tuple(tokens)))
-            n = np.asarray(maps).shape[-1]
-            self.attention.step_label.setText(f"example {index} \u00b7 {n}\u00d7{n}")
-        else:
+        maps = None if attention is None else np.asarray(attention, dtype=np.float32)
+        if maps is None or maps.ndim not in (2, 4) or maps.size == 0:
             self.attention.clear()
             self.empty_attention.setText(NO_ATTENTION)
+            return
+        one_map = maps.ndim == 2
+        for widget in self.attention.choice.widgets():  # nothing to choose from in a single map
+            widget.setVisible(not one_map)
+        self.attention.set_event(AttentionEvent(step=0, maps=maps[None, None] if one_map else maps,
+                                                tokens=tuple(tokens)))
+        n = maps.shape[-1]
+        which = "last layer, mean of heads \u00b7 " if one_map else ""
+        self.attention.step_label.setText(f"{which}example {index} \u00b7 {n}\u00d7{n}")
 
     def clear(self) -> None:
         self.index = None
