@@ -268,6 +268,7 @@ class EvaluatePanel(JobHost, Panel):
         split = QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(self.mistakes)
         split.addWidget(self.mistake_example)
+        split.setSizes([260, 440])  # in proportion: the example and its attention map get the room
         return self._page(split)
 
     # ------------------------------------------------------------------- files

@@ -102,8 +102,9 @@ class ReliabilityPlot(ModelCurves):
     """Accuracy against confidence per bin; on the dashed diagonal a model is perfectly calibrated."""
 
     def __init__(self, parent: QWidget | None = None):
-        super().__init__("Reliability: accuracy against confidence", "confidence", "accuracy", parent=parent)
-        self.plot_item.setAspectLocked(False)
+        # top left: high accuracy at low confidence, where a model's points rarely are
+        super().__init__("Reliability: accuracy against confidence", "confidence", "accuracy",
+                         legend_offset=(8, 8), parent=parent)
 
     def show_models(self, evaluations: Sequence[Evaluation]) -> None:
         lines = []
@@ -118,7 +119,7 @@ class ReliabilityPlot(ModelCurves):
         self.draw(lines)
         self.add_item(pg.PlotDataItem([0.0, 1.0], [0.0, 1.0], pen=theme.pen(theme.MUTED, 1.2, dashed=True)))
         self.plot_item.setXRange(0, 1, padding=0.03)
-        self.fit_y(0.0, 1.0)
+        self.plot_item.setYRange(0, 1, padding=0.03)
 
 
 class RobustnessPlots(QWidget):

@@ -5,7 +5,7 @@ A model keeps its colour and marker in every plot of the section (its place in t
 files picks them). A missing value is a gap in its line; a marked point (a model that needed its
 position table extended to reach that length) is drawn hollow. Hovering a marker names the model and
 its values, as the benchmark's scaling plots do. The legend sits in the top right corner, above the
-lines: the y range leaves it room.
+lines (the y range leaves it room), unless a plot puts it elsewhere.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ class ModelCurves(pg.PlotWidget):
     """Lines with markers, one per model, and a legend; ``lines`` is what is drawn."""
 
     def __init__(self, title: str, x_label: str, y_label: str, *, legend: bool = True,
-                 axis_items: dict[str, pg.AxisItem] | None = None, parent: QWidget | None = None):
+                 legend_offset: tuple[float, float] = (-8, 8), axis_items: dict[str, pg.AxisItem] | None = None,
+                 parent: QWidget | None = None):
         super().__init__(parent, background=theme.SURFACE, axisItems=axis_items)
         self.plot_item = theme.style_plot(self.getPlotItem(), title=title, bottom=x_label, left=y_label,
                                           si_prefix=False, label_colour=theme.SECONDARY, left_width=48)
-        # top right: accuracy falls with length and perturbation, so the lines leave that corner free
-        self.legend = theme.plot_legend(self.plot_item, (-8, 8), verSpacing=-4) if legend else None
+        # top right by default: accuracy falls with length and perturbation, so the lines leave that corner free
+        self.legend = theme.plot_legend(self.plot_item, legend_offset, verSpacing=-4) if legend else None
         self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
                                         tip=lambda x, y, data: data)
         self.hover.setZValue(20)
