@@ -118,6 +118,16 @@ def test_files_of_the_same_name_are_told_apart_by_their_folder(panel):
     assert panel.evaluations["/runs/sdpa/checkpoint.safetensors"].model == "checkpoint.safetensors"
 
 
+def test_a_language_model_has_no_confusion_matrix_and_plots_bits_per_character(panel):
+    lm = Evaluation(model="lm", task="charlm", split="val", examples=20, labels=[], accuracy=0.4, macro_f1=None,
+                    by_length=[LengthBucket("1-64", 1, 64, 20, None, 2.5)])
+    panel.add_files(["lm.safetensors"])
+    panel.show_evaluation("lm.safetensors", lm)
+    assert panel.confusion.cell_texts() == [] and "No classes" in panel.cell_title.text()
+    assert panel.by_length_plot.plot_item.getAxis("left").labelText == "bits per character"
+    assert panel.by_length_plot.lines[0].ys == [2.5] and panel.headline.item(0, 5).text() == "\u2014"
+
+
 def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):
     other = [(t, t, 0.9) for t, _p, _c in PREDICTIONS]  # a model that is always right
     panel.add_files(["a.safetensors", "b.safetensors"])

@@ -341,7 +341,7 @@ class EvaluatePanel(JobHost, Panel):
             self.warnings.append(event.message)
         elif isinstance(event, Evaluated):
             self._files_done += 1
-            self.warnings += [f"{Path(event.file).name}: {warning}" for warning in event.warnings]
+            self.warnings += [warning for warning in event.warnings if warning not in self.warnings]  # sent as logs too
             self.show_evaluation(str(event.file), event.evaluation)
 
     def _on_finished(self, status: str) -> None:
@@ -427,7 +427,9 @@ class EvaluatePanel(JobHost, Panel):
         show_per_class(self.per_class, evaluation.per_class)
         fit_rows(self.per_class, 220)
         self.cell_examples.setRowCount(0)
-        self.cell_title.setText("Click a cell of the confusion matrix to list its examples.")
+        self.cell_title.setText("Click a cell of the confusion matrix to list its examples." if evaluation.labels else
+                                f"No classes: {evaluation.task} is language modelling, measured per token (see "
+                                "By length).")
         self.cell_example.clear()
         show_examples(self.mistakes, evaluation.mistakes)
         self.mistake_example.clear()
