@@ -93,7 +93,7 @@ def test_one_length_curve_per_model_and_the_extended_one_is_named(panel):
     assert len(plot.curves) == 3
     legend = plot.legend_texts()
     assert legend[1] == "b (positions extended: hollow)"
-    assert "none from 256" in legend[0]
+    assert legend[0] == "a \u2014 none from 256 tokens"
     assert plot.lines[1].marked == [False, True, True, True]
     xs, ys = plot.curves[0].getData()
     assert ys[0] == pytest.approx(0.8) and all(y != y for y in ys[2:])  # a gap from 256 tokens on
@@ -120,12 +120,23 @@ def test_files_of_the_same_name_are_told_apart_by_their_folder(panel):
 
 def test_a_language_model_has_no_confusion_matrix_and_plots_bits_per_character(panel):
     lm = Evaluation(model="lm", task="charlm", split="val", examples=20, labels=[], accuracy=0.4, macro_f1=None,
-                    by_length=[LengthBucket("1-64", 1, 64, 20, None, 2.5)])
+                    by_length=[LengthBucket("1-64", 1, 64, 20, None, 2.5)],
+                    length_generalisation=[LengthPoint(1, 64, None, 2.4), LengthPoint(2, 128, None, 2.9)])
     panel.add_files(["lm.safetensors"])
     panel.show_evaluation("lm.safetensors", lm)
     assert panel.confusion.cell_texts() == [] and "No classes" in panel.cell_title.text()
-    assert panel.by_length_plot.plot_item.getAxis("left").labelText == "bits per character"
-    assert panel.by_length_plot.lines[0].ys == [2.5] and panel.headline.item(0, 5).text() == "\u2014"
+    for plot in (panel.by_length_plot, panel.length_plot):
+        assert plot.plot_item.getAxis("left").labelText == "bits per character"
+    assert panel.length_plot.lines[0].ys == [2.4, 2.9] and panel.headline.item(0, 5).text() == "\u2014"
+
+
+def test_a_task_that_cannot_lengthen_says_so_instead_of_a_curve(panel):
+    short = evaluation("a")
+    short.length_generalisation = []
+    panel.add_files(["a.safetensors"])
+    panel.show_evaluation("a.safetensors", short)
+    assert not panel.length_plot.lines
+    assert panel.length_note.text().startswith("No length-generalisation curve: textclass cannot make inputs")
 
 
 def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):

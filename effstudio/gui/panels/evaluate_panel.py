@@ -399,7 +399,12 @@ class EvaluatePanel(JobHost, Panel):
         self._show_model()
 
     def _length_note(self, models: list[Evaluation]) -> str:
-        """Which models were extended, and which stop short because their learned positions do."""
+        """Which models were extended, which stop short (a learned position table ends there, or the model
+        cannot run that long), or why there is no curve at all."""
+        if not any(m.length_generalisation for m in models):
+            tasks = ", ".join(sorted({m.task for m in models}))
+            return (f"No length-generalisation curve: {tasks} cannot make inputs longer than its data has. "
+                    "Accuracy by the length of the inputs it has is under By length.")
         extended = [m.model for m in models if any(p.extended for p in m.length_generalisation)]
         short = [(m.model, stop) for m in models
                  if (stop := stops_at(m.length_generalisation, "accuracy" if m.accuracy is not None else "loss"))]
@@ -408,8 +413,9 @@ class EvaluatePanel(JobHost, Panel):
             parts.append(f"Position tables extended by copying rows: {', '.join(extended)} (hollow markers).")
         if short:
             names = ", ".join(f"{name} (from {stop:,} tokens)" for name, stop in short)
-            parts.append(f"No figures past their learned positions: {names}; tick \u201cExtend positions\u201d "
-                         "and run again to evaluate them further.")
+            parts.append(f"No figures for {names}: a learned position table ends there (tick \u201cExtend "
+                         "positions\u201d and run again) or the model cannot run that long (the notes under Run "
+                         "say which).")
         return " ".join(parts) or "1\u00d7 is the longest input each model was trained on."
 
     @property

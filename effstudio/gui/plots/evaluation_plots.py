@@ -37,7 +37,8 @@ def uses_extension(evaluation: Evaluation) -> bool:
 
 
 def stops_at(points: Sequence[LengthPoint], measure: str) -> int | None:
-    """The first length the model has no value for (a learned position table too short, not extended)."""
+    """The first length the model has no value for (a learned position table too short and not extended,
+    or a model that cannot run that long)."""
     missing = [p.length for p in points if getattr(p, measure) is None]
     return min(missing) if missing else None
 
@@ -64,7 +65,7 @@ class LengthGeneralisationPlot(ModelCurves):
                 legend += " (positions extended: hollow)"
             stop = stops_at(points, measure)
             if stop is not None:
-                legend += f" \u2014 none from {stop:,} (learned positions)"
+                legend += f" \u2014 none from {stop:,} tokens"
             tips = [f"{evaluation.model} at {p.length:,} tokens ({p.factor}\u00d7): {_label(measure)} "
                     f"{fixed_text(getattr(p, measure), 3)}" + (", position table extended" if p.extended else "")
                     for p in points]
