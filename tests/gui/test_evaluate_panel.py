@@ -139,6 +139,21 @@ def test_a_task_that_cannot_lengthen_says_so_instead_of_a_curve(panel):
     assert panel.length_note.text().startswith("No length-generalisation curve: textclass cannot make inputs")
 
 
+def test_removing_a_file_removes_its_results(panel):
+    panel.add_files(["/r/a/checkpoint.safetensors", "/r/b/checkpoint.safetensors"])
+    for path in ("/r/a/checkpoint.safetensors", "/r/b/checkpoint.safetensors"):
+        panel.show_evaluation(path, evaluation("checkpoint.safetensors"))
+    panel.file_list.item(0).setSelected(True)
+    panel._remove_selected()
+    assert list(panel.evaluations) == ["/r/b/checkpoint.safetensors"]
+    assert panel.file_list.item(0).text() == "checkpoint.safetensors"  # no longer needs its folder
+    assert [line.name for line in panel.length_plot.lines] == ["checkpoint.safetensors"]
+    assert panel.headline.rowCount() == 1 and panel.model_box.count() == 1
+    panel.file_list.item(0).setSelected(True)
+    panel._remove_selected()
+    assert not panel.length_plot.lines and panel.headline.rowCount() == 0 and panel.confusion.cell_texts() == []
+
+
 def test_the_model_box_switches_the_confusion_matrix_and_the_mistakes(panel):
     other = [(t, t, 0.9) for t, _p, _c in PREDICTIONS]  # a model that is always right
     panel.add_files(["a.safetensors", "b.safetensors"])

@@ -301,8 +301,10 @@ class EvaluatePanel(JobHost, Panel):
 
     def _remove_selected(self) -> None:
         for item in self.file_list.selectedItems():
+            self.evaluations.pop(item.data(PATH_ROLE), None)
             self.file_list.takeItem(self.file_list.row(item))
-        self.jobs_changed()
+        self.add_files([])  # the names left may no longer need their folder
+        self._redraw()
 
     # -------------------------------------------------------------------- jobs
     def start(self) -> bool:
@@ -320,6 +322,9 @@ class EvaluatePanel(JobHost, Panel):
         self.run_group.clear_problem()
         self.error = None
         self.cancel_jobs()  # an example look-up of the old results is no longer wanted
+        self.evaluations.clear()  # the results shown are those of the options shown
+        self.details.clear()
+        self._redraw()
         self._files_done = 0
         self.warnings = []
         self.progress.setRange(0, 0)
@@ -377,6 +382,10 @@ class EvaluatePanel(JobHost, Panel):
     def show_evaluation(self, path: str, evaluation: Evaluation) -> None:
         """Add (or replace) a model's results and redraw what compares the models."""
         self.evaluations[path] = evaluation
+        self._redraw(chosen=path)
+
+    def _redraw(self, chosen: str | None = None) -> None:
+        """Draw the results of ``evaluations``; the Model box keeps its model, else shows ``chosen``."""
         order = {str(p): i for i, p in enumerate(self.files)}
         self.evaluations = dict(sorted(self.evaluations.items(), key=lambda kv: order.get(kv[0], len(order))))
         # named as the section names them: a run's checkpoint is always checkpoint.safetensors
@@ -389,18 +398,20 @@ class EvaluatePanel(JobHost, Panel):
         self.by_length_plot.show_models(models)
         self.reliability_plot.show_models(models)
         self.robustness_plots.show_models(models)
-        chosen = self.model_box.currentData()
+        shown = self.model_box.currentData()
         self.model_box.blockSignals(True)
         self.model_box.clear()
         for key, model in zip(self.evaluations, models, strict=True):
             self.model_box.addItem(model.model, key)
-        self.model_box.setCurrentIndex(max(self.model_box.findData(chosen if chosen is not None else path), 0))
+        self.model_box.setCurrentIndex(max(self.model_box.findData(shown if shown in self.evaluations else chosen), 0))
         self.model_box.blockSignals(False)
         self._show_model()
 
     def _length_note(self, models: list[Evaluation]) -> str:
         """Which models were extended, which stop short (a learned position table ends there, or the model
         cannot run that long), or why there is no curve at all."""
+        if not models:
+            return ""
         if not any(m.length_generalisation for m in models):
             tasks = ", ".join(sorted({m.task for m in models}))
             return (f"No length-generalisation curve: {tasks} cannot make inputs longer than its data has. "
@@ -426,7 +437,13 @@ class EvaluatePanel(JobHost, Panel):
 
     def _show_model(self) -> None:
         current = self.current
-        if current is None:
+        if current is None:  # nothing evaluated (yet)
+            self.confusion.set_matrix([], [])
+            for table in (self.per_class, self.cell_examples, self.mistakes):
+                table.setRowCount(0)
+            self.cell_title.setText("")
+            self.cell_example.clear()
+            self.mistake_example.clear()
             return
         _path, evaluation = current
         self.confusion.set_matrix(evaluation.confusion, evaluation.labels)
