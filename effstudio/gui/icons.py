@@ -121,11 +121,17 @@ def _runs(p: QPainter) -> None:
         p.drawLine(QPointF(10, y), QPointF(20, y))
 
 
+def _evaluate(p: QPainter) -> None:
+    p.drawEllipse(QRectF(3, 3, 18, 18))  # a target: where the model hits and misses
+    p.drawEllipse(QRectF(7.5, 7.5, 9, 9))
+    p.drawEllipse(QPointF(12, 12), 1.2, 1.2)
+
+
 GLYPHS: dict[str, Glyph] = {
     "model": _model, "data": _data, "train": _train, "monitor": _monitor,
     "start": _start, "pause": _pause, "stop": _stop, "save": _save, "open": _open,
     "copy": _copy, "warning": _warning, "benchmark": _benchmark,
-    "inspect": _inspect, "compress": _compress, "runs": _runs,
+    "inspect": _inspect, "compress": _compress, "runs": _runs, "evaluate": _evaluate,
 }
 FILLED = {"start", "pause", "stop"}
 

@@ -60,6 +60,7 @@ from effstudio.gui.metrics import RunProgress, run_summary
 from effstudio.gui.panels.benchmark_panel import BenchFn, BenchmarkPanel
 from effstudio.gui.panels.compress_panel import CompressPanel
 from effstudio.gui.panels.data_panel import DataPanel
+from effstudio.gui.panels.evaluate_panel import EvaluatePanel
 from effstudio.gui.panels.inspect_panel import InspectPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
@@ -72,6 +73,7 @@ from effstudio.registry import Registry, UnknownEntryError, get_registry
 from effstudio.runs.recorder import RunRecordedEvent
 
 MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK = range(8)
+EVALUATE = BENCHMARK + 1
 SHUTDOWN_TIMEOUT_MS = 60_000
 THROTTLE_S = 0.05  # at most one batch of steps per 50 ms reaches the GUI thread
 TRAINING = "training"  # the window's job slot
@@ -132,6 +134,7 @@ class MainWindow(JobHost, QMainWindow):
         self.compress_panel = CompressPanel(self.registry, self)
         self.inspect_panel = InspectPanel(self)
         self.benchmark_panel = BenchmarkPanel(self.registry, bench_fn=bench_fn, settings=self.settings, parent=self)
+        self.evaluate_panel = EvaluatePanel(self.registry, self)
         self.sidebar = QListWidget(self)
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setFixedWidth(168)
@@ -144,6 +147,7 @@ class MainWindow(JobHost, QMainWindow):
                                    ("Inspect", "inspect", self.inspect_panel),
                                    ("Benchmark", "benchmark", self.benchmark_panel)):
             self.add_section(name, glyph, panel)
+        self.add_section("Evaluate", "evaluate", self.evaluate_panel)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
 
         central = QWidget(self)
@@ -167,6 +171,7 @@ class MainWindow(JobHost, QMainWindow):
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
+        self.evaluate_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.compress_panel.fine_tune_requested.connect(self.fine_tune)
         self.compress_panel.steps_log.connect(self.log.add)
         self.compress_panel.steps_done.connect(self._on_compress_steps_done)
@@ -674,6 +679,8 @@ class MainWindow(JobHost, QMainWindow):
             done = self.last_done = DoneEvent(0, None, None, None, seconds, "failed", self._failure)
         if done.checkpoint and not self.compress_panel.running:
             self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
+        if done.checkpoint:
+            self.evaluate_panel.add_files([done.checkpoint])  # beside the models already listed there
         self.monitor_panel.run_ended()
         self.status.set_cuda_memory(None)
         summary = run_summary(done)
@@ -763,6 +770,7 @@ class MainWindow(JobHost, QMainWindow):
         ended = self.benchmark_panel.shutdown(timeout_ms)
         ended = self.inspect_panel.shutdown(timeout_ms) and ended
         ended = self.compress_panel.shutdown(timeout_ms) and ended
+        ended = self.evaluate_panel.shutdown(timeout_ms) and ended
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
         ended = super().shutdown(timeout_ms) and ended

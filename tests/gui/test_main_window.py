@@ -10,6 +10,7 @@ from effstudio.gui.main_window import (
     BENCHMARK,
     COMPRESS,
     DATA,
+    EVALUATE,
     INSPECT,
     MODEL,
     MONITOR,
@@ -24,9 +25,9 @@ from .conftest import tiny_config
 
 def test_window_has_every_section_and_the_run_controls(window):
     names = [window.sidebar.item(i).text() for i in range(window.sidebar.count())]
-    assert names == ["Model", "Data", "Train", "Monitor", "Runs", "Compress", "Inspect", "Benchmark"]
-    assert window.stack.count() == 8
-    for index in (MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK):
+    assert names == ["Model", "Data", "Train", "Monitor", "Runs", "Compress", "Inspect", "Benchmark", "Evaluate"]
+    assert window.stack.count() == 9
+    for index in (MODEL, DATA, TRAIN, MONITOR, RUNS, COMPRESS, INSPECT, BENCHMARK, EVALUATE):
         window.show_section(index)
         assert window.stack.currentIndex() == index
     assert [a.text().replace("&", "") for a in window.menuBar().actions()] == ["File", "Run", "View", "Help"]
