@@ -275,7 +275,8 @@ def with_values(config: Any, values: Mapping[str, Any], *, section: str = "") ->
         if spec is None:
             known = ", ".join(sorted(specs))
             raise ConfigError(f"{prefix}{shorten(str(key))}",
-                              f"unknown setting{did_you_mean(key, sorted(specs))}; known settings: {known}")
+                              f"unknown setting{did_you_mean(f'{prefix}{key}', [prefix + n for n in sorted(specs)], most=3)}; "
+                              f"known settings: {known}")
         try:
             value = parse_value(spec, raw)
             check_value(spec, value)
@@ -345,15 +346,21 @@ def shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def did_you_mean(name: Any, options: Sequence[Any]) -> str:
+def did_you_mean(name: Any, options: Sequence[Any], *, most: int = 1) -> str:
     """" (did you mean 'cpu'?)" when ``name`` is one of ``options`` in another case or close to one;
-    else "". A value read from a file may be of any kind and any length: only short text is compared."""
+    else "". Up to ``most`` close options are named (" (did you mean 'a' or 'b'?)"). A value read
+    from a file may be of any kind and any length: only short text is compared."""
+    close = close_names(name, options, most=most)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
+def close_names(name: Any, options: Sequence[Any], *, most: int = 1) -> list[str]:
+    """The options ``name`` is a case variant of, else up to ``most`` options close to it, closest first."""
     if not isinstance(name, str) or len(name) > 100:
-        return ""
+        return []
     texts = [str(option) for option in options]
     folded = [text for text in texts if text.casefold() == name.strip().casefold()]
-    close = folded or difflib.get_close_matches(name, texts, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return folded[:most] or difflib.get_close_matches(name, texts, n=most, cutoff=0.75)
 
 
 def describe_kind(value: Any) -> str:

@@ -37,6 +37,7 @@ from effstudio.atomic_file import write_text_atomic
 from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
+    close_names,
     describe_kind,
     did_you_mean,
     param,
@@ -175,9 +176,13 @@ class RunConfig:
             return section, name
         found = [s for s in SECTIONS if _has_field(self._section_obj(s), key)]
         if not found:
-            names = [f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
-                     for f in dataclasses.fields(self._section_obj(s))]
-            raise ConfigError(shorten(key), f"unknown setting{did_you_mean(key, names)}; prefix it with a section (model., attention., task., train.) "
+            # a bare name is compared with the bare names, and suggested with its section ('model.d_model')
+            qualified = {f"{s}.{f.name}": f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
+                         for f in dataclasses.fields(self._section_obj(s))}
+            close = [q for name in close_names(key, sorted(set(qualified.values())), most=3)
+                     for q in sorted(qualified) if qualified[q] == name]
+            hint = f" (did you mean {' or '.join(map(repr, close[:3]))}?)" if close else ""
+            raise ConfigError(shorten(key), f"unknown setting{hint}; prefix it with a section (model., attention., task., train.) "
                                    "and see `effstudio models` / `effstudio tasks` for the names")
         if len(found) > 1:
             options = ", ".join(f"{s}.{key}" for s in found)
