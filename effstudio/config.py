@@ -53,12 +53,17 @@ def param(
     choices_from: str | None = None,
     advanced: bool = False,
     path: bool | str = False,
+    unit: str = "",
+    only_if: tuple[str, Any] | None = None,
 ) -> Any:
     """Declare a config field with the metadata a form needs.
 
     ``choices_from`` names a registry kind ("attention", ...) whose entry names are
     the allowed values; it is resolved lazily so plugins can add choices.
     ``path`` marks a file the run reads (True or "file"), a folder ("folder"), or either ("file or folder").
+    ``unit`` is what the value counts ("tokens", "steps"), shown beside the field.
+    ``only_if`` = (other field, value): the setting matters only while that field has that value
+    (the experts of a mixture-of-experts feed-forward); a form disables it otherwise.
     """
     if path is True:
         path = "file"
@@ -73,6 +78,8 @@ def param(
         "choices_from": choices_from,
         "advanced": advanced,
         "path": path,
+        "unit": unit,
+        "only_if": only_if,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -92,6 +99,8 @@ class FieldSpec:
     choices_from: str | None
     advanced: bool
     path: str | None = None  # one of PATH_KINDS for a file or folder the run reads
+    unit: str = ""  # what the value counts, shown beside the field ("tokens", "steps")
+    only_if: tuple[str, Any] | None = None  # (field, value) under which this setting matters
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +157,8 @@ def fields_of(config_cls: type) -> list[FieldSpec]:
                 choices_from=meta.get("choices_from"),
                 advanced=meta.get("advanced", False),
                 path=meta.get("path") or None,
+                unit=meta.get("unit", ""),
+                only_if=meta.get("only_if"),
             )
         )
     return specs

@@ -47,6 +47,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.engine.pairing import check_pairing
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_plan import CompressStep, RunPlan, describe_step, steps_of_run_folder
 from effstudio.engine.trainer import default_run_dir, train
@@ -298,7 +299,7 @@ class MainWindow(JobHost, QMainWindow):
             errors += panel.validate()
         if not errors:
             try:
-                self.build_config()
+                check_pairing(self.build_config())  # a model that cannot take the task: before Start
             except ConfigError as err:
                 self.show_config_error(err.field, err.message, reveal=False)
                 errors.append(err)
@@ -733,7 +734,7 @@ class MainWindow(JobHost, QMainWindow):
         state = keys.read_bytes(self.settings, keys.STATE)
         if state is not None:
             self.restoreState(state)
-        config = keys.load_run_config(self.settings)
+        config = keys.load_run_config(self.settings) or keys.first_run_config(self.registry)
         if config is not None:
             try:
                 self.apply_config(config)

@@ -42,8 +42,16 @@ from effstudio.config import param
 from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.moe import MoEStats, moe_outputs
-from effstudio.models.transformer import INIT_STD, Block, Transformer, sinusoidal_positions
+from effstudio.models.transformer import (
+    INIT_STD,
+    Block,
+    Transformer,
+    require_token_task,
+    resolve_causal,
+    sinusoidal_positions,
+)
 from effstudio.registry import Entry
+from effstudio.tasks.base import TaskSpec
 
 HALT_BIAS = 1.0
 
@@ -80,6 +88,11 @@ class UniversalConfig:
     def check(self) -> None:
         check_heads_divide_width(self)
         fields.check_moe_fields(self)
+
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        require_token_task(task)
+        resolve_causal(self, task)
 
 
 @dataclass
