@@ -338,6 +338,10 @@ class MainWindow(JobHost, QMainWindow):
         self.model_panel.set_config(config)
         self.data_panel.set_config(config)
         self.train_panel.set_config(config)
+        if self.job is None:  # the Run box spoke of the last run, not of these settings
+            self.progress = RunProgress()
+            self.last_done = None
+            self._set_state("idle")
         self._config_changed()
 
     # ------------------------------------------------------------------- files
@@ -585,7 +589,9 @@ class MainWindow(JobHost, QMainWindow):
         if self.job is None:
             return
         self.job.stop()
+        self.progress.end()
         self._set_state("stopping")
+        self.monitor_panel.metrics.show_progress(self.progress)
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -675,7 +681,8 @@ class MainWindow(JobHost, QMainWindow):
             done = self.last_done = DoneEvent(0, None, None, None, seconds, "failed", self._failure)
         if done.checkpoint and not self.compress_panel.running:
             self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
-        self.monitor_panel.run_ended()
+        self.progress.end()
+        self.monitor_panel.run_ended(self.progress)
         self.status.set_cuda_memory(None)
         summary = run_summary(done)
         self.log.add("error" if done.status == "failed" else "info", summary)
