@@ -105,7 +105,8 @@ class ScalingPlot(pg.PlotWidget):
         super().__init__(parent, background=theme.SURFACE, axisItems=axes)
         self.quantity, self.unit = quantity, unit
         plot = theme.style_plot(self.getPlotItem(), title=title, bottom="sequence length (tokens)",
-                                left=f"{quantity} ({unit})", left_width=54, label_colour=theme.SECONDARY)
+                                left=f"{quantity} ({unit})", left_width=54, label_colour=theme.SECONDARY,
+                                readout=False)  # its points name themselves (self.hover): the axes are logarithmic
         self.legend: pg.LegendItem | None = None
         if legend:
             self.legend = theme.plot_legend(plot, (8, 8), verSpacing=-4)
