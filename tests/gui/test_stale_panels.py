@@ -86,3 +86,35 @@ def test_a_refused_file_leaves_the_open_inspection_and_its_diff(panel, qtbot, tm
     assert panel.stack.currentIndex() == 1 and set(panel.tensors.model.leaves) == set(a)
     assert panel.diff_view.model.rowCount() == rows
     assert panel.subtitle.text() == str(good)
+
+
+def test_clicking_a_changed_tensor_in_the_diff_overlays_both_histograms_and_maps_the_difference(
+        panel, qtbot, tmp_path):
+    a = files.bert_tensors()
+    name = "encoder.layer.0.output.dense.weight"
+    b = dict(a)
+    changed = a[name].copy()
+    changed[2, 5] += 1.0
+    changed[abs(changed) < 0.01] = 0.0  # a pruned look: more zeros in B
+    b[name] = changed
+    b["classifier.weight"] = np.ones((2, 32), np.float32)
+    open_and_wait(qtbot, panel, files.safetensors_file(tmp_path / "a.safetensors", a))
+    panel.compare_with(files.safetensors_file(tmp_path / "b.safetensors", b))
+    qtbot.waitUntil(lambda: panel.diff_view.done, timeout=TIMEOUT)
+    view = panel.diff_view.picture
+    with qtbot.waitSignal(panel.diff_view.tensor_clicked, timeout=1000) as clicked:
+        assert panel.diff_view.select(name)
+    assert clicked.args == [name]
+    qtbot.waitUntil(lambda: view.picture is not None and view.picture.name == name, timeout=TIMEOUT)
+    edges_a, counts_a = view.bars_a.getData()[0], view.picture.counts_a
+    assert counts_a.sum() == a[name].size and view.picture.counts_b.sum() == a[name].size
+    assert view.bars_a.getData()[0][0] == view.bars_b.getData()[0][0] == edges_a[0]  # the same bins
+    difference = view.image.image
+    expected = changed - a[name]
+    assert difference.shape == expected.shape and np.allclose(difference, expected, atol=1e-6)
+    low, high = view.colorbar.levels()
+    assert low == -high
+    assert "B \u2212 A" in view.title.text()
+    assert view.heatmap.readout.show_at(5.5, 2.5).startswith("value 1")
+    panel.diff_view.select("classifier.weight")  # only in B: nothing element-wise to draw
+    assert view.picture is None and "only in B" in view.placeholder.text()

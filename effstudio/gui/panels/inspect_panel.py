@@ -46,6 +46,7 @@ from effstudio.gui.panels.inspect_tensors import TensorTable
 from effstudio.gui.plots.tensor_view import TensorView
 from effstudio.gui.theme import monospace_font
 from effstudio.inspect import Inspected, InspectError, open_model
+from effstudio.inspect.diff import iter_diff_picture
 from effstudio.inspect.report import format_bytes, format_count
 from effstudio.inspect.stats import (
     StatsDoneEvent,
@@ -159,6 +160,7 @@ class InspectPanel(JobHost, Panel):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([850, 360])
         self.diff_view = DiffView(self)
+        self.diff_view.tensor_clicked.connect(self.show_difference)
         self.details = QPlainTextEdit(self)
         self.details.setObjectName("inspectDetails")
         self.details.setReadOnly(True)
@@ -236,7 +238,7 @@ class InspectPanel(JobHost, Panel):
         self._update_buttons()
 
     def show_inspected(self, inspected: Inspected) -> None:
-        for slot in ("stats", "picture", "diff"):  # the jobs of the file this one replaces
+        for slot in ("stats", "picture", "diff", "diff_picture"):  # the jobs of the file this one replaces
             self.cancel_job(slot)
         self.inspected = inspected
         self.stats = {}
@@ -318,6 +320,14 @@ class InspectPanel(JobHost, Panel):
         self.tabs.setCurrentIndex(1)
         base = self.inspected
         return self._run("diff", lambda control: diff_events(base, path, control), self.diff_view.on_event)
+
+    def show_difference(self, name: str) -> None:
+        """Both histograms of tensor ``name`` and the heatmap of B - A, in the Diff tab."""
+        pair = self.diff_view.pair(name)
+        if pair is None:
+            return
+        self.diff_view.picture.show_loading(name)
+        self._run("diff_picture", lambda control: iter_diff_picture(*pair, control), self.diff_view.picture.set_picture)
 
     # -------------------------------------------------------------- dialogs
     def _start_dir(self) -> str:
