@@ -81,7 +81,7 @@ def test_the_heatmap_reads_out_value_row_and_column_and_says_where_colours_clip(
     bound = float(np.percentile(np.abs(values), CLIP_PERCENTILE))
     assert scale.clipped and (scale.low, scale.high) == pytest.approx((-bound, bound))
     label = view.colorbar.getAxis("right").labelText
-    assert "99.5th percentile" in label and "-0.77" in label and "0.65" in label
+    assert "clipped at 99.5th pct of |value|" in label and "-0.77" in label and "0.65" in label
     text = view.heatmap.readout.show_at(7.5, 3.5)
     assert text == "value -0.77\nrow 3 \u00b7 column 7"
     assert view.heatmap.readout.show_at(2.2, 5.9) == "value 0.65\nrow 5 \u00b7 column 2"

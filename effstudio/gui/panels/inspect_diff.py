@@ -104,7 +104,8 @@ class DiffView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setAlternatingRowColors(True)
         self.table.setUniformRowHeights(True)
-        self.table.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.table.setColumnWidth(0, 300)  # the name stays readable beside the picture
         self.table.header().setStretchLastSection(False)
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # added, removed, reshaped, changed first
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)

@@ -82,6 +82,7 @@ class ModelPanel(Panel):
         self.description.setText(entry.description)
         kind, settings = self._chosen_attention()
         if self.model_form is not None:
+            self.model_form.hide()  # at once: it is deleted when the event loop next runs
             self.model_form.deleteLater()
         self.model_form = ConfigForm(entry.config_cls, prefix="model", parent=self.model_group)
         self.model_form.changed.connect(self._model_field_changed)
@@ -120,6 +121,7 @@ class ModelPanel(Panel):
 
     def _attention_changed(self, values: Any = None) -> None:
         if self.attention_form is not None:
+            self.attention_form.hide()
             self.attention_form.deleteLater()
             self.attention_form = None
         kind = self.attention_kind()

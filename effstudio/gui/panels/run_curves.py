@@ -205,6 +205,7 @@ class RunCurves(QStackedWidget):
         x_title = {k: t for k, _, t in X_AXES}[axis]
         theme.style_plot(plot, title=self.metric_actions[metric].text(), bottom=x_title if last else None,
                          left=title, menu=True, si_prefix=False, left_width=62)
+        plot.readout.titles["bottom"] = x_title
         if metric in PERCENT:
             percent_axis(plot)
         elif metric in MEMORY:
@@ -225,7 +226,7 @@ class RunCurves(QStackedWidget):
             ys = values.values * (100.0 if metric in PERCENT else 1.0)
             colour = theme.SERIES[number % len(theme.SERIES)]
             if weight > 0:
-                raw = plot.plot(xs, ys, pen=theme.pen(colour, 1, alpha=60))
+                raw = plot.plot(xs, ys, pen=theme.pen(colour, 1, alpha=60), name=f"{name} (raw)")
                 raw.setDownsampling(auto=True, method="peak")
                 raw.setClipToView(True)
                 ys, _ = ema(ys, weight)

@@ -38,9 +38,10 @@ class DiffPicture(QWidget):
                                       pen=theme.pen(theme.BLUE, 1.5), name="A")
         self.bars_b = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=theme.brush(theme.ORANGE, 0x60),
                                       pen=theme.pen(theme.ORANGE, 1.5), name="B")
-        self.legend = theme.plot_legend(self.histogram, (-8, 8))
         for bars in (self.bars_a, self.bars_b):
             self.histogram.addItem(bars)
+        self.legend = theme.plot_legend(self.histogram, (-8, 8))
+        for bars in (self.bars_a, self.bars_b):
             self.legend.addItem(bars, bars.name())
         self.heatmap = theme.style_plot(self.graphics.addPlot(row=1, col=0), bottom="column", left="row", grid="",
                                         left_width=64)
@@ -50,6 +51,7 @@ class DiffPicture(QWidget):
         self.heatmap.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap="CET-D1", interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.heatmap)
+        self.colorbar.getAxis("right").enableAutoSIPrefix(False)  # small differences read as they are
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
 
@@ -96,7 +98,8 @@ class DiffPicture(QWidget):
         self.colorbar.setColorMap(pg.colormap.get(scale.colour_map))
         self.image.setImage(view.values, autoLevels=False, levels=(scale.low, scale.high))
         self.colorbar.setLevels((scale.low, scale.high))
-        self.colorbar.setLabel("right", scale.label().replace("value", "B \u2212 A", 1), color=theme.MUTED)
+        self.colorbar.setLabel("right", "B \u2212 A" if scale.label() == "value" else
+                               scale.label().replace("value", "B \u2212 A", 1), color=theme.MUTED)
         self.image.setRect(QRectF(0, 0, view.cols, view.rows))
         self.heatmap.setRange(xRange=(0, view.cols), yRange=(0, view.rows), padding=0)
         self.stack.setCurrentIndex(1)

@@ -38,6 +38,7 @@ def weights_heatmap(
     colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=bar_width,
                                label=bar_label)
     colorbar.setImageItem(image, insert_in=plot)
+    colorbar.getAxis("right").enableAutoSIPrefix(False)
     return plot, image, colorbar
 
 

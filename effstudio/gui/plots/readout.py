@@ -48,6 +48,8 @@ class HoverReadout:
         self.label.hide()
         plot.addItem(self.label, ignoreBounds=True)
         self.reading: Reading | None = None
+        # axis titles where an axis shows none (stacked plots title only the bottom one's x axis)
+        self.titles: dict[str, str] = {}
         scene = plot.scene()
         if scene is not None:
             scene.sigMouseMoved.connect(self._moved)
@@ -88,7 +90,7 @@ class HoverReadout:
 
     def _axis_title(self, name: str, fallback: str) -> str:
         text = self.plot.getAxis(name).labelText
-        return text or fallback
+        return text or self.titles.get(name, fallback)
 
     # ------------------------------------------------------------------ images
     def _image_reading(self, x: float, y: float) -> Reading | None:

@@ -44,9 +44,9 @@ class ColourScale:
         if not self.clipped:
             return "value"
         signed = self.colour_map != "viridis"
-        what = f"|value| clipped at its {CLIP_PERCENTILE:g}th percentile" if signed else \
-            f"value clipped to its {100 - CLIP_PERCENTILE:g}\u2013{CLIP_PERCENTILE:g}th percentiles"
-        return f"{what} (data {self.data_low:.3g} \u2026 {self.data_high:.3g})"
+        what = f"clipped at {CLIP_PERCENTILE:g}th pct of |value|" if signed else \
+            f"clipped to {100 - CLIP_PERCENTILE:g}\u2013{CLIP_PERCENTILE:g}th pct"
+        return f"{what} \u00b7 data {self.data_low:.3g}\u2026{self.data_high:.3g}"
 
 
 def colour_levels(values: np.ndarray) -> ColourScale:
@@ -106,6 +106,7 @@ class TensorView(QWidget):
         self.heatmap.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-D1", interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.heatmap)
+        self.colorbar.getAxis("right").enableAutoSIPrefix(False)  # small values read as they are, no "(x0.001)"
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
 
