@@ -11,9 +11,13 @@ A plugin that declares neither is checked when it is built, as before.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
-from effstudio.tasks.base import TaskSpec
+
+if TYPE_CHECKING:
+    from effstudio.tasks.base import TaskSpec
 
 SEQ2SEQ = "seq2seq"
 
@@ -27,6 +31,10 @@ def task_sketch(config: RunConfig) -> TaskSpec | None:
         return None
     wants = getattr(type(config.model), "task_form", None)  # an encoder-decoder model takes the seq2seq form
     objective = wants if wants in objectives else objectives[0]
+    # imported here: the task module brings torch, which `effstudio --version` and `--help` (they import the
+    # run plan that calls this) must not pay for
+    from effstudio.tasks.base import TaskSpec
+
     return TaskSpec(name=config.task_name, objective=objective, vocab=(), num_classes=0, max_length=0,
                     channels=1 if getattr(task_cls, "images", False) else 0)
 
