@@ -85,15 +85,16 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     spec = task.spec
     split = task.split("val")
     rows = []
-    shown = min(count, len(split))
-    if spec.is_image:  # the pictures themselves, each labelled with its class
-        rows = [("", _class_name(spec.class_names, int(split.targets[i]))) for i in range(shown)]
-        images = split.inputs[:shown].to(torch.float32).numpy()
-    for i in range(0 if spec.is_image else shown):
+    examples = min(count, len(split))
+    # an image task's preview shows the pictures themselves (the rows name them), each under its class
+    images = split.inputs[:examples].to(torch.float32).numpy() if spec.is_image else None
+    for i in range(examples):
         ids = [t for t in split.inputs[i].tolist() if t != spec.pad_id]
         source = " ".join(task.decode(ids))
         target = split.targets[i]
-        if target.dim() == 0:
+        if spec.is_image:
+            shown = _class_name(spec.class_names, int(target))
+        elif target.dim() == 0:
             shown = str(int(target))
         else:
             scored = [t for t in target.tolist() if t != IGNORE_INDEX]
@@ -107,7 +108,7 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     if spec.objective == "classify":
         parts.append(f"{spec.num_classes} classes")
     parts.append(f"{len(split)} validation examples")
-    return Preview(" \u00b7 ".join(parts), rows, images if spec.is_image else None)
+    return Preview(" \u00b7 ".join(parts), rows, images)
 
 
 def _class_name(names: tuple[str, ...], label: int) -> str:

@@ -47,8 +47,11 @@ def token_text(token: str) -> str:
 
 
 def token_ticks(tokens: tuple[str | None, ...], stride: int = 1) -> list[list[tuple[float, str]]]:
-    """One tick level of token labels (None: no label at that position): every ``stride``-th position."""
-    return [[(i + 0.5, token_text(token)) for i, token in enumerate(tokens) if token is not None and i % stride == 0]]
+    """One tick level of token labels (None: no label at that position): every ``stride``-th position
+    counted from the first labelled one."""
+    first = next((i for i, token in enumerate(tokens) if token is not None), 0)
+    return [[(i + 0.5, token_text(token)) for i, token in enumerate(tokens)
+             if token is not None and (i - first) % stride == 0]]
 
 
 def label_stride(plot: pg.PlotItem, axis_name: str, tokens: tuple[str | None, ...]) -> int:
@@ -56,6 +59,9 @@ def label_stride(plot: pg.PlotItem, axis_name: str, tokens: tuple[str | None, ..
     neighbouring labels never overlap at the plot's current size and zoom: a label needs its width
     (columns) or its line height (rows) plus a gap, a cell offers its size in pixels."""
     box = plot.getViewBox()
+    views = plot.scene().views() if plot.scene() is not None else []
+    if not any(view.isVisible() for view in views):  # no size yet: every label, thinned once it is shown
+        return 1
     (x0, x1), (y0, y1) = box.viewRange()
     span, pixels = (x1 - x0, box.width()) if axis_name == "bottom" else (y1 - y0, box.height())
     texts = [token_text(t) for t in tokens if t is not None]
