@@ -29,6 +29,21 @@ class DiffPicture(QWidget):
         self.title = QLabel(self)
         self.title.setWordWrap(True)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.placeholder = QLabel(self)
+        self.placeholder.setObjectName("emptyState")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.placeholder)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.title)
+        layout.addWidget(self.stack, 1)
+        self.graphics: pg.GraphicsLayoutWidget | None = None  # built when the first picture arrives
+
+    def _build_plots(self) -> None:
+        """The plots, once: most sessions never click a tensor in the Diff tab (the window opens faster)."""
         self.graphics = theme.plot_canvas(self)
         self.graphics.ci.layout.setSpacing(12)
         self.histogram = theme.style_plot(self.graphics.addPlot(row=0, col=0), bottom="value", left="count",
@@ -54,19 +69,7 @@ class DiffPicture(QWidget):
         self.colorbar.getAxis("right").enableAutoSIPrefix(False)  # small differences read as they are
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
-
-        self.placeholder = QLabel(self)
-        self.placeholder.setObjectName("emptyState")
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setWordWrap(True)
-        self.stack = QStackedWidget(self)
-        self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.graphics)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
-        layout.addWidget(self.title)
-        layout.addWidget(self.stack, 1)
 
     def show_message(self, text: str, title: str = "") -> None:
         self.picture = None
@@ -81,6 +84,8 @@ class DiffPicture(QWidget):
         if event.error or event.difference is None or event.edges is None:
             self.show_message(f"{event.name}: {event.error or 'nothing to draw'}", f"<b>{event.name}</b>")
             return
+        if self.graphics is None:
+            self._build_plots()
         self.picture = event
         self.title.setText(f"<b>{event.name}</b> <span style='color:{theme.MUTED}'>\u00b7 "
                            f"{event.difference.description}</span>")
