@@ -88,8 +88,8 @@ class ModelPanel(Panel):
         self.model_form.changed.connect(self._model_field_changed)
         self.model_layout.addWidget(self.model_form)
         self.model_group.setTitle(f"Model settings \u00b7 {name}")
-        keeps = kind is not None and "attention" in self.model_form.specs and \
-            self.model_form.offers("attention", kind)
+        keeps = (kind is not None and "attention" in self.model_form.specs
+                 and self.model_form.offers("attention", kind))
         if keeps:  # the new type accepts the kind picked before: keep it, and its settings
             self.model_form.set_values({"attention": kind})
             if "attention" in self.model_form.errors():  # offered, but refused by the type's own check
