@@ -117,3 +117,20 @@ def test_attention_token_labels_never_overlap_at_any_window_size(app, qtbot, wid
         for a, b in zip(rects, rects[1:], strict=False):
             assert not a.intersects(b), (name, a, b)
     assert view.image.readout_cell(0, 1) == "query tok00xx (0) \u2192 key tok01xx (1): 0.0250"
+
+
+def test_a_log_log_plot_reads_out_its_points_in_their_own_units(app, qtbot):
+    import math
+
+    from effstudio.gui.plots.scaling import ScalingPlot
+
+    plot = ScalingPlot("Latency", "time", "ms")
+    qtbot.addWidget(plot)
+    plot.resize(600, 400)
+    plot.show()
+    plot.reset(["full"], [128, 256, 512])
+    for length, value in ((128, 2.5), (256, 9.0), (512, 40.0)):
+        plot.add_point("full", length, value)
+    readout = plot.getPlotItem().readout
+    plot.getPlotItem().setRange(xRange=(2, 3), yRange=(0, 2), padding=0)
+    assert readout.show_at(math.log10(256) + 0.01, math.log10(9.0)) == "full at 256 tokens: 9 ms"

@@ -4,7 +4,9 @@ Over an image (a heatmap) it names the cell: its value and its row and column, i
 the coordinates the axes show (a sampled matrix drawn over its whole size reads as
 the whole matrix). An image may carry ``readout_cell(row, column, value) -> str``
 to name a cell in its own words (tokens). Over curves it names the point nearest
-the pointer on screen: the curve's name, x and y with the axes' titles. The text
+the pointer on screen: the curve's name, x and y with the axes' titles (a curve
+drawn in transformed coordinates, a log-log plot's, carries
+``readout_point(index) -> str`` to name its points in their own units). The text
 sits beside the pointer and leaves the plot's auto-range alone.
 """
 
@@ -123,7 +125,7 @@ class HoverReadout:
     def _curve_reading(self, x: float, y: float) -> Reading | None:
         box = self.plot.getViewBox()
         pointer = box.mapViewToScene(QPointF(x, y))
-        best: tuple[float, str, float, float, float, float] | None = None
+        best: tuple[float, pg.PlotDataItem, int, float, float, float, float] | None = None
         for item in self.plot.listDataItems():
             if not isinstance(item, pg.PlotDataItem) or not item.isVisible():
                 continue
@@ -144,10 +146,14 @@ class HoverReadout:
             at = box.mapViewToScene(QPointF(shown_x[index], shown_y[index]))
             distance = math.hypot(at.x() - pointer.x(), at.y() - pointer.y())
             if best is None or distance < best[0]:
-                best = (distance, item.name() or "", xs[index], ys[index], shown_x[index], shown_y[index])
+                best = (distance, item, index, xs[index], ys[index], shown_x[index], shown_y[index])
         if best is None or best[0] > NEAR_PX:
             return None
-        _distance, name, value_x, value_y, view_x, view_y = best
+        _distance, item, index, value_x, value_y, view_x, view_y = best
+        describe = getattr(item, "readout_point", None)
+        if callable(describe):
+            return Reading(describe(index), view_x, view_y)
+        name = item.name() or ""
         heading = f"{name}\n" if name else ""
         text = (f"{heading}{self._axis_title('bottom', 'x')} {format_reading(value_x)} \u00b7 "
                 f"{self._axis_title('left', 'y')} {format_reading(value_y)}")
