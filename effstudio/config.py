@@ -53,12 +53,17 @@ def param(
     choices_from: str | None = None,
     advanced: bool = False,
     path: bool | str = False,
+    unit: str = "",
+    only_if: tuple[str, Any] | None = None,
 ) -> Any:
     """Declare a config field with the metadata a form needs.
 
     ``choices_from`` names a registry kind ("attention", ...) whose entry names are
     the allowed values; it is resolved lazily so plugins can add choices.
     ``path`` marks a file the run reads (True or "file"), a folder ("folder"), or either ("file or folder").
+    ``unit`` is what the value counts ("tokens", "steps"), shown beside the field.
+    ``only_if`` = (other field, value): the setting matters only while that field has that value
+    (the experts of a mixture-of-experts feed-forward); a form disables it otherwise.
     """
     if path is True:
         path = "file"
@@ -73,6 +78,8 @@ def param(
         "choices_from": choices_from,
         "advanced": advanced,
         "path": path,
+        "unit": unit,
+        "only_if": only_if,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -92,6 +99,8 @@ class FieldSpec:
     choices_from: str | None
     advanced: bool
     path: str | None = None  # one of PATH_KINDS for a file or folder the run reads
+    unit: str = ""  # what the value counts, shown beside the field ("tokens", "steps")
+    only_if: tuple[str, Any] | None = None  # (field, value) under which this setting matters
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +157,8 @@ def fields_of(config_cls: type) -> list[FieldSpec]:
                 choices_from=meta.get("choices_from"),
                 advanced=meta.get("advanced", False),
                 path=meta.get("path") or None,
+                unit=meta.get("unit", ""),
+                only_if=meta.get("only_if"),
             )
         )
     return specs
@@ -275,7 +286,8 @@ def with_values(config: Any, values: Mapping[str, Any], *, section: str = "") ->
         if spec is None:
             known = ", ".join(sorted(specs))
             raise ConfigError(f"{prefix}{shorten(str(key))}",
-                              f"unknown setting{did_you_mean(key, sorted(specs))}; known settings: {known}")
+                              f"unknown setting{did_you_mean(f'{prefix}{key}', [prefix + n for n in sorted(specs)], most=3)}; "
+                              f"known settings: {known}")
         try:
             value = parse_value(spec, raw)
             check_value(spec, value)
@@ -345,15 +357,21 @@ def shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def did_you_mean(name: Any, options: Sequence[Any]) -> str:
+def did_you_mean(name: Any, options: Sequence[Any], *, most: int = 1) -> str:
     """" (did you mean 'cpu'?)" when ``name`` is one of ``options`` in another case or close to one;
-    else "". A value read from a file may be of any kind and any length: only short text is compared."""
+    else "". Up to ``most`` close options are named (" (did you mean 'a' or 'b'?)"). A value read
+    from a file may be of any kind and any length: only short text is compared."""
+    close = close_names(name, options, most=most)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
+def close_names(name: Any, options: Sequence[Any], *, most: int = 1) -> list[str]:
+    """The options ``name`` is a case variant of, else up to ``most`` options close to it, closest first."""
     if not isinstance(name, str) or len(name) > 100:
-        return ""
+        return []
     texts = [str(option) for option in options]
     folded = [text for text in texts if text.casefold() == name.strip().casefold()]
-    close = folded or difflib.get_close_matches(name, texts, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return folded[:most] or difflib.get_close_matches(name, texts, n=most, cutoff=0.75)
 
 
 def describe_kind(value: Any) -> str:

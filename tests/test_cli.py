@@ -116,3 +116,15 @@ def test_resume_refuses_a_new_model(tmp_path, capsys):
     assert "--resume uses the checkpoint's own model" in capsys.readouterr().err
     assert main(["train", "--resume", checkpoint, "--set", "model.d_model=64", "--steps", "4"]) == 2
     assert "different model or task config" in capsys.readouterr().err
+
+
+def test_help_and_version_build_the_parser_without_loading_torch():
+    """`effstudio --help` and `--version` stay fast: nothing they import may bring torch or Qt."""
+    import subprocess
+    import sys
+
+    code = ("import sys, effstudio.cli;"
+            "effstudio.cli.build_parser().format_help();"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PySide6', 'numpy')];"
+            "assert not heavy, heavy[:5]")
+    subprocess.run([sys.executable, "-c", code], check=True)

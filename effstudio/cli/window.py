@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from effstudio.cli.errors import EXIT_OK
+from effstudio.cli.errors import EXIT_FAILED, EXIT_OK
+from effstudio.messages import print_error
 from effstudio.paths import data_dir
 
 
@@ -34,8 +35,13 @@ def cmd_gui(args: argparse.Namespace) -> int:
     if _no_display():
         return _headless_demo(args)
     from effstudio.gui.app import run_app
+    from effstudio.gui.platform_libraries import MissingSystemLibraries
 
-    return run_app(sys.argv[:1], open_path=args.path)
+    try:
+        return run_app(sys.argv[:1], open_path=args.path)
+    except MissingSystemLibraries as err:
+        print_error(str(err))
+        return EXIT_FAILED
 
 
 def _no_display() -> bool:

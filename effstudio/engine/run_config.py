@@ -37,6 +37,7 @@ from effstudio.atomic_file import write_text_atomic
 from effstudio.bounded_parse import loads_json, read_toml_file
 from effstudio.config import (
     ConfigError,
+    close_names,
     describe_kind,
     did_you_mean,
     param,
@@ -56,27 +57,27 @@ PLAN_SECTIONS = ("compress",)  # read by effstudio.engine.run_plan.RunPlan, not 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = param(300, min=1, help="Optimizer steps to run")
-    batch_size: int = param(32, min=1, max=65536, label="Batch size", help="Sequences per optimizer step (global, across all processes)")
+    steps: int = param(300, unit="steps", min=1, help="Optimizer steps to run")
+    batch_size: int = param(32, unit="sequences", min=1, max=65536, label="Batch size", help="Sequences per optimizer step (global, across all processes)")
     lr: float = param(1e-3, min=0.0, max=10.0, label="Learning rate", help="Peak learning rate of AdamW")
     weight_decay: float = param(0.01, min=0.0, max=1.0, label="Weight decay")
-    warmup_steps: int = param(30, min=0, label="Warmup steps", help="Linear warmup before the cosine decay")
+    warmup_steps: int = param(30, unit="steps", min=0, label="Warmup steps", help="Linear warmup before the cosine decay")
     min_lr_ratio: float = param(0.1, min=0.0, max=1.0, label="Final LR ratio", help="Cosine decay ends at lr * this")
     grad_clip: float = param(1.0, min=0.0, label="Gradient clip", help="Max gradient norm; 0 turns clipping off")
-    grad_accum: int = param(1, min=1, max=1024, label="Accumulation", help="Micro-batches per optimizer step")
-    eval_every: int = param(50, min=1, label="Eval every", help="Steps between evaluations on the validation split")
+    grad_accum: int = param(1, unit="micro-batches", min=1, max=1024, label="Accumulation", help="Micro-batches per optimizer step")
+    eval_every: int = param(50, unit="steps", min=1, label="Eval every", help="Steps between evaluations on the validation split")
     seed: int = param(0, min=0, max=2**31 - 1, help="Seed for weights, data order and dropout")  # seeds derived from it stay in 64 bits
     device: str = param("auto", choices=("auto", "cpu", "cuda", "mps"), help="auto picks cuda, then mps, then cpu")
     precision: str = param("fp32", choices=("fp32", "bf16", "fp16"), help="bf16 autocast (CPU/CUDA) or fp16 with a grad scaler (CUDA)")
     compile: bool = param(False, label="torch.compile", help="Compile the model (slow first steps, faster later)")
-    num_workers: int = param(0, min=0, max=64, label="Data workers", help="DataLoader worker processes (0 = load in the training thread)")
-    checkpoint_every: int = param(0, min=0, label="Checkpoint every", help="Steps between checkpoints; 0 saves only at the end")
+    num_workers: int = param(0, unit="processes", min=0, max=64, label="Data workers", help="DataLoader worker processes (0 = load in the training thread)")
+    checkpoint_every: int = param(0, unit="steps", min=0, label="Checkpoint every", help="Steps between checkpoints; 0 saves only at the end")
     on_save_error: str = param("stop", choices=("stop", "continue"), label="On save error", advanced=True,
                                help="When a checkpoint cannot be written (a full disk): stop ends the run as failed, "
                                     "continue trains on and tries again at the next checkpoint (the run still fails "
                                     "if its final checkpoint cannot be written); the previous checkpoint is kept")
-    attention_every: int = param(50, min=0, label="Attention map every", help="Steps between attention-map probes; 0 turns them off")
-    log_every: int = param(1, min=1, label="Log every", help="Steps between step events")
+    attention_every: int = param(50, unit="steps", min=0, label="Attention map every", help="Steps between attention-map probes; 0 turns them off")
+    log_every: int = param(1, unit="steps", min=1, label="Log every", help="Steps between step events")
 
     def check(self) -> None:
         if self.batch_size % self.grad_accum:
@@ -175,9 +176,13 @@ class RunConfig:
             return section, name
         found = [s for s in SECTIONS if _has_field(self._section_obj(s), key)]
         if not found:
-            names = [f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
-                     for f in dataclasses.fields(self._section_obj(s))]
-            raise ConfigError(shorten(key), f"unknown setting{did_you_mean(key, names)}; prefix it with a section (model., attention., task., train.) "
+            # a bare name is compared with the bare names, and suggested with its section ('model.d_model')
+            qualified = {f"{s}.{f.name}": f.name for s in SECTIONS if dataclasses.is_dataclass(self._section_obj(s))
+                         for f in dataclasses.fields(self._section_obj(s))}
+            close = [q for name in close_names(key, sorted(set(qualified.values())), most=3)
+                     for q in sorted(qualified) if qualified[q] == name]
+            hint = f" (did you mean {' or '.join(map(repr, close[:3]))}?)" if close else ""
+            raise ConfigError(shorten(key), f"unknown setting{hint}; prefix it with a section (model., attention., task., train.) "
                                    "and see `effstudio models` / `effstudio tasks` for the names")
         if len(found) > 1:
             options = ", ".join(f"{s}.{key}" for s in found)

@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import tomli_w
 
 from effstudio.config import ConfigError, describe_kind, param, with_values
+from effstudio.engine.pairing import check_pairing
 from effstudio.engine.run_config import RunConfig, read_toml
 from effstudio.engine.run_lock import LOCK_NAME
 from effstudio.paths import allow_path, confine
@@ -407,6 +408,7 @@ class RunPlan:
         The user's relative paths become absolute, and the checked inputs may be read by what follows
         in this process (the steps read the trained checkpoint's header, which names them)."""
         config = self.config.with_absolute_paths()
+        check_pairing(config)  # a model that cannot take the task, before its data are built
         config.check_paths()
         if self.compress:
             if run_dir is None:

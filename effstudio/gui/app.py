@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QApplication
 import effstudio
 from effstudio.gui import settings as keys
 from effstudio.gui.icons import app_icon
+from effstudio.gui.platform_libraries import MissingSystemLibraries, check_platform_libraries
 from effstudio.gui.theme import apply_theme
 
 
@@ -32,7 +33,10 @@ def application(argv: list[str] | None = None) -> QApplication:
 
 
 def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
-    """Show the main window (optionally opening a run config or checkpoint) and run the event loop."""
+    """Show the main window (optionally opening a run config or checkpoint) and run the event loop.
+
+    Raises MissingSystemLibraries (with what to install) where Qt's X11 plugin could not load."""
+    check_platform_libraries()  # before Qt: its own failure aborts the process with a generic message
     app = application(argv)
     from effstudio.gui.main_window import MainWindow
 
@@ -49,4 +53,8 @@ def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
 
 def launch() -> None:
     """Entry point of the `effstudio-gui` script."""
-    raise SystemExit(run_app(sys.argv))
+    try:
+        raise SystemExit(run_app(sys.argv))
+    except MissingSystemLibraries as err:
+        print(f"effstudio: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -322,6 +322,12 @@ class JobHost:
         for job in self._live_jobs:
             job.stop()
 
+    def cancel_job(self, slot: str) -> None:
+        """Stop the job of ``slot`` and forget it: nothing it still sends reaches the panel."""
+        job = self._job_slots.pop(slot, None)
+        if job is not None:
+            job.stop()
+
     def cancel_jobs(self) -> None:
         """Stop every job and forget it: nothing it still sends reaches the panel (what it worked on is gone)."""
         self.stop_jobs()

@@ -47,6 +47,7 @@ from effstudio.engine.events import (
     StartEvent,
     StepEvent,
 )
+from effstudio.engine.pairing import check_pairing
 from effstudio.engine.run_config import RunConfig
 from effstudio.engine.run_plan import CompressStep, RunPlan, describe_step, steps_of_run_folder
 from effstudio.engine.trainer import default_run_dir, train
@@ -303,7 +304,7 @@ class MainWindow(JobHost, QMainWindow):
             errors += panel.validate()
         if not errors:
             try:
-                self.build_config()
+                check_pairing(self.build_config())  # a model that cannot take the task: before Start
             except ConfigError as err:
                 self.show_config_error(err.field, err.message, reveal=False)
                 errors.append(err)
@@ -342,6 +343,10 @@ class MainWindow(JobHost, QMainWindow):
         self.model_panel.set_config(config)
         self.data_panel.set_config(config)
         self.train_panel.set_config(config)
+        if self.job is None:  # the Run box spoke of the last run, not of these settings
+            self.progress = RunProgress()
+            self.last_done = None
+            self._set_state("idle")
         self._config_changed()
 
     # ------------------------------------------------------------------- files
@@ -589,7 +594,9 @@ class MainWindow(JobHost, QMainWindow):
         if self.job is None:
             return
         self.job.stop()
+        self.progress.end()
         self._set_state("stopping")
+        self.monitor_panel.metrics.show_progress(self.progress)
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -681,7 +688,8 @@ class MainWindow(JobHost, QMainWindow):
             self.compress_panel.set_checkpoint(done.checkpoint)  # the current model is what Compress works on
         if done.checkpoint:
             self.evaluate_panel.add_files([done.checkpoint])  # beside the models already listed there
-        self.monitor_panel.run_ended()
+        self.progress.end()
+        self.monitor_panel.run_ended(self.progress)
         self.status.set_cuda_memory(None)
         summary = run_summary(done)
         self.log.add("error" if done.status == "failed" else "info", summary)
@@ -740,7 +748,7 @@ class MainWindow(JobHost, QMainWindow):
         state = keys.read_bytes(self.settings, keys.STATE)
         if state is not None:
             self.restoreState(state)
-        config = keys.load_run_config(self.settings)
+        config = keys.load_run_config(self.settings) or keys.first_run_config(self.registry)
         if config is not None:
             try:
                 self.apply_config(config)

@@ -68,11 +68,13 @@ class RunProgress:
     params: int | None = None
     device: str = ""
     run_dir: str = ""
+    ending: bool = False  # stopping or ended: no estimate of the time left is shown
+
 
     def start(self, event: StartEvent) -> None:
         self.total_steps, self.start_step, self.step = event.total_steps, event.start_step, event.start_step
         self.params, self.device, self.run_dir = event.params, event.device, event.run_dir
-        self.elapsed_s = 0.0
+        self.elapsed_s, self.ending = 0.0, False
         self.loss = self.val_loss = self.val_accuracy = self.tokens_per_s = None
 
     def add_steps(self, events: list[StepEvent]) -> None:
@@ -89,10 +91,14 @@ class RunProgress:
     def fraction(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0
 
+    def end(self) -> None:
+        """The run is stopping or has ended: its figures stay, the time left is no longer estimated."""
+        self.ending = True
+
     @property
     def eta_s(self) -> float | None:
         done = self.step - self.start_step
-        if done <= 0 or self.elapsed_s <= 0:
+        if self.ending or done <= 0 or self.elapsed_s <= 0:
             return None
         return (self.total_steps - self.step) * self.elapsed_s / done
 

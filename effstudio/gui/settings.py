@@ -13,7 +13,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
-from effstudio.registry import UnknownEntryError
+from effstudio.registry import Registry, UnknownEntryError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +31,8 @@ SMOOTHING = "monitor/smoothing"
 LAST_DIR = "files/last_dir"
 RECENT_FILES = "files/recent"
 RECENT_LIMIT = 10
+# the first window's model and task: a pair that trains at once, with no file to choose
+FIRST_MODEL, FIRST_TASK = "transformer", "listops"
 
 
 def user_settings() -> QSettings:
@@ -81,6 +83,13 @@ def add_recent_file(settings: QSettings, path: str) -> None:
 
 def save_run_config(settings: QSettings, config: RunConfig) -> None:
     settings.setValue(RUN_CONFIG, config.to_toml())
+
+
+def first_run_config(registry: Registry) -> RunConfig | None:
+    """The settings of a first window (nothing remembered yet); None when a plugin set lacks the pair."""
+    if FIRST_MODEL not in registry.names("models") or FIRST_TASK not in registry.names("tasks"):
+        return None
+    return RunConfig.create(FIRST_MODEL, FIRST_TASK, registry=registry)
 
 
 def load_run_config(settings: QSettings) -> RunConfig | None:

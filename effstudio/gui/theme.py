@@ -7,6 +7,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QFontDatabase, QPalette, QPen
 from PySide6.QtWidgets import QApplication, QWidget
 
+from effstudio.gui.plots.readout import HoverReadout
+
 ACCENT = "#2563eb"
 ACCENT_DARK = "#1d4ed8"
 ERROR = "#dc2626"
@@ -148,10 +150,13 @@ def style_plot(
     si_prefix: bool = True,
     left_width: int | None = None,
     label_colour: str = MUTED,
+    readout: bool = True,
 ) -> pg.PlotItem:
     """The one look of every plot: small muted ticks on pale axis lines, muted axis titles, a faint grid
     on the axes named in ``grid``, no corner button. ``mouse`` names the axes that pan and zoom (None
-    leaves pyqtgraph's default, both); ``si_prefix=False`` keeps values unscaled (no "x0.001")."""
+    leaves pyqtgraph's default, both); ``si_prefix=False`` keeps values unscaled (no "x0.001"). The value
+    under the pointer is read out (plots/readout.py), as ``plot.readout``; ``readout=False`` for a plot
+    that names its points itself."""
     if title is not None:
         plot.setTitle(plot_title(title))
     plot.showGrid(x="x" in grid, y="y" in grid, alpha=GRID_ALPHA)
@@ -175,6 +180,8 @@ def style_plot(
         plot.setLabel("left", left, color=label_colour)
     if left_width is not None:
         plot.getAxis("left").setWidth(left_width)
+    if readout and getattr(plot, "readout", None) is None:
+        plot.readout = HoverReadout(plot, text_colour=TEXT, background=SURFACE, border=BORDER)
     return plot
 
 

@@ -10,6 +10,7 @@ up as a jump in zeros and fine-tuning as a small relative change.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -20,7 +21,15 @@ import numpy as np
 
 from effstudio.engine.events import Event, JobControl
 from effstudio.inspect.dtypes import has_statistics
-from effstudio.inspect.stats import CHUNK_ELEMENTS, Stopped, float_blocks
+from effstudio.inspect.stats import (
+    CHUNK_ELEMENTS,
+    MatrixView,
+    Stopped,
+    float_blocks,
+    histogram,
+    matrix_view,
+    tensor_stats,
+)
 from effstudio.inspect.tensors import Inspected, InspectError, TensorRef
 
 
@@ -182,3 +191,41 @@ def diff_models(a: Inspected, b: Inspected, control: JobControl | None = None) -
     for _event in iter_diff(diff, control):
         pass
     return diff
+
+
+@dataclass(frozen=True)
+class DiffPictureEvent(Event):
+    """What the Diff tab draws for one shared tensor: both histograms over the same bins, and B - A as a
+    picture (sampled at the same rows and columns of the matrix view as A and B)."""
+
+    kind: ClassVar[str] = "diff_picture"
+    name: str
+    edges: np.ndarray | None = None  # (bins + 1,) shared by both histograms
+    counts_a: np.ndarray | None = None  # (bins,)
+    counts_b: np.ndarray | None = None
+    difference: MatrixView | None = None  # values (rows shown, columns shown): B - A
+    error: str | None = None
+
+
+def iter_diff_picture(a: TensorRef, b: TensorRef, control: JobControl | None = None, bins: int = 80,
+                      max_side: int = 512) -> Iterator[Event]:
+    """One DiffPictureEvent for tensors ``a`` and ``b`` of the same name and shape (nothing when stopped)."""
+    try:
+        if a.shape != b.shape:
+            raise InspectError(f"{a.name}: shapes differ ({a.shape} and {b.shape}); no element-wise difference")
+        if not (has_statistics(a.dtype) and has_statistics(b.dtype)):
+            raise InspectError(f"{a.dtype} or {b.dtype} tensors have no histogram or picture")
+        ranges = [(s.min, s.max) for s in (tensor_stats(a, control=control), tensor_stats(b, control=control))
+                  if s.min is not None and s.max is not None]
+        value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else (0.0, 1.0)
+        counts_a, edges = histogram(a, bins, value_range, control=control)
+        counts_b, _ = histogram(b, bins, value_range, control=control)
+        view_a, view_b = matrix_view(a, max_side), matrix_view(b, max_side)
+    except Stopped:
+        return
+    except (InspectError, OSError, ValueError, MemoryError) as err:
+        yield DiffPictureEvent(a.name, error=str(err) or type(err).__name__)
+        return
+    difference = dataclasses.replace(view_a, values=view_b.values - view_a.values,
+                                     description=f"B \u2212 A, {view_a.description}")
+    yield DiffPictureEvent(a.name, edges, counts_a, counts_b, difference)

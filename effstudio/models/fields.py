@@ -12,14 +12,15 @@ from typing import Any
 from effstudio.config import ConfigError, param
 
 EMBED_HELP = "Language modelling: the output layer reuses the token embedding matrix"
+MOE = ("ffn", "moe")  # the mixture-of-experts settings matter only with this feed-forward
 
 
 def width_param(default: int = 128, help: str = "Width of every token vector") -> Any:
-    return param(default, min=8, label="Model width", help=help)
+    return param(default, min=8, label="Model width", help=help, unit="dims")
 
 
 def layers_param(default: int = 2, help: str = "Number of Transformer blocks") -> Any:
-    return param(default, min=1, max=48, help=help)
+    return param(default, min=1, max=48, help=help, unit="blocks")
 
 
 def heads_param(help: str = "Attention heads per block; must divide the model width") -> Any:
@@ -27,7 +28,7 @@ def heads_param(help: str = "Attention heads per block; must divide the model wi
 
 
 def ff_mult_param(default: int = 4) -> Any:
-    return param(default, min=1, max=16, label="Feed-forward multiplier",
+    return param(default, min=1, max=16, label="Feed-forward multiplier", unit="\u00d7 width",
                  help="Feed-forward hidden width as a multiple of the model width", advanced=True)
 
 
@@ -64,16 +65,16 @@ def _moe_params() -> dict[str, tuple[str, Any]]:
         "ffn": ("str", param("dense", choices=("dense", "moe"), label="Feed-forward",
                              help="dense: one MLP per block; moe: a mixture of experts with a learned router "
                                   "(Switch Transformer / GShard)")),
-        "experts": ("int", param(4, min=2, max=256, label="Experts",
+        "experts": ("int", param(4, min=2, max=256, label="Experts", only_if=MOE, unit="per block",
                                  help="Mixture of experts: expert MLPs per block")),
-        "top_k": ("int", param(1, min=1, max=2, label="Experts per token",
+        "top_k": ("int", param(1, min=1, max=2, label="Experts per token", only_if=MOE,
                                help="Mixture of experts: 1 routes each token to one expert (Switch), 2 to two "
                                     "(GShard)", advanced=True)),
-        "capacity_factor": ("float", param(1.25, min=0.01, max=64.0, label="Capacity factor",
+        "capacity_factor": ("float", param(1.25, min=0.01, max=64.0, label="Capacity factor", only_if=MOE,
                                            help="Mixture of experts: an expert takes at most factor x top-k x "
                                                 "tokens / experts tokens; tokens over capacity skip the "
                                                 "feed-forward and pass through unchanged", advanced=True)),
-        "balance_weight": ("float", param(0.01, min=0.0, max=10.0, label="Load-balancing weight",
+        "balance_weight": ("float", param(0.01, min=0.0, max=10.0, label="Load-balancing weight", only_if=MOE,
                                           help="Mixture of experts: weight (alpha) of the load-balancing loss "
                                                "alpha * experts * sum_i f_i P_i; 0 turns it off",
                                           advanced=True)),

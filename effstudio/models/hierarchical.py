@@ -46,6 +46,7 @@ from effstudio.models.transformer import (
     require_token_task,
 )
 from effstudio.registry import Entry, get_registry
+from effstudio.tasks.base import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class HierarchicalConfig:
 
     def check(self) -> None:
         check_heads_divide_width(self)
+
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        require_token_task(task, "classify", "the hierarchical encoder classifies documents; task {task!r} "
+                                             "is a language-modelling task")
 
 
 @dataclass
@@ -180,8 +186,7 @@ class HierarchicalEncoder(nn.Module):
         super().__init__()
         validate(config)
         task = spec.task
-        require_token_task(task, "classify", "the hierarchical encoder classifies documents; task {task!r} "
-                                             "is a language-modelling task")
+        config.check_task(task)
         self.config = config
         self.separator_id: int | None = None
         if config.split == "separator":

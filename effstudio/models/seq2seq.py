@@ -42,6 +42,7 @@ from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
+from effstudio.tasks.base import TaskSpec
 
 CROSS_ATTENTION_KINDS = ("full", "sdpa")  # built-in kinds that mix by content alone
 
@@ -62,6 +63,12 @@ class Seq2SeqConfig:
 
     def check(self) -> None:
         check_heads_divide_width(self)
+
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        if task.objective != "seq2seq":
+            raise ConfigError("model", f"seq2seq maps a source sequence to a target sequence; task "
+                                       f"{task.name!r} is posed as {task.objective!r} (use copy, e.g. mode=reverse)")
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
@@ -124,9 +131,7 @@ class Seq2SeqTransformer(nn.Module):
         super().__init__()
         validate(config)
         task = spec.task
-        if task.objective != "seq2seq":
-            raise ConfigError("model", f"seq2seq maps a source sequence to a target sequence; task "
-                                       f"{task.name!r} is posed as {task.objective!r} (use copy, e.g. mode=reverse)")
+        config.check_task(task)
         self.config = config
         self.source_length, self.target_length = task.source_length, task.max_length
         self.start_id = task.pad_id

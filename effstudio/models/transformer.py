@@ -59,6 +59,11 @@ class TransformerConfig:
         check_heads_divide_width(self)
         fields.check_moe_fields(self)
 
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        require_token_task(task)
+        resolve_causal(self, task)
+
 
 def require_token_task(task: TaskSpec, objective: str | None = None, refusal: str = "") -> None:
     """Refuse the tasks a token classifier / language model cannot read; with ``objective``, also
@@ -176,7 +181,7 @@ class Transformer(nn.Module):
         super().__init__()
         validate(config)
         task = spec.task
-        require_token_task(task)
+        config.check_task(task)
         self.config = config
         self.objective = task.objective
         self.causal = resolve_causal(config, task)

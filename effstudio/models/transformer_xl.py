@@ -47,7 +47,7 @@ from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.transformer import _init_weights, require_token_task, sinusoidal_positions
 from effstudio.registry import Entry
-from effstudio.tasks.base import IGNORE_INDEX
+from effstudio.tasks.base import IGNORE_INDEX, TaskSpec
 
 Memory = list[torch.Tensor]  # one (B, M, d) tensor per layer
 
@@ -73,6 +73,11 @@ class TransformerXLConfig:
 
     def check(self) -> None:
         check_heads_divide_width(self)
+
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        require_token_task(task, "lm", "Transformer-XL is a causal language model; task {task!r} "
+                                       "is a classification task")
 
 
 def relative_shift(x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +157,7 @@ class TransformerXL(nn.Module):
         validate(config)
         self.config = config
         task = spec.task
-        require_token_task(task, "lm", "Transformer-XL is a causal language model; task {task!r} "
-                                       "is a classification task")
+        config.check_task(task)
         d = config.d_model
         self.embed = nn.Embedding(task.vocab_size, d)
         self.dropout = nn.Dropout(config.dropout)

@@ -47,8 +47,16 @@ from effstudio.config import ConfigError, param
 from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.moe import MoEStats, moe_outputs
-from effstudio.models.transformer import INIT_STD, Block, Transformer, sinusoidal_positions
+from effstudio.models.transformer import (
+    INIT_STD,
+    Block,
+    Transformer,
+    require_token_task,
+    resolve_causal,
+    sinusoidal_positions,
+)
 from effstudio.registry import Entry
+from effstudio.tasks.base import TaskSpec
 
 HALT_BIAS = 1.0
 
@@ -96,6 +104,11 @@ class UniversalConfig:
                 if getattr(self, name):
                     raise ConfigError(name, "adaptive computation adds positions at every step to the plain "
                                             "token embedding; this embedding setting needs halting = off")
+
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        require_token_task(task)
+        resolve_causal(self, task)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_wid
 from effstudio.models.moe import MoEStats, moe_outputs
 from effstudio.models.transformer import INIT_STD, Block, _init_weights, build_attention
 from effstudio.registry import Entry, get_registry
+from effstudio.tasks.base import TaskSpec
 
 POSITION_STD = 0.3
 
@@ -59,6 +60,12 @@ class ViTConfig:
                                                    "distillation_token on")
 
 
+    def check_task(self, task: TaskSpec) -> None:
+        """Refuse a task this model cannot take (ConfigError); engine/pairing.py asks it before a run starts."""
+        if not task.is_image or task.objective != "classify":
+            raise ConfigError("model", f"vit classifies images; task {task.name!r} has token inputs "
+                                       "(pick an image task such as digits or imagefolder)")
+
 
 class PatchEmbedding(nn.Module):
     """(B, C, H, W) images -> (B, P, d) patch tokens, row by row."""
@@ -77,9 +84,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         validate(config)
         task = spec.task
-        if not task.is_image or task.objective != "classify":
-            raise ConfigError("model", f"vit classifies images; task {task.name!r} has token inputs "
-                                       "(pick an image task such as digits or imagefolder)")
+        config.check_task(task)
         if task.image_size % config.patch_size:
             raise ConfigError("patch_size", f"patch size {config.patch_size} does not divide the image "
                                             f"size {task.image_size}")

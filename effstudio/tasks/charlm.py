@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -40,6 +41,10 @@ MAX_CHARACTERS = 1000  # a larger alphabet is more likely a binary file than a t
 
 @dataclass
 class CharLMConfig:
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("lm",)  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = False
+
     path: str = param(
         "", label="Text file",
         help="A UTF-8 text file to model character by character; empty = the bundled sample text", path=True,

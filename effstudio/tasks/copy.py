@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ PAD_ID, BOS_ID, SEP_ID, EOS_ID = range(len(SPECIALS))
 
 @dataclass
 class CopyConfig:
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("lm", "seq2seq")  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = False
+
     mode: str = param(
         "copy",
         label="Mode",
@@ -46,11 +51,11 @@ class CopyConfig:
         4, label="Min length", min=1, max=512, help="Shortest source, in symbols"
     )
     max_length: int = param(
-        16, label="Max length", min=1, max=512, help="Longest source, in symbols"
+        16, unit="symbols", label="Max length", min=1, max=512, help="Longest source, in symbols"
     )
-    train_size: int = param(2000, label="Train examples", min=1, max=1_000_000)
-    val_size: int = param(200, label="Validation examples", min=1, max=1_000_000)
-    test_size: int = param(200, label="Test examples", min=1, max=1_000_000)
+    train_size: int = param(2000, unit="examples", label="Train examples", min=1, max=1_000_000)
+    val_size: int = param(200, unit="examples", label="Validation examples", min=1, max=1_000_000)
+    test_size: int = param(200, unit="examples", label="Test examples", min=1, max=1_000_000)
     seed: int = param(0, label="Seed", min=0, max=2**31 - 1)
 
     def check(self) -> None:

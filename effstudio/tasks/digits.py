@@ -12,6 +12,7 @@ each split has its own random stream. Nothing is downloaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,10 +48,14 @@ THICKNESSES = (0, 1)  # dilation radius at the upscaled resolution
 
 @dataclass
 class DigitsConfig:
-    image_size: int = param(16, label="Image size", min=8, max=64, help="Height and width in pixels")
-    train_size: int = param(3000, label="Train examples", min=10, max=200_000)
-    val_size: int = param(500, label="Validation examples", min=1, max=100_000)
-    test_size: int = param(500, label="Test examples", min=1, max=100_000)
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("classify",)  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = True
+
+    image_size: int = param(16, unit="pixels", label="Image size", min=8, max=64, help="Height and width in pixels")
+    train_size: int = param(3000, unit="examples", label="Train examples", min=10, max=200_000)
+    val_size: int = param(500, unit="examples", label="Validation examples", min=1, max=100_000)
+    test_size: int = param(500, unit="examples", label="Test examples", min=1, max=100_000)
     rotation: float = param(12.0, label="Rotation", min=0.0, max=45.0,
                             help="Largest random rotation, in degrees either way")
     shift: float = param(0.12, label="Shift", min=0.0, max=0.4,

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,9 +42,13 @@ CLASSES_KEY = "effstudio.task.classes"
 
 @dataclass
 class ImageFolderConfig:
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("classify",)  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = True
+
     folder: str = param("", label="Folder", help="A folder with one sub-folder of images per class",
                          path="folder")
-    image_size: int = param(32, label="Image size", min=8, max=256,
+    image_size: int = param(32, unit="pixels", label="Image size", min=8, max=256,
                             help="Images are resized to this height and width, in pixels")
     color: str = param("grayscale", choices=("grayscale", "rgb"), label="Colour",
                        help="Read images as one grey channel or three RGB channels")

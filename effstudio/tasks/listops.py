@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,12 +57,16 @@ def longest_expression(max_depth: int) -> int:
 
 @dataclass
 class ListOpsConfig:
-    train_size: int = param(2000, label="Train examples", min=10, max=1_000_000)
-    val_size: int = param(500, label="Validation examples", min=1, max=1_000_000)
-    test_size: int = param(500, label="Test examples", min=1, max=1_000_000)
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("classify",)  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = False
+
+    train_size: int = param(2000, unit="examples", label="Train examples", min=10, max=1_000_000)
+    val_size: int = param(500, unit="examples", label="Validation examples", min=1, max=1_000_000)
+    test_size: int = param(500, unit="examples", label="Test examples", min=1, max=1_000_000)
     min_length: int = param(32, label="Min length", min=1, max=4096,
                             help="Shortest expression kept, in tokens (LRA: 500)")
-    max_length: int = param(256, label="Max length", min=4, max=4096,
+    max_length: int = param(256, unit="tokens", label="Max length", min=4, max=4096,
                             help="Longest expression kept, in tokens; also the padded sequence length (LRA: 2000)")
     max_depth: int = param(
         10, label="Max depth", min=1, max=20, help="Nesting levels, root included"

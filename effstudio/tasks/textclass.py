@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -76,6 +77,10 @@ ENCODE_ROWS = 8192  # rows encoded in one call: enough for the tokenizer's threa
 
 @dataclass
 class TextClassConfig:
+    # what the task offers before it is built (engine/pairing.py checks a model against it)
+    objectives: ClassVar[tuple[str, ...]] = ("classify",)  # the forms it can be posed in, the usual first
+    images: ClassVar[bool] = False
+
     path: str = param("", label="Data file",
                       help="A CSV, TSV or JSON Lines file, or a folder with one sub-folder of .txt files per class; "
                            "empty = the shipped sample", path="file or folder")
@@ -106,7 +111,7 @@ class TextClassConfig:
                                 path="file or folder")
     vocab_size: int = param(8000, label="Vocabulary size", min=64, max=1_000_000,
                             help="Tokens the trained tokenizer learns")
-    max_length: int = param(512, label="Max tokens", min=4, max=65_536,
+    max_length: int = param(512, unit="tokens", label="Max tokens", min=4, max=65_536,
                             help="Tokens per document, special tokens included; longer ones are cut")
     truncation: str = param("head", choices=TRUNCATIONS, label="Truncation",
                             help="Which part of a long document to keep: its start, its end, or both")

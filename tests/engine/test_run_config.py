@@ -112,3 +112,21 @@ def test_a_path_setting_a_file_names_is_relative_to_the_file_and_remembers_it(tm
     assert typed.sources == {} and typed == bad.with_overrides(["task.path=../t.txt"])
     typed.check_paths()
     assert typed.with_absolute_paths().task.path == str(tmp_path.parent / "t.txt")
+
+
+@pytest.mark.parametrize(("override", "suggested"), [
+    ("dmodel=64", "'model.d_model'"),            # a bare name: suggested with its section
+    ("model.dmodel=64", "'model.d_model'"),      # a qualified name
+    ("train.lrr=0.1", "'train.lr'"),
+    ("headz=2", "'model.heads'"),
+])
+def test_a_misspelt_setting_suggests_the_close_qualified_names(override, suggested):
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.create("transformer", "listops", [override])
+    assert "unknown setting (did you mean " + suggested in str(caught.value)
+
+
+def test_a_name_close_to_nothing_suggests_nothing():
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.create("transformer", "listops", ["zzzzqq=1"])
+    assert "did you mean" not in str(caught.value)

@@ -80,3 +80,33 @@ def test_a_long_read_of_settings_gone_stale_ends_at_its_next_progress_report(app
     assert ended == ["reading"] and started[1] - started[0] < 5
     assert panel.summary.text() != "read to the end"
     assert panel.shutdown(5_000)
+
+
+def test_an_image_task_previews_its_images_in_a_grid_with_their_labels(app, qtbot):
+    from effstudio.engine.build import build_task
+    from effstudio.engine.run_config import RunConfig
+
+    panel = shown_panel(qtbot)
+    panel.resize(1100, 700)
+    panel.task_box.setCurrentIndex(panel.task_box.findData("digits"))
+    panel.form.set_value("val_size", 12)
+    with qtbot.waitSignal(panel.preview_ready, timeout=30_000):
+        panel.show()
+    qtbot.waitUntil(lambda: panel.preview_settled, timeout=30_000)
+    assert panel.image_grid.isVisible() and not panel.table.isVisible()
+    task = build_task(RunConfig.create("vit", "digits", {"task.val_size": 12}))
+    split = task.split("val")
+    count = len(panel.image_grid.cells)
+    assert 0 < count <= 12
+    names = task.spec.class_names
+    assert panel.image_grid.labels() == [names[int(t)] if names else str(int(t)) for t in split.targets[:count]]
+    pixmap = panel.image_grid.cells[0][0].pixmap()
+    assert pixmap.width() > 16 and not pixmap.isNull()
+    picture = pixmap.toImage().scaled(16, 16)
+    expected = split.inputs[0][0].numpy()  # (H, W) grey in [0, 1]
+    drawn = [[picture.pixelColor(x, y).value() / 255 for x in range(16)] for y in range(16)]
+    assert abs(sum(map(sum, drawn)) / 256 - float(expected.mean())) < 0.05
+    assert panel.preview_status.text() == f"First {count} validation images with their labels."
+    panel.task_box.setCurrentIndex(panel.task_box.findData("listops"))  # a token task: the table again
+    assert not panel.image_grid.isVisible() and panel.table.isVisible()
+    assert panel.shutdown(60_000)

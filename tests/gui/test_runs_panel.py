@@ -4,6 +4,8 @@ started from the window is recorded once."""
 
 from __future__ import annotations
 
+import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
@@ -87,14 +89,14 @@ def test_filter_by_text_and_status(panel):
 def test_selecting_two_runs_overlays_two_curves(panel):
     assert panel.compare.currentIndex() == 0  # a hint until something is selected
     panel.select_ids([1, 2])
-    assert sorted(panel.compare.curves) == [1, 2]
+    assert sorted(panel.compare.curves["loss"]) == [1, 2]
     assert panel.compare.currentIndex() == 1
-    x, y = panel.compare.curves[2].getData()
+    x, y = panel.compare.curves["loss"][2].getData()
     assert list(x) == list(range(1, 11))
     labels = [label.text for _, label in panel.compare.legend.items]
     assert labels == ["#2 beta", "#1 alpha"]
-    panel.compare.metric_box.setCurrentIndex(panel.compare.metric_box.findData("val_accuracy"))
-    x, y = panel.compare.curves[1].getData()
+    panel.compare.set_metrics(["val_accuracy"])
+    x, y = panel.compare.curves["val_accuracy"][1].getData()
     assert list(x) == [5, 10, 15, 20] and y[-1] == pytest.approx(100.0)
     assert panel.selection_label.text() == "2 runs selected"
 
@@ -211,8 +213,55 @@ def test_a_models_own_metrics_can_be_compared(app, qtbot, tmp_path):
     qtbot.addWidget(widget)
     widget.refresh()
     widget.select_ids([1])
-    index = widget.compare.metric_box.findData("ponder_mean")
-    assert index >= 0 and widget.compare.metric_box.itemText(index) == "Ponder mean"
-    widget.compare.metric_box.setCurrentIndex(index)
-    assert list(widget.compare.curves[1].getData()[1]) == [1.0, 2.0, 3.0]
+    assert widget.compare.metric_actions["ponder_mean"].text() == "Ponder mean"
+    widget.compare.set_metrics(["ponder_mean"])
+    assert list(widget.compare.curves["ponder_mean"][1].getData()[1]) == [1.0, 2.0, 3.0]
     widget.close_store()
+
+
+def test_several_metrics_at_once_share_the_x_axis(panel, qtbot):
+    panel.select_ids([1, 2])
+    with qtbot.waitSignal(panel.compare.changed):
+        panel.compare.set_metrics(["loss", "val_accuracy", "rss_mb"])
+    assert list(panel.compare.plots) == ["loss", "val_accuracy", "rss_mb"]
+    assert sorted(panel.compare.curves["loss"]) == sorted(panel.compare.curves["val_accuracy"]) == [1, 2]
+    assert panel.compare.curves["rss_mb"] == {}  # these runs recorded no memory samples
+    plots = panel.compare.plots
+    assert plots["val_accuracy"].getViewBox().linkedView(0) is plots["loss"].getViewBox()
+    low, high = plots["val_accuracy"].getViewBox().viewRange()[1]
+    assert 0 <= low < high <= 100  # accuracy in percent, never below zero
+    assert plots["rss_mb"].getAxis("left").labelText == "memory (MB)"
+    assert panel.compare.metrics_button.text() == "Metrics: Training loss and 2 more"
+    assert "Validation accuracy" in panel.compare.metrics_button.toolTip()
+
+
+def test_the_x_axis_is_the_step_the_relative_time_or_the_wall_clock(panel):
+    import time
+
+    panel.select_ids([1])
+    steps, _ = panel.compare.curves["loss"][1].getData()
+    assert list(steps) == list(range(1, 21))
+    panel.compare.set_x_axis("relative")
+    seconds = panel.compare.curves["loss"][1].xData  # all the data (getData is what the view shows)
+    assert seconds[0] == 0 and (np.diff(seconds) >= 0).all() and seconds[-1] < 60
+    assert panel.compare.plots["loss"].getAxis("bottom").labelText == "time since the run's start (s)"
+    panel.compare.set_x_axis("wall")
+    wall = panel.compare.curves["loss"][1].xData
+    assert abs(wall[-1] - time.time()) < 600
+    assert isinstance(panel.compare.plots["loss"].getAxis("bottom"), pg.DateAxisItem)
+
+
+def test_the_smoothing_slider_smooths_the_noisy_metrics(panel):
+    from effstudio.gui.plots.curves import ema
+
+    panel.select_ids([2])
+    panel.compare.smoothing.setValue(0)
+    _, raw = panel.compare.curves["loss"][2].getData()
+    assert list(raw) == pytest.approx([2.0 / step for step in range(1, 11)])
+    panel.compare.smoothing.setValue(50)
+    assert panel.compare.smoothing_value.text() == "0.50"
+    _, smooth = panel.compare.curves["loss"][2].getData()
+    assert list(smooth) == pytest.approx(list(ema(np.asarray(raw), 0.5)[0]))
+    panel.compare.set_metrics(["val_loss"])  # evaluations are few: not smoothed
+    _, values = panel.compare.curves["val_loss"][2].getData()
+    assert list(values) == pytest.approx([2.0 / 5, 2.0 / 10])

@@ -38,8 +38,8 @@ def one_line(argv: list, capsys, code: int = EXIT_USAGE) -> str:
     ("train.lr=\u0663.5", "train.lr: expected float"),
     ("train.device=CPU", "did you mean 'cpu'?"),
     ("modle.d_model=32", "unknown section 'modle' (did you mean 'model'?)"),
-    ("lyers=2", "lyers: unknown setting (did you mean 'layers'?)"),
-    ("model.layres=2", "model.layres: unknown setting (did you mean 'layers'?)"),
+    ("lyers=2", "lyers: unknown setting (did you mean 'model.layers'?)"),
+    ("model.layres=2", "model.layres: unknown setting (did you mean 'model.layers'?)"),
     ("model.attention=flash_plugin", "a plugin that provides it may not be installed"),
     ("model.attention=" + "x" * 100_000, "got 'xxxxxxxx"),
 ])

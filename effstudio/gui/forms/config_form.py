@@ -132,6 +132,8 @@ class ConfigForm(QWidget):
         self._editors: dict[str, _Editor] = {}
         self._error_labels: dict[str, QLabel] = {}
         self._browse_buttons: dict[str, BrowseButton] = {}
+        self._unit_labels: dict[str, QLabel] = {}
+        self._field_labels: dict[str, QLabel] = {}
         self._errors: dict[str, str] = {}
 
         layout = QVBoxLayout(self)
@@ -175,7 +177,7 @@ class ConfigForm(QWidget):
             column = QVBoxLayout(cell)
             column.setContentsMargins(0, 0, 0, 0)
             column.setSpacing(2)
-            column.addWidget(self._with_browse_button(spec, editor.widget, cell))
+            column.addWidget(self._with_unit(spec, self._with_browse_button(spec, editor.widget, cell), cell))
             error = QLabel(cell)
             error.setObjectName("fieldError")
             error.setWordWrap(True)
@@ -187,6 +189,7 @@ class ConfigForm(QWidget):
             label.setToolTip(tip)
             editor.widget.setToolTip(tip)
             label.setBuddy(editor.widget)
+            self._field_labels[spec.name] = label
             form.addRow(label, cell)
         return box
 
@@ -207,6 +210,42 @@ class ConfigForm(QWidget):
         self._browse_buttons[spec.name] = button
         return row
 
+    def _with_unit(self, spec: FieldSpec, widget: QWidget, cell: QWidget) -> QWidget:
+        """The editor with what its value counts beside it ("steps", "tokens"), where the field says."""
+        if not spec.unit:
+            return widget
+        row = QWidget(cell)
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        widget.setParent(row)
+        layout.addWidget(widget, 1)
+        unit = QLabel(spec.unit, row)
+        unit.setObjectName(f"unit_{spec.name}")
+        unit.setStyleSheet(f"color: {MUTED};")
+        layout.addWidget(unit)
+        self._unit_labels[spec.name] = unit
+        return row
+
+    def unit_text(self, name: str) -> str:
+        """The unit shown beside a field ("" when it has none)."""
+        label = self._unit_labels.get(name)
+        return label.text() if label is not None else ""
+
+    def _update_enabled(self) -> None:
+        """Disable the settings whose ``only_if`` condition does not hold (experts while feed-forward is dense)."""
+        raw = self.raw_values()
+        for name, spec in self.specs.items():
+            if spec.only_if is None or spec.only_if[0] not in raw:
+                continue
+            other, value = spec.only_if
+            active = raw[other] == value
+            self._editors[name].widget.setEnabled(active)
+            self._field_labels[name].setEnabled(active)
+            self._editors[name].widget.setToolTip(
+                self._tooltip(spec) + ("" if active else f"<br><i>Used only when {self.specs[other].label} is "
+                                                        f"{format_value(value)}</i>"))
+
     def _tooltip(self, spec: FieldSpec) -> str:
         lines = [f"<b>{spec.label}</b> <code>{self.prefix + '.' if self.prefix else ''}{spec.name}</code>"]
         text = self._help.get(spec.name, spec.help)
@@ -217,7 +256,7 @@ class ConfigForm(QWidget):
             bounds.append(f"min {format_value(spec.min)}")
         if spec.max is not None:
             bounds.append(f"max {format_value(spec.max)}")
-        bounds.append(f"default {format_value(spec.default)}")
+        bounds.append(f"default {format_value(spec.default)}" + (f" {spec.unit}" if spec.unit else ""))
         lines.append(f"<span style='color:{MUTED}'>{', '.join(bounds)}</span>")
         return "<br>".join(lines)
 
@@ -298,6 +337,11 @@ class ConfigForm(QWidget):
         assert isinstance(widget, QComboBox)
         return [widget.itemText(i) for i in range(widget.count())]
 
+    def offers(self, name: str, value: Any) -> bool:
+        """Whether a choice field lists ``value`` among its choices (a free field takes any value)."""
+        offered = self._offered(self.specs[name])
+        return offered is None or any(choice == value for choice, _tip in offered)
+
     def path_fields(self) -> list[str]:
         """The path settings, in their order."""
         return [name for name, spec in self.specs.items() if spec.path is not None]
@@ -314,6 +358,7 @@ class ConfigForm(QWidget):
                 editor.set(value)
             finally:
                 editor.widget.blockSignals(False)
+        self._update_enabled()
         self.validate()
 
     def set_value(self, name: str, value: Any) -> None:
@@ -344,6 +389,7 @@ class ConfigForm(QWidget):
 
     # ------------------------------------------------------------------ errors
     def _edited(self, name: str) -> None:
+        self._update_enabled()
         self.validate()
         self.changed.emit(name)
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +39,7 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import Panel, description_label, empty_state
 from effstudio.gui.panels.data_drop import DataTarget, data_target, is_table
+from effstudio.gui.panels.image_grid import ImageGrid
 from effstudio.gui.panels.text_data_view import (
     TableHeader,
     TextDataView,
@@ -69,6 +72,7 @@ PROGRESS_STEPS = 1000
 class Preview:
     summary: str
     rows: list[tuple[str, str]]
+    images: np.ndarray | None = None  # image tasks: (N, C, H, W) float32 in [0, 1], labelled by the rows' targets
 
 
 def _clip(text: str) -> str:
@@ -81,11 +85,16 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     spec = task.spec
     split = task.split("val")
     rows = []
-    for i in range(min(count, len(split))):
+    examples = min(count, len(split))
+    # an image task's preview shows the pictures themselves (the rows name them), each under its class
+    images = split.inputs[:examples].to(torch.float32).numpy() if spec.is_image else None
+    for i in range(examples):
         ids = [t for t in split.inputs[i].tolist() if t != spec.pad_id]
         source = " ".join(task.decode(ids))
         target = split.targets[i]
-        if target.dim() == 0:
+        if spec.is_image:
+            shown = _class_name(spec.class_names, int(target))
+        elif target.dim() == 0:
             shown = str(int(target))
         else:
             scored = [t for t in target.tolist() if t != IGNORE_INDEX]
@@ -99,7 +108,11 @@ def build_preview(registry: Registry, task_name: str, config: Any, count: int = 
     if spec.objective == "classify":
         parts.append(f"{spec.num_classes} classes")
     parts.append(f"{len(split)} validation examples")
-    return Preview(" \u00b7 ".join(parts), rows)
+    return Preview(" \u00b7 ".join(parts), rows, images)
+
+
+def _class_name(names: tuple[str, ...], label: int) -> str:
+    return names[label] if 0 <= label < len(names) else str(label)
 
 
 class PreviewStopped(Exception):
@@ -214,6 +227,9 @@ class DataPanel(JobHost, Panel):
         self.text_view = TextDataView(self)
         self.text_view.hide()
         preview_layout.addWidget(self.text_view, 1)
+        self.image_grid = ImageGrid(self)
+        self.image_grid.hide()
+        preview_layout.addWidget(self.image_grid, 1)
         self.preview_status = QLabel(self)
         self.preview_status.setObjectName("description")
         self.preview_status.setWordWrap(True)  # a long path in a message must not widen the section
@@ -260,6 +276,8 @@ class DataPanel(JobHost, Panel):
         table = reads_a_table(self.form.config_cls())
         self.table.setVisible(not table)
         self.text_view.setVisible(table)
+        self.image_grid.hide()  # until a preview says the task has images
+        self.image_grid.clear()
         self.settings_group.setTitle(f"Task settings \u00b7 {name}")
         self.summary.clear()  # another task's
         self._mark_stale()
@@ -387,6 +405,12 @@ class DataPanel(JobHost, Panel):
                                         "cuts them into word pieces.")
             return
         self.summary.setText(preview.summary)
+        self.table.setVisible(preview.images is None)
+        self.image_grid.setVisible(preview.images is not None)
+        if preview.images is not None:
+            self.image_grid.show_images(preview.images, [label for _source, label in preview.rows])
+            self.preview_status.setText(f"First {len(preview.rows)} validation images with their labels.")
+            return
         self.table.setRowCount(len(preview.rows))
         for row, (source, target) in enumerate(preview.rows):
             for col, text in enumerate((source, target)):

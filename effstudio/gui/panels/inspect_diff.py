@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSplitter,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 from effstudio.engine.events import Event, JobControl
 from effstudio.gui import theme
 from effstudio.gui.panels.inspect_tensors import natural_key, shape_text
+from effstudio.gui.plots.diff_picture import DiffPicture
 from effstudio.gui.tables import MISSING, SORT_ROLE, set_number, sort_item
 from effstudio.inspect import Inspected, InspectError, open_model
 from effstudio.inspect.diff import (
@@ -36,12 +38,15 @@ from effstudio.inspect.diff import (
     compare_names,
     iter_diff,
 )
+from effstudio.inspect.tensors import TensorRef
 
 COLUMNS = ("Name", "Change", "Shape A", "Shape B", "Relative change", "Max |\u0394|", "Zeros % A", "Zeros % B")
 RELATIVE, MAX_CHANGE, ZEROS_A, ZEROS_B = range(4, 8)
 ORDER = {"added": 0, "removed": 1, "reshaped": 2, "error": 3, "changed": 4, "unchanged": 5}
 STATUS_COLOURS = {"added": theme.OK, "removed": theme.ERROR, "reshaped": theme.WARNING, "changed": theme.ACCENT,
                   "unchanged": theme.MUTED}
+PICTURE_HINT = ("Click a tensor of both files in the table to see its two histograms overlaid and a heatmap "
+                "of the difference B \u2212 A.")
 HINT = ("Compare this file with another checkpoint of the same model (before and after pruning, fine-tuning, "
         "quantization\u2026): use \u201cCompare with\u2026\u201d.")
 
@@ -70,7 +75,11 @@ def _shape(value: tuple[int, ...] | None) -> str:
 
 
 class DiffView(QWidget):
-    """A summary line above a table of changed tensors (unchanged ones hidden unless asked for)."""
+    """A summary line above a table of changed tensors (unchanged ones hidden unless asked for); beside
+    it the two histograms and the difference of the tensor clicked (``tensor_clicked`` asks the panel's
+    job for them; ``picture`` draws them)."""
+
+    tensor_clicked = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -95,22 +104,65 @@ class DiffView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setAlternatingRowColors(True)
         self.table.setUniformRowHeights(True)
-        self.table.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.table.setColumnWidth(0, 300)  # the name stays readable beside the picture
         self.table.header().setStretchLastSection(False)
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # added, removed, reshaped, changed first
+        self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.picture = DiffPicture(self)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.picture)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([700, 460])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
         top.addWidget(self.show_unchanged, 0, Qt.AlignmentFlag.AlignBottom)
         layout.addLayout(top)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.splitter, 1)
+        self.picture.show_message(PICTURE_HINT)
 
     def reset(self, text: str = HINT) -> None:
         self.diff = None
         self.done = False
         self.model.removeRows(0, self.model.rowCount())
         self.summary.setText(text)
+        self.picture.show_message(PICTURE_HINT)
+
+    def pair(self, name: str) -> tuple[TensorRef, TensorRef] | None:
+        """Tensor ``name`` of A and of B when both files hold it with the same shape, else None."""
+        if self.diff is None:
+            return None
+        return next(((a, b) for a, b in self.diff.common if a.name == name), None)
+
+    def status(self, name: str) -> str:
+        """added, removed, reshaped, changed, unchanged or error, as the table says ("" when not listed)."""
+        found = self.model.findItems(name, Qt.MatchFlag.MatchExactly, 0)
+        return self.model.item(found[0].row(), 1).text() if found else ""
+
+    def select(self, name: str) -> bool:
+        """Select tensor ``name`` in the table (shown only when the filter lists it); False when it is not."""
+        found = self.model.findItems(name, Qt.MatchFlag.MatchExactly, 0)
+        index = self.proxy.mapFromSource(found[0].index()) if found else QModelIndex()
+        if not index.isValid():
+            return False
+        self.table.setCurrentIndex(index)
+        return True
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        name = current.siblingAtColumn(0).data()
+        if self.pair(name) is None:
+            where = {"added": "only in B", "removed": "only in A", "reshaped": "of another shape in B"}
+            self.picture.show_message(f"{name} is {where.get(self.status(name), 'not in both files')}: "
+                                      "there is no element-wise difference to draw.", f"<b>{html.escape(name)}</b>")
+            return
+        self.tensor_clicked.emit(name)
 
     def on_event(self, event: CannotCompare | CheckpointDiff | Event) -> None:
         if isinstance(event, CannotCompare):

@@ -48,6 +48,7 @@ from effstudio.gui.panels.inspect_tensors import TensorTable
 from effstudio.gui.plots.tensor_view import TensorView
 from effstudio.gui.theme import monospace_font
 from effstudio.inspect import Inspected, InspectError, open_model
+from effstudio.inspect.diff import iter_diff_picture
 from effstudio.inspect.report import format_bytes, format_count
 from effstudio.inspect.stats import (
     StatsDoneEvent,
@@ -151,6 +152,7 @@ class InspectPanel(JobHost, Panel):
 
         self.tensors = TensorTable(self)
         self.tensors.selected.connect(self.show_tensor)
+        self.tensors.unlisted.connect(self._selection_unlisted)
         self.tensor_view = TensorView(self)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.setChildrenCollapsible(False)
@@ -160,6 +162,7 @@ class InspectPanel(JobHost, Panel):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([850, 360])
         self.diff_view = DiffView(self)
+        self.diff_view.tensor_clicked.connect(self.show_difference)
         self.details = QPlainTextEdit(self)
         self.details.setObjectName("inspectDetails")
         self.details.setReadOnly(True)
@@ -199,7 +202,8 @@ class InspectPanel(JobHost, Panel):
     def open(self, path: str | Path) -> Job:
         """Start reading a file or folder; the result arrives as the section fills (or a banner says why not)."""
         path = Path(path)
-        self.cancel_jobs()
+        # what is open stays (and its diff goes on) until the new file has been read: a refused file leaves it
+        self.cancel_job("open")
         self.state = "opening"
         self.stats_done = False
         self.error_banner.hide()
@@ -209,14 +213,25 @@ class InspectPanel(JobHost, Panel):
 
     def _on_opened(self, event: Opened) -> None:
         if event.inspected is None:
-            self.show_error(event.error or "cannot be read")
+            self.show_error(event.error or "cannot be read", Path(event.path))
             self.message.emit(f"Cannot inspect {(event.error or '').split('. ')[0]}")
             return
         self.show_inspected(event.inspected)
         self.opened.emit(event.path)
         self.message.emit(f"Inspecting {Path(event.path).name}: {len(event.inspected.tensors):,} tensors")
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, refused: Path | None = None) -> None:
+        """Say why a file cannot be inspected. A ``refused`` file leaves the inspection that was open
+        (its tensors, its diff) as it was, under the message."""
+        if refused is not None and self.inspected is not None:
+            self.state = "ready"
+            self.error_banner.setText(f"<b>{html.escape(refused.name)} cannot be inspected</b>; "
+                                      f"{html.escape(self.inspected.path.name)} stays open.<br>{html.escape(message)}")
+            self.error_banner.show()
+            self.subtitle.setText(str(self.inspected.path))
+            self._update_buttons()
+            return
+        self.cancel_jobs()
         self.state = "failed"
         self.inspected = None
         self.stats = {}
@@ -229,6 +244,8 @@ class InspectPanel(JobHost, Panel):
         self._update_buttons()
 
     def show_inspected(self, inspected: Inspected) -> None:
+        for slot in ("stats", "picture", "diff", "diff_picture"):  # the jobs of the file this one replaces
+            self.cancel_job(slot)
         self.inspected = inspected
         self.stats = {}
         self.state = "ready"
@@ -294,6 +311,13 @@ class InspectPanel(JobHost, Panel):
         stats = self.stats.get(name)
         self._run("picture", lambda control: iter_picture(tensor, stats, control), self._on_picture)
 
+    def _selection_unlisted(self) -> None:
+        """The filter hid the tensor the side pane shows: the pane shows nothing rather than it."""
+        self.cancel_job("picture")
+        self._selected = None
+        self.tensor_view.show_message("The selected tensor is filtered out. Select a listed tensor to see its "
+                                      "histogram and heatmap.")
+
     def _on_picture(self, event: TensorPictureEvent) -> None:
         if event.name != self._selected or self.inspected is None:
             return
@@ -310,6 +334,14 @@ class InspectPanel(JobHost, Panel):
         self.tabs.setCurrentIndex(1)
         base = self.inspected
         return self._run("diff", lambda control: diff_events(base, path, control), self.diff_view.on_event)
+
+    def show_difference(self, name: str) -> None:
+        """Both histograms of tensor ``name`` and the heatmap of B - A, in the Diff tab."""
+        pair = self.diff_view.pair(name)
+        if pair is None:
+            return
+        self.diff_view.picture.show_loading(name)
+        self._run("diff_picture", lambda control: iter_diff_picture(*pair, control), self.diff_view.picture.set_picture)
 
     # -------------------------------------------------------------- dialogs
     def _start_dir(self) -> str:

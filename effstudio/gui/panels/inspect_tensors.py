@@ -144,6 +144,7 @@ class TensorTable(QWidget):
     """A filter line above the tensor tree; ``selected`` gives the full name of the tensor the user picks."""
 
     selected = Signal(str)
+    unlisted = Signal()  # the filter hid the selected tensor
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -203,10 +204,25 @@ class TensorTable(QWidget):
         self.tree.setCurrentIndex(index)
         return True
 
+    def current_name(self) -> str | None:
+        """The full name of the selected tensor (None: nothing, or a module row)."""
+        index = self.tree.currentIndex()
+        return index.siblingAtColumn(NAME).data(NAME_ROLE) if index.isValid() else None
+
+    def listed(self, name: str) -> bool:
+        """Whether tensor ``name`` is in the tree and passes the filter."""
+        row = self.model.leaves.get(name)
+        return row is not None and self.proxy.mapFromSource(self.model.indexFromItem(row[NAME])).isValid()
+
     def _filter_changed(self, text: str) -> None:
+        shown = self.current_name()
         self.proxy.set_text(text)
         if text:
             self.tree.expandAll()
+        current = self.current_name()
+        if shown is not None and (current is None or not self.listed(current)):
+            self.tree.selectionModel().clear()
+            self.unlisted.emit()
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         name = current.siblingAtColumn(NAME).data(NAME_ROLE) if current.isValid() else None

@@ -80,14 +80,33 @@ class ModelPanel(Panel):
             return
         entry = self.registry.get("models", name)
         self.description.setText(entry.description)
+        kind, settings = self._chosen_attention()
         if self.model_form is not None:
+            self.model_form.hide()  # at once: it is deleted when the event loop next runs
             self.model_form.deleteLater()
         self.model_form = ConfigForm(entry.config_cls, prefix="model", parent=self.model_group)
         self.model_form.changed.connect(self._model_field_changed)
         self.model_layout.addWidget(self.model_form)
         self.model_group.setTitle(f"Model settings \u00b7 {name}")
-        self._attention_changed()
+        keeps = (kind is not None and "attention" in self.model_form.specs
+                 and self.model_form.offers("attention", kind))
+        if keeps:  # the new type accepts the kind picked before: keep it, and its settings
+            self.model_form.set_values({"attention": kind})
+            if "attention" in self.model_form.errors():  # offered, but refused by the type's own check
+                self.model_form.set_values({"attention": self.model_form.specs["attention"].default})
+                keeps = False
+        self._attention_changed(settings if keeps else None)
         self.changed.emit()
+
+    def _chosen_attention(self) -> tuple[str | None, dict[str, Any] | None]:
+        """The attention kind of the current form and its valid settings (None where they do not parse)."""
+        kind = self.attention_kind()
+        if kind is None or self.attention_form is None:
+            return kind, None
+        try:
+            return kind, self.attention_form.values()
+        except ConfigError:
+            return kind, None
 
     def _model_field_changed(self, name: str) -> None:
         if name == "attention":
@@ -102,6 +121,7 @@ class ModelPanel(Panel):
 
     def _attention_changed(self, values: Any = None) -> None:
         if self.attention_form is not None:
+            self.attention_form.hide()
             self.attention_form.deleteLater()
             self.attention_form = None
         kind = self.attention_kind()

@@ -167,8 +167,9 @@ class MonitorPanel(Panel):
             self.side_tabs.removeTab(index)
         self.model_view.hide()
 
-    def run_ended(self) -> None:
+    def run_ended(self, progress: RunProgress) -> None:
         self.timer.stop()
+        self.metrics.show_progress(progress)  # the ETA tile of an ended run shows a dash
         self.curves.refresh()
         self.model_view.refresh()
 

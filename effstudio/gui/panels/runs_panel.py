@@ -120,8 +120,7 @@ class RunsPanel(Panel):
         plot_controls = QHBoxLayout()
         plot_controls.setSpacing(8)
         plot_controls.addWidget(QLabel("<b>Compare</b>", self))
-        plot_controls.addWidget(self.compare.metric_box)
-        plot_controls.addWidget(self.compare.smooth_box)
+        plot_controls.addLayout(self.compare.controls())
         plot_controls.addStretch(1)
         self.files = RunFiles(self)
         self.files.inspect_file.connect(self.inspect_file)
@@ -153,8 +152,7 @@ class RunsPanel(Panel):
         self.filter_edit.textChanged.connect(self._filter_changed)
         self.status_box.currentIndexChanged.connect(self._filter_changed)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
-        self.compare.metric_box.currentIndexChanged.connect(self.plot_selected)
-        self.compare.smooth_box.toggled.connect(self.plot_selected)
+        self.compare.changed.connect(self.plot_selected)
         self.timer = QTimer(self)
         self.timer.setInterval(LIVE_REFRESH_MS)
         self.timer.timeout.connect(self._live_refresh)
@@ -257,11 +255,11 @@ class RunsPanel(Panel):
 
     # ------------------------------------------------------------------- plot
     def plot_selected(self, *_args: Any) -> None:
-        """One curve of the chosen metric per selected run."""
+        """One curve per selected run in the plot of each chosen metric."""
         store = self.store
         runs = self.selected_runs() if store is not None else []
-        metric = self.compare.selected_metric()
-        self.compare.show_runs({run.id: (f"#{run.id} {run.name}", store.metrics(run.id, [metric]).get(metric))
+        metrics = self.compare.selected_metrics()
+        self.compare.show_runs({run.id: (f"#{run.id} {run.name}", store.metrics(run.id, metrics) if metrics else {})
                                 for run in runs})
 
     # ---------------------------------------------------------------- editing

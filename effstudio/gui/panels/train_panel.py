@@ -132,8 +132,8 @@ class TrainPanel(Panel):
         if progress.total_steps:
             self.progress.setFormat(f"{state} \u00b7 step {progress.step} of {progress.total_steps} "
                                     f"({100 * progress.fraction:.0f}%)")
-            self.eta_label.setText(f"elapsed {format_duration(progress.elapsed_s)}   "
-                                   f"ETA {format_duration(progress.eta_s)}")
+            eta = "" if progress.ending else f"   ETA {format_duration(progress.eta_s)}"
+            self.eta_label.setText(f"elapsed {format_duration(progress.elapsed_s)}{eta}")
         else:
             self.progress.setFormat(state)
             self.eta_label.setText("")

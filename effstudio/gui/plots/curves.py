@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QWidget
 
 from effstudio.engine.events import EvalEvent, MemoryEvent, StepEvent
 from effstudio.gui import theme
+from effstudio.gui.plots.axes import MEMORY_TITLE, PERCENT_TITLE, memory_axis, percent_axis
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QPaintEvent
@@ -136,7 +137,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
             pen=theme.pen(theme.ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=theme.ORANGE,
             symbolPen=None, name="validation",
         )
-        self.acc_plot = self._plot(0, 2, "Validation accuracy", "accuracy (%)")
+        self.acc_plot = percent_axis(self._plot(0, 2, "Validation accuracy", PERCENT_TITLE))
         self.acc_plot.setYRange(0, 100, padding=0.02)
         self.acc_curve = self.acc_plot.plot(
             pen=theme.pen(theme.GREEN, 2), symbol="o", symbolSize=6, symbolBrush=theme.GREEN, symbolPen=None
@@ -146,7 +147,7 @@ class CurvesView(pg.GraphicsLayoutWidget):
         self.speed_plot = self._plot(1, 1, "Throughput", "tokens/s")
         self.speed_raw_curve = self.speed_plot.plot(pen=theme.pen(theme.SKY, 1, alpha=80))
         self.speed_curve = self.speed_plot.plot(pen=theme.pen(theme.SKY, 2.2))
-        self.memory_plot = self._plot(1, 2, "Memory", "MB")
+        self.memory_plot = memory_axis(self._plot(1, 2, "Memory", MEMORY_TITLE))
         self.rss_curve = self.memory_plot.plot(pen=theme.pen(theme.RED, 2), name="process RSS")
         self.cuda_curve = self.memory_plot.plot(pen=theme.pen(theme.GREEN, 2, dashed=True))  # named once CUDA is seen
 

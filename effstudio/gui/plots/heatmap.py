@@ -6,15 +6,19 @@ layer and head selectors whose head list starts with the mean of the heads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
 from effstudio.gui import theme
 
 TOKEN_LABEL_LIMIT = 48  # tokens on an axis; more and they are left out (positions instead)
+LABEL_GAP_PX = 6  # the least room between two token labels
+NUMBER_FILL_LIMITS = [(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)]  # position ticks: pyqtgraph thins them
 MEAN_OF_HEADS = -1  # the head selector's value for the mean of the heads
 
 
@@ -28,32 +32,59 @@ def weights_heatmap(
     plot.setAspectLocked(square)
     plot.invertY(True)
     for name in ("left", "bottom"):
-        plot.getAxis(name).setStyle(textFillLimits=[(0, 0.95), (2, 0.95), (4, 0.9), (6, 0.8)])
+        plot.getAxis(name).setStyle(textFillLimits=NUMBER_FILL_LIMITS)
     image = pg.ImageItem(axisOrder="row-major")
     plot.addItem(image)
     colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis", interactive=False, width=bar_width,
                                label=bar_label)
     colorbar.setImageItem(image, insert_in=plot)
+    colorbar.getAxis("right").enableAutoSIPrefix(False)
     return plot, image, colorbar
 
 
-def token_ticks(tokens: tuple[str | None, ...]) -> list[list[tuple[float, str]]]:
-    """Tick levels for token labels (None: no label at that position): every 4th first, then the rest,
-    so crowded axes thin out."""
-    levels: list[list[tuple[float, str]]] = [[], [], []]
-    for i, token in enumerate(tokens):
-        if token is None:
-            continue
-        level = 0 if i % 4 == 0 else (1 if i % 2 == 0 else 2)
-        levels[level].append((i + 0.5, token.strip() or "\u2423"))
-    return levels
+def token_text(token: str) -> str:
+    return token.strip() or "\u2423"
+
+
+def token_ticks(tokens: tuple[str | None, ...], stride: int = 1) -> list[list[tuple[float, str]]]:
+    """One tick level of token labels (None: no label at that position): every ``stride``-th position
+    counted from the first labelled one."""
+    first = next((i for i, token in enumerate(tokens) if token is not None), 0)
+    return [[(i + 0.5, token_text(token)) for i, token in enumerate(tokens)
+             if token is not None and (i - first) % stride == 0]]
+
+
+def label_stride(plot: pg.PlotItem, axis_name: str, tokens: tuple[str | None, ...]) -> int:
+    """Label every n-th token (n a power of two, so labels stay put while the view changes) such that
+    neighbouring labels never overlap at the plot's current size and zoom: a label needs its width
+    (columns) or its line height (rows) plus a gap, a cell offers its size in pixels."""
+    box = plot.getViewBox()
+    views = plot.scene().views() if plot.scene() is not None else []
+    if not any(view.isVisible() for view in views):  # no size yet: every label, thinned once it is shown
+        return 1
+    (x0, x1), (y0, y1) = box.viewRange()
+    span, pixels = (x1 - x0, box.width()) if axis_name == "bottom" else (y1 - y0, box.height())
+    texts = [token_text(t) for t in tokens if t is not None]
+    if span <= 0 or pixels <= 0 or not texts:
+        return 1
+    metrics = QFontMetricsF(plot.getAxis(axis_name).style.get("tickFont") or QFont())
+    need = (max(metrics.horizontalAdvance(t) for t in texts) if axis_name == "bottom" else metrics.height())
+    cells = (need + LABEL_GAP_PX) / (pixels / span)
+    return 1 if cells <= 1 else 2 ** math.ceil(math.log2(cells))
 
 
 def label_tokens(plot: pg.PlotItem, columns: tuple[str | None, ...] | None,
                  rows: tuple[str | None, ...] | None) -> None:
-    """Tokens as the labels of the columns and rows; None: positions."""
-    plot.getAxis("bottom").setTicks(token_ticks(columns) if columns is not None else None)
-    plot.getAxis("left").setTicks(token_ticks(rows) if rows is not None else None)
+    """Tokens as the labels of the columns and rows, thinned to what fits (see label_stride); None:
+    positions. Call again when the plot is resized or zoomed."""
+    for name, tokens in (("bottom", columns), ("left", rows)):
+        axis = plot.getAxis(name)
+        if tokens is None:
+            axis.setStyle(textFillLimits=NUMBER_FILL_LIMITS)
+            axis.setTicks(None)
+        else:  # every label given fits: let the axis draw them all
+            axis.setStyle(textFillLimits=[(0, 10.0)])
+            axis.setTicks(token_ticks(tokens, label_stride(plot, name, tokens)))
 
 
 def show_weights(image: pg.ImageItem, colorbar: pg.ColorBarItem, matrix: np.ndarray) -> np.ndarray:

@@ -109,10 +109,6 @@ class ScalingPlot(pg.PlotWidget):
         self.legend: pg.LegendItem | None = None
         if legend:
             self.legend = theme.plot_legend(plot, (8, 8), verSpacing=-4)
-        self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
-                                        tip=lambda x, y, data: data)
-        self.hover.setZValue(20)
-        plot.addItem(self.hover)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._points: dict[str, dict[int, float | None]] = {}
         self._order: list[str] = []
@@ -140,7 +136,6 @@ class ScalingPlot(pg.PlotWidget):
         self._lengths = tuple(sorted(set(lengths)))
         self._rebuild_legend()
         self.series_changed.emit()
-        self.hover.clear()
         if self._lengths:
             lo, hi = math.log10(self._lengths[0]), math.log10(self._lengths[-1])
             pad = max(0.06, 0.04 * (hi - lo))
@@ -159,7 +154,6 @@ class ScalingPlot(pg.PlotWidget):
         xs, ys = self.data(name)
         curve = self.curves[name]
         curve.setData(np.log10(xs), np.log10(np.maximum(ys, MIN_VALUE)))
-        self._update_hover()
         if changed:
             self._rebuild_legend()
             self.series_changed.emit()
@@ -172,6 +166,7 @@ class ScalingPlot(pg.PlotWidget):
         curve = pg.PlotDataItem(pen=theme.pen(colour, 2.2, dashed=name in self._dashed), symbol=symbol,
                                 symbolSize=8, symbolBrush=colour, symbolPen=theme.pen(theme.SURFACE),
                                 connect="finite", name=name)
+        curve.readout_point = lambda index, name=name: self.point_text(name, index)  # drawn as log10: say the value
         self.getPlotItem().addItem(curve)
         self.curves[name] = curve
         self._points[name] = {}
@@ -210,14 +205,10 @@ class ScalingPlot(pg.PlotWidget):
         for name, curve in self.curves.items():
             self.legend.addItem(curve, self.legend_text(name))
 
-    def _update_hover(self) -> None:
-        spots = []
-        for name, points in self._points.items():
-            for length, value in points.items():
-                if value is not None:
-                    spots.append({"pos": (math.log10(length), math.log10(max(value, MIN_VALUE))),
-                                  "data": f"{name} at {length:,} tokens: {value:,.3g} {self.unit}"})
-        self.hover.setData(spots)
+    def point_text(self, name: str, index: int) -> str:
+        """A measured point in words (the plots' pointer readout over this log-log plot)."""
+        xs, ys = self.data(name)
+        return f"{name} at {int(xs[index]):,} tokens: {ys[index]:,.3g} {self.unit}"
 
 
 def sample_icon(colour: str, symbol: str, dashed: bool, width: int = 30, height: int = 14) -> QIcon:

@@ -3,11 +3,15 @@
 The heatmap's axes count rows and columns of the whole matrix even when only a
 sample of them is drawn. Signed tensors get a diverging colour map centred on
 zero, non-negative ones a sequential map; the levels clip the extreme 0.5 % so
-one outlier does not wash the picture out. NaN cells (the short last row of a
-reshaped vector) stay blank.
+one outlier does not wash the picture out, and the colour bar's title says so
+(the percentile and the data's range). NaN cells (the short last row of a
+reshaped vector) stay blank. The cell under the pointer is read out (value, row,
+column) by the plots' common readout.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,21 +22,48 @@ from effstudio.gui import theme
 from effstudio.inspect.report import format_count
 from effstudio.inspect.stats import TensorPictureEvent
 
+CLIP_PERCENTILE = 99.5  # the colour scale ends here, so one outlier does not wash the picture out
 
-def colour_levels(values: np.ndarray) -> tuple[str, float, float]:
-    """(colour map, low, high) for a picture: diverging around zero for signed values."""
+
+@dataclass(frozen=True)
+class ColourScale:
+    """How a picture's values map to colours, and what the scale leaves out (said in the colour bar)."""
+
+    colour_map: str
+    low: float
+    high: float
+    data_low: float  # the values' own range
+    data_high: float
+
+    @property
+    def clipped(self) -> bool:
+        return self.data_low < self.low or self.data_high > self.high
+
+    def label(self) -> str:
+        """The colour bar's title: the clipping percentile and the range it hides, when it clips."""
+        if not self.clipped:
+            return "value"
+        signed = self.colour_map != "viridis"
+        what = f"clipped at {CLIP_PERCENTILE:g}th pct of |value|" if signed else \
+            f"clipped to {100 - CLIP_PERCENTILE:g}\u2013{CLIP_PERCENTILE:g}th pct"
+        return f"{what} \u00b7 data {self.data_low:.3g}\u2026{self.data_high:.3g}"
+
+
+def colour_levels(values: np.ndarray) -> ColourScale:
+    """The colour scale of a picture: diverging around zero for signed values, clipped at the
+    CLIP_PERCENTILE of the magnitudes (signed) or of the values (both ends)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return "viridis", 0.0, 1.0
+        return ColourScale("viridis", 0.0, 1.0, 0.0, 1.0)
     low, high = float(finite.min()), float(finite.max())
     if low < 0 < high:
-        bound = float(np.percentile(np.abs(finite), 99.5)) or max(-low, high)
-        return "CET-D1", -bound, bound
-    top = float(np.percentile(finite, 99.5)) if high > low else high
-    bottom = float(np.percentile(finite, 0.5)) if high > low else low
+        bound = float(np.percentile(np.abs(finite), CLIP_PERCENTILE)) or max(-low, high)
+        return ColourScale("CET-D1", -bound, bound, low, high)
+    top = float(np.percentile(finite, CLIP_PERCENTILE)) if high > low else high
+    bottom = float(np.percentile(finite, 100 - CLIP_PERCENTILE)) if high > low else low
     if top <= bottom:
         bottom, top = bottom - 0.5, top + 0.5
-    return "viridis", bottom, top
+    return ColourScale("viridis", bottom, top, low, high)
 
 
 class TensorView(QWidget):
@@ -41,6 +72,7 @@ class TensorView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.picture: TensorPictureEvent | None = None
+        self.colour_scale: ColourScale | None = None
         self.title = QLabel(self)
         self.title.setTextFormat(Qt.TextFormat.RichText)
         self.title.setWordWrap(True)
@@ -74,6 +106,7 @@ class TensorView(QWidget):
         self.heatmap.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-D1", interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.heatmap)
+        self.colorbar.getAxis("right").enableAutoSIPrefix(False)  # small values read as they are, no "(x0.001)"
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
 
@@ -155,9 +188,11 @@ class TensorView(QWidget):
         if view is None:
             return
         values = view.values
-        name, low, high = colour_levels(values)
-        self.colorbar.setColorMap(pg.colormap.get(name))
-        self.image.setImage(values, autoLevels=False, levels=(low, high))
-        self.colorbar.setLevels((low, high))
+        scale = colour_levels(values)
+        self.colour_scale = scale
+        self.colorbar.setColorMap(pg.colormap.get(scale.colour_map))
+        self.image.setImage(values, autoLevels=False, levels=(scale.low, scale.high))
+        self.colorbar.setLevels((scale.low, scale.high))
+        self.colorbar.setLabel("right", scale.label(), color=theme.MUTED)
         self.image.setRect(QRectF(0, 0, view.cols, view.rows))
         self.heatmap.setRange(xRange=(0, view.cols), yRange=(0, view.rows), padding=0)

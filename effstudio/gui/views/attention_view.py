@@ -53,6 +53,8 @@ class AttentionView(QWidget):
         self.stack.addWidget(empty)
         self.stack.addWidget(page)
         self.plot.getViewBox().sigRangeChanged.connect(self._label_tokens_in_view)
+        self.plot.getViewBox().sigResized.connect(self._label_tokens_in_view)  # labels thin out to fit
+        self.image.readout_cell = self.cell_text  # the pointer readout names tokens, as the line below does
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         self.step_label = framed(self, "Attention", "Attention weights of the probe sample: row i is how query i "
                                  "spread over the keys.", self.stack,
@@ -112,15 +114,19 @@ class AttentionView(QWidget):
 
     def show_cell(self, row: int, column: int) -> None:
         """Name the cell (query ``row``, key ``column``) below the map: its tokens and weight."""
+        self.readout.setText(self.cell_text(row, column))
+
+    def cell_text(self, row: int, column: int, _value: float | None = None) -> str:
+        """The cell (query ``row``, key ``column``) in words: its tokens and weight ("" outside the map);
+        also what the plots' pointer readout says over this map."""
         matrix = self.current_map()
         if matrix is None or not (0 <= row < matrix.shape[0] and 0 <= column < matrix.shape[1]):
-            self.readout.setText("")
-            return
+            return ""
         tokens = self._tokens()
 
         def name(i: int) -> str:
             return f"{tokens[i].strip() or chr(0x2423)} ({i})" if tokens else str(i)
-        self.readout.setText(f"query {name(row)} \u2192 key {name(column)}: {float(matrix[row, column]):.4f}")
+        return f"query {name(row)} \u2192 key {name(column)}: {float(matrix[row, column]):.4f}"
 
     def clear(self) -> None:
         self.current_event = None

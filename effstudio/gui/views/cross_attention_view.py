@@ -46,6 +46,8 @@ class CrossAttentionView(ModelView):
         self.graphics = theme.plot_canvas(self)
         self.plot, self.image, self.colorbar = weights_heatmap(
             self.graphics, "source token (encoder)", "output token (decoder)", tick_points=8, bar_width=12)
+        self.plot.getViewBox().sigRangeChanged.connect(self._label_tokens)
+        self.plot.getViewBox().sigResized.connect(self._label_tokens)
 
         self.frame("Cross-attention", "Rows: the tokens the decoder wrote (greedy decoding of the probe). Columns: "
                    "the source tokens. Each row is how that output token's query spread over the source.",
@@ -78,10 +80,17 @@ class CrossAttentionView(ModelView):
             return
         rows, cols = show_weights(self.image, self.colorbar, matrix).shape
         self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0.02)
-        labelled = max(rows, cols) <= TOKEN_LABEL_LIMIT
-        label_tokens(self.plot, self.sources if labelled else None, self.outputs if labelled else None)
+        self._label_tokens()
         written = " ".join(t for t in self.outputs if t != END)
         self.summary.setText(f"{rows} outputs \u00d7 {cols} source tokens \u00b7 wrote: {written[:60]}")
+
+    def _label_tokens(self) -> None:
+        """Token labels that fit the plot's size and zoom (again after each resize or zoom)."""
+        matrix = self.current_map()
+        if matrix is None:
+            return
+        labelled = max(matrix.shape) <= TOKEN_LABEL_LIMIT
+        label_tokens(self.plot, self.sources if labelled else None, self.outputs if labelled else None)
 
     def clear(self) -> None:
         self.maps = None

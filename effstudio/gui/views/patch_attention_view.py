@@ -74,6 +74,7 @@ class PatchAttentionView(ModelView):
                                         label="weight")
         self.colorbar_image = pg.ImageItem(axisOrder="row-major")  # carries the scale; the overlay is RGBA
         self.colorbar.setImageItem(self.colorbar_image, insert_in=self.plot)
+        self.colorbar.getAxis("right").enableAutoSIPrefix(False)  # weights read as they are, no "(x0.001)"
 
         self.frame("Where the class token looks", "Attention of the class token to each image patch in the last "
                    "layer, averaged over heads: the patches whose content the classification reads most.",
