@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psutil
 import torch
 import torch.nn.functional as F
 
@@ -338,6 +339,124 @@ class LSHAttention(torch.autograd.Function):
         return *(g.view(b, h, n, d) for g in grads), None
 
 
+KEEP_LIMIT_BYTES = 1 << 30  # kept weights of the whole-sequence path at most; beyond, the piecewise path runs
+KEEP_SHARE = 0.25  # and at most this share of the memory available now
+
+
+def keeps_weights(plan: Plan, queries: torch.Tensor) -> bool:
+    """Whether the whole-sequence path fits: its weights, kept, and as much again of working space."""
+    needed = 2 * plan.forbidden.numel() * queries.element_size()
+    return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
+
+
+def pattern_bias(plan: Plan, dtype: torch.dtype) -> torch.Tensor:
+    """What every score of the whole sequence gets added, (B, H, R, M, c, 2c): -inf outside the
+    pattern, else -log(number of rounds attending the pair), so a pair is counted once in the merge."""
+    layout = plan.layout
+    b, h, r, length = layout.token.shape
+    c = layout.chunk
+    others = torch.zeros(plan.forbidden.shape, dtype=torch.uint8, device=layout.token.device)
+    for other in range(r if r > 1 else 0):
+        group = layout.group[:, :, other: other + 1].expand(b, h, r, -1)  # (B, H, R, N) groups in round `other`
+        near_other = near(
+            group.gather(-1, layout.token).view(b, h, r, -1, c, 1),  # (B, H, R, M, c, 1)
+            group.gather(-1, plan.keys_at.flatten(-2)).view(b, h, r, -1, 1, 2 * c),  # (B, H, R, M, 1, 2c)
+        )
+        near_other[:, :, other] = False  # a pair this round attends is counted by the 1 of log1p
+        others += near_other
+    bias = others.to(dtype).log1p_().neg_()
+    return bias.masked_fill_(plan.forbidden, float("-inf"))
+
+
+def _per_token(slots: torch.Tensor, plan: Plan, n: int) -> torch.Tensor:
+    """Per slot (B, H, R, L, *rest) -> per token (B, H, R, N, *rest), a gather; a padded token reads slot L-1."""
+    layout = plan.layout
+    b, h, r, length = layout.token.shape
+    per_round = torch.arange(r, device=slots.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
+    unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
+    return take(slots.reshape(b, h, r * length, *slots.shape[4:]), unsort).view(b, h, r, n, *slots.shape[4:])
+
+
+def _per_slot(tokens: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """Per token (B, H, R, N, *rest) -> per slot (B, H, R, L, *rest), a gather; empty slots 0."""
+    layout = plan.layout
+    b, h, r, length = layout.token.shape
+    n = tokens.shape[3]
+    per_round = torch.arange(r, device=tokens.device).view(1, 1, r, 1) * n  # (1, 1, R, 1)
+    index = (layout.token + per_round).view(b, h, r * length)  # (B, H, R*L)
+    slots = take(tokens.reshape(b, h, r * n, *tokens.shape[4:]), index).view(b, h, r, length, *tokens.shape[4:])
+    filled = layout.filled.view(b, h, r, length, *([1] * (tokens.dim() - 4)))
+    return slots.mul_(filled)
+
+
+class WholeLSHAttention(torch.autograd.Function):
+    """Every round's chunked attention over the whole sequence at once, per token:
+    out (B, H, R, N, D) and lse (B, H, R, N).
+
+    The chunks' queries and candidate keys are gathered once (contiguous copies), their
+    scores are one product, the weights P are kept, and every gradient goes back to the
+    tokens by a gather through the layout (each token has exactly one slot per round):
+    dV = P^T dO, dS = P (dP - rowsum(dP P) + dlse), dQ = dS K, dK = dS^T Q.
+    """
+
+    @staticmethod
+    def forward(ctx, queries, keys, v, plan):  # noqa: ANN001, ANN205
+        b, h, n, d = queries.shape
+        layout = plan.layout
+        r, length, c = layout.rounds, layout.length, layout.chunk
+        candidates = plan.keys_at.view(b, h, -1)  # (B, H, R*M*2c)
+        chunk_queries = take(queries, layout.token.view(b, h, -1)).view(b, h, r, -1, c, d)  # (B, H, R, M, c, D)
+        scores = chunk_queries @ take(keys, candidates).view(b, h, r, -1, 2 * c, d).transpose(-1, -2)
+        scores.add_(pattern_bias(plan, scores.dtype))  # (B, H, R, M, c, 2c)
+        # every row keeps one finite score, its own slot's (an empty slot's too)
+        scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
+        top = scores.amax(-1, keepdim=True)  # (B, H, R, M, c, 1)
+        probs = scores.sub_(top).exp_()
+        total = probs.sum(-1, keepdim=True)
+        probs.div_(total)
+        out = probs @ take(v, candidates).view(b, h, r, -1, 2 * c, d)  # (B, H, R, M, c, D)
+        lse = top.add_(total.log_()).view(b, h, r, length)  # (B, H, R, L)
+        ctx.plan = plan
+        ctx.save_for_backward(queries, keys, v, probs)
+        return _per_token(out.view(b, h, r, length, d), plan, n), _per_token(lse, plan, n)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_lse):  # noqa: ANN001, ANN205
+        queries, keys, v, probs = ctx.saved_tensors
+        plan: Plan = ctx.plan
+        b, h, n, d = queries.shape
+        layout = plan.layout
+        r, c = layout.rounds, layout.chunk
+        candidates = plan.keys_at.view(b, h, -1)
+        dout = _per_slot(grad_out, plan).view(b, h, r, -1, c, d)  # (B, H, R, M, c, D)
+        dlse = _per_slot(grad_lse, plan).view(b, h, r, -1, c, 1)  # (B, H, R, M, c, 1)
+        grad_candidate_v = probs.transpose(-1, -2) @ dout  # (B, H, R, M, 2c, D)
+        grad_probs = dout @ take(v, candidates).view(b, h, r, -1, 2 * c, d).transpose(-1, -2)
+        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
+        del grad_probs
+        grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
+        grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
+        chunk_queries = take(queries, layout.token.view(b, h, -1)).view(b, h, r, -1, c, d)
+        grad_candidate_k = grad_scores.transpose(-1, -2) @ chunk_queries  # (B, H, R, M, 2c, D)
+        grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, r, -1, 2 * c, d)  # (B, H, R, M, c, D)
+        real = layout.slot < layout.length  # (B, H, R, N): padded tokens have no slot
+        grads = []
+        for per_slot in (grad_chunk_q.view(b, h, r, -1, d), _fold(grad_candidate_k, c), _fold(grad_candidate_v, c)):
+            per_token = _per_token(per_slot, plan, n)  # (B, H, R, N, D)
+            grads.append(per_token.mul_(real.unsqueeze(-1)).sum(dim=2))  # (B, H, N, D)
+        return *grads, None
+
+
+def _fold(grad: torch.Tensor, c: int) -> torch.Tensor:
+    """Candidate gradients (B, H, R, M, 2c, D) -> per slot (B, H, R, L, D): a chunk's own slots, plus
+    the next chunk's view of them as its chunk before."""
+    b, h, r, m, _, d = grad.shape
+    slots = grad[..., c:, :].clone()  # (B, H, R, M, c, D)
+    slots[:, :, :, :-1] += grad[:, :, :, 1:, :c]
+    return slots.view(b, h, r, m * c, d)
+
+
 def lsh_attention(
     q: torch.Tensor,
     v: torch.Tensor,
@@ -346,23 +465,31 @@ def lsh_attention(
     causal: bool,
     need_weights: bool,
 ) -> AttentionOutput:
-    """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool."""
+    """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool.
+
+    Two paths, chosen per call by :func:`keeps_weights`: while the weights of the whole
+    sequence (B*H*R*L*2c entries, twice over) fit, :class:`WholeLSHAttention` computes it in
+    whole-sequence operations and keeps them; beyond, :class:`LSHAttention` works piece by
+    piece and recomputes them in the backward pass.
+    """
     b, h, n, d = q.shape
     r, length = layout.rounds, layout.length
     with torch.no_grad():
         plan = Plan.of(layout, causal)
     queries, keys = q * d**-0.5, F.normalize(q, dim=-1)  # (B, H, N, D)
-    mixed, lse = LSHAttention.apply(queries, keys, v, plan)  # (B, H, R, L, D), (B, H, R, L)
-
-    # back to token order: token t of round k is at flat slot k*L + slot
-    per_round = torch.arange(r, device=q.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
-    unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
-    out = take(mixed.view(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
+    if keeps_weights(plan, queries):
+        out, lse = WholeLSHAttention.apply(queries, keys, v, plan)  # (B, H, R, N, D), (B, H, R, N)
+    else:
+        mixed, lse = LSHAttention.apply(queries, keys, v, plan)  # (B, H, R, L, D), (B, H, R, L)
+        # back to token order: token t of round k is at flat slot k*L + slot
+        per_round = torch.arange(r, device=q.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
+        unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
+        out = take(mixed.view(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
+        lse = take(lse.view(b, h, r * length, 1), unsort).view(b, h, r, n)  # (B, H, R, N)
     if r == 1:
         merge = None
         out = out[:, :, 0]  # (B, H, N, D)
     else:
-        lse = take(lse.view(b, h, r * length, 1), unsort).view(b, h, r, n)  # (B, H, R, N)
         merge = lse.softmax(dim=2)  # (B, H, R, N) each round's share of the total
         out = (merge.unsqueeze(-1) * out).sum(dim=2)  # (B, H, N, D)
     out = out * real[:, None, :, None]  # a padded token attends to nothing
