@@ -349,53 +349,31 @@ def keeps_weights(plan: Plan, queries: torch.Tensor) -> bool:
     return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
 
 
-def pattern_bias(plan: Plan, dtype: torch.dtype) -> torch.Tensor:
-    """What every score of the whole sequence gets added, (B, H, R, M, c, 2c): -inf outside the
-    pattern, else -log(number of rounds attending the pair), so a pair is counted once in the merge."""
+def pattern_bias(plan: Plan, rnd: int, dtype: torch.dtype) -> torch.Tensor:
+    """What the scores of round ``rnd`` get added, (B, H, M, c, 2c): -inf outside the pattern, else
+    -log(number of rounds attending the pair), so that a pair is counted once in the merge."""
     layout = plan.layout
-    b, h, r, length = layout.token.shape
+    b, h = layout.token.shape[:2]
     c = layout.chunk
-    others = torch.zeros(plan.forbidden.shape, dtype=torch.uint8, device=layout.token.device)
-    for other in range(r if r > 1 else 0):
-        group = layout.group[:, :, other: other + 1].expand(b, h, r, -1)  # (B, H, R, N) groups in round `other`
-        near_other = near(
-            group.gather(-1, layout.token).view(b, h, r, -1, c, 1),  # (B, H, R, M, c, 1)
-            group.gather(-1, plan.keys_at.flatten(-2)).view(b, h, r, -1, 1, 2 * c),  # (B, H, R, M, 1, 2c)
-        )
-        near_other[:, :, other] = False  # a pair this round attends is counted by the 1 of log1p
-        others += near_other
+    tokens, keys = layout.token[:, :, rnd], plan.keys_at[:, :, rnd].flatten(-2)  # (B, H, L), (B, H, M*2c)
+    others = torch.zeros(plan.forbidden.shape[:2] + plan.forbidden.shape[3:], dtype=torch.uint8,
+                         device=tokens.device)  # (B, H, M, c, 2c)
+    for other in range(layout.rounds):
+        if other == rnd:
+            continue  # a pair this round attends is counted by the 1 of log1p
+        group = layout.group[:, :, other]  # (B, H, N) groups in round `other`
+        others += near(group.gather(-1, tokens).view(b, h, -1, c, 1), group.gather(-1, keys).view(b, h, -1, 1, 2 * c))
     bias = others.to(dtype).log1p_().neg_()
-    return bias.masked_fill_(plan.forbidden, float("-inf"))
-
-
-def _per_token(slots: torch.Tensor, plan: Plan, n: int) -> torch.Tensor:
-    """Per slot (B, H, R, L, *rest) -> per token (B, H, R, N, *rest), a gather; a padded token reads slot L-1."""
-    layout = plan.layout
-    b, h, r, length = layout.token.shape
-    per_round = torch.arange(r, device=slots.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
-    unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
-    return take(slots.reshape(b, h, r * length, *slots.shape[4:]), unsort).view(b, h, r, n, *slots.shape[4:])
-
-
-def _per_slot(tokens: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """Per token (B, H, R, N, *rest) -> per slot (B, H, R, L, *rest), a gather; empty slots 0."""
-    layout = plan.layout
-    b, h, r, length = layout.token.shape
-    n = tokens.shape[3]
-    per_round = torch.arange(r, device=tokens.device).view(1, 1, r, 1) * n  # (1, 1, R, 1)
-    index = (layout.token + per_round).view(b, h, r * length)  # (B, H, R*L)
-    slots = take(tokens.reshape(b, h, r * n, *tokens.shape[4:]), index).view(b, h, r, length, *tokens.shape[4:])
-    filled = layout.filled.view(b, h, r, length, *([1] * (tokens.dim() - 4)))
-    return slots.mul_(filled)
+    return bias.masked_fill_(plan.forbidden[:, :, rnd], float("-inf"))
 
 
 class WholeLSHAttention(torch.autograd.Function):
-    """Every round's chunked attention over the whole sequence at once, per token:
+    """Every round's chunked attention over the whole sequence, a round at a time, per token:
     out (B, H, R, N, D) and lse (B, H, R, N).
 
-    The chunks' queries and candidate keys are gathered once (contiguous copies), their
+    A round's chunk queries and candidate keys are gathered once (contiguous copies), their
     scores are one product, the weights P are kept, and every gradient goes back to the
-    tokens by a gather through the layout (each token has exactly one slot per round):
+    tokens by a gather through the layout (each token has one slot per round):
     dV = P^T dO, dS = P (dP - rowsum(dP P) + dlse), dQ = dS K, dK = dS^T Q.
     """
 
@@ -403,58 +381,77 @@ class WholeLSHAttention(torch.autograd.Function):
     def forward(ctx, queries, keys, v, plan):  # noqa: ANN001, ANN205
         b, h, n, d = queries.shape
         layout = plan.layout
-        r, length, c = layout.rounds, layout.length, layout.chunk
-        candidates = plan.keys_at.view(b, h, -1)  # (B, H, R*M*2c)
-        chunk_queries = take(queries, layout.token.view(b, h, -1)).view(b, h, r, -1, c, d)  # (B, H, R, M, c, D)
-        scores = chunk_queries @ take(keys, candidates).view(b, h, r, -1, 2 * c, d).transpose(-1, -2)
-        scores.add_(pattern_bias(plan, scores.dtype))  # (B, H, R, M, c, 2c)
-        # every row keeps one finite score, its own slot's (an empty slot's too)
-        scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
-        top = scores.amax(-1, keepdim=True)  # (B, H, R, M, c, 1)
-        probs = scores.sub_(top).exp_()
-        total = probs.sum(-1, keepdim=True)
-        probs.div_(total)
-        out = probs @ take(v, candidates).view(b, h, r, -1, 2 * c, d)  # (B, H, R, M, c, D)
-        lse = top.add_(total.log_()).view(b, h, r, length)  # (B, H, R, L)
+        c = layout.chunk
+        out, lse = queries.new_empty(b, h, layout.rounds, n, d), queries.new_empty(b, h, layout.rounds, n)
+        kept = []
+        for rnd in range(layout.rounds):
+            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)  # (B, H, M*2c)
+            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)  # (B, H, M, c, D)
+            scores = chunk_queries @ take(keys, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+            scores.add_(pattern_bias(plan, rnd, scores.dtype))  # (B, H, M, c, 2c)
+            # every row keeps one finite score, its own slot's (an empty slot's too)
+            scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
+            top = scores.amax(-1, keepdim=True)  # (B, H, M, c, 1)
+            probs = scores.sub_(top).exp_()
+            total = probs.sum(-1, keepdim=True)
+            probs.div_(total)
+            mixed = probs @ take(v, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
+            out[:, :, rnd] = _per_token(mixed.view(b, h, -1, d), layout, rnd)
+            lse[:, :, rnd] = _per_token(top.add_(total.log_()).view(b, h, -1), layout, rnd)
+            kept.append(probs)
         ctx.plan = plan
-        ctx.save_for_backward(queries, keys, v, probs)
-        return _per_token(out.view(b, h, r, length, d), plan, n), _per_token(lse, plan, n)
+        ctx.save_for_backward(queries, keys, v, *kept)
+        return out, lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_lse):  # noqa: ANN001, ANN205
-        queries, keys, v, probs = ctx.saved_tensors
+        queries, keys, v, *kept = ctx.saved_tensors
         plan: Plan = ctx.plan
         b, h, n, d = queries.shape
         layout = plan.layout
-        r, c = layout.rounds, layout.chunk
-        candidates = plan.keys_at.view(b, h, -1)
-        dout = _per_slot(grad_out, plan).view(b, h, r, -1, c, d)  # (B, H, R, M, c, D)
-        dlse = _per_slot(grad_lse, plan).view(b, h, r, -1, c, 1)  # (B, H, R, M, c, 1)
-        grad_candidate_v = probs.transpose(-1, -2) @ dout  # (B, H, R, M, 2c, D)
-        grad_probs = dout @ take(v, candidates).view(b, h, r, -1, 2 * c, d).transpose(-1, -2)
-        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
-        del grad_probs
-        grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
-        grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
-        chunk_queries = take(queries, layout.token.view(b, h, -1)).view(b, h, r, -1, c, d)
-        grad_candidate_k = grad_scores.transpose(-1, -2) @ chunk_queries  # (B, H, R, M, 2c, D)
-        grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, r, -1, 2 * c, d)  # (B, H, R, M, c, D)
-        real = layout.slot < layout.length  # (B, H, R, N): padded tokens have no slot
-        grads = []
-        for per_slot in (grad_chunk_q.view(b, h, r, -1, d), _fold(grad_candidate_k, c), _fold(grad_candidate_v, c)):
-            per_token = _per_token(per_slot, plan, n)  # (B, H, R, N, D)
-            grads.append(per_token.mul_(real.unsqueeze(-1)).sum(dim=2))  # (B, H, N, D)
-        return *grads, None
+        c = layout.chunk
+        grads = [torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)]
+        for rnd, probs in enumerate(kept):
+            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)
+            dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, -1, c, d)  # (B, H, M, c, D)
+            dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, -1, c, 1)  # (B, H, M, c, 1)
+            grad_candidate_v = probs.transpose(-1, -2) @ dout  # (B, H, M, 2c, D)
+            grad_probs = dout @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+            grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
+            del grad_probs
+            grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
+            grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
+            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)
+            grad_candidate_k = grad_scores.transpose(-1, -2) @ chunk_queries  # (B, H, M, 2c, D)
+            grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
+            del grad_scores
+            for grad, per_slot in zip(grads, (grad_chunk_q.view(b, h, -1, d), _fold(grad_candidate_k, c),
+                                              _fold(grad_candidate_v, c)), strict=True):
+                grad += _per_token(per_slot, layout, rnd)
+        real = (layout.slot[:, :, 0] < layout.length).unsqueeze(-1)  # (B, H, N, 1): padded tokens have no slot
+        return *(grad.mul_(real) for grad in grads), None
+
+
+def _per_token(slots: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
+    """Round ``rnd``'s per-slot values (B, H, L, *rest) per token (B, H, N, *rest), a gather;
+    a padded token (no slot) reads the last slot."""
+    return take(slots, layout.slot[:, :, rnd].clamp(max=layout.length - 1))
+
+
+def _per_slot(tokens: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
+    """Round ``rnd``'s per-token values (B, H, N, *rest) per slot (B, H, L, *rest), a gather; empty slots 0."""
+    slots = take(tokens, layout.token[:, :, rnd])
+    return slots.mul_(layout.filled[:, :, rnd].view(*slots.shape[:3], *([1] * (slots.dim() - 3))))
 
 
 def _fold(grad: torch.Tensor, c: int) -> torch.Tensor:
-    """Candidate gradients (B, H, R, M, 2c, D) -> per slot (B, H, R, L, D): a chunk's own slots, plus
+    """Candidate gradients (B, H, M, 2c, D) -> per slot (B, H, L, D): a chunk's own slots, plus
     the next chunk's view of them as its chunk before."""
-    b, h, r, m, _, d = grad.shape
-    slots = grad[..., c:, :].clone()  # (B, H, R, M, c, D)
-    slots[:, :, :, :-1] += grad[:, :, :, 1:, :c]
-    return slots.view(b, h, r, m * c, d)
+    b, h, m, _, d = grad.shape
+    slots = grad[..., c:, :].clone()  # (B, H, M, c, D)
+    slots[:, :, :-1] += grad[:, :, 1:, :c]
+    return slots.view(b, h, m * c, d)
 
 
 def lsh_attention(
