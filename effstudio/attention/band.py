@@ -20,6 +20,8 @@ only O(N * D) between the passes and recomputes each chunk's weights.
 
 from __future__ import annotations
 
+import functools
+
 import psutil
 import torch
 
@@ -43,13 +45,18 @@ def _side_by_side(t: torch.Tensor, block: int, causal: bool, columns: torch.Tens
     Block i gets blocks i-1, i (and i+1 unless causal), zeros past either end, then the columns.
     """
     b, h, n, d = t.shape
-    blocks = t.view(b, h, n // block, block, d)
-    padded = torch.nn.functional.pad(blocks, (0, 0, 0, 0, 1, 0 if causal else 1))  # (B, H, nb+2, b, D)
-    nb = n // block
-    pieces = [padded[:, :, :nb], blocks] + ([] if causal else [padded[:, :, 2:]])
+    nb, width = n // block, (2 if causal else 3) * block
+    blocks = t.view(b, h, nb, block, d)
+    out = t.new_empty(b, h, nb, width + (0 if columns is None else columns.numel()), d)
+    out[:, :, :1, :block] = 0
+    out[:, :, 1:, :block] = blocks[:, :, :-1]
+    out[:, :, :, block: 2 * block] = blocks
+    if not causal:
+        out[:, :, :-1, 2 * block: width] = blocks[:, :, 1:]
+        out[:, :, -1:, 2 * block: width] = 0
     if columns is not None:
-        pieces.append(t[:, :, columns].unsqueeze(2).expand(b, h, nb, columns.numel(), d))
-    return torch.cat(pieces, dim=3)
+        out[:, :, :, width:] = t[:, :, columns].unsqueeze(2)
+    return out
 
 
 def _fold(grad: torch.Tensor, block: int, causal: bool, columns: torch.Tensor | None) -> torch.Tensor:
@@ -72,7 +79,19 @@ def forbidden(x: Padded, block: int, window: int, causal: bool, columns: torch.T
     Band: |i - j| > window, the blocks past either end, causality, padded keys. Columns: a
     column inside the query's window (the band offers it), causality, padded keys.
     """
-    n, device = x.padded_length, x.q.device
+    out = _positions_outside(x.padded_length, block, window, causal,
+                             None if columns is None else tuple(columns.tolist()), x.q.device)
+    if x.key_mask is None:
+        return out
+    real = _side_by_side(x.key_mask[:, None, :, None].float(), block, causal, columns) > 0  # (B, 1, nb, K, 1)
+    return out | ~real.transpose(-1, -2)  # (B, 1, nb, b, K)
+
+
+@functools.lru_cache(maxsize=8)
+def _positions_outside(n: int, block: int, window: int, causal: bool, columns: tuple[int, ...] | None,
+                       device: torch.device) -> torch.Tensor:
+    """The pattern's part that depends on positions only, (1, 1, nb, b, R*b + G) bool; cached, since a
+    model calls every layer with the same length."""
     nb = n // block
     query = torch.arange(n, device=device).view(nb, block, 1)  # (nb, b, 1)
     offsets = torch.arange(-block, (1 if causal else 2) * block, device=device)  # (R*b,)
@@ -81,19 +100,13 @@ def forbidden(x: Padded, block: int, window: int, causal: bool, columns: torch.T
     out = (gap.abs() > window) | (key < 0) | (key >= n)
     if causal:
         out |= gap < 0
-    real = None
-    if x.key_mask is not None:
-        real = _side_by_side(x.key_mask[:, None, :, None].float(), block, causal, columns) > 0  # (B, 1, nb, R*b+G, 1)
     if columns is not None:
-        gap = query - columns  # (nb, b, G)
+        gap = query - torch.tensor(columns, device=device)  # (nb, b, G)
         outside = gap.abs() <= window
         if causal:
             outside |= gap < 0
         out = torch.cat([out, outside], dim=-1)
-    out = out[None, None]  # (1, 1, nb, b, R*b + G)
-    if real is not None:
-        out = out | ~real.transpose(-1, -2)  # (B, 1, nb, b, R*b + G)
-    return out
+    return out[None, None]
 
 
 def _probs(scores: torch.Tensor, outside: torch.Tensor, masked: bool) -> torch.Tensor:
