@@ -100,7 +100,10 @@ def random_rotations(seed: int, n_buckets: int, n_hashes: int, head_dim: int) ->
 def hash_buckets(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Angular LSH: x (B, H, N, D), rotations (D, R, K) -> buckets (B, H, R, N) in [0, 2K)."""
     rotated = torch.einsum("bhnd,drk->bhrnk", x, rotations)  # (B, H, R, N, K)
-    return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (B, H, R, N)
+    # argmax over cat[xR, -xR] without building it: the first largest of xR, unless some -xR is larger
+    top, top_at = rotated.max(dim=-1)
+    bottom, bottom_at = rotated.min(dim=-1)
+    return torch.where(top >= -bottom, top_at, bottom_at + rotated.shape[-1])  # (B, H, R, N)
 
 
 def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +145,7 @@ def chunk_layout(buckets: torch.Tensor, n_buckets: int, chunk: int) -> Layout:
 
 def near(query_group: torch.Tensor, key_group: torch.Tensor) -> torch.Tensor:
     """Same bucket, and the key's chunk of that bucket is the query's or the one before."""
-    return ((query_group - key_group) & -2) == 0  # the gap is 0 or 1
+    return (query_group - key_group).bitwise_and_(-2) == 0  # the gap is 0 or 1
 
 
 def take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -399,36 +402,39 @@ class WholeLSHAttention(torch.autograd.Function):
             out[:, :, rnd] = _per_token(mixed.view(b, h, -1, d), layout, rnd)
             lse[:, :, rnd] = _per_token(top.add_(total.log_()).view(b, h, -1), layout, rnd)
             kept.append(probs)
-        ctx.plan = plan
-        ctx.save_for_backward(queries, keys, v, *kept)
+        # the weights are made here, outside autograd: kept as a list that backward empties round by round
+        ctx.plan, ctx.kept = plan, kept
+        ctx.save_for_backward(queries, keys, v)
         return out, lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_lse):  # noqa: ANN001, ANN205
-        queries, keys, v, *kept = ctx.saved_tensors
+        queries, keys, v = ctx.saved_tensors
         plan: Plan = ctx.plan
         b, h, n, d = queries.shape
         layout = plan.layout
         c = layout.chunk
-        grads = [torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)]
-        for rnd, probs in enumerate(kept):
+        grad_q, grad_k, grad_v = torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)
+        for rnd in range(layout.rounds):
+            probs = ctx.kept[rnd]
+            ctx.kept[rnd] = None  # freed with this round
             candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)
             dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, -1, c, d)  # (B, H, M, c, D)
             dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, -1, c, 1)  # (B, H, M, c, 1)
-            grad_candidate_v = probs.transpose(-1, -2) @ dout  # (B, H, M, 2c, D)
+            grad_v += _per_token(_fold(probs.transpose(-1, -2) @ dout, c), layout, rnd)  # via (B, H, M, 2c, D)
             grad_probs = dout @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
             grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
             del grad_probs
             grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
+            del probs
             grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
-            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)
-            grad_candidate_k = grad_scores.transpose(-1, -2) @ chunk_queries  # (B, H, M, 2c, D)
             grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
-            del grad_scores
-            for grad, per_slot in zip(grads, (grad_chunk_q.view(b, h, -1, d), _fold(grad_candidate_k, c),
-                                              _fold(grad_candidate_v, c)), strict=True):
-                grad += _per_token(per_slot, layout, rnd)
+            grad_q += _per_token(grad_chunk_q.view(b, h, -1, d), layout, rnd)
+            del grad_chunk_q
+            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)
+            grad_k += _per_token(_fold(grad_scores.transpose(-1, -2) @ chunk_queries, c), layout, rnd)
+        grads = (grad_q, grad_k, grad_v)
         real = (layout.slot[:, :, 0] < layout.length).unsqueeze(-1)  # (B, H, N, 1): padded tokens have no slot
         return *(grad.mul_(real) for grad in grads), None
 

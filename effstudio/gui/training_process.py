@@ -65,7 +65,7 @@ def _listen(conn: Connection, control: JobControl) -> None:
             control.resume()
 
 
-CHILD_NICE = 10  # the training child's scheduling priority below the window's (POSIX nice steps)
+CHILD_NICE = 4  # the training child's scheduling priority below the window's (POSIX nice steps; see lower_priority)
 
 
 def lower_priority(steps: int) -> None:
