@@ -31,6 +31,14 @@ threads waits for its slowest thread, so many small ones suffer when other
 processes share the cores). Everything is computed in float32, whatever the
 input dtype: sums over thousands of keys lose too much in 16 bits.
 
+Which path runs is chosen per call. Bidirectional attention whose features
+(B*H*(Nq+Nk)*F floats, twice over) fit in a quarter of the memory available
+and 1 GB (:func:`keeps_features`; 4 heads, 16K tokens, 256 features: 134 MB)
+runs every head at once in one tile and keeps the features for the backward
+pass: the feature maps, the two (N x F)(F x D) products and their gradients,
+nothing recomputed, the key stabiliser taken from the logits just computed
+(one pass). Longer sequences, and causal use, take the tiles above.
+
 Everything here is agnostic of the feature map: a kind subclasses
 :class:`KernelizedAttention` and supplies its two :class:`FeatureMap` objects.
 Padded keys get all-zero features, so they add nothing to any state; a query
@@ -50,6 +58,7 @@ import contextlib
 from functools import partial
 from typing import Any
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -167,6 +176,17 @@ def _kernel_blocks(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tens
 WORK_ELEMENTS = 1 << 21  # feature entries (N x F) worked on at once: a group of heads, or rows of one
 
 
+KEEP_LIMIT_BYTES = 1 << 30  # kept features of the whole-sequence path at most
+KEEP_SHARE = 0.25  # and at most this share of the memory available now
+
+
+def keeps_features(heads: int, nq: int, nk: int, width: int) -> bool:
+    """Whether bidirectional attention computes every head at once and keeps its features:
+    (Nq + Nk) x F per head, float32, twice over for the backward pass's working space."""
+    needed = 2 * heads * (nq + nk) * width * 4
+    return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
+
+
 def _float32_only(device: torch.device) -> contextlib.AbstractContextManager:
     """No autocast inside: the core and its recomputation run in the dtype they are given."""
     if torch.amp.is_autocast_available(device.type):
@@ -210,6 +230,12 @@ class KernelAttentionFunction(torch.autograd.Function):
     def forward(ctx, query_map, key_map, chunk, group, rows, q, k, v, key_mask):  # noqa: ANN001, ANN205
         out = q.new_empty(*q.shape[:-1], v.shape[-1])  # (BH, 1, Nq, D)
         total = q.new_empty(*q.shape[:-1], 1)  # (BH, 1, Nq, 1)
+        if chunk is None and group >= q.shape[0] and rows >= max(q.shape[-2], k.shape[-2]):
+            # one tile holds everything: keep the features instead of recomputing them
+            state, phi_q, phi_k = _whole_forward(query_map, key_map, q, k, v, key_mask, out, total)
+            ctx.query_map, ctx.key_map, ctx.state = query_map, key_map, state
+            ctx.save_for_backward(q, k, v, key_mask, out, total, phi_q, phi_k)
+            return out
         bound, carried = [], []
         for heads in _tiles(q.shape[0], group):
             mask = None if key_mask is None else key_mask[heads]
@@ -226,6 +252,8 @@ class KernelAttentionFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out):  # noqa: ANN001, ANN205
+        if len(ctx.saved_tensors) == 8:
+            return None, None, None, None, None, *_whole_backward(ctx, g_out), None
         q, k, v, key_mask, out, total = ctx.saved_tensors
         g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         with _float32_only(q.device):
@@ -256,6 +284,38 @@ def _bidirectional_forward(
     for t in _tiles(q.shape[-2], rows):
         _normalise(query_map(q[:, :, t]) @ state, out[:, :, t], total[:, :, t])  # via (G, 1, R, E)
     return state  # (G, 1, F, E)
+
+
+def _whole_forward(
+    query_map: FeatureMap, key_map: FeatureMap,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bidirectional, every head at once: (state (BH, 1, F, E), phi_q (BH, 1, Nq, F), phi_k (BH, 1, Nk, F)).
+
+    The key map takes its stabiliser from the logits it has just computed: one pass over them.
+    """
+    phi_k = key_map(k, key_mask)  # (BH, 1, Nk, F)
+    state = phi_k.transpose(-1, -2) @ with_ones(v)  # (BH, 1, F, E)
+    phi_q = query_map(q)  # (BH, 1, Nq, F)
+    _normalise(phi_q @ state, out, total)
+    return state, phi_q, phi_k
+
+
+def _whole_backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients (g_q, g_k, g_v) of :func:`_whole_forward` from its kept features."""
+    q, k, v, key_mask, out, total, phi_q, phi_k = ctx.saved_tensors
+    state = ctx.state
+    with _float32_only(q.device):
+        g_mixed = _mixed_grad(g_out, out, total)  # (BH, 1, Nq, E)
+        g_state = phi_q.transpose(-1, -2) @ g_mixed  # (BH, 1, F, E)
+        g_q = ctx.query_map.backward(q, phi_q, g_mixed @ state.transpose(-1, -2))  # (BH, 1, Nq, D)
+        del g_mixed
+        g_values, g_ones = g_state[..., :-1], g_state[..., -1:]  # (BH, 1, F, D), (BH, 1, F, 1)
+        g_v = phi_k @ g_values  # (BH, 1, Nk, D)
+        g_phi_k = (v @ g_values.transpose(-1, -2)).add_(g_ones.transpose(-1, -2))  # (BH, 1, Nk, F)
+        g_k = ctx.key_map.backward(k, phi_k, g_phi_k, key_mask)
+    return g_q, g_k, g_v
 
 
 def _bidirectional_backward(
@@ -394,8 +454,11 @@ class KernelizedAttention(Attention):
             if self.causal:
                 flat_q, flat_k, flat_v, mask, q_front, chunk = _align(flat_q, flat_k, flat_v, mask, self.chunk)
                 n = flat_q.shape[-2]
-            group = max(1, WORK_ELEMENTS // (n * self.feature_width))
-            rows = max(1, WORK_ELEMENTS // (group * self.feature_width))
+            if chunk is None and keeps_features(b * h, nq, nk, self.feature_width):
+                group, rows = b * h, n  # every head at once, the features kept for the backward pass
+            else:
+                group = max(1, WORK_ELEMENTS // (n * self.feature_width))
+                rows = max(1, WORK_ELEMENTS // (group * self.feature_width))
             if chunk is not None:
                 rows = max(chunk, rows // chunk * chunk)
             out = KernelAttentionFunction.apply(query_map, key_map, chunk, group, rows, flat_q, flat_k, flat_v, mask)

@@ -4,6 +4,14 @@ Computed in blocks of at least ``window`` tokens: query block i attends to key
 blocks i-1, i, i+1 (causal: i-1, i) and a position mask trims them to the exact
 window, so time and memory grow as N * 3 * block rather than N^2.
 
+Two paths compute it, chosen per call by :func:`effstudio.attention.band.fits`:
+while the weights (B*H*N*3*block entries, twice over for working space) fit
+in a quarter of the memory available and 1 GB, the whole sequence is a few
+batched operations with the weights kept for the backward pass
+(:mod:`effstudio.attention.band`: about 60 MB at 16K tokens, 4 heads); beyond
+that, :mod:`effstudio.attention.block_sparse`'s chunked path keeps only
+O(N * D) and recomputes the weights chunk by chunk.
+
 With dilation d a token sees every d-th token, up to ``window`` steps on each
 side: positions i + d*t for |t| <= window. Those keys all share i's residue
 modulo d, so the sequence is split into d interleaved sequences, each of
@@ -16,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from effstudio.attention import band
 from effstudio.attention import block_sparse as bs
 from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.config import ConfigError, param, validate
@@ -57,6 +66,9 @@ def sliding_window(
     """Exact attention with |i - j| <= window (and j <= i when causal); shapes as the call shape."""
     block = max(window, MIN_BLOCK)
     x = bs.pad_inputs(q, k, v, key_mask, block)
+    if band.fits(x, block, 0, causal):
+        out = band.band_attention(x, block, window, causal)
+        return bs.crop(x, out, band.band_weights(x, block, window, causal) if need_weights else None)
 
     def parts(start: int, stop: int) -> list[bs.Part]:
         return [bs.band_part(x, start, stop, block, 1, causal, keep=lambda i, j: (i - j).abs() <= window)]

@@ -6,6 +6,11 @@ classification token at position 0) sees every token. Global rows are
 computed by explicit attention over all keys, G x N; the window and the global
 columns share one softmax, and a global key inside a query's window is taken
 from the window only, so no key counts twice.
+
+As in ``local``, two paths, chosen per call by
+:func:`effstudio.attention.band.fits`: the band and the global columns as a
+few whole-sequence operations with the weights kept (while they fit: 3 *
+window + G entries per query), else the chunked path that recomputes them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from effstudio.attention import band
 from effstudio.attention import block_sparse as bs
 from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.attention.local import MIN_BLOCK, check_window
@@ -65,6 +71,12 @@ class LongformerAttention(bs.BlockSparseAttention):
         x = bs.pad_inputs(q, k, v, key_mask, block)
         positions = [p for p in self.global_positions if p < x.length]
         glob = torch.tensor(positions, dtype=torch.long, device=q.device)  # (G,)
+        if band.fits(x, block, len(positions), self.causal):
+            out = band.band_attention(x, block, window, self.causal, glob)
+            weights = band.band_weights(x, block, window, self.causal, glob) if need_weights else None
+            if positions:
+                out, weights = bs.global_rows(x, out, weights, glob, self.causal)
+            return bs.crop(x, out, weights)
 
         def parts(start: int, stop: int) -> list[bs.Part]:
             band = bs.band_part(x, start, stop, block, 1, self.causal, keep=lambda i, j: (i - j).abs() <= window)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psutil
 import torch
 import torch.nn.functional as F
 
@@ -99,7 +100,10 @@ def random_rotations(seed: int, n_buckets: int, n_hashes: int, head_dim: int) ->
 def hash_buckets(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Angular LSH: x (B, H, N, D), rotations (D, R, K) -> buckets (B, H, R, N) in [0, 2K)."""
     rotated = torch.einsum("bhnd,drk->bhrnk", x, rotations)  # (B, H, R, N, K)
-    return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)  # (B, H, R, N)
+    # argmax over cat[xR, -xR] without building it: the first largest of xR, unless some -xR is larger
+    top, top_at = rotated.max(dim=-1)
+    bottom, bottom_at = rotated.min(dim=-1)
+    return torch.where(top >= -bottom, top_at, bottom_at + rotated.shape[-1])  # (B, H, R, N)
 
 
 def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,7 @@ def chunk_layout(buckets: torch.Tensor, n_buckets: int, chunk: int) -> Layout:
 
 def near(query_group: torch.Tensor, key_group: torch.Tensor) -> torch.Tensor:
     """Same bucket, and the key's chunk of that bucket is the query's or the one before."""
-    return ((query_group - key_group) & -2) == 0  # the gap is 0 or 1
+    return (query_group - key_group).bitwise_and_(-2) == 0  # the gap is 0 or 1
 
 
 def take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -338,6 +342,124 @@ class LSHAttention(torch.autograd.Function):
         return *(g.view(b, h, n, d) for g in grads), None
 
 
+KEEP_LIMIT_BYTES = 1 << 30  # kept weights of the whole-sequence path at most; beyond, the piecewise path runs
+KEEP_SHARE = 0.25  # and at most this share of the memory available now
+
+
+def keeps_weights(plan: Plan, queries: torch.Tensor) -> bool:
+    """Whether the whole-sequence path fits: its weights, kept, and as much again of working space."""
+    needed = 2 * plan.forbidden.numel() * queries.element_size()
+    return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
+
+
+def pattern_bias(plan: Plan, rnd: int, dtype: torch.dtype) -> torch.Tensor:
+    """What the scores of round ``rnd`` get added, (B, H, M, c, 2c): -inf outside the pattern, else
+    -log(number of rounds attending the pair), so that a pair is counted once in the merge."""
+    layout = plan.layout
+    b, h = layout.token.shape[:2]
+    c = layout.chunk
+    tokens, keys = layout.token[:, :, rnd], plan.keys_at[:, :, rnd].flatten(-2)  # (B, H, L), (B, H, M*2c)
+    others = torch.zeros(plan.forbidden.shape[:2] + plan.forbidden.shape[3:], dtype=torch.uint8,
+                         device=tokens.device)  # (B, H, M, c, 2c)
+    for other in range(layout.rounds):
+        if other == rnd:
+            continue  # a pair this round attends is counted by the 1 of log1p
+        group = layout.group[:, :, other]  # (B, H, N) groups in round `other`
+        others += near(group.gather(-1, tokens).view(b, h, -1, c, 1), group.gather(-1, keys).view(b, h, -1, 1, 2 * c))
+    bias = others.to(dtype).log1p_().neg_()
+    return bias.masked_fill_(plan.forbidden[:, :, rnd], float("-inf"))
+
+
+class WholeLSHAttention(torch.autograd.Function):
+    """Every round's chunked attention over the whole sequence, a round at a time, per token:
+    out (B, H, R, N, D) and lse (B, H, R, N).
+
+    A round's chunk queries and candidate keys are gathered once (contiguous copies), their
+    scores are one product, the weights P are kept, and every gradient goes back to the
+    tokens by a gather through the layout (each token has one slot per round):
+    dV = P^T dO, dS = P (dP - rowsum(dP P) + dlse), dQ = dS K, dK = dS^T Q.
+    """
+
+    @staticmethod
+    def forward(ctx, queries, keys, v, plan):  # noqa: ANN001, ANN205
+        b, h, n, d = queries.shape
+        layout = plan.layout
+        c = layout.chunk
+        out, lse = queries.new_empty(b, h, layout.rounds, n, d), queries.new_empty(b, h, layout.rounds, n)
+        kept = []
+        for rnd in range(layout.rounds):
+            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)  # (B, H, M*2c)
+            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)  # (B, H, M, c, D)
+            scores = chunk_queries @ take(keys, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+            scores.add_(pattern_bias(plan, rnd, scores.dtype))  # (B, H, M, c, 2c)
+            # every row keeps one finite score, its own slot's (an empty slot's too)
+            scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
+            top = scores.amax(-1, keepdim=True)  # (B, H, M, c, 1)
+            probs = scores.sub_(top).exp_()
+            total = probs.sum(-1, keepdim=True)
+            probs.div_(total)
+            mixed = probs @ take(v, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
+            out[:, :, rnd] = _per_token(mixed.view(b, h, -1, d), layout, rnd)
+            lse[:, :, rnd] = _per_token(top.add_(total.log_()).view(b, h, -1), layout, rnd)
+            kept.append(probs)
+        # the weights are made here, outside autograd: kept as a list that backward empties round by round
+        ctx.plan, ctx.kept = plan, kept
+        ctx.save_for_backward(queries, keys, v)
+        return out, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_lse):  # noqa: ANN001, ANN205
+        queries, keys, v = ctx.saved_tensors
+        plan: Plan = ctx.plan
+        b, h, n, d = queries.shape
+        layout = plan.layout
+        c = layout.chunk
+        grad_q, grad_k, grad_v = torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)
+        for rnd in range(layout.rounds):
+            probs = ctx.kept[rnd]
+            ctx.kept[rnd] = None  # freed with this round
+            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)
+            dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, -1, c, d)  # (B, H, M, c, D)
+            dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, -1, c, 1)  # (B, H, M, c, 1)
+            grad_v += _per_token(_fold(probs.transpose(-1, -2) @ dout, c), layout, rnd)  # via (B, H, M, 2c, D)
+            grad_probs = dout @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+            grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
+            del grad_probs
+            grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
+            del probs
+            grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
+            grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
+            grad_q += _per_token(grad_chunk_q.view(b, h, -1, d), layout, rnd)
+            del grad_chunk_q
+            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)
+            grad_k += _per_token(_fold(grad_scores.transpose(-1, -2) @ chunk_queries, c), layout, rnd)
+        grads = (grad_q, grad_k, grad_v)
+        real = (layout.slot[:, :, 0] < layout.length).unsqueeze(-1)  # (B, H, N, 1): padded tokens have no slot
+        return *(grad.mul_(real) for grad in grads), None
+
+
+def _per_token(slots: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
+    """Round ``rnd``'s per-slot values (B, H, L, *rest) per token (B, H, N, *rest), a gather;
+    a padded token (no slot) reads the last slot."""
+    return take(slots, layout.slot[:, :, rnd].clamp(max=layout.length - 1))
+
+
+def _per_slot(tokens: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
+    """Round ``rnd``'s per-token values (B, H, N, *rest) per slot (B, H, L, *rest), a gather; empty slots 0."""
+    slots = take(tokens, layout.token[:, :, rnd])
+    return slots.mul_(layout.filled[:, :, rnd].view(*slots.shape[:3], *([1] * (slots.dim() - 3))))
+
+
+def _fold(grad: torch.Tensor, c: int) -> torch.Tensor:
+    """Candidate gradients (B, H, M, 2c, D) -> per slot (B, H, L, D): a chunk's own slots, plus
+    the next chunk's view of them as its chunk before."""
+    b, h, m, _, d = grad.shape
+    slots = grad[..., c:, :].clone()  # (B, H, M, c, D)
+    slots[:, :, :-1] += grad[:, :, 1:, :c]
+    return slots.view(b, h, m * c, d)
+
+
 def lsh_attention(
     q: torch.Tensor,
     v: torch.Tensor,
@@ -346,23 +468,31 @@ def lsh_attention(
     causal: bool,
     need_weights: bool,
 ) -> AttentionOutput:
-    """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool."""
+    """Chunked attention over the layout's rounds: q, v (B, H, N, D), real (B, N) bool.
+
+    Two paths, chosen per call by :func:`keeps_weights`: while the weights of the whole
+    sequence (B*H*R*L*2c entries, twice over) fit, :class:`WholeLSHAttention` computes it in
+    whole-sequence operations and keeps them; beyond, :class:`LSHAttention` works piece by
+    piece and recomputes them in the backward pass.
+    """
     b, h, n, d = q.shape
     r, length = layout.rounds, layout.length
     with torch.no_grad():
         plan = Plan.of(layout, causal)
     queries, keys = q * d**-0.5, F.normalize(q, dim=-1)  # (B, H, N, D)
-    mixed, lse = LSHAttention.apply(queries, keys, v, plan)  # (B, H, R, L, D), (B, H, R, L)
-
-    # back to token order: token t of round k is at flat slot k*L + slot
-    per_round = torch.arange(r, device=q.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
-    unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
-    out = take(mixed.view(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
+    if keeps_weights(plan, queries):
+        out, lse = WholeLSHAttention.apply(queries, keys, v, plan)  # (B, H, R, N, D), (B, H, R, N)
+    else:
+        mixed, lse = LSHAttention.apply(queries, keys, v, plan)  # (B, H, R, L, D), (B, H, R, L)
+        # back to token order: token t of round k is at flat slot k*L + slot
+        per_round = torch.arange(r, device=q.device).view(1, 1, r, 1) * length  # (1, 1, R, 1)
+        unsort = (layout.slot.clamp(max=length - 1) + per_round).view(b, h, r * n)  # (B, H, R*N)
+        out = take(mixed.view(b, h, r * length, d), unsort).view(b, h, r, n, d)  # (B, H, R, N, D)
+        lse = take(lse.view(b, h, r * length, 1), unsort).view(b, h, r, n)  # (B, H, R, N)
     if r == 1:
         merge = None
         out = out[:, :, 0]  # (B, H, N, D)
     else:
-        lse = take(lse.view(b, h, r * length, 1), unsort).view(b, h, r, n)  # (B, H, R, N)
         merge = lse.softmax(dim=2)  # (B, H, R, N) each round's share of the total
         out = (merge.unsqueeze(-1) * out).sum(dim=2)  # (B, H, N, D)
     out = out * real[:, None, :, None]  # a padded token attends to nothing

@@ -13,6 +13,10 @@ when its resident memory passes ``max_mb`` or its time passes ``timeout_s``
 Cases run shortest length first, all kinds at one length before the next, so
 a short run already compares every kind; a kind that ran out of memory or time
 at one length is not tried at the longer ones.
+
+Besides the registered kinds, a run of every kind measures each kind's
+plain-operations floor where one is defined (``performer-floor``, see
+:mod:`effstudio.bench.attention_floor`), named in --kinds like a kind.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import IO, Any, ClassVar
 
 import psutil
 
+from effstudio.bench.attention_floor import FLOORS
 from effstudio.config import ConfigError, fields_of, param
 from effstudio.engine.device import available_devices
 from effstudio.engine.events import Event, JobControl, LogEvent
@@ -72,9 +77,10 @@ class AttentionBenchSettings:
         for any other bad value.
         """
         registry = registry or get_registry()
-        kinds = tuple(dict.fromkeys(self.kinds)) or tuple(registry.names("attention"))
+        kinds = tuple(dict.fromkeys(self.kinds)) or with_floors(tuple(registry.names("attention")), self.causal)
         for kind in kinds:
-            registry.get("attention", kind)
+            if kind not in FLOORS:
+                registry.get("attention", kind)
         if not kinds:
             raise ConfigError("kinds", "no attention kinds are registered")
         if not self.lengths or min(self.lengths) < 1:
@@ -91,6 +97,17 @@ class AttentionBenchSettings:
     def to_json(self) -> dict[str, Any]:
         return {name: list(value) if isinstance(value, tuple) else value
                 for name, value in dataclasses.asdict(self).items()}
+
+
+def with_floors(kinds: tuple[str, ...], causal: bool) -> tuple[str, ...]:
+    """The kinds, each followed by its plain-operations floor case where it has one (bidirectional only)."""
+    floor_of = {kind: floor for floor, kind in FLOORS.items()}
+    names = []
+    for kind in kinds:
+        names.append(kind)
+        if kind in floor_of and not causal:
+            names.append(floor_of[kind])
+    return tuple(names)
 
 
 def resolve_device(name: str) -> str:

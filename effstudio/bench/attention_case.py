@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from effstudio.attention.base import AttentionSpec
+from effstudio.bench.attention_floor import FLOORS, build_floor
 from effstudio.config import ConfigError
 from effstudio.engine.memory import PeakMemory
 from effstudio.registry import get_registry
@@ -35,9 +36,14 @@ def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, ba
             causal: bool, device: str, repeats: int) -> dict[str, Any]:
     """Median milliseconds of ``repeats`` runs after one warm-up, and the peak memory above baseline."""
     dev = torch.device(device)
-    entry = get_registry().get("attention", kind)
     spec = AttentionSpec(dim=heads * head_dim, heads=heads, causal=causal, max_length=length)
-    attention = entry.factory(entry.default_config(), spec).to(dev)
+    if kind in FLOORS:
+        if causal:
+            raise ConfigError("causal", f"{kind} is the floor of bidirectional attention only")
+        attention = build_floor(kind, spec).to(dev)
+    else:
+        entry = get_registry().get("attention", kind)
+        attention = entry.factory(entry.default_config(), spec).to(dev)
     attention.train(backward)  # forward only is inference: no dropout, no autograd graph
     sync: Callable[[], None] = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 

@@ -18,6 +18,7 @@ from effstudio.bench.startup import measure_startup
 from effstudio.cli.arg_types import comma_list, non_negative, whole
 from effstudio.cli.bench_evaluating import add_evaluate_bench_parsers
 from effstudio.cli.bench_graph import add_graph_bench
+from effstudio.cli.bench_peers import add_peers_bench
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from effstudio.cli.interrupt import graceful_interrupt
@@ -43,6 +44,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     faults.add_argument("--json", action="store_true", help="print one JSON object")
     faults.set_defaults(func=cmd_bench)
     _add_attention_bench(benches)
+    add_peers_bench(benches)
     inspect_bench = benches.add_parser("inspect", help="inspector speed and memory on a synthetic safetensors file")
     inspect_bench.add_argument("--size-mb", type=float, default=100, help="file size in MiB (default: 100)")
     inspect_bench.add_argument("--tensors", type=int, default=100, help="number of tensors (default: 100)")

@@ -117,5 +117,6 @@ def measure_responsiveness(steps: int = 200, *, timeout_s: float = 600.0, isolat
         "status": done.status if done is not None else "timeout",
         "seconds": seconds,
         "isolated": isolate,
+        "child_nice": training_process.CHILD_NICE if isolate else None,
     })
     return result

@@ -4,7 +4,9 @@ Why a process: a small model's training step is mostly Python, and every PySide
 call on the GUI thread releases and re-takes the GIL, so a training *thread*
 makes each repaint wait behind the trainer (on two cores, seconds of lag). A
 child process has its own interpreter: the GUI thread stays free and training
-runs at full speed.
+runs at full speed. The child also leaves the window one core (its thread
+count) and runs at a lower scheduling priority (``CHILD_NICE``), so that on a
+machine whose cores are all busy the window's thread still runs first.
 
 :func:`train_in_process` has the trainer's signature, so the GUI's worker drives
 it like the real generator: stop/pause/resume requests on its JobControl are
@@ -63,8 +65,29 @@ def _listen(conn: Connection, control: JobControl) -> None:
             control.resume()
 
 
-def child_main(conn: Connection, threads: int) -> None:
+CHILD_NICE = 4  # the training child's scheduling priority below the window's (POSIX nice steps; see lower_priority)
+
+
+def lower_priority(steps: int) -> None:
+    """Lower this process's scheduling priority by ``steps`` (0: leave it), so that the window's
+    thread wins the cores whenever it has work: the window stays responsive while training uses
+    every cycle the window leaves. Windows has no nice levels: "below normal" stands for any step."""
+    if steps <= 0:
+        return
+    try:
+        if hasattr(os, "nice"):
+            os.nice(steps)
+        else:
+            import psutil
+
+            psutil.Process().nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+    except OSError:
+        pass  # a priority that cannot be changed leaves training as fast as before
+
+
+def child_main(conn: Connection, threads: int, nice: int = 0) -> None:
     """The child: warm up, wait for one job, train it, send every event back, exit."""
+    lower_priority(nice)
     try:
         import torch
 
@@ -122,7 +145,7 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child_conn = ctx.Pipe(duplex=True)
         threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core to the GUI
-        self.process = ctx.Process(target=child_main, args=(child_conn, threads), daemon=True,
+        self.process = ctx.Process(target=child_main, args=(child_conn, threads, CHILD_NICE), daemon=True,
                                    name="effstudio-training")
         with _main_module_hidden():
             self.process.start()

@@ -1,0 +1,72 @@
+"""The kinds that choose a path per call give the same results on both.
+
+The whole-sequence paths (weights or features kept) run whenever they fit, so the
+dense-oracle tests exercise them; here a zero memory limit sends the same inputs
+down the chunked paths, whose outputs and gradients must agree.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from effstudio.attention import band, kernelized, reformer
+from effstudio.attention.base import AttentionSpec
+from effstudio.attention.local import LocalAttention, LocalAttentionConfig
+from effstudio.attention.longformer import LongformerAttention, LongformerAttentionConfig
+from effstudio.attention.performer import PerformerAttention, PerformerAttentionConfig
+from effstudio.attention.reformer import ReformerAttention, ReformerAttentionConfig
+from tests.attention.compare import max_diff, padded_mask
+
+B, H, D, N = 2, 2, 8, 45
+TOL = 1e-5
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    spec = AttentionSpec(H * D, H, causal=False, max_length=256)
+    return {
+        "local": lambda: LocalAttention(LocalAttentionConfig(window=5), spec),
+        "longformer": lambda: LongformerAttention(LongformerAttentionConfig(window=4, global_tokens="0,9"), spec),
+        "reformer": lambda: ReformerAttention(ReformerAttentionConfig(n_hashes=2, bucket_size=4), spec),
+        "performer": lambda: PerformerAttention(PerformerAttentionConfig(features=16), spec),
+    }[name]()
+
+
+def run(attn: torch.nn.Module, mask: torch.Tensor | None) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(B, H, N, D, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(3))
+    keys = q if attn.shares_qk else k
+    out, _ = attn(q, keys, v, key_mask=mask)
+    return [out, *torch.autograd.grad(out.square().sum(), (q, k, v), allow_unused=True)]
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("name", ["local", "longformer", "reformer", "performer"])
+def test_whole_and_chunked_paths_agree(name: str, padded: bool, monkeypatch) -> None:  # noqa: ANN001
+    mask = padded_mask(B, N, 7) if padded else None
+    attn = build(name)
+    whole = run(attn, mask)
+    for module in (band, kernelized, reformer):
+        monkeypatch.setattr(module, "KEEP_LIMIT_BYTES", 0)
+    chunked = run(attn, mask)
+    for got, want in zip(chunked, whole, strict=True):
+        if want is None:  # shared query/key space: the separate keys get no gradient
+            assert got is None
+            continue
+        assert max_diff(got, want) <= TOL
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["fits", "too-large"])
+def test_the_path_follows_the_memory_limit(limit: int | None, monkeypatch) -> None:  # noqa: ANN001
+    calls = []
+    for function in (band.BandAttention, reformer.WholeLSHAttention):
+        original = function.apply
+        monkeypatch.setattr(function, "apply", lambda *a, f=original: calls.append(f) or f(*a))
+    if limit is not None:
+        for module in (band, reformer, kernelized):
+            monkeypatch.setattr(module, "KEEP_LIMIT_BYTES", limit)
+    run(build("local"), None)
+    run(build("reformer"), None)
+    assert len(calls) == (2 if limit is None else 0)
+    assert kernelized.keeps_features(H, N, N, 16) is (limit is None)
