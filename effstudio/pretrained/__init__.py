@@ -1,0 +1,1 @@
+"""Pretrained models: Hugging Face import and conversion into efficient models (longer positions, other attention kinds)."""
