@@ -73,3 +73,7 @@ MAX_TASK_FILE_BYTES = 256 * MiB  # the largest tokenizer (MAX_TOKENIZER_BYTES) f
 # a tokenizer file (tokenizer.json, vocab.txt, vocab.json, merges.txt) is parsed whole: the largest real ones, for
 # multilingual vocabularies of 250,000 pieces, are ~35 MB
 MAX_TOKENIZER_BYTES = 64 * MiB
+
+# a Hugging Face checkpoint split into shards (model-00001-of-00042.safetensors): the largest published models
+# have a few hundred; more is a broken or hostile index
+MAX_SHARDS = 1000

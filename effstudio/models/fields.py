@@ -6,6 +6,7 @@ between model types (a default, or a help text that names the model's parts).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from effstudio.config import ConfigError, param
@@ -44,8 +45,9 @@ def mode_param() -> Any:
 
 
 def pooling_param() -> Any:
-    return param("cls", choices=("cls", "mean"),
-                 help="Classification only: read a learned summary token (cls) or average the real tokens (mean)")
+    return param("cls", choices=("cls", "mean", "first", "last"),
+                 help="Classification only: read a learned summary token (cls), average the real tokens (mean), "
+                      "or read the first token (BERT's [CLS]) or the last real one (a decoder's)")
 
 
 def attention_param(help: str = "How tokens mix; the chosen kind's own settings are in the attention section") -> Any:
@@ -84,14 +86,94 @@ def with_moe_fields(cls: type) -> type:
     Appends the fields ffn, experts, top_k, capacity_factor and balance_weight after the class's
     own (the form, ``--set`` and TOML order); the class's ``check()`` calls :func:`check_moe_fields`.
     """
+    return _append_fields(cls, _moe_params())
+
+
+def check_moe_fields(config: Any) -> None:
+    if config.ffn == "moe" and config.top_k > config.experts:
+        raise ConfigError("top_k", f"cannot route each token to {config.top_k} of {config.experts} experts")
+
+
+# ---------------------------------------------------------------------- what pretrained models need
+# Fields a Hugging Face import sets to reproduce a pretrained model exactly (effstudio.pretrained). Their
+# defaults are the model types' own design, so a model built without them is unchanged.
+
+def _block_params() -> dict[str, tuple[str, Any]]:
+    """The block's own variants (read by transformer.Block through :func:`block_settings`), in form order."""
+    return {
+        "norm_position": ("str", param("pre", choices=("pre", "post"), label="LayerNorm position",
+                                       help="pre: x + f(LN(x)) with a final LayerNorm (GPT-2, ViT); post: "
+                                            "LN(x + f(x)) with a LayerNorm on the embeddings (BERT)",
+                                       advanced=True)),
+        "activation": ("str", param("gelu", choices=("gelu", "gelu_tanh", "relu"), label="Activation",
+                                    help="Feed-forward activation: exact GELU, its tanh approximation (GPT-2), "
+                                         "or ReLU", advanced=True)),
+        "norm_eps": ("float", param(1e-5, min=1e-12, max=0.1, label="LayerNorm \u03b5",
+                                    help="The epsilon of every LayerNorm", advanced=True)),
+        "ff_width": ("int", param(0, min=0, max=1_000_000, label="Feed-forward width",
+                                  help="Hidden width of the feed-forward part; 0 = multiplier x model width",
+                                  advanced=True)),
+    }
+
+
+def _token_params() -> dict[str, tuple[str, Any]]:
+    """Embedding and head variants of the token models (transformer, universal), in form order."""
+    return {
+        "vocab_size": ("int", param(0, min=0, max=10_000_000, label="Embedding rows",
+                                    help="Rows of the token embedding; 0 = the task's vocabulary (a pretrained "
+                                         "model keeps its own)", advanced=True)),
+        "embed_dim": ("int", param(0, min=0, max=65_536, label="Embedding width",
+                                   help="Width of the token and position embeddings, projected to the model "
+                                        "width when it differs (ALBERT, ELECTRA); 0 = the model width",
+                                   advanced=True)),
+        "token_types": ("int", param(0, min=0, max=1024, label="Token types",
+                                     help="Rows of a segment embedding (BERT's token types); every token gets "
+                                          "type 0; 0 = none", advanced=True)),
+        "position_offset": ("int", param(0, min=0, max=1024, label="Position offset",
+                                         help="Learned positions start at this row of the table (RoBERTa: 2)",
+                                         advanced=True)),
+        "pooler": ("str", param("none", choices=("none", "tanh", "gelu", "relu"), label="Pooler",
+                                help="Classification: a dense layer and this activation between the pooled "
+                                     "vector and the head (BERT's pooler: tanh)", advanced=True)),
+        "token_head": ("str", param("none", choices=("none", "masked", "tied"), label="Token head",
+                                    help="A pretrained token head kept beside the task's head: masked (a masked "
+                                         "language model's transform and decoder) or tied (a causal language "
+                                         "model's output layer, the embedding)", advanced=True)),
+    }
+
+
+def _append_fields(cls: type, params: dict[str, tuple[str, Any]]) -> type:
     annotations = dict(cls.__annotations__)
-    for name, (annotation, default) in _moe_params().items():
+    for name, (annotation, default) in params.items():
         annotations[name] = annotation
         setattr(cls, name, default)
     cls.__annotations__ = annotations
     return cls
 
 
-def check_moe_fields(config: Any) -> None:
-    if config.ffn == "moe" and config.top_k > config.experts:
-        raise ConfigError("top_k", f"cannot route each token to {config.top_k} of {config.experts} experts")
+def with_block_fields(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: norm_position, activation, norm_eps, ff_width (see above)."""
+    return _append_fields(cls, _block_params())
+
+
+def with_token_fields(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: the block fields and the embedding and head ones (see above)."""
+    return _append_fields(cls, {**_block_params(), **_token_params()})
+
+
+@dataclass(frozen=True)
+class BlockSettings:
+    norm_position: str = "pre"
+    activation: str = "gelu"
+    norm_eps: float = 1e-5
+    ff_width: int = 0
+
+
+def block_settings(config: Any) -> BlockSettings:
+    """The block variants a config declares; a model type without the fields gets the defaults."""
+    return BlockSettings(**{f: getattr(config, f) for f in _block_params() if hasattr(config, f)})
+
+
+def ff_hidden(config: Any) -> int:
+    """Hidden width of a block's feed-forward part."""
+    return block_settings(config).ff_width or config.ff_mult * config.d_model

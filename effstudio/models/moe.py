@@ -39,6 +39,7 @@ from torch import nn
 
 from effstudio.attention.base import exporting
 from effstudio.config import ConfigError
+from effstudio.models.fields import block_settings, ff_hidden
 
 INIT_STD = 0.02
 
@@ -172,10 +173,18 @@ class MoEFeedForward(nn.Module):
 def make_feed_forward(config: Any) -> nn.Module:
     """The feed-forward part of a block: the dense MLP or, with ``ffn = "moe"``, experts."""
     d = config.d_model
-    hidden = config.ff_mult * d
+    hidden = ff_hidden(config)
     if getattr(config, "ffn", "dense") == "moe":
         return MoEFeedForward(d, hidden, config.experts, config.top_k, config.capacity_factor)
-    return nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+    return nn.Sequential(nn.Linear(d, hidden), activation_module(block_settings(config).activation),
+                         nn.Linear(hidden, d))
+
+
+def activation_module(name: str) -> nn.Module:
+    """The module of a declared activation (fields.block_settings): gelu, gelu_tanh or relu."""
+    if name == "relu":
+        return nn.ReLU()
+    return nn.GELU(approximate="tanh" if name == "gelu_tanh" else "none")
 
 
 def moe_outputs(stats: Sequence[MoEStats], weight: float, *, shared: bool = False

@@ -27,6 +27,7 @@ from torch import nn
 
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError, describe_kind, record_values
+from effstudio.models.fields import ff_hidden
 from effstudio.models.moe import MoEFeedForward
 
 METADATA_KEY = "effstudio.structure"
@@ -78,9 +79,10 @@ def ff_width(mlp: nn.Module) -> int:
     return int(mlp[0].out_features)
 
 
-def is_uniform(structure: Structure, heads: int, d_model: int, ff_mult: int) -> bool:
+def is_uniform(structure: Structure, heads: int, d_model: int, ff: int) -> bool:
+    """Whether every block has ``heads`` heads of d_model / heads features and ``ff`` feed-forward neurons."""
     return (all(h == heads for h in structure.heads) and structure.head_dim * heads == d_model
-            and all(f == ff_mult * d_model for f in structure.ff))
+            and all(f == ff for f in structure.ff))
 
 
 def structure_metadata(model: nn.Module, model_config: Any) -> dict[str, str]:
@@ -91,7 +93,7 @@ def structure_metadata(model: nn.Module, model_config: Any) -> dict[str, str]:
         return {}
     heads, d_model, ff_mult = (getattr(model_config, name, None) for name in ("heads", "d_model", "ff_mult"))
     if heads is not None and d_model is not None and ff_mult is not None and is_uniform(
-            structure, heads, d_model, ff_mult):
+            structure, heads, d_model, ff_hidden(model_config)):
         return {}
     return {METADATA_KEY: structure.to_json()}
 

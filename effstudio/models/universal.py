@@ -26,6 +26,11 @@ With ``ffn = "moe"`` the shared block's feed-forward is a mixture of experts
 that routes only the positions still running. Extras: "ponder_steps" (B, N)
 steps used per token, "ponder_mean" the mean ponder time N + R over real tokens
 (the cost that tau weighs), and the MoE ones with one expert_load row per step.
+
+With ``halting = "off"`` the shared block is applied exactly ``max_steps`` times to
+every position, positions are added once to the embeddings and there are no step
+embeddings and no halting unit: ALBERT's cross-layer parameter sharing, which a
+Hugging Face ALBERT import maps onto (with its post-LN block and factorised embeddings).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from effstudio.attention.base import Attention, exporting
-from effstudio.config import param
+from effstudio.config import ConfigError, param
 from effstudio.models import fields
 from effstudio.models.base import ModelOutput, ModelSpec, check_heads_divide_width
 from effstudio.models.moe import MoEStats, moe_outputs
@@ -49,6 +54,7 @@ HALT_BIAS = 1.0
 
 
 @dataclass(frozen=True)
+@fields.with_token_fields
 @fields.with_moe_fields
 class UniversalConfig:
     d_model: int = fields.width_param()
@@ -62,6 +68,11 @@ class UniversalConfig:
     )
     heads: int = fields.heads_param("Attention heads of the shared block; must divide the model width")
     ff_mult: int = fields.ff_mult_param()
+    halting: str = param(
+        "act", choices=("act", "off"), label="Halting",
+        help="act: each position stops by adaptive computation time; off: every position takes max_steps "
+             "steps, positions added once, no step embeddings (ALBERT)", advanced=True,
+    )
     halt_epsilon: float = param(
         0.01, min=1e-4, max=0.5, label="Halting \u03b5",
         help="A position halts once its accumulated halting probability reaches 1 - \u03b5", advanced=True,
@@ -80,6 +91,11 @@ class UniversalConfig:
     def check(self) -> None:
         check_heads_divide_width(self)
         fields.check_moe_fields(self)
+        if self.halting == "act":
+            for name in ("embed_dim", "token_types", "position_offset"):
+                if getattr(self, name):
+                    raise ConfigError(name, "adaptive computation adds positions at every step to the plain "
+                                            "token embedding; this embedding setting needs halting = off")
 
 
 @dataclass
@@ -107,7 +123,10 @@ class UniversalTransformer(Transformer):
 
     def __init__(self, config: UniversalConfig, spec: ModelSpec):
         super().__init__(config, spec)
+        self.shares_blocks = True
         d = config.d_model
+        if config.halting == "off":
+            return
         self.steps_table = nn.Embedding(config.max_steps, d) if config.positions == "learned" else None
         if self.steps_table is not None:
             nn.init.normal_(self.steps_table.weight, std=INIT_STD)
@@ -123,14 +142,32 @@ class UniversalTransformer(Transformer):
     def block(self) -> Block:
         return self.blocks[0]
 
+    def hidden_states(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final states of the tokens (B, N, d), summary token left out."""
+        if self.config.halting == "off":
+            return super().hidden_states(inputs, mask)
+        x, full_mask = self._add_cls(self.embed(inputs), mask)  # (B, N', d)
+        output = self.ponder(x, full_mask, inputs.shape[1]).output
+        output = output if self.norm is None else self.norm(output)
+        if self.cls is None:
+            return output
+        return output[:, :-1] if self.causal else output[:, 1:]
+
+    def _applied_blocks(self) -> list[nn.Module]:
+        """Halting off: the shared block, max_steps times (with ACT the forward runs :meth:`ponder`)."""
+        return [self.block] * self.config.max_steps
+
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """inputs (B, N) token ids; mask (B, N) True = real token, None = all real."""
+        if self.config.halting == "off":
+            return super().forward(inputs, mask, need_weights)
         n = inputs.shape[1]
         self._check_length(n)
         x, mask = self._add_cls(self.embed(inputs), mask)  # (B, N', d), (B, N')
         result = self.ponder(self.dropout(x), mask, n, need_weights)
-        logits = self._head(self.norm(result.output), mask)
+        output = result.output if self.norm is None else self.norm(result.output)
+        logits = self._head(output, mask)
 
         real = self._real(mask, result.steps)  # (B, N')
         count = real.sum().clamp(min=1.0)

@@ -33,6 +33,7 @@ POSITION_STD = 0.3
 
 
 @dataclass(frozen=True)
+@fields.with_block_fields
 @fields.with_moe_fields
 class ViTConfig:
     patch_size: int = param(4, min=1, max=64, label="Patch size",
@@ -43,6 +44,9 @@ class ViTConfig:
     ff_mult: int = fields.ff_mult_param(2)
     dropout: float = fields.dropout_param()
     attention: str = fields.attention_param("How patches mix; the chosen kind's own settings are in the attention section")
+    distillation_token: bool = param(False, label="Distillation token", advanced=True,
+                                     help="A second learned token after the class token (DeiT); the head reads "
+                                          "the class token")
 
     def check(self) -> None:
         check_heads_divide_width(self)
@@ -79,17 +83,19 @@ class VisionTransformer(nn.Module):
 
         self.patches = PatchEmbedding(task.channels, config.patch_size, d)
         self.cls = nn.Parameter(INIT_STD * torch.randn(d))
+        self.distillation = nn.Parameter(INIT_STD * torch.randn(d)) if config.distillation_token else None
+        self.tokens = 2 if config.distillation_token else 1  # learned tokens before the patches
         # positions start at the patch tokens' scale (not at 0.02 like token embeddings): with
         # tiny positions every patch looks placeless and small ViTs sit on a plateau for hundreds of steps
-        self.positions = nn.Parameter(POSITION_STD * torch.randn(1 + patches, d))  # class token first
+        self.positions = nn.Parameter(POSITION_STD * torch.randn(self.tokens + patches, d))  # class token first
         self.dropout = nn.Dropout(config.dropout)
         entry = get_registry().get("attention", config.attention)
         attention_config = spec.attention_config if spec.attention_config is not None else entry.default_config()
-        attention_spec = AttentionSpec(dim=d, heads=config.heads, causal=False, max_length=1 + patches)
+        attention_spec = AttentionSpec(dim=d, heads=config.heads, causal=False, max_length=self.tokens + patches)
         self.blocks = nn.ModuleList(
             Block(config, build_attention(entry, attention_config, attention_spec)) for _ in range(config.layers)
         )
-        self.norm = nn.LayerNorm(d)
+        self.norm = nn.LayerNorm(d, eps=config.norm_eps)
         self.head = nn.Linear(d, task.num_classes)
         _init_weights(self)
 
@@ -100,7 +106,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"expected images of shape {self.image_shape}, got {tuple(inputs.shape[1:])}")
         b = inputs.shape[0]
         x = self.patches(inputs)  # (B, P, d)
-        x = torch.cat([self.cls.expand(b, 1, -1).to(x.dtype), x], dim=1)  # (B, 1 + P, d)
+        x = torch.cat([self._learned_tokens(b, x.dtype), x], dim=1)  # (B, T + P, d), T = 1 or 2 learned tokens
         x = self.dropout(x + self.positions)
 
         maps: list[torch.Tensor] | None = [] if need_weights else None
@@ -115,9 +121,22 @@ class VisionTransformer(nn.Module):
         aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
         if maps:
             last = maps[-1].detach().float().mean(dim=1)  # (B, 1 + P, 1 + P)
-            extras["cls_patch_attention"] = last[:, 0, 1:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
+            extras["cls_patch_attention"] = last[:, 0, self.tokens:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
             extras["image"] = inputs.detach()  # (B, C, H, W)
         return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
+
+    def _learned_tokens(self, b: int, dtype: torch.dtype) -> torch.Tensor:
+        """(B, T, d): the class token, and the distillation token when the model has one."""
+        tokens = self.cls[None] if self.distillation is None else torch.stack([self.cls, self.distillation])
+        return tokens.expand(b, -1, -1).to(dtype)
+
+    def hidden_states(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final states (B, T + P, d) of the learned tokens and the patches, after the last LayerNorm."""
+        x = torch.cat([self._learned_tokens(inputs.shape[0], torch.float32), self.patches(inputs)], dim=1)
+        x = x + self.positions
+        for block in self.blocks:
+            x, _, _ = block(x, None, False)
+        return self.norm(x)
 
 
 ENTRY = Entry(

@@ -1,0 +1,223 @@
+"""A Hugging Face folder imported exactly onto an effstudio model type, and saved as an ordinary checkpoint.
+
+``import_folder`` reads the folder (hf_folder: safety rules, shards, tokenizer), maps
+config.json and the tensors onto effstudio's own model (effstudio.models.hf, one
+module per family), builds that model through the engine like any other and loads
+the tensors, each checked against the shape the config implies. Anything wrong is one
+ConfigError line; nothing is written until ``save_imported``.
+
+The task each architecture gets, so that every section works on the checkpoint:
+
+- text encoders (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT) and GPT-2: ``textclass``
+  with the folder's tokenizer (stored beside the checkpoint as ``<name>.tokenizer.json``,
+  the task's own file) and config.json's labels, ``max_length`` = the model's positions.
+  GPT-2 runs as a causal decoder classifying from its last real token (as
+  GPT2ForSequenceClassification does); its language-model head is the tied embedding,
+  kept as the token head.
+- ViT and DeiT: ``imagefolder`` in RGB at the model's image size. effstudio's images are
+  in [0, 1]; the image processor's normalisation ((x - mean) / std, from
+  preprocessor_config.json) is folded into the patch projection, so the model reads
+  them as they are.
+
+A folder without a tokenizer is imported with an id tokenizer (token i is written "i"):
+a warning says so, and views show ids instead of text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from torch import nn
+
+from effstudio.engine.build import build_model
+from effstudio.engine.checkpoint import save_checkpoint, task_file_path
+from effstudio.engine.run_config import RunConfig
+from effstudio.models.hf import FAMILIES
+from effstudio.models.hf.base import Converted, MappingError, Tensors
+from effstudio.pretrained.hf_folder import CONFIG, FolderError, HFFolder, read_folder
+from effstudio.tasks.base import SavedTaskData, TaskSpec
+from effstudio.tasks.image import image_spec
+from effstudio.tasks.textclass import LABELS_KEY, SOURCE_KEY, TOKENIZER_FILE, TextClassTask
+from effstudio.tasks.tokenizer import TextTokenizer
+
+SUPPORTED = ("bert", "roberta", "distilbert", "electra", "albert", "gpt2", "vit", "deit")
+TEXT_TASK, IMAGE_TASK = "textclass", "imagefolder"
+# ViTImageProcessor's defaults, when a folder has no preprocessor_config.json
+DEFAULT_IMAGE_MEAN = DEFAULT_IMAGE_STD = 0.5
+
+
+@dataclass
+class Imported:
+    model: nn.Module  # an effstudio model, eval mode, float32
+    config: RunConfig  # an ordinary run config (model type, attention, task and its settings)
+    task_data: SavedTaskData | None  # the tokenizer (and labels) stored beside the checkpoint
+    architecture: str  # "bert", "roberta", "gpt2", "vit", ...
+    notes: list[str]  # what was mapped how (heads kept / added, tied weights ...)
+    warnings: list[str]  # e.g. no tokenizer: ids are shown instead of text
+    new_parts: list[str] = field(default_factory=list)  # modules the import added at random (a new head)
+    # an image model's (mean, std) per channel, folded into its patch projection (the check feeds the
+    # reference normalised pixels)
+    image_normalisation: tuple[list[float], list[float]] | None = None
+
+
+def import_folder(path: Path) -> Imported:
+    """The model of the Hugging Face folder (or weights file beside a config.json) ``path``;
+    ConfigError with one line on bad input."""
+    folder = read_folder(Path(path))
+    architecture = folder.config.get("model_type")
+    if architecture not in SUPPORTED:
+        shown = repr(architecture) if isinstance(architecture, str) else "missing"
+        raise FolderError(f"model_type {shown} is not an architecture effstudio imports; it imports "
+                          f"{', '.join(SUPPORTED)}", folder.path / CONFIG)
+    tensors = Tensors(folder.weights)
+    try:
+        converted = FAMILIES[architecture](folder.config, tensors)
+    except MappingError as err:
+        source = folder.weight_files[0] if str(err).startswith("tensor ") else folder.path / CONFIG
+        raise FolderError(f"weights do not match config.json: {err}" if str(err).startswith("tensor ")
+                          else str(err), source) from None
+    notes, warnings = list(converted.notes), list(converted.warnings)
+    if converted.task == "image":
+        spec, task_data, overrides = _image_task(folder, converted, notes)
+    else:
+        spec, task_data, overrides = _text_task(folder, converted, notes, warnings)
+    overrides.update({f"model.{key}": value for key, value in converted.model.items()})
+    overrides.update({f"attention.{key}": value for key, value in converted.attention.items()})
+    config = RunConfig.create(converted.model_type, IMAGE_TASK if converted.task == "image" else TEXT_TASK,
+                              overrides)
+    model = _loaded_model(config, spec, converted, folder)
+    normalisation = None if converted.image is None else (converted.image[2], converted.image[3])
+    return Imported(model, config, task_data, architecture, notes, warnings, list(converted.fresh), normalisation)
+
+
+def save_imported(imported: Imported, out: Path) -> Path:
+    """Write the imported model as an ordinary checkpoint at ``out``, its tokenizer and labels beside it."""
+    out = Path(out)
+    config = imported.config
+    if config.task_name == TEXT_TASK:
+        # the task file beside the checkpoint is the tokenizer a later run of this config reads
+        config = config.with_overrides({"task.tokenizer_path": task_file_path(out, TOKENIZER_FILE).name})
+    return save_checkpoint(out, imported.model, config, step=0, task_data=imported.task_data)
+
+
+# ---------------------------------------------------------------------- tasks
+def _text_task(folder: HFFolder, converted: Converted, notes: list[str], warnings: list[str]
+               ) -> tuple[TaskSpec, SavedTaskData, dict[str, Any]]:
+    tokenizer = folder.tokenizer
+    rows = converted.model["vocab_size"]
+    if tokenizer is None:
+        tokenizer = id_tokenizer(rows, folder.config)
+        warnings.append(f"no usable tokenizer ({folder.tokenizer_problem}): imported with an id tokenizer, so "
+                        "views show token ids instead of text")
+    if tokenizer.vocab_size > rows:
+        _grow_vocabulary(converted, tokenizer.vocab_size)
+        notes.append(f"the tokenizer has {tokenizer.vocab_size - rows} tokens the embedding lacks (special tokens "
+                     f"effstudio adds): {rows} -> {tokenizer.vocab_size} rows, the new ones the mean of the others")
+    source = {"path": str(folder.path), "files": [f.name for f in folder.weight_files]}
+    saved = SavedTaskData({LABELS_KEY: json.dumps(converted.labels), SOURCE_KEY: json.dumps(source)},
+                          {TOKENIZER_FILE: tokenizer.to_json().encode("utf-8")})
+    overrides: dict[str, Any] = {"task.max_length": converted.max_length, "task.tokenizer": "file",
+                                 "task.tokenizer_path": TOKENIZER_FILE}
+    config = RunConfig.create("transformer", TEXT_TASK, overrides).task
+    return TextClassTask.from_saved(config, saved).spec, saved, overrides
+
+
+def _image_task(folder: HFFolder, converted: Converted, notes: list[str]
+                ) -> tuple[TaskSpec, None, dict[str, Any]]:
+    channels, size, _, _ = converted.image
+    if channels != 3:
+        raise FolderError(f"num_channels is {channels}; effstudio's image tasks read RGB (3) or grey (1) images "
+                          "and import RGB models", folder.path / CONFIG)
+    mean, std = _normalisation(folder, channels, notes)
+    _fold_normalisation(converted, mean, std)
+    converted.image = (channels, size, mean, std)
+    spec = image_spec(IMAGE_TASK, converted.labels, channels, size)
+    return spec, None, {"task.image_size": size, "task.color": "rgb"}
+
+
+def _normalisation(folder: HFFolder, channels: int, notes: list[str]) -> tuple[list[float], list[float]]:
+    settings = folder.preprocessor or {}
+    if not settings:
+        notes.append("no preprocessor_config.json: images normalised with mean 0.5 and std 0.5 per channel "
+                     "(the ViT image processor's defaults)")
+    if settings.get("do_normalize", True) is False:
+        return [0.0] * channels, [1.0] * channels
+    values = []
+    for key, default in (("image_mean", DEFAULT_IMAGE_MEAN), ("image_std", DEFAULT_IMAGE_STD)):
+        value = settings.get(key, [default] * channels)
+        if isinstance(value, (int, float)):
+            value = [value] * channels
+        if not (isinstance(value, list) and len(value) == channels and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise FolderError(f"{key} is not {channels} numbers", folder.path / "preprocessor_config.json")
+        values.append([float(v) for v in value])
+    if any(s <= 0 for s in values[1]):
+        raise FolderError("image_std holds a value <= 0", folder.path / "preprocessor_config.json")
+    return values[0], values[1]
+
+
+def _fold_normalisation(converted: Converted, mean: list[float], std: list[float]) -> None:
+    """Make the patch projection read [0, 1] pixels: conv((x - m) / s) = conv'(x), with weights W / s and
+    bias b - sum(W m / s) (per input channel c)."""
+    weight = converted.state["patches.project.weight"]  # (d, C, p, p)
+    bias = converted.state["patches.project.bias"]  # (d,)
+    m = torch.tensor(mean, dtype=torch.float64)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float64)[None, :, None, None]
+    scaled = weight.double() / s
+    converted.state["patches.project.weight"] = scaled.to(weight.dtype)
+    converted.state["patches.project.bias"] = (bias.double() - (scaled * m).sum(dim=(1, 2, 3))).to(bias.dtype)
+
+
+def id_tokenizer(rows: int, config: dict[str, Any]) -> TextTokenizer:
+    """A tokenizer whose token i is written as the number i (for a folder without a tokenizer)."""
+    vocab = {str(i): i for i in range(rows)}
+    pad = config.get("pad_token_id")
+    if isinstance(pad, int) and 0 <= pad < rows:
+        vocab = {("[PAD]" if i == pad else token): i for token, i in vocab.items()}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[PAD]" if "[PAD]" in vocab else "0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return TextTokenizer(tokenizer)
+
+
+def _grow_vocabulary(converted: Converted, rows: int) -> None:
+    """Append embedding rows (and masked-LM decoder biases) up to ``rows``, each the mean of the existing ones."""
+    embed = converted.state["embed.weight"]  # (V, e)
+    extra = rows - embed.shape[0]
+    grown = torch.cat([embed, embed.mean(dim=0, keepdim=True).expand(extra, -1)])
+    converted.state["embed.weight"] = grown
+    if "token_head.decoder.weight" in converted.state:
+        converted.state["token_head.decoder.weight"] = grown
+        bias = converted.state["token_head.decoder.bias"]
+        converted.state["token_head.decoder.bias"] = torch.cat([bias, bias.mean().expand(extra)])
+    converted.model["vocab_size"] = rows
+
+
+# ---------------------------------------------------------------------- the model
+def _loaded_model(config: RunConfig, spec: TaskSpec, converted: Converted, folder: HFFolder) -> nn.Module:
+    """Build the config's model (fresh parts seeded by train.seed) and load the converted tensors into it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        model = build_model(config, spec, training=False, named_by=folder.path / CONFIG)
+    expected = model.state_dict()
+    state = {}
+    for name, tensor in expected.items():
+        if name in converted.state:
+            given = converted.state[name]
+            if tuple(given.shape) != tuple(tensor.shape):
+                raise FolderError(f"weights do not match config.json: {converted.sources.get(name, name)} has "
+                                  f"shape {tuple(given.shape)}, config.json implies {tuple(tensor.shape)}",
+                                  folder.weight_files[0])
+            state[name] = given.to(torch.float32)
+        elif any(name == fresh or name.startswith(fresh + ".") for fresh in converted.fresh):
+            state[name] = tensor
+        else:
+            raise FolderError(f"weights do not match config.json: nothing in the file gives {name}",
+                              folder.weight_files[0])
+    model.load_state_dict(state)
+    return model.float().eval()
+
