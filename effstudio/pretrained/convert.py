@@ -17,18 +17,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from effstudio.config import ConfigError
-from effstudio.engine.checkpoint import read_info, saved_task_data, save_checkpoint
+from effstudio.engine.checkpoint import read_info, save_checkpoint, saved_task_data
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import DTYPE_KEY, QUANT_KEY, load_model
 from effstudio.models.structure import METADATA_KEY as STRUCTURE_KEY
 from effstudio.paths import check_output_file
 from effstudio.pretrained.efficient import make_efficient, parameter_count
+from effstudio.pretrained.importer import PRETRAINED_SOURCE_KEY
 
-# header entry of an imported checkpoint: the architecture it was imported from ("bert", "roberta", ...)
-SOURCE_KEY = "effstudio.pretrained.source"
 # header entry of a converted checkpoint: what was converted how (a JSON list of notes)
 EFFICIENT_KEY = "effstudio.pretrained.efficient"
-KEPT_KEYS = (SOURCE_KEY, STRUCTURE_KEY)
+KEPT_KEYS = (PRETRAINED_SOURCE_KEY, STRUCTURE_KEY)
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,15 @@ from effstudio.gui.forms.config_form import ConfigForm
 from effstudio.gui.job import JobHost
 from effstudio.gui.panels.base import description_label
 from effstudio.gui.panels.run_controls import RunGroup
-from effstudio.pretrained.convert import SOURCE_KEY, ConvertedEvent, convert_checkpoint
-from effstudio.pretrained.efficient import attention_memory, current_max_length, make_efficient, parameter_count
+from effstudio.pretrained.convert import ConvertedEvent, convert_checkpoint
+from effstudio.pretrained.efficient import (
+    attention_memory,
+    current_max_length,
+    make_efficient,
+    parameter_count,
+)
+from effstudio.pretrained.importer import PRETRAINED_SOURCE_KEY
+from effstudio.pretrained.lab_import import ImportedEvent, import_job
 from effstudio.registry import Registry
 
 DEFAULT_KIND = "longformer"
@@ -52,6 +59,7 @@ LOADED = "loaded"  # the meta model's job event
 
 class MakeEfficientPanel(JobHost, QGroupBox):
     converted = Signal(str)  # the converted checkpoint, to open in the lab
+    imported = Signal(str)  # the checkpoint a Hugging Face folder was imported into, to open in the lab
     message = Signal(str)
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
@@ -120,8 +128,8 @@ class MakeEfficientPanel(JobHost, QGroupBox):
 
     # ------------------------------------------------------------------ source
     @property
-    def imported(self) -> bool:
-        return self.info is not None and bool(self.info.metadata.get(SOURCE_KEY))
+    def is_imported(self) -> bool:
+        return self.info is not None and bool(self.info.metadata.get(PRETRAINED_SOURCE_KEY))
 
     def set_checkpoint(self, path: str | Path | None) -> None:
         """The model opened in the lab; the panel is enabled when it is an imported one."""
@@ -132,7 +140,7 @@ class MakeEfficientPanel(JobHost, QGroupBox):
                 self.info = read_info(path)
             except (RuntimeError, ValueError, OSError) as err:
                 self.source_label.setText(f"Not an effstudio checkpoint: {err}")
-        if self.info is None or not self.imported:
+        if self.info is None or not self.is_imported:
             if self.info is not None or path is None:
                 self.source_label.setText(
                     "Open an imported model to convert it: drop a Hugging Face folder on the window, use "
@@ -141,9 +149,10 @@ class MakeEfficientPanel(JobHost, QGroupBox):
             return
         config = self.info.config
         own = current_max_length(config)
-        self.source_label.setText(f"{Path(self.info.path).name}: imported from {self.info.metadata[SOURCE_KEY]}, "
-                                  f"{config.model_type} with {config.attention_kind} attention, "
-                                  f"{own if own is not None else 'no'} maximum length")
+        source = self.info.metadata[PRETRAINED_SOURCE_KEY]
+        self.source_label.setText(f"{Path(self.info.path).name}: imported from {source}, {config.model_type} with "
+                                  f"{config.attention_kind} attention, {own if own is not None else 'no'} maximum "
+                                  "length")
         self.length_box.blockSignals(True)
         self.length_box.setMinimum(own or 1)
         self.length_box.setValue(max(own or 1, 4096) if own else 1)
@@ -175,6 +184,27 @@ class MakeEfficientPanel(JobHost, QGroupBox):
         if isinstance(event, tuple) and event[0] == LOADED:
             self.shape_model = event[1]
             self.update_figures()
+
+    def import_folder(self, path: str | Path) -> None:
+        """Import a Hugging Face folder (dropped on the window, or opened from Inspect) as a job; ``imported``
+        then names the checkpoint written, and a failure shows its one-line reason."""
+        self.run_group.clear_problem()
+        self.source_label.setText(f"Importing {path}\u2026")
+        self.start_job(lambda control: import_job(path, control=control), "import", on_event=self._on_import_event,
+                       on_failed=self._import_failed)
+
+    def _on_import_event(self, event: Event) -> None:
+        if isinstance(event, LogEvent):
+            self.source_label.setText(event.message)
+            if event.level == "warning":
+                self.message.emit(f"Import: {event.message}")
+        elif isinstance(event, ImportedEvent):
+            self.message.emit(f"Imported {event.architecture} into {event.path}")
+            self.imported.emit(event.path)
+
+    def _import_failed(self, message: str) -> None:
+        self.source_label.setText(f"Cannot import: {message}")
+        self.message.emit(f"Cannot import: {message}")
 
     # ------------------------------------------------------------------ choices
     def kind(self) -> str:
@@ -234,7 +264,7 @@ class MakeEfficientPanel(JobHost, QGroupBox):
     # ------------------------------------------------------------------ convert
     def start(self) -> bool:
         """Write the converted checkpoint; False (with the reason shown) when it cannot start."""
-        if self.info is None or not self.imported:
+        if self.info is None or not self.is_imported:
             return False
         out = self.out_edit.text().strip()
         try:
@@ -273,7 +303,7 @@ class MakeEfficientPanel(JobHost, QGroupBox):
 
     def jobs_changed(self) -> None:
         running = self.job_running("convert")
-        self.run_group.run_button.setEnabled(self.imported and not running)
+        self.run_group.run_button.setEnabled(self.is_imported and not running)
         self.run_group.stop_button.setEnabled(running)
 
 
