@@ -222,6 +222,7 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
         run_attention_bench,
     )
     from effstudio.engine.events import JobControl, LogEvent
+    from effstudio.pretrained.efficient import record_attention_report
 
     kinds = () if args.kinds.strip() == "all" else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     given = {"lengths": tuple(args.lengths) if args.lengths is not None else None, "batch": args.batch,
@@ -244,8 +245,10 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
             elif isinstance(event, BenchDoneEvent):
                 done = event
     _print_bench_summary(list(done.summary) if done is not None else [])
+    report = bench_report(settings, rows, done)
+    if any(row.ok for row in rows):
+        record_attention_report(report)  # the curves `import`/Make efficient estimate attention memory from
     if args.json:
-        report = bench_report(settings, rows, done)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {args.json}", file=sys.stderr)
     return EXIT_OK

@@ -158,3 +158,20 @@ def test_a_broken_folder_says_why(window, qtbot, tmp_path) -> None:
     qtbot.waitUntil(lambda: "Cannot import" in panel.source_label.text(), timeout=20_000)
     assert "t5" in panel.source_label.text() and "bert" in panel.source_label.text()
     assert not panel.is_imported
+
+
+def test_a_finished_attention_benchmark_gives_measured_memory(app, qtbot, settings, panel, tmp_path) -> None:
+    from effstudio.gui.panels.benchmark_panel import BenchmarkPanel
+    from tests.gui.test_benchmark_panel import FakeBench, configure, run
+
+    bench = BenchmarkPanel(get_registry(), bench_fn=FakeBench(), settings=settings)
+    qtbot.addWidget(bench)
+    configure(bench, kinds=("full", "sdpa"), lengths="1024, 2048", backward=False)
+    run(qtbot, bench)
+    assert bench.shutdown(10_000)
+    loaded(qtbot, panel, checkpoint(tmp_path))
+    panel.kind_box.setCurrentIndex(panel.kind_box.findData("sdpa"))
+    panel.length_box.setValue(2048)
+    # the fake's full attention: 3 x 2048 / 100 + 1 MB at batch 1 x 4 heads, the model's 4 heads
+    assert cell(panel, 1, 0) == "62 MB"
+    assert "measured by the attention benchmark" in panel.figures_note.text()
