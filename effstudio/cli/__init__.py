@@ -24,6 +24,7 @@ import effstudio
 from effstudio.cli.bench import add_bench_parsers
 from effstudio.cli.compress import add_compress_parsers
 from effstudio.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from effstudio.cli.importing import add_import_parser
 from effstudio.cli.inspect import add_inspect_parser
 from effstudio.cli.listing import add_listing_parsers
 from effstudio.cli.runs import add_runs_parser
@@ -44,7 +45,7 @@ from effstudio.paths import (
 from effstudio.registry import UnknownEntryError
 
 COMMANDS = ("models", "attention", "tasks", "train", "runs", "inspect", "gui", "bench",
-            "prune", "quantize", "distill", "export", "compare")
+            "prune", "quantize", "distill", "export", "compare", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_parser(commands)
     add_gui_parser(commands)
     add_bench_parsers(commands)
+    add_import_parser(commands)
     return parser
 
 

@@ -47,6 +47,7 @@ def load_reference(path: Path) -> torch.nn.Module:
     except ImportError:
         raise ConfigError("check", "the exactness check compares with the transformers library, which is not "
                                    "installed (pip install 'transformers>=4.44')") from None
+    transformers.utils.logging.disable_progress_bar()  # one line per output is what the check prints
     folder, _ = folder_of(path)
     config = read_json(folder / "config.json", "config.json")
     names = config.get("architectures") or []
