@@ -47,10 +47,17 @@ class ViTConfig:
     distillation_token: bool = param(False, label="Distillation token", advanced=True,
                                      help="A second learned token after the class token (DeiT); the head reads "
                                           "the class token")
+    distillation_head: bool = param(False, label="Distillation head", advanced=True,
+                                    help="With a distillation token: a second head reads it and the logits are "
+                                         "the mean of the two heads (DeiT distilled with a teacher)")
 
     def check(self) -> None:
         check_heads_divide_width(self)
         fields.check_moe_fields(self)
+        if self.distillation_head and not self.distillation_token:
+            raise ConfigError("distillation_head", "a distillation head reads the distillation token; turn "
+                                                   "distillation_token on")
+
 
 
 class PatchEmbedding(nn.Module):
@@ -97,6 +104,7 @@ class VisionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(d, eps=config.norm_eps)
         self.head = nn.Linear(d, task.num_classes)
+        self.distillation_head = nn.Linear(d, task.num_classes) if config.distillation_head else None
         _init_weights(self)
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None,
@@ -117,13 +125,21 @@ class VisionTransformer(nn.Module):
                 maps.append(weights)  # (B, H, 1 + P, 1 + P)
             if stats is not None:
                 moe.append(stats)
-        logits = self.head(self.norm(x[:, 0]))  # (B, C)
+        logits = self._logits(self.norm(x))  # (B, C)
         aux_loss, extras = moe_outputs(moe, self.config.balance_weight)
         if maps:
             last = maps[-1].detach().float().mean(dim=1)  # (B, 1 + P, 1 + P)
             extras["cls_patch_attention"] = last[:, 0, self.tokens:].reshape(b, self.grid, self.grid)  # (B, Hp, Wp)
             extras["image"] = inputs.detach()  # (B, C, H, W)
         return ModelOutput(logits=logits, attentions=maps, aux_loss=aux_loss, extras=extras)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C) from the final states (B, T + P, d): the class token's head (averaged with the
+        distillation token's when the model has a distillation head)."""
+        logits = self.head(x[:, 0])
+        if self.distillation_head is None:
+            return logits
+        return (logits + self.distillation_head(x[:, 1])) / 2
 
     def _learned_tokens(self, b: int, dtype: torch.dtype) -> torch.Tensor:
         """(B, T, d): the class token, and the distillation token when the model has one."""
