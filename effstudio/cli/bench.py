@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from effstudio.bench.startup import measure_startup
 from effstudio.cli.arg_types import comma_list, non_negative, whole
+from effstudio.cli.bench_pretrained import add_pretrained_bench
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from effstudio.cli.interrupt import graceful_interrupt
@@ -48,6 +49,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     inspect_bench.add_argument("--json", action="store_true", help="print one JSON object")
     inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     _add_compress_bench(benches)
+    add_pretrained_bench(benches)
     data = benches.add_parser(
         "data", help="textclass reading, tokenizing and cached reload of a synthetic CSV",
         description="Writes a CSV of --rows short labelled documents, then times reading and splitting it, "
