@@ -73,11 +73,14 @@ class PretrainedBenchSettings:
     big_batch: int = param(32, min=1, help="The larger batch of the speed rows")
     long_length: int = param(4096, min=16, help="Tokens of the longformer-against-full row")
     window: int = param(256, min=1, help="Longformer window of that row")
-    finetune_steps: int = param(150, min=0, help="Steps of the conversion experiment's fine-tune; 0 skips it")
+    original_steps: int = param(200, min=1, help="Training steps of the conversion experiment's original")
+    finetune_steps: int = param(40, min=0, help="Steps of the conversion experiment's fine-tune; 0 skips it")
     original_length: int = param(128, min=8, help="Positions of the experiment's original model")
     converted_length: int = param(4096, min=16, help="Maximum length after its conversion")
     threads: int = param(0, min=0, max=512, help="CPU threads for the timed rows (0: PyTorch's default)")
     peak_memory: bool = param(True, help="Measure the long row's peak memory (one fresh process per kind)")
+    part: str = param("all", choices=("all", "imports", "finetune"),
+                      help="imports: the parity and timed rows; finetune: the conversion experiment alone")
 
 
 @dataclass(frozen=True)
@@ -278,29 +281,31 @@ def _pad_id(reference: Any) -> int:
 
 # ------------------------------------------------------------------ fine-tune experiment
 def experiment_config(settings: PretrainedBenchSettings, steps: int) -> RunConfig:
-    """The original: a small post-LN-free transformer on the survey reports, documents cut to its positions."""
+    """The original: a small pre-LN transformer on the survey reports, documents cut to its positions."""
     return RunConfig.create("transformer", "textclass", {
         "model.d_model": 64, "model.layers": 2, "model.heads": 4, "model.ff_mult": 2, "model.dropout": 0.1,
         "model.attention": "sdpa", "model.pooling": "cls",
         "task.max_length": settings.original_length, "task.vocab_size": 2000, "task.truncation": "head",
-        "train.steps": steps, "train.batch_size": 16, "train.lr": 1e-3, "train.warmup_steps": 10,
+        "train.steps": steps, "train.batch_size": 16, "train.lr": 1e-3, "train.warmup_steps": min(10, steps - 1),
         "train.eval_every": max(steps, 1), "train.attention_every": 0, "train.device": "cpu",
         "train.seed": 0})
 
 
 def finetune_row(settings: PretrainedBenchSettings, control: JobControl) -> Iterator[Event]:
     steps = settings.finetune_steps
-    config = experiment_config(settings, steps)
+    config = experiment_config(settings, settings.original_steps)
     task = build_task(config)
     torch.manual_seed(0)
     yield LogEvent("info", f"conversion experiment: training the original ({settings.original_length} positions, "
-                           f"{steps} steps)")
+                           f"{settings.original_steps} steps)")
     original = _trained(config, task, None, control)
-    more = _trained(config, task, original, control)  # the original, trained on as long at its own length
+    # the original, trained on for as many steps at its own length (documents cut to it)
+    more = _trained(config.with_overrides({"train.steps": steps, "train.eval_every": steps}), task, original, control)
     converted = make_efficient(original, config, attention="longformer",
                                attention_settings={"window": 64, "global_tokens": "0"},
                                max_length=settings.converted_length)
-    long_config = converted.config.with_overrides({"train.batch_size": 4, "train.lr": 5e-4})
+    long_config = converted.config.with_overrides({"train.steps": steps, "train.batch_size": 4, "train.lr": 5e-4,
+                                                   "train.eval_every": steps})
     long_task = build_task(long_config)
     yield LogEvent("info", f"conversion experiment: fine-tuning the longformer conversion "
                            f"({settings.converted_length} positions, {steps} steps)")
@@ -316,7 +321,8 @@ def finetune_row(settings: PretrainedBenchSettings, control: JobControl) -> Iter
     _, converted_accuracy = evaluate(tuned, long_kept, long_task.spec.pad_id, "classify", 4, torch.device("cpu"))
     yield PretrainedRowEvent({
         "kind": "finetune", "documents": int(len(keep)), "original_length": settings.original_length,
-        "converted_length": settings.converted_length, "steps": steps, "finetune_steps": steps,
+        "converted_length": settings.converted_length, "original_steps": settings.original_steps,
+        "finetune_steps": steps,
         "original_truncated_accuracy": round(original_accuracy, 4),
         "converted_accuracy": round(converted_accuracy, 4), "notes": converted.notes})
 
@@ -339,6 +345,9 @@ def run_pretrained_bench(settings: PretrainedBenchSettings, control: JobControl 
     try:
         with tempfile.TemporaryDirectory(prefix="effstudio-bench-pretrained-") as root:
             root_path = Path(root)
+            if settings.part == "finetune":
+                yield from finetune_row(settings, control)
+                return
             for architecture in settings.architectures:
                 if control.stop_requested:
                     return
@@ -363,7 +372,7 @@ def run_pretrained_bench(settings: PretrainedBenchSettings, control: JobControl 
             yield PretrainedRowEvent(long_row(folder, settings))
             yield PretrainedRowEvent(int8_row(imported, settings))
             yield PretrainedRowEvent(onnx_row(imported, root_path))
-            if settings.finetune_steps and not control.stop_requested:
+            if settings.part == "all" and settings.finetune_steps and not control.stop_requested:
                 yield from finetune_row(settings, control)
     finally:
         torch.set_num_threads(previous_threads)

@@ -32,8 +32,10 @@ def add_pretrained_bench(benches: argparse._SubParsersAction) -> None:
     bench.add_argument("--long-length", type=whole(16, 65536), default=4096,
                        help="tokens of the longformer-against-full row (default: 4096)")
     bench.add_argument("--window", type=whole(1, 65536), default=256, help="longformer window (default: 256)")
-    bench.add_argument("--finetune-steps", type=whole(0, 1_000_000), default=150,
-                       help="steps of the conversion experiment's fine-tune, 0 skips it (default: 150)")
+    bench.add_argument("--original-steps", type=whole(1, 1_000_000), default=200,
+                       help="training steps of the conversion experiment's original (default: 200)")
+    bench.add_argument("--finetune-steps", type=whole(0, 1_000_000), default=40,
+                       help="steps of the conversion experiment's fine-tune, 0 skips it (default: 40)")
     bench.add_argument("--original-length", type=whole(8, 65536), default=128,
                        help="positions of the experiment's original model (default: 128)")
     bench.add_argument("--converted-length", type=whole(16, 65536), default=4096,
@@ -42,6 +44,9 @@ def add_pretrained_bench(benches: argparse._SubParsersAction) -> None:
                        help="CPU threads for the timed rows (default: PyTorch's)")
     bench.add_argument("--no-peak-memory", dest="peak_memory", action="store_false",
                        help="skip the long row's peak memory (a fresh process per kind)")
+    bench.add_argument("--part", choices=("all", "imports", "finetune"), default="all",
+                       help="imports: the parity and timed rows; finetune: the conversion experiment alone "
+                            "(default: all)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=cmd_bench_pretrained)
 
@@ -65,6 +70,7 @@ def cmd_bench_pretrained(args: argparse.Namespace) -> int:
     settings = PretrainedBenchSettings(
         model=str(args.model or ""), architectures=architectures, hidden=args.hidden, layers=args.layers,
         repeats=args.repeats, long_length=args.long_length, window=args.window, finetune_steps=args.finetune_steps,
+        original_steps=args.original_steps, part=args.part,
         original_length=args.original_length, converted_length=args.converted_length, threads=args.threads,
         peak_memory=args.peak_memory)
     validate(settings)
@@ -109,4 +115,4 @@ def format_row(row: dict[str, Any]) -> str:
         return f"onnx     largest difference to PyTorch {row['max_abs_diff']:.2e} ({'ok' if row['ok'] else 'NOT ok'})"
     return (f"finetune {row['documents']} test documents longer than {row['original_length']} tokens: original "
             f"truncated {row['original_truncated_accuracy']:.1%}, converted to {row['converted_length']} and "
-            f"fine-tuned {row['converted_accuracy']:.1%} ({row['finetune_steps']} steps each)")
+            f"fine-tuned {row['converted_accuracy']:.1%} ({row['original_steps']} + {row['finetune_steps']} steps each)")
