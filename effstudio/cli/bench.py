@@ -19,6 +19,7 @@ from effstudio.cli.arg_types import comma_list, non_negative, whole
 from effstudio.cli.bench_evaluating import add_evaluate_bench_parsers
 from effstudio.cli.bench_graph import add_graph_bench
 from effstudio.cli.bench_peers import add_peers_bench
+from effstudio.cli.bench_pretrained import add_pretrained_bench
 from effstudio.cli.compress import MAX_THREADS
 from effstudio.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 from effstudio.cli.interrupt import graceful_interrupt
@@ -53,6 +54,7 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     inspect_bench.set_defaults(func=cmd_bench_inspect, output_folders=("dir",))
     _add_compress_bench(benches)
     add_graph_bench(benches)
+    add_pretrained_bench(benches)
     data = benches.add_parser(
         "data", help="textclass reading, tokenizing and cached reload of a synthetic CSV",
         description="Writes a CSV of --rows short labelled documents, then times reading and splitting it, "
@@ -230,6 +232,7 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
         run_attention_bench,
     )
     from effstudio.engine.events import JobControl, LogEvent
+    from effstudio.pretrained.efficient import record_attention_report
 
     kinds = () if args.kinds.strip() == "all" else tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     given = {"lengths": tuple(args.lengths) if args.lengths is not None else None, "batch": args.batch,
@@ -252,10 +255,12 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
             elif isinstance(event, BenchDoneEvent):
                 done = event
     _print_bench_summary(list(done.summary) if done is not None else [])
+    report = bench_report(settings, rows, done)
+    if any(row.ok for row in rows):
+        record_attention_report(report)  # the curves `import`/Make efficient estimate attention memory from
     if done is not None and done.timing_verdict:
         print(f"timing {'holds' if done.timing_holds else 'DOES NOT HOLD'}: {done.timing_verdict}", flush=True)
     if args.json:
-        report = bench_report(settings, rows, done)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {args.json}", file=sys.stderr)
     return EXIT_OK

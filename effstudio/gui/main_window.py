@@ -63,6 +63,7 @@ from effstudio.gui.panels.compress_panel import CompressPanel
 from effstudio.gui.panels.data_panel import DataPanel
 from effstudio.gui.panels.evaluate_panel import EvaluatePanel
 from effstudio.gui.panels.inspect_panel import InspectPanel
+from effstudio.gui.panels.make_efficient_panel import MakeEfficientPanel
 from effstudio.gui.panels.model_panel import ModelPanel
 from effstudio.gui.panels.monitor_panel import MonitorPanel
 from effstudio.gui.panels.runs_panel import RunsPanel
@@ -70,6 +71,7 @@ from effstudio.gui.panels.train_panel import TrainPanel
 from effstudio.gui.status_bar import StatusBar
 from effstudio.gui.views import discover_views
 from effstudio.pipeline import Pipeline, TrainFn, run_pipeline
+from effstudio.pretrained.lab_import import hugging_face_folder
 from effstudio.registry import Registry, UnknownEntryError, get_registry
 from effstudio.runs.recorder import RunRecordedEvent
 
@@ -128,6 +130,8 @@ class MainWindow(JobHost, QMainWindow):
         self._make_actions()
 
         self.model_panel = ModelPanel(self.registry, self)
+        self.make_efficient_panel = MakeEfficientPanel(self.registry, self.model_panel)
+        self.model_panel.body.insertWidget(self.model_panel.body.count() - 1, self.make_efficient_panel)
         self.data_panel = DataPanel(self.registry, self)
         self.train_panel = TrainPanel(self.action_map, self)
         self.monitor_panel = MonitorPanel(self.action_map["start"], self)
@@ -169,6 +173,9 @@ class MainWindow(JobHost, QMainWindow):
         self.pipeline_warning.connect(lambda message: self.log.add("warning", message))
         self.inspect_panel.opened.connect(self._remember_recent)
         self.inspect_panel.open_in_lab.connect(self.open_in_lab)
+        self.make_efficient_panel.imported.connect(self.open_in_lab)
+        self.make_efficient_panel.converted.connect(self.open_in_lab)
+        self.make_efficient_panel.message.connect(lambda text: self.status.showMessage(text, 15_000))
         self.inspect_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
         self.benchmark_panel.message.connect(self._on_benchmark_message)
         self.compress_panel.message.connect(lambda text: self.status.showMessage(text, 10_000))
@@ -355,6 +362,8 @@ class MainWindow(JobHost, QMainWindow):
         section; any other file or folder opens in the Inspect section."""
         if Path(path).suffix.lower() == ".toml":
             return self.load_settings(path)
+        if hugging_face_folder(path) is not None:
+            return self.open_in_lab(str(path))
         if self.data_panel.open_data_table(str(path)):
             self.show_section(DATA)
             return True
@@ -387,11 +396,17 @@ class MainWindow(JobHost, QMainWindow):
 
     def open_in_lab(self, path: str) -> bool:
         """Load an effstudio checkpoint's run settings into the forms, to train further from them,
-        and make it the Compress section's source, to prune, quantize, distill or export it."""
+        and make it the Compress section's source, to prune, quantize, distill or export it.
+        A Hugging Face folder is imported first (a job of the Make efficient panel), then opened."""
+        if hugging_face_folder(path) is not None:
+            self.show_section(MODEL)
+            self.make_efficient_panel.import_folder(path)
+            return True
         if not self.load_settings(path):
             return False
         if not self.compress_panel.running:
             self.compress_panel.set_checkpoint(path)
+        self.make_efficient_panel.set_checkpoint(path)
         self.show_section(MODEL)
         self.status.showMessage(f"Loaded the settings of {Path(path).name}: start a run to train them again, "
                                 "`effstudio train --resume` to continue that run, or compress it in Compress",
@@ -779,6 +794,7 @@ class MainWindow(JobHost, QMainWindow):
         ended = self.inspect_panel.shutdown(timeout_ms) and ended
         ended = self.compress_panel.shutdown(timeout_ms) and ended
         ended = self.evaluate_panel.shutdown(timeout_ms) and ended
+        ended = self.make_efficient_panel.shutdown(timeout_ms) and ended
         if self.job is not None:
             self.status.showMessage("Stopping the run\u2026")
         ended = super().shutdown(timeout_ms) and ended

@@ -1,1 +1,2 @@
-"""Pretrained models: Hugging Face import and conversion into efficient models (longer positions, other attention kinds)."""
+"""Pretrained models: Hugging Face folders imported exactly onto effstudio's own model types, and converted into
+efficient ones (other attention kinds, longer positions)."""

@@ -56,6 +56,8 @@ from effstudio.tasks.tokenizer import TextTokenizer
 
 SUPPORTED = ("bert", "roberta", "distilbert", "electra", "albert", "gpt2", "vit", "deit")
 TEXT_TASK, IMAGE_TASK = "textclass", "imagefolder"
+# header entry of an imported checkpoint (and of what is converted from it): the architecture it came from
+PRETRAINED_SOURCE_KEY = "effstudio.pretrained.source"
 # ViTImageProcessor's defaults, when a folder has no preprocessor_config.json
 DEFAULT_IMAGE_MEAN = DEFAULT_IMAGE_STD = 0.5
 
@@ -113,7 +115,8 @@ def save_imported(imported: Imported, out: Path) -> Path:
     if config.task_name == TEXT_TASK:
         # the task file beside the checkpoint is the tokenizer a later run of this config reads
         config = config.with_overrides({"task.tokenizer_path": task_file_path(out, TOKENIZER_FILE).name})
-    return save_checkpoint(out, imported.model, config, step=0, task_data=imported.task_data)
+    return save_checkpoint(out, imported.model, config, step=0, task_data=imported.task_data,
+                           extra_metadata={PRETRAINED_SOURCE_KEY: imported.architecture})
 
 
 # ---------------------------------------------------------------------- tasks

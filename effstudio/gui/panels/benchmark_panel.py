@@ -53,6 +53,7 @@ from effstudio.gui.metrics import format_duration
 from effstudio.gui.panels.base import Panel, hbox, side_column
 from effstudio.gui.panels.bench_results import BenchResults
 from effstudio.gui.panels.run_controls import RunGroup
+from effstudio.pretrained.efficient import record_attention_report
 from effstudio.registry import Registry, UnknownEntryError
 
 BenchFn = Callable[[AttentionBenchSettings, JobControl], Iterator[Event]]
@@ -288,6 +289,9 @@ class BenchmarkPanel(JobHost, Panel):
     def _on_finished(self, status: str) -> None:
         # the core's final event knows best (a stop after the last case still finished every case)
         self.status = self.done.status if self.done is not None and status != "failed" else status
+        report = self.report()
+        if report is not None and any(row["ok"] for row in report["rows"]):
+            record_attention_report(report)  # the Make efficient panel's memory estimates read these curves
 
     def jobs_changed(self) -> None:
         self._update_buttons()

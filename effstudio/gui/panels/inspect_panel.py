@@ -58,6 +58,7 @@ from effstudio.inspect.stats import (
     iter_picture,
     iter_stats,
 )
+from effstudio.pretrained.lab_import import hugging_face_folder
 
 FILE_FILTER = ("Model files (*.safetensors *.pt *.pth *.bin *.ckpt *.onnx *.npy *.npz);;"
                "Index files (*.index.json);;All files (*)")
@@ -367,12 +368,18 @@ class InspectPanel(JobHost, Panel):
         loaded = self.inspected is not None
         effstudio_checkpoint = loaded and self.inspected.is_effstudio  # type: ignore[union-attr]
         self.compare_button.setEnabled(loaded)
-        self.lab_button.setVisible(bool(effstudio_checkpoint))
+        self.lab_button.setVisible(bool(effstudio_checkpoint) or self._hugging_face_folder() is not None)
         self.resume_button.setVisible(bool(effstudio_checkpoint))
+
+    def _hugging_face_folder(self) -> Path | None:
+        """The Hugging Face folder being inspected (the lab imports it), else None."""
+        return hugging_face_folder(self.inspected.path) if self.inspected is not None else None
 
     def _open_in_lab(self) -> None:
         if self.inspected is not None and self.inspected.is_effstudio:
             self.open_in_lab.emit(str(self.inspected.files[0]))
+        elif (folder := self._hugging_face_folder()) is not None:
+            self.open_in_lab.emit(str(folder))
 
     def copy_resume_command(self) -> str | None:
         if self.inspected is None or not self.inspected.is_effstudio:
