@@ -38,8 +38,11 @@ class Spread:
 
 
 def _environment(tree: Path | None, home: Path) -> dict[str, str]:
+    # the app's folders go one level below the working folder: a data folder named `effstudio` in the working
+    # folder would shadow the package for `python -m effstudio` (the current folder comes first on its path)
+    settings = str(home / "settings")
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-               XDG_CONFIG_HOME=str(home), XDG_DATA_HOME=str(home), XDG_CACHE_HOME=str(home),
+               XDG_CONFIG_HOME=settings, XDG_DATA_HOME=settings, XDG_CACHE_HOME=settings,
                EFFSTUDIO_RECORD_RUNS="0")
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(tree), os.environ.get("PYTHONPATH"))))

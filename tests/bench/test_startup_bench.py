@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from effstudio.bench.startup import measure_startup
+from effstudio.bench.startup import measure_startup, time_first_window, time_version
 from effstudio.cli import main
 from effstudio.cli.errors import EXIT_USAGE
 
@@ -32,6 +32,13 @@ def test_startup_bench_times_both_trees_alternately(tmp_path):
         for spread in figures.values():
             assert 0 < spread["min_s"] <= spread["median_s"] <= spread["max_s"] < 120
         assert figures["version"]["median_s"] < figures["first_window"]["median_s"]
+
+
+def test_the_apps_folders_stay_out_of_the_working_folder(tmp_path):
+    # a data folder named `effstudio` in the working folder would shadow the package for the next `python -m effstudio`
+    time_first_window(None, tmp_path)  # the window writes its settings and data folders
+    assert not (tmp_path / "effstudio").exists()
+    assert time_version(None, tmp_path) > 0
 
 
 def test_compare_must_name_an_effstudio_checkout(tmp_path, capsys):
