@@ -20,7 +20,9 @@ checkpoint (:class:`~effstudio.tasks.base.SavedTaskData`): header entries
 (``NAME.tokenizer.json``), each written atomically before the save's first step and
 bound to the weights by its SHA-256 in ``effstudio.task_files``. A run writes the
 same files at every save, so a file already there with those bytes is left alone;
-:func:`saved_task_data` reads them back and refuses a file whose hash differs.
+:func:`saved_task_data` reads them back and refuses a file whose hash differs. A path
+setting that reads such a file (a tokenizer file) is named in the saved config by the
+file beside the weights (:func:`naming_task_files`), so the two move together.
 
 Commit protocol of a checkpoint with a training state (one writer per folder):
 
