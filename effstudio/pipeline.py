@@ -27,6 +27,12 @@ from effstudio.atomic_file import write_text_atomic
 from effstudio.compress.events import ProgressEvent, ResultEvent
 from effstudio.compress.steps import CompressDoneEvent, CompressStepEvent, run_steps
 from effstudio.engine import trainer
+from effstudio.engine.checkpoint import (
+    CheckpointError,
+    naming_task_files,
+    read_info,
+    saved_task_data,
+)
 from effstudio.engine.distributed import context_from_env, leave_process_group, single_process
 from effstudio.engine.events import DoneEvent, Event, JobControl, LogEvent, StartEvent
 from effstudio.engine.run_config import RunConfig
@@ -234,13 +240,20 @@ def steps_after_training(plan: RunPlan, done: DoneEvent, run_dir: str | Path | N
         lock.release()
 
 
+def _as_written_beside(plan: RunPlan, checkpoint: Path) -> RunPlan:
+    """The plan as the run folder's config.toml names it: the tokenizer its checkpoint keeps beside both,
+    as the trainer writes the file (see naming_task_files)."""
+    saved = saved_task_data(read_info(checkpoint))
+    return plan if saved is None else plan.with_config(naming_task_files(plan.config, checkpoint, saved))
+
+
 def _steps_in_locked_folder(plan: RunPlan, done: DoneEvent, folder: Path, control: JobControl | None,
                             run_id: int | None, store_path: str | Path | None) -> Iterator[Event]:
     steps = plan.compress
-    try:
-        write_text_atomic(folder / "config.toml", plan.to_toml())  # a full disk keeps the training's file
-    except OSError as err:
-        yield LogEvent("warning", f"cannot write {folder / 'config.toml'}: {err.strerror or err}")
+    try:  # a full disk keeps the training's file
+        write_text_atomic(folder / "config.toml", _as_written_beside(plan, Path(done.checkpoint)).to_toml())
+    except (OSError, CheckpointError) as err:
+        yield LogEvent("warning", f"cannot write {folder / 'config.toml'}: {getattr(err, 'strerror', None) or err}")
     artifact = "compressed"
     for event in run_steps(steps, done.checkpoint, folder, control):
         if isinstance(event, CompressStepEvent):

@@ -8,6 +8,7 @@ with --json one JSON event per line (memory samples left out; they are in the ru
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -147,10 +148,19 @@ def _warn_of_unused_edits(path: Path, saved: RunConfig, config: RunConfig) -> No
     except ConfigError:
         return  # an unreadable file is kept as it is, with its own warning, when the run saves
     before, used = saved.to_dict(), config.to_dict()
+    paths = {*saved.input_paths(), *config.input_paths()}  # "task.path": read as the file means it
+    folder = Path(os.path.abspath(path)).parent
+
+    def meant(section: str, key: str, value: object) -> object:
+        if f"{section}.{key}" not in paths or not isinstance(value, str) or not value:
+            return value
+        return os.path.normpath(folder / Path(value).expanduser())  # as RunConfig.from_toml reads it
+
     edits = [f"{section}.{key} = {value!r}" for section, values in written.items()
              if isinstance(values, dict) and isinstance(used.get(section), dict)
              for key, value in values.items()
-             if key in used[section] and value not in (used[section][key], before.get(section, {}).get(key))]
+             if key in used[section] and meant(section, key, value) not in (
+                 used[section][key], before.get(section, {}).get(key))]
     if edits:
         shown = ", ".join(edits[:5]) + (f" and {len(edits) - 5} more" if len(edits) > 5 else "")
         print(f"effstudio: warning: {path} sets {shown}, which this resumed run does not use: it continues "

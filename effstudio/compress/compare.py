@@ -41,7 +41,12 @@ from effstudio.compress.formats import count_params
 from effstudio.compress.progress import evaluated, reported
 from effstudio.compress.timed import BATCH, check_length, timing_batches
 from effstudio.engine.build import build_task
-from effstudio.engine.checkpoint import TASK_FILES_KEY, CheckpointError, task_data_beside
+from effstudio.engine.checkpoint import (
+    TASK_FILES_KEY,
+    CheckpointError,
+    task_data_beside,
+    task_settings_but_kept_files,
+)
 from effstudio.engine.data import Batch
 from effstudio.engine.events import Event, JobControl, LogEvent
 from effstudio.engine.loading import CompressError, config_of_file, load_checkpoint
@@ -73,7 +78,8 @@ def compare_task(paths: Sequence[Path], task_name: str | None = None) -> tuple[T
     chosen_files = chosen_metadata.get(TASK_FILES_KEY)
     for path, config, metadata in configs:
         files = metadata.get(TASK_FILES_KEY)
-        if (config.task_name, config.task) != (chosen_config.task_name, chosen_config.task):
+        if (config.task_name, task_settings_but_kept_files(config)) != (
+                chosen_config.task_name, task_settings_but_kept_files(chosen_config)):
             raise CompressError(f"{path.name} was made for {config.task_name!r} with other task settings than "
                                 f"{wanted!r}; compare files of one task")
         if files is not None and chosen_files is not None and files != chosen_files:

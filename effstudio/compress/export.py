@@ -113,7 +113,7 @@ def export_onnx(model: nn.Module, config: RunConfig, spec: TaskSpec, example: Ba
                 ) from None
         _add_metadata(tmp, config, spec, {**(task_entries or {}), PARAMS_KEY: str(params)})
 
-    task_entries = write_task_files(Path(path), task_data) if task_data is not None else None
+    task_entries = write_task_files(Path(path), task_data, config) if task_data is not None else None
     params = count_params(model)
     atomic_write(Path(path), write)
     model.eval()

@@ -82,7 +82,7 @@ def save_dynamic_int8(path: Path, model: nn.Module, config: RunConfig, step: int
                 **structure_metadata(model, config.model)}
     task_data = saved_data_of(task)
     if task_data is not None:
-        metadata.update(write_task_files(Path(path), task_data))
+        metadata.update(write_task_files(Path(path), task_data, config))
     metadata = checkpoint_metadata(config, step, metadata)
     atomic_write(Path(path), lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
     return Path(path)

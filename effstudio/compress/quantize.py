@@ -175,7 +175,7 @@ def _onnx_int8(loaded: LoadedModel, method: str, out: Path, baseline: float, par
             copy_metadata(fp32, tmp, {"effstudio.quantization": method, **task_entries})
 
         task_data = saved_data_of(loaded.task)
-        task_entries = write_task_files(out, task_data) if task_data is not None else {}
+        task_entries = write_task_files(out, task_data, loaded.config) if task_data is not None else {}
         yield LogEvent("info", f"quantizing with onnxruntime ({method})")
         yield ProgressEvent(f"quantizing with onnxruntime ({method})", 0, 1, 0.0)
         atomic_write(out, write)

@@ -20,7 +20,9 @@ checkpoint (:class:`~effstudio.tasks.base.SavedTaskData`): header entries
 (``NAME.tokenizer.json``), each written atomically before the save's first step and
 bound to the weights by its SHA-256 in ``effstudio.task_files``. A run writes the
 same files at every save, so a file already there with those bytes is left alone;
-:func:`saved_task_data` reads them back and refuses a file whose hash differs.
+:func:`saved_task_data` reads them back and refuses a file whose hash differs. A path
+setting that reads such a file (a tokenizer file) is named in the saved config by the
+file beside the weights (:func:`naming_task_files`), so the two move together.
 
 Commit protocol of a checkpoint with a training state (one writer per folder):
 
@@ -48,6 +50,7 @@ message says what failed and which checkpoint is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -82,6 +85,7 @@ FORMAT_VERSION = "1"
 STATE_SUFFIX = ".state.pt"
 PAIR_KEY = "effstudio.pair"
 STATE_HASH_KEY = "effstudio.state_sha256"
+CONFIG_KEY = "config"  # the run config as JSON
 TASK_FILES_KEY = "effstudio.task_files"  # JSON {name: sha256} of the task's files beside the weights
 TASK_KEY_PREFIX = "effstudio.task."
 # the points of the commit protocol, in order (see the module docstring)
@@ -173,7 +177,7 @@ def save_checkpoint(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if task_data is not None:
-            metadata.update(write_task_files(path, task_data))
+            metadata.update(write_task_files(path, task_data, config))
         if train_state is None:
             atomic_write(path, lambda tmp: _write_weights(model, tmp, metadata))
         else:
@@ -256,9 +260,10 @@ def task_file_path(weights_path: Path, name: str) -> Path:
 _TASK_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
-def write_task_files(path: Path, data: SavedTaskData) -> dict[str, str]:
-    """Write ``data``'s files beside the weights ``path`` (atomically; a file already there with the same
-    bytes is kept) and return the header entries that name them and carry its metadata."""
+def write_task_files(path: Path, data: SavedTaskData, config: RunConfig) -> dict[str, str]:
+    """Write ``data``'s files beside the model file ``path`` (atomically; a file already there with the same
+    bytes is kept) and return the header entries that name them and carry its metadata, with the ``config``
+    entry of ``config`` as the file names it (:func:`naming_task_files`)."""
     hashes = {}
     for name, content in data.files.items():
         target = task_file_path(path, name)
@@ -267,7 +272,25 @@ def write_task_files(path: Path, data: SavedTaskData) -> dict[str, str]:
             atomic_write(target, lambda tmp, content=content: tmp.write_bytes(content))
         hashes[name] = digest
     entries = {key: value for key, value in data.metadata.items() if key.startswith(TASK_KEY_PREFIX)}
-    return {**entries, TASK_FILES_KEY: json.dumps(hashes, sort_keys=True)}
+    config_entry = json.dumps(naming_task_files(config, path, data).to_dict())
+    return {**entries, TASK_FILES_KEY: json.dumps(hashes, sort_keys=True), CONFIG_KEY: config_entry}
+
+
+def naming_task_files(config: RunConfig, path: Path, data: SavedTaskData) -> RunConfig:
+    """``config`` as the model file ``path`` names it: each path setting of its task whose file the task
+    keeps beside the model (the task config's ``task_files``: a tokenizer file) names that file by its
+    name alone, so the file travels with the model and is read from beside it wherever both are moved."""
+    kept = getattr(type(config.task), "task_files", {})
+    named = {f"task.{setting}": task_file_path(path, name).name for setting, name in kept.items()
+             if getattr(config.task, setting) and name in data.files}
+    return config.with_overrides(named) if named else config
+
+
+def task_settings_but_kept_files(config: RunConfig) -> Any:
+    """The task settings of ``config`` with the settings that name a kept task file blanked: the model
+    files of one run each name their own copy of its tokenizer, whose sameness their hashes say."""
+    kept = getattr(type(config.task), "task_files", {})
+    return dataclasses.replace(config.task, **{setting: "" for setting in kept}) if kept else config.task
 
 
 def saved_task_data(info: CheckpointInfo) -> SavedTaskData | None:
@@ -453,7 +476,7 @@ def checkpoint_metadata(config: RunConfig, step: int, extra: dict[str, str] | No
         "model_type": config.model_type,
         "task": config.task_name,
         "step": str(step),
-        "config": json.dumps(config.to_dict()),
+        CONFIG_KEY: json.dumps(config.to_dict()),
         **(extra or {}),
     }
 
@@ -487,11 +510,11 @@ def read_info(path: str | Path) -> CheckpointInfo:
             metadata = handle.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for bad headers
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
-    if "effstudio.format" not in metadata or "config" not in metadata:
+    if "effstudio.format" not in metadata or CONFIG_KEY not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not an effstudio checkpoint "
                               "(no effstudio metadata); use `effstudio inspect` to look inside it")
     try:
-        config = RunConfig.from_json(metadata["config"], source=path)
+        config = RunConfig.from_json(metadata[CONFIG_KEY], source=path)
         step = header_step(metadata)
     except ConfigError as err:
         raise CheckpointError(f"{path}: header metadata {err.field}: {err.message}") from None

@@ -332,8 +332,11 @@ class _Run:
         """Write config.toml; return (as the generator's value) why it failed, None if written.
         A file there that was broken by hand is kept with a warning: the checkpoint is what counts."""
         path = self.run_dir / "config.toml"
+        # beside the checkpoint, the file names the tokenizer the checkpoint keeps as the header does
+        config = self.config if self.task_data is None else ckpt.naming_task_files(
+            self.config, self.checkpoint_path, self.task_data)
         try:
-            write_toml(path, self.config)
+            write_toml(path, config)
         except OSError as err:
             return f"could not write {path}: {err.strerror or err}"
         except ConfigError as err:

@@ -44,7 +44,7 @@ from torch import nn
 
 from effstudio.config import ConfigError
 from effstudio.engine.build import build_model
-from effstudio.engine.checkpoint import save_checkpoint, task_file_path
+from effstudio.engine.checkpoint import save_checkpoint
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.hf import FAMILIES
 from effstudio.models.hf.base import Converted, MappingError, Tensors
@@ -111,10 +111,8 @@ def import_folder(path: Path, *, task_settings: dict[str, Any] | None = None) ->
 def save_imported(imported: Imported, out: Path) -> Path:
     """Write the imported model as an ordinary checkpoint at ``out``, its tokenizer and labels beside it."""
     out = Path(out)
-    config = imported.config.with_absolute_paths()  # the data named from here, wherever the checkpoint goes
-    if config.task_name == TEXT_TASK:
-        # the task file beside the checkpoint is the tokenizer a later run of this config reads
-        config = config.with_overrides({"task.tokenizer_path": task_file_path(out, TOKENIZER_FILE).name})
+    # the data named from here, wherever the checkpoint goes; the tokenizer as the task file beside it
+    config = imported.config.with_absolute_paths()
     return save_checkpoint(out, imported.model, config, step=0, task_data=imported.task_data,
                            extra_metadata={PRETRAINED_SOURCE_KEY: imported.architecture})
 

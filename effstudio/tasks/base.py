@@ -87,7 +87,9 @@ class SavedTaskData:
     ``metadata``: header entries, each key starting with ``effstudio.task.``; ``files``: name -> bytes, written
     beside the checkpoint as ``<checkpoint stem>.<name>`` and bound to it by their SHA-256 in its header.
     A task offers it with a ``saved_data()`` method; its registered factory rebuilds the task from it with a
-    ``from_saved(config, saved)`` class method (the engine uses both when present).
+    ``from_saved(config, saved)`` class method (the engine uses both when present). A path setting that reads
+    what a file keeps (a tokenizer file) is declared in the task config's ``task_files`` ClassVar (setting ->
+    file name): a model file's config then names the file beside it, so that model and files move together.
     """
 
     metadata: Mapping[str, str] = field(default_factory=dict)

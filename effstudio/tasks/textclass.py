@@ -80,6 +80,9 @@ class TextClassConfig:
     # what the task offers before it is built (engine/pairing.py checks a model against it)
     objectives: ClassVar[tuple[str, ...]] = ("classify",)  # the forms it can be posed in, the usual first
     images: ClassVar[bool] = False
+    # a path setting -> the task file every checkpoint keeps its content in (see SavedTaskData): a saved
+    # config names the tokenizer file beside its model, not the one it was first read from
+    task_files: ClassVar[dict[str, str]] = {"tokenizer_path": TOKENIZER_FILE}
 
     path: str = param("", label="Data file",
                       help="A CSV, TSV or JSON Lines file, or a folder with one sub-folder of .txt files per class; "
