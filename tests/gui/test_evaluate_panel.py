@@ -96,14 +96,20 @@ def test_one_length_curve_per_model_and_the_extended_one_is_named(panel):
     assert legend[0] == "a \u2014 none from 256 tokens"
     assert plot.lines[1].marked == [False, True, True, True]
     xs, ys = plot.curves[0].getData()
-    assert ys[0] == pytest.approx(0.8) and all(y != y for y in ys[2:])  # a gap from 256 tokens on
+    assert ys[0] == pytest.approx(80.0) and all(y != y for y in ys[2:])  # percent; a gap from 256 tokens on
+    assert plot.plot_item.getAxis("left").labelText == "accuracy (%)"
     assert "Extend positions" in panel.length_note.text() and "b" in panel.length_note.text()
     assert panel.headline.rowCount() == 3
-    assert [panel.headline.item(r, 4).text() for r in range(3)] == ["0.600", "0.500", "0.400"]
+    assert [panel.headline.item(r, 4).text() for r in range(3)] == ["60.0%", "50.0%", "40.0%"]
     assert [panel.model_box.itemText(i) for i in range(3)] == ["a", "b", "c"]
     assert len(panel.robustness_plots.plots) == 3
     assert all(len(p.curves) == 3 for p in panel.robustness_plots.plots.values())
     assert "(ECE 0.220)" in panel.reliability_plot.legend_texts()[1]
+    assert panel.length_plot.legend.isVisible()
+
+
+def test_an_empty_plot_shows_no_legend_box(panel):
+    assert not panel.length_plot.legend.isVisible()
 
 
 def test_files_of_the_same_name_are_told_apart_by_their_folder(panel):
@@ -278,7 +284,7 @@ def test_an_evaluation_runs_from_the_panel_end_to_end(panel, qtbot, listops_chec
     assert evaluation.task == "listops" and evaluation.examples == 48
     assert sum(map(sum, evaluation.confusion)) == 48 and len(evaluation.predictions) == 48
     assert panel.headline.rowCount() == 1
-    assert panel.headline.item(0, 4).text() == f"{evaluation.accuracy:.3f}"
+    assert panel.headline.item(0, 4).text() == f"{100 * evaluation.accuracy:.1f}%"
     line = panel.length_plot.lines[0]
     assert len(panel.length_plot.curves) == 1 and [p.factor for p in evaluation.length_generalisation] == [1, 2]
     assert len(line.xs) == 2 and panel.progress.text() == "finished"

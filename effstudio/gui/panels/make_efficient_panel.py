@@ -99,6 +99,7 @@ class MakeEfficientPanel(JobHost, QGroupBox):
         self.figures = QTableWidget(2, 2, self)
         self.figures.setObjectName("efficientFigures")
         self.figures.setVerticalHeaderLabels(["Parameters", "Attention memory / layer"])
+        self.figures.setHorizontalHeaderLabels(["Now", "Chosen"])  # each named by its kind once a model is open
         self.figures.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.figures.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.figures.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

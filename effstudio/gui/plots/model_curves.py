@@ -55,6 +55,8 @@ class ModelCurves(pg.PlotWidget):
                                           si_prefix=False, label_colour=theme.SECONDARY, left_width=48)
         # top right by default: accuracy falls with length and perturbation, so the lines leave that corner free
         self.legend = theme.plot_legend(self.plot_item, legend_offset, verSpacing=-4) if legend else None
+        if self.legend is not None:
+            self.legend.setVisible(False)  # until there are lines: an empty legend is a stray box
         self.hover = pg.ScatterPlotItem(size=16, pen=None, brush=theme.brush(theme.SURFACE, 0), hoverable=True,
                                         tip=lambda x, y, data: data)
         self.hover.setZValue(20)
@@ -91,6 +93,8 @@ class ModelCurves(pg.PlotWidget):
             spots += [{"pos": (x, y), "data": tip} for x, y, tip in zip(xs, ys, line.tips, strict=True)
                       if np.isfinite(y)]
         self.hover.setData(spots)
+        if self.legend is not None:
+            self.legend.setVisible(bool(self.lines))
         self.plot_item.enableAutoRange(x=True)
         self.fit_y(*self.value_range())
 

@@ -33,6 +33,12 @@ def _number(value: float | None, digits: int = 3) -> SortItem:
     return SortItem(fixed_text(value, digits), value, align_right=True)
 
 
+def _percent(fraction: float | None) -> SortItem:
+    """An accuracy in percent, as the window shows every accuracy; sorted by its value."""
+    text = fixed_text(None if fraction is None else 100 * fraction, 1)
+    return SortItem(text if fraction is None else f"{text}%", fraction, align_right=True)
+
+
 HEADLINE = ("Model", "Task", "Split", "Examples", "Accuracy", "Macro-F1", "ECE", "Temperature")
 HEADLINE_TIPS = ("The evaluated file (its path in the tooltip)", "The task the model was evaluated on",
                  "The split or file evaluated", "Examples evaluated", "Share of examples predicted right",
@@ -52,7 +58,7 @@ def show_headline(table: QTableWidget, evaluations: Sequence[Evaluation], paths:
         name.setToolTip(path)
         rows.append([name, SortItem(evaluation.task, evaluation.task), SortItem(evaluation.split, evaluation.split),
                      SortItem(f"{evaluation.examples:,}", evaluation.examples, align_right=True),
-                     _number(evaluation.accuracy), _number(evaluation.macro_f1), _number(evaluation.ece),
+                     _percent(evaluation.accuracy), _number(evaluation.macro_f1), _number(evaluation.ece),
                      _number(evaluation.temperature, 2)])
     fill_table(table, rows)
 
