@@ -42,13 +42,14 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 
-from effstudio.config import ConfigError
+from effstudio.config import ConfigError, with_values
 from effstudio.engine.build import build_model
 from effstudio.engine.checkpoint import save_checkpoint
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.hf import FAMILIES
 from effstudio.models.hf.base import Converted, MappingError, Tensors
 from effstudio.pretrained.hf_folder import CONFIG, FolderError, HFFolder, read_folder
+from effstudio.registry import get_registry
 from effstudio.tasks.base import SavedTaskData, TaskSpec
 from effstudio.tasks.imagefolder import CLASSES_KEY, ImageFolderTask
 from effstudio.tasks.textclass import LABELS_KEY, SOURCE_KEY, TOKENIZER_FILE, TextClassTask
@@ -93,6 +94,7 @@ def import_folder(path: Path, *, task_settings: dict[str, Any] | None = None) ->
         source = folder.weight_files[0] if str(err).startswith("tensor ") else folder.path / CONFIG
         raise FolderError(f"weights do not match config.json: {err}" if str(err).startswith("tensor ")
                           else str(err), source) from None
+    _check_model_settings(converted, folder)
     notes, warnings = list(converted.notes), list(converted.warnings)
     settings = _task_settings(task_settings or {}, converted)
     if converted.task == "image":
@@ -106,6 +108,16 @@ def import_folder(path: Path, *, task_settings: dict[str, Any] | None = None) ->
     model = _loaded_model(config, spec, converted, folder)
     normalisation = None if converted.image is None else (converted.image[2], converted.image[3])
     return Imported(model, config, task_data, architecture, notes, warnings, list(converted.fresh), normalisation)
+
+
+def _check_model_settings(converted: Converted, folder: HFFolder) -> None:
+    """config.json's values as the model type's settings, checked as `--set` values are, before anything is sized
+    by them (an id tokenizer of vocab_size tokens, the embedding, the model)."""
+    try:
+        with_values(get_registry().get("models", converted.model_type).default_config(), converted.model,
+                    section="model")
+    except ConfigError as err:
+        raise err.in_source(folder.path / CONFIG) from None
 
 
 def save_imported(imported: Imported, out: Path) -> Path:
