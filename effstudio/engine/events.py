@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -124,12 +125,22 @@ class DoneEvent(Event):
 
 
 class JobControl:
-    """Stop and pause requests, set from any thread and honoured between steps."""
+    """Stop and pause requests, set from any thread and honoured between steps; and a way to send an
+    event from within a step (a long read's progress) along the job's own stream of events."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        # set by whoever drives the job; it must be callable from any thread (helper threads report too)
+        self.on_report: Callable[[Any], None] | None = None
+
+    def report(self, event: Any) -> None:
+        """Send ``event`` now, the way yielded events go; dropped where the driver takes none (the CLI
+        shows a step's progress by other means)."""
+        on_report = self.on_report
+        if on_report is not None:
+            on_report(event)
 
     def stop(self) -> None:
         self._stop.set()

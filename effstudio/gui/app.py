@@ -38,17 +38,19 @@ def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
     Raises MissingSystemLibraries (with what to install) where Qt's X11 plugin could not load."""
     check_platform_libraries()  # before Qt: its own failure aborts the process with a generic message
     app = application(argv)
+    from effstudio.gui.collector import collecting_in_gui_thread
     from effstudio.gui.main_window import MainWindow
 
-    window = MainWindow()
-    window.show()
-    if open_path:
-        window.open_path(open_path)
-    from effstudio.gui.first_window import ENV, report_first_window
+    with collecting_in_gui_thread():
+        window = MainWindow()
+        window.show()
+        if open_path:
+            window.open_path(open_path)
+        from effstudio.gui.first_window import ENV, report_first_window
 
-    if os.environ.get(ENV):  # a start-up measurement (packaging/build.py): save the first window, quit
-        report_first_window(app, window, os.environ[ENV], wait_for_inspector=bool(open_path))
-    return app.exec()
+        if os.environ.get(ENV):  # a start-up measurement (packaging/build.py): save the first window, quit
+            report_first_window(app, window, os.environ[ENV], wait_for_inspector=bool(open_path))
+        return app.exec()
 
 
 def launch() -> None:

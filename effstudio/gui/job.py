@@ -30,16 +30,19 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from effstudio.config import ConfigError
 from effstudio.engine.events import AttentionEvent, JobControl, MemoryEvent, StepEvent
 
 JobFn = Callable[[JobControl], Iterator[Any]]
 
-_orphans: list[Job] = []  # jobs whose thread outlived shutdown(): kept alive, never destroyed running
+# Every started job until its thread has ended (and a turn of the event loop after): a running
+# QThread must never be destroyed, whatever happens to the panel that started it.
+_running_jobs: set[Job] = set()
 
 
 class StepBatcher:
@@ -110,6 +113,9 @@ class JobWorker(QObject):
         status = "finished"
         events: Iterator[Any] | None = None
         batcher = StepBatcher(self.event.emit, self.throttle_s) if self.throttle_s is not None else None
+        # a report made within a step travels as this worker's event: the job function never needs to
+        # touch its panel's objects from this thread (the panel may be gone before the job ends)
+        self.control.on_report = self.event.emit
         try:
             events = iter(self.fn(self.control))
             for event in events:
@@ -135,6 +141,7 @@ class JobWorker(QObject):
                     events.close()  # a generator left early runs its cleanup now, in this thread
                 except Exception:  # noqa: S110 - the job's outcome is already decided
                     pass
+            self.control.on_report = None  # nothing arrives after ``finished``
             if batcher is not None:
                 batcher.flush()
             self.seconds = time.perf_counter() - started
@@ -149,8 +156,9 @@ class JobWorker(QObject):
 class Job(QObject):
     """One run of a job function: its control, worker and thread, and a clean way to end them.
 
-    It lives in the GUI thread; its signals are the worker's, relayed there.
-    Keep a reference until ``ended``: Qt must not destroy a running thread.
+    It lives in the GUI thread; its signals are the worker's, relayed there. It has no Qt parent and
+    stays referenced here from ``start`` until its thread has ended, so neither Qt deleting the panel
+    that started it nor the garbage collector can destroy a running thread.
     """
 
     event = Signal(object)
@@ -180,6 +188,7 @@ class Job(QObject):
     def start(self) -> None:
         if not self._started:
             self._started = True
+            _running_jobs.add(self)
             self.qthread.start()
 
     @property
@@ -235,16 +244,13 @@ class Job(QObject):
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Stop the job and wait for its thread; True when the thread has ended.
 
-        A thread still running after ``timeout_ms`` is kept alive (never destroyed
+        A thread still running after ``timeout_ms`` stays alive (a job is never destroyed
         while it runs) and the job is reported as not ended.
         """
         if not self.qthread.isRunning():
             return True
         self.control.stop()
-        ended = self.qthread.wait(timeout_ms)
-        if not ended and self not in _orphans:
-            _orphans.append(self)
-        return ended
+        return self.qthread.wait(timeout_ms)
 
     @Slot(object)
     def _relay_event(self, event: Any) -> None:
@@ -264,6 +270,8 @@ class Job(QObject):
         # receiver may delete the job (and with it the QThread) at once
         self.qthread.wait()
         self.ended.emit()
+        # let go from the event loop, not from within this slot: the last reference may be this one
+        QTimer.singleShot(0, partial(_running_jobs.discard, self))
 
 
 class JobHost:
@@ -281,6 +289,9 @@ class JobHost:
         self._job_slots: dict[str, Job] = {}
         self._live_jobs: list[Job] = []  # running or not yet ended, replaced ones included
         self._job_callbacks: dict[Job, _Callbacks] = {}
+        # a panel deleted without shutdown() (by its parent, or as a test ends) stops what it started;
+        # the list, not the panel: nothing here may keep the panel alive
+        self.destroyed.connect(partial(_stop_each, self._live_jobs))  # type: ignore[attr-defined]
 
     def start_job(self, fn: JobFn, slot: str = "main", *, on_event: Callable[[Any], None] | None = None,
                   on_failed: Callable[[str], None] | None = None,
@@ -291,10 +302,9 @@ class JobHost:
         previous = self._job_slots.get(slot)
         if previous is not None:
             previous.stop()
-        job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", parent=self,  # type: ignore[arg-type]
-                  throttle_s=throttle_s)
-        # the host's own methods, not closures: a closure would tie the host's life to the job's
-        # connections, and a host freed when Qt deletes the job would delete the job a second time
+        job = Job(fn, name=f"effstudio-{type(self).__name__.lower()}-{slot}", throttle_s=throttle_s)
+        # the host's own methods, not closures: Qt drops these connections when the host is deleted,
+        # while a closure would keep the host's Python side alive for as long as the job lives
         self._job_callbacks[job] = _Callbacks(slot, on_event, on_failed or self.show_job_error, on_finished)
         job.event.connect(self._job_event)
         job.failed.connect(self._job_failed)
@@ -379,6 +389,11 @@ class JobHost:
         self._job_callbacks.pop(job, None)
         job.deleteLater()
         self.jobs_changed()
+
+
+def _stop_each(jobs: list[Job], *_destroyed: object) -> None:
+    for job in jobs:
+        job.stop()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -83,7 +83,6 @@ TRAINING = "training"  # the window's job slot
 
 
 class MainWindow(JobHost, QMainWindow):
-    pipeline_warning = Signal(str)  # a problem with the run's events log, told from the job's thread
 
     def __init__(
         self,
@@ -170,7 +169,6 @@ class MainWindow(JobHost, QMainWindow):
         for panel in (self.model_panel, self.data_panel, self.train_panel):
             panel.changed.connect(self._config_changed)
         self.log = self.monitor_panel.log
-        self.pipeline_warning.connect(lambda message: self.log.add("warning", message))
         self.inspect_panel.opened.connect(self._remember_recent)
         self.inspect_panel.open_in_lab.connect(self.open_in_lab)
         self.make_efficient_panel.imported.connect(self.open_in_lab)
@@ -585,8 +583,10 @@ class MainWindow(JobHost, QMainWindow):
         self.progress = RunProgress()
         self._run_title = f"{config.model_type} on {config.task_name}"
         # one pipeline: its training stage runs here, its compression steps in the Compress section
-        self.pipeline = run_pipeline(plan, out_dir=out_dir, resume=resume, init=init,
-                                      train_fn=self.train_fn, source="gui", warn=self.pipeline_warning.emit)
+        # a problem with the run's events log is told along the running stage's own events (a LogEvent)
+        pipeline = run_pipeline(plan, out_dir=out_dir, resume=resume, init=init, train_fn=self.train_fn,
+                                source="gui", warn=lambda message: pipeline.control.report(LogEvent("warning", message)))
+        self.pipeline = pipeline
         self.job = self.start_job(self.pipeline.training, TRAINING,
                                   throttle_s=THROTTLE_S, on_event=self._on_event, on_failed=self._on_failed,
                                   on_finished=self._on_finished)

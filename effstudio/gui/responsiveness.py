@@ -76,13 +76,14 @@ def measure_responsiveness(steps: int = 200, *, timeout_s: float = 600.0, isolat
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from effstudio.gui import training_process
     from effstudio.gui.app import application
+    from effstudio.gui.collector import collecting_in_gui_thread
     from effstudio.gui.demo import demo_config
     from effstudio.gui.main_window import MainWindow
     from effstudio.gui.screenshot import wait_until_done
     from effstudio.gui.settings import file_settings
 
     app = application()
-    with tempfile.TemporaryDirectory(prefix="effstudio-responsiveness-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="effstudio-responsiveness-") as tmp, collecting_in_gui_thread():
         window = MainWindow(file_settings(str(Path(tmp) / "settings.ini")), out_dir=Path(tmp) / "run",
                             restore=False, isolate=isolate)
         window.resize(1280, 800)

@@ -36,12 +36,13 @@ def save_screenshot(path: str | Path, steps: int = 60, *, timeout_s: float = 600
     """Train a small model in the window for ``steps`` steps, then save the Monitor section to ``path``."""
     _offscreen_if_headless()
     from effstudio.gui.app import application
+    from effstudio.gui.collector import collecting_in_gui_thread
     from effstudio.gui.demo import demo_config
     from effstudio.gui.main_window import MONITOR, MainWindow
     from effstudio.gui.settings import file_settings
 
     app = application()
-    with tempfile.TemporaryDirectory(prefix="effstudio-screenshot-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="effstudio-screenshot-") as tmp, collecting_in_gui_thread():
         window = MainWindow(file_settings(str(Path(tmp) / "settings.ini")), out_dir=Path(tmp) / "run",
                             restore=False, isolate=isolate)
         window.resize(1280, 800)

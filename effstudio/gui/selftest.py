@@ -34,12 +34,13 @@ def check_window(checkpoint: Path | None = None, screenshot: Path | None = None)
     if QApplication.instance() is None and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a self-test never pops a window up
     from effstudio.gui.app import application
+    from effstudio.gui.collector import collecting_in_gui_thread
     from effstudio.gui.main_window import INSPECT, MainWindow
     from effstudio.gui.settings import file_settings
 
     app = application()
     platform = app.platformName()
-    with tempfile.TemporaryDirectory(prefix="effstudio-selftest-gui-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="effstudio-selftest-gui-") as tmp, collecting_in_gui_thread():
         window = MainWindow(file_settings(str(Path(tmp) / "settings.ini")), out_dir=Path(tmp) / "run",
                             restore=False, isolate=False)
         try:

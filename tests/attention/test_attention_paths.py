@@ -22,9 +22,9 @@ B, H, D, N = 2, 2, 8, 45
 TOL = 1e-5
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str, causal: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
-    spec = AttentionSpec(H * D, H, causal=False, max_length=256)
+    spec = AttentionSpec(H * D, H, causal=causal, max_length=256)
     return {
         "local": lambda: LocalAttention(LocalAttentionConfig(window=5), spec),
         "longformer": lambda: LongformerAttention(LongformerAttentionConfig(window=4, global_tokens="0,9"), spec),
@@ -70,3 +70,22 @@ def test_the_path_follows_the_memory_limit(limit: int | None, monkeypatch) -> No
     run(build("reformer"), None)
     assert len(calls) == (2 if limit is None else 0)
     assert kernelized.keeps_features(H, N, N, 16) is (limit is None)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("name", ["local", "longformer"])
+def test_the_band_gives_the_same_in_runs_of_one_block_as_in_one_run(name: str, causal: bool, padded: bool,
+                                                                     monkeypatch) -> None:  # noqa: ANN001
+    """Runs of blocks meet at every block boundary: the neighbour slots and the folds must line up."""
+    mask = padded_mask(B, N, 7) if padded else None
+    attn = build(name, causal)
+    whole = run(attn, mask)
+    monkeypatch.setattr(band, "CHUNK_QUERIES", 1)  # one block per run
+    calls = []
+    original = band._side_by_side
+    monkeypatch.setattr(band, "_side_by_side", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    runs = run(attn, mask)
+    assert len(calls) > 6  # several runs in each pass, not one
+    for got, want in zip(runs, whole, strict=True):
+        assert max_diff(got, want) <= TOL

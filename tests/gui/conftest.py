@@ -33,6 +33,16 @@ def isolated_user_settings(tmp_path_factory):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(folder))
 
 
+@pytest.fixture(autouse=True)
+def collect_in_the_gui_thread(qapp):
+    """As in the app, cycles are freed in the GUI thread only, never by a job's worker thread; the
+    test's closed widgets go at its end, not inside a later test."""
+    from effstudio.gui.collector import collecting_in_gui_thread
+
+    with collecting_in_gui_thread():
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_training_process(tmp_path_factory):
     """Start the spare training process early: it warms up while the first tests run."""

@@ -412,6 +412,56 @@ def test_a_host_let_go_while_its_ended_job_awaits_deletion_is_freed_once(qtbot):
     qtbot.wait(50)  # Qt deletes the job, then Python frees the host: nothing is deleted twice (no crash)
 
 
+@pytest.mark.parametrize("how", ["deleteLater", "python"])
+def test_a_host_deleted_while_its_job_runs_stops_it_and_the_job_ends_unharmed(qtbot, how):
+    """Qt deleting a panel (its window closed, a test ending) or Python freeing it must neither destroy
+    the running thread nor leave it running: the job is stopped and still ends cleanly."""
+    started, seen_stop = threading.Event(), threading.Event()
+
+    def fn(control):
+        started.set()
+        while not control.stop_requested:
+            control.report("working")  # a report within a step, from the job's own thread
+            time.sleep(0.002)
+        seen_stop.set()
+        yield "after the stop"
+
+    widget = Host()
+    job = widget.start_job(fn)
+    assert started.wait(5)
+    ended: list = []
+    job.ended.connect(lambda: ended.append(True))
+    if how == "deleteLater":
+        widget.deleteLater()
+    else:
+        del widget
+        import gc
+
+        gc.collect()
+    qtbot.waitUntil(lambda: seen_stop.is_set(), timeout=5_000)
+    qtbot.waitUntil(lambda: bool(ended), timeout=5_000)
+    assert job.status == "stopped" and job.error is None
+
+
+def test_reports_from_within_a_step_arrive_in_the_gui_thread_before_the_end(qapp, qtbot):
+    """control.report is the way a step tells how far it got, from the job's thread or a helper's."""
+
+    def fn(control):
+        control.report("from the job")
+        helper = threading.Thread(target=control.report, args=("from a helper",))
+        helper.start()
+        helper.join()
+        yield "yielded"
+
+    job = Job(fn)
+    seen = record(job)
+    run_to_end(qtbot, job)
+    events = [s[1] for s in seen if s[0] == "event"]
+    assert events == ["from the job", "from a helper", "yielded"]
+    assert all(s[2] is qapp.thread() for s in seen if s[0] == "event")
+    assert job.control.on_report is None  # nothing can be sent after the job's end
+
+
 def test_no_host_in_the_window_shadows_a_name_of_job_host(window):
     """A panel's own attribute named like one of JobHost's would silently break its job bookkeeping."""
     hosts = [window] + [child for child in window.findChildren(QWidget) if isinstance(child, JobHost)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 
 import numpy as np
 import pytest
 
+from effstudio import pipeline
 from effstudio.engine.events import StartEvent, StepEvent
 from effstudio.gui.main_window import MODEL, MONITOR
 from effstudio.gui.training_process import TrainingProcessError
@@ -51,6 +53,21 @@ def test_run_fills_the_plots(window, qtbot):
     kinds = [record["event"] for record in records]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 20
     assert records[-1]["status"] == "finished" and records[-1]["steps"] == 20
+
+
+def test_an_events_log_that_cannot_be_written_is_a_warning_in_the_log_and_the_run_goes_on(window, qtbot,
+                                                                                          monkeypatch):
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pipeline, "_end_last_line", full_disk)  # the log's opening, in the job's thread
+    job = window.start_training()
+    with qtbot.waitSignal(job.finished, timeout=60_000) as finished:
+        pass
+    text = window.log.text()
+    assert finished.args == ["finished"] and window.last_done.steps == 20, text
+    assert "cannot write" in text and "events.jsonl" in text
+    assert "Finished after 20 steps" in text
 
 
 def test_plots_grow_then_pause_resume_and_stop_within_a_step(window, qtbot):

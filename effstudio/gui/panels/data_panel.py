@@ -119,6 +119,15 @@ class PreviewStopped(Exception):
     """Raised from a progress report to leave a data step the preview no longer needs."""
 
 
+@dataclass(frozen=True)
+class DataProgress:
+    """A report of the preview job's data step: ``total`` is -1 when unknown."""
+
+    what: str
+    done: float
+    total: float
+
+
 class ThrottledProgress:
     """A task's progress reports (``effstudio.tasks.progress``) passed on at most every PROGRESS_EVERY_S,
     except a new step's first report and a step's last; an unknown total is sent as -1.
@@ -169,7 +178,7 @@ class DataPanel(JobHost, Panel):
     changed = Signal()
     preview_ready = Signal()
     # (what, done, total or -1): sent from the preview job's thread, so it arrives queued in the GUI thread
-    data_progress = Signal(str, float, float)
+    data_progress = Signal(str, float, float)  # the preview's data step (what, done, total), in the GUI thread
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
@@ -360,7 +369,9 @@ class DataPanel(JobHost, Panel):
         registry, task_name = self.registry, self.task_name()
 
         def preview(control: JobControl) -> Iterator[Preview | TableHeader | TextPreview]:
-            progress = ThrottledProgress(self.data_progress.emit, lambda: control.stop_requested)
+            # reported along the job's events: this thread never touches the panel, which may be gone
+            progress = ThrottledProgress(lambda *report: control.report(DataProgress(*report)),
+                                         lambda: control.stop_requested)
             progress.job_thread = threading.current_thread()
             try:
                 with reporting(progress):
@@ -381,8 +392,6 @@ class DataPanel(JobHost, Panel):
             self.progress.hide()
 
     def _show_progress(self, what: str, done: float, total: float) -> None:
-        if self.job_of(PREVIEW) is None:  # a report still on its way from a job that has ended
-            return
         if total > 0:
             self.progress.setRange(0, PROGRESS_STEPS)
             self.progress.setValue(round(PROGRESS_STEPS * min(done / total, 1.0)))
@@ -392,7 +401,10 @@ class DataPanel(JobHost, Panel):
             self.progress.setFormat(what)
         self.progress.show()
 
-    def _show_preview(self, preview: Preview | TableHeader | TextPreview) -> None:
+    def _show_preview(self, preview: DataProgress | Preview | TableHeader | TextPreview) -> None:
+        if isinstance(preview, DataProgress):
+            self.data_progress.emit(preview.what, preview.done, preview.total)
+            return
         if isinstance(preview, TableHeader):
             self._offer_columns(preview.columns)
             return
