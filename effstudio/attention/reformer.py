@@ -352,31 +352,25 @@ def keeps_weights(plan: Plan, queries: torch.Tensor) -> bool:
     return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
 
 
-def pattern_bias(plan: Plan, rnd: int, dtype: torch.dtype) -> torch.Tensor:
-    """What the scores of round ``rnd`` get added, (B, H, M, c, 2c): -inf outside the pattern, else
-    -log(number of rounds attending the pair), so that a pair is counted once in the merge."""
-    layout = plan.layout
-    b, h = layout.token.shape[:2]
-    c = layout.chunk
-    tokens, keys = layout.token[:, :, rnd], plan.keys_at[:, :, rnd].flatten(-2)  # (B, H, L), (B, H, M*2c)
-    others = torch.zeros(plan.forbidden.shape[:2] + plan.forbidden.shape[3:], dtype=torch.uint8,
-                         device=tokens.device)  # (B, H, M, c, 2c)
-    for other in range(layout.rounds):
-        if other == rnd:
-            continue  # a pair this round attends is counted by the 1 of log1p
-        group = layout.group[:, :, other]  # (B, H, N) groups in round `other`
-        others += near(group.gather(-1, tokens).view(b, h, -1, c, 1), group.gather(-1, keys).view(b, h, -1, 1, 2 * c))
-    bias = others.to(dtype).log1p_().neg_()
-    return bias.masked_fill_(plan.forbidden[:, :, rnd], float("-inf"))
+RUN_QUERIES = 1024  # query slots per run of a round in the whole-sequence path: its temporaries stay small
+
+
+def _runs(plan: Plan) -> list[tuple[int, int]]:
+    """A round's chunks in runs [first, stop) of about RUN_QUERIES query slots."""
+    c = plan.layout.chunk
+    m = plan.layout.length // c
+    step = max(1, RUN_QUERIES // c)
+    return [(first, min(m, first + step)) for first in range(0, m, step)]
 
 
 class WholeLSHAttention(torch.autograd.Function):
-    """Every round's chunked attention over the whole sequence, a round at a time, per token:
-    out (B, H, R, N, D) and lse (B, H, R, N).
+    """Every round's chunked attention over the whole sequence, per token: out (B, H, R, N, D) and
+    lse (B, H, R, N); the weights P are kept, so nothing is recomputed.
 
-    A round's chunk queries and candidate keys are gathered once (contiguous copies), their
-    scores are one product, the weights P are kept, and every gradient goes back to the
-    tokens by a gather through the layout (each token has one slot per round):
+    A round goes through its chunks in runs (``_runs``): a run's chunk queries and candidate keys
+    are gathered once (contiguous copies) and its scores are one product; only P outlives the run.
+    Every gradient goes back to the slots with slice additions and to the tokens by one gather
+    through the layout per round (each token has one slot per round):
     dV = P^T dO, dS = P (dP - rowsum(dP P) + dlse), dQ = dS K, dK = dS^T Q.
     """
 
@@ -388,21 +382,22 @@ class WholeLSHAttention(torch.autograd.Function):
         out, lse = queries.new_empty(b, h, layout.rounds, n, d), queries.new_empty(b, h, layout.rounds, n)
         kept = []
         for rnd in range(layout.rounds):
-            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)  # (B, H, M*2c)
-            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)  # (B, H, M, c, D)
-            scores = chunk_queries @ take(keys, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
-            scores.add_(pattern_bias(plan, rnd, scores.dtype))  # (B, H, M, c, 2c)
-            # every row keeps one finite score, its own slot's (an empty slot's too)
-            scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
-            top = scores.amax(-1, keepdim=True)  # (B, H, M, c, 1)
-            probs = scores.sub_(top).exp_()
-            total = probs.sum(-1, keepdim=True)
-            probs.div_(total)
-            mixed = probs @ take(v, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
-            out[:, :, rnd] = _per_token(mixed.view(b, h, -1, d), layout, rnd)
-            lse[:, :, rnd] = _per_token(top.add_(total.log_()).view(b, h, -1), layout, rnd)
-            kept.append(probs)
-        # the weights are made here, outside autograd: kept as a list that backward empties round by round
+            slot_out = queries.new_empty(b, h, layout.length // c, c, d)  # (B, H, M, c, D)
+            slot_lse = queries.new_empty(b, h, layout.length // c, c, 1)
+            for first, stop in _runs(plan):
+                piece = Piece(rnd, first, stop)
+                scores = piece_scores(plan, piece, queries, keys)  # (B, H, P, c, 2c)
+                top = scores.amax(-1, keepdim=True)  # (B, H, P, c, 1)
+                probs = scores.sub_(top).exp_()
+                total = probs.sum(-1, keepdim=True)
+                probs.div_(total)
+                candidates = plan.keys_at[:, :, rnd, first:stop].reshape(b, h, -1)  # (B, H, P*2c)
+                torch.matmul(probs, take(v, candidates).view(b, h, -1, 2 * c, d), out=slot_out[:, :, first:stop])
+                torch.add(top, total.log_(), out=slot_lse[:, :, first:stop])
+                kept.append(probs)
+            out[:, :, rnd] = _per_token(slot_out.view(b, h, -1, d), layout, rnd)
+            lse[:, :, rnd] = _per_token(slot_lse.view(b, h, -1), layout, rnd)
+        # the weights are made here, outside autograd: kept as a list that backward empties run by run
         ctx.plan, ctx.kept = plan, kept
         ctx.save_for_backward(queries, keys, v)
         return out, lse
@@ -414,26 +409,31 @@ class WholeLSHAttention(torch.autograd.Function):
         plan: Plan = ctx.plan
         b, h, n, d = queries.shape
         layout = plan.layout
-        c = layout.chunk
+        c, m = layout.chunk, layout.length // layout.chunk
         grad_q, grad_k, grad_v = torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)
+        kept = iter(range(len(ctx.kept)))
         for rnd in range(layout.rounds):
-            probs = ctx.kept[rnd]
-            ctx.kept[rnd] = None  # freed with this round
-            candidates = plan.keys_at[:, :, rnd].reshape(b, h, -1)
-            dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, -1, c, d)  # (B, H, M, c, D)
-            dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, -1, c, 1)  # (B, H, M, c, 1)
-            grad_v += _per_token(_fold(probs.transpose(-1, -2) @ dout, c), layout, rnd)  # via (B, H, M, 2c, D)
-            grad_probs = dout @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
-            grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
-            del grad_probs
-            grad_scores.addcmul_(probs, dlse)  # d lse / d scores = P
-            del probs
-            grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
-            grad_chunk_q = grad_scores @ take(keys, candidates).view(b, h, -1, 2 * c, d)  # (B, H, M, c, D)
-            grad_q += _per_token(grad_chunk_q.view(b, h, -1, d), layout, rnd)
-            del grad_chunk_q
-            chunk_queries = take(queries, layout.token[:, :, rnd]).view(b, h, -1, c, d)
-            grad_k += _per_token(_fold(grad_scores.transpose(-1, -2) @ chunk_queries, c), layout, rnd)
+            dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, m, c, d)  # (B, H, M, c, D)
+            dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, m, c, 1)  # (B, H, M, c, 1)
+            slot_grads = [queries.new_zeros(b, h, m, c, d) for _ in range(3)]  # q, k, v per slot
+            for first, stop in _runs(plan):
+                index = next(kept)
+                probs, ctx.kept[index] = ctx.kept[index], None  # freed with this run
+                query_tokens, candidates = plan.tokens(Piece(rnd, first, stop))
+                dout_run = dout[:, :, first:stop]
+                _fold_into(slot_grads[2], probs.transpose(-1, -2) @ dout_run, first)  # via (B, H, P, 2c, D)
+                grad_probs = dout_run @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
+                grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
+                del grad_probs
+                grad_scores.addcmul_(probs, dlse[:, :, first:stop])  # d lse / d scores = P
+                del probs
+                grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
+                torch.matmul(grad_scores, take(keys, candidates).view(b, h, -1, 2 * c, d),
+                             out=slot_grads[0][:, :, first:stop])
+                chunk_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
+                _fold_into(slot_grads[1], grad_scores.transpose(-1, -2) @ chunk_queries, first)
+            for grad, slots in zip((grad_q, grad_k, grad_v), slot_grads, strict=True):
+                grad += _per_token(slots.view(b, h, -1, d), layout, rnd)
         grads = (grad_q, grad_k, grad_v)
         real = (layout.slot[:, :, 0] < layout.length).unsqueeze(-1)  # (B, H, N, 1): padded tokens have no slot
         return *(grad.mul_(real) for grad in grads), None
@@ -451,13 +451,13 @@ def _per_slot(tokens: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
     return slots.mul_(layout.filled[:, :, rnd].view(*slots.shape[:3], *([1] * (slots.dim() - 3))))
 
 
-def _fold(grad: torch.Tensor, c: int) -> torch.Tensor:
-    """Candidate gradients (B, H, M, 2c, D) -> per slot (B, H, L, D): a chunk's own slots, plus
-    the next chunk's view of them as its chunk before."""
-    b, h, m, _, d = grad.shape
-    slots = grad[..., c:, :].clone()  # (B, H, M, c, D)
-    slots[:, :, :-1] += grad[:, :, 1:, :c]
-    return slots.view(b, h, m * c, d)
+def _fold_into(slots: torch.Tensor, grad: torch.Tensor, first: int) -> None:
+    """Add candidate gradients of chunks first.. (B, H, P, 2c, D) onto the slots (B, H, M, c, D): a
+    chunk's own slots, and the chunk before it (the first chunk has none: its stand-in is refused)."""
+    c, stop = slots.shape[3], first + grad.shape[2]
+    slots[:, :, first:stop] += grad[..., c:, :]
+    lo = max(first, 1)
+    slots[:, :, lo - 1: stop - 1] += grad[:, :, lo - first:, :c]
 
 
 def lsh_attention(

@@ -89,3 +89,24 @@ def test_the_band_gives_the_same_in_runs_of_one_block_as_in_one_run(name: str, c
     assert len(calls) > 6  # several runs in each pass, not one
     for got, want in zip(runs, whole, strict=True):
         assert max_diff(got, want) <= TOL
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_reformer_gives_the_same_in_runs_of_one_chunk_as_in_one_run(causal: bool, padded: bool,
+                                                                    monkeypatch) -> None:  # noqa: ANN001
+    """A run's first chunk takes its keys from the run before: the folds must carry its gradient there."""
+    mask = padded_mask(B, N, 7) if padded else None
+    attn = build("reformer", causal)
+    whole = run(attn, mask)
+    monkeypatch.setattr(reformer, "RUN_QUERIES", 1)  # one chunk per run
+    runs = []
+    original = reformer._runs
+    monkeypatch.setattr(reformer, "_runs", lambda plan: runs.append(original(plan)) or runs[-1])
+    chunked = run(attn, mask)
+    assert runs and all(len(found) > 6 for found in runs)
+    for got, want in zip(chunked, whole, strict=True):
+        if want is None:
+            assert got is None
+            continue
+        assert max_diff(got, want) <= TOL
