@@ -218,7 +218,8 @@ class Plan:
 
     layout: Layout
     keys_at: torch.Tensor  # (B, H, R, M, 2c) long: each chunk's candidate key tokens
-    forbidden: torch.Tensor  # (B, H, R, M, c, 2c) bool: pairs outside the pattern
+    allowed: torch.Tensor  # (B, H, R, M, 2c) bool: the candidate keys a chunk's queries may see
+    in_chunk: torch.Tensor  # (c, 2c) bool: pairs every chunk refuses (causal: later slots)
     is_self: torch.Tensor  # (c, 2c) bool: a query's own slot
     pieces: tuple[Piece, ...]
 
@@ -227,11 +228,19 @@ class Plan:
         b, h, r, length = layout.token.shape
         c, m = layout.chunk, length // layout.chunk
         keys_at = key_tokens(layout)  # (B, H, R, M, 2c)
-        forbidden, is_self = chunk_pattern(c, causal, layout.token.device)  # (c, 2c)
-        forbidden = forbidden | ~key_allowed(layout).unsqueeze(-2)  # (B, H, R, M, c, 2c)
+        in_chunk, is_self = chunk_pattern(c, causal, layout.token.device)  # (c, 2c)
         step = max(1, CHUNK_SCORES // (b * h * 2 * c * c))  # chunks per piece
         pieces = tuple(Piece(k, first, min(first + step, m)) for k in range(r) for first in range(0, m, step))
-        return Plan(layout, keys_at, forbidden, is_self, pieces)
+        return Plan(layout, keys_at, key_allowed(layout), in_chunk, is_self, pieces)
+
+    @property
+    def pairs(self) -> int:
+        """Query-key pairs scored in all: B * H * R * M * c * 2c."""
+        return self.allowed.numel() * self.layout.chunk
+
+    def forbidden(self, piece: Piece) -> torch.Tensor:
+        """The piece's pairs outside the pattern, (B, H, P, c, 2c) bool; made per piece, not kept."""
+        return self.in_chunk | ~self.allowed[:, :, piece.round, piece.first: piece.stop].unsqueeze(-2)
 
     def tokens(self, piece: Piece) -> tuple[torch.Tensor, torch.Tensor]:
         """The piece's query tokens (B, H, P*c) and candidate key tokens (B, H, P*2c)."""
@@ -276,7 +285,7 @@ def piece_scores(plan: Plan, piece: Piece, queries: torch.Tensor, keys: torch.Te
     if plan.layout.rounds > 1:
         scores += round_overlap_bias(plan.layout, piece, query_tokens, key_tokens_, scores.dtype)
     # -inf rather than a large finite value: exp() of a huge negative number takes a slow path
-    scores.masked_fill_(plan.forbidden[:, :, piece.round, piece.first: piece.stop], float("-inf"))
+    scores.masked_fill_(plan.forbidden(piece), float("-inf"))
     return scores.masked_fill_(plan.is_self, max(SELF_SCORE, torch.finfo(scores.dtype).min / 2))
 
 
@@ -334,7 +343,7 @@ class LSHAttention(torch.autograd.Function):
             grad_scores.add_(slots_of(grad_lse, plan, piece).unsqueeze(-1)).mul_(probs)
             # the own key's score and forbidden pairs are constants
             grad_scores.masked_fill_(plan.is_self, 0.0)
-            grad_scores.masked_fill_(plan.forbidden[:, :, piece.round, piece.first: piece.stop], 0.0)
+            grad_scores.masked_fill_(plan.forbidden(piece), 0.0)
             piece_keys = take(keys, key_tokens_).view(b, h, -1, 2 * c, d)  # (B, H, P, 2c, D)
             grads[0].index_add_(0, at_queries, (grad_scores @ piece_keys).view(-1, d))
             piece_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
@@ -348,7 +357,7 @@ KEEP_SHARE = 0.25  # and at most this share of the memory available now
 
 def keeps_weights(plan: Plan, queries: torch.Tensor) -> bool:
     """Whether the whole-sequence path fits: its weights, kept, and as much again of working space."""
-    needed = 2 * plan.forbidden.numel() * queries.element_size()
+    needed = 2 * plan.pairs * queries.element_size()
     return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)
 
 
@@ -410,12 +419,13 @@ class WholeLSHAttention(torch.autograd.Function):
         b, h, n, d = queries.shape
         layout = plan.layout
         c, m = layout.chunk, layout.length // layout.chunk
-        grad_q, grad_k, grad_v = torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(v)
+        grads: list[torch.Tensor | None] = [None, None, None]  # q, k, v per token: made by round 0's end
         kept = iter(range(len(ctx.kept)))
         for rnd in range(layout.rounds):
             dout = _per_slot(grad_out[:, :, rnd], layout, rnd).view(b, h, m, c, d)  # (B, H, M, c, D)
             dlse = _per_slot(grad_lse[:, :, rnd], layout, rnd).view(b, h, m, c, 1)  # (B, H, M, c, 1)
-            slot_grads = [queries.new_zeros(b, h, m, c, d) for _ in range(3)]  # q, k, v per slot
+            # k and v per slot; q's go into dout, each run's over its own dout once that is used
+            slot_grads = [dout, queries.new_zeros(b, h, m, c, d), queries.new_zeros(b, h, m, c, d)]
             for first, stop in _runs(plan):
                 index = next(kept)
                 probs, ctx.kept[index] = ctx.kept[index], None  # freed with this run
@@ -428,13 +438,13 @@ class WholeLSHAttention(torch.autograd.Function):
                 grad_scores.addcmul_(probs, dlse[:, :, first:stop])  # d lse / d scores = P
                 del probs
                 grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
-                torch.matmul(grad_scores, take(keys, candidates).view(b, h, -1, 2 * c, d),
-                             out=slot_grads[0][:, :, first:stop])
+                torch.matmul(grad_scores, take(keys, candidates).view(b, h, -1, 2 * c, d), out=dout_run)
                 chunk_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
                 _fold_into(slot_grads[1], grad_scores.transpose(-1, -2) @ chunk_queries, first)
-            for grad, slots in zip((grad_q, grad_k, grad_v), slot_grads, strict=True):
-                grad += _per_token(slots.view(b, h, -1, d), layout, rnd)
-        grads = (grad_q, grad_k, grad_v)
+            for i, slots in enumerate(slot_grads):
+                per_token = _per_token(slots.view(b, h, -1, d), layout, rnd)  # (B, H, N, D)
+                grads[i] = per_token if grads[i] is None else grads[i].add_(per_token)
+            del slot_grads, dout, dout_run
         real = (layout.slot[:, :, 0] < layout.length).unsqueeze(-1)  # (B, H, N, 1): padded tokens have no slot
         return *(grad.mul_(real) for grad in grads), None
 
