@@ -10,6 +10,13 @@ own block and the last ``summary`` tokens of every block, which carry
 information between blocks.
 
 Both parts share one softmax; a key both parts would offer is taken once.
+
+Which path runs: the strided pattern with a span of at most one stride, when no
+weights are asked for and both parts' weights fit (:func:`strided.fits`), is
+computed whole by :mod:`effstudio.attention.strided` with its weights kept;
+otherwise (a wider span, the fixed pattern, the attention-map probe, a sequence
+too long to keep the weights) the chunked path of :mod:`block_sparse` runs,
+which recomputes them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from effstudio.attention import block_sparse as bs
+from effstudio.attention import strided
 from effstudio.attention.base import AttentionOutput, AttentionSpec
 from effstudio.attention.local import check_window
 from effstudio.config import ConfigError, param, validate
@@ -71,6 +79,8 @@ class SparseAttention(bs.BlockSparseAttention):
         x = bs.pad_inputs(q, k, v, key_mask, s)
         causal = self.causal
         if self.pattern == "strided":
+            if span <= s and not need_weights and strided.fits(x, s, causal):
+                return bs.crop(x, strided.strided_attention(x, s, span, causal), None)
             radius = -(-span // s)  # blocks of one stride that cover the span
 
             def parts(start: int, stop: int) -> list[bs.Part]:

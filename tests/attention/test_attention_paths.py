@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from effstudio.attention import band, kernelized, reformer
+from effstudio.attention import band, kernelized, reformer, strided
 from effstudio.attention.base import AttentionSpec
 from effstudio.attention.local import LocalAttention, LocalAttentionConfig
 from effstudio.attention.longformer import LongformerAttention, LongformerAttentionConfig
 from effstudio.attention.performer import PerformerAttention, PerformerAttentionConfig
 from effstudio.attention.reformer import ReformerAttention, ReformerAttentionConfig
+from effstudio.attention.sparse import SparseAttention, SparseAttentionConfig
 from tests.attention.compare import max_diff, padded_mask
 
 B, H, D, N = 2, 2, 8, 45
@@ -110,3 +111,29 @@ def test_reformer_gives_the_same_in_runs_of_one_chunk_as_in_one_run(causal: bool
             assert got is None
             continue
         assert max_diff(got, want) <= TOL
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("span", [4, 6], ids=["span-below-stride", "span-of-a-stride"])
+def test_sparse_strided_whole_path_agrees_with_the_chunked_one_in_any_runs(span: int, causal: bool, padded: bool,
+                                                                        monkeypatch) -> None:  # noqa: ANN001
+    """The strided pattern's whole path (both parts' weights kept, one softmax) against the chunked path
+    that recomputes them, and against itself in runs of one block."""
+    torch.manual_seed(0)
+    attn = SparseAttention(SparseAttentionConfig(pattern="strided", stride=6, local_span=span),
+                           AttentionSpec(H * D, H, causal=causal, max_length=256))
+    mask = padded_mask(B, N, 7) if padded else None
+    calls = []
+    original = strided.StridedAttention.apply
+    monkeypatch.setattr(strided.StridedAttention, "apply", lambda *a: calls.append(a) or original(*a))
+    whole = run(attn, mask)
+    assert len(calls) == 1
+    monkeypatch.setattr(band, "CHUNK_QUERIES", 1)  # one block per run
+    in_runs = run(attn, mask)
+    monkeypatch.setattr(band, "KEEP_LIMIT_BYTES", 0)  # too large to keep: the chunked path
+    chunked = run(attn, mask)
+    assert len(calls) == 2
+    for other in (in_runs, chunked):
+        for got, want in zip(other, whole, strict=True):
+            assert max_diff(got, want) <= TOL

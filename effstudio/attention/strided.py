@@ -1,0 +1,152 @@
+"""Exact attention over the Sparse Transformer's strided pattern, in batched operations.
+
+With blocks of one stride s, token i = a*s + r (block a, residue r) sees
+
+- the band |i - j| <= span (span <= s: blocks a-1, a and a+1, as in :mod:`band`), and
+- its residue class, j = a'*s + r for every block a' (causal: a' <= a), except the
+  keys the band already offers: |a - a'| <= span // s.
+
+The residue part is a dense attention inside each residue class: queries and
+keys laid out as (B, H, s, nb, D) give every class's scores (B, H, s, nb, nb)
+in one product. Both parts share one softmax per query. A query's row of the
+band, in (B, H, nb, s) order, is the transpose of its row in the residue
+layout (B, H, s, nb), so the row maxima and totals of the two parts meet by a
+transposed view. The residue part is made whole first (it is small: nb
+scores per query); the band is then worked through in runs of blocks, as in
+:mod:`band`, each run taking its rows' maximum over both parts and turning both
+parts' scores of those rows into weights in place. (Residue products per run
+were tried: batches of tiny products, a third slower.)
+
+Both parts' weights are kept for the backward pass, which needs no second
+softmax: for a query, sum_j P_ij dP_ij = dO_i . O_i over both parts at once.
+The weights take B*H*N*(3s + N/s) entries; :func:`fits` says whether a call
+can afford them, otherwise the kind takes the chunked path of
+:mod:`block_sparse`, which recomputes them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import psutil
+import torch
+
+from effstudio.attention import band
+from effstudio.attention.block_sparse import Padded
+
+
+def fits(x: Padded, stride: int, causal: bool) -> bool:
+    """Whether both parts' kept weights (and the same again of working space) fit this call's memory."""
+    b, h, n, _ = x.q.shape
+    width = (2 if causal else 3) * stride + n // stride
+    needed = 2 * b * h * n * width * x.q.element_size()
+    return needed <= min(band.KEEP_LIMIT_BYTES, band.KEEP_SHARE * psutil.virtual_memory().available)
+
+
+def _by_residue(t: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, H, Np, D) -> (B, H, s, nb, D): row (r, a) is token a*s + r; a view."""
+    b, h, n, d = t.shape
+    return t.view(b, h, n // stride, stride, d).transpose(2, 3)
+
+
+def _by_token(t: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``_by_residue`` as a contiguous (B, H, Np, D)."""
+    b, h, s, nb, d = t.shape
+    return t.transpose(2, 3).reshape(b, h, nb * s, d)
+
+
+@functools.lru_cache(maxsize=8)
+def _blocks_outside(nb: int, near: int, causal: bool, device: torch.device) -> torch.Tensor:
+    """Key blocks a' a query block a does not take from its residue class, (nb, nb) bool: the
+    band's (|a - a'| <= near) and, when causal, later ones."""
+    gap = torch.arange(nb, device=device)[:, None] - torch.arange(nb, device=device)[None, :]  # a - a'
+    out = gap.abs() <= near
+    if causal:
+        out |= gap < 0
+    return out
+
+
+def residue_outside(x: Padded, stride: int, span: int, causal: bool) -> torch.Tensor:
+    """Pairs outside the residue part, bool (B or 1, 1, s or 1, nb, nb), padded keys included."""
+    n = x.padded_length
+    nb = n // stride
+    out = _blocks_outside(nb, span // stride, causal, x.q.device)[None, None, None]  # (1, 1, 1, nb, nb)
+    if x.key_mask is None:
+        return out
+    real = x.key_mask.view(-1, nb, stride).transpose(1, 2)  # (B, s, nb)
+    return out | ~real[:, None, :, None, :]  # (B, 1, s, nb, nb)
+
+
+class StridedAttention(torch.autograd.Function):
+    """out = P_band V_band + P_res V_res under one softmax; both P are kept for backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, band_outside, res_outside, stride, causal):  # noqa: ANN001, ANN205
+        b, h, n, d = q.shape
+        s, nb = stride, n // stride
+        # the residue part whole: (B, H, s, nb, nb), later its weights, in place
+        res = _by_residue(q, s) @ _by_residue(k, s).transpose(-1, -2)
+        res.masked_fill_(res_outside, float("-inf"))
+        res_top = res.amax(-1).transpose(-1, -2)  # (B, H, nb, s) in token order
+        queries = q.view(b, h, nb, s, d)
+        kept, outs = [], []
+        for start, stop in band._chunks(nb, s):
+            candidates = band._side_by_side(k, s, causal, None, start, stop)  # (B, H, c, K, D)
+            scores = queries[:, :, start:stop] @ candidates.transpose(-1, -2)  # (B, H, c, s, K)
+            del candidates
+            scores.masked_fill_(band_outside[:, :, start:stop], float("-inf"))
+            top = torch.maximum(scores.amax(-1), res_top[:, :, start:stop])  # (B, H, c, s)
+            top.masked_fill_(top == float("-inf"), 0.0)  # a row with no key: every weight 0
+            rows = res[:, :, :, start:stop]  # (B, H, s, c, nb): these queries' residue scores
+            rows.sub_(top.transpose(-1, -2).unsqueeze(-1)).exp_()
+            probs = scores.sub_(top.unsqueeze(-1)).exp_()
+            total = probs.sum(-1).add_(rows.sum(-1).transpose(-1, -2))  # (B, H, c, s)
+            total.clamp_min_(torch.finfo(total.dtype).tiny)
+            probs.div_(total.unsqueeze(-1))
+            rows.div_(total.transpose(-1, -2).unsqueeze(-1))
+            outs.append(probs @ band._side_by_side(v, s, causal, None, start, stop))  # (B, H, c, s, D)
+            kept.append(probs)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, nb, s, D)
+        out = out.view(b, h, n, d).add_(_by_token(res @ _by_residue(v, s)))
+        ctx.stride, ctx.causal = stride, causal
+        ctx.save_for_backward(q, k, v, out, res, *kept)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        q, k, v, out, res, *kept = ctx.saved_tensors
+        s, causal = ctx.stride, ctx.causal
+        b, h, n, d = q.shape
+        nb = n // s
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(-1).view(b, h, nb, s)  # sum_j P_ij dP_ij over both parts
+        # the residue part whole: res (B, H, s, nb, nb)
+        dout_res = _by_residue(grad_out, s)
+        grad_v = _by_token(res.transpose(-1, -2) @ dout_res)
+        grad_scores = (dout_res @ _by_residue(v, s).transpose(-1, -2)).sub_(delta.transpose(-1, -2).unsqueeze(-1))
+        grad_scores.mul_(res)
+        grad_q = _by_token(grad_scores @ _by_residue(k, s)).view(b, h, nb, s, d)
+        grad_k = _by_token(grad_scores.transpose(-1, -2) @ _by_residue(q, s))
+        del grad_scores
+        # the band, run by run
+        queries, dout = q.view(b, h, nb, s, d), grad_out.view(b, h, nb, s, d)
+        for (start, stop), probs in zip(band._chunks(nb, s), kept, strict=True):
+            dout_run = dout[:, :, start:stop]  # (B, H, c, s, D)
+            band._fold_into(grad_v, probs.transpose(-1, -2) @ dout_run, s, causal, None, start)
+            candidates = band._side_by_side(v, s, causal, None, start, stop)
+            grad_run = (dout_run @ candidates.transpose(-1, -2)).sub_(delta[:, :, start:stop].unsqueeze(-1))
+            del candidates
+            grad_run.mul_(probs)  # the band scores' gradient (B, H, c, s, K)
+            grad_q[:, :, start:stop] += grad_run @ band._side_by_side(k, s, causal, None, start, stop)
+            band._fold_into(grad_k, grad_run.transpose(-1, -2) @ queries[:, :, start:stop], s, causal, None, start)
+        return grad_q.view(b, h, n, d), grad_k, grad_v, None, None, None, None
+
+
+def strided_attention(x: Padded, stride: int, span: int, causal: bool) -> torch.Tensor:
+    """out (B, H, Np, D): exact attention with |i - j| <= span (span <= stride) or (i - j) % stride == 0,
+    j <= i when causal."""
+    with torch.no_grad():
+        band_outside = band.forbidden(x, stride, span, causal, None)  # (B or 1, 1, nb, s, K)
+        res_outside = residue_outside(x, stride, span, causal)
+    return StridedAttention.apply(x.q, x.k, x.v, band_outside, res_outside, stride, causal)
