@@ -59,8 +59,8 @@ PEERS = (
          comparable=False),
     Peer("performer", "performer-pytorch FastAttention", "performer_pytorch", "pip install performer-pytorch", False),
     Peer("linear", "fast-transformers LinearAttention", "fast_transformers",
-         "pip install pytorch-fast-transformers (builds C++ extensions: needs a C++ compiler and the "
-         "PyTorch headers; pip install --no-build-isolation)", False),
+         "pip install --no-build-isolation pytorch-fast-transformers (builds its C++ and CUDA extensions: "
+         "needs a C++ compiler and the CUDA toolkit, CUDA_HOME, even for the CPU)", False),
 )
 
 SETTINGS = {
