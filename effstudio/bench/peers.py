@@ -59,8 +59,9 @@ PEERS = (
          comparable=False),
     Peer("performer", "performer-pytorch FastAttention", "performer_pytorch", "pip install performer-pytorch", False),
     Peer("linear", "fast-transformers LinearAttention", "fast_transformers",
-         "pip install --no-build-isolation pytorch-fast-transformers (builds its C++ and CUDA extensions: "
-         "needs a C++ compiler and the CUDA toolkit, CUDA_HOME, even for the CPU)", False),
+         "pip install --no-build-isolation pytorch-fast-transformers (compiles C++ extensions against the "
+         "installed torch: needs a C++ compiler; it also builds CUDA ones whenever nvcc is on PATH, which then "
+         "needs CUDA_HOME)", False),
 )
 
 SETTINGS = {
@@ -68,6 +69,7 @@ SETTINGS = {
     "local": f"window {WINDOW} each side, exact", "longformer": f"window {WINDOW} each side, global token 0, "
     "q/k/v projections included on both sides", "reformer": f"bucket {BUCKET}, {HASHES} rounds, no cross-bucket "
     "attention, duplicates counted once", "performer": f"{FEATURES} features, the peer's projection",
+    "linear": "elu(x) + 1 features on both sides; the peer adds 1e-6 to every denominator",
     "ratio": "peer_ms / effstudio_ms (above 1: effstudio faster)",
 }
 
@@ -174,8 +176,26 @@ def performer_case(length: int, generator: torch.Generator) -> Case:
     return (lambda: ours(q, k, v)[0]), (lambda: peer(q, k, v)), [q, k, v]
 
 
+def linear_case(length: int, generator: torch.Generator) -> Case:
+    from fast_transformers.attention import LinearAttention
+    from fast_transformers.masking import FullMask, LengthMask
+
+    q, k, v = _heads(generator, length)
+    ours = _kind("linear", length)
+    peer = LinearAttention(HEAD_DIM)  # elu(x) + 1 features, as effstudio's; 1e-6 added to the denominator
+    everything = FullMask(length, device=q.device)
+    lengths = LengthMask(torch.full((BATCH,), length, dtype=torch.long), max_len=length)
+
+    def fast_transformers() -> torch.Tensor:
+        queries, keys, values = (x.transpose(1, 2) for x in (q, k, v))  # the peer's (B, N, H, D)
+        return peer(queries, keys, values, everything, lengths, lengths).transpose(1, 2)  # (B, H, N, D)
+
+    return (lambda: ours(q, k, v)[0]), fast_transformers, [q, k, v]
+
+
 CASES: dict[str, Callable[[int, torch.Generator], Case]] = {
     "local": local_case, "longformer": longformer_case, "reformer": reformer_case, "performer": performer_case,
+    "linear": linear_case,
 }
 
 
