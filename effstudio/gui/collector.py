@@ -21,11 +21,13 @@ INTERVAL_MS = 500
 
 def collect_due(thresholds: tuple[int, ...]) -> int:
     """Collect the oldest generation whose count (and every younger one's) passed its threshold, as the
-    automatic collector would; the number of unreachable objects found, 0 when nothing was due."""
+    automatic collector would; the number of unreachable objects found, 0 when nothing was due. A
+    threshold of 0 means never, as it does for the automatic collector (and for an interpreter that
+    no longer counts that generation)."""
     counts = gc.get_count()
     due = -1
     for generation, (count, threshold) in enumerate(zip(counts, thresholds, strict=False)):
-        if count <= threshold:
+        if threshold <= 0 or count <= threshold:
             break
         due = generation
     return gc.collect(due) if due >= 0 else 0

@@ -63,9 +63,12 @@ def test_nothing_is_collected_before_a_threshold_is_passed(qapp):
         alive = weakref.ref(node)
         del node
         assert collect_due((10**9, 10, 10)) == 0
+        assert collect_due((0, 0, 0)) == 0  # a threshold of 0: never
         assert alive() is not None
-        assert collect_due((0, 10**9, 10**9)) >= 1  # generation 0 is due
+        keep = [[] for _ in range(3)]  # the count of generation 0 passes 1
+        assert collect_due((1, 10**9, 10**9)) >= 1  # generation 0 is due
         assert alive() is None
+        del keep
     finally:
         if was:
             gc.enable()
