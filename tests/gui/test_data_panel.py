@@ -54,6 +54,36 @@ def test_a_preview_gone_stale_while_it_ran_is_built_again(app, qtbot, monkeypatc
     assert panel.shutdown(5_000)
 
 
+def test_a_preview_of_another_task_that_ends_after_the_change_is_never_shown(app, qtbot, monkeypatch):
+    """A preview that finishes after the task changed belongs to the old task: its table, summary and
+    columns must not appear over the new task's (a dropped CSV showed the previous task's table)."""
+    gate = threading.Event()
+    calls: list[str] = []
+    original = data_panel.build_preview
+
+    def slow(registry, task_name, config, count=8):
+        calls.append(task_name)
+        if len(calls) == 1:
+            gate.wait(10)
+            return Preview("the old task", [("in", "out")])
+        return original(registry, task_name, config, count)
+
+    monkeypatch.setattr(data_panel, "build_preview", slow)
+    panel = shown_panel(qtbot)
+    panel.show()
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=10_000)
+    shown: list[str] = []
+    set_text = panel.summary.setText
+    panel.summary.setText = lambda text: (shown.append(text), set_text(text))  # every summary shown
+    panel.task_box.setCurrentIndex(panel.task_box.findData("listops"))  # while the old preview runs
+    gate.set()
+    qtbot.waitUntil(lambda: len(calls) == 2 and panel.preview_settled, timeout=30_000)
+    assert calls[1] == "listops"
+    assert "the old task" not in shown and shown and panel.summary.text() == shown[-1]
+    assert panel.table.rowCount() > 0 and panel.table.item(0, 0).text() != "in"
+    assert panel.shutdown(5_000)
+
+
 def test_a_long_read_of_settings_gone_stale_ends_at_its_next_progress_report(app, qtbot, monkeypatch):
     started: list[float] = []
     ended: list[str] = []
