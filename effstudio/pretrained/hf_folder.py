@@ -30,7 +30,7 @@ from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError
 from effstudio.engine.safetensors_header import check_file
 from effstudio.engine.torch_file import TorchFileError, load_torch_file
-from effstudio.paths import PathError, open_regular_file
+from effstudio.paths import PathError, escape_reason, open_regular_file
 from effstudio.read_limits import MAX_JSON_BYTES, MAX_SHARDS
 from effstudio.tasks.tokenizer import TextTokenizer, TokenizerError
 
@@ -72,6 +72,14 @@ def folder_of(path: Path) -> tuple[Path, Path | None]:
     raise FolderError("no such folder or file", path)
 
 
+def own_file(path: Path, folder: Path) -> Path:
+    """``path`` when it is the folder's own file: not a link (symbolic or hard) to a file elsewhere."""
+    reason = escape_reason(path, folder)
+    if reason is not None:
+        raise FolderError(reason, path)
+    return path
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object file, within the size limit; a missing or broken one is a FolderError naming it."""
     try:
@@ -98,13 +106,14 @@ def read_folder(path: Path) -> HFFolder:
     config_path = folder / CONFIG
     if not config_path.is_file():
         raise FolderError(f"no {CONFIG} here: a Hugging Face model folder has one beside its weights", folder)
-    config = read_json(config_path, CONFIG)
-    files = weight_files(folder, named)
+    config = read_json(own_file(config_path, folder), CONFIG)
+    files = [own_file(file, folder) for file in weight_files(folder, named)]
     weights: dict[str, torch.Tensor] = {}
     for file in files:
         weights.update(read_weights(file))
     tokenizer, problem = read_tokenizer(folder)
-    preprocessor = read_json(folder / PREPROCESSOR, PREPROCESSOR) if (folder / PREPROCESSOR).is_file() else None
+    preprocessor = (read_json(own_file(folder / PREPROCESSOR, folder), PREPROCESSOR)
+                    if (folder / PREPROCESSOR).is_file() else None)
     return HFFolder(folder, config, weights, files, tokenizer, problem, preprocessor)
 
 
@@ -126,20 +135,19 @@ def shards(index_path: Path) -> list[Path]:
     if not isinstance(weight_map, Mapping) or not weight_map:
         raise FolderError("a shard index maps tensor names to shard files under \"weight_map\"; it has none",
                           index_path)
-    names: list[str] = []
+    names: dict[str, None] = {}  # in order of first mention
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str) or not shard or "/" in shard or "\\" in shard or shard in (".", ".."):
             raise FolderError(f"tensor {str(tensor)[:80]!r} is mapped to {str(shard)[:80]!r}, not a file name "
                               "in this folder", index_path)
-        if shard not in names:
-            names.append(shard)
-    if len(names) > MAX_SHARDS:
-        raise FolderError(f"names {len(names):,} shards, more than the limit of {MAX_SHARDS:,}", index_path)
+        names[shard] = None
+        if len(names) > MAX_SHARDS:
+            raise FolderError(f"names more than the limit of {MAX_SHARDS:,} shards", index_path)
     missing = [name for name in names if not (index_path.parent / name).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise FolderError(f"shard {missing[0]} is missing{more}: the index names {len(names)} shards", index_path)
-    return [index_path.parent / name for name in names]
+    return [own_file(index_path.parent / name, index_path.parent) for name in names]
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -148,8 +156,6 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         check_file(path, _Refused)
         try:
             return safetensors.torch.load_file(str(path))
-        except _Refused:
-            raise
         except Exception as err:  # safetensors raises its own types for damaged files
             raise FolderError(f"cannot read it: {' '.join(str(err).split())[:200]}", path) from None
     try:
@@ -178,6 +184,10 @@ def read_tokenizer(folder: Path) -> tuple[TextTokenizer | None, str | None]:
     vocab.txt, or a byte-level BPE vocab.json with merges.txt."""
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         return None, f"no tokenizer file ({', '.join(TOKENIZER_FILES)}) in {folder}"
+    for name in TOKENIZER_FILES:
+        reason = escape_reason(folder / name, folder) if (folder / name).is_file() else None
+        if reason is not None:
+            return None, f"{name} {reason}"
     try:
         return TextTokenizer.load(folder), None
     except TokenizerError as err:

@@ -34,6 +34,7 @@ config.json's id2label, so the sections that evaluate on data want them (or a fi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,8 @@ def _normalisation(folder: HFFolder, channels: int, notes: list[str]) -> tuple[l
         if isinstance(value, (int, float)):
             value = [value] * channels
         if not (isinstance(value, list) and len(value) == channels and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            raise FolderError(f"{key} is not {channels} numbers", folder.path / "preprocessor_config.json")
+                _finite_number(v) for v in value)):
+            raise FolderError(f"{key} is not {channels} finite numbers", folder.path / "preprocessor_config.json")
         values.append([float(v) for v in value])
     if any(s <= 0 for s in values[1]):
         raise FolderError("image_std holds a value <= 0", folder.path / "preprocessor_config.json")
@@ -299,3 +300,12 @@ def _loaded_model(config: RunConfig, spec: TaskSpec, converted: Converted, folde
     model.load_state_dict(state)
     return model.float().eval()
 
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number a float can hold: not a bool, NaN, an infinity or an integer of hundreds of digits."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

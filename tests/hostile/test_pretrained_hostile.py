@@ -50,6 +50,10 @@ CONFIG_CASES = {
     "an activation that names code": ({"hidden_act": "os.system"}, None, r"not an activation effstudio has"),
     "a size written as text": ({"vocab_size": "99"}, None, r"'vocab_size' is '99', not a number"),
     "positions beyond any task": ({"max_position_embeddings": 10**12}, None, r"max_length: must be <="),
+    "classes in the trillions": ({"num_labels": 10**12, "id2label": None}, None, r"more than the limit of"),
+    "classes counted in words": ({"num_labels": "two", "id2label": None}, None, r"'num_labels' is 'two', not a"),
+    "an activation given as a list": ({"hidden_act": ["gelu"]}, None, r"not an activation effstudio has"),
+    "an epsilon of 400 digits": ({"layer_norm_eps": 10**400}, None, r"'layer_norm_eps' is too large a number"),
     "config.json a list": (None, "[1, 2]", r"holds a JSON object, not list"),
     "config.json not JSON": (None, "{\"model_type\": ", r"config\.json"),
 }
@@ -79,3 +83,46 @@ def test_a_truncated_weights_file_is_one_line(bert, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.safetensors" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def _import_refused(folder: Path, tmp_path: Path, capsys) -> str:
+    out = tmp_path / "out" / "model.safetensors"
+    assert main(["import", str(folder), "--out", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    return err
+
+
+def _sharded(bert: Path, folder: Path, shard_names: list[str]) -> None:
+    """The tiny BERT as a shard index whose tensors are spread over ``shard_names`` (files made for each)."""
+    shutil.copytree(bert, folder)
+    weights = folder / "model.safetensors"
+    tensors = list(json.loads(weights.read_bytes()[8: 8 + int.from_bytes(weights.read_bytes()[:8], "little")]))
+    tensors = [name for name in tensors if name != "__metadata__"]
+    weight_map = {name: shard_names[i % len(shard_names)] for i, name in enumerate(tensors)}
+    for name in set(shard_names):
+        shutil.copy(weights, folder / name)
+    weights.unlink()
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def test_a_shard_index_naming_more_shards_than_the_limit_is_refused(bert, tmp_path, capsys, monkeypatch):
+    from effstudio.pretrained import hf_folder
+
+    monkeypatch.setattr(hf_folder, "MAX_SHARDS", 2)
+    _sharded(bert, tmp_path / "folder", ["a.safetensors", "b.safetensors", "c.safetensors"])
+    assert "more than the limit of 2 shards" in _import_refused(tmp_path / "folder", tmp_path, capsys)
+
+
+@pytest.mark.parametrize("linked", ["a shard", "config.json"])
+def test_a_file_that_links_outside_the_folder_is_refused(bert, tmp_path, capsys, linked):
+    folder = tmp_path / "folder"
+    _sharded(bert, folder, ["model-00001-of-00001.safetensors"])
+    name = "model-00001-of-00001.safetensors" if linked == "a shard" else "config.json"
+    outside = tmp_path / "elsewhere" / name
+    outside.parent.mkdir()
+    (folder / name).rename(outside)
+    (folder / name).symlink_to(outside)
+    err = _import_refused(folder, tmp_path, capsys)
+    assert "leads outside the folder" in err and name in err, err

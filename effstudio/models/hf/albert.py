@@ -38,7 +38,7 @@ def convert(config: dict[str, Any], tensors: Tensors) -> Converted:
         raise MappingError(f"config.json's position_embedding_type {kind!r}: effstudio imports absolute positions")
     width = setting(config, "hidden_size", 4096)
     heads = setting(config, "num_attention_heads", 64)
-    check_heads(config, width, heads)
+    check_heads(width, heads)
     embed = setting(config, "embedding_size", 128)
     hidden = setting(config, "intermediate_size", 16384)
     steps = setting(config, "num_hidden_layers", 12)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 # config.json's hidden_act -> effstudio's activation field
+MAX_LABELS = 1 << 16  # classes a classification head may have
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 
 
@@ -99,9 +100,13 @@ def setting(config: Mapping[str, Any], key: str, default: Any = None, kind: type
     if value is None:
         raise MappingError(f"config.json has no {key!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise MappingError(f"config.json's {key!r} is too large a number") from None
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise MappingError(f"config.json's {key!r} is {value!r}, not {'a number' if kind in (int, float) else kind.__name__}")
+        raise MappingError(f"config.json's {key!r} is {str(value)[:80]!r}, not "
+                           f"{'a number' if kind in (int, float) else kind.__name__}")
     if kind is int and value < 0:
         raise MappingError(f"config.json's {key!r} is {value}, below 0")
     return value
@@ -109,8 +114,8 @@ def setting(config: Mapping[str, Any], key: str, default: Any = None, kind: type
 
 def activation(config: Mapping[str, Any], key: str, default: str) -> str:
     name = config.get(key, default)
-    if name not in ACTIVATIONS:
-        raise MappingError(f"config.json's {key} {name!r} is not an activation effstudio has "
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise MappingError(f"config.json's {key} {str(name)[:80]!r} is not an activation effstudio has "
                            f"({', '.join(ACTIVATIONS)})")
     return ACTIVATIONS[name]
 
@@ -123,11 +128,17 @@ def labels_of(config: Mapping[str, Any]) -> list[str]:
             pairs = sorted((int(k), str(v)) for k, v in raw.items())
         except (TypeError, ValueError):
             raise MappingError("config.json's id2label has keys that are not class numbers") from None
+        if len(pairs) > MAX_LABELS:
+            raise MappingError(f"config.json's id2label names {len(pairs):,} classes, more than the limit of "
+                               f"{MAX_LABELS:,}")
         if [k for k, _ in pairs] != list(range(len(pairs))):
             raise MappingError("config.json's id2label does not number its classes 0, 1, 2, ...")
         names = [v for _, v in pairs]
     else:
-        names = [f"LABEL_{i}" for i in range(int(config.get("num_labels", 2)))]
+        count = setting(config, "num_labels", 2)
+        if count > MAX_LABELS:
+            raise MappingError(f"config.json's num_labels is {count:,}, more than the limit of {MAX_LABELS:,}")
+        names = [f"LABEL_{i}" for i in range(count)]
     if len(names) < 2:
         names += [f"LABEL_{i}" for i in range(len(names), 2)]
     if len(set(names)) != len(names):
@@ -140,7 +151,7 @@ def ff_mult_of(width: int, hidden: int) -> int:
     return max(1, min(16, round(hidden / max(width, 1))))
 
 
-def check_heads(config: Mapping[str, Any], width: int, heads: int) -> None:
+def check_heads(width: int, heads: int) -> None:
     if heads < 1 or width % heads:
         raise MappingError(f"config.json's width {width} is not divisible by its {heads} attention heads")
 

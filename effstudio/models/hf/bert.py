@@ -54,7 +54,7 @@ def convert(config: dict[str, Any], tensors: Tensors) -> Converted:
         raise MappingError(f"config.json's position_embedding_type {kind!r}: effstudio imports absolute positions")
     width = setting(config, "hidden_size")
     heads = setting(config, "num_attention_heads")
-    check_heads(config, width, heads)
+    check_heads(width, heads)
     embed = setting(config, "embedding_size", width) if family == "electra" else width
     offset = setting(config, "pad_token_id", 1) + 1 if family == "roberta" else 0
     positions = setting(config, "max_position_embeddings", 512)

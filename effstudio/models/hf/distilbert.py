@@ -28,7 +28,7 @@ LAYER_NORM_EPS = 1e-12  # DistilBERT's LayerNorms are built with this epsilon, n
 def convert(config: dict[str, Any], tensors: Tensors) -> Converted:
     width = setting(config, "dim", 768)
     heads = setting(config, "n_heads", 12)
-    check_heads(config, width, heads)
+    check_heads(width, heads)
     hidden = setting(config, "hidden_dim", 4 * width)
     layers = setting(config, "n_layers", 6)
     converted = Converted("transformer", {}, "text", setting(config, "max_position_embeddings", 512),

@@ -36,8 +36,9 @@ def convert(config: dict[str, Any], tensors: Tensors) -> Converted:
         raise MappingError("config.json adds cross-attention to GPT-2; effstudio imports the decoder alone")
     width = setting(config, "n_embd", 768)
     heads = setting(config, "n_head", 12)
-    check_heads(config, width, heads)
-    hidden = config.get("n_inner") or 4 * width
+    check_heads(width, heads)
+    # n_inner null (Hugging Face's default) or 0: four times the width
+    hidden = (setting(config, "n_inner") if config.get("n_inner") is not None else 0) or 4 * width
     layers = setting(config, "n_layer", 12)
     converted = Converted("transformer", {}, "text", setting(config, "n_positions", 1024), labels_of(config))
     tensors.find_base(["transformer.", ""], "wte.weight")

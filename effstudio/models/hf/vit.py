@@ -31,7 +31,7 @@ def convert(config: dict[str, Any], tensors: Tensors) -> Converted:
     family = config["model_type"]
     width = setting(config, "hidden_size", 768)
     heads = setting(config, "num_attention_heads", 12)
-    check_heads(config, width, heads)
+    check_heads(width, heads)
     hidden = setting(config, "intermediate_size", 3072)
     layers = setting(config, "num_hidden_layers", 12)
     size, patch = setting(config, "image_size", 224), setting(config, "patch_size", 16)
