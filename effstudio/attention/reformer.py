@@ -45,6 +45,7 @@ import psutil
 import torch
 import torch.nn.functional as F
 
+from effstudio.attention import band
 from effstudio.attention.base import Attention, AttentionOutput, AttentionSpec, exporting
 from effstudio.attention.full import masked_softmax
 from effstudio.config import ConfigError, param, validate
@@ -431,7 +432,7 @@ class WholeLSHAttention(torch.autograd.Function):
                 probs, ctx.kept[index] = ctx.kept[index], None  # freed with this run
                 query_tokens, candidates = plan.tokens(Piece(rnd, first, stop))
                 dout_run = dout[:, :, first:stop]
-                _fold_into(slot_grads[2], probs.transpose(-1, -2) @ dout_run, first)  # via (B, H, P, 2c, D)
+                _fold_slots(slot_grads[2], probs.transpose(-1, -2) @ dout_run, first)  # via (B, H, P, 2c, D)
                 grad_probs = dout_run @ take(v, candidates).view(b, h, -1, 2 * c, d).transpose(-1, -2)
                 grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)  # P (dP - rowsum(dP P))
                 del grad_probs
@@ -440,7 +441,7 @@ class WholeLSHAttention(torch.autograd.Function):
                 grad_scores.masked_fill_(plan.is_self, 0.0)  # the own key's score is a constant
                 torch.matmul(grad_scores, take(keys, candidates).view(b, h, -1, 2 * c, d), out=dout_run)
                 chunk_queries = take(queries, query_tokens).view(b, h, -1, c, d)  # (B, H, P, c, D)
-                _fold_into(slot_grads[1], grad_scores.transpose(-1, -2) @ chunk_queries, first)
+                _fold_slots(slot_grads[1], grad_scores.transpose(-1, -2) @ chunk_queries, first)
             for i, slots in enumerate(slot_grads):
                 per_token = _per_token(slots.view(b, h, -1, d), layout, rnd)  # (B, H, N, D)
                 grads[i] = per_token if grads[i] is None else grads[i].add_(per_token)
@@ -461,13 +462,11 @@ def _per_slot(tokens: torch.Tensor, layout: Layout, rnd: int) -> torch.Tensor:
     return slots.mul_(layout.filled[:, :, rnd].view(*slots.shape[:3], *([1] * (slots.dim() - 3))))
 
 
-def _fold_into(slots: torch.Tensor, grad: torch.Tensor, first: int) -> None:
-    """Add candidate gradients of chunks first.. (B, H, P, 2c, D) onto the slots (B, H, M, c, D): a
-    chunk's own slots, and the chunk before it (the first chunk has none: its stand-in is refused)."""
-    c, stop = slots.shape[3], first + grad.shape[2]
-    slots[:, :, first:stop] += grad[..., c:, :]
-    lo = max(first, 1)
-    slots[:, :, lo - 1: stop - 1] += grad[:, :, lo - first:, :c]
+def _fold_slots(slots: torch.Tensor, grad: torch.Tensor, first: int) -> None:
+    """Add candidate gradients of chunks first.. (B, H, P, 2c, D) onto the slots (B, H, M, c, D): the
+    causal band's fold (the chunk before, then the chunk itself; the first chunk has none before it)."""
+    b, h, m, c, d = slots.shape
+    band._fold_into(slots.view(b, h, m * c, d), grad, c, True, None, first)
 
 
 def lsh_attention(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 
-import psutil
 import torch
 
 from effstudio.attention import band
@@ -36,11 +35,9 @@ from effstudio.attention.block_sparse import Padded
 
 
 def fits(x: Padded, stride: int, causal: bool) -> bool:
-    """Whether both parts' kept weights (and the same again of working space) fit this call's memory."""
-    b, h, n, _ = x.q.shape
-    width = (2 if causal else 3) * stride + n // stride
-    needed = 2 * b * h * n * width * x.q.element_size()
-    return needed <= min(band.KEEP_LIMIT_BYTES, band.KEEP_SHARE * psutil.virtual_memory().available)
+    """Whether both parts' kept weights (and the same again of working space) fit this call's memory: the
+    band's rule, with each query's residue keys (N / s) in place of the band's columns."""
+    return band.fits(x, stride, x.padded_length // stride, causal)
 
 
 def _by_residue(t: torch.Tensor, stride: int) -> torch.Tensor:

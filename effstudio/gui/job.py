@@ -329,8 +329,7 @@ class JobHost:
         return bool(self._live_jobs)
 
     def stop_jobs(self) -> None:
-        for job in self._live_jobs:
-            job.stop()
+        _stop_each(self._live_jobs)
 
     def cancel_job(self, slot: str) -> None:
         """Stop the job of ``slot`` and forget it: nothing it still sends reaches the panel."""

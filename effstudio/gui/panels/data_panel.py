@@ -177,8 +177,7 @@ def table_preview(registry: Registry, task_name: str, config: Any) -> Iterator[T
 class DataPanel(JobHost, Panel):
     changed = Signal()
     preview_ready = Signal()
-    # (what, done, total or -1): sent from the preview job's thread, so it arrives queued in the GUI thread
-    data_progress = Signal(str, float, float)  # the preview's data step (what, done, total), in the GUI thread
+    data_progress = Signal(str, float, float)  # the preview's data step (what, done, total or -1), in the GUI thread
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__("Data", "Choose what the model learns. Generated tasks are cached after the "
