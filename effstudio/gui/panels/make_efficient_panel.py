@@ -46,6 +46,7 @@ from effstudio.pretrained.efficient import (
     attention_memory,
     current_max_length,
     make_efficient,
+    measured_curves,
     parameter_count,
 )
 from effstudio.pretrained.importer import PRETRAINED_SOURCE_KEY
@@ -248,8 +249,9 @@ class MakeEfficientPanel(JobHost, QGroupBox):
         length = choices["max_length"] or current_max_length(config) or 1
         current_kind = config.attention_kind or "?"
         self.figures.setHorizontalHeaderLabels([f"Now ({current_kind})", f"Chosen ({self.kind()})"])
-        before = attention_memory(config, current_kind, length)
-        after = attention_memory(converted.config, self.kind(), length)
+        report = measured_curves() or {}  # read once for both figures ({}: none recorded)
+        before = attention_memory(config, current_kind, length, report=report)
+        after = attention_memory(converted.config, self.kind(), length, report=report)
         cells = [[f"{parameter_count(self.shape_model):,}", f"{parameter_count(converted.model):,}"],
                  [_memory_text(before), _memory_text(after)]]
         for row, values in enumerate(cells):
