@@ -85,6 +85,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--factors: each factor must be 1 to {MAX_FACTOR}")
     if args.store_temperature and any(f.suffix.lower() == ".onnx" for f in args.files):
         raise UsageError("--store-temperature writes into a checkpoint's header; an .onnx file has none")
+    writers: dict[Path, Path] = {}  # each record's path -> the model file that writes it
+    for file in args.files:
+        record = evaluation_path(file, args.out)
+        other = writers.setdefault(record, file)
+        if other.resolve() != Path(file).resolve():
+            raise UsageError(f"{other} and {file} would both write {record}: evaluate them into different "
+                             "folders (--out)")
     evaluations = []
     try:
         for event in evaluate(args.files, task=args.task, settings=_settings(args.set), split=args.split,

@@ -71,7 +71,7 @@ def split_of(model: Evaluable, split: str) -> tuple[Split, list[str]]:
                                 "nothing to evaluate")
         return data, []
     path = Path(split)
-    if not path.exists():
+    if not path.is_file():
         raise EvaluateError(f"--split {split}: neither val, test nor an existing data file")
     found = read_data_file(path, model.task)
     refuse_unknown_tokens(path, found, model.task)
@@ -156,12 +156,17 @@ def _robustness(job: _Job, split: Split, evaluation: Evaluation) -> Iterator[Eve
     subset = Split(split.inputs[:ROBUSTNESS_EXAMPLES], split.targets[:ROBUSTNESS_EXAMPLES], split.aligned)
     kinds = perturbations_for(model.spec)
     total = len(kinds) * len(RATES)
+    clean: float | None = None  # rate 0 is the same for every kind: measured once
     for k, perturbation in enumerate(kinds):
         for r, rate in enumerate(RATES):
             if job.control.stop_requested:
                 return
             yield job.progress(f"robustness {perturbation}", k * len(RATES) + r, total)
-            accuracy, _ = accuracy_of(model, perturbed(subset, model.spec, perturbation, rate))
+            if rate == 0 and clean is not None:
+                accuracy = clean
+            else:
+                accuracy, _ = accuracy_of(model, perturbed(subset, model.spec, perturbation, rate))
+                clean = accuracy if rate == 0 else clean
             if accuracy is not None:
                 evaluation.robustness.append(RobustnessPoint(perturbation, rate, accuracy))
 

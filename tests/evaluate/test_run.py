@@ -207,3 +207,19 @@ def test_an_evaluation_is_recorded_as_a_file_of_the_models_run(tmp_path, capsys)
         run_id = store.run_of_file(model)
         kinds = {(a.kind, Path(a.path).name) for a in store.artifacts(run_id)}
     assert ("evaluation", "checkpoint.evaluation.json") in kinds
+
+
+def test_two_files_whose_records_would_collide_in_one_out_folder_are_refused(learned, tmp_path, capsys):
+    other = tmp_path / "run2" / "learned.safetensors"  # another run's file of the same name
+    other.parent.mkdir()
+    other.write_bytes(learned.read_bytes())
+    out = tmp_path / "out"
+    assert main(["evaluate", str(learned), str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "would both write" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_folder_given_as_split_is_not_a_data_file(learned, tmp_path, capsys):
+    assert main(["evaluate", str(learned), "--split", str(tmp_path), "--json"]) == 2
+    assert "neither val, test nor an existing data file" in capsys.readouterr().err

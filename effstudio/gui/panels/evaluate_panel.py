@@ -94,8 +94,8 @@ class EvaluateOptions:
                                         "a model is evaluated only as far as its table reaches")
     robustness: bool = param(True, help="accuracy under random substitution, deletion and insertion of tokens "
                                         "(noise, occlusion and rotation for images), 0 to 30%")
-    calibrate: bool = param(True, help="fit a softmax temperature on the validation split and store it in the "
-                                       "checkpoint's header")
+    calibrate: bool = param(True, help="fit a softmax temperature on the validation split (`effstudio evaluate "
+                                       "--store-temperature` writes it into the checkpoint's header)")
 
     def factors(self) -> tuple[int, ...]:
         return tuple(2**k for k in range(self.longest.bit_length()))
