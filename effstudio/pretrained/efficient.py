@@ -40,7 +40,7 @@ from effstudio.config import ConfigError, fields_of
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.lengthen import extend_positions, learned_position_tables
 from effstudio.models.transformer import build_attention
-from effstudio.paths import data_dir
+from effstudio.paths import PathError, data_dir, open_regular_file
 from effstudio.read_limits import MAX_JSON_BYTES
 from effstudio.registry import UnknownEntryError, get_registry
 
@@ -214,10 +214,12 @@ def measured_curves(path: Path | None = None) -> dict[str, Any] | None:
     """The recorded attention benchmark report, or None when there is none (or it cannot be read)."""
     path = path or measured_curves_path()
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
+        with open_regular_file(path, what="benchmark report") as handle:  # no pipe or device, a bounded read
+            data = handle.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
             return None
-        report = loads_json(path.read_bytes(), source=path, field="report", max_bytes=MAX_JSON_BYTES)
-    except (OSError, ValueError, ConfigError):
+        report = loads_json(data, source=path, field="report", max_bytes=MAX_JSON_BYTES)
+    except (OSError, ValueError, ConfigError, PathError):
         return None
     return report if isinstance(report, dict) and isinstance(report.get("rows"), list) else None
 

@@ -142,7 +142,8 @@ def test_bad_choices_are_one_config_error() -> None:
         make_efficient(decoder, decoder_config, attention="linformer")
 
 
-def test_memory_estimates_from_the_kind_and_from_measured_curves() -> None:
+def test_memory_estimates_from_the_kind_and_from_measured_curves(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("EFFSTUDIO_DATA_DIR", str(tmp_path))  # the recorded report stays with this test
     _, config = trained()
     full = attention_memory(config, "full", 4096, report={})
     longformer = attention_memory(config, "longformer", 4096, report={})
