@@ -19,6 +19,8 @@ def model_file_readers(path: Path, good: Path, out: Path) -> dict[str, list]:
         "compare": ["compare", good, path],
         "distill --teacher": ["distill", "--teacher", path, "--student-model", "transformer", "--steps", "1",
                               "--out", out / "d.safetensors"],
+        "evaluate": ["evaluate", path, "--factors", "1", "--no-robustness", "--out", out / "evaluation"],
+        "drift": ["drift", path, "--reference", "val", "--current", "test"],
     }
 
 
