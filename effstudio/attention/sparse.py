@@ -11,6 +11,11 @@ information between blocks.
 
 Both parts share one softmax; a key both parts would offer is taken once.
 
+The default stride follows the model's max length (:func:`resolved_stride`):
+about twice its square root, so the paper's stride of about sqrt(N) in shape,
+with the strided keys per query (N / s) kept below the local band's up to
+16384 tokens.
+
 Which path runs: the strided pattern with a span of at most one stride, when no
 weights are asked for and both parts' weights fit (:func:`strided.fits`), is
 computed whole by :mod:`effstudio.attention.strided` with its weights kept;
@@ -21,6 +26,7 @@ which recomputes them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +45,12 @@ class SparseAttentionConfig:
         "strided", choices=("strided", "fixed"),
         help="strided: a local band plus every stride-th token; fixed: own block plus summary tokens",
     )
-    stride: int = param(128, min=2, help="Step of the strided pattern; block length of the fixed pattern")
+    stride: int = param(
+        0, min=0,
+        help="Step of the strided pattern; block length of the fixed pattern. 0: twice the square root of the "
+             "max length, rounded up to a power of two (128 up to 4096 tokens, 256 up to 16384), and at least "
+             "the local span",
+    )
     local_span: int = param(
         128, min=1, label="Local span", help="strided: tokens each token sees on each side (causal: before it)"
     )
@@ -48,23 +59,43 @@ class SparseAttentionConfig:
     )
 
     def check(self) -> None:
-        if self.pattern == "fixed" and self.summary > self.stride:
+        if self.stride == 1:
+            raise ConfigError("stride", "a stride of 1 is every token: full attention; use 0 (auto) or 2 and more")
+        if self.pattern == "fixed" and self.stride and self.summary > self.stride:
             raise ConfigError("summary", f"{self.summary} summary tokens do not fit a block of {self.stride}")
+
+
+def resolved_stride(config: SparseAttentionConfig, max_length: int) -> int:
+    """The stride a model of ``max_length`` tokens uses: the configured one, or for 0 the smallest power of
+    two of at least 2 sqrt(max_length) (and, strided, at least the local span).
+
+    Why twice the square root: with the local span fixed, each query scores about 3 * span band keys
+    and N / s strided ones. A stride of sqrt(N) makes the strided part grow as N^1.5 (8x for 4x the
+    tokens); twice that keeps it below the band up to 16384 tokens, so a span of 128 scores 384 + 32
+    keys per query at 4096 tokens and 384 + 64 at 16384: 4.3x the work for 4x the tokens.
+    """
+    if config.stride:
+        return config.stride
+    stride = 1 << math.ceil(math.log2(2 * math.sqrt(max(max_length, 1))))
+    return max(stride, config.local_span) if config.pattern == "strided" else stride
 
 
 class SparseAttention(bs.BlockSparseAttention):
     def __init__(self, config: SparseAttentionConfig, spec: AttentionSpec):
         super().__init__(spec)
         validate(config)
-        if config.stride >= spec.max_length:
-            raise ConfigError(
-                "stride",
-                f"a stride of {config.stride} leaves no pattern in sequences of up to "
-                f"{spec.max_length} tokens; use a stride well below that (about its square root)",
-            )
         if config.pattern == "strided":
             check_window(config.local_span, config.local_span, spec.max_length, field="local_span")
-        self.pattern, self.stride = config.pattern, config.stride
+        stride = resolved_stride(config, spec.max_length)
+        if stride >= spec.max_length:
+            raise ConfigError(
+                "stride",
+                f"a stride of {stride} leaves no pattern in sequences of up to "
+                f"{spec.max_length} tokens; use a stride well below that (about its square root)",
+            )
+        if config.pattern == "fixed" and config.summary > stride:
+            raise ConfigError("summary", f"{config.summary} summary tokens do not fit a block of {stride}")
+        self.pattern, self.stride = config.pattern, stride
         self.local_span, self.summary = config.local_span, config.summary
 
     def sees(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
@@ -79,7 +110,7 @@ class SparseAttention(bs.BlockSparseAttention):
         x = bs.pad_inputs(q, k, v, key_mask, s)
         causal = self.causal
         if self.pattern == "strided":
-            if span <= s and not need_weights and strided.fits(x, s, causal):
+            if span <= s and not need_weights and strided.fits(x, s, span, causal):
                 return bs.crop(x, strided.strided_attention(x, s, span, causal), None)
             radius = -(-span // s)  # blocks of one stride that cover the span
 

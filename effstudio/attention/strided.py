@@ -1,25 +1,31 @@
 """Exact attention over the Sparse Transformer's strided pattern, in batched operations.
 
-With blocks of one stride s, token i = a*s + r (block a, residue r) sees
+Token i = a*s + r (residue block a of one stride s, residue r) sees
 
-- the band |i - j| <= span (span <= s: blocks a-1, a and a+1, as in :mod:`band`), and
+- the band |i - j| <= span (span <= s), worked in band blocks of b tokens, the
+  smallest divisor of s that holds the span (:func:`band_block`): query block
+  c sees key blocks c-1, c and c+1, as in :mod:`band`, and
 - its residue class, j = a'*s + r for every block a' (causal: a' <= a), except the
   keys the band already offers: |a - a'| <= span // s.
+
+Band blocks narrower than the stride keep the band's work at 3b per query
+whatever the stride: a span of 128 in a stride of 256 scores 384 band
+candidates, not 768.
 
 The residue part is a dense attention inside each residue class: queries and
 keys laid out as (B, H, s, nb, D) give every class's scores (B, H, s, nb, nb)
 in one product. Both parts share one softmax per query. A query's row of the
-band, in (B, H, nb, s) order, is the transpose of its row in the residue
+band, in token order (B, H, nb, s), is the transpose of its row in the residue
 layout (B, H, s, nb), so the row maxima and totals of the two parts meet by a
 transposed view. The residue part is made whole first (it is small: nb
-scores per query); the band is then worked through in runs of blocks, as in
-:mod:`band`, each run taking its rows' maximum over both parts and turning both
+scores per query); the band is then worked through in runs of whole residue
+blocks, each run taking its rows' maximum over both parts and turning both
 parts' scores of those rows into weights in place. (Residue products per run
 were tried: batches of tiny products, a third slower.)
 
 Both parts' weights are kept for the backward pass, which needs no second
 softmax: for a query, sum_j P_ij dP_ij = dO_i . O_i over both parts at once.
-The weights take B*H*N*(3s + N/s) entries; :func:`fits` says whether a call
+The weights take B*H*N*(3b + N/s) entries; :func:`fits` says whether a call
 can afford them, otherwise the kind takes the chunked path of
 :mod:`block_sparse`, which recomputes them.
 """
@@ -34,10 +40,21 @@ from effstudio.attention import band
 from effstudio.attention.block_sparse import Padded
 
 
-def fits(x: Padded, stride: int, causal: bool) -> bool:
+def band_block(stride: int, span: int) -> int:
+    """The band's block length: the smallest divisor of the stride that holds the span (span <= stride)."""
+    return next(block for block in range(max(span, 1), stride + 1) if stride % block == 0)
+
+
+def fits(x: Padded, stride: int, span: int, causal: bool) -> bool:
     """Whether both parts' kept weights (and the same again of working space) fit this call's memory: the
     band's rule, with each query's residue keys (N / s) in place of the band's columns."""
-    return band.fits(x, stride, x.padded_length // stride, causal)
+    return band.fits(x, band_block(stride, span), x.padded_length // stride, causal)
+
+
+def _runs(nb: int, stride: int) -> list[tuple[int, int]]:
+    """Residue blocks in runs of about band.CHUNK_QUERIES queries: each run's working tensors stay small."""
+    step = max(1, band.CHUNK_QUERIES // stride)
+    return [(start, min(nb, start + step)) for start in range(0, nb, step)]
 
 
 def _by_residue(t: torch.Tensor, stride: int) -> torch.Tensor:
@@ -78,34 +95,35 @@ class StridedAttention(torch.autograd.Function):
     """out = P_band V_band + P_res V_res under one softmax; both P are kept for backward."""
 
     @staticmethod
-    def forward(ctx, q, k, v, band_outside, res_outside, stride, causal):  # noqa: ANN001, ANN205
+    def forward(ctx, q, k, v, band_outside, res_outside, stride, block, causal):  # noqa: ANN001, ANN205
         b, h, n, d = q.shape
-        s, nb = stride, n // stride
+        s, nb, per = stride, n // stride, stride // block  # per: band blocks in one residue block
         # the residue part whole: (B, H, s, nb, nb), later its weights, in place
         res = _by_residue(q, s) @ _by_residue(k, s).transpose(-1, -2)
         res.masked_fill_(res_outside, float("-inf"))
         res_top = res.amax(-1).transpose(-1, -2)  # (B, H, nb, s) in token order
-        queries = q.view(b, h, nb, s, d)
+        queries = q.view(b, h, n // block, block, d)
         kept, outs = [], []
-        for start, stop in band._chunks(nb, s):
-            candidates = band._side_by_side(k, s, causal, None, start, stop)  # (B, H, c, K, D)
-            scores = queries[:, :, start:stop] @ candidates.transpose(-1, -2)  # (B, H, c, s, K)
+        for first, last in _runs(nb, s):  # residue blocks first..last-1 are band blocks start..stop-1
+            start, stop, rows_of = first * per, last * per, (b, h, last - first, s)
+            candidates = band._side_by_side(k, block, causal, None, start, stop)  # (B, H, c, K, D)
+            scores = queries[:, :, start:stop] @ candidates.transpose(-1, -2)  # (B, H, c, b, K)
             del candidates
             scores.masked_fill_(band_outside[:, :, start:stop], float("-inf"))
-            top = torch.maximum(scores.amax(-1), res_top[:, :, start:stop])  # (B, H, c, s)
+            top = torch.maximum(scores.amax(-1).view(rows_of), res_top[:, :, first:last])  # (B, H, ca, s)
             top.masked_fill_(top == float("-inf"), 0.0)  # a row with no key: every weight 0
-            rows = res[:, :, :, start:stop]  # (B, H, s, c, nb): these queries' residue scores
+            rows = res[:, :, :, first:last]  # (B, H, s, ca, nb): these queries' residue scores
             rows.sub_(top.transpose(-1, -2).unsqueeze(-1)).exp_()
-            probs = scores.sub_(top.unsqueeze(-1)).exp_()
-            total = probs.sum(-1).add_(rows.sum(-1).transpose(-1, -2))  # (B, H, c, s)
+            probs = scores.sub_(top.view(scores.shape[:-1]).unsqueeze(-1)).exp_()
+            total = probs.sum(-1).view(rows_of).add_(rows.sum(-1).transpose(-1, -2))  # (B, H, ca, s)
             total.clamp_min_(torch.finfo(total.dtype).tiny)
-            probs.div_(total.unsqueeze(-1))
+            probs.div_(total.view(scores.shape[:-1]).unsqueeze(-1))
             rows.div_(total.transpose(-1, -2).unsqueeze(-1))
-            outs.append(probs @ band._side_by_side(v, s, causal, None, start, stop))  # (B, H, c, s, D)
+            outs.append(probs @ band._side_by_side(v, block, causal, None, start, stop))  # (B, H, c, b, D)
             kept.append(probs)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, nb, s, D)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, N / b, b, D)
         out = out.view(b, h, n, d).add_(_by_token(res @ _by_residue(v, s)))
-        ctx.stride, ctx.causal = stride, causal
+        ctx.stride, ctx.block, ctx.causal = stride, block, causal
         ctx.save_for_backward(q, k, v, out, res, *kept)
         return out
 
@@ -113,37 +131,41 @@ class StridedAttention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         q, k, v, out, res, *kept = ctx.saved_tensors
-        s, causal = ctx.stride, ctx.causal
+        s, block, causal = ctx.stride, ctx.block, ctx.causal
         b, h, n, d = q.shape
-        nb = n // s
+        nb, per = n // s, s // block
         grad_out = grad_out.contiguous()
-        delta = (grad_out * out).sum(-1).view(b, h, nb, s)  # sum_j P_ij dP_ij over both parts
+        delta = (grad_out * out).sum(-1)  # (B, H, N): sum_j P_ij dP_ij over both parts
         # the residue part whole: res (B, H, s, nb, nb)
         dout_res = _by_residue(grad_out, s)
         grad_v = _by_token(res.transpose(-1, -2) @ dout_res)
-        grad_scores = (dout_res @ _by_residue(v, s).transpose(-1, -2)).sub_(delta.transpose(-1, -2).unsqueeze(-1))
-        grad_scores.mul_(res)
-        grad_q = _by_token(grad_scores @ _by_residue(k, s)).view(b, h, nb, s, d)
+        grad_scores = dout_res @ _by_residue(v, s).transpose(-1, -2)
+        grad_scores.sub_(delta.view(b, h, nb, s).transpose(-1, -2).unsqueeze(-1)).mul_(res)
+        grad_q = _by_token(grad_scores @ _by_residue(k, s)).view(b, h, n // block, block, d)
         grad_k = _by_token(grad_scores.transpose(-1, -2) @ _by_residue(q, s))
         del grad_scores
         # the band, run by run
-        queries, dout = q.view(b, h, nb, s, d), grad_out.view(b, h, nb, s, d)
-        for (start, stop), probs in zip(band._chunks(nb, s), kept, strict=True):
-            dout_run = dout[:, :, start:stop]  # (B, H, c, s, D)
-            band._fold_into(grad_v, probs.transpose(-1, -2) @ dout_run, s, causal, None, start)
-            candidates = band._side_by_side(v, s, causal, None, start, stop)
-            grad_run = (dout_run @ candidates.transpose(-1, -2)).sub_(delta[:, :, start:stop].unsqueeze(-1))
+        queries, dout = q.view(b, h, n // block, block, d), grad_out.view(b, h, n // block, block, d)
+        band_delta = delta.view(b, h, n // block, block)
+        for (first, last), probs in zip(_runs(nb, s), kept, strict=True):
+            start, stop = first * per, last * per
+            dout_run = dout[:, :, start:stop]  # (B, H, c, b, D)
+            band._fold_into(grad_v, probs.transpose(-1, -2) @ dout_run, block, causal, None, start)
+            candidates = band._side_by_side(v, block, causal, None, start, stop)
+            grad_run = (dout_run @ candidates.transpose(-1, -2)).sub_(band_delta[:, :, start:stop].unsqueeze(-1))
             del candidates
-            grad_run.mul_(probs)  # the band scores' gradient (B, H, c, s, K)
-            grad_q[:, :, start:stop] += grad_run @ band._side_by_side(k, s, causal, None, start, stop)
-            band._fold_into(grad_k, grad_run.transpose(-1, -2) @ queries[:, :, start:stop], s, causal, None, start)
-        return grad_q.view(b, h, n, d), grad_k, grad_v, None, None, None, None
+            grad_run.mul_(probs)  # the band scores' gradient (B, H, c, b, K)
+            grad_q[:, :, start:stop] += grad_run @ band._side_by_side(k, block, causal, None, start, stop)
+            band._fold_into(grad_k, grad_run.transpose(-1, -2) @ queries[:, :, start:stop], block, causal, None,
+                            start)
+        return grad_q.view(b, h, n, d), grad_k, grad_v, None, None, None, None, None
 
 
 def strided_attention(x: Padded, stride: int, span: int, causal: bool) -> torch.Tensor:
     """out (B, H, Np, D): exact attention with |i - j| <= span (span <= stride) or (i - j) % stride == 0,
     j <= i when causal."""
+    block = band_block(stride, span)
     with torch.no_grad():
-        band_outside = band.forbidden(x, stride, span, causal, None)  # (B or 1, 1, nb, s, K)
+        band_outside = band.forbidden(x, block, span, causal, None)  # (B or 1, 1, Np / b, b, K)
         res_outside = residue_outside(x, stride, span, causal)
-    return StridedAttention.apply(x.q, x.k, x.v, band_outside, res_outside, stride, causal)
+    return StridedAttention.apply(x.q, x.k, x.v, band_outside, res_outside, stride, block, causal)

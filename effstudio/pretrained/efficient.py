@@ -35,6 +35,7 @@ from torch import nn
 
 from effstudio.atomic_file import write_text_atomic
 from effstudio.attention.base import Attention, AttentionSpec
+from effstudio.attention.sparse import resolved_stride
 from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError, fields_of
 from effstudio.engine.run_config import RunConfig
@@ -275,8 +276,8 @@ def keys_per_query(kind: str, settings: Any, length: int, head_dim: int) -> int 
         return min(length, blocks * int(value.get("block_size", 0)))
     if kind == "reformer":
         return min(length, 2 * int(value.get("n_hashes", 1)) * int(value.get("bucket_size", 0)))
-    if kind == "sparse":
-        stride = max(int(value.get("stride", 1)), 1)
+    if kind == "sparse" and settings is not None:
+        stride = resolved_stride(settings, length)
         return min(length, 2 * int(value.get("local_span", stride)) + math.ceil(length / stride))
     return None
 

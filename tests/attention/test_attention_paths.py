@@ -115,11 +115,13 @@ def test_reformer_gives_the_same_in_runs_of_one_chunk_as_in_one_run(causal: bool
 
 @pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
-@pytest.mark.parametrize("span", [4, 6], ids=["span-below-stride", "span-of-a-stride"])
-def test_sparse_strided_whole_path_agrees_with_the_chunked_one_in_any_runs(span: int, causal: bool, padded: bool,
-                                                                        monkeypatch) -> None:  # noqa: ANN001
-    """The strided pattern's whole path (both parts' weights kept, one softmax) against the chunked path
-    that recomputes them, and against itself in runs of one block."""
+@pytest.mark.parametrize("span,band_block", [(2, 2), (3, 3), (4, 6), (6, 6)],
+                         ids=["band-of-a-third", "band-of-a-half", "span-below-stride", "span-of-a-stride"])
+def test_sparse_strided_whole_path_agrees_with_the_chunked_one_in_any_runs(span: int, band_block: int, causal: bool,
+                                                                        padded: bool, monkeypatch) -> None:  # noqa: ANN001
+    """The strided pattern's whole path (both parts' weights kept, one softmax; the band in blocks of the
+    smallest divisor of the stride that holds the span) against the chunked path that recomputes them,
+    and against itself in runs of one residue block."""
     torch.manual_seed(0)
     attn = SparseAttention(SparseAttentionConfig(pattern="strided", stride=6, local_span=span),
                            AttentionSpec(H * D, H, causal=causal, max_length=256))
@@ -129,7 +131,8 @@ def test_sparse_strided_whole_path_agrees_with_the_chunked_one_in_any_runs(span:
     monkeypatch.setattr(strided.StridedAttention, "apply", lambda *a: calls.append(a) or original(*a))
     whole = run(attn, mask)
     assert len(calls) == 1
-    monkeypatch.setattr(band, "CHUNK_QUERIES", 1)  # one block per run
+    assert calls[0][-2:] == (band_block, causal)  # the band's block length, then causality
+    monkeypatch.setattr(band, "CHUNK_QUERIES", 1)  # one residue block per run
     in_runs = run(attn, mask)
     monkeypatch.setattr(band, "KEEP_LIMIT_BYTES", 0)  # too large to keep: the chunked path
     chunked = run(attn, mask)

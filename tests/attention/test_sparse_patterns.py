@@ -16,7 +16,8 @@ from effstudio.attention.bigbird import BigBirdAttention, BigBirdAttentionConfig
 from effstudio.attention.full import explicit_attention
 from effstudio.attention.local import LocalAttention, LocalAttentionConfig
 from effstudio.attention.longformer import LongformerAttention, LongformerAttentionConfig
-from effstudio.attention.sparse import SparseAttention, SparseAttentionConfig
+from effstudio.attention.sparse import SparseAttention, SparseAttentionConfig, resolved_stride
+from effstudio.attention.strided import band_block
 from effstudio.config import ConfigError
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.base import ModelSpec
@@ -38,6 +39,10 @@ CASES = {
     "sparse-strided": (SparseAttention, SparseAttentionConfig(pattern="strided", stride=6, local_span=4)),
     "sparse-strided-span-of-a-stride": (SparseAttention, SparseAttentionConfig(pattern="strided", stride=6,
                                                                                 local_span=6)),
+    "sparse-strided-narrow-band": (SparseAttention, SparseAttentionConfig(pattern="strided", stride=8,
+                                                                           local_span=3)),
+    "sparse-strided-band-of-a-third": (SparseAttention, SparseAttentionConfig(pattern="strided", stride=6,
+                                                                               local_span=2)),
     "sparse-strided-long-span": (SparseAttention, SparseAttentionConfig(pattern="strided", stride=4, local_span=9)),
     "sparse-fixed": (SparseAttention, SparseAttentionConfig(pattern="fixed", stride=6, summary=2)),
 }
@@ -133,6 +138,8 @@ def test_longformer_global_token_sees_and_is_seen_by_all() -> None:
         (SparseAttention, SparseAttentionConfig(stride=256), "stride"),
         (SparseAttention, SparseAttentionConfig(pattern="fixed", stride=8, summary=9), "summary"),
         (SparseAttention, SparseAttentionConfig(local_span=255), "local_span"),
+        (SparseAttention, SparseAttentionConfig(stride=1), "stride"),
+        (SparseAttention, SparseAttentionConfig(pattern="fixed", summary=64), "summary"),  # auto block: 32
     ],
 )
 def test_bad_settings_are_refused_by_name(cls, config, field: str) -> None:
@@ -140,6 +147,36 @@ def test_bad_settings_are_refused_by_name(cls, config, field: str) -> None:
         cls(config, AttentionSpec(B * D, H, False, max_length=256))
     assert err.value.field == field
     assert str(err.value).startswith(field)
+
+
+@pytest.mark.parametrize(
+    "config,max_length,stride",
+    [
+        (SparseAttentionConfig(), 256, 128),  # 2 sqrt(N) is 32: the local span of 128 is the floor
+        (SparseAttentionConfig(), 4096, 128),
+        (SparseAttentionConfig(), 4097, 256),  # rounded up
+        (SparseAttentionConfig(), 16384, 256),
+        (SparseAttentionConfig(), 65536, 512),
+        (SparseAttentionConfig(local_span=8), 256, 32),
+        (SparseAttentionConfig(pattern="fixed"), 256, 32),  # the local span is not part of that pattern
+        (SparseAttentionConfig(stride=96), 16384, 96),  # a stride given is kept
+    ],
+)
+def test_the_default_stride_follows_the_max_length(config: SparseAttentionConfig, max_length: int,
+                                                   stride: int) -> None:
+    assert resolved_stride(config, max_length) == stride
+    assert SparseAttention(config, AttentionSpec(B * D, H, False, max_length=max_length)).stride == stride
+
+
+def test_band_blocks_are_the_smallest_divisor_of_the_stride_that_holds_the_span() -> None:
+    assert [band_block(256, span) for span in (1, 100, 128, 129, 256)] == [1, 128, 128, 256, 256]
+    assert [band_block(6, span) for span in (2, 3, 4, 6)] == [2, 3, 6, 6]
+
+
+def test_a_default_span_longer_than_the_sequences_is_named_as_the_span() -> None:
+    with pytest.raises(ConfigError) as err:
+        SparseAttention(SparseAttentionConfig(), AttentionSpec(B * D, H, False, max_length=100))
+    assert err.value.field == "local_span"
 
 
 def test_model_names_the_attention_section_of_a_bad_setting() -> None:
