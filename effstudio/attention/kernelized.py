@@ -34,10 +34,15 @@ input dtype: sums over thousands of keys lose too much in 16 bits.
 Which path runs is chosen per call. Bidirectional attention whose features
 (B*H*(Nq+Nk)*F floats, twice over) fit in a quarter of the memory available
 and 1 GB (:func:`keeps_features`; 4 heads, 16K tokens, 256 features: 134 MB)
-runs every head at once in one tile and keeps the features for the backward
-pass: the feature maps, the two (N x F)(F x D) products and their gradients,
-nothing recomputed, the key stabiliser taken from the logits just computed
-(one pass). Longer sequences, and causal use, take the tiles above.
+runs whole sequences and keeps the features for the backward pass: the feature
+maps, the two (N x F)(F x D) products and their gradients, nothing recomputed,
+the key stabiliser taken from the logits just computed (one pass). It works
+through groups of heads whose features take at most ``KEEP_GROUP_ELEMENTS``
+entries (16 MB: 4 heads at once at 4K tokens, one at a time at 16K), because a
+larger tensor leaves the caches and, with glibc's allocator, any block over
+32 MB is returned to the system when freed and page-faulted afresh on every
+call (one head at a time is a fifth faster at 16K). Longer sequences, and
+causal use, take the tiles above.
 
 Everything here is agnostic of the feature map: a kind subclasses
 :class:`KernelizedAttention` and supplies its two :class:`FeatureMap` objects.
@@ -176,6 +181,7 @@ def _kernel_blocks(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tens
 WORK_ELEMENTS = 1 << 21  # feature entries (N x F) worked on at once: a group of heads, or rows of one
 
 
+KEEP_GROUP_ELEMENTS = 1 << 22  # whole path: feature entries (N x F) per group of heads
 KEEP_LIMIT_BYTES = 1 << 30  # kept features of the whole-sequence path at most
 KEEP_SHARE = 0.25  # and at most this share of the memory available now
 
@@ -227,14 +233,16 @@ class KernelAttentionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query_map, key_map, chunk, group, rows, q, k, v, key_mask):  # noqa: ANN001, ANN205
+    def forward(ctx, query_map, key_map, chunk, group, rows, keep, q, k, v, key_mask):  # noqa: ANN001, ANN205
         out = q.new_empty(*q.shape[:-1], v.shape[-1])  # (BH, 1, Nq, D)
         total = q.new_empty(*q.shape[:-1], 1)  # (BH, 1, Nq, 1)
-        if chunk is None and group >= q.shape[0] and rows >= max(q.shape[-2], k.shape[-2]):
-            # one tile holds everything: keep the features instead of recomputing them
-            state, phi_q, phi_k = _whole_forward(query_map, key_map, q, k, v, key_mask, out, total)
-            ctx.query_map, ctx.key_map, ctx.state = query_map, key_map, state
-            ctx.save_for_backward(q, k, v, key_mask, out, total, phi_q, phi_k)
+        ctx.query_map, ctx.key_map, ctx.chunk, ctx.group, ctx.rows, ctx.keep = query_map, key_map, chunk, group, rows, keep
+        if keep:  # bidirectional, a group of whole sequences at a time, the features kept
+            kept = [_whole_forward(query_map, key_map, q[heads], k[heads], v[heads],
+                                   None if key_mask is None else key_mask[heads], out[heads], total[heads])
+                    for heads in _tiles(q.shape[0], group)]
+            ctx.states = [state for state, _, _ in kept]  # per group (G, 1, F, E)
+            ctx.save_for_backward(q, k, v, key_mask, out, total, *(phi for _, *phis in kept for phi in phis))
             return out
         bound, carried = [], []
         for heads in _tiles(q.shape[0], group):
@@ -244,7 +252,6 @@ class KernelAttentionFunction(torch.autograd.Function):
             carried.append(
                 sweep(query_map, bound[-1], rows, q[heads], k[heads], v[heads], mask, out[heads], total[heads])
             )
-        ctx.query_map, ctx.chunk, ctx.group, ctx.rows = query_map, chunk, group, rows
         ctx.bound, ctx.carried = bound, carried  # per group: the bound key map; states (few, F x E)
         ctx.save_for_backward(q, k, v, key_mask, out, total)
         return out
@@ -252,20 +259,24 @@ class KernelAttentionFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out):  # noqa: ANN001, ANN205
-        if len(ctx.saved_tensors) == 8:
-            return None, None, None, None, None, *_whole_backward(ctx, g_out), None
-        q, k, v, key_mask, out, total = ctx.saved_tensors
+        q, k, v, key_mask, out, total, *features = ctx.saved_tensors
         g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         with _float32_only(q.device):
             for number, heads in enumerate(_tiles(q.shape[0], ctx.group)):
                 mask = None if key_mask is None else key_mask[heads]
+                if ctx.keep:
+                    phi_q, phi_k = features[2 * number: 2 * number + 2]
+                    g_q[heads], g_k[heads], g_v[heads] = _whole_backward(
+                        ctx.query_map, ctx.key_map, ctx.states[number], phi_q, phi_k,
+                        q[heads], k[heads], v[heads], mask, out[heads], total[heads], g_out[heads])
+                    continue
                 sweep = _bidirectional_backward if ctx.chunk is None else partial(_causal_backward, chunk=ctx.chunk)
                 sweep(
                     ctx.query_map, ctx.bound[number], ctx.rows, ctx.carried[number],
                     q[heads], k[heads], v[heads], mask, out[heads], total[heads], g_out[heads],
                     g_q[heads], g_k[heads], g_v[heads],
                 )
-        return None, None, None, None, None, g_q, g_k, g_v, None
+        return None, None, None, None, None, None, g_q, g_k, g_v, None
 
 
 # The sweeps below work on one group of heads, (G, 1, N, D), and write their
@@ -291,30 +302,31 @@ def _whole_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
     out: torch.Tensor, total: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bidirectional, every head at once: (state (BH, 1, F, E), phi_q (BH, 1, Nq, F), phi_k (BH, 1, Nk, F)).
+    """Bidirectional, a group of whole sequences: (state (G, 1, F, E), phi_q (G, 1, Nq, F), phi_k (G, 1, Nk, F)).
 
     The key map takes its stabiliser from the logits it has just computed: one pass over them.
     """
-    phi_k = key_map(k, key_mask)  # (BH, 1, Nk, F)
-    state = phi_k.transpose(-1, -2) @ with_ones(v)  # (BH, 1, F, E)
-    phi_q = query_map(q)  # (BH, 1, Nq, F)
+    phi_k = key_map(k, key_mask)  # (G, 1, Nk, F)
+    state = phi_k.transpose(-1, -2) @ with_ones(v)  # (G, 1, F, E)
+    phi_q = query_map(q)  # (G, 1, Nq, F)
     _normalise(phi_q @ state, out, total)
     return state, phi_q, phi_k
 
 
-def _whole_backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The gradients (g_q, g_k, g_v) of :func:`_whole_forward` from its kept features."""
-    q, k, v, key_mask, out, total, phi_q, phi_k = ctx.saved_tensors
-    state = ctx.state
-    with _float32_only(q.device):
-        g_mixed = _mixed_grad(g_out, out, total)  # (BH, 1, Nq, E)
-        g_state = phi_q.transpose(-1, -2) @ g_mixed  # (BH, 1, F, E)
-        g_q = ctx.query_map.backward(q, phi_q, g_mixed @ state.transpose(-1, -2))  # (BH, 1, Nq, D)
-        del g_mixed
-        g_values, g_ones = g_state[..., :-1], g_state[..., -1:]  # (BH, 1, F, D), (BH, 1, F, 1)
-        g_v = phi_k @ g_values  # (BH, 1, Nk, D)
-        g_phi_k = (v @ g_values.transpose(-1, -2)).add_(g_ones.transpose(-1, -2))  # (BH, 1, Nk, F)
-        g_k = ctx.key_map.backward(k, phi_k, g_phi_k, key_mask)
+def _whole_backward(
+    query_map: FeatureMap, key_map: FeatureMap, state: torch.Tensor, phi_q: torch.Tensor, phi_k: torch.Tensor,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+    out: torch.Tensor, total: torch.Tensor, g_out: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients (g_q, g_k, g_v) of :func:`_whole_forward` for one group of heads, from its kept features."""
+    g_mixed = _mixed_grad(g_out, out, total)  # (G, 1, Nq, E)
+    g_state = phi_q.transpose(-1, -2) @ g_mixed  # (G, 1, F, E)
+    g_q = query_map.backward(q, phi_q, g_mixed @ state.transpose(-1, -2))  # (G, 1, Nq, D)
+    del g_mixed
+    g_values, g_ones = g_state[..., :-1], g_state[..., -1:]  # (G, 1, F, D), (G, 1, F, 1)
+    g_v = phi_k @ g_values  # (G, 1, Nk, D)
+    g_phi_k = (v @ g_values.transpose(-1, -2)).add_(g_ones.transpose(-1, -2))  # (G, 1, Nk, F)
+    g_k = key_map.backward(k, phi_k, g_phi_k, key_mask)
     return g_q, g_k, g_v
 
 
@@ -454,14 +466,16 @@ class KernelizedAttention(Attention):
             if self.causal:
                 flat_q, flat_k, flat_v, mask, q_front, chunk = _align(flat_q, flat_k, flat_v, mask, self.chunk)
                 n = flat_q.shape[-2]
-            if chunk is None and keeps_features(b * h, nq, nk, self.feature_width):
-                group, rows = b * h, n  # every head at once, the features kept for the backward pass
+            keep = chunk is None and keeps_features(b * h, nq, nk, self.feature_width)
+            if keep:  # whole sequences, the features kept for the backward pass
+                group, rows = max(1, KEEP_GROUP_ELEMENTS // (n * self.feature_width)), n
             else:
                 group = max(1, WORK_ELEMENTS // (n * self.feature_width))
                 rows = max(1, WORK_ELEMENTS // (group * self.feature_width))
             if chunk is not None:
                 rows = max(chunk, rows // chunk * chunk)
-            out = KernelAttentionFunction.apply(query_map, key_map, chunk, group, rows, flat_q, flat_k, flat_v, mask)
+            out = KernelAttentionFunction.apply(query_map, key_map, chunk, group, rows, keep, flat_q, flat_k, flat_v,
+                                                mask)
             out = out[:, :, q_front : q_front + nq].reshape(b, h, nq, -1)  # (B, H, Nq, D)
             weights = None
             if need_weights:

@@ -74,6 +74,23 @@ def test_the_path_follows_the_memory_limit(limit: int | None, monkeypatch) -> No
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
+def test_the_kept_features_give_the_same_one_head_at_a_time(padded: bool, monkeypatch) -> None:  # noqa: ANN001
+    """The whole path works through groups of heads whose features stay small; any grouping gives the same
+    results to float32 rounding, the key stabiliser being per sequence and head."""
+    mask = padded_mask(B, N, 7) if padded else None
+    attn = build("performer")
+    groups = []
+    original = kernelized._whole_forward
+    monkeypatch.setattr(kernelized, "_whole_forward", lambda *a: groups.append(a[2].shape[0]) or original(*a))
+    together = run(attn, mask)
+    monkeypatch.setattr(kernelized, "KEEP_GROUP_ELEMENTS", 1)  # one head per group
+    one_by_one = run(attn, mask)
+    assert groups == [B * H] + [1] * (B * H)
+    for got, want in zip(one_by_one, together, strict=True):
+        assert max_diff(got, want) <= TOL  # the core computes in float32
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["nomask", "padded"])
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 @pytest.mark.parametrize("name", ["local", "longformer"])
 def test_the_band_gives_the_same_in_runs_of_one_block_as_in_one_run(name: str, causal: bool, padded: bool,
