@@ -63,7 +63,8 @@ class AttentionBenchSettings:
     backward: bool = param(True, help="Time forward and backward passes, or the forward pass only")
     device: str = param("auto", help="auto: cuda when there is one, else cpu")
     causal: bool = param(False, help="Mask future tokens", advanced=True)
-    repeats: int = param(3, help="Timed calls per case after one warm-up; the median is reported", min=1, max=100)
+    repeats: int = param(3, help="Timed calls per case at least, after half a second of warm-up; more until a "
+                                 "second is timed. The median is reported", min=1, max=100)
     timeout_s: float = param(300.0, label="Timeout (s)", help="Time limit per case, child start-up included",
                              advanced=True)
     max_mb: float = field(default_factory=default_max_mb,  # per case: the child's resident memory
@@ -125,7 +126,8 @@ def resolve_device(name: str) -> str:
 # ------------------------------------------------------------------- events
 @dataclass(frozen=True)
 class BenchRowEvent(Event):
-    """One measured case; ``ms`` and ``peak_mb`` are None when it failed, ``error`` says why."""
+    """One measured case; ``ms`` (the median call) and ``peak_mb`` are None when it failed, ``error`` says
+    why. ``ms_q1`` and ``ms_q3`` are the quartiles of its ``calls`` timed calls: their spread."""
 
     kind: ClassVar[str] = "bench_row"
     attention: str
@@ -134,11 +136,14 @@ class BenchRowEvent(Event):
     peak_mb: float | None
     ok: bool
     error: str | None = None
+    ms_q1: float | None = None
+    ms_q3: float | None = None
+    calls: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The record of ``--json``'s "rows"; its keys are a contract."""
         return {"kind": self.attention, "length": self.length, "ms": self.ms, "peak_mb": self.peak_mb,
-                "ok": self.ok}
+                "ok": self.ok, "ms_q1": self.ms_q1, "ms_q3": self.ms_q3, "calls": self.calls}
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,9 @@ def reference_length(lengths: tuple[int, ...]) -> int:
 
 def summarise(rows: list[BenchRowEvent], lengths: tuple[int, ...]) -> list[dict[str, Any]]:
     """Per kind at the reference length: speed-up against full and sdpa, memory against full,
-    and how much its time grows from there to the longest length. None where a case is missing."""
+    and how much its time grows from there to the longest length, with the range its calls' quartiles
+    allow (the longest's first quartile over the reference's third, and the other way round). None where
+    a case is missing."""
     reference, longest = reference_length(lengths), max(lengths)
     measured = {(r.attention, r.length): r for r in rows if r.ok}
     empty = BenchRowEvent("", 0, None, None, False)
@@ -185,8 +192,14 @@ def summarise(rows: list[BenchRowEvent], lengths: tuple[int, ...]) -> list[dict[
             "memory_vs_full": _ratio(here.peak_mb, full.peak_mb),
             "longest": longest,
             "growth": _ratio(far.ms, here.ms) if longest > reference else None,
+            "growth_range": _growth_range(here, far) if longest > reference else None,
         })
     return summary
+
+
+def _growth_range(here: BenchRowEvent, far: BenchRowEvent) -> list[float] | None:
+    low, high = _ratio(far.ms_q1, here.ms_q3), _ratio(far.ms_q3, here.ms_q1)
+    return None if low is None or high is None else [low, high]
 
 
 def timing_verdict(rows: Sequence[BenchRowEvent]) -> Verdict:
@@ -249,6 +262,9 @@ class CaseOutcome:
     error: str | None = None
     exhausted: bool = False
     stopped: bool = False
+    ms_q1: float | None = None
+    ms_q3: float | None = None
+    calls: int | None = None
 
 
 def _read_result(stdout: IO[bytes], stderr: IO[bytes], returncode: int) -> CaseOutcome:
@@ -264,7 +280,8 @@ def _read_result(stdout: IO[bytes], stderr: IO[bytes], returncode: int) -> CaseO
         reason = f": {tail[-1]}" if tail else ""
         return CaseOutcome(error=f"the case process ended without a result (exit code {returncode}){reason}")
     if result["ok"]:
-        return CaseOutcome(ms=round(result["ms"], 3), peak_mb=round(result["peak_mb"], 2))
+        return CaseOutcome(ms=round(result["ms"], 3), peak_mb=round(result["peak_mb"], 2),
+                           ms_q1=round(result["ms_q1"], 3), ms_q3=round(result["ms_q3"], 3), calls=result["calls"])
     return CaseOutcome(error=result["error"], exhausted=result["out_of_memory"])
 
 
@@ -337,7 +354,8 @@ def run_attention_bench(
                     break
                 if outcome.exhausted:
                     exhausted_at[kind] = f"{outcome.error} at length {length}"
-                row = BenchRowEvent(kind, length, outcome.ms, outcome.peak_mb, outcome.error is None, outcome.error)
+                row = BenchRowEvent(kind, length, outcome.ms, outcome.peak_mb, outcome.error is None, outcome.error,
+                                    outcome.ms_q1, outcome.ms_q3, outcome.calls)
             rows.append(row)
             yield row
         if status == "stopped":

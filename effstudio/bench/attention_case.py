@@ -3,7 +3,7 @@
 The parent (:mod:`effstudio.bench.attention`) starts this as
 ``effstudio bench attention-case ARGS`` and reads the one JSON line it prints::
 
-    {"ok": true, "ms": 12.5, "peak_mb": 270.1}
+    {"ok": true, "ms": 12.5, "ms_q1": 12.1, "ms_q3": 13.0, "calls": 80, "peak_mb": 270.1}
     {"ok": false, "error": "...", "out_of_memory": false}
 
 A fresh process per case is what makes the memory figure honest on the CPU: the
@@ -29,6 +29,9 @@ from effstudio.engine.memory import PeakMemory
 from effstudio.registry import get_registry
 
 PRIME_LENGTH = 256  # tokens of the short run before the baseline
+WARMUP_S = 0.5  # warm-up calls until this much time has passed: the first calls of a process are slower
+MIN_TIMED_S = 1.0  # timed calls: at least --repeats, and more until this much time is measured
+MAX_CALLS = 200  # timed calls at most
 
 
 # ----------------------------------------------------------------- the case
@@ -68,12 +71,20 @@ def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, ba
         run(*inputs(min(length, PRIME_LENGTH)))
         q, k, v = inputs(length)
         memory = PeakMemory(dev)
-        run(q, k, v)  # warm-up: kernels chosen, caches filled; its memory counts, it is the same computation
-        for _ in range(repeats):
+        # warm-up: kernels chosen, caches filled, the allocator's heap grown to its steady size (the
+        # first few calls of a process run up to half again as long); its memory counts, it is the
+        # same computation
+        warm_until = time.perf_counter() + WARMUP_S
+        run(q, k, v)
+        while time.perf_counter() < warm_until:
+            run(q, k, v)
+        while len(times) < repeats or (sum(times) < MIN_TIMED_S and len(times) < max(MAX_CALLS, repeats)):
             start = time.perf_counter()
             run(q, k, v)
             times.append(time.perf_counter() - start)
-    return {"ok": True, "ms": 1000 * statistics.median(times), "peak_mb": memory.peak_mb()}
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    return {"ok": True, "ms": 1000 * median, "ms_q1": 1000 * q1, "ms_q3": 1000 * q3, "calls": len(times),
+            "peak_mb": memory.peak_mb()}
 
 
 def _failure(err: BaseException) -> dict[str, Any]:

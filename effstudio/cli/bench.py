@@ -94,8 +94,9 @@ def _add_attention_bench(benches: argparse._SubParsersAction) -> None:
     attention.add_argument("--backward", action=argparse.BooleanOptionalAction,
                            help="time forward+backward, or the forward pass only (default: --backward)")
     attention.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, cuda when there is one)")
-    attention.add_argument("--repeats", type=int, help="timed runs per case after one warm-up; the median is "
-                                                        "reported (default: 3)")
+    attention.add_argument("--repeats", type=int, help="timed runs per case at least, after half a second of "
+                                                        "warm-up, and more until a second is timed; the median and "
+                                                        "quartiles are reported (default: 3)")
     attention.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit per case (default: 300)")
     attention.add_argument("--max-mb", type=float, help="memory limit per case (default: 80%% of the memory "
                                                        "available at the start)")
@@ -203,8 +204,9 @@ def cmd_bench_compress(args: argparse.Namespace) -> int:
 
 def _print_bench_row(row: BenchRowEvent) -> None:
     status = "ok" if row.ok else row.error
-    print(f"{row.attention:<12} {row.length:>7} {cell(row.ms, '.2f'):>11} {cell(row.peak_mb, '.1f'):>10}  {status}",
-          flush=True)
+    spread = f"{row.ms_q1:.4g}-{row.ms_q3:.4g}" if row.ms_q1 is not None and row.ms_q3 is not None else "-"
+    print(f"{row.attention:<12} {row.length:>7} {cell(row.ms, '.2f'):>11} {spread:>17} {cell(row.peak_mb, '.1f'):>10}"
+          f"  {status}", flush=True)
 
 
 def _print_bench_summary(summary: list[dict[str, Any]]) -> None:
@@ -213,14 +215,16 @@ def _print_bench_summary(summary: list[dict[str, Any]]) -> None:
     first = summary[0]
     growth = f"time x{first['length']}->{first['longest']}" if first["longest"] > first["length"] else ""
     print(f"\nat length {first['length']}:")
-    print(f"{'kind':<12} {'vs full':>9} {'vs sdpa':>9} {'memory/full':>12} {growth:>18}")
+    print(f"{'kind':<12} {'vs full':>9} {'vs sdpa':>9} {'memory/full':>12} {growth:>18} {'(quartiles)':>13}")
 
     def times(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}x"
 
     for entry in summary:
+        between = entry.get("growth_range")
+        spread = f"({between[0]:.2f}-{between[1]:.2f})" if growth and between else ""
         print(f"{entry['kind']:<12} {times(entry['speedup_vs_full']):>9} {times(entry['speedup_vs_sdpa']):>9} "
-              f"{cell(entry['memory_vs_full'], '.3f'):>12} {times(entry['growth']) if growth else '':>18}")
+              f"{cell(entry['memory_vs_full'], '.3f'):>12} {times(entry['growth']) if growth else '':>18} {spread:>13}")
 
 
 def cmd_bench_attention(args: argparse.Namespace) -> int:
@@ -243,7 +247,7 @@ def cmd_bench_attention(args: argparse.Namespace) -> int:
     control = JobControl()
     rows: list[BenchRowEvent] = []
     done: BenchDoneEvent | None = None
-    print(f"{'kind':<12} {'length':>7} {'ms':>11} {'peak MB':>10}  status", flush=True)
+    print(f"{'kind':<12} {'length':>7} {'ms':>11} {'quartiles (ms)':>17} {'peak MB':>10}  status", flush=True)
     with graceful_interrupt(control):
         for event in run_attention_bench(settings, control):
             if isinstance(event, BenchRowEvent):

@@ -71,6 +71,17 @@ def test_summary_compares_at_4096_and_measures_growth() -> None:
     assert summary["full"]["growth"] is None  # its longest case failed
 
 
+def test_the_growth_comes_with_the_range_of_its_quartiles() -> None:
+    rows = [BenchRowEvent("local", 4096, 20.0, 40.0, True, None, 19.0, 25.0, 50),
+            BenchRowEvent("local", 16384, 80.0, 160.0, True, None, 76.0, 95.0, 12),
+            row("sdpa", 4096, 100.0), row("sdpa", 16384, 1600.0)]  # rows without quartiles
+    summary = {s["kind"]: s for s in summarise(rows, (4096, 16384))}
+    assert summary["local"]["growth"] == 4.0
+    assert summary["local"]["growth_range"] == [3.04, 5.0]  # 76 / 25 and 95 / 19
+    assert summary["sdpa"]["growth_range"] is None
+    assert summarise(rows, (4096,))[0]["growth_range"] is None
+
+
 def test_summary_uses_the_longest_length_without_4096() -> None:
     summary = summarise([row("full", 64, 4.0), row("local", 64, 1.0)], (32, 64))
     assert summary[1]["length"] == 64 and summary[1]["speedup_vs_full"] == 4.0
@@ -107,8 +118,11 @@ def test_cli_writes_rows_with_the_contract_fields(tmp_path, capsys) -> None:
                  "--repeats", "1", "--no-backward", "--device", "cpu", "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["rows"] and set(report["rows"][0]) == {"kind", "length", "ms", "peak_mb", "ok"}
-    assert report["rows"][0]["kind"] == "sdpa" and report["rows"][0]["ok"] is True
+    assert report["rows"] and set(report["rows"][0]) == {"kind", "length", "ms", "peak_mb", "ok", "ms_q1", "ms_q3", "calls"}
+    first = report["rows"][0]
+    assert first["kind"] == "sdpa" and first["ok"] is True
+    assert first["ms_q1"] <= first["ms"] <= first["ms_q3"]
+    assert first["calls"] > 1  # a call of a few microseconds: timed again until a second is measured
     assert report["settings"]["backward"] is False
     table = capsys.readouterr().out
     assert "sdpa" in table and "peak MB" in table
