@@ -10,9 +10,16 @@ one after the other, so each one's peak memory is its own and nothing measured
 shares the machine with another case. The parent watches the child: it kills it
 when its resident memory passes ``max_mb`` or its time passes ``timeout_s``
 (the case is then ``ok: false``, not a crash), and when a stop is requested.
-Cases run shortest length first, all kinds at one length before the next, so
-a short run already compares every kind; a kind that ran out of memory or time
-at one length is not tried at the longer ones.
+Cases run a kind at a time, its lengths shortest first and one straight after
+the other, so the growth of its time with length compares the machine within
+seconds, not minutes apart (a shared machine's speed drifts by a third over
+minutes); a kind that ran out of memory or time at one length is not tried at
+the longer ones.
+
+Each case warms up for half a second, then times calls until a second is
+measured (at least ``repeats``); a row has the median call, its quartiles, and
+the peak memory of the first call at full length (later calls add only the
+allocator's fragmentation).
 
 Besides the registered kinds, a run of every kind measures each kind's
 plain-operations floor where one is defined (``performer-floor``, see
@@ -316,6 +323,11 @@ def run_case(settings: AttentionBenchSettings, kind: str, length: int, control: 
 
 
 # ------------------------------------------------------------------- the job
+def case_order(settings: AttentionBenchSettings) -> list[tuple[str, int]]:
+    """(kind, length) in the order they run: a kind at a time, its lengths shortest first."""
+    return [(kind, length) for kind in settings.kinds for length in settings.lengths]
+
+
 def run_attention_bench(
     settings: AttentionBenchSettings,
     control: JobControl | None = None,
@@ -338,28 +350,25 @@ def run_attention_bench(
     total, status = len(settings.kinds) * len(settings.lengths), "finished"
     yield LogEvent("info", f"{total} cases on {settings.device}: {', '.join(settings.kinds)} at lengths "
                            f"{', '.join(map(str, settings.lengths))}")
-    for length in settings.lengths:
-        for kind in settings.kinds:
-            control.wait_while_paused()
-            if control.stop_requested:
+    for kind, length in case_order(settings):
+        control.wait_while_paused()
+        if control.stop_requested:
+            status = "stopped"
+            break
+        if kind in exhausted_at:
+            row = BenchRowEvent(kind, length, None, None, False, f"skipped: {exhausted_at[kind]}")
+        else:
+            yield LogEvent("info", f"[{len(rows) + 1}/{total}] {kind} at length {length}")
+            outcome = run_case(settings, kind, length, control)
+            if outcome.stopped:
                 status = "stopped"
                 break
-            if kind in exhausted_at:
-                row = BenchRowEvent(kind, length, None, None, False, f"skipped: {exhausted_at[kind]}")
-            else:
-                yield LogEvent("info", f"[{len(rows) + 1}/{total}] {kind} at length {length}")
-                outcome = run_case(settings, kind, length, control)
-                if outcome.stopped:
-                    status = "stopped"
-                    break
-                if outcome.exhausted:
-                    exhausted_at[kind] = f"{outcome.error} at length {length}"
-                row = BenchRowEvent(kind, length, outcome.ms, outcome.peak_mb, outcome.error is None, outcome.error,
-                                    outcome.ms_q1, outcome.ms_q3, outcome.calls)
-            rows.append(row)
-            yield row
-        if status == "stopped":
-            break
+            if outcome.exhausted:
+                exhausted_at[kind] = f"{outcome.error} at length {length}"
+            row = BenchRowEvent(kind, length, outcome.ms, outcome.peak_mb, outcome.error is None, outcome.error,
+                                outcome.ms_q1, outcome.ms_q3, outcome.calls)
+        rows.append(row)
+        yield row
     seconds = time.perf_counter() - started
     verdict = timing_verdict(rows)
     if not verdict.holds:

@@ -15,6 +15,7 @@ from effstudio.bench.attention import (
     BenchDoneEvent,
     BenchRowEvent,
     bench_report,
+    case_order,
     summarise,
 )
 from effstudio.config import fields_of
@@ -50,26 +51,25 @@ class FakeBench:
         self.calls += 1
         yield LogEvent("info", "fake benchmark")
         rows, started = [], time.perf_counter()
-        for length in settings.lengths:
-            for kind in settings.kinds:
-                if len(rows) == self.raise_at:
-                    raise RuntimeError("the case process broke")
-                if len(rows) == self.block_at:
-                    self.blocked.set()
-                    deadline = time.monotonic() + 10
-                    while not control.stop_requested and time.monotonic() < deadline:
-                        time.sleep(0.002)
-                if control.stop_requested:
-                    yield BenchDoneEvent("stopped", time.perf_counter() - started,
-                                         tuple(summarise(rows, settings.lengths)))
-                    return
-                error = self.failing.get((kind, length))
-                if error:
-                    row = BenchRowEvent(kind, length, None, None, False, error)
-                else:
-                    row = BenchRowEvent(kind, length, fake_ms(kind, length), fake_mb(kind, length), True)
-                rows.append(row)
-                yield row
+        for kind, length in case_order(settings):
+            if len(rows) == self.raise_at:
+                raise RuntimeError("the case process broke")
+            if len(rows) == self.block_at:
+                self.blocked.set()
+                deadline = time.monotonic() + 10
+                while not control.stop_requested and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            if control.stop_requested:
+                yield BenchDoneEvent("stopped", time.perf_counter() - started,
+                                     tuple(summarise(rows, settings.lengths)))
+                return
+            error = self.failing.get((kind, length))
+            if error:
+                row = BenchRowEvent(kind, length, None, None, False, error)
+            else:
+                row = BenchRowEvent(kind, length, fake_ms(kind, length), fake_mb(kind, length), True)
+            rows.append(row)
+            yield row
         yield BenchDoneEvent("finished", time.perf_counter() - started, tuple(summarise(rows, settings.lengths)))
 
 
@@ -132,7 +132,7 @@ def test_rows_fill_the_table_the_plots_and_the_summary(make_panel, qtbot):
     assert len(rows) == 9
     assert rows[0] == ["full", "64", "0.19", "2.9", "ok"]  # 3.0 * 0.064 ms, 3.0 * 0.64 + 1 MB
     assert rows[8] == ["sdpa", "256", "0.26", "3.6", "ok"]
-    assert [r[0] for r in rows[:4]] == ["full", "local", "sdpa", "full"]  # in the order they ran
+    assert [r[0] for r in rows[:4]] == ["full", "full", "full", "local"]  # in the order they ran
 
     for plot, value in ((panel.results.time_plot, fake_ms), (panel.results.memory_plot, fake_mb)):
         assert plot.series_names() == ["full", "local", "sdpa"]
@@ -168,12 +168,14 @@ def test_rows_arrive_live(make_panel, qtbot):
     panel.start()
     qtbot.waitUntil(lambda: len(panel.rows) == 4, timeout=5_000)
     assert panel.results.table.rowCount() == 4
-    assert panel.results.time_plot.data("full")[0].tolist() == [64, 128]
+    assert panel.results.time_plot.data("full")[0].tolist() == [64, 128, 256]  # a kind at a time
+    assert panel.results.time_plot.data("local")[0].tolist() == [64]
     assert panel.progress.value() == 4 and panel.progress.format() == "4 of 9 cases"
     assert panel.next_case() == ("local", 128)
     assert "Measuring local at 128 tokens on cpu" in panel.progress_label.text()
-    # the summary compares kinds at the reference length (here the longest), not reached yet
-    assert table_rows(panel.results.summary_table)[0][:3] == ["full", "\u2014", "\u2014"]
+    # the summary compares kinds at the reference length (here the longest): full has reached it, local not
+    summary = table_rows(panel.results.summary_table)
+    assert summary[0][:3] == ["full", "0.77", "1.00\u00d7"] and summary[1][:3] == ["local", "\u2014", "\u2014"]
     assert not panel.run_button.isEnabled() and not panel.lengths_edit.isEnabled()
     assert not panel.save_button.isEnabled()
     with qtbot.waitSignal(panel.run_finished, timeout=5_000):
@@ -186,9 +188,9 @@ def test_failed_cases_show_in_the_table_plots_and_legend(make_panel, qtbot):
     configure(panel)
     assert run(qtbot, panel) == "finished"
     rows = table_rows(panel.results.table)
-    assert rows[6] == ["full", "256", "\u2014", "\u2014", "out of memory (> 10 MB)"]
-    assert rows[5] == ["sdpa", "128", "\u2014", "\u2014", "timed out (> 1 s)"]
-    status = panel.results.table.item(6, 4)
+    assert rows[2] == ["full", "256", "\u2014", "\u2014", "out of memory (> 10 MB)"]
+    assert rows[7] == ["sdpa", "128", "\u2014", "\u2014", "timed out (> 1 s)"]
+    status = panel.results.table.item(2, 4)
     assert status.foreground().color().name() == theme.ERROR
     assert status.toolTip() == "out of memory (> 10 MB)"
     assert panel.results.table.item(0, 4).foreground().color().name() == theme.OK
@@ -201,8 +203,8 @@ def test_failed_cases_show_in_the_table_plots_and_legend(make_panel, qtbot):
     assert panel.results.legend.texts() == ["full \u2014 failed at 256", "local", "sdpa \u2014 failed at 128"]
     assert "1 failed" not in panel.progress_label.text() and "2 failed" in panel.progress_label.text()
     report = panel.report()
-    assert report["errors"] == [{"kind": "sdpa", "length": 128, "error": "timed out (> 1 s)"},
-                                {"kind": "full", "length": 256, "error": "out of memory (> 10 MB)"}]
+    assert report["errors"] == [{"kind": "full", "length": 256, "error": "out of memory (> 10 MB)"},
+                                {"kind": "sdpa", "length": 128, "error": "timed out (> 1 s)"}]
 
 
 def test_stop_acts_within_a_case(make_panel, qtbot):
@@ -325,7 +327,7 @@ def test_a_real_benchmark_runs_end_to_end(make_panel, qtbot):
     panel = make_panel()  # the core's run_attention_bench: one child process per case
     configure(panel, kinds=("full", "sdpa"), lengths="64, 128", repeats=1, backward=False)
     assert run(qtbot, panel, timeout=120_000) == "finished"
-    assert [(r.attention, r.length) for r in panel.rows] == [("full", 64), ("sdpa", 64), ("full", 128),
+    assert [(r.attention, r.length) for r in panel.rows] == [("full", 64), ("full", 128), ("sdpa", 64),
                                                              ("sdpa", 128)]
     assert all(r.ok and r.ms > 0 and r.peak_mb >= 0 for r in panel.rows), [r.error for r in panel.rows]
     assert panel.results.table.rowCount() == 4

@@ -39,6 +39,7 @@ from effstudio.bench.attention import (
     BenchDoneEvent,
     BenchRowEvent,
     bench_report,
+    case_order,
     run_attention_bench,
     summarise,
 )
@@ -320,12 +321,11 @@ class BenchmarkPanel(JobHost, Panel):
             widget.setEnabled(not running)
 
     def next_case(self) -> tuple[str, int] | None:
-        """The case running now: the core runs all kinds at one length before the next."""
-        settings = self.run_settings
-        if settings is None or len(self.rows) >= len(settings.kinds) * len(settings.lengths):
+        """The case running now, in the core's order."""
+        if self.run_settings is None:
             return None
-        index = len(self.rows)
-        return settings.kinds[index % len(settings.kinds)], settings.lengths[index // len(settings.kinds)]
+        order = case_order(self.run_settings)
+        return order[len(self.rows)] if len(self.rows) < len(order) else None
 
     def _show_progress(self) -> None:
         total = self.progress.maximum()
