@@ -98,13 +98,25 @@ def random_rotations(seed: int, n_buckets: int, n_hashes: int, head_dim: int) ->
     return torch.randn(head_dim, n_hashes, n_buckets // 2, generator=generator)
 
 
+HASH_ROWS = 2048  # tokens hashed at once: their (rows, R*K) rotated copies stay small and in the caches
+
+
 def hash_buckets(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Angular LSH: x (B, H, N, D), rotations (D, R, K) -> buckets (B, H, R, N) in [0, 2K)."""
-    rotated = torch.einsum("bhnd,drk->bhrnk", x, rotations)  # (B, H, R, N, K)
-    # argmax over cat[xR, -xR] without building it: the first largest of xR, unless some -xR is larger
-    top, top_at = rotated.max(dim=-1)
-    bottom, bottom_at = rotated.min(dim=-1)
-    return torch.where(top >= -bottom, top_at, bottom_at + rotated.shape[-1])  # (B, H, R, N)
+    """Angular LSH: x (B, H, N, D), rotations (D, R, K) -> buckets (B, H, R, N) in [0, 2K).
+
+    K grows with N (one bucket per bucket_size tokens), so this is the kind's quadratic part: at
+    16K tokens the rotated copy of every token would be 64 MB; it is made HASH_ROWS tokens at a time.
+    """
+    d, r, k = rotations.shape
+    flat = rotations.reshape(d, r * k)
+    out = torch.empty(*x.shape[:-1], r, dtype=torch.long, device=x.device)  # (B, H, N, R)
+    for start in range(0, x.shape[-2], HASH_ROWS):
+        rotated = (x[:, :, start:start + HASH_ROWS] @ flat).unflatten(-1, (r, k))  # (B, H, rows, R, K)
+        # argmax over cat[xR, -xR] without building it: the first largest of xR, unless some -xR is larger
+        top, top_at = rotated.max(dim=-1)
+        bottom, bottom_at = rotated.min(dim=-1)
+        torch.where(top >= -bottom, top_at, bottom_at + k, out=out[:, :, start:start + HASH_ROWS])
+    return out.transpose(-1, -2)  # (B, H, R, N)
 
 
 def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -503,7 +515,8 @@ def lsh_attention(
         out = out[:, :, 0]  # (B, H, N, D)
     else:
         merge = lse.softmax(dim=2)  # (B, H, R, N) each round's share of the total
-        out = (merge.unsqueeze(-1) * out).sum(dim=2)  # (B, H, N, D)
+        # round by round: the product of all rounds at once, (B, H, R, N, D), is 32 MB at 16K tokens
+        out = sum(merge[:, :, k, :, None] * out[:, :, k] for k in range(r))  # (B, H, N, D)
     out = out * real[:, None, :, None]  # a padded token attends to nothing
     weights = None
     if need_weights:
