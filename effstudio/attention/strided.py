@@ -103,7 +103,8 @@ class StridedAttention(torch.autograd.Function):
         res.masked_fill_(res_outside, float("-inf"))
         res_top = res.amax(-1).transpose(-1, -2)  # (B, H, nb, s) in token order
         queries = q.view(b, h, n // block, block, d)
-        kept, outs = [], []
+        out = q.new_empty(b, h, n // block, block, d)
+        kept = []
         for first, last in _runs(nb, s):  # residue blocks first..last-1 are band blocks start..stop-1
             start, stop, rows_of = first * per, last * per, (b, h, last - first, s)
             candidates = band._side_by_side(k, block, causal, None, start, stop)  # (B, H, c, K, D)
@@ -119,10 +120,11 @@ class StridedAttention(torch.autograd.Function):
             total.clamp_min_(torch.finfo(total.dtype).tiny)
             probs.div_(total.view(scores.shape[:-1]).unsqueeze(-1))
             rows.div_(total.transpose(-1, -2).unsqueeze(-1))
-            outs.append(probs @ band._side_by_side(v, block, causal, None, start, stop))  # (B, H, c, b, D)
+            torch.matmul(probs, band._side_by_side(v, block, causal, None, start, stop), out=out[:, :, start:stop])
             kept.append(probs)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, N / b, b, D)
-        out = out.view(b, h, n, d).add_(_by_token(res @ _by_residue(v, s)))
+        # the residue part's output (B, H, s, nb, D) added through a transposed view: no token-order copy
+        out.view(b, h, nb, s, d).add_((res @ _by_residue(v, s)).transpose(2, 3))
+        out = out.view(b, h, n, d)
         ctx.stride, ctx.block, ctx.causal = stride, block, causal
         ctx.save_for_backward(q, k, v, out, res, *kept)
         return out
@@ -137,7 +139,7 @@ class StridedAttention(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         delta = (grad_out * out).sum(-1)  # (B, H, N): sum_j P_ij dP_ij over both parts
         # the residue part whole: res (B, H, s, nb, nb)
-        dout_res = _by_residue(grad_out, s)
+        dout_res = _by_residue(grad_out, s).contiguous()  # read by two products: laid out once
         grad_v = _by_token(res.transpose(-1, -2) @ dout_res)
         grad_scores = dout_res @ _by_residue(v, s).transpose(-1, -2)
         grad_scores.sub_(delta.view(b, h, nb, s).transpose(-1, -2).unsqueeze(-1)).mul_(res)
