@@ -515,8 +515,7 @@ def lsh_attention(
         out = out[:, :, 0]  # (B, H, N, D)
     else:
         merge = lse.softmax(dim=2)  # (B, H, R, N) each round's share of the total
-        # round by round: the product of all rounds at once, (B, H, R, N, D), is 32 MB at 16K tokens
-        out = sum(merge[:, :, k, :, None] * out[:, :, k] for k in range(r))  # (B, H, N, D)
+        out = (merge.unsqueeze(-1) * out).sum(dim=2)  # (B, H, N, D)
     out = out * real[:, None, :, None]  # a padded token attends to nothing
     weights = None
     if need_weights:
