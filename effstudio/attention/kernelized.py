@@ -260,9 +260,14 @@ class KernelAttentionFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g_out):  # noqa: ANN001, ANN205
         q, k, v, key_mask, out, total, *features = ctx.saved_tensors
+        groups = _tiles(q.shape[0], ctx.group)
+        if ctx.keep and len(groups) == 1:  # every head in one group: its gradients are the whole ones
+            with _float32_only(q.device):
+                return None, None, None, None, None, None, *_whole_backward(
+                    ctx.query_map, ctx.key_map, ctx.states[0], *features, q, k, v, key_mask, out, total, g_out), None
         g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         with _float32_only(q.device):
-            for number, heads in enumerate(_tiles(q.shape[0], ctx.group)):
+            for number, heads in enumerate(groups):
                 mask = None if key_mask is None else key_mask[heads]
                 if ctx.keep:
                     phi_q, phi_k = features[2 * number: 2 * number + 2]
