@@ -151,9 +151,15 @@ def test_sparse_strided_whole_path_agrees_with_the_chunked_one_in_any_runs(span:
     assert calls[0][-2:] == (band_block, causal)  # the band's block length, then causality
     monkeypatch.setattr(band, "CHUNK_QUERIES", 1)  # one residue block per run
     in_runs = run(attn, mask)
+    monkeypatch.setattr(strided, "PER_HEAD_ENTRIES", 0)  # the residue products head by head
+    products, bmm = [], torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a, **kw: products.append(a[0].shape) or bmm(*a, **kw))
+    by_head = run(attn, mask)
+    monkeypatch.setattr(torch, "bmm", bmm)
+    assert len(products) == 6 * B * H  # 2 residue products forward and 4 backward, per sequence and head
     monkeypatch.setattr(band, "KEEP_LIMIT_BYTES", 0)  # too large to keep: the chunked path
     chunked = run(attn, mask)
-    assert len(calls) == 2
-    for other in (in_runs, chunked):
+    assert len(calls) == 3
+    for other in (in_runs, by_head, chunked):
         for got, want in zip(other, whole, strict=True):
             assert max_diff(got, want) <= TOL
