@@ -332,6 +332,8 @@ def test_a_real_benchmark_runs_end_to_end(make_panel, qtbot):
     assert all(r.ok and r.ms > 0 and r.peak_mb >= 0 for r in panel.rows), [r.error for r in panel.rows]
     assert panel.results.table.rowCount() == 4
     assert [row[4] for row in table_rows(panel.results.table)] == ["ok"] * 4
+    spread = panel.results.table.item(0, 2).toolTip()  # the median's spread over the case's calls
+    assert spread.startswith(f"median of {panel.rows[0].calls} calls; the middle half took ")
     assert panel.results.time_plot.data("sdpa")[0].tolist() == [64, 128]
     assert panel.done.status == "finished" and [e["kind"] for e in panel.done.summary] == ["full", "sdpa"]
     assert panel.done.summary[0]["speedup_vs_full"] == 1.0
@@ -389,3 +391,15 @@ def test_the_shape_controls_are_drawn_from_the_settings_declarations(make_panel)
     assert devices[0] == "auto" and "cpu" in devices and "mps" not in devices
     panel.heads_spin.setValue(8)
     assert panel.build_settings().heads == 8
+
+
+def test_the_summary_growth_tells_its_quartile_range(make_panel):
+    panel = make_panel(FakeBench())
+    entry = {"kind": "local", "length": 4096, "ms": 20.0, "peak_mb": 40.0, "speedup_vs_full": 20.0,
+             "speedup_vs_sdpa": 5.0, "memory_vs_full": 0.05, "longest": 16384, "growth": 4.0,
+             "growth_range": [3.04, 5.0]}
+    panel.results.show_summary([entry, {**entry, "kind": "sdpa", "growth_range": None}], (4096, 16384), False)
+    table = panel.results.summary_table
+    assert table.item(0, 5).text() == "4.00\u00d7"
+    assert table.item(0, 5).toolTip() == "3.04\u00d7 to 5.00\u00d7 by the quartiles of the two cases' calls"
+    assert table.item(1, 5).toolTip() == ""

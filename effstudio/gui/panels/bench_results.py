@@ -188,6 +188,9 @@ class BenchResults(QStackedWidget):
         cells[4].setForeground(QColor(colour))
         cells[4].setToolTip(row.error or "measured")
         cells[0].setToolTip(row.error or "")
+        if row.calls and row.ms_q1 is not None and row.ms_q3 is not None:
+            cells[2].setToolTip(f"median of {row.calls} calls; the middle half took "
+                                f"{row.ms_q1:.2f} to {row.ms_q3:.2f} ms")
         fill_table(self.table, [cells], append=True)
         self.table.scrollToItem(cells[0])
 
@@ -210,6 +213,9 @@ class BenchResults(QStackedWidget):
                 if column:
                     item.setTextAlignment(RIGHT)
                     item.setFont(numeric)
+                if column == 5 and entry.get("growth_range"):
+                    low, high = entry["growth_range"]
+                    item.setToolTip(f"{low:.2f}\u00d7 to {high:.2f}\u00d7 by the quartiles of the two cases' calls")
                 if entry["ms"] is not None and entry["ms"] == fastest and column in (0, 1):
                     font = item.font()
                     font.setBold(True)
