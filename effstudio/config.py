@@ -55,6 +55,7 @@ def param(
     path: bool | str = False,
     unit: str = "",
     only_if: tuple[str, Any] | None = None,
+    zero: str = "",
 ) -> Any:
     """Declare a config field with the metadata a form needs.
 
@@ -64,6 +65,7 @@ def param(
     ``unit`` is what the value counts ("tokens", "steps"), shown beside the field.
     ``only_if`` = (other field, value): the setting matters only while that field has that value
     (the experts of a mixture-of-experts feed-forward); a form disables it otherwise.
+    ``zero`` names what a value of 0 means ("auto"); a form shows that word instead of the 0.
     """
     if path is True:
         path = "file"
@@ -80,6 +82,7 @@ def param(
         "path": path,
         "unit": unit,
         "only_if": only_if,
+        "zero": zero,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -101,6 +104,7 @@ class FieldSpec:
     path: str | None = None  # one of PATH_KINDS for a file or folder the run reads
     unit: str = ""  # what the value counts, shown beside the field ("tokens", "steps")
     only_if: tuple[str, Any] | None = None  # (field, value) under which this setting matters
+    zero: str = ""  # what 0 means ("auto"), shown in its place
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +163,7 @@ def fields_of(config_cls: type) -> list[FieldSpec]:
                 path=meta.get("path") or None,
                 unit=meta.get("unit", ""),
                 only_if=meta.get("only_if"),
+                zero=meta.get("zero", ""),
             )
         )
     return specs

@@ -64,7 +64,7 @@ class PerformerAttentionConfig:
         "relu: relu(w.x) features, cheaper, not an estimate of softmax",
     )
     redraw_interval: int = param(
-        1000, min=0, label="Redraw every",
+        1000, min=0, label="Redraw every", zero="never",
         help="Draw new random features every this many training steps; 0 keeps the first draw",
     )
     chunk: int = chunk_param()

@@ -46,8 +46,8 @@ class SparseAttentionConfig:
         help="strided: a local band plus every stride-th token; fixed: own block plus summary tokens",
     )
     stride: int = param(
-        0, min=0,
-        help="Step of the strided pattern; block length of the fixed pattern. 0: twice the square root of the "
+        0, min=0, zero="auto",
+        help="Step of the strided pattern; block length of the fixed pattern. 0 (auto): twice the square root of the "
              "max length, rounded up to a power of two (128 up to 4096 tokens, 256 up to 16384), and at least "
              "the local span",
     )

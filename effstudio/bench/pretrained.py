@@ -77,7 +77,7 @@ class PretrainedBenchSettings:
     finetune_steps: int = param(40, min=0, help="Steps of the conversion experiment's fine-tune; 0 skips it")
     original_length: int = param(128, min=8, help="Positions of the experiment's original model")
     converted_length: int = param(4096, min=16, help="Maximum length after its conversion")
-    threads: int = param(0, min=0, max=512, help="CPU threads for the timed rows (0: PyTorch's default)")
+    threads: int = param(0, min=0, max=512, zero="default", help="CPU threads for the timed rows (0: PyTorch's default)")
     peak_memory: bool = param(True, help="Measure the long row's peak memory (one fresh process per kind)")
     part: str = param("all", choices=("all", "imports", "finetune"),
                       help="imports: the parity and timed rows; finetune: the conversion experiment alone")

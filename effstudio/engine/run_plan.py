@@ -84,7 +84,7 @@ class PruneStep:
     amount: float = param(0.5, min=0.0, max=1.0, help="fraction to remove, in (0, 1)")
     importance: str = param("magnitude", choices=IMPORTANCE, help="how heads/neurons are ranked")
     finetune_steps: int = param(0, min=0, label="Fine-tuning steps", help="in all, spread over the schedule")
-    schedule_steps: int = param(0, min=0, help="pruning steps on the cubic schedule (0: 4 with fine-tuning, else 1)")
+    schedule_steps: int = param(0, min=0, zero="auto", help="pruning steps on the cubic schedule (0: 4 with fine-tuning, else 1)")
     out: str = _out_param()
 
     def check(self) -> None:

@@ -143,3 +143,18 @@ def test_a_suggested_field_offers_values_and_keeps_any_text(app, qtbot):
     assert form.values() == {"text_column": "body"}
     form.set_values({"text_column": "stars"})
     assert form.values() == {"text_column": "stars"}
+
+
+def test_a_field_whose_zero_means_auto_says_so_and_keeps_the_value_0(app, qtbot):
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        stride: int = param(0, min=0, zero="auto")
+        steps: int = param(0, min=0)
+
+    form = ConfigForm(Config)
+    qtbot.addWidget(form)
+    stride, steps = form.findChild(QSpinBox, "field_stride"), form.findChild(QSpinBox, "field_steps")
+    assert stride.text() == "auto" and steps.text() == "0"
+    assert form.values()["stride"] == 0
+    stride.setValue(64)
+    assert stride.text() == "64" and form.values()["stride"] == 64

@@ -297,6 +297,8 @@ class ConfigForm(QWidget):
             widget.setAlignment(Qt.AlignmentFlag.AlignRight)
             widget.setKeyboardTracking(False)
             widget.setMinimumWidth(110)
+            if spec.zero and widget.minimum() == 0:
+                widget.setSpecialValueText(spec.zero)  # shown at the minimum, 0
             widget.valueChanged.connect(lambda _=None, n=spec.name: self._edited(n))
         else:
             widget = QLineEdit(self)
