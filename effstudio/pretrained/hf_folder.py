@@ -40,6 +40,7 @@ PICKLE = "pytorch_model.bin"
 INDEX_SUFFIX = ".index.json"
 PREPROCESSOR = "preprocessor_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+MERGES = "merges.txt"  # read beside vocab.json
 
 
 class FolderError(ConfigError):
@@ -129,8 +130,9 @@ def weight_files(folder: Path, named: Path | None) -> list[Path]:
 
 
 def shards(index_path: Path) -> list[Path]:
-    """The shard files an index names, in order of first mention; each must be a file in the index's folder."""
-    index = read_json(index_path, "shard index")
+    """The shard files an index names, in order of first mention; each must be a file in the index's folder
+    (whether it is the folder's own is read_folder's check, as for every weights file)."""
+    index = read_json(own_file(index_path, index_path.parent), "shard index")
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, Mapping) or not weight_map:
         raise FolderError("a shard index maps tensor names to shard files under \"weight_map\"; it has none",
@@ -147,7 +149,7 @@ def shards(index_path: Path) -> list[Path]:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise FolderError(f"shard {missing[0]} is missing{more}: the index names {len(names)} shards", index_path)
-    return [own_file(index_path.parent / name, index_path.parent) for name in names]
+    return [index_path.parent / name for name in names]
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -182,10 +184,11 @@ class _Refused(FolderError):
 def read_tokenizer(folder: Path) -> tuple[TextTokenizer | None, str | None]:
     """(the folder's tokenizer, None), or (None, why there is none): tokenizer.json, a WordPiece
     vocab.txt, or a byte-level BPE vocab.json with merges.txt."""
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    present = [name for name in (*TOKENIZER_FILES, MERGES) if (folder / name).is_file()]
+    if not set(present) & set(TOKENIZER_FILES):
         return None, f"no tokenizer file ({', '.join(TOKENIZER_FILES)}) in {folder}"
-    for name in TOKENIZER_FILES:
-        reason = escape_reason(folder / name, folder) if (folder / name).is_file() else None
+    for name in present:  # every file the tokenizer may read must be the folder's own
+        reason = escape_reason(folder / name, folder)
         if reason is not None:
             return None, f"{name} {reason}"
     try:

@@ -115,14 +115,30 @@ def test_a_shard_index_naming_more_shards_than_the_limit_is_refused(bert, tmp_pa
     assert "more than the limit of 2 shards" in _import_refused(tmp_path / "folder", tmp_path, capsys)
 
 
-@pytest.mark.parametrize("linked", ["a shard", "config.json"])
-def test_a_file_that_links_outside_the_folder_is_refused(bert, tmp_path, capsys, linked):
+@pytest.mark.parametrize("name", ["model-00001-of-00001.safetensors", "config.json", "model.safetensors.index.json"],
+                         ids=["a shard", "config.json", "the shard index"])
+def test_a_file_that_links_outside_the_folder_is_refused(bert, tmp_path, capsys, name):
     folder = tmp_path / "folder"
     _sharded(bert, folder, ["model-00001-of-00001.safetensors"])
-    name = "model-00001-of-00001.safetensors" if linked == "a shard" else "config.json"
     outside = tmp_path / "elsewhere" / name
     outside.parent.mkdir()
     (folder / name).rename(outside)
     (folder / name).symlink_to(outside)
     err = _import_refused(folder, tmp_path, capsys)
     assert "leads outside the folder" in err and name in err, err
+
+
+@pytest.mark.parametrize("name", ["vocab.json", "merges.txt"])
+def test_a_tokenizer_file_that_links_outside_the_folder_gives_no_tokenizer(tmp_path, name):
+    from effstudio.pretrained.hf_folder import read_tokenizer
+
+    folder, outside = tmp_path / "folder", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({"a": 0, "b": 1, "ab": 2}))
+    (folder / "merges.txt").write_text("#version: 0.2\na b\n")
+    (folder / name).rename(outside / name)
+    (folder / name).symlink_to(outside / name)
+    tokenizer, problem = read_tokenizer(folder)
+    assert tokenizer is None
+    assert problem.startswith(name) and "leads outside the folder" in problem, problem
