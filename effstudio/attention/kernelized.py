@@ -187,7 +187,7 @@ KEEP_SHARE = 0.25  # and at most this share of the memory available now
 
 
 def keeps_features(heads: int, nq: int, nk: int, width: int) -> bool:
-    """Whether bidirectional attention computes every head at once and keeps its features:
+    """Whether bidirectional attention takes the whole-sequence path and keeps its features:
     (Nq + Nk) x F per head, float32, twice over for the backward pass's working space."""
     needed = 2 * heads * (nq + nk) * width * 4
     return needed <= min(KEEP_LIMIT_BYTES, KEEP_SHARE * psutil.virtual_memory().available)

@@ -51,12 +51,6 @@ def fits(x: Padded, stride: int, span: int, causal: bool) -> bool:
     return band.fits(x, band_block(stride, span), x.padded_length // stride, causal)
 
 
-def _runs(nb: int, stride: int) -> list[tuple[int, int]]:
-    """Residue blocks in runs of about band.CHUNK_QUERIES queries: each run's working tensors stay small."""
-    step = max(1, band.CHUNK_QUERIES // stride)
-    return [(start, min(nb, start + step)) for start in range(0, nb, step)]
-
-
 def _by_residue(t: torch.Tensor, stride: int) -> torch.Tensor:
     """(B, H, Np, D) -> (B, H, s, nb, D): row (r, a) is token a*s + r; a view."""
     b, h, n, d = t.shape
@@ -124,7 +118,7 @@ class StridedAttention(torch.autograd.Function):
         queries = q.view(b, h, n // block, block, d)
         out = q.new_empty(b, h, n // block, block, d)
         kept = []
-        for first, last in _runs(nb, s):  # residue blocks first..last-1 are band blocks start..stop-1
+        for first, last in band._chunks(nb, s):  # residue blocks first..last-1 are band blocks start..stop-1
             start, stop, rows_of = first * per, last * per, (b, h, last - first, s)
             candidates = band._side_by_side(k, block, causal, None, start, stop)  # (B, H, c, K, D)
             scores = queries[:, :, start:stop] @ candidates.transpose(-1, -2)  # (B, H, c, b, K)
@@ -168,7 +162,7 @@ class StridedAttention(torch.autograd.Function):
         # the band, run by run
         queries, dout = q.view(b, h, n // block, block, d), grad_out.view(b, h, n // block, block, d)
         band_delta = delta.view(b, h, n // block, block)
-        for (first, last), probs in zip(_runs(nb, s), kept, strict=True):
+        for (first, last), probs in zip(band._chunks(nb, s), kept, strict=True):
             start, stop = first * per, last * per
             dout_run = dout[:, :, start:stop]  # (B, H, c, b, D)
             band._fold_into(grad_v, probs.transpose(-1, -2) @ dout_run, block, causal, None, start)

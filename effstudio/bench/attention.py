@@ -347,10 +347,11 @@ def run_attention_bench(
     started = time.perf_counter()
     rows: list[BenchRowEvent] = []
     exhausted_at: dict[str, str] = {}  # kind -> why longer lengths are not tried
-    total, status = len(settings.kinds) * len(settings.lengths), "finished"
+    order, status = case_order(settings), "finished"
+    total = len(order)
     yield LogEvent("info", f"{total} cases on {settings.device}: {', '.join(settings.kinds)} at lengths "
                            f"{', '.join(map(str, settings.lengths))}")
-    for kind, length in case_order(settings):
+    for kind, length in order:
         control.wait_while_paused()
         if control.stop_requested:
             status = "stopped"

@@ -78,7 +78,7 @@ def measure(kind: str, length: int, *, batch: int, heads: int, head_dim: int, ba
         peak_mb = memory.peak_mb()  # of one call: later calls add only the allocator's fragmentation
         while time.perf_counter() < warm_until:
             run(q, k, v)
-        while len(times) < repeats or (sum(times) < MIN_TIMED_S and len(times) < max(MAX_CALLS, repeats)):
+        while len(times) < repeats or (sum(times) < MIN_TIMED_S and len(times) < MAX_CALLS):
             start = time.perf_counter()
             run(q, k, v)
             times.append(time.perf_counter() - start)

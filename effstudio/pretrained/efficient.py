@@ -36,13 +36,12 @@ from torch import nn
 from effstudio.atomic_file import write_text_atomic
 from effstudio.attention.base import Attention, AttentionSpec
 from effstudio.attention.sparse import resolved_stride
-from effstudio.bounded_parse import loads_json
 from effstudio.config import ConfigError, fields_of
 from effstudio.engine.run_config import RunConfig
 from effstudio.models.lengthen import extend_positions, learned_position_tables
 from effstudio.models.transformer import build_attention
-from effstudio.paths import PathError, data_dir, open_regular_file
-from effstudio.read_limits import MAX_JSON_BYTES
+from effstudio.paths import data_dir
+from effstudio.pretrained.hf_folder import read_json
 from effstudio.registry import UnknownEntryError, get_registry
 
 MB = 1024 * 1024
@@ -213,16 +212,11 @@ def record_attention_report(report: dict[str, Any]) -> None:
 
 def measured_curves(path: Path | None = None) -> dict[str, Any] | None:
     """The recorded attention benchmark report, or None when there is none (or it cannot be read)."""
-    path = path or measured_curves_path()
     try:
-        with open_regular_file(path, what="benchmark report") as handle:  # no pipe or device, a bounded read
-            data = handle.read(MAX_JSON_BYTES + 1)
-        if len(data) > MAX_JSON_BYTES:
-            return None
-        report = loads_json(data, source=path, field="report", max_bytes=MAX_JSON_BYTES)
-    except (OSError, ValueError, ConfigError, PathError):
+        report = read_json(path or measured_curves_path(), "benchmark report")  # a regular file, a bounded read
+    except ConfigError:
         return None
-    return report if isinstance(report, dict) and isinstance(report.get("rows"), list) else None
+    return report if isinstance(report.get("rows"), list) else None
 
 
 def attention_memory_estimate(config: RunConfig, attention: str, length: int) -> float | None:

@@ -401,7 +401,7 @@ class DataPanel(JobHost, Panel):
         self.progress.show()
 
     def _show_preview(self, preview: DataProgress | Preview | TableHeader | TextPreview) -> None:
-        if self._preview_stale:  # of settings (or a task) changed since: the next preview shows theirs
+        if self._preview_stale:  # the settings (or the task) changed since: the next preview shows theirs
             return
         if isinstance(preview, DataProgress):
             self.data_progress.emit(preview.what, preview.done, preview.total)
